@@ -1,0 +1,98 @@
+# crucible-c: replicated, encrypted network block store.
+#   make            build crucible.so and crucible-downstairs
+#   make check      build and run every test (last line: N passed, N failed)
+#   make run        start a local volume: three downstairs + nbdkit
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make SANITIZE=1 check   the same under ASan+UBSan
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+PKGS     := nbdkit libcrypto libuv sqlite3 libxxhash
+
+B        := build
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fPIC -pthread \
+            -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+PLUGIN_SRC := $(wildcard plugin/*.c)
+DS_SRC     := $(wildcard downstairs/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(B)/%.o)
+DS_OBJ     := $(DS_SRC:%.c=$(B)/%.o)
+DS_LIB_OBJ := $(filter-out $(B)/downstairs/main.o,$(DS_OBJ))
+UP_LIB_OBJ := $(filter-out $(B)/plugin/crucible.o,$(PLUGIN_OBJ))
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
+
+.PHONY: all deps check unit run install clean bench bench-smoke
+all: $(B)/.deps crucible.so crucible-downstairs
+
+# Install missing Debian packages (as root) or print the apt-get line.
+$(B)/.deps: scripts/deps.sh
+	@mkdir -p $(B)
+	@sh scripts/deps.sh
+	@touch $@
+deps:
+	@sh scripts/deps.sh
+
+# Rebuild everything when the flags change (SANITIZE=1 and back).
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || \
+	  echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS)' > $@
+FORCE:
+
+$(B)/%.o: %.c $(B)/.flags $(B)/.deps
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+crucible.so: $(PLUGIN_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
+
+crucible-downstairs: $(DS_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(DS_LIB_OBJ) $(UP_LIB_OBJ) $(B)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) \
+	  $(DS_LIB_OBJ) $(UP_LIB_OBJ) $(LDLIBS)
+
+$(B)/tools/%: tests/tools/%.c $(COMMON_OBJ) $(B)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LDLIBS) -lnbd
+
+unit: $(UNIT_BIN)
+
+check: all $(UNIT_BIN) $(TOOL_BIN)
+	@SANITIZE=$(SANITIZE) sh tests/run-tests.sh
+
+run: all
+	@bash scripts/run-local.sh
+
+bench: all
+	@bash bench/bench.sh
+bench-smoke: all
+	@bash bench/bench.sh --smoke
+
+PLUGINDIR = $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null || echo $(PREFIX)/lib/nbdkit/plugins)
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR)
+	install -m 755 crucible-downstairs $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 crucible.so $(DESTDIR)$(PLUGINDIR)/nbdkit-crucible-plugin.so
+
+clean:
+	rm -rf $(B) crucible.so crucible-downstairs
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,3 @@
+build/common/geom.o: common/geom.c common/geom.h common/proto.h
+common/geom.h:
+common/proto.h:

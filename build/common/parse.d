@@ -1,0 +1,2 @@
+build/common/parse.o: common/parse.c common/parse.h
+common/parse.h:

@@ -1,0 +1,195 @@
+/* crucible-c: AES-256-GCM per block and the XXH3 integrity hash.
+ *
+ * Each call creates its own EVP_CIPHER_CTX, so a shared struct crypt_key
+ * is safe from any number of threads.  The key lives in one heap block
+ * that is wiped with OPENSSL_cleanse before it is freed.
+ */
+#include "crypt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+#include "proto.h"
+
+struct crypt_key {
+  uint8_t key[CRYPT_KEY_LEN];
+};
+
+/* Fixed plaintext of the key check value. */
+static const uint8_t kcv_plain[32] = "crucible-c key check value v1";
+
+int crypt_key_new(const uint8_t key[CRYPT_KEY_LEN], struct crypt_key **out)
+{
+  struct crypt_key *k = malloc(sizeof *k);
+  if (!k)
+    return -ENOMEM;
+  memcpy(k->key, key, CRYPT_KEY_LEN);
+  /* Keep the key out of swap where we can; failure (RLIMIT_MEMLOCK) is not
+   * fatal, the key is still wiped on free. */
+  (void) mlock(k, sizeof *k);
+  *out = k;
+  return 0;
+}
+
+void crypt_key_free(struct crypt_key *k)
+{
+  if (!k)
+    return;
+  OPENSSL_cleanse(k->key, sizeof k->key);
+  (void) munlock(k, sizeof *k);
+  free(k);
+}
+
+void crypt_wipe(void *p, size_t len)
+{
+  OPENSSL_cleanse(p, len);
+}
+
+int crypt_random(void *buf, size_t len)
+{
+  return RAND_bytes(buf, (int) len) == 1 ? 0 : -EIO;
+}
+
+/* One GCM pass; enc selects the direction.  On decrypt, tag is checked. */
+static int gcm(int enc, const uint8_t *key, const uint8_t *iv,
+               const uint8_t *aad, size_t aad_len, const uint8_t *in,
+               size_t len, uint8_t *out, uint8_t *tag)
+{
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  int ok = 0, n;
+  if (!c)
+    return -ENOMEM;
+  if (len > INT32_MAX || aad_len > INT32_MAX)
+    goto out;
+  if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPT_NONCE_LEN, NULL) !=
+          1 ||
+      EVP_CipherInit_ex(c, NULL, NULL, key, iv, enc) != 1)
+    goto out;
+  if (aad_len && EVP_CipherUpdate(c, NULL, &n, aad, (int) aad_len) != 1)
+    goto out;
+  if (len && EVP_CipherUpdate(c, out, &n, in, (int) len) != 1)
+    goto out;
+  if (!enc &&
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPT_TAG_LEN, tag) != 1)
+    goto out;
+  if (EVP_CipherFinal_ex(c, out + len, &n) != 1)
+    goto out;
+  if (enc &&
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPT_TAG_LEN, tag) != 1)
+    goto out;
+  ok = 1;
+out:
+  EVP_CIPHER_CTX_free(c);
+  if (ok)
+    return 0;
+  if (!enc) {
+    /* Never leave unauthenticated plaintext behind. */
+    OPENSSL_cleanse(out, len);
+    return -EBADMSG;
+  }
+  return -EIO;
+}
+
+int crypt_gcm_encrypt(const uint8_t key[CRYPT_KEY_LEN],
+                      const uint8_t iv[CRYPT_NONCE_LEN], const uint8_t *aad,
+                      size_t aad_len, const uint8_t *in, size_t len,
+                      uint8_t *out, uint8_t tag[CRYPT_TAG_LEN])
+{
+  return gcm(1, key, iv, aad, aad_len, in, len, out, tag);
+}
+
+int crypt_gcm_decrypt(const uint8_t key[CRYPT_KEY_LEN],
+                      const uint8_t iv[CRYPT_NONCE_LEN], const uint8_t *aad,
+                      size_t aad_len, const uint8_t *in, size_t len,
+                      uint8_t *out, const uint8_t tag[CRYPT_TAG_LEN])
+{
+  uint8_t t[CRYPT_TAG_LEN];
+  memcpy(t, tag, sizeof t);
+  return gcm(0, key, iv, aad, aad_len, in, len, out, t);
+}
+
+/* AAD = uuid || LBA || version, little-endian: binds place and age. */
+static void make_aad(uint8_t aad[32], const uint8_t uuid[CRYPT_UUID_LEN],
+                     uint64_t lba, uint64_t version)
+{
+  memcpy(aad, uuid, CRYPT_UUID_LEN);
+  proto_le64(aad + 16, lba);
+  proto_le64(aad + 24, version);
+}
+
+int crypt_block_encrypt(const struct crypt_key *k,
+                        const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
+                        uint64_t version, const uint8_t *plain, size_t len,
+                        uint8_t *cipher, uint8_t nonce[CRYPT_NONCE_LEN],
+                        uint8_t tag[CRYPT_TAG_LEN])
+{
+  uint8_t aad[32];
+  if (crypt_random(nonce, CRYPT_NONCE_LEN) < 0)
+    return -EIO;
+  make_aad(aad, uuid, lba, version);
+  return crypt_gcm_encrypt(k->key, nonce, aad, sizeof aad, plain, len, cipher,
+                           tag);
+}
+
+int crypt_block_decrypt(const struct crypt_key *k,
+                        const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
+                        uint64_t version, const uint8_t *cipher, size_t len,
+                        const uint8_t nonce[CRYPT_NONCE_LEN],
+                        const uint8_t tag[CRYPT_TAG_LEN], uint8_t *plain)
+{
+  uint8_t aad[32];
+  make_aad(aad, uuid, lba, version);
+  return crypt_gcm_decrypt(k->key, nonce, aad, sizeof aad, cipher, len, plain,
+                           tag);
+}
+
+uint64_t crypt_hash_cipher(const uint8_t nonce[CRYPT_NONCE_LEN],
+                           const uint8_t tag[CRYPT_TAG_LEN],
+                           const uint8_t *data, size_t len)
+{
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  XXH3_64bits_update(&st, nonce, CRYPT_NONCE_LEN);
+  XXH3_64bits_update(&st, tag, CRYPT_TAG_LEN);
+  XXH3_64bits_update(&st, data, len);
+  return XXH3_64bits_digest(&st);
+}
+
+uint64_t crypt_hash_plain(const uint8_t *data, size_t len)
+{
+  return XXH3_64bits(data, len);
+}
+
+int crypt_kcv_make(const struct crypt_key *k,
+                   const uint8_t uuid[CRYPT_UUID_LEN],
+                   uint8_t nonce[CRYPT_NONCE_LEN], uint8_t tag[CRYPT_TAG_LEN])
+{
+  uint8_t ct[sizeof kcv_plain];
+  if (crypt_random(nonce, CRYPT_NONCE_LEN) < 0)
+    return -EIO;
+  return crypt_gcm_encrypt(k->key, nonce, uuid, CRYPT_UUID_LEN, kcv_plain,
+                           sizeof kcv_plain, ct, tag);
+}
+
+int crypt_kcv_check(const struct crypt_key *k,
+                    const uint8_t uuid[CRYPT_UUID_LEN],
+                    const uint8_t nonce[CRYPT_NONCE_LEN],
+                    const uint8_t tag[CRYPT_TAG_LEN])
+{
+  uint8_t ct[sizeof kcv_plain], t[CRYPT_TAG_LEN];
+  int r = crypt_gcm_encrypt(k->key, nonce, uuid, CRYPT_UUID_LEN, kcv_plain,
+                            sizeof kcv_plain, ct, t);
+  if (r < 0)
+    return r;
+  return CRYPTO_memcmp(t, tag, CRYPT_TAG_LEN) == 0 ? 0 : -EACCES;
+}

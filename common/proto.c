@@ -1,0 +1,495 @@
+/* crucible-c: wire protocol codec (see proto.h for the frame format).
+ *
+ * Byte layout of every fixed header, offsets from the start of the frame:
+ *
+ *   all       0 u32 length, 4 u16 type, 6 u16 flags (must be 0)
+ *   HELLO     8 u32 version, 12 u8 role, 13 u8 read_only, 14 u8 encrypted,
+ *             15 u8 pad, 16 uuid[16], 32 u64 session, 40 u64 gen,
+ *             48 auth_nonce[32]                                   (80)
+ *   HELLO_OK  8 u32 version, 12 u32 block_size, 16 u64 extent_size,
+ *             24 u32 extent_count, 28 u8 encrypted, 29 u8 has_kcv,
+ *             30 u16 pad, 32 uuid[16], 48 u64 highest_gen,
+ *             56 kcv nonce[12], 68 kcv tag[16], 84 auth_nonce[32],
+ *             116 u32 pad                                         (120)
+ *   ERROR     8 i32 err, 12 u32 pad, 16 u64 job_id, 24 text     (24 + text)
+ *   EXTENT_STATES 8 u32 count, 12 u32 pad, 16 count * {u64 gen,
+ *             u64 flush, u8 dirty, 7 pad}                       (16 + 24n)
+ *   ACTIVATE  8 u64 gen, 16 u8 set_kcv, 17 pad[3], 20 nonce[12],
+ *             32 tag[16]                                          (48)
+ *   ACTIVATE_OK, NO_LONGER_ACTIVE  8 u64 gen                      (16)
+ *   WRITE, READ, TRIM  8 u64 job_id, 16 u64 lba, 24 u32 n, 28 u32 pad (32)
+ *             WRITE continues with n contexts, then n blocks
+ *   FLUSH     8 u64 job_id, 16 u64 flush_no, 24 u64 gen            (32)
+ *   JOB_DONE  8 u64 job_id, 16 i32 err, 20 u32 pad                 (24)
+ *   READ_DONE 8 u64 job_id, 16 i32 err, 20 u32 n; n contexts, n blocks
+ *   PING/PONG 8 u64 value                                          (16)
+ *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
+ *             44 u32 flags                                        (48)
+ *
+ * Every pad byte must be zero and every boolean 0 or 1: a strict decoder
+ * leaves no room for two peers to disagree about what a frame meant.
+ */
+#include "proto.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "geom.h"
+
+int64_t proto_frame_len(const uint8_t *buf, size_t avail)
+{
+  if (avail < 4)
+    return 0;
+  uint32_t len = proto_rd32(buf);
+  if (len < PROTO_FRAME_HDR_LEN || len > PROTO_MAX_FRAME)
+    return -EPROTO;
+  return len;
+}
+
+const char *proto_type_name(unsigned type)
+{
+  switch (type) {
+  case PROTO_T_HELLO: return "HELLO";
+  case PROTO_T_HELLO_OK: return "HELLO_OK";
+  case PROTO_T_ERROR: return "ERROR";
+  case PROTO_T_EXTENT_STATES_REQ: return "EXTENT_STATES_REQ";
+  case PROTO_T_EXTENT_STATES: return "EXTENT_STATES";
+  case PROTO_T_ACTIVATE: return "ACTIVATE";
+  case PROTO_T_ACTIVATE_OK: return "ACTIVATE_OK";
+  case PROTO_T_NO_LONGER_ACTIVE: return "NO_LONGER_ACTIVE";
+  case PROTO_T_WRITE: return "WRITE";
+  case PROTO_T_READ: return "READ";
+  case PROTO_T_FLUSH: return "FLUSH";
+  case PROTO_T_TRIM: return "TRIM";
+  case PROTO_T_JOB_DONE: return "JOB_DONE";
+  case PROTO_T_READ_DONE: return "READ_DONE";
+  case PROTO_T_PING: return "PING";
+  case PROTO_T_PONG: return "PONG";
+  default: return "?";
+  }
+}
+
+/* Write the common frame header. */
+static size_t put_hdr(uint8_t *buf, uint32_t len, uint16_t type)
+{
+  proto_le32(buf, len);
+  proto_le16(buf + 4, type);
+  proto_le16(buf + 6, 0);
+  return PROTO_FRAME_HDR_LEN;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (p[i])
+      return 0;
+  return 1;
+}
+
+static int is_bool(uint8_t v)
+{
+  return v <= 1;
+}
+
+size_t proto_put_hello(uint8_t *buf, const struct proto_hello *h)
+{
+  memset(buf, 0, PROTO_HELLO_LEN);
+  put_hdr(buf, PROTO_HELLO_LEN, PROTO_T_HELLO);
+  proto_le32(buf + 8, h->version);
+  buf[12] = h->role;
+  buf[13] = h->read_only;
+  buf[14] = h->encrypted;
+  memcpy(buf + 16, h->uuid, PROTO_UUID_LEN);
+  proto_le64(buf + 32, h->session_id);
+  proto_le64(buf + 40, h->gen);
+  memcpy(buf + 48, h->auth_nonce, PROTO_AUTH_NONCE_LEN);
+  return PROTO_HELLO_LEN;
+}
+
+size_t proto_put_hello_ok(uint8_t *buf, const struct proto_hello_ok *h)
+{
+  memset(buf, 0, PROTO_HELLO_OK_LEN);
+  put_hdr(buf, PROTO_HELLO_OK_LEN, PROTO_T_HELLO_OK);
+  proto_le32(buf + 8, h->version);
+  proto_le32(buf + 12, h->region.block_size);
+  proto_le64(buf + 16, h->region.extent_size);
+  proto_le32(buf + 24, h->region.extent_count);
+  buf[28] = h->region.encrypted;
+  buf[29] = h->has_kcv;
+  memcpy(buf + 32, h->region.uuid, PROTO_UUID_LEN);
+  proto_le64(buf + 48, h->highest_gen);
+  memcpy(buf + 56, h->kcv.nonce, PROTO_NONCE_LEN);
+  memcpy(buf + 68, h->kcv.tag, PROTO_TAG_LEN);
+  memcpy(buf + 84, h->auth_nonce, PROTO_AUTH_NONCE_LEN);
+  return PROTO_HELLO_OK_LEN;
+}
+
+size_t proto_put_error(uint8_t *buf, int32_t err, uint64_t job_id,
+                       const char *text)
+{
+  size_t tl = text ? strnlen(text, PROTO_MAX_MSG) : 0;
+  size_t len = PROTO_ERROR_HDR_LEN + tl;
+  put_hdr(buf, (uint32_t) len, PROTO_T_ERROR);
+  proto_le32(buf + 8, (uint32_t) err);
+  proto_le32(buf + 12, 0);
+  proto_le64(buf + 16, job_id);
+  if (tl)
+    memcpy(buf + PROTO_ERROR_HDR_LEN, text, tl);
+  return len;
+}
+
+size_t proto_put_extent_states_req(uint8_t *buf)
+{
+  return put_hdr(buf, PROTO_EXTENT_STATES_REQ_LEN, PROTO_T_EXTENT_STATES_REQ);
+}
+
+size_t proto_put_extent_states_hdr(uint8_t *buf, uint32_t count)
+{
+  uint64_t len =
+      PROTO_EXTENT_STATES_HDR_LEN + (uint64_t) count * PROTO_EXTENT_STATE_LEN;
+  put_hdr(buf, (uint32_t) len, PROTO_T_EXTENT_STATES);
+  proto_le32(buf + 8, count);
+  proto_le32(buf + 12, 0);
+  return PROTO_EXTENT_STATES_HDR_LEN;
+}
+
+size_t proto_put_activate(uint8_t *buf, const struct proto_activate *a)
+{
+  memset(buf, 0, PROTO_ACTIVATE_LEN);
+  put_hdr(buf, PROTO_ACTIVATE_LEN, PROTO_T_ACTIVATE);
+  proto_le64(buf + 8, a->gen);
+  buf[16] = a->set_kcv;
+  memcpy(buf + 20, a->kcv.nonce, PROTO_NONCE_LEN);
+  memcpy(buf + 32, a->kcv.tag, PROTO_TAG_LEN);
+  return PROTO_ACTIVATE_LEN;
+}
+
+/* ACTIVATE_OK, NO_LONGER_ACTIVE, PING and PONG share one shape. */
+static size_t put_u64_frame(uint8_t *buf, uint16_t type, uint64_t v)
+{
+  put_hdr(buf, PROTO_FRAME_HDR_LEN + 8, type);
+  proto_le64(buf + 8, v);
+  return PROTO_FRAME_HDR_LEN + 8;
+}
+
+size_t proto_put_activate_ok(uint8_t *buf, uint64_t gen)
+{
+  return put_u64_frame(buf, PROTO_T_ACTIVATE_OK, gen);
+}
+
+size_t proto_put_no_longer_active(uint8_t *buf, uint64_t gen)
+{
+  return put_u64_frame(buf, PROTO_T_NO_LONGER_ACTIVE, gen);
+}
+
+size_t proto_put_ping(uint8_t *buf, uint16_t type, uint64_t v)
+{
+  return put_u64_frame(buf, type, v);
+}
+
+/* WRITE, READ and TRIM headers. */
+static size_t put_io(uint8_t *buf, uint16_t type, uint64_t len,
+                     uint64_t job_id, uint64_t lba, uint32_t n)
+{
+  put_hdr(buf, (uint32_t) len, type);
+  proto_le64(buf + 8, job_id);
+  proto_le64(buf + 16, lba);
+  proto_le32(buf + 24, n);
+  proto_le32(buf + 28, 0);
+  return PROTO_IO_HDR_LEN;
+}
+
+size_t proto_put_write_hdr(uint8_t *buf, uint64_t job_id, uint64_t lba,
+                           uint32_t n, uint32_t block_size)
+{
+  uint64_t len = PROTO_IO_HDR_LEN + (uint64_t) n * (PROTO_CTX_LEN + block_size);
+  return put_io(buf, PROTO_T_WRITE, len, job_id, lba, n);
+}
+
+size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n)
+{
+  return put_io(buf, PROTO_T_READ, PROTO_IO_HDR_LEN, job_id, lba, n);
+}
+
+size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n)
+{
+  return put_io(buf, PROTO_T_TRIM, PROTO_IO_HDR_LEN, job_id, lba, n);
+}
+
+size_t proto_put_flush(uint8_t *buf, const struct proto_flush *f)
+{
+  put_hdr(buf, PROTO_FLUSH_LEN, PROTO_T_FLUSH);
+  proto_le64(buf + 8, f->job_id);
+  proto_le64(buf + 16, f->flush_no);
+  proto_le64(buf + 24, f->gen);
+  return PROTO_FLUSH_LEN;
+}
+
+size_t proto_put_job_done(uint8_t *buf, uint64_t job_id, int32_t err)
+{
+  put_hdr(buf, PROTO_JOB_DONE_LEN, PROTO_T_JOB_DONE);
+  proto_le64(buf + 8, job_id);
+  proto_le32(buf + 16, (uint32_t) err);
+  proto_le32(buf + 20, 0);
+  return PROTO_JOB_DONE_LEN;
+}
+
+size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
+                               uint32_t n, uint32_t block_size)
+{
+  uint64_t len =
+      PROTO_READ_DONE_HDR_LEN + (uint64_t) n * (PROTO_CTX_LEN + block_size);
+  put_hdr(buf, (uint32_t) len, PROTO_T_READ_DONE);
+  proto_le64(buf + 8, job_id);
+  proto_le32(buf + 16, (uint32_t) err);
+  proto_le32(buf + 20, n);
+  return PROTO_READ_DONE_HDR_LEN;
+}
+
+void proto_ctx_put(uint8_t *p, const struct proto_ctx *c)
+{
+  proto_le64(p, c->version);
+  proto_le64(p + 8, c->hash);
+  memcpy(p + 16, c->nonce, PROTO_NONCE_LEN);
+  memcpy(p + 28, c->tag, PROTO_TAG_LEN);
+  proto_le32(p + 44, c->flags);
+}
+
+void proto_ctx_get(const uint8_t *p, struct proto_ctx *c)
+{
+  c->version = proto_rd64(p);
+  c->hash = proto_rd64(p + 8);
+  memcpy(c->nonce, p + 16, PROTO_NONCE_LEN);
+  memcpy(c->tag, p + 28, PROTO_TAG_LEN);
+  c->flags = proto_rd32(p + 44);
+}
+
+void proto_extent_state_put(uint8_t *p, const struct proto_extent_state *s)
+{
+  proto_le64(p, s->gen);
+  proto_le64(p + 8, s->flush);
+  memset(p + 16, 0, 8);
+  p[16] = s->dirty;
+}
+
+void proto_extent_state_get(const uint8_t *p, struct proto_extent_state *s)
+{
+  s->gen = proto_rd64(p);
+  s->flush = proto_rd64(p + 8);
+  s->dirty = p[16];
+}
+
+/* ---- decoding ---- */
+
+static int dec_hello(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_hello *h = &m->u.hello;
+  if (len != PROTO_HELLO_LEN)
+    return -EPROTO;
+  h->version = proto_rd32(b + 8);
+  h->role = b[12];
+  h->read_only = b[13];
+  h->encrypted = b[14];
+  if (b[15] || !is_bool(h->read_only) || !is_bool(h->encrypted) ||
+      (h->role != PROTO_ROLE_UPSTAIRS && h->role != PROTO_ROLE_REPAIR_PEER))
+    return -EPROTO;
+  memcpy(h->uuid, b + 16, PROTO_UUID_LEN);
+  h->session_id = proto_rd64(b + 32);
+  h->gen = proto_rd64(b + 40);
+  memcpy(h->auth_nonce, b + 48, PROTO_AUTH_NONCE_LEN);
+  return 0;
+}
+
+static int dec_hello_ok(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_hello_ok *h = &m->u.hello_ok;
+  if (len != PROTO_HELLO_OK_LEN)
+    return -EPROTO;
+  h->version = proto_rd32(b + 8);
+  h->region.block_size = proto_rd32(b + 12);
+  h->region.extent_size = proto_rd64(b + 16);
+  h->region.extent_count = proto_rd32(b + 24);
+  h->region.encrypted = b[28];
+  h->has_kcv = b[29];
+  if (!is_bool(h->region.encrypted) || !is_bool(h->has_kcv) ||
+      proto_rd16(b + 30) || proto_rd32(b + 116) ||
+      geom_check(&h->region) < 0)
+    return -EPROTO;
+  memcpy(h->region.uuid, b + 32, PROTO_UUID_LEN);
+  h->highest_gen = proto_rd64(b + 48);
+  memcpy(h->kcv.nonce, b + 56, PROTO_NONCE_LEN);
+  memcpy(h->kcv.tag, b + 68, PROTO_TAG_LEN);
+  memcpy(h->auth_nonce, b + 84, PROTO_AUTH_NONCE_LEN);
+  return 0;
+}
+
+static int dec_error(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_error *e = &m->u.error;
+  if (len < PROTO_ERROR_HDR_LEN || len > PROTO_ERROR_HDR_LEN + PROTO_MAX_MSG)
+    return -EPROTO;
+  e->err = (int32_t) proto_rd32(b + 8);
+  if (e->err <= 0 || proto_rd32(b + 12))
+    return -EPROTO;
+  e->job_id = proto_rd64(b + 16);
+  size_t tl = len - PROTO_ERROR_HDR_LEN;
+  /* The text ends up in logs: keep it printable and on one line. */
+  for (size_t i = 0; i < tl; i++) {
+    uint8_t c = b[PROTO_ERROR_HDR_LEN + i];
+    e->text[i] = (c >= 0x20 && c < 0x7f) ? (char) c : '?';
+  }
+  e->text[tl] = '\0';
+  return 0;
+}
+
+static int dec_extent_states(const uint8_t *b, size_t len,
+                             struct proto_msg *m)
+{
+  if (len < PROTO_EXTENT_STATES_HDR_LEN)
+    return -EPROTO;
+  uint32_t count = proto_rd32(b + 8);
+  if (count == 0 || count > PROTO_MAX_EXTENTS || proto_rd32(b + 12) ||
+      len != PROTO_EXTENT_STATES_HDR_LEN +
+                 (uint64_t) count * PROTO_EXTENT_STATE_LEN)
+    return -EPROTO;
+  const uint8_t *s = b + PROTO_EXTENT_STATES_HDR_LEN;
+  for (uint32_t i = 0; i < count; i++, s += PROTO_EXTENT_STATE_LEN)
+    if (!is_bool(s[16]) || !all_zero(s + 17, 7))
+      return -EPROTO;
+  m->u.extent_states.count = count;
+  m->u.extent_states.states = b + PROTO_EXTENT_STATES_HDR_LEN;
+  return 0;
+}
+
+static int dec_activate(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_activate *a = &m->u.activate;
+  if (len != PROTO_ACTIVATE_LEN)
+    return -EPROTO;
+  a->gen = proto_rd64(b + 8);
+  a->set_kcv = b[16];
+  if (!is_bool(a->set_kcv) || !all_zero(b + 17, 3))
+    return -EPROTO;
+  memcpy(a->kcv.nonce, b + 20, PROTO_NONCE_LEN);
+  memcpy(a->kcv.tag, b + 32, PROTO_TAG_LEN);
+  return 0;
+}
+
+/* n contexts at p must carry only known flag bits (and PRESENT if
+ * require_present). */
+static int check_ctxs(const uint8_t *p, uint32_t n, int require_present)
+{
+  for (uint32_t i = 0; i < n; i++, p += PROTO_CTX_LEN) {
+    uint32_t f = proto_rd32(p + 44);
+    if (f & ~PROTO_CTX_PRESENT)
+      return -EPROTO;
+    if (require_present && !(f & PROTO_CTX_PRESENT))
+      return -EPROTO;
+  }
+  return 0;
+}
+
+static int dec_io(const uint8_t *b, size_t len, uint16_t type,
+                  uint32_t block_size, struct proto_msg *m)
+{
+  struct proto_io *io = &m->u.io;
+  if (len < PROTO_IO_HDR_LEN)
+    return -EPROTO;
+  io->job_id = proto_rd64(b + 8);
+  io->lba = proto_rd64(b + 16);
+  io->n = proto_rd32(b + 24);
+  io->ctxs = io->data = NULL;
+  if (proto_rd32(b + 28) || io->n == 0 || io->n > PROTO_MAX_JOB_BLOCKS ||
+      io->lba > UINT64_MAX - io->n)
+    return -EPROTO;
+  if (block_size && (uint64_t) io->n * block_size > PROTO_MAX_JOB_BYTES)
+    return -EPROTO;
+  if (type != PROTO_T_WRITE)
+    return len == PROTO_IO_HDR_LEN ? 0 : -EPROTO;
+  if (block_size == 0 ||
+      len != PROTO_IO_HDR_LEN + (uint64_t) io->n * (PROTO_CTX_LEN + block_size))
+    return -EPROTO;
+  io->ctxs = b + PROTO_IO_HDR_LEN;
+  io->data = io->ctxs + (size_t) io->n * PROTO_CTX_LEN;
+  return check_ctxs(io->ctxs, io->n, 1);
+}
+
+static int dec_read_done(const uint8_t *b, size_t len, uint32_t block_size,
+                         struct proto_msg *m)
+{
+  struct proto_read_done *r = &m->u.read_done;
+  if (len < PROTO_READ_DONE_HDR_LEN)
+    return -EPROTO;
+  r->job_id = proto_rd64(b + 8);
+  r->err = (int32_t) proto_rd32(b + 16);
+  r->n = proto_rd32(b + 20);
+  r->ctxs = r->data = NULL;
+  if (r->err < 0)
+    return -EPROTO;
+  if (r->err)
+    return (r->n == 0 && len == PROTO_READ_DONE_HDR_LEN) ? 0 : -EPROTO;
+  if (r->n == 0 || r->n > PROTO_MAX_JOB_BLOCKS || block_size == 0 ||
+      (uint64_t) r->n * block_size > PROTO_MAX_JOB_BYTES ||
+      len != PROTO_READ_DONE_HDR_LEN +
+                 (uint64_t) r->n * (PROTO_CTX_LEN + block_size))
+    return -EPROTO;
+  r->ctxs = b + PROTO_READ_DONE_HDR_LEN;
+  r->data = r->ctxs + (size_t) r->n * PROTO_CTX_LEN;
+  return check_ctxs(r->ctxs, r->n, 0);
+}
+
+static int dec_u64(const uint8_t *b, size_t len, uint64_t *v)
+{
+  if (len != PROTO_FRAME_HDR_LEN + 8)
+    return -EPROTO;
+  *v = proto_rd64(b + 8);
+  return 0;
+}
+
+int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
+                 struct proto_msg *m)
+{
+  memset(m, 0, sizeof *m);
+  if (len < PROTO_FRAME_HDR_LEN || len > PROTO_MAX_FRAME)
+    return len > PROTO_MAX_FRAME ? -EMSGSIZE : -EPROTO;
+  if (proto_rd32(b) != len)
+    return -EPROTO;
+  m->type = proto_rd16(b + 4);
+  m->flags = proto_rd16(b + 6);
+  if (m->flags)
+    return -EPROTO;
+  switch (m->type) {
+  case PROTO_T_HELLO: return dec_hello(b, len, m);
+  case PROTO_T_HELLO_OK: return dec_hello_ok(b, len, m);
+  case PROTO_T_ERROR: return dec_error(b, len, m);
+  case PROTO_T_EXTENT_STATES_REQ:
+    return len == PROTO_EXTENT_STATES_REQ_LEN ? 0 : -EPROTO;
+  case PROTO_T_EXTENT_STATES: return dec_extent_states(b, len, m);
+  case PROTO_T_ACTIVATE: return dec_activate(b, len, m);
+  case PROTO_T_ACTIVATE_OK:
+  case PROTO_T_NO_LONGER_ACTIVE:
+    if (dec_u64(b, len, &m->u.gen) < 0 || m->u.gen == 0)
+      return -EPROTO;
+    return 0;
+  case PROTO_T_WRITE:
+  case PROTO_T_READ:
+  case PROTO_T_TRIM: return dec_io(b, len, m->type, block_size, m);
+  case PROTO_T_FLUSH:
+    if (len != PROTO_FLUSH_LEN)
+      return -EPROTO;
+    m->u.flush.job_id = proto_rd64(b + 8);
+    m->u.flush.flush_no = proto_rd64(b + 16);
+    m->u.flush.gen = proto_rd64(b + 24);
+    return 0;
+  case PROTO_T_JOB_DONE:
+    if (len != PROTO_JOB_DONE_LEN || proto_rd32(b + 20))
+      return -EPROTO;
+    m->u.job_done.job_id = proto_rd64(b + 8);
+    m->u.job_done.err = (int32_t) proto_rd32(b + 16);
+    return m->u.job_done.err < 0 ? -EPROTO : 0;
+  case PROTO_T_READ_DONE: return dec_read_done(b, len, block_size, m);
+  case PROTO_T_PING:
+  case PROTO_T_PONG: return dec_u64(b, len, &m->u.ping);
+  default: return -ENOTSUP;
+  }
+}

@@ -1,0 +1,281 @@
+/* crucible-c: wire protocol between upstairs and downstairs.
+ *
+ * Every message is one frame:
+ *
+ *   u32 length   whole frame, header included, little-endian
+ *   u16 type     PROTO_T_*
+ *   u16 flags    0 for now; receivers reject unknown bits
+ *   fixed header for the type (sizes PROTO_*_LEN below)
+ *   bulk data    block contexts and/or block data, sizes derived from
+ *                fixed-header fields and checked against `length`
+ *
+ * Encoders write into a caller-provided buffer and never allocate.
+ * proto_decode() is strict: it checks the length against the type's exact
+ * size (or the size implied by its counts), rejects unknown types, flags
+ * and out-of-range fields, and never reads past `len`.  Decoded bulk
+ * fields are pointers into the caller's frame buffer (zero copy): the
+ * struct proto_msg is valid only while that buffer is.
+ *
+ * Users: plugin/client.c (upstairs side), downstairs/server.c, the tests
+ * and the fuzzers.  No libuv, no nbdkit.
+ */
+#ifndef CRUCIBLE_PROTO_H
+#define CRUCIBLE_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION 1
+
+/* Hard cap on a frame: bounds every allocation a peer can cause. */
+#define PROTO_MAX_FRAME (64u * 1024 * 1024)
+/* Largest IO job: 4 MiB of data (plus contexts) fits well under the cap. */
+#define PROTO_MAX_JOB_BYTES (4u * 1024 * 1024)
+/* Most blocks one IO job may name (with 512-byte blocks). */
+#define PROTO_MAX_JOB_BLOCKS (PROTO_MAX_JOB_BYTES / 512)
+#define PROTO_MAX_EXTENTS (1u << 24)
+#define PROTO_MAX_MSG 1024 /* error text */
+
+#define PROTO_FRAME_HDR_LEN 8
+
+enum proto_type {
+  PROTO_T_HELLO = 1,
+  PROTO_T_HELLO_OK = 2,
+  PROTO_T_ERROR = 3,         /* handshake/activation refused; text reason */
+  PROTO_T_EXTENT_STATES_REQ = 4,
+  PROTO_T_EXTENT_STATES = 5,
+  PROTO_T_ACTIVATE = 6,
+  PROTO_T_ACTIVATE_OK = 7,
+  PROTO_T_NO_LONGER_ACTIVE = 8,
+  PROTO_T_WRITE = 10,
+  PROTO_T_READ = 11,
+  PROTO_T_FLUSH = 12,
+  PROTO_T_TRIM = 13,
+  PROTO_T_JOB_DONE = 14,     /* answer to WRITE, FLUSH, TRIM */
+  PROTO_T_READ_DONE = 15,    /* answer to READ */
+  PROTO_T_PING = 16,
+  PROTO_T_PONG = 17,
+  /* 20..29 reserved for repair (EXTENT_FLUSH, EXTENT_CLOSE, EXTENT_REPAIR,
+   * EXTENT_REOPEN, file streaming between peers); 30..39 for auth. */
+  PROTO_T_MAX_ = 40
+};
+
+enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
+
+/* Fixed header lengths (frame header included). */
+#define PROTO_HELLO_LEN (PROTO_FRAME_HDR_LEN + 72)
+#define PROTO_HELLO_OK_LEN (PROTO_FRAME_HDR_LEN + 112)
+#define PROTO_ERROR_HDR_LEN (PROTO_FRAME_HDR_LEN + 16) /* + text */
+#define PROTO_EXTENT_STATES_REQ_LEN PROTO_FRAME_HDR_LEN
+#define PROTO_EXTENT_STATES_HDR_LEN (PROTO_FRAME_HDR_LEN + 8) /* + 24*n */
+#define PROTO_EXTENT_STATE_LEN 24
+#define PROTO_ACTIVATE_LEN (PROTO_FRAME_HDR_LEN + 40)
+#define PROTO_ACTIVATE_OK_LEN (PROTO_FRAME_HDR_LEN + 8)
+#define PROTO_NO_LONGER_ACTIVE_LEN (PROTO_FRAME_HDR_LEN + 8)
+#define PROTO_IO_HDR_LEN (PROTO_FRAME_HDR_LEN + 24) /* WRITE, READ, TRIM */
+#define PROTO_FLUSH_LEN (PROTO_FRAME_HDR_LEN + 24)
+#define PROTO_JOB_DONE_LEN (PROTO_FRAME_HDR_LEN + 16)
+#define PROTO_READ_DONE_HDR_LEN (PROTO_FRAME_HDR_LEN + 16)
+#define PROTO_PING_LEN (PROTO_FRAME_HDR_LEN + 8)
+#define PROTO_CTX_LEN 48
+
+#define PROTO_UUID_LEN 16
+#define PROTO_NONCE_LEN 12
+#define PROTO_TAG_LEN 16
+#define PROTO_AUTH_NONCE_LEN 32
+
+/* Per-block context: what the downstairs stores beside each block. */
+#define PROTO_CTX_PRESENT 1u /* block has been written (else: zeroes) */
+struct proto_ctx {
+  uint64_t version;                /* (gen << 32) | seq, authenticated */
+  uint64_t hash;                   /* XXH3-64, see crypt_hash_*() */
+  uint8_t nonce[PROTO_NONCE_LEN];  /* zero on unencrypted regions */
+  uint8_t tag[PROTO_TAG_LEN];      /* zero on unencrypted regions */
+  uint32_t flags;                  /* PROTO_CTX_* */
+};
+
+/* Key check value: a GCM tag over a fixed string, see crypt_kcv_*(). */
+struct proto_kcv {
+  uint8_t nonce[PROTO_NONCE_LEN];
+  uint8_t tag[PROTO_TAG_LEN];
+};
+
+struct proto_extent_state {
+  uint64_t gen;
+  uint64_t flush;
+  uint8_t dirty;
+};
+
+/* Region geometry as the downstairs reports it. */
+struct proto_region {
+  uint32_t block_size;
+  uint32_t extent_count;
+  uint64_t extent_size; /* blocks per extent */
+  uint8_t uuid[PROTO_UUID_LEN];
+  uint8_t encrypted;
+};
+
+struct proto_hello {
+  uint32_t version;
+  uint8_t role, read_only, encrypted;
+  uint8_t uuid[PROTO_UUID_LEN]; /* all zero: "tell me" (first contact) */
+  uint64_t session_id;
+  uint64_t gen;
+  uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* reserved, zero for now */
+};
+
+struct proto_hello_ok {
+  uint32_t version;
+  struct proto_region region;
+  uint8_t has_kcv;
+  struct proto_kcv kcv;
+  uint64_t highest_gen; /* highest generation this region ever accepted */
+  uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* reserved, zero for now */
+};
+
+struct proto_error {
+  int32_t err; /* positive errno */
+  uint64_t job_id;
+  char text[PROTO_MAX_MSG + 1]; /* NUL-terminated on decode */
+};
+
+struct proto_activate {
+  uint64_t gen;
+  uint8_t set_kcv; /* region has none yet: store this one */
+  struct proto_kcv kcv;
+};
+
+/* WRITE, READ, TRIM. */
+struct proto_io {
+  uint64_t job_id;
+  uint64_t lba;
+  uint32_t n;           /* blocks, 1..PROTO_MAX_JOB_BLOCKS */
+  const uint8_t *ctxs;  /* WRITE: n encoded contexts (proto_ctx_get) */
+  const uint8_t *data;  /* WRITE: n * block_size bytes */
+};
+
+struct proto_flush {
+  uint64_t job_id;
+  uint64_t flush_no;
+  uint64_t gen;
+};
+
+struct proto_job_done {
+  uint64_t job_id;
+  int32_t err; /* 0 or positive errno (EIO, ENOSPC, ...) */
+};
+
+struct proto_read_done {
+  uint64_t job_id;
+  int32_t err;
+  uint32_t n;          /* 0 when err != 0 */
+  const uint8_t *ctxs; /* n encoded contexts */
+  const uint8_t *data; /* n * block_size bytes */
+};
+
+struct proto_msg {
+  uint16_t type;
+  uint16_t flags;
+  union {
+    struct proto_hello hello;
+    struct proto_hello_ok hello_ok;
+    struct proto_error error;
+    struct {
+      uint32_t count;
+      const uint8_t *states; /* count * PROTO_EXTENT_STATE_LEN bytes */
+    } extent_states;
+    struct proto_activate activate;
+    uint64_t gen;  /* ACTIVATE_OK, NO_LONGER_ACTIVE */
+    struct proto_io io;
+    struct proto_flush flush;
+    struct proto_job_done job_done;
+    struct proto_read_done read_done;
+    uint64_t ping; /* PING, PONG */
+  } u;
+};
+
+/* Length of the frame starting at buf, from its first 4 bytes.
+ * Returns 0 if fewer than 4 bytes are available, the length if it lies in
+ * [PROTO_FRAME_HDR_LEN, PROTO_MAX_FRAME], else -EPROTO. */
+int64_t proto_frame_len(const uint8_t *buf, size_t avail);
+
+/* Strictly decode one whole frame of exactly len bytes.  block_size is the
+ * negotiated block size, needed to size WRITE and READ_DONE bulk data; 0
+ * before HELLO_OK, which makes those frames invalid.  Returns 0 or
+ * -EPROTO (malformed), -EMSGSIZE (too large), -ENOTSUP (unknown type).
+ * The result points into buf. */
+int proto_decode(const uint8_t *buf, size_t len, uint32_t block_size,
+                 struct proto_msg *msg);
+
+/* Human-readable name of a frame type ("WRITE"), or "?" */
+const char *proto_type_name(unsigned type);
+
+/* Encoders: write a whole frame (or, for bulk frames, its fixed header
+ * with `length` already covering the bulk) into buf, which must hold the
+ * fixed length; return the number of bytes written. */
+size_t proto_put_hello(uint8_t *buf, const struct proto_hello *h);
+size_t proto_put_hello_ok(uint8_t *buf, const struct proto_hello_ok *h);
+/* text is truncated to PROTO_MAX_MSG; buf must hold
+ * PROTO_ERROR_HDR_LEN + PROTO_MAX_MSG bytes. */
+size_t proto_put_error(uint8_t *buf, int32_t err, uint64_t job_id,
+                       const char *text);
+size_t proto_put_extent_states_req(uint8_t *buf);
+/* Fixed header only; follow with count calls to proto_extent_state_put. */
+size_t proto_put_extent_states_hdr(uint8_t *buf, uint32_t count);
+size_t proto_put_activate(uint8_t *buf, const struct proto_activate *a);
+size_t proto_put_activate_ok(uint8_t *buf, uint64_t gen);
+size_t proto_put_no_longer_active(uint8_t *buf, uint64_t gen);
+/* WRITE header; the frame continues with n contexts (proto_ctx_put) and
+ * n * block_size bytes of data. */
+size_t proto_put_write_hdr(uint8_t *buf, uint64_t job_id, uint64_t lba,
+                           uint32_t n, uint32_t block_size);
+size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba,
+                      uint32_t n);
+size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba,
+                      uint32_t n);
+size_t proto_put_flush(uint8_t *buf, const struct proto_flush *f);
+size_t proto_put_job_done(uint8_t *buf, uint64_t job_id, int32_t err);
+/* READ_DONE header; continues with n contexts and n * block_size bytes
+ * (n must be 0 when err != 0). */
+size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
+                               uint32_t n, uint32_t block_size);
+size_t proto_put_ping(uint8_t *buf, uint16_t type /* PING or PONG */,
+                      uint64_t v);
+
+/* Block contexts and extent states in bulk areas. */
+void proto_ctx_put(uint8_t *p, const struct proto_ctx *c);
+void proto_ctx_get(const uint8_t *p, struct proto_ctx *c);
+void proto_extent_state_put(uint8_t *p, const struct proto_extent_state *s);
+void proto_extent_state_get(const uint8_t *p, struct proto_extent_state *s);
+
+/* Little-endian helpers (also used by region and crypto code). */
+static inline void proto_le16(uint8_t *p, uint16_t v)
+{
+  p[0] = (uint8_t) v;
+  p[1] = (uint8_t) (v >> 8);
+}
+static inline void proto_le32(uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+static inline void proto_le64(uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+static inline uint16_t proto_rd16(const uint8_t *p)
+{
+  return (uint16_t) (p[0] | (p[1] << 8));
+}
+static inline uint32_t proto_rd32(const uint8_t *p)
+{
+  return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) |
+         ((uint32_t) p[3] << 24);
+}
+static inline uint64_t proto_rd64(const uint8_t *p)
+{
+  return (uint64_t) proto_rd32(p) | ((uint64_t) proto_rd32(p + 4) << 32);
+}
+
+#endif

@@ -1,0 +1,110 @@
+/* crucible-c downstairs: one extent on disk (private to the downstairs).
+ *
+ * An extent is a data file (extent_size * block_size bytes, sparse) and a
+ * SQLite database beside it (see region.h for the layout and docs/DESIGN.md
+ * for the schema).  This module owns the SQLite handle, the prepared
+ * statements and the write ordering that keeps the crash rule (region.h):
+ *
+ *   write:  dirty=1 + new contexts COMMITTED  ->  then pwrite the data
+ *   trim:   contexts deleted and COMMITTED    ->  then punch the hole
+ *   flush:  fdatasync the data                ->  then delete stale
+ *           contexts and set gen/flush/dirty=0 in one synchronous=FULL txn
+ *   open of a dirty extent: fdatasync, rehash every block holding more
+ *           than one context, keep only the matching one (if one matches)
+ *
+ * Between flushes the extent remembers in memory, per block written, the
+ * on_disk_hash of the last bytes written (struct ext_seen); that is the
+ * context a flush keeps.  Nothing else may delete contexts.
+ *
+ * Locking: the caller (region.c) holds the extent's mutex around every
+ * ext_* call on an open extent; this module has no locks of its own.
+ * Blocks are extent-relative here.  All functions return 0 or -errno.
+ */
+#ifndef CRUCIBLE_EXTENT_H
+#define CRUCIBLE_EXTENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/proto.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+/* Remembered "last bytes written since the last flush", per block: an
+ * open-addressing table (block -> on_disk_hash).  FORGOTTEN entries mark
+ * blocks whose contexts a flush must not touch (trimmed, or a failed
+ * pwrite left the disk contents unknown). */
+enum { EXT_SEEN_EMPTY = 0, EXT_SEEN_LIVE = 1, EXT_SEEN_FORGOTTEN = 2 };
+struct ext_seen_slot {
+  uint32_t block;
+  uint32_t state;
+  uint64_t hash;
+};
+struct ext_seen {
+  struct ext_seen_slot *slots; /* owned; NULL when empty */
+  uint32_t cap;                /* power of two, or 0 */
+  uint32_t used;
+};
+
+struct ext {
+  uint32_t eid;
+  uint32_t block_size;
+  uint64_t extent_size;      /* blocks */
+  int fd;                    /* data file, -1 when closed */
+  struct sqlite3 *db;        /* NULL when closed */
+  struct sqlite3_stmt *st[16]; /* prepared statements, see extent.c */
+  struct ext_seen seen;
+  bool unsynced;             /* data written since the last fdatasync */
+  /* Cached metadata, valid when meta_known (kept across close). */
+  bool meta_known;
+  struct proto_extent_state meta;
+};
+
+/* Open the files of extent e->eid under the region directory dirfd
+ * (e->eid, block_size, extent_size set by the caller).  A dirty extent is
+ * recovered (see the header comment).  -ENOENT if the files are missing,
+ * -EINVAL if they are not an extent of this geometry, -EIO. */
+int ext_open(struct ext *e, int dirfd, const char *dir);
+/* Finalize and close; keeps every context (crash rule) and the cached
+ * metadata.  Safe on a closed extent. */
+void ext_close(struct ext *e);
+
+/* Blocks [blk, blk+n) of the extent.  ctxs/data as in region.h; odh[i] is
+ * crypt_hash_plain of block i's bytes, computed by the caller. */
+int ext_write(struct ext *e, uint64_t blk, uint32_t n,
+              const struct proto_ctx *ctxs, const uint64_t *odh,
+              const uint8_t *data);
+int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
+             uint8_t *data);
+int ext_trim(struct ext *e, uint64_t blk, uint32_t n);
+/* Durable + cleanup + metadata; no-op (0) if the extent is clean. */
+int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen);
+/* Scrub: bad() for every block with contexts none of which matches. */
+int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
+               void *arg, uint64_t *checked);
+
+/* Read (gen, flush, dirty) of extent eid without opening it for IO;
+ * read_only opens the database with SQLITE_OPEN_READONLY (dump). */
+int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
+                  struct proto_extent_state *out);
+
+/* Create the files of extent eid from the seed database image (creation
+ * of a region).  Creates the XX/YYY directories as needed. */
+int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
+               const uint8_t *seed, size_t seed_len);
+/* Create the seed database at path (schema, WAL, metadata rows = 0). */
+int ext_seed_create(const char *path);
+
+/* region.json, shared by region.c and main.c (dump).  Implemented in
+ * region.c. */
+struct region_meta {
+  struct proto_region def;
+  uint64_t highest_gen;
+  bool has_kcv;
+  struct proto_kcv kcv;
+};
+int region_meta_read(int dirfd, struct region_meta *m);
+
+#endif

@@ -1,0 +1,97 @@
+/* crucible-c downstairs: one replica on disk (a region directory).
+ *
+ * Layout (docs/DESIGN.md, "Region on disk"):
+ *   region.json   geometry, uuid, encrypted flag; plus the mutable
+ *                 "highest_gen" and "kcv" (key check value), rewritten
+ *                 atomically (temp file, fsync, rename, fsync dir)
+ *   seed.db       empty extent database, copied to create each extent db
+ *   XX/YYY/ZZZ    extent data, extent_size * block_size bytes, sparse
+ *   XX/YYY/ZZZ.db extent metadata, SQLite in WAL mode
+ *
+ * Crash rule (the invariant this module keeps): after kill -9 at any
+ * instant, every written block's bytes on disk match the on_disk_hash of
+ * at least one of its stored contexts.  It holds because a write commits
+ * the new contexts (keeping the old ones) BEFORE pwrite()ing the data, and
+ * stale contexts are deleted only after an fsync made the newest bytes
+ * durable (flush), or after opening a dirty extent rehashed the disk.
+ *
+ * Threading: region_write/read/trim may be called concurrently from worker
+ * threads; each extent has a mutex, so calls on the same extent serialize.
+ * The caller (server.c) guarantees ORDER: it never runs two jobs that
+ * overlap at the same time, and runs region_flush with no other job in
+ * flight.  Every IO call stays inside one extent (-EINVAL otherwise).
+ *
+ * Open extents are bounded (REGION_MAX_OPEN_EXTENTS, LRU; an extent is
+ * flushed-to-disk-consistent before it is closed) so a 1 TiB region works
+ * within the default RLIMIT_NOFILE.
+ *
+ * All functions return 0 or a negative errno (-EIO, -ENOSPC, -EINVAL...).
+ */
+#ifndef CRUCIBLE_REGION_H
+#define CRUCIBLE_REGION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/proto.h"
+
+#define REGION_MAX_OPEN_EXTENTS 64
+
+struct region;
+
+/* Create a new region in dir (created if missing; must be empty or
+ * absent: -EEXIST if it holds a region.json).  def->uuid all zero means
+ * generate one (written back into *def).  Extent files are created sparse. */
+int region_create(const char *dir, struct proto_region *def);
+
+/* Open an existing region.  -ENOENT if dir has no region.json, -EINVAL if
+ * it is not a valid region.  Dirty extents are recovered lazily on first
+ * open of each extent (rehash, drop stale contexts). */
+int region_open(const char *dir, struct region **out);
+/* Closes every extent (consistent on disk) and frees.  NULL is fine. */
+void region_close(struct region *r);
+
+const struct proto_region *region_def(const struct region *r);
+
+/* Mutable region-level metadata (persisted in region.json atomically). */
+uint64_t region_highest_gen(const struct region *r);
+int region_set_highest_gen(struct region *r, uint64_t gen);
+/* 1 and *kcv filled if the region stores one, else 0. */
+int region_get_kcv(const struct region *r, struct proto_kcv *kcv);
+int region_set_kcv(struct region *r, const struct proto_kcv *kcv);
+
+/* Write n blocks at lba (inside one extent).  ctxs[i] describes block i;
+ * the region checks that ctxs[i].hash matches the data (crypt_hash_cipher
+ * on encrypted regions, crypt_hash_plain otherwise) and returns -EBADMSG
+ * without changing anything if any block fails.  One SQLite transaction
+ * for the whole call. */
+int region_write(struct region *r, uint64_t lba, uint32_t n,
+                 const struct proto_ctx *ctxs, const uint8_t *data);
+
+/* Read n blocks at lba into data (n * block_size) and ctxs.  A block never
+ * written (or trimmed) gets ctxs[i].flags = 0 and zero data.  A written
+ * block gets the stored context whose on_disk_hash matches the bytes read;
+ * if none matches (corruption), the newest context is returned and the
+ * upstairs' check fails. */
+int region_read(struct region *r, uint64_t lba, uint32_t n,
+                struct proto_ctx *ctxs, uint8_t *data);
+
+/* Blocks become unwritten: contexts deleted, data zeroed (hole punched). */
+int region_trim(struct region *r, uint64_t lba, uint32_t n);
+
+/* Make everything written so far durable: fsync data of every dirty
+ * extent, then per dirty extent in one transaction drop stale contexts,
+ * set flush_number = flush_no, gen_number = gen, dirty = 0. */
+int region_flush(struct region *r, uint64_t flush_no, uint64_t gen);
+
+/* Per-extent (gen, flush, dirty), states[extent_count]. */
+int region_extent_states(struct region *r, struct proto_extent_state *states);
+
+/* Scrub helper for `verify`: checks every written block of extent eid
+ * against its contexts; calls bad(eid, block, arg) for each block that
+ * matches none.  *checked gets the number of written blocks examined. */
+int region_verify_extent(struct region *r, uint32_t eid,
+                         void (*bad)(uint32_t eid, uint64_t block, void *arg),
+                         void *arg, uint64_t *checked);
+
+#endif

@@ -1,0 +1,87 @@
+/* crucible-c upstairs: one downstairs connection (loop thread only).
+ *
+ * State machine:
+ *   IDLE -> CONNECTING -> HELLO (HELLO sent) -> STATES (EXTENT_STATES_REQ
+ *   sent) -> READY (waiting for the upstairs to activate) -> ACTIVATING ->
+ *   ACTIVE.  Any error closes the socket: CLOSING until the close callback,
+ *   then IDLE (during start-up it may be retried) or, once `final` is set
+ *   (faulted, not admitted, stopping), GONE.
+ *
+ * Frames are read into one receive buffer that grows to hold a whole frame,
+ * so a READ_DONE frame is decoded in place and its buffer handed to the
+ * job (zero copy).  Every frame is checked by proto_decode and against the
+ * state (a frame the state does not expect faults the connection).
+ *
+ * Handshake results (hello, states) are kept here for upstairs.c; IO
+ * replies go to jobs.c.  Every function runs on the loop thread.
+ */
+#ifndef CRUCIBLE_CLIENT_H
+#define CRUCIBLE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#include "../common/proto.h"
+
+struct upstairs;
+
+enum cl_state {
+  CL_IDLE = 0,
+  CL_CONNECTING,
+  CL_HELLO,
+  CL_STATES,
+  CL_READY,
+  CL_ACTIVATING,
+  CL_ACTIVE,
+  CL_CLOSING,
+  CL_GONE
+};
+
+struct cl {
+  struct upstairs *up;
+  int idx;
+  char name[300]; /* "host:port" for log lines */
+  struct sockaddr_storage addr;
+  bool have_addr;
+  enum cl_state state;
+  bool final;          /* never reconnect */
+  bool was_active;     /* reached ACTIVE at some point */
+  bool logged_late;    /* "not admitted" logged once */
+  char why[128];       /* last failure, for start-up messages */
+
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+
+  uint8_t *rx;         /* receive buffer, owned */
+  size_t rx_off, rx_len, rx_cap;
+
+  bool have_hello;
+  struct proto_hello_ok hello;
+  uint8_t *states;     /* EXTENT_STATES bulk copy, owned */
+  uint32_t nstates;
+
+  unsigned inflight;   /* jobs SENT and not answered */
+  uint64_t last_rx_ms, last_tx_ms;
+  bool ping_out;
+};
+
+void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
+             uint16_t port);
+/* Resolve (blocking getaddrinfo; call before the loop thread runs). */
+int cl_resolve(struct cl *c, const char *host, uint16_t port);
+/* Start connecting (from IDLE).  0 or -errno (also recorded in why). */
+int cl_connect(struct cl *c);
+/* Send a frame the caller keeps alive until the write callback: the job
+ * (may be NULL for small control frames copied here) gets a loop ref. */
+int cl_send_job(struct cl *c, struct up_job *job);
+int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len);
+/* Close the connection; reason is logged when log is set.  final: never
+ * reconnect.  Jobs outstanding on it are skipped (jobs.c). */
+void cl_close(struct cl *c, bool final, const char *why);
+/* Release buffers (after the handle is closed). */
+void cl_free(struct cl *c);
+
+#endif

@@ -1,0 +1,78 @@
+/* crucible-c upstairs: the replicating, encrypting volume client.
+ *
+ * A library with no nbdkit types: crucible.c (nbdkit entry points), tests
+ * and tools drive it directly.  One struct upstairs per volume, shared by
+ * any number of caller threads.
+ *
+ * Threads: up_start() creates one libuv loop thread that owns every socket
+ * (plugin/client.c).  Caller threads split requests into jobs (never
+ * crossing an extent, at most PROTO_MAX_JOB_BYTES), encrypt and hash on
+ * their own CPU, hand jobs to the loop through a locked queue +
+ * uv_async_send, and wait on a per-request condvar with a deadline.  The
+ * loop thread never touches caller buffers: write data is encrypted into a
+ * job-owned frame buffer that is sent unchanged to all three downstairs;
+ * read replies are handed back and verified/decrypted by the caller thread.
+ *
+ * Semantics (docs/DESIGN.md): a write returns once write_quorum downstairs
+ * acked it; a flush once every non-faulted downstairs (at least 2) made it
+ * durable; a read is served by one downstairs, verified (hash, GCM tag with
+ * AAD uuid||LBA||version) and retried on another replica on any failure.
+ * Unaligned requests are done by read-modify-write, serialized against
+ * overlapping requests by a range lock.  Every call returns within about
+ * timeout seconds: 0 or a negative errno (-EIO on any replica trouble the
+ * quorum cannot absorb, -EROFS once fenced by a newer upstairs).
+ */
+#ifndef CRUCIBLE_UPSTAIRS_H
+#define CRUCIBLE_UPSTAIRS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/crypt.h"
+#include "../common/parse.h"
+
+#define UP_DOWNSTAIRS 3
+#define UP_DEFAULT_TIMEOUT 30
+
+struct up_config {
+  char host[UP_DOWNSTAIRS][PARSE_HOST_MAX];
+  uint16_t port[UP_DOWNSTAIRS];
+  bool have_key;
+  uint8_t key[CRYPT_KEY_LEN]; /* wiped by up_new after copying */
+  uint64_t gen;               /* 0: one above the highest any reports */
+  unsigned write_quorum;      /* 2 (default) or 3 */
+  bool verify_all;            /* read every replica, take newest authentic */
+  unsigned timeout;           /* seconds, default UP_DEFAULT_TIMEOUT */
+};
+
+struct upstairs;
+
+/* Validate cfg and allocate; no threads, no sockets.  Wipes cfg->key. */
+int up_new(struct up_config *cfg, struct upstairs **out);
+
+/* Start the loop thread, connect to the downstairs, check they agree
+ * (uuid, geometry, encrypted flag), check the key against the region's key
+ * check value (setting it on first use), and activate.  Waits up to
+ * timeout for all three; proceeds with two (logged loudly); fails with
+ * fewer.  On failure up_error() says why in one line ("key does not match
+ * this volume", "downstairs 127.0.0.1:3820: region uuid differs", ...). */
+int up_start(struct upstairs *up);
+const char *up_error(const struct upstairs *up);
+
+uint64_t up_size(const struct upstairs *up);       /* bytes */
+uint32_t up_block_size(const struct upstairs *up); /* region block size */
+
+int up_read(struct upstairs *up, void *buf, uint32_t count, uint64_t off);
+int up_write(struct upstairs *up, const void *buf, uint32_t count,
+             uint64_t off, bool fua);
+/* Trim and zero: blocks become unwritten and read as zeroes; partial
+ * blocks at the edges are zeroed by read-modify-write. */
+int up_trim(struct upstairs *up, uint32_t count, uint64_t off, bool fua);
+int up_flush(struct upstairs *up);
+
+/* Stop the loop thread (failing anything still waiting), join it. */
+void up_stop(struct upstairs *up);
+/* Wipe the key and free; calls up_stop if needed.  NULL is fine. */
+void up_free(struct upstairs *up);
+
+#endif

@@ -1,0 +1,149 @@
+/* crucible-c upstairs internals, shared by upstairs.c (life cycle and
+ * activation), jobs.c (the loop-side job tracker), io.c (the caller-side
+ * IO path) and client.c (one downstairs connection).  Not a public API.
+ *
+ * Threads and locks:
+ *   - The loop thread owns the uv loop, every handle, struct cl and the
+ *     in-flight job list.  Nothing else touches them.
+ *   - up->lock protects the submit queue, every job's outcome fields
+ *     (decided, result, req) and up->fenced / up->stopping.
+ *   - up->rl_lock protects the range lock list.
+ *
+ * Job life (struct up_job), the job-tracker invariants:
+ *   - A job is created by a caller thread with refs = 2 (caller + loop),
+ *     queued, and drained by the loop thread in queue order.  The loop
+ *     assigns ids strictly increasing in drain order and sends every
+ *     WRITE/TRIM/FLUSH frame to all active downstairs in that same order,
+ *     so each downstairs sees overlapping jobs in send order.
+ *   - ds[i] goes NONE -> SENT -> DONE | ERR | SKIP exactly once.
+ *   - The job is "decided" once (result set, req signalled): a write or
+ *     trim when quorum acks arrived or can no longer arrive, a flush or
+ *     read when nothing is SENT any more.  It stays on the in-flight list
+ *     until nothing is SENT, then the loop drops its ref once its pending
+ *     uv_writes (loop_refs) are finished too.
+ *   - The loop never touches caller buffers: write data lives in the
+ *     job-owned frame; read replies are handed over in reply_buf[].
+ */
+#ifndef CRUCIBLE_UPSTAIRS_INT_H
+#define CRUCIBLE_UPSTAIRS_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "../common/proto.h"
+#include "client.h"
+#include "upstairs.h"
+
+/* Send a PING after this much idleness on a connection. */
+#define UP_PING_IDLE_MS 5000
+/* Extra time a caller waits beyond timeout before giving up on the loop
+ * (a backstop: the loop's own timer faults downstairs at timeout). */
+#define UP_WAIT_SLACK_S 3
+
+enum up_phase {
+  UP_PH_NEW = 0,    /* up_new done, no loop */
+  UP_PH_CONNECT,    /* connecting, HELLO, EXTENT_STATES */
+  UP_PH_ACTIVATING, /* ACTIVATE sent */
+  UP_PH_RUNNING,    /* IO allowed */
+  UP_PH_FAILED,     /* start failed, see up->err */
+  UP_PH_STOPPED
+};
+
+enum up_ds_state { DS_NONE = 0, DS_SENT, DS_DONE, DS_ERR, DS_SKIP };
+
+/* One caller request: the caller waits on cond until pending == 0. */
+struct up_req {
+  pthread_cond_t cond;
+  unsigned pending; /* jobs not decided yet (under up->lock) */
+};
+
+struct up_job {
+  struct up_job *next, *prev; /* submit queue, then in-flight list */
+  uint16_t type;              /* PROTO_T_WRITE, READ, TRIM, FLUSH */
+  uint64_t id;                /* assigned by the loop */
+  uint64_t lba;
+  uint32_t n;
+  uint64_t flush_no; /* FLUSH */
+  unsigned tried;    /* READ: downstairs bitmask not to use */
+  unsigned refs;     /* atomic; caller + loop */
+  unsigned loop_refs;         /* loop only: tracked flag + pending writes */
+  bool tracked;               /* loop only: on the in-flight list */
+  uint64_t sent_ms;           /* loop only: uv_now at send */
+  uint8_t ds[UP_DOWNSTAIRS];  /* enum up_ds_state, loop only */
+  int ds_err[UP_DOWNSTAIRS];  /* positive errno from a reply */
+
+  /* Outcome, under up->lock. */
+  bool decided;
+  int result;          /* 0 or -errno */
+  struct up_req *req;  /* NULL once the caller gave up */
+  uint8_t *reply_buf[UP_DOWNSTAIRS]; /* READ_DONE frames, owned */
+  struct proto_read_done reply[UP_DOWNSTAIRS];
+
+  uint8_t *frame; /* owned; sent unchanged to every downstairs */
+  size_t frame_len;
+};
+
+struct upstairs {
+  struct up_config cfg; /* key wiped */
+  struct crypt_key *key;
+  uint64_t session_id;
+  char err[512];
+
+  /* Set at activation, read-only afterwards. */
+  struct proto_region region;
+  uint64_t gen;
+  uint64_t block_count;
+
+  /* Write versions and flush numbers (atomic). */
+  uint64_t seq;
+  uint64_t flush_no;
+
+  pthread_mutex_t lock;
+  pthread_cond_t start_cond;
+  enum up_phase phase;  /* under lock */
+  bool stopping;        /* under lock */
+  bool fenced;          /* under lock */
+  unsigned n_active;    /* atomic; downstairs taking IO */
+  struct up_job *q_head, *q_tail; /* submit queue */
+
+  pthread_mutex_t rl_lock;
+  pthread_cond_t rl_cond;
+  struct up_range *ranges;
+
+  /* Loop thread only. */
+  bool thread_started;
+  pthread_t thread;
+  uv_loop_t loop;
+  bool loop_init;
+  uv_async_t async;
+  uv_timer_t tick;
+  uint64_t start_ms, activate_ms;
+  uint64_t next_id;
+  unsigned read_rr;
+  struct up_job *if_head, *if_tail; /* in flight, id order */
+  struct cl cl[UP_DOWNSTAIRS];
+};
+
+/* upstairs.c: handshake steps driven by client events (loop thread). */
+void up__handshake_step(struct upstairs *up);
+void up__start_fail(struct upstairs *up, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void up__fence(struct upstairs *up, struct cl *c, uint64_t gen);
+int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
+
+/* jobs.c: loop side of the job tracker. */
+void up__drain(uv_async_t *a);
+void up__on_job_done(struct upstairs *up, struct cl *c,
+                     const struct proto_job_done *d);
+void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
+                      const struct proto_read_done *d);
+void up__ds_lost(struct upstairs *up, struct cl *c);
+void up__check_timeouts(struct upstairs *up);
+void up__fail_all(struct upstairs *up, int err);
+void up__job_put(struct up_job *job);
+void up__job_loop_put(struct up_job *job);
+
+#endif
