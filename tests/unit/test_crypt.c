@@ -1,0 +1,155 @@
+/* Unit test: AES-256-GCM against the published GCM test vectors (McGrew &
+ * Viega, "The Galois/Counter Mode of Operation", test cases 13-16, the
+ * 256-bit key cases of the NIST GCM validation suite), the block API's
+ * AAD binding (other LBA, other version, other uuid all fail), the key
+ * check value and the integrity hash. */
+#include <errno.h>
+#include <string.h>
+
+#include "../../common/crypt.h"
+#include "test.h"
+
+static size_t unhex(const char *s, uint8_t *out)
+{
+  size_t n = 0;
+  for (; s[0] && s[1]; s += 2) {
+    unsigned v;
+    sscanf(s, "%2x", &v);
+    out[n++] = (uint8_t) v;
+  }
+  return n;
+}
+
+struct vec {
+  const char *key, *iv, *pt, *aad, *ct, *tag;
+};
+
+static const struct vec vecs[] = {
+    /* Test case 13 */
+    {"0000000000000000000000000000000000000000000000000000000000000000",
+     "000000000000000000000000", "", "", "",
+     "530f8afbc74536b9a963b4f1c4cb738b"},
+    /* Test case 14 */
+    {"0000000000000000000000000000000000000000000000000000000000000000",
+     "000000000000000000000000", "00000000000000000000000000000000", "",
+     "cea7403d4d606b6e074ec5d3baf39d18", "d0d1c8a799996bf0265b98b5d48ab919"},
+    /* Test case 15 */
+    {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+     "cafebabefacedbaddecaf888",
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+     "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
+     "",
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+     "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
+     "b094dac5d93471bdec1a502270e3cc6c"},
+    /* Test case 16 */
+    {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+     "cafebabefacedbaddecaf888",
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+     "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+     "feedfacedeadbeeffeedfacedeadbeefabaddad2",
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+     "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+     "76fc6ece0f4e1768cddf8853bb2d551b"},
+};
+
+static void test_vectors(void)
+{
+  for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+    uint8_t key[32], iv[12], pt[64], aad[32], ct[64], tag[16];
+    uint8_t out[64], otag[16], back[64];
+    unhex(vecs[i].key, key);
+    unhex(vecs[i].iv, iv);
+    size_t pl = unhex(vecs[i].pt, pt), al = unhex(vecs[i].aad, aad);
+    size_t cl = unhex(vecs[i].ct, ct);
+    unhex(vecs[i].tag, tag);
+    CHECK(pl == cl);
+    CHECK(crypt_gcm_encrypt(key, iv, aad, al, pt, pl, out, otag) == 0);
+    CHECK(memcmp(out, ct, cl) == 0);
+    CHECK(memcmp(otag, tag, 16) == 0);
+    CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) == 0);
+    CHECK(memcmp(back, pt, pl) == 0);
+    /* Any flipped bit of tag, ciphertext or AAD must fail. */
+    tag[0] ^= 1;
+    CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) == -EBADMSG);
+    tag[0] ^= 1;
+    if (cl) {
+      ct[cl - 1] ^= 0x80;
+      CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) ==
+            -EBADMSG);
+      ct[cl - 1] ^= 0x80;
+    }
+    if (al) {
+      aad[0] ^= 1;
+      CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) ==
+            -EBADMSG);
+    }
+  }
+}
+
+static void test_blocks(void)
+{
+  uint8_t raw[32], uuid[16], uuid2[16], plain[4096], ct[4096], back[4096];
+  uint8_t nonce[12], tag[16], nonce2[12], tag2[16];
+  struct crypt_key *k, *k2;
+  for (int i = 0; i < 32; i++)
+    raw[i] = (uint8_t) (i * 7 + 1);
+  CHECK(crypt_key_new(raw, &k) == 0);
+  raw[0] ^= 1;
+  CHECK(crypt_key_new(raw, &k2) == 0);
+  memset(uuid, 0x11, 16);
+  memcpy(uuid2, uuid, 16);
+  uuid2[15] ^= 1;
+  for (int i = 0; i < 4096; i++)
+    plain[i] = (uint8_t) (i * 31);
+
+  CHECK(crypt_block_encrypt(k, uuid, 42, 7, plain, 4096, ct, nonce, tag) == 0);
+  CHECK(memcmp(ct, plain, 4096) != 0);
+  CHECK(crypt_block_decrypt(k, uuid, 42, 7, ct, 4096, nonce, tag, back) == 0);
+  CHECK(memcmp(back, plain, 4096) == 0);
+  /* Relocation, rollback, other volume, other key: all rejected. */
+  CHECK(crypt_block_decrypt(k, uuid, 43, 7, ct, 4096, nonce, tag, back) ==
+        -EBADMSG);
+  CHECK(crypt_block_decrypt(k, uuid, 42, 6, ct, 4096, nonce, tag, back) ==
+        -EBADMSG);
+  CHECK(crypt_block_decrypt(k, uuid2, 42, 7, ct, 4096, nonce, tag, back) ==
+        -EBADMSG);
+  CHECK(crypt_block_decrypt(k2, uuid, 42, 7, ct, 4096, nonce, tag, back) ==
+        -EBADMSG);
+  /* A failed decrypt leaves no plaintext behind. */
+  for (int i = 0; i < 4096; i++)
+    CHECK(back[i] == 0);
+
+  /* Fresh nonce per write. */
+  CHECK(crypt_block_encrypt(k, uuid, 42, 7, plain, 4096, back, nonce2, tag2) ==
+        0);
+  CHECK(memcmp(nonce, nonce2, 12) != 0);
+
+  /* Hashes: deterministic, sensitive to nonce, tag and data. */
+  uint64_t h = crypt_hash_cipher(nonce, tag, ct, 4096);
+  CHECK(h == crypt_hash_cipher(nonce, tag, ct, 4096));
+  tag[3] ^= 1;
+  CHECK(h != crypt_hash_cipher(nonce, tag, ct, 4096));
+  tag[3] ^= 1;
+  ct[100] ^= 1;
+  CHECK(h != crypt_hash_cipher(nonce, tag, ct, 4096));
+  CHECK(crypt_hash_plain(plain, 4096) == crypt_hash_plain(plain, 4096));
+  CHECK(crypt_hash_plain(plain, 4096) != crypt_hash_plain(plain, 4095));
+
+  /* Key check value. */
+  CHECK(crypt_kcv_make(k, uuid, nonce, tag) == 0);
+  CHECK(crypt_kcv_check(k, uuid, nonce, tag) == 0);
+  CHECK(crypt_kcv_check(k2, uuid, nonce, tag) == -EACCES);
+  CHECK(crypt_kcv_check(k, uuid2, nonce, tag) == -EACCES);
+
+  crypt_key_free(k);
+  crypt_key_free(k2);
+  crypt_key_free(NULL);
+}
+
+int main(void)
+{
+  test_vectors();
+  test_blocks();
+  return test_done("test_crypt");
+}
