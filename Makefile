@@ -36,7 +36,7 @@ UP_LIB_OBJ := $(filter-out $(B)/plugin/crucible.o,$(PLUGIN_OBJ))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 
-.PHONY: all deps check unit run install clean bench bench-smoke
+.PHONY: all deps check unit run install clean bench bench-smoke bench-link
 all: $(B)/.deps crucible.so crucible-downstairs
 
 # Install missing Debian packages (as root) or print the apt-get line.
@@ -85,6 +85,8 @@ bench: all
 	@bash bench/bench.sh
 bench-smoke: all
 	@bash bench/bench.sh --smoke
+bench-link: all
+	@bash bench/bench-link.sh
 
 PLUGINDIR = $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null || echo $(PREFIX)/lib/nbdkit/plugins)
 install: all

@@ -97,8 +97,9 @@ int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
 /* Create the seed database at path (schema, WAL, metadata rows = 0). */
 int ext_seed_create(const char *path);
 
-/* region.json, shared by region.c and main.c (dump).  Implemented in
- * region.c. */
+/* region.json (region_json.c), shared by region.c and main.c (dump).
+ * read: -ENOENT if absent, -EINVAL if malformed.  write: atomic replace
+ * (temp file, fsync, rename, fsync directory). */
 struct region_meta {
   struct proto_region def;
   uint64_t highest_gen;
@@ -106,5 +107,6 @@ struct region_meta {
   struct proto_kcv kcv;
 };
 int region_meta_read(int dirfd, struct region_meta *m);
+int region_meta_write(int dirfd, const struct region_meta *m);
 
 #endif

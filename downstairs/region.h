@@ -21,9 +21,11 @@
  * overlap at the same time, and runs region_flush with no other job in
  * flight.  Every IO call stays inside one extent (-EINVAL otherwise).
  *
- * Open extents are bounded (REGION_MAX_OPEN_EXTENTS, LRU; an extent is
- * flushed-to-disk-consistent before it is closed) so a 1 TiB region works
- * within the default RLIMIT_NOFILE.
+ * Open extents are bounded (REGION_MAX_OPEN_EXTENTS, LRU) so a 1 TiB
+ * region works within the default RLIMIT_NOFILE (raised to the hard limit
+ * at open anyway).  Eviction only closes, keeping every context (flush
+ * numbers are set by region_flush alone); reopening a dirty extent
+ * rehashes it.  region_create makes every extent's files eagerly.
  *
  * All functions return 0 or a negative errno (-EIO, -ENOSPC, -EINVAL...).
  */
@@ -45,7 +47,8 @@ struct region;
 int region_create(const char *dir, struct proto_region *def);
 
 /* Open an existing region.  -ENOENT if dir has no region.json, -EINVAL if
- * it is not a valid region.  Dirty extents are recovered lazily on first
+ * it is not a valid region, -EBUSY if another open region (any process)
+ * holds it: an exclusive flock on the directory until region_close.  Dirty extents are recovered lazily on first
  * open of each extent (rehash, drop stale contexts). */
 int region_open(const char *dir, struct region **out);
 /* Closes every extent (consistent on disk) and frees.  NULL is fine. */
@@ -89,7 +92,7 @@ int region_extent_states(struct region *r, struct proto_extent_state *states);
 
 /* Scrub helper for `verify`: checks every written block of extent eid
  * against its contexts; calls bad(eid, block, arg) for each block that
- * matches none.  *checked gets the number of written blocks examined. */
+ * matches none (block counted from the start of the extent).  *checked gets the number of written blocks examined. */
 int region_verify_extent(struct region *r, uint32_t eid,
                          void (*bad)(uint32_t eid, uint64_t block, void *arg),
                          void *arg, uint64_t *checked);

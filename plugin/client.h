@@ -27,6 +27,7 @@
 #include "../common/proto.h"
 
 struct upstairs;
+struct up_job;
 
 enum cl_state {
   CL_IDLE = 0,
@@ -66,6 +67,7 @@ struct cl {
   unsigned inflight;   /* jobs SENT and not answered */
   uint64_t last_rx_ms, last_tx_ms;
   bool ping_out;
+  uint64_t ping_ms;    /* when the outstanding PING was sent */
 };
 
 void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,

@@ -118,6 +118,7 @@ struct upstairs {
   pthread_t thread;
   uv_loop_t loop;
   bool loop_init;
+  bool shut;                        /* up__shutdown ran */
   uv_async_t async;
   uv_timer_t tick;
   uint64_t start_ms, activate_ms;
@@ -129,10 +130,15 @@ struct upstairs {
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
 void up__handshake_step(struct upstairs *up);
+int up__on_hello(struct upstairs *up, struct cl *c);
 void up__start_fail(struct upstairs *up, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void up__fence(struct upstairs *up, struct cl *c, uint64_t gen);
 int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
+void up__shutdown(struct upstairs *up);
+
+/* Debug switches (crucible.c copies nbdkit's -D crucible.io=1 etc.). */
+extern int up_debug_io, up_debug_net, up_debug_repair;
 
 /* jobs.c: loop side of the job tracker. */
 void up__drain(uv_async_t *a);
@@ -145,5 +151,7 @@ void up__check_timeouts(struct upstairs *up);
 void up__fail_all(struct upstairs *up, int err);
 void up__job_put(struct up_job *job);
 void up__job_loop_put(struct up_job *job);
+/* Queue a job for req (caller thread).  0, or -EIO if not running. */
+int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job);
 
 #endif

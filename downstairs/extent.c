@@ -1,0 +1,809 @@
+/* crucible-c downstairs: one extent (data file + SQLite metadata).
+ *
+ * See extent.h for the write ordering and region.h for the crash rule it
+ * keeps.  The only places that delete contexts are ext_trim (all contexts
+ * of the trimmed blocks: those blocks become unwritten, and a block with no
+ * context reads as zeroes whatever the disk holds), ext_flush (after an
+ * fdatasync, every context but the one remembered as last written) and
+ * recover_dirty (after an fdatasync, the contexts that do not match the
+ * bytes actually on disk, if one does).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../common/crypt.h"
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "extent.h"
+
+/* Prepared statements, one set per open extent (indexes into e->st). */
+enum {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_INSERT,
+  ST_SELECT_RANGE,
+  ST_DELETE_RANGE,
+  ST_DELETE_STALE,
+  ST_SET_META,
+  ST_SYNC_FULL,
+  ST_SYNC_NORMAL,
+  ST_MULTI,
+  ST_GET_META,
+  ST_COUNT_
+};
+
+static const char *const st_sql[ST_COUNT_] = {
+  [ST_BEGIN] = "BEGIN",
+  [ST_COMMIT] = "COMMIT",
+  [ST_ROLLBACK] = "ROLLBACK",
+  [ST_INSERT] = "INSERT OR REPLACE INTO block_context"
+                "(block, version, hash, nonce, tag, on_disk_hash)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+  [ST_SELECT_RANGE] = "SELECT block, version, hash, nonce, tag, on_disk_hash"
+                      " FROM block_context WHERE block >= ?1 AND block < ?2"
+                      " ORDER BY block",
+  [ST_DELETE_RANGE] = "DELETE FROM block_context"
+                      " WHERE block >= ?1 AND block < ?2",
+  [ST_DELETE_STALE] = "DELETE FROM block_context"
+                      " WHERE block = ?1 AND on_disk_hash != ?2",
+  [ST_SET_META] = "INSERT OR REPLACE INTO metadata(name, value)"
+                  " VALUES (?1, ?2)",
+  [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
+  [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+  [ST_MULTI] = "SELECT block, on_disk_hash FROM block_context WHERE block IN"
+               " (SELECT block FROM block_context GROUP BY block"
+               "  HAVING count(*) > 1) ORDER BY block",
+  [ST_GET_META] = "SELECT name, value FROM metadata",
+};
+
+static const char SCHEMA[] =
+    "CREATE TABLE metadata(name TEXT PRIMARY KEY, value INTEGER);"
+    "INSERT INTO metadata VALUES('gen_number', 0), ('flush_number', 0),"
+    " ('dirty', 0);"
+    "CREATE TABLE block_context(block INTEGER, version INTEGER,"
+    " hash INTEGER, nonce BLOB, tag BLOB, on_disk_hash INTEGER,"
+    " PRIMARY KEY(block, on_disk_hash)) WITHOUT ROWID;";
+
+/* Map a SQLite result code to a negative errno. */
+static int sql_err(int rc)
+{
+  switch (rc & 0xff) {
+  case SQLITE_FULL: return -ENOSPC;
+  case SQLITE_NOMEM: return -ENOMEM;
+  case SQLITE_CANTOPEN: return -ENOENT;
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB:
+  case SQLITE_SCHEMA:
+  case SQLITE_ERROR: return -EINVAL;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED: return -EBUSY;
+  default: return -EIO;
+  }
+}
+
+/* Run a statement that returns no rows; 0 or -errno (logged). */
+static int st_run(struct ext *e, int i)
+{
+  sqlite3_stmt *s = e->st[i];
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+    return 0;
+  log_error("extent %u: %s: %s", e->eid, st_sql[i], sqlite3_errmsg(e->db));
+  return sql_err(rc);
+}
+
+static int set_meta(struct ext *e, const char *name, uint64_t v)
+{
+  sqlite3_bind_text(e->st[ST_SET_META], 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(e->st[ST_SET_META], 2, (sqlite3_int64) v);
+  return st_run(e, ST_SET_META);
+}
+
+/* Roll back after a failed step inside a transaction (best effort: if
+ * COMMIT itself failed, SQLite may already have rolled back). */
+static void rollback(struct ext *e)
+{
+  if (!sqlite3_get_autocommit(e->db))
+    st_run(e, ST_ROLLBACK);
+}
+
+/* --- the remembered "last written" table ------------------------------ */
+
+static struct ext_seen_slot *seen_find(struct ext_seen *s, uint32_t block)
+{
+  uint32_t mask = s->cap - 1;
+  uint32_t i = (block * 2654435761u) & mask;
+  while (s->slots[i].state != EXT_SEEN_EMPTY && s->slots[i].block != block)
+    i = (i + 1) & mask;
+  return &s->slots[i];
+}
+
+static int seen_grow(struct ext_seen *s)
+{
+  struct ext_seen old = *s;
+  uint32_t cap = old.cap ? old.cap * 2 : 64;
+  s->slots = calloc(cap, sizeof *s->slots);
+  if (s->slots == NULL) {
+    *s = old;
+    return -ENOMEM;
+  }
+  s->cap = cap;
+  s->used = 0;
+  for (uint32_t i = 0; i < old.cap; i++)
+    if (old.slots[i].state != EXT_SEEN_EMPTY) {
+      *seen_find(s, old.slots[i].block) = old.slots[i];
+      s->used++;
+    }
+  free(old.slots);
+  return 0;
+}
+
+/* Record block's newest state.  Updating an existing entry never fails;
+ * on -ENOMEM a new block is simply not remembered (its contexts are kept
+ * until a later open of the dirty extent or a later write+flush). */
+static int seen_set(struct ext_seen *s, uint32_t block, uint32_t state,
+                    uint64_t hash)
+{
+  struct ext_seen_slot *sl = s->cap ? seen_find(s, block) : NULL;
+  if (sl == NULL || sl->state == EXT_SEEN_EMPTY) {
+    /* A new entry: only this may need to grow the table.  If that fails
+     * the block stays absent, and a flush leaves absent blocks alone. */
+    if ((s->used + 1) * 2 > s->cap) {
+      int r = seen_grow(s);
+      if (r < 0)
+        return r;
+    }
+    sl = seen_find(s, block);
+    s->used++;
+  }
+  sl->block = block;
+  sl->state = state;
+  sl->hash = hash;
+  return 0;
+}
+
+/* Mark [blk, blk+n) forgotten where remembered: a flush leaves their
+ * contexts alone.  Blocks not in the table need nothing. */
+static void seen_forget(struct ext_seen *s, uint64_t blk, uint64_t n)
+{
+  for (uint32_t i = 0; i < s->cap; i++)
+    if (s->slots[i].state == EXT_SEEN_LIVE && s->slots[i].block >= blk &&
+        s->slots[i].block - blk < n)
+      s->slots[i].state = EXT_SEEN_FORGOTTEN;
+}
+
+static void seen_reset(struct ext_seen *s)
+{
+  free(s->slots);
+  memset(s, 0, sizeof *s);
+}
+
+/* --- file IO ---------------------------------------------------------- */
+
+static int pread_full(int fd, uint8_t *buf, size_t len, off_t off)
+{
+  while (len > 0) {
+    ssize_t r = pread(fd, buf, len, off);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -errno;
+    if (r == 0) { /* past EOF: never written, reads as zeroes */
+      memset(buf, 0, len);
+      return 0;
+    }
+    buf += r, len -= (size_t) r, off += r;
+  }
+  return 0;
+}
+
+/* ENOSPC and EIO come back as they are: never retried. */
+static int pwrite_full(int fd, const uint8_t *buf, size_t len, off_t off)
+{
+  while (len > 0) {
+    ssize_t r = pwrite(fd, buf, len, off);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -errno;
+    if (r == 0)
+      return -EIO;
+    buf += r, len -= (size_t) r, off += r;
+  }
+  return 0;
+}
+
+/* Reserve the blocks before anything is written, so a full disk fails the
+ * write up front (-ENOSPC, nothing changed) instead of tearing a block
+ * half-way through pwrite.  Filesystems without fallocate just skip it. */
+static int reserve(int fd, off_t off, off_t len)
+{
+  if (fallocate(fd, 0, off, len) == 0)
+    return 0;
+  if (errno == EOPNOTSUPP || errno == ENOSYS)
+    return 0;
+  return -errno;
+}
+
+/* Zero [off, off+len): punch a hole, or write zeroes where unsupported. */
+static int zero_range(int fd, off_t off, off_t len)
+{
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) ==
+      0)
+    return 0;
+  if (errno != EOPNOTSUPP && errno != ENOSYS)
+    return -errno;
+  static const uint8_t zero[65536];
+  while (len > 0) {
+    size_t chunk = len < (off_t) sizeof zero ? (size_t) len : sizeof zero;
+    int r = pwrite_full(fd, zero, chunk, off);
+    if (r < 0)
+      return r;
+    off += (off_t) chunk, len -= (off_t) chunk;
+  }
+  return 0;
+}
+
+/* rel = "XX/YYY/ZZZ", reldb = rel + ".db", db = dir + "/" + reldb. */
+static void ext_paths(const char *dir, uint32_t eid,
+                      char rel[GEOM_EXTENT_PATH_MAX],
+                      char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db,
+                      size_t dblen)
+{
+  geom_extent_path(eid, rel);
+  snprintf(reldb, GEOM_EXTENT_PATH_MAX + 3, "%s.db", rel);
+  if (db != NULL)
+    snprintf(db, dblen, "%s/%s", dir, reldb);
+}
+
+/* --- open / close ----------------------------------------------------- */
+
+static int read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
+                          struct proto_extent_state *out)
+{
+  int found = 0, rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const char *name = (const char *) sqlite3_column_text(s, 0);
+    uint64_t v = (uint64_t) sqlite3_column_int64(s, 1);
+    if (name == NULL)
+      continue;
+    if (strcmp(name, "gen_number") == 0)
+      out->gen = v, found |= 1;
+    else if (strcmp(name, "flush_number") == 0)
+      out->flush = v, found |= 2;
+    else if (strcmp(name, "dirty") == 0)
+      out->dirty = v != 0, found |= 4;
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) {
+    log_error("metadata: %s", sqlite3_errmsg(db));
+    return sql_err(rc);
+  }
+  return found == 7 ? 0 : -EINVAL;
+}
+
+/* One (block, on_disk_hash) row of a block holding several contexts. */
+struct multi_row {
+  uint64_t block, hash;
+};
+
+/* Decide one multi-context block after a crash: keep the context matching
+ * the disk, or all of them if none does (verify will report the block). */
+static int recover_block(struct ext *e, const struct multi_row *rows,
+                         size_t nrows, uint8_t *buf)
+{
+  uint64_t blk = rows[0].block;
+  int r = pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
+  if (r < 0)
+    return r;
+  uint64_t disk = crypt_hash_plain(buf, e->block_size);
+  for (size_t i = 0; i < nrows; i++)
+    if (rows[i].hash == disk) {
+      sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) blk);
+      sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) disk);
+      return st_run(e, ST_DELETE_STALE);
+    }
+  log_warn("extent %u block %" PRIu64 ": none of %zu contexts matches the "
+           "data; keeping them all", e->eid, blk, nrows);
+  return 0;
+}
+
+/* Every (block, on_disk_hash) of blocks with more than one context, in
+ * block order, into *out (malloc'd, caller frees). */
+static int collect_multi(struct ext *e, struct multi_row **out, size_t *n)
+{
+  sqlite3_stmt *s = e->st[ST_MULTI];
+  size_t cap = 0;
+  int rc;
+  *out = NULL;
+  *n = 0;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 16;
+      struct multi_row *p = realloc(*out, cap * sizeof **out);
+      if (p == NULL) {
+        sqlite3_reset(s);
+        return -ENOMEM;
+      }
+      *out = p;
+    }
+    (*out)[*n].block = (uint64_t) sqlite3_column_int64(s, 0);
+    (*out)[(*n)++].hash = (uint64_t) sqlite3_column_int64(s, 1);
+  }
+  sqlite3_reset(s);
+  return rc == SQLITE_DONE ? 0 : sql_err(rc);
+}
+
+/* Opening a dirty extent: the last run may have died between a context
+ * commit and its pwrite, so a block can hold several contexts.  Make the
+ * bytes durable first (we are about to trust them), then keep only the
+ * context matching them.  Blocks with a single context need nothing:
+ * whether it matches or not, there is nothing to choose.  The extent stays
+ * dirty: only region_flush sets flush numbers. */
+static int recover_dirty(struct ext *e)
+{
+  struct multi_row *rows = NULL;
+  size_t n = 0;
+  uint8_t *buf = malloc(e->block_size);
+  int r = buf ? 0 : -ENOMEM;
+  if (r == 0 && fdatasync(e->fd) < 0)
+    r = -errno;
+  if (r == 0)
+    r = collect_multi(e, &rows, &n);
+  if (r == 0 && n > 0) {
+    r = st_run(e, ST_BEGIN);
+    for (size_t i = 0, j; r == 0 && i < n; i = j) {
+      for (j = i + 1; j < n && rows[j].block == rows[i].block; j++)
+        ;
+      r = recover_block(e, rows + i, j - i, buf);
+    }
+    if (r == 0)
+      r = st_run(e, ST_COMMIT);
+    if (r < 0)
+      rollback(e);
+    else
+      log_info("extent %u: dirty at open: %zu contexts rechecked", e->eid,
+               n);
+  }
+  free(rows);
+  free(buf);
+  return r;
+}
+
+/* Pragmas, each for a reason:
+ * - journal_mode=WAL: a commit is one sequential append to the -wal file.
+ * - synchronous=NORMAL: commits do not fsync.  kill -9 cannot lose a
+ *   committed transaction (it is in the kernel), which is all the crash
+ *   rule needs; durability against power loss happens at flush, which
+ *   commits with synchronous=FULL.  Per-write fsyncs are what capped
+ *   Crucible's SQLite backend near 7.5k IOPS.
+ * - cache_size=-512 (KiB): up to REGION_MAX_OPEN_EXTENTS connections are
+ *   open at once; SQLite's 2 MB default would cost 128 MB on a Pi.
+ * - locking_mode=EXCLUSIVE: take the file locks once and keep them until
+ *   close.  Otherwise every transaction costs ~8 fcntl() lock calls (a
+ *   third of the write path's syscalls, measured) and WAL needs a -shm
+ *   file (one more descriptor and mmap per extent).  Only this process
+ *   may use an open extent anyway; `dump` is for stopped regions.
+ * - busy_timeout: `dump` or a leftover reader may hold a lock briefly. */
+static const char PRAGMAS[] = "PRAGMA locking_mode=EXCLUSIVE;"
+                              "PRAGMA journal_mode=WAL;"
+                              "PRAGMA synchronous=NORMAL;"
+                              "PRAGMA cache_size=-512;"
+                              "PRAGMA busy_timeout=5000;";
+
+static int open_db(struct ext *e, const char *dbpath)
+{
+  int rc = sqlite3_open_v2(dbpath, &e->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    log_error("%s: %s", dbpath, e->db ? sqlite3_errmsg(e->db) : "open");
+    return sql_err(rc);
+  }
+  char *msg = NULL;
+  rc = sqlite3_exec(e->db, PRAGMAS, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    log_error("%s: %s", dbpath, msg ? msg : "pragma");
+    sqlite3_free(msg);
+    return sql_err(rc);
+  }
+  for (int i = 0; i < ST_COUNT_; i++) {
+    rc = sqlite3_prepare_v3(e->db, st_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                            &e->st[i], NULL);
+    if (rc != SQLITE_OK) {
+      log_error("%s: not an extent database: %s", dbpath,
+                sqlite3_errmsg(e->db));
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
+int ext_open(struct ext *e, int dirfd, const char *dir)
+{
+  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char dbpath[PATH_MAX];
+  struct stat st;
+  ext_paths(dir, e->eid, rel, reldb, dbpath, sizeof dbpath);
+  assert(e->fd < 0 && e->db == NULL);
+  e->fd = openat(dirfd, rel, O_RDWR | O_CLOEXEC);
+  if (e->fd < 0) {
+    int r = -errno;
+    log_error("%s/%s: %s", dir, rel, strerror(-r));
+    return r;
+  }
+  int r = 0;
+  if (fstat(e->fd, &st) < 0)
+    r = -errno;
+  else if ((uint64_t) st.st_size != e->extent_size * e->block_size) {
+    log_error("%s/%s: size %lld, expected %" PRIu64, dir, rel,
+              (long long) st.st_size, e->extent_size * e->block_size);
+    r = -EINVAL;
+  } else if (faccessat(dirfd, reldb, F_OK, 0) < 0) {
+    r = -errno; /* sqlite would say "unable to open", less clearly */
+    log_error("%s: %s", dbpath, strerror(-r));
+  }
+  if (r == 0)
+    r = open_db(e, dbpath);
+  if (r == 0)
+    r = read_meta_rows(e->db, e->st[ST_GET_META], &e->meta);
+  if (r == 0 && e->meta.dirty)
+    r = recover_dirty(e);
+  if (r < 0) {
+    ext_close(e);
+    return r;
+  }
+  e->meta_known = true;
+  e->unsynced = false;
+  return 0;
+}
+
+void ext_close(struct ext *e)
+{
+  for (int i = 0; i < ST_COUNT_; i++) {
+    sqlite3_finalize(e->st[i]);
+    e->st[i] = NULL;
+  }
+  if (e->db != NULL && sqlite3_close(e->db) != SQLITE_OK)
+    log_error("extent %u: close: %s", e->eid, sqlite3_errmsg(e->db));
+  e->db = NULL;
+  if (e->fd >= 0)
+    close(e->fd);
+  e->fd = -1;
+  /* Forgetting the table is safe: contexts are only ever kept, and the
+   * next open of this (dirty) extent rehashes. */
+  seen_reset(&e->seen);
+}
+
+/* --- IO --------------------------------------------------------------- */
+
+static void bind_blob(sqlite3_stmt *s, int col, const void *p, int len)
+{
+  sqlite3_bind_blob(s, col, p, len, SQLITE_STATIC);
+}
+
+/* Order (the crash rule): reserve space, then dirty=1 and the new
+ * contexts in ONE transaction, COMMIT, and only then pwrite.  Old contexts
+ * stay: after a crash either the old or the new bytes may be on disk. */
+int ext_write(struct ext *e, uint64_t blk, uint32_t n,
+              const struct proto_ctx *ctxs, const uint64_t *odh,
+              const uint8_t *data)
+{
+  size_t bs = e->block_size, len = (size_t) n * bs;
+  off_t off = (off_t) (blk * bs);
+  assert(n > 0 && blk + n <= e->extent_size);
+  int r = reserve(e->fd, off, (off_t) len);
+  if (r < 0) {
+    log_error("extent %u: fallocate: %s", e->eid, strerror(-r));
+    return r;
+  }
+  r = st_run(e, ST_BEGIN);
+  if (r == 0 && !e->meta.dirty)
+    r = set_meta(e, "dirty", 1);
+  sqlite3_stmt *s = e->st[ST_INSERT];
+  for (uint32_t i = 0; r == 0 && i < n; i++) {
+    sqlite3_bind_int64(s, 1, (sqlite3_int64) (blk + i));
+    sqlite3_bind_int64(s, 2, (sqlite3_int64) ctxs[i].version);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64) ctxs[i].hash);
+    bind_blob(s, 4, ctxs[i].nonce, PROTO_NONCE_LEN);
+    bind_blob(s, 5, ctxs[i].tag, PROTO_TAG_LEN);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64) odh[i]);
+    r = st_run(e, ST_INSERT);
+  }
+  if (r == 0)
+    r = st_run(e, ST_COMMIT);
+  if (r < 0) {
+    rollback(e);
+    return r;
+  }
+  e->meta.dirty = 1;
+  e->unsynced = true;
+  r = pwrite_full(e->fd, data, len, off);
+  if (r < 0) {
+    /* The disk may hold old, new or (EIO) torn bytes: forget the blocks
+     * so the next flush keeps all their contexts. */
+    log_error("extent %u: pwrite: %s", e->eid, strerror(-r));
+    seen_forget(&e->seen, blk, n);
+    return r;
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (seen_set(&e->seen, (uint32_t) (blk + i), EXT_SEEN_LIVE, odh[i]) < 0)
+      log_warn("extent %u: out of memory remembering block %" PRIu64,
+               e->eid, blk + i);
+  return 0;
+}
+
+static void ctx_from_row(sqlite3_stmt *s, struct proto_ctx *c)
+{
+  memset(c, 0, sizeof *c);
+  c->version = (uint64_t) sqlite3_column_int64(s, 1);
+  c->hash = (uint64_t) sqlite3_column_int64(s, 2);
+  if (sqlite3_column_bytes(s, 3) == PROTO_NONCE_LEN)
+    memcpy(c->nonce, sqlite3_column_blob(s, 3), PROTO_NONCE_LEN);
+  if (sqlite3_column_bytes(s, 4) == PROTO_TAG_LEN)
+    memcpy(c->tag, sqlite3_column_blob(s, 4), PROTO_TAG_LEN);
+  c->flags = PROTO_CTX_PRESENT;
+}
+
+/* Walk the contexts of [blk, blk+n) against the bytes in data.  For each
+ * block with contexts: ctxs (if not NULL) gets the matching context, or
+ * the newest if none matches; bad (if not NULL) is called when none
+ * matches.  *nwritten counts blocks with contexts. */
+static int match_range(struct ext *e, uint64_t blk, uint32_t n,
+                       const uint8_t *data, struct proto_ctx *ctxs,
+                       void (*bad)(uint32_t, uint64_t, void *), void *arg,
+                       uint64_t *nwritten)
+{
+  sqlite3_stmt *s = e->st[ST_SELECT_RANGE];
+  uint64_t cur = UINT64_MAX, disk = 0;
+  bool matched = true;
+  struct proto_ctx c, best = { 0 };
+  int rc;
+  sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
+  for (;;) {
+    rc = sqlite3_step(s);
+    uint64_t i = rc == SQLITE_ROW
+                     ? (uint64_t) sqlite3_column_int64(s, 0) - blk
+                     : UINT64_MAX;
+    if (i != cur && cur != UINT64_MAX) { /* finish block cur */
+      if (!matched && ctxs) /* a read; verify reports through bad() */
+        log_warn("extent %u block %" PRIu64 ": no context matches the data",
+                 e->eid, blk + cur);
+      if (!matched && bad)
+        bad(e->eid, blk + cur, arg);
+      if (ctxs)
+        ctxs[cur] = best;
+    }
+    if (rc != SQLITE_ROW)
+      break;
+    assert(i < n);
+    if (i != cur) {
+      cur = i;
+      disk = crypt_hash_plain(data + i * e->block_size, e->block_size);
+      matched = false;
+      best.flags = 0;
+      (*nwritten)++;
+    }
+    if (matched)
+      continue;
+    ctx_from_row(s, &c);
+    if ((uint64_t) sqlite3_column_int64(s, 5) == disk)
+      best = c, matched = true;
+    else if (best.flags == 0 || c.version > best.version)
+      best = c;
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) {
+    log_error("extent %u: select: %s", e->eid, sqlite3_errmsg(e->db));
+    return sql_err(rc);
+  }
+  return 0;
+}
+
+int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
+             uint8_t *data)
+{
+  size_t bs = e->block_size;
+  uint64_t nw = 0;
+  assert(n > 0 && blk + n <= e->extent_size);
+  int r = pread_full(e->fd, data, (size_t) n * bs, (off_t) (blk * bs));
+  if (r < 0) {
+    log_error("extent %u: pread: %s", e->eid, strerror(-r));
+    return r;
+  }
+  memset(ctxs, 0, (size_t) n * sizeof *ctxs);
+  r = match_range(e, blk, n, data, ctxs, NULL, NULL, &nw);
+  if (r < 0)
+    return r;
+  /* No context = never written (or trimmed, or the crash came between a
+   * trim's commit and its hole punch): zeroes, whatever the disk holds. */
+  for (uint32_t i = 0; i < n; i++)
+    if (ctxs[i].flags == 0)
+      memset(data + i * bs, 0, bs);
+  return 0;
+}
+
+/* Contexts first (the blocks become unwritten at COMMIT), then the hole. */
+int ext_trim(struct ext *e, uint64_t blk, uint32_t n)
+{
+  size_t bs = e->block_size;
+  assert(n > 0 && blk + n <= e->extent_size);
+  int r = st_run(e, ST_BEGIN);
+  if (r == 0 && !e->meta.dirty)
+    r = set_meta(e, "dirty", 1);
+  if (r == 0) {
+    sqlite3_bind_int64(e->st[ST_DELETE_RANGE], 1, (sqlite3_int64) blk);
+    sqlite3_bind_int64(e->st[ST_DELETE_RANGE], 2, (sqlite3_int64) (blk + n));
+    r = st_run(e, ST_DELETE_RANGE);
+  }
+  if (r == 0)
+    r = st_run(e, ST_COMMIT);
+  if (r < 0) {
+    rollback(e);
+    return r;
+  }
+  e->meta.dirty = 1;
+  seen_forget(&e->seen, blk, n);
+  e->unsynced = true;
+  r = zero_range(e->fd, (off_t) (blk * bs), (off_t) ((uint64_t) n * bs));
+  if (r < 0)
+    log_error("extent %u: punch hole: %s", e->eid, strerror(-r));
+  return r;
+}
+
+/* fdatasync, then (one transaction, synchronous=FULL so the commit itself
+ * is durable) drop every context of a remembered block but the one whose
+ * bytes the fdatasync just made durable, and record flush/gen, dirty=0. */
+int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen)
+{
+  if (!e->meta.dirty)
+    return 0;
+  if (fdatasync(e->fd) < 0) {
+    int r = -errno;
+    log_error("extent %u: fdatasync: %s", e->eid, strerror(-r));
+    return r;
+  }
+  e->unsynced = false;
+  int r = st_run(e, ST_SYNC_FULL);
+  if (r == 0)
+    r = st_run(e, ST_BEGIN);
+  sqlite3_stmt *s = e->st[ST_DELETE_STALE];
+  for (uint32_t i = 0; r == 0 && i < e->seen.cap; i++) {
+    const struct ext_seen_slot *sl = &e->seen.slots[i];
+    if (sl->state != EXT_SEEN_LIVE)
+      continue;
+    assert(!e->unsynced); /* crash rule: only durable bytes are trusted */
+    sqlite3_bind_int64(s, 1, (sqlite3_int64) sl->block);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64) sl->hash);
+    r = st_run(e, ST_DELETE_STALE);
+  }
+  if (r == 0)
+    r = set_meta(e, "gen_number", gen);
+  if (r == 0)
+    r = set_meta(e, "flush_number", flush_no);
+  if (r == 0)
+    r = set_meta(e, "dirty", 0);
+  if (r == 0)
+    r = st_run(e, ST_COMMIT);
+  if (r < 0)
+    rollback(e);
+  st_run(e, ST_SYNC_NORMAL);
+  if (r < 0)
+    return r;
+  e->meta.gen = gen;
+  e->meta.flush = flush_no;
+  e->meta.dirty = 0;
+  seen_reset(&e->seen);
+  return 0;
+}
+
+int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
+               void *arg, uint64_t *checked)
+{
+  size_t bs = e->block_size;
+  uint32_t chunk = (uint32_t) ((1u << 20) / bs); /* 1 MiB per pread */
+  uint8_t *buf = malloc((size_t) chunk * bs);
+  int r = buf ? 0 : -ENOMEM;
+  for (uint64_t b = 0; r == 0 && b < e->extent_size; b += chunk) {
+    uint32_t n = (uint32_t) (e->extent_size - b < chunk ? e->extent_size - b
+                                                         : chunk);
+    r = pread_full(e->fd, buf, (size_t) n * bs, (off_t) (b * bs));
+    if (r == 0)
+      r = match_range(e, b, n, buf, NULL, bad, arg, checked);
+  }
+  free(buf);
+  return r;
+}
+
+/* --- creation and inspection ------------------------------------------ */
+
+int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
+                  struct proto_extent_state *out)
+{
+  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char path[PATH_MAX];
+  sqlite3 *db = NULL;
+  sqlite3_stmt *s = NULL;
+  ext_paths(dir, eid, rel, reldb, path, sizeof path);
+  if (access(path, F_OK) < 0)
+    return -errno;
+  int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+  int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK)
+    sqlite3_busy_timeout(db, 5000);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db, st_sql[ST_GET_META], -1, &s, NULL);
+  int r = rc == SQLITE_OK ? read_meta_rows(db, s, out) : sql_err(rc);
+  if (rc != SQLITE_OK)
+    log_error("%s: %s", path, db ? sqlite3_errmsg(db) : "open");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return r;
+}
+
+static int write_file(int dirfd, const char *rel, const uint8_t *p,
+                      size_t len, uint64_t size)
+{
+  int fd = openat(dirfd, rel, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -errno;
+  int r = len ? pwrite_full(fd, p, len, 0) : 0;
+  if (r == 0 && size && ftruncate(fd, (off_t) size) < 0)
+    r = -errno;
+  if (close(fd) < 0 && r == 0)
+    r = -errno;
+  return r;
+}
+
+int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
+               const uint8_t *seed, size_t seed_len)
+{
+  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  ext_paths(NULL, eid, rel, reldb, NULL, 0);
+  char d[GEOM_EXTENT_PATH_MAX];
+  /* "XX" then "XX/YYY"; EEXIST is the common case after the first. */
+  for (size_t cut = 2; cut <= 6; cut += 4) {
+    memcpy(d, rel, cut);
+    d[cut] = '\0';
+    if (mkdirat(dirfd, d, 0755) < 0 && errno != EEXIST)
+      return -errno;
+  }
+  int r = write_file(dirfd, rel, NULL, 0, data_bytes); /* sparse */
+  if (r == 0)
+    r = write_file(dirfd, reldb, seed, seed_len, 0);
+  return r;
+}
+
+int ext_seed_create(const char *path)
+{
+  sqlite3 *db = NULL;
+  char *msg = NULL;
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL;", NULL, NULL, &msg);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, SCHEMA, NULL, NULL, &msg);
+  if (rc != SQLITE_OK)
+    log_error("%s: %s", path, msg ? msg : db ? sqlite3_errmsg(db) : "open");
+  sqlite3_free(msg);
+  /* The last close checkpoints the WAL into the file and deletes it, so
+   * the file alone is a complete (WAL-mode) seed. */
+  if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK)
+    rc = SQLITE_IOERR;
+  return rc == SQLITE_OK ? 0 : sql_err(rc);
+}

@@ -1,0 +1,461 @@
+/* crucible-downstairs: command line (create, run, dump, verify).
+ *
+ * Exit codes: 0 ok, 1 failure, 2 usage.  Errors are one line on stderr:
+ *   crucible-downstairs: create: DIR: region already exists
+ * Normal output (summaries, dump, verify results) goes to stdout;
+ * progress goes to stderr, and only when it is a terminal.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "../common/parse.h"
+#include "extent.h"
+#include "region.h"
+#include "server.h"
+
+#define PROG "crucible-downstairs"
+#define MAX_DUMP_DIRS 8
+
+static const char USAGE[] =
+    "Usage: " PROG " COMMAND [OPTIONS]\n"
+    "Commands:\n"
+    "  create -d DIR [-u UUID] [--block-size BYTES] [--extent-size BLOCKS]\n"
+    "         [--extent-count N] [--encrypted]     create a new region\n"
+    "  run -d DIR -p PORT [-a ADDR] [--log-level LEVEL] [--max-conns N]\n"
+    "         [--idle-timeout SECS]                serve a region\n"
+    "  dump -d DIR [-d DIR...]                     per-extent metadata\n"
+    "  verify -d DIR                               scrub a stopped region\n"
+    "Run '" PROG " COMMAND --help' for a command's options.\n";
+
+static const char CREATE_HELP[] =
+    "Usage: " PROG " create -d DIR [OPTIONS]\n"
+    "Create a region (one replica) in DIR (created if missing; must be "
+    "empty).\n"
+    "  -d, --dir DIR          region directory\n"
+    "  -u, --uuid UUID        volume uuid (default: random)\n"
+    "      --block-size N     bytes per block, power of two 512..65536 "
+    "(4096)\n"
+    "      --extent-size N    blocks per extent (32768)\n"
+    "      --extent-count N   number of extents (8: 1 GiB at the defaults)\n"
+    "      --encrypted        the upstairs encrypts (otherwise: plain, for "
+    "tests)\n";
+
+static const char RUN_HELP[] =
+    "Usage: " PROG " run -d DIR -p PORT [OPTIONS]\n"
+    "Serve the region in DIR until SIGINT/SIGTERM.\n"
+    "  -d, --dir DIR          region directory\n"
+    "  -p, --port PORT        TCP port\n"
+    "  -a, --address ADDR     listen address (0.0.0.0)\n"
+    "      --log-level LEVEL  error, warn, info (default) or debug\n"
+    "      --max-conns N      connection cap (64)\n"
+    "      --idle-timeout S   close connections silent for S seconds "
+    "(120)\n";
+
+static const char DUMP_HELP[] =
+    "Usage: " PROG " dump -d DIR [-d DIR...]\n"
+    "Print gen, flush number and dirty flag of every extent, one column "
+    "per\nregion; '*' marks extents where the regions differ.  Reads the "
+    "extent\ndatabases read-only; meant for regions that are not running.\n"
+    "  -d, --dir DIR          region directory (up to 8)\n";
+
+static const char VERIFY_HELP[] =
+    "Usage: " PROG " verify -d DIR\n"
+    "Check every written block of a stopped region against its contexts\n"
+    "(no key needed).  Prints each bad block as 'extent E block B' and\n"
+    "'checked N blocks, M bad'; exits 1 if any block is bad.\n"
+    "  -d, --dir DIR          region directory\n";
+
+static const char *cmd_name = "";
+
+/* One line: "crucible-downstairs: CMD: message". */
+static void __attribute__((format(printf, 1, 2))) errorf(const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "%s: %s: ", PROG, cmd_name);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+  fprintf(stderr, "%s: %s: ", PROG, cmd_name);
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry '%s %s --help'.\n", PROG, cmd_name);
+  return 2;
+}
+
+/* getopt's '?' and ':' results as our usage error. */
+static int bad_option(int c, char **argv)
+{
+  char shortopt[3] = { '-', (char) optopt, '\0' };
+  const char *last = argv[optind - 1];
+  const char *opt = strncmp(last, "--", 2) == 0 || optopt <= 0 ||
+                            optopt > 127 ? last : shortopt;
+  return usage_error(c == ':' ? "option '%s' needs a value"
+                              : "unknown option '%s'", opt);
+}
+
+static int parse_num(const char *opt, const char *s, uint64_t max,
+                     uint64_t *out)
+{
+  if (parse_u64(s, max, out) < 0 || *out == 0) {
+    usage_error("invalid value for %s", opt);
+    return -1;
+  }
+  return 0;
+}
+
+/* Say why a region could not be opened, in one line. */
+static void open_error(const char *dir, int r)
+{
+  struct stat st;
+  if (stat(dir, &st) < 0)
+    errorf("%s: %s", dir, strerror(errno));
+  else if (!S_ISDIR(st.st_mode))
+    errorf("%s: not a directory", dir);
+  else if (r == -ENOENT)
+    errorf("%s: not a region (no region.json)", dir);
+  else if (r == -EINVAL)
+    errorf("%s: invalid region.json", dir);
+  else if (r == -EBUSY)
+    errorf("%s: region is in use by another process", dir);
+  else
+    errorf("%s: %s", dir, strerror(-r));
+}
+
+enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE };
+
+/* Byte count for people: "1 GiB", "512 MiB", "3.5 TiB". */
+static void human(uint64_t v, char *buf, size_t len)
+{
+  static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB",
+                                      "PiB", "EiB" };
+  int u = 0;
+  double d = (double) v;
+  while (d >= 1024 && u < 6)
+    d /= 1024, u++;
+  snprintf(buf, len, d == (double) (uint64_t) d ? "%.0f %s" : "%.1f %s", d,
+           unit[u]);
+}
+
+static int cmd_create(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "dir", required_argument, NULL, 'd' },
+    { "uuid", required_argument, NULL, 'u' },
+    { "block-size", required_argument, NULL, OPT_BS },
+    { "extent-size", required_argument, NULL, OPT_ES },
+    { "extent-count", required_argument, NULL, OPT_EC },
+    { "encrypted", no_argument, NULL, OPT_ENC },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  struct proto_region def = { .block_size = GEOM_DEFAULT_BLOCK_SIZE,
+                              .extent_size = GEOM_DEFAULT_EXTENT_SIZE,
+                              .extent_count = 8 };
+  const char *dir = NULL;
+  uint64_t v;
+  int c;
+  while ((c = getopt_long(argc, argv, ":d:u:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd': dir = optarg; break;
+    case 'u':
+      if (geom_uuid_parse(optarg, def.uuid) < 0 ||
+          geom_uuid_is_zero(def.uuid))
+        return usage_error("invalid uuid '%s'", optarg);
+      break;
+    case OPT_BS:
+      if (parse_num("--block-size", optarg, GEOM_MAX_BLOCK_SIZE, &v) < 0)
+        return 2;
+      def.block_size = (uint32_t) v;
+      break;
+    case OPT_ES:
+      if (parse_num("--extent-size", optarg, GEOM_MAX_EXTENT_SIZE, &v) < 0)
+        return 2;
+      def.extent_size = v;
+      break;
+    case OPT_EC:
+      if (parse_num("--extent-count", optarg, PROTO_MAX_EXTENTS, &v) < 0)
+        return 2;
+      def.extent_count = (uint32_t) v;
+      break;
+    case OPT_ENC: def.encrypted = 1; break;
+    case 'h': fputs(CREATE_HELP, stdout); return 0;
+    default: return bad_option(c, argv);
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (dir == NULL)
+    return usage_error("%s", "missing -d DIR");
+  if (geom_check(&def) < 0)
+    return usage_error("%s", "invalid geometry: block size must be a power "
+                             "of two in 512..65536");
+  int r = region_create(dir, &def);
+  if (r == -EEXIST)
+    errorf("%s: region already exists", dir);
+  else if (r == -ENOTEMPTY)
+    errorf("%s: directory is not empty", dir);
+  else if (r < 0)
+    errorf("%s: %s", dir, strerror(-r));
+  if (r < 0)
+    return 1;
+  char uuid[37], size[32];
+  geom_uuid_format(def.uuid, uuid);
+  human(geom_size(&def), size, sizeof size);
+  printf("created %s: uuid %s, %s (%" PRIu64 " bytes), %" PRIu32
+         " extents of %" PRIu64 " x %" PRIu32 "-byte blocks, %s\n",
+         dir, uuid, size, geom_size(&def), def.extent_count, def.extent_size,
+         def.block_size, def.encrypted ? "encrypted" : "unencrypted");
+  return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "dir", required_argument, NULL, 'd' },
+    { "port", required_argument, NULL, 'p' },
+    { "address", required_argument, NULL, 'a' },
+    { "log-level", required_argument, NULL, OPT_LOG },
+    { "max-conns", required_argument, NULL, OPT_MAXC },
+    { "idle-timeout", required_argument, NULL, OPT_IDLE },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  struct ds_server_opts so = { .addr = "0.0.0.0", .max_conns = 64,
+                               .idle_timeout = 120 };
+  enum log_level level;
+  uint64_t v;
+  int c;
+  while ((c = getopt_long(argc, argv, ":d:p:a:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd': so.dir = optarg; break;
+    case 'p':
+      if (parse_num("--port", optarg, 65535, &v) < 0)
+        return 2;
+      so.port = (uint16_t) v;
+      break;
+    case 'a': so.addr = optarg; break;
+    case OPT_LOG:
+      if (log_parse_level(optarg, &level) < 0)
+        return usage_error("invalid log level '%s'", optarg);
+      log_set_level(level);
+      break;
+    case OPT_MAXC:
+      if (parse_num("--max-conns", optarg, 65536, &v) < 0)
+        return 2;
+      so.max_conns = (unsigned) v;
+      break;
+    case OPT_IDLE:
+      if (parse_num("--idle-timeout", optarg, 86400, &v) < 0)
+        return 2;
+      so.idle_timeout = (unsigned) v;
+      break;
+    case 'h': fputs(RUN_HELP, stdout); return 0;
+    default: return bad_option(c, argv);
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (so.dir == NULL)
+    return usage_error("%s", "missing -d DIR");
+  if (so.port == 0)
+    return usage_error("%s", "missing -p PORT");
+  int r = region_open(so.dir, &so.region);
+  if (r < 0) {
+    open_error(so.dir, r);
+    return 1;
+  }
+  r = ds_server_run(&so);
+  region_close(so.region);
+  if (r < 0) {
+    errorf("%s: %s", so.dir, strerror(-r));
+    return 1;
+  }
+  return 0;
+}
+
+struct dump_region {
+  const char *dir;
+  struct region_meta m;
+};
+
+/* One extent row: values per region, '*' if they differ or one lacks it. */
+static bool dump_row(const struct dump_region *rg, int n, uint32_t eid)
+{
+  struct proto_extent_state st[MAX_DUMP_DIRS], *ref = NULL;
+  bool differ = false, ok = true;
+  printf("%6" PRIu32, eid);
+  for (int i = 0; i < n; i++) {
+    int r = -ERANGE;
+    if (eid < rg[i].m.def.extent_count)
+      r = ext_read_meta(rg[i].dir, eid, true, &st[i]);
+    if (r == 0) {
+      printf(" | %10" PRIu64 " %10" PRIu64 " %5u", st[i].gen, st[i].flush,
+             st[i].dirty);
+      if (ref && (ref->gen != st[i].gen || ref->flush != st[i].flush ||
+                  ref->dirty != st[i].dirty))
+        differ = true;
+      ref = ref ? ref : &st[i];
+    } else {
+      printf(" | %10s %10s %5s", "-", r == -ERANGE ? "-" : "?", "-");
+      differ = true;
+      if (r != -ERANGE) {
+        ok = false;
+        log_error("%s: extent %" PRIu32 ": %s", rg[i].dir, eid,
+                  strerror(-r));
+      }
+    }
+  }
+  puts(differ && n > 1 ? "  *" : "");
+  return ok;
+}
+
+static int cmd_dump(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "dir", required_argument, NULL, 'd' },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  struct dump_region rg[MAX_DUMP_DIRS];
+  int n = 0, c;
+  while ((c = getopt_long(argc, argv, ":d:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd':
+      if (n == MAX_DUMP_DIRS)
+        return usage_error("%s", "too many -d (at most 8)");
+      rg[n++].dir = optarg;
+      break;
+    case 'h': fputs(DUMP_HELP, stdout); return 0;
+    default: return bad_option(c, argv);
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (n == 0)
+    return usage_error("%s", "missing -d DIR");
+  uint32_t max = 0;
+  for (int i = 0; i < n; i++) {
+    int fd = open(rg[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = fd < 0 ? -errno : region_meta_read(fd, &rg[i].m);
+    if (fd >= 0)
+      close(fd);
+    if (r < 0) {
+      open_error(rg[i].dir, r);
+      return 1;
+    }
+    char uuid[37];
+    geom_uuid_format(rg[i].m.def.uuid, uuid);
+    printf("region %d: %s uuid %s, %" PRIu32 " extents, highest_gen %" PRIu64
+           "\n", i, rg[i].dir, uuid, rg[i].m.def.extent_count,
+           rg[i].m.highest_gen);
+    if (rg[i].m.def.extent_count > max)
+      max = rg[i].m.def.extent_count;
+  }
+  printf("%6s", "EXT");
+  for (int i = 0; i < n; i++)
+    printf(" | %9s%d %9s%d %4s%d", "GEN", i, "FLUSH", i, "DIRTY", i);
+  putchar('\n');
+  bool ok = true;
+  for (uint32_t eid = 0; eid < max; eid++)
+    ok = dump_row(rg, n, eid) && ok;
+  return ok ? 0 : 1;
+}
+
+struct verify_state {
+  uint64_t bad;
+  bool tty;
+};
+
+static void verify_bad(uint32_t eid, uint64_t block, void *arg)
+{
+  struct verify_state *vs = arg;
+  if (vs->tty)
+    fputs("\r\033[K", stderr);
+  printf("extent %" PRIu32 " block %" PRIu64 "\n", eid, block);
+  fflush(stdout);
+  vs->bad++;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "dir", required_argument, NULL, 'd' },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  const char *dir = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, ":d:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd': dir = optarg; break;
+    case 'h': fputs(VERIFY_HELP, stdout); return 0;
+    default: return bad_option(c, argv);
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (dir == NULL)
+    return usage_error("%s", "missing -d DIR");
+  struct region *r;
+  int ret = region_open(dir, &r);
+  if (ret < 0) {
+    open_error(dir, ret);
+    return 1;
+  }
+  struct verify_state vs = { .tty = isatty(STDERR_FILENO) };
+  uint64_t total = 0, checked;
+  uint32_t count = region_def(r)->extent_count;
+  for (uint32_t eid = 0; eid < count && ret == 0; eid++) {
+    if (vs.tty)
+      fprintf(stderr, "\rverify: extent %" PRIu32 "/%" PRIu32, eid + 1,
+              count);
+    ret = region_verify_extent(r, eid, verify_bad, &vs, &checked);
+    total += checked;
+    if (ret < 0)
+      errorf("%s: extent %" PRIu32 ": %s", dir, eid, strerror(-ret));
+  }
+  if (vs.tty)
+    fputs("\r\033[K", stderr);
+  region_close(r);
+  printf("checked %" PRIu64 " blocks, %" PRIu64 " bad\n", total, vs.bad);
+  return ret < 0 || vs.bad > 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+  static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+  } cmds[] = { { "create", cmd_create }, { "run", cmd_run },
+               { "dump", cmd_dump }, { "verify", cmd_verify } };
+  log_set_prog(PROG);
+  if (argc < 2) {
+    fputs(USAGE, stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    fputs(USAGE, stdout);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (strcmp(argv[1], cmds[i].name) == 0) {
+      cmd_name = cmds[i].name;
+      opterr = 0;
+      optind = 1; /* parse argv[1..]: the subcommand plays argv[0] */
+      return cmds[i].fn(argc - 1, argv + 1);
+    }
+  fprintf(stderr, "%s: unknown command '%s'\n%s", PROG, argv[1], USAGE);
+  return 2;
+}

@@ -1,0 +1,574 @@
+/* crucible-c downstairs: a region (one replica), its region.json and the
+ * bounded set of open extents.
+ *
+ * THE INVARIANT (crash rule): after kill -9 at any instant, every block
+ * that has contexts matches (crypt_hash_plain of its bytes on disk equals
+ * the on_disk_hash of) at least one of them.  How it is kept, in
+ * extent.c: a write commits its new contexts before pwrite() and keeps the
+ * old ones; contexts are deleted only (a) by trim, before the hole punch,
+ * making the block unwritten (reads as zeroes, whatever the disk holds);
+ * (b) by flush, after fdatasync, keeping the context of the bytes last
+ * written; (c) when opening a dirty extent, after fdatasync, keeping the
+ * context that matches the disk.  Nothing else deletes a context: closing
+ * an extent (LRU eviction, region_close) keeps them all.  Power loss (not
+ * kill -9) between flushes may break the rule for unflushed blocks; verify
+ * reports those and the upstairs heals them from another replica.
+ *
+ * Creation is eager: region_create writes seed.db and, for every extent,
+ * the sparse data file and a copy of seed.db (about 12 KB), then one
+ * syncfs(), then region.json last, atomically: a directory with a
+ * region.json is always a complete region.  8192 extents (1 TiB) take
+ * about a second.
+ *
+ * Open extents: at most REGION_MAX_OPEN_EXTENTS (LRU, clean ones evicted
+ * first; a pinned extent is never evicted, so the bound may be exceeded
+ * briefly by the number of worker threads).  Eviction only closes: flush
+ * numbers are set by region_flush alone, and the next open of a dirty
+ * extent rehashes it.  Each extent keeps its cached (gen, flush, dirty)
+ * across close, so region_flush also reaches evicted dirty extents;
+ * extents never touched since region_open are assumed clean until
+ * region_extent_states (which the upstairs always calls before
+ * activating) has read them.
+ *
+ * region.json is read and written by region_json.c; extent.c does the
+ * per-extent work.
+ *
+ * Locks: r->mu guards the extent table, pin counts and the LRU list;
+ * each extent's own mutex guards its files (held across ext_* calls);
+ * r->meta_mu guards highest_gen/kcv and region.json.  Order: never hold
+ * r->mu while taking an extent mutex.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "../common/crypt.h"
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "extent.h"
+#include "region.h"
+
+#define REGION_JSON "region.json"
+
+/* One extent slot: allocated on first use, freed by region_close. */
+struct rext {
+  struct ext x;
+  pthread_mutex_t mu;
+  unsigned users; /* pins, under r->mu */
+  bool in_lru;    /* open and on the list, under r->mu */
+  struct rext *prev, *next;
+};
+
+struct region {
+  char *dir;
+  int dirfd; /* holds the flock that keeps a second daemon out */
+  pthread_mutex_t meta_mu;
+  struct region_meta meta;
+  pthread_mutex_t mu;
+  struct rext **ext; /* extent_count slots, NULL until first use */
+  struct rext *head, *tail; /* LRU of open extents, most recent at head */
+  unsigned nopen;
+};
+
+/* --- create / open / close -------------------------------------------- */
+
+/* 0 if dirfd has no entries but "." and "..". */
+static int dir_empty(int dirfd)
+{
+  int fd = dup(dirfd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (d == NULL) {
+    int r = -errno;
+    if (fd >= 0)
+      close(fd);
+    return r;
+  }
+  struct dirent *de;
+  int r = 0;
+  while (r == 0 && (de = readdir(d)) != NULL)
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+      r = -ENOTEMPTY;
+  closedir(d);
+  return r;
+}
+
+static int read_whole(const char *path, uint8_t **out, size_t *len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0)
+    return -errno;
+  int r = fstat(fd, &st) < 0 ? -errno : 0;
+  *out = r == 0 ? malloc((size_t) st.st_size + 1) : NULL;
+  if (r == 0 && *out == NULL)
+    r = -ENOMEM;
+  if (r == 0) {
+    ssize_t n = pread(fd, *out, (size_t) st.st_size, 0);
+    if (n != st.st_size)
+      r = n < 0 ? -errno : -EIO;
+    *len = (size_t) st.st_size;
+  }
+  close(fd);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+  }
+  return r;
+}
+
+/* seed.db, then every extent from it, then one syncfs (one flush of the
+ * whole filesystem instead of two fsyncs per extent). */
+static int create_extents(const char *dir, int dirfd,
+                          const struct proto_region *def)
+{
+  char path[PATH_MAX];
+  uint8_t *seed = NULL;
+  size_t seed_len = 0;
+  snprintf(path, sizeof path, "%s/seed.db", dir);
+  int r = ext_seed_create(path);
+  if (r == 0)
+    r = read_whole(path, &seed, &seed_len);
+  for (uint32_t eid = 0; r == 0 && eid < def->extent_count; eid++) {
+    r = ext_create(dirfd, eid, def->extent_size * def->block_size, seed,
+                   seed_len);
+    if (r < 0)
+      log_error("%s: extent %u: %s", dir, eid, strerror(-r));
+  }
+  free(seed);
+  if (r == 0 && syncfs(dirfd) < 0)
+    r = -errno;
+  return r;
+}
+
+int region_create(const char *dir, struct proto_region *def)
+{
+  struct region_meta m = { .def = *def };
+  if (geom_check(def) < 0)
+    return -EINVAL;
+  if (geom_uuid_is_zero(m.def.uuid)) {
+    int r = crypt_random(m.def.uuid, PROTO_UUID_LEN);
+    if (r < 0)
+      return r;
+    m.def.uuid[6] = (uint8_t) ((m.def.uuid[6] & 0x0f) | 0x40); /* v4 */
+    m.def.uuid[8] = (uint8_t) ((m.def.uuid[8] & 0x3f) | 0x80);
+  }
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    return -errno;
+  int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0)
+    return -errno;
+  int r = 0;
+  if (faccessat(dirfd, REGION_JSON, F_OK, 0) == 0)
+    r = -EEXIST;
+  if (r == 0)
+    r = dir_empty(dirfd);
+  if (r == 0)
+    r = create_extents(dir, dirfd, &m.def);
+  /* region.json last: a directory holding one is a complete region. */
+  if (r == 0)
+    r = region_meta_write(dirfd, &m);
+  close(dirfd);
+  if (r == 0)
+    *def = m.def;
+  return r;
+}
+
+/* Each open extent holds ~4 descriptors (data, db, -wal, -shm) and each
+ * connection one more; the soft limit (often 1024) is an arbitrary
+ * default while the hard limit is what the admin allows: use it all. */
+static void raise_nofile(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+      log_debug("setrlimit(RLIMIT_NOFILE): %m");
+  }
+}
+
+int region_open(const char *dir, struct region **out)
+{
+  struct region *r = calloc(1, sizeof *r);
+  int ret = r ? 0 : -ENOMEM;
+  *out = NULL;
+  if (ret < 0)
+    return ret;
+  r->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  r->dir = strdup(dir);
+  if (r->dirfd < 0)
+    ret = -errno;
+  else if (r->dir == NULL)
+    ret = -ENOMEM;
+  /* Two daemons on one region would interleave writes and contexts. */
+  else if (flock(r->dirfd, LOCK_EX | LOCK_NB) < 0)
+    ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+  if (ret == 0)
+    ret = region_meta_read(r->dirfd, &r->meta);
+  if (ret == 0) {
+    r->ext = calloc(r->meta.def.extent_count, sizeof *r->ext);
+    if (r->ext == NULL)
+      ret = -ENOMEM;
+  }
+  if (ret < 0) {
+    if (r->dirfd >= 0)
+      close(r->dirfd);
+    free(r->dir);
+    free(r->ext);
+    free(r);
+    return ret;
+  }
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_mutex_init(&r->meta_mu, NULL);
+  raise_nofile();
+  *out = r;
+  return 0;
+}
+
+void region_close(struct region *r)
+{
+  if (r == NULL)
+    return;
+  for (uint32_t eid = 0; eid < r->meta.def.extent_count; eid++) {
+    struct rext *re = r->ext[eid];
+    if (re == NULL)
+      continue;
+    assert(re->users == 0);
+    ext_close(&re->x);
+    pthread_mutex_destroy(&re->mu);
+    free(re);
+  }
+  free(r->ext);
+  close(r->dirfd); /* releases the flock */
+  pthread_mutex_destroy(&r->mu);
+  pthread_mutex_destroy(&r->meta_mu);
+  free(r->dir);
+  free(r);
+}
+
+const struct proto_region *region_def(const struct region *r)
+{
+  return &r->meta.def;
+}
+
+uint64_t region_highest_gen(const struct region *r)
+{
+  struct region *w = (struct region *) r;
+  pthread_mutex_lock(&w->meta_mu);
+  uint64_t g = r->meta.highest_gen;
+  pthread_mutex_unlock(&w->meta_mu);
+  return g;
+}
+
+/* Apply one change to a copy, persist it, and only then adopt it. */
+static int meta_update(struct region *r, const uint64_t *gen,
+                       const struct proto_kcv *kcv)
+{
+  pthread_mutex_lock(&r->meta_mu);
+  struct region_meta m = r->meta;
+  if (gen)
+    m.highest_gen = *gen;
+  if (kcv) {
+    m.kcv = *kcv;
+    m.has_kcv = true;
+  }
+  int ret = region_meta_write(r->dirfd, &m);
+  if (ret == 0)
+    r->meta = m;
+  pthread_mutex_unlock(&r->meta_mu);
+  return ret;
+}
+
+int region_set_highest_gen(struct region *r, uint64_t gen)
+{
+  return meta_update(r, &gen, NULL);
+}
+
+int region_get_kcv(const struct region *r, struct proto_kcv *kcv)
+{
+  struct region *w = (struct region *) r;
+  pthread_mutex_lock(&w->meta_mu);
+  int has = r->meta.has_kcv;
+  if (has)
+    *kcv = r->meta.kcv;
+  pthread_mutex_unlock(&w->meta_mu);
+  return has;
+}
+
+int region_set_kcv(struct region *r, const struct proto_kcv *kcv)
+{
+  return meta_update(r, NULL, kcv);
+}
+
+/* --- the extent table and LRU ----------------------------------------- */
+
+static void lru_unlink(struct region *r, struct rext *re)
+{
+  if (re->prev)
+    re->prev->next = re->next;
+  else
+    r->head = re->next;
+  if (re->next)
+    re->next->prev = re->prev;
+  else
+    r->tail = re->prev;
+  re->prev = re->next = NULL;
+}
+
+static void lru_push(struct region *r, struct rext *re)
+{
+  re->prev = NULL;
+  re->next = r->head;
+  if (r->head)
+    r->head->prev = re;
+  r->head = re;
+  if (r->tail == NULL)
+    r->tail = re;
+}
+
+/* Under r->mu: the least recently used idle open extent, clean ones
+ * first (closing a dirty one costs a rehash at its next open). */
+static struct rext *lru_victim(struct region *r)
+{
+  struct rext *dirty = NULL;
+  for (struct rext *re = r->tail; re; re = re->prev)
+    if (re->users == 0) {
+      if (!re->x.meta.dirty)
+        return re;
+      if (dirty == NULL)
+        dirty = re;
+    }
+  return dirty;
+}
+
+/* Make room for one more open extent.  Called with no lock held. */
+static void lru_evict(struct region *r)
+{
+  for (;;) {
+    pthread_mutex_lock(&r->mu);
+    struct rext *v = r->nopen >= REGION_MAX_OPEN_EXTENTS ? lru_victim(r)
+                                                         : NULL;
+    if (v == NULL) {
+      pthread_mutex_unlock(&r->mu);
+      return;
+    }
+    lru_unlink(r, v);
+    v->in_lru = false;
+    r->nopen--;
+    v->users++;
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&v->mu);
+    ext_close(&v->x); /* keeps every context: see the header comment */
+    pthread_mutex_unlock(&v->mu);
+    pthread_mutex_lock(&r->mu);
+    v->users--;
+    pthread_mutex_unlock(&r->mu);
+  }
+}
+
+/* Pin extent eid and lock it; if want_open, open its files too.  On
+ * success the caller owns the extent's mutex until ext_put. */
+static int ext_get(struct region *r, uint32_t eid, bool want_open,
+                   struct rext **out)
+{
+  pthread_mutex_lock(&r->mu);
+  struct rext *re = r->ext[eid];
+  if (re == NULL) {
+    re = calloc(1, sizeof *re);
+    if (re == NULL) {
+      pthread_mutex_unlock(&r->mu);
+      return -ENOMEM;
+    }
+    re->x.eid = eid;
+    re->x.block_size = r->meta.def.block_size;
+    re->x.extent_size = r->meta.def.extent_size;
+    re->x.fd = -1;
+    pthread_mutex_init(&re->mu, NULL);
+    r->ext[eid] = re;
+  }
+  re->users++;
+  bool need_open = want_open && !re->in_lru;
+  if (re->in_lru && re != r->head) {
+    lru_unlink(r, re);
+    lru_push(r, re);
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (need_open)
+    lru_evict(r);
+  pthread_mutex_lock(&re->mu);
+  if (want_open && re->x.db == NULL) {
+    int ret = ext_open(&re->x, r->dirfd, r->dir);
+    if (ret < 0) {
+      pthread_mutex_unlock(&re->mu);
+      pthread_mutex_lock(&r->mu);
+      re->users--;
+      pthread_mutex_unlock(&r->mu);
+      return ret;
+    }
+    pthread_mutex_lock(&r->mu);
+    lru_push(r, re);
+    re->in_lru = true;
+    r->nopen++;
+    pthread_mutex_unlock(&r->mu);
+  }
+  *out = re;
+  return 0;
+}
+
+static void ext_put(struct region *r, struct rext *re)
+{
+  pthread_mutex_unlock(&re->mu);
+  pthread_mutex_lock(&r->mu);
+  re->users--;
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* --- IO --------------------------------------------------------------- */
+
+/* -EINVAL unless [lba, lba+n) is non-empty and inside one extent. */
+static int check_range(const struct region *r, uint64_t lba, uint64_t n)
+{
+  const struct proto_region *d = &r->meta.def;
+  if (n == 0 || lba >= geom_blocks(d) || n > geom_left_in_extent(d, lba))
+    return -EINVAL;
+  return 0;
+}
+
+int region_write(struct region *r, uint64_t lba, uint32_t n,
+                 const struct proto_ctx *ctxs, const uint8_t *data)
+{
+  const struct proto_region *d = &r->meta.def;
+  size_t bs = d->block_size;
+  int ret = check_range(r, lba, n);
+  if (ret < 0)
+    return ret;
+  uint64_t *odh = malloc((size_t) n * sizeof *odh);
+  if (odh == NULL)
+    return -ENOMEM;
+  /* Check every block before touching anything: all or nothing. */
+  for (uint32_t i = 0; i < n && ret == 0; i++) {
+    const uint8_t *b = data + i * bs;
+    odh[i] = crypt_hash_plain(b, bs);
+    uint64_t h = d->encrypted
+                     ? crypt_hash_cipher(ctxs[i].nonce, ctxs[i].tag, b, bs)
+                     : odh[i];
+    if (h != ctxs[i].hash)
+      ret = -EBADMSG;
+  }
+  struct rext *re;
+  if (ret == 0)
+    ret = ext_get(r, geom_extent_of(d, lba), true, &re);
+  if (ret == 0) {
+    ret = ext_write(&re->x, lba % d->extent_size, n, ctxs, odh, data);
+    ext_put(r, re);
+  }
+  free(odh);
+  return ret;
+}
+
+int region_read(struct region *r, uint64_t lba, uint32_t n,
+                struct proto_ctx *ctxs, uint8_t *data)
+{
+  const struct proto_region *d = &r->meta.def;
+  struct rext *re;
+  int ret = check_range(r, lba, n);
+  if (ret == 0)
+    ret = ext_get(r, geom_extent_of(d, lba), true, &re);
+  if (ret < 0)
+    return ret;
+  ret = ext_read(&re->x, lba % d->extent_size, n, ctxs, data);
+  ext_put(r, re);
+  return ret;
+}
+
+int region_trim(struct region *r, uint64_t lba, uint32_t n)
+{
+  const struct proto_region *d = &r->meta.def;
+  struct rext *re;
+  int ret = check_range(r, lba, n);
+  if (ret == 0)
+    ret = ext_get(r, geom_extent_of(d, lba), true, &re);
+  if (ret < 0)
+    return ret;
+  ret = ext_trim(&re->x, lba % d->extent_size, n);
+  ext_put(r, re);
+  return ret;
+}
+
+/* Under r->mu: is extent eid known dirty (and open, if want_open)? */
+static bool flush_candidate(struct region *r, uint32_t eid, bool open)
+{
+  pthread_mutex_lock(&r->mu);
+  struct rext *re = r->ext[eid];
+  bool yes = re && re->in_lru == open && re->x.meta_known &&
+             re->x.meta.dirty;
+  pthread_mutex_unlock(&r->mu);
+  return yes;
+}
+
+/* Open dirty extents first, then evicted dirty ones (each reopened with
+ * a rehash), so the second pass does not evict one the first will need. */
+int region_flush(struct region *r, uint64_t flush_no, uint64_t gen)
+{
+  for (int pass = 0; pass < 2; pass++)
+    for (uint32_t eid = 0; eid < r->meta.def.extent_count; eid++) {
+      if (!flush_candidate(r, eid, pass == 0))
+        continue;
+      struct rext *re;
+      int ret = ext_get(r, eid, true, &re);
+      if (ret == 0) {
+        ret = ext_flush(&re->x, flush_no, gen);
+        ext_put(r, re);
+      }
+      if (ret < 0)
+        return ret;
+    }
+  return 0;
+}
+
+int region_extent_states(struct region *r, struct proto_extent_state *states)
+{
+  for (uint32_t eid = 0; eid < r->meta.def.extent_count; eid++) {
+    struct rext *re;
+    int ret = ext_get(r, eid, false, &re);
+    if (ret < 0)
+      return ret;
+    if (!re->x.meta_known) {
+      ret = ext_read_meta(r->dir, eid, false, &re->x.meta);
+      re->x.meta_known = ret == 0;
+    }
+    states[eid] = re->x.meta;
+    ext_put(r, re);
+    if (ret < 0) {
+      log_error("%s: extent %u: %s", r->dir, eid, strerror(-ret));
+      return ret;
+    }
+  }
+  return 0;
+}
+
+int region_verify_extent(struct region *r, uint32_t eid,
+                         void (*bad)(uint32_t eid, uint64_t block, void *arg),
+                         void *arg, uint64_t *checked)
+{
+  struct rext *re;
+  *checked = 0;
+  if (eid >= r->meta.def.extent_count)
+    return -EINVAL;
+  int ret = ext_get(r, eid, true, &re);
+  if (ret < 0)
+    return ret;
+  ret = ext_verify(&re->x, bad, arg, checked);
+  ext_put(r, re);
+  return ret;
+}

@@ -1,0 +1,779 @@
+/* crucible-c downstairs: the libuv TCP server (contract in server.h).
+ *
+ * THE INVARIANT: IO jobs from the active connection go into one
+ * region-wide list in arrival order (server_sched.c).  A job starts on
+ * the thread pool only when no earlier unfinished job conflicts with it:
+ * WRITE/READ/TRIM conflict when they touch the same extent (a job never
+ * spans two extents: one that would is answered EINVAL without running),
+ * FLUSH conflicts with everything in both directions.  Jobs of a
+ * connection that lost activation stay in the list and still finish
+ * before later conflicting jobs; only their replies are dropped.  Replies
+ * go out as jobs complete, in any order.  The region relies on this
+ * (region.h: it never sees two overlapping calls at once, and flush runs
+ * alone); tests/unit/test_server_sched.c checks the scheduler against a
+ * model and tests/e2e/test-downstairs-protocol.sh checks pipelined random
+ * jobs against a flat-array model over the wire.
+ *
+ * Connection states: NEW (only HELLO) -> NEGOTIATED (HELLO_OK sent;
+ * EXTENT_STATES_REQ, ACTIVATE, PING) -> ACTIVE (IO jobs,
+ * EXTENT_STATES_REQ, PING).  Anything else, or any malformed frame, gets
+ * one log line, an ERROR frame, and the connection closed.
+ *
+ * This file: listener, accept, per-connection reading and framing,
+ * handshake and activation, writing, closing, idle sweep, signals.
+ * server_job.c: the jobs themselves.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "server_int.h"
+
+#define DS_DEFAULT_MAX_CONNS 64
+#define DS_DEFAULT_IDLE 120
+#define DS_SWEEP_MS 1000
+/* Socket buffer we ask for: two 4 MiB jobs in flight keep the pipe full
+ * while the previous frame is being parsed. */
+#define DS_SOCKBUF (4 * 1024 * 1024)
+
+static const char *state_name(enum ds_conn_state s)
+{
+  return s == DS_NEW ? "NEW" : s == DS_NEGOTIATED ? "NEGOTIATED" : "ACTIVE";
+}
+
+/* ---- writing ---- */
+
+struct ds_wreq *ds_wreq_new(size_t len)
+{
+  struct ds_wreq *w = malloc(sizeof *w + len);
+  if (!w)
+    return NULL;
+  memset(w, 0, sizeof *w);
+  w->len = len;
+  return w;
+}
+
+/* Release the accounting of a written (or dropped) frame and free it. */
+static void wreq_done(struct ds_wreq *w)
+{
+  if (w->conn && (w->acct_job || w->acct_bytes))
+    ds_conn_release(w->conn, w->acct_job, w->acct_bytes);
+  free(w);
+}
+
+static void conn_abort(struct ds_conn *c, const char *why);
+static void conn_read_stop(struct ds_conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+  struct ds_wreq *w = req->data;
+  struct ds_conn *c = w->conn;
+  if (status < 0 && status != UV_ECANCELED && !c->closing) {
+    log_info("%s: write: %s", c->peer, uv_strerror(status));
+    conn_abort(c, NULL);
+  }
+  wreq_done(w);
+}
+
+/* Queue w on c (takes ownership).  On a closing connection the frame is
+ * dropped.  Returns 0 or a negative errno (the connection is then being
+ * closed). */
+int ds_conn_send(struct ds_conn *c, struct ds_wreq *w)
+{
+  w->conn = c;
+  if (c->closing) {
+    wreq_done(w);
+    return 0;
+  }
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init((char *) w->data, (unsigned) w->len);
+  int r = uv_write(&w->req, (uv_stream_t *) &c->tcp, &b, 1, on_write);
+  if (r < 0) {
+    log_info("%s: write: %s", c->peer, uv_strerror(r));
+    wreq_done(w);
+    conn_abort(c, NULL);
+  }
+  return r;
+}
+
+/* Send a small fixed frame built by put() into a fresh wreq. */
+static int send_small(struct ds_conn *c, const uint8_t *frame, size_t len)
+{
+  struct ds_wreq *w = ds_wreq_new(len);
+  if (!w) {
+    ds_conn_close(c, 0, "out of memory");
+    return -ENOMEM;
+  }
+  memcpy(w->data, frame, len);
+  return ds_conn_send(c, w);
+}
+
+/* ---- back-pressure ---- */
+
+static void conn_feed(struct ds_conn *c);
+
+/* Bounded memory: past DS_MAX_CONN_JOBS jobs or DS_MAX_CONN_BYTES queued,
+ * running or waiting to be written, stop reading.  The kernel buffers then
+ * fill and TCP pushes back on the upstairs, which bounds its own queue
+ * and faults us if we stay slow. */
+void ds_conn_charge(struct ds_conn *c, size_t bytes)
+{
+  c->jobs++;
+  c->bytes += bytes;
+  if (!c->throttled && !c->closing &&
+      (c->jobs > DS_MAX_CONN_JOBS || c->bytes > DS_MAX_CONN_BYTES)) {
+    c->throttled = true;
+    conn_read_stop(c);
+    log_debug("%s: throttled (%zu jobs, %zu bytes)", c->peer, c->jobs,
+              c->bytes);
+  }
+}
+
+/* Resume below half of both bounds (hysteresis: no flapping per job). */
+void ds_conn_release(struct ds_conn *c, bool job, size_t bytes)
+{
+  if (job)
+    c->jobs--;
+  c->bytes -= bytes;
+  if (c->throttled && !c->closing && c->jobs <= DS_MAX_CONN_JOBS / 2 &&
+      c->bytes <= DS_MAX_CONN_BYTES / 2) {
+    c->throttled = false;
+    c->last_frame_ms = uv_now(&c->srv->loop);
+    conn_feed(c); /* frames already buffered first */
+  }
+}
+
+/* ---- closing ---- */
+
+static void on_close(uv_handle_t *h)
+{
+  struct ds_conn *c = h->data;
+  struct ds_server *srv = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  srv->nconns--;
+  free(c->buf);
+  free(c);
+}
+
+/* Common part of both ways of closing. */
+static void conn_closing(struct ds_conn *c)
+{
+  struct ds_server *srv = c->srv;
+  c->closing = true;
+  c->closing_ms = uv_now(&srv->loop);
+  conn_read_stop(c);
+  if (srv->active == c)
+    srv->active = NULL;
+  ds_jobs_detach(srv, c);
+}
+
+/* Close now, dropping unsent frames (peer gone, write error, shutdown). */
+static void conn_abort(struct ds_conn *c, const char *why)
+{
+  if (why)
+    log_info("%s: closing: %s", c->peer, why);
+  if (!c->closing)
+    conn_closing(c);
+  if (!uv_is_closing((uv_handle_t *) &c->tcp))
+    uv_close((uv_handle_t *) &c->tcp, on_close);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+  struct ds_conn *c = req->data;
+  (void) status;
+  if (!uv_is_closing((uv_handle_t *) &c->tcp))
+    uv_close((uv_handle_t *) &c->tcp, on_close);
+}
+
+/* Close gracefully: log why, send ERROR(err, why) first if err > 0, let
+ * queued frames drain (bounded by DS_CLOSE_GRACE_MS), then close. */
+void ds_conn_close(struct ds_conn *c, int err, const char *why)
+{
+  if (c->closing)
+    return;
+  log_info("%s: closing: %s", c->peer, why);
+  if (err > 0) {
+    uint8_t f[PROTO_ERROR_HDR_LEN + PROTO_MAX_MSG];
+    send_small(c, f, proto_put_error(f, err, 0, why));
+    if (c->closing)
+      return;
+  }
+  conn_closing(c);
+  c->shutdown.data = c;
+  if (uv_shutdown(&c->shutdown, (uv_stream_t *) &c->tcp, on_shutdown) < 0)
+    conn_abort(c, NULL);
+}
+
+/* printf-style ds_conn_close. */
+static void __attribute__((format(printf, 3, 4)))
+conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
+{
+  char why[PROTO_MAX_MSG];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  ds_conn_close(c, err, why);
+}
+
+/* ---- handshake and activation ---- */
+
+/* HELLO: check version, role, uuid, encryption; answer HELLO_OK. */
+static int do_hello(struct ds_conn *c, const struct proto_hello *h)
+{
+  struct ds_server *srv = c->srv;
+  const struct proto_region *d = &srv->def;
+  if (h->version != PROTO_VERSION) {
+    conn_fail(c, EPROTONOSUPPORT, "protocol version %u not supported (want %u)",
+              h->version, PROTO_VERSION);
+    return -1;
+  }
+  if (h->role != PROTO_ROLE_UPSTAIRS) {
+    conn_fail(c, ENOTSUP, "repair peers are not supported yet");
+    return -1;
+  }
+  if (!geom_uuid_is_zero(h->uuid) &&
+      memcmp(h->uuid, d->uuid, PROTO_UUID_LEN) != 0) {
+    char a[37], b[37];
+    geom_uuid_format(d->uuid, a);
+    geom_uuid_format(h->uuid, b);
+    conn_fail(c, EINVAL, "region uuid mismatch: region %s, upstairs %s", a, b);
+    return -1;
+  }
+  if (h->encrypted != d->encrypted) {
+    conn_fail(c, EINVAL, "%s", d->encrypted
+                  ? "region is encrypted but the upstairs has no key"
+                  : "region is not encrypted but the upstairs has a key");
+    return -1;
+  }
+  struct proto_hello_ok ok;
+  memset(&ok, 0, sizeof ok);
+  ok.version = PROTO_VERSION;
+  ok.region = *d;
+  ok.has_kcv = region_get_kcv(srv->region, &ok.kcv) == 1;
+  ok.highest_gen = region_highest_gen(srv->region);
+  c->session_id = h->session_id;
+  c->read_only = h->read_only;
+  c->state = DS_NEGOTIATED;
+  log_info("%s: hello: session %016llx gen %llu%s", c->peer,
+           (unsigned long long) h->session_id, (unsigned long long) h->gen,
+           h->read_only ? " read-only" : "");
+  uint8_t f[PROTO_HELLO_OK_LEN];
+  return send_small(c, f, proto_put_hello_ok(f, &ok)) < 0 ? -1 : 0;
+}
+
+/* Key check value part of ACTIVATE: store it or compare it. */
+static int activate_kcv(struct ds_conn *c, const struct proto_activate *a)
+{
+  struct proto_kcv have;
+  int has = region_get_kcv(c->srv->region, &have) == 1;
+  if (!a->set_kcv)
+    return 0;
+  if (has) {
+    if (memcmp(&have, &a->kcv, sizeof have) != 0) {
+      conn_fail(c, EACCES, "key check value differs");
+      return -1;
+    }
+    return 0;
+  }
+  int r = region_set_kcv(c->srv->region, &a->kcv);
+  if (r < 0) {
+    conn_fail(c, -r, "storing key check value: %s", strerror(-r));
+    return -1;
+  }
+  return 0;
+}
+
+/* ACTIVATE(gen): the generation rules of server.h, persisted before the
+ * reply; the previous active connection is told and closed. */
+static int do_activate(struct ds_conn *c, const struct proto_activate *a)
+{
+  struct ds_server *srv = c->srv;
+  uint64_t high = region_highest_gen(srv->region);
+  unsigned long long g = a->gen, h = high;
+  if (a->gen == 0) {
+    conn_fail(c, EINVAL, "generation 0 is not allowed");
+    return -1;
+  }
+  if (a->gen < high) {
+    conn_fail(c, ESTALE, "generation %llu is lower than %llu already accepted",
+              g, h);
+    return -1;
+  }
+  if (a->gen == high && srv->have_session && srv->session_id != c->session_id) {
+    conn_fail(c, ESTALE,
+              "generation %llu was already activated by another session", g);
+    return -1;
+  }
+  if (a->gen == high && !srv->have_session)
+    log_warn("%s: generation %llu re-activated by session %016llx "
+             "(the activating session is not known since restart)",
+             c->peer, g, (unsigned long long) c->session_id);
+  if (activate_kcv(c, a) < 0)
+    return -1;
+  if (a->gen > high) {
+    int r = region_set_highest_gen(srv->region, a->gen);
+    if (r < 0) {
+      conn_fail(c, -r, "persisting generation %llu: %s", g, strerror(-r));
+      return -1;
+    }
+  }
+  srv->have_session = true;
+  srv->session_id = c->session_id;
+  struct ds_conn *old = srv->active;
+  srv->active = c;
+  c->state = DS_ACTIVE;
+  log_info("%s: activated generation %llu (session %016llx)", c->peer, g,
+           (unsigned long long) c->session_id);
+  uint8_t f[PROTO_ACTIVATE_OK_LEN];
+  if (send_small(c, f, proto_put_activate_ok(f, a->gen)) < 0)
+    return -1;
+  if (old && old != c) {
+    char why[128];
+    snprintf(why, sizeof why, "taken over by %s with generation %llu",
+             c->peer, g);
+    if (send_small(old, f, proto_put_no_longer_active(f, a->gen)) == 0)
+      ds_conn_close(old, 0, why);
+  }
+  return 0;
+}
+
+/* ---- reading and framing ---- */
+
+/* Largest frame legal in c's state: bounds the read buffer before the
+ * frame is even read. */
+static size_t frame_max(const struct ds_conn *c)
+{
+  if (c->state != DS_ACTIVE)
+    return DS_SMALL_FRAME_MAX;
+  uint32_t bs = c->srv->def.block_size;
+  size_t n = PROTO_MAX_JOB_BYTES / bs;
+  if (n > PROTO_MAX_JOB_BLOCKS)
+    n = PROTO_MAX_JOB_BLOCKS;
+  size_t m = PROTO_IO_HDR_LEN + n * (PROTO_CTX_LEN + bs);
+  return m < DS_SMALL_FRAME_MAX ? DS_SMALL_FRAME_MAX : m;
+}
+
+/* Is a frame of this type legal in this state? */
+static bool frame_allowed(enum ds_conn_state st, uint16_t type)
+{
+  switch (type) {
+  case PROTO_T_HELLO: return st == DS_NEW;
+  case PROTO_T_ACTIVATE: return st == DS_NEGOTIATED;
+  case PROTO_T_EXTENT_STATES_REQ:
+  case PROTO_T_PING: return st != DS_NEW;
+  case PROTO_T_WRITE:
+  case PROTO_T_READ:
+  case PROTO_T_TRIM:
+  case PROTO_T_FLUSH: return st == DS_ACTIVE;
+  default: return false;
+  }
+}
+
+/* Handle one whole frame.  Returns 0, or -1 if the connection closed. */
+static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
+{
+  struct proto_msg m;
+  uint32_t bs = c->state == DS_NEW ? 0 : c->srv->def.block_size;
+  int r = proto_decode(f, len, bs, &m);
+  if (r < 0) {
+    unsigned t = proto_rd16(f + 4);
+    conn_fail(c, EPROTO, "malformed %s frame (type %u, %zu bytes): %s",
+              proto_type_name(t), t, len, strerror(-r));
+    return -1;
+  }
+  if (!frame_allowed(c->state, m.type)) {
+    conn_fail(c, EPROTO, "%s not allowed in state %s",
+              proto_type_name(m.type), state_name(c->state));
+    return -1;
+  }
+  switch (m.type) {
+  case PROTO_T_HELLO: return do_hello(c, &m.u.hello);
+  case PROTO_T_ACTIVATE: return do_activate(c, &m.u.activate);
+  case PROTO_T_PING: {
+    uint8_t p[PROTO_PING_LEN];
+    struct ds_wreq *w = ds_wreq_new(PROTO_PING_LEN);
+    if (!w) {
+      ds_conn_close(c, 0, "out of memory");
+      return -1;
+    }
+    memcpy(w->data, p, proto_put_ping(p, PROTO_T_PONG, m.u.ping));
+    ds_conn_charge(c, 0); /* a peer that never reads PONGs is bounded too */
+    w->acct_job = true;
+    return ds_conn_send(c, w) < 0 ? -1 : 0;
+  }
+  default: return ds_job_submit(c, &m) < 0 ? -1 : 0;
+  }
+}
+
+/* Resize the read buffer to cap bytes (holding len). */
+static int buf_resize(struct ds_conn *c, size_t cap)
+{
+  uint8_t *b = realloc(c->buf, cap);
+  if (!b)
+    return -ENOMEM;
+  c->buf = b;
+  c->cap = cap;
+  return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* Start reading unless already reading (libuv 1.44 has no EALREADY). */
+static void conn_read_start(struct ds_conn *c)
+{
+  if (c->reading)
+    return;
+  int r = uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
+  if (r < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "read start: %s", uv_strerror(r));
+    conn_abort(c, why);
+    return;
+  }
+  c->reading = true;
+}
+
+/* Stop reading (back-pressure or closing). */
+static void conn_read_stop(struct ds_conn *c)
+{
+  if (c->reading)
+    uv_read_stop((uv_stream_t *) &c->tcp);
+  c->reading = false;
+}
+
+/* Process every whole frame in the buffer (unless throttled), keep the
+ * partial tail, and size the buffer for the next frame. */
+static void conn_feed(struct ds_conn *c)
+{
+  size_t off = 0;
+  int64_t fl = 0;
+  while (!c->closing && !c->throttled) {
+    fl = proto_frame_len(c->buf + off, c->len - off);
+    if (fl == 0)
+      break;
+    if (fl < 0 || (size_t) fl > frame_max(c)) {
+      conn_fail(c, EPROTO, "bad frame length %u in state %s (max %zu)",
+                proto_rd32(c->buf + off), state_name(c->state),
+                frame_max(c));
+      return;
+    }
+    if (c->len - off < (size_t) fl)
+      break;
+    c->last_frame_ms = uv_now(&c->srv->loop);
+    if (conn_frame(c, c->buf + off, (size_t) fl) < 0)
+      return;
+    off += (size_t) fl;
+  }
+  if (c->closing)
+    return;
+  if (off) {
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+  }
+  fl = proto_frame_len(c->buf, c->len);
+  size_t want = fl > 0 && (size_t) fl > DS_READ_CHUNK ? (size_t) fl
+                                                      : DS_READ_CHUNK;
+  if (want != c->cap && c->len <= want && buf_resize(c, want) < 0) {
+    ds_conn_close(c, 0, "out of memory for the read buffer");
+    return;
+  }
+  if (!c->throttled)
+    conn_read_start(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+  struct ds_conn *c = h->data;
+  (void) suggested;
+  *b = uv_buf_init((char *) c->buf + c->len, (unsigned) (c->cap - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+  struct ds_conn *c = s->data;
+  (void) b;
+  if (nread == UV_EOF) {
+    conn_abort(c, "peer closed the connection");
+    return;
+  }
+  if (nread < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "read: %s", uv_strerror((int) nread));
+    conn_abort(c, why);
+    return;
+  }
+  c->len += (size_t) nread;
+  conn_feed(c);
+}
+
+/* ---- accepting ---- */
+
+/* Read an integer sysctl (e.g. /proc/sys/net/core/rmem_max); 0 if none. */
+static long sysctl_long(const char *path)
+{
+  FILE *f = fopen(path, "r");
+  long v = 0;
+  if (f) {
+    if (fscanf(f, "%ld", &v) != 1)
+      v = 0;
+    fclose(f);
+  }
+  return v;
+}
+
+/* Socket options for an accepted connection, each for a reason. */
+static void conn_sockopts(struct ds_conn *c)
+{
+  const struct ds_server_opts *o = c->srv->opts;
+  int fd;
+  /* Replies are small (JOB_DONE is 24 bytes) and the upstairs waits for
+   * them: Nagle would hold each one back until the previous is acked
+   * (up to 40 ms with delayed ACKs). */
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_fileno((uv_handle_t *) &c->tcp, &fd) != 0)
+    return;
+  /* A peer that vanished (power loss, cable) while we still have replies
+   * queued would otherwise be retransmitted to for ~15 minutes
+   * (tcp_retries2) before the write fails; the idle sweep does not cover
+   * a connection we stopped reading.  Fail it after the idle timeout. */
+  unsigned ms = o->idle_timeout * 1000u;
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+  /* Bigger buffers keep a 4 MiB WRITE or READ_DONE streaming while the
+   * other side is busy.  Setting SO_RCVBUF/SO_SNDBUF turns off Linux's
+   * autotuning and is capped by net.core.[rw]mem_max, so only do it when
+   * the kernel would grant the full size; otherwise autotuning (which may
+   * go higher) is the better choice. */
+  int sz = DS_SOCKBUF;
+  if (sysctl_long("/proc/sys/net/core/rmem_max") >= DS_SOCKBUF)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+  if (sysctl_long("/proc/sys/net/core/wmem_max") >= DS_SOCKBUF)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+}
+
+/* "addr:port" of the peer, for log lines. */
+static void conn_peer_name(struct ds_conn *c)
+{
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  snprintf(c->peer, sizeof c->peer, "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *) &ss, &len) != 0)
+    return;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *) &ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    snprintf(c->peer, sizeof c->peer, "%s:%u", ip, port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip, port);
+  }
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+  struct ds_server *srv = l->data;
+  if (status < 0) {
+    log_error("accept: %s", uv_strerror(status));
+    return;
+  }
+  struct ds_conn *c = calloc(1, sizeof *c);
+  if (!c || !(c->buf = malloc(DS_READ_CHUNK))) {
+    /* Leave it in the backlog; we retry on the next connection event. */
+    log_error("accept: out of memory");
+    free(c);
+    return;
+  }
+  c->cap = DS_READ_CHUNK;
+  c->srv = srv;
+  uv_tcp_init(&srv->loop, &c->tcp);
+  c->tcp.data = c;
+  c->next = srv->conns;
+  if (srv->conns)
+    srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+  c->last_frame_ms = uv_now(&srv->loop);
+  if (uv_accept(l, (uv_stream_t *) &c->tcp) != 0) {
+    conn_abort(c, NULL);
+    return;
+  }
+  conn_peer_name(c);
+  if (srv->nconns > srv->opts->max_conns) {
+    log_warn("%s: refused: already %u connections (max %u)", c->peer,
+             srv->nconns - 1, srv->opts->max_conns);
+    conn_abort(c, NULL);
+    return;
+  }
+  conn_sockopts(c);
+  log_info("%s: connected", c->peer);
+  conn_read_start(c);
+}
+
+/* ---- idle sweep, signals, lifecycle ---- */
+
+/* Once a second: close connections silent for idle_timeout, and force
+ * closing ones that could not drain within DS_CLOSE_GRACE_MS. */
+static void on_sweep(uv_timer_t *t)
+{
+  struct ds_server *srv = t->data;
+  uint64_t now = uv_now(&srv->loop);
+  uint64_t idle_ms = (uint64_t) srv->opts->idle_timeout * 1000;
+  struct ds_conn *c, *next;
+  for (c = srv->conns; c; c = next) {
+    next = c->next;
+    if (c->closing) {
+      if (now - c->closing_ms > DS_CLOSE_GRACE_MS)
+        conn_abort(c, NULL);
+    } else if (!c->throttled && now - c->last_frame_ms > idle_ms) {
+      conn_fail(c, ETIMEDOUT, "idle for %u s", srv->opts->idle_timeout);
+    }
+  }
+}
+
+/* Stop accepting, close every connection (replies still queued are
+ * dropped), forget jobs that never started; jobs already running on the
+ * thread pool finish, then uv_run returns.  The region stays open. */
+static void server_stop(struct ds_server *srv, const char *why)
+{
+  if (srv->stopping)
+    return;
+  srv->stopping = true;
+  log_info("%s: stopping (%u connections)", why, srv->nconns);
+  uv_close((uv_handle_t *) &srv->listener, NULL);
+  uv_close((uv_handle_t *) &srv->sigint, NULL);
+  uv_close((uv_handle_t *) &srv->sigterm, NULL);
+  uv_close((uv_handle_t *) &srv->sweep, NULL);
+  ds_jobs_drop_waiting(srv);
+  for (struct ds_conn *c = srv->conns; c; c = c->next)
+    conn_abort(c, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+  server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* Bind and listen on opts->addr:port.  0 or a negative errno (logged). */
+static int server_listen(struct ds_server *srv)
+{
+  const struct ds_server_opts *o = srv->opts;
+  struct sockaddr_storage ss;
+  int r = uv_ip4_addr(o->addr, o->port, (struct sockaddr_in *) &ss);
+  if (r != 0)
+    r = uv_ip6_addr(o->addr, o->port, (struct sockaddr_in6 *) &ss);
+  if (r != 0) {
+    log_error("listen %s:%u: not an IP address", o->addr, o->port);
+    return -EINVAL;
+  }
+  r = uv_tcp_init_ex(&srv->loop, &srv->listener, ss.ss_family);
+  if (r != 0) {
+    log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
+    return r;
+  }
+  srv->listener.data = srv;
+  /* SO_REUSEADDR: a restarted downstairs must be able to bind its port
+   * while connections of the previous instance sit in TIME_WAIT (up to
+   * 60 s), or a quick restart after a crash fails with EADDRINUSE.  It
+   * does not let two live listeners share the port (that would be
+   * SO_REUSEPORT).  libuv sets it too; we say so explicitly. */
+  int fd, one = 1;
+  if (uv_fileno((uv_handle_t *) &srv->listener, &fd) == 0)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  r = uv_tcp_bind(&srv->listener, (const struct sockaddr *) &ss, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *) &srv->listener, 128, on_connection);
+  if (r != 0) {
+    log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
+    uv_close((uv_handle_t *) &srv->listener, NULL);
+    return r;
+  }
+  return 0;
+}
+
+/* Close whatever handles remain and release the loop. */
+static void loop_teardown(struct ds_server *srv)
+{
+  uv_run(&srv->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&srv->loop) == UV_EBUSY) {
+    log_error("server: loop still busy at exit");
+  }
+  sched_free(&srv->sched);
+}
+
+int ds_server_run(const struct ds_server_opts *opts_in)
+{
+  struct ds_server_opts opts = *opts_in;
+  struct ds_server srv;
+  if (!opts.addr)
+    opts.addr = "0.0.0.0";
+  if (!opts.max_conns)
+    opts.max_conns = DS_DEFAULT_MAX_CONNS;
+  if (!opts.idle_timeout)
+    opts.idle_timeout = DS_DEFAULT_IDLE;
+  /* The thread pool is sized once, at the first uv_queue_work of the
+   * process, from this variable (default 4).  Jobs block in pread,
+   * fsync and SQLite commits, so 4 threads would let one slow flush plus
+   * three reads stall every other extent; 8 keeps independent extents
+   * moving on a small machine.  A user's setting wins. */
+  setenv("UV_THREADPOOL_SIZE", "8", 0);
+  /* A peer closing while we write must give us EPIPE, not kill us. */
+  signal(SIGPIPE, SIG_IGN);
+
+  memset(&srv, 0, sizeof srv);
+  srv.opts = &opts;
+  srv.region = opts.region;
+  srv.def = *region_def(opts.region);
+  sched_init(&srv.sched);
+  int r = uv_loop_init(&srv.loop);
+  if (r != 0) {
+    log_error("uv_loop_init: %s", uv_strerror(r));
+    return r;
+  }
+  r = server_listen(&srv);
+  if (r != 0) {
+    loop_teardown(&srv);
+    return r;
+  }
+  uv_signal_init(&srv.loop, &srv.sigint);
+  uv_signal_init(&srv.loop, &srv.sigterm);
+  srv.sigint.data = srv.sigterm.data = &srv;
+  uv_signal_start(&srv.sigint, on_signal, SIGINT);
+  uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+  uv_timer_init(&srv.loop, &srv.sweep);
+  srv.sweep.data = &srv;
+  uv_timer_start(&srv.sweep, on_sweep, DS_SWEEP_MS, DS_SWEEP_MS);
+
+  char uuid[37];
+  geom_uuid_format(srv.def.uuid, uuid);
+  log_info("serving %s (%s, %u x %llu blocks of %u bytes%s) on %s:%u",
+           opts.dir ? opts.dir : "region", uuid, srv.def.extent_count,
+           (unsigned long long) srv.def.extent_size, srv.def.block_size,
+           srv.def.encrypted ? ", encrypted" : "", opts.addr, opts.port);
+  uv_run(&srv.loop, UV_RUN_DEFAULT);
+  loop_teardown(&srv);
+  log_info("stopped");
+  return 0;
+}

@@ -1,0 +1,127 @@
+/* crucible-c downstairs: server internals shared by server.c (listener,
+ * connections, handshake) and server_job.c (IO jobs, replies).
+ *
+ * Ownership: struct ds_server lives on ds_server_run()'s stack.  A
+ * struct ds_conn is malloc'd on accept and freed in its close callback.
+ * A struct ds_job is malloc'd when its frame arrives and freed when it
+ * finished and its reply was handed to uv_write (or dropped); it points
+ * at its connection only while that connection is open (conn == NULL
+ * afterwards: the job still runs, its reply is dropped).  A struct
+ * ds_wreq (one outgoing frame) is freed in its write callback.
+ * Everything here belongs to the loop thread, except a job while it runs
+ * on the thread pool (then only the worker touches it).
+ */
+#ifndef CRUCIBLE_SERVER_INT_H
+#define CRUCIBLE_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/proto.h"
+#include "region.h"
+#include "server.h"
+#include "server_sched.h"
+
+/* Back-pressure on the active connection: past either bound we stop
+ * reading from it until it is below half of both. */
+#define DS_MAX_CONN_JOBS 512
+#define DS_MAX_CONN_BYTES (256u * 1024 * 1024)
+
+/* Read buffer kept by every connection; grown to one frame's length
+ * when a bigger frame arrives, and shrunk back afterwards. */
+#define DS_READ_CHUNK (64u * 1024)
+/* Largest frame legal before activation (HELLO is the biggest). */
+#define DS_SMALL_FRAME_MAX 1024u
+/* A closing connection gets this long to flush its last frame. */
+#define DS_CLOSE_GRACE_MS 5000
+
+enum ds_conn_state { DS_NEW, DS_NEGOTIATED, DS_ACTIVE };
+
+struct ds_server;
+
+struct ds_conn {
+  uv_tcp_t tcp;
+  struct ds_server *srv;
+  struct ds_conn *prev, *next; /* srv->conns */
+  char peer[64];               /* "addr:port" for log lines */
+  enum ds_conn_state state;
+  uint64_t session_id;         /* from HELLO */
+  bool read_only;
+  bool closing;                /* uv_shutdown or uv_close started */
+  bool throttled;              /* reading stopped by back-pressure */
+  bool reading;                /* uv_read_start in effect */
+  uint64_t last_frame_ms;      /* uv_now() of the last complete frame */
+  uint64_t closing_ms;
+  uv_shutdown_t shutdown;
+  uint8_t *buf;                /* read buffer, owned */
+  size_t cap, len;
+  size_t jobs, bytes;          /* accounted until the reply is written */
+};
+
+struct ds_server {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t sweep;
+  const struct ds_server_opts *opts;
+  struct region *region;
+  struct proto_region def;
+  struct ds_conn *conns;
+  unsigned nconns;
+  struct ds_conn *active;
+  /* The session that activated highest_gen in this process (unknown
+   * after a restart: have_session false). */
+  bool have_session;
+  uint64_t session_id;
+  struct sched sched;
+  bool stopping;
+};
+
+/* One outgoing frame; freed by the write callback. */
+struct ds_wreq {
+  uv_write_t req;
+  struct ds_conn *conn;
+  size_t acct_bytes; /* released from conn->bytes when written */
+  bool acct_job;     /* releases one conn->jobs when written */
+  size_t len;
+  uint8_t data[];
+};
+
+enum ds_job_kind { DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES };
+
+struct ds_job {
+  struct sched_job s;  /* first: the scheduler hands it back */
+  uv_work_t work;
+  struct ds_server *srv;
+  struct ds_conn *conn; /* NULL once the connection closed */
+  enum ds_job_kind kind;
+  uint64_t job_id, lba, flush_no, gen;
+  uint32_t n;
+  size_t acct;          /* bytes accounted to conn */
+  int err;              /* result: 0 or positive errno */
+  struct proto_ctx *ctxs; /* WRITE: n contexts (same allocation) */
+  uint8_t *data;          /* WRITE: n * block_size (same allocation) */
+  struct ds_wreq *reply;  /* READ, STATES: built by the worker */
+};
+
+/* server.c */
+void ds_conn_close(struct ds_conn *c, int err, const char *why);
+int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
+struct ds_wreq *ds_wreq_new(size_t len);
+/* Back-pressure accounting: charge one job (and its data bytes) when a
+ * request arrives, release it when the reply has been written. */
+void ds_conn_charge(struct ds_conn *c, size_t bytes);
+void ds_conn_release(struct ds_conn *c, bool job, size_t bytes);
+
+/* server_job.c */
+/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH) from the active
+ * connection, or EXTENT_STATES_REQ from any negotiated one.  Returns 0,
+ * or -errno after which the connection has been closed. */
+int ds_job_submit(struct ds_conn *c, const struct proto_msg *m);
+/* Connection c is closing: its jobs keep running, replies dropped. */
+void ds_jobs_detach(struct ds_server *srv, struct ds_conn *c);
+/* Shutdown: forget jobs that never started. */
+void ds_jobs_drop_waiting(struct ds_server *srv);
+
+#endif

@@ -1,0 +1,281 @@
+/* crucible-c downstairs: IO jobs (WRITE, READ, TRIM, FLUSH) and the
+ * EXTENT_STATES request, run on the libuv thread pool in the order the
+ * scheduler allows (server_sched.h: overlapping jobs one at a time in
+ * arrival order, FLUSH alone).  The region functions do the disk work;
+ * this file turns frames into jobs and results into reply frames.
+ *
+ * A job is validated before it is queued: it must lie inside the region
+ * and inside one extent (else EINVAL, answered at once without touching
+ * the disk), and a read-only session may not WRITE or TRIM (EROFS).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "server_int.h"
+
+/* Bytes of job data a job keeps in memory (request or reply). */
+static size_t job_bytes(const struct ds_job *j, uint32_t block_size)
+{
+  if (j->kind == DS_J_WRITE || j->kind == DS_J_READ)
+    return (size_t) j->n * block_size;
+  return 0;
+}
+
+/* 0 if [lba, lba + n) lies in the region and in one extent, else EINVAL. */
+static int io_check(const struct proto_region *d, uint64_t lba, uint32_t n)
+{
+  uint64_t blocks = geom_blocks(d);
+  if (n == 0 || lba >= blocks || n > blocks - lba)
+    return EINVAL;
+  if (n > geom_left_in_extent(d, lba))
+    return EINVAL;
+  if ((uint64_t) n * d->block_size > PROTO_MAX_JOB_BYTES)
+    return EINVAL;
+  return 0;
+}
+
+/* Build and send JOB_DONE or (error-only) READ_DONE for job_id.  The
+ * caller has charged one job and `bytes` to c. */
+static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
+                         uint64_t job_id, int err, size_t bytes)
+{
+  size_t len = kind == DS_J_READ ? PROTO_READ_DONE_HDR_LEN : PROTO_JOB_DONE_LEN;
+  struct ds_wreq *w = ds_wreq_new(len);
+  if (!w) {
+    ds_conn_release(c, true, bytes);
+    ds_conn_close(c, 0, "out of memory for a reply");
+    return;
+  }
+  w->acct_job = true;
+  w->acct_bytes = bytes;
+  if (kind == DS_J_READ)
+    proto_put_read_done_hdr(w->data, job_id, err, 0, c->srv->def.block_size);
+  else
+    proto_put_job_done(w->data, job_id, err);
+  ds_conn_send(c, w);
+}
+
+/* READ on a worker: the reply frame is allocated and filled here. */
+static void work_read(struct ds_job *j)
+{
+  uint32_t bs = j->srv->def.block_size;
+  size_t ctx_off = PROTO_READ_DONE_HDR_LEN;
+  size_t data_off = ctx_off + (size_t) j->n * PROTO_CTX_LEN;
+  struct ds_wreq *w = ds_wreq_new(data_off + (size_t) j->n * bs);
+  struct proto_ctx *ctxs = calloc(j->n, sizeof *ctxs);
+  if (!w || !ctxs) {
+    free(w);
+    free(ctxs);
+    j->err = ENOMEM; /* the loop thread sends a short READ_DONE */
+    return;
+  }
+  int r = region_read(j->srv->region, j->lba, j->n, ctxs, w->data + data_off);
+  if (r < 0) {
+    j->err = -r;
+    w->len = proto_put_read_done_hdr(w->data, j->job_id, j->err, 0, bs);
+  } else {
+    proto_put_read_done_hdr(w->data, j->job_id, 0, j->n, bs);
+    for (uint32_t i = 0; i < j->n; i++)
+      proto_ctx_put(w->data + ctx_off + (size_t) i * PROTO_CTX_LEN, &ctxs[i]);
+  }
+  free(ctxs);
+  j->reply = w;
+}
+
+/* EXTENT_STATES_REQ on a worker: every extent's (gen, flush, dirty). */
+static void work_states(struct ds_job *j)
+{
+  uint32_t count = j->srv->def.extent_count;
+  uint64_t len =
+      PROTO_EXTENT_STATES_HDR_LEN + (uint64_t) count * PROTO_EXTENT_STATE_LEN;
+  if (len > PROTO_MAX_FRAME) {
+    j->err = EMSGSIZE;
+    return;
+  }
+  struct proto_extent_state *st = calloc(count, sizeof *st);
+  struct ds_wreq *w = ds_wreq_new(len);
+  if (!st || !w) {
+    free(st);
+    free(w);
+    j->err = ENOMEM;
+    return;
+  }
+  int r = region_extent_states(j->srv->region, st);
+  if (r < 0) {
+    j->err = -r;
+    free(w);
+  } else {
+    size_t off = proto_put_extent_states_hdr(w->data, count);
+    for (uint32_t i = 0; i < count; i++, off += PROTO_EXTENT_STATE_LEN)
+      proto_extent_state_put(w->data + off, &st[i]);
+    j->reply = w;
+  }
+  free(st);
+}
+
+/* Thread pool: do the disk work.  Touches only the job and the region. */
+static void job_work(uv_work_t *req)
+{
+  struct ds_job *j = req->data;
+  struct region *rg = j->srv->region;
+  int r = 0;
+  switch (j->kind) {
+  case DS_J_WRITE: r = region_write(rg, j->lba, j->n, j->ctxs, j->data); break;
+  case DS_J_TRIM: r = region_trim(rg, j->lba, j->n); break;
+  case DS_J_FLUSH: r = region_flush(rg, j->flush_no, j->gen); break;
+  case DS_J_READ: work_read(j); return;
+  case DS_J_STATES: work_states(j); return;
+  }
+  j->err = r < 0 ? -r : 0;
+}
+
+/* Send the finished job's reply, if its connection is still there. */
+static void job_reply(struct ds_job *j)
+{
+  struct ds_conn *c = j->conn;
+  if (!c) {
+    free(j->reply);
+    return;
+  }
+  if (j->kind == DS_J_STATES && !j->reply) {
+    ds_conn_release(c, true, j->acct);
+    ds_conn_close(c, j->err, "extent states failed");
+    return;
+  }
+  if (!j->reply) {
+    reply_status(c, j->kind, j->job_id, j->err, j->acct);
+    return;
+  }
+  j->reply->acct_job = true;
+  j->reply->acct_bytes = j->acct;
+  ds_conn_send(c, j->reply);
+}
+
+static void job_start(struct sched_job *s, void *arg);
+
+/* Loop thread: the job finished; let the ones it held back start. */
+static void job_after(uv_work_t *req, int status)
+{
+  struct ds_job *j = req->data;
+  struct ds_server *srv = j->srv;
+  assert(status == 0); /* we never uv_cancel */
+  (void) status;
+  sched_done(&srv->sched, &j->s, job_start, srv);
+  if (j->err && j->err != EBADMSG)
+    log_error("%s job %llu lba %llu n %u: %s",
+              j->kind == DS_J_FLUSH ? "flush" : "io",
+              (unsigned long long) j->job_id, (unsigned long long) j->lba,
+              j->n, strerror(j->err));
+  job_reply(j);
+  free(j);
+}
+
+/* Scheduler callback: queue the job on the thread pool. */
+static void job_start(struct sched_job *s, void *arg)
+{
+  struct ds_job *j = (struct ds_job *) s;
+  struct ds_server *srv = arg;
+  j->work.data = j;
+  /* Only fails for a NULL work_cb. */
+  int r = uv_queue_work(&srv->loop, &j->work, job_work, job_after);
+  assert(r == 0);
+  (void) r;
+}
+
+/* Allocate a job for msg; WRITE data is copied (the read buffer is
+ * reused for the next frames).  NULL on ENOMEM. */
+static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
+                              enum ds_job_kind kind)
+{
+  uint32_t bs = c->srv->def.block_size;
+  size_t extra = 0;
+  if (kind == DS_J_WRITE)
+    extra = (size_t) m->u.io.n * (sizeof(struct proto_ctx) + bs);
+  struct ds_job *j = calloc(1, sizeof *j + extra);
+  if (!j)
+    return NULL;
+  j->srv = c->srv;
+  j->conn = c;
+  j->kind = kind;
+  if (kind == DS_J_FLUSH) {
+    j->job_id = m->u.flush.job_id;
+    j->flush_no = m->u.flush.flush_no;
+    j->gen = m->u.flush.gen;
+    j->s.barrier = true;
+  } else if (kind == DS_J_STATES) {
+    j->s.barrier = true;
+  } else {
+    j->job_id = m->u.io.job_id;
+    j->lba = m->u.io.lba;
+    j->n = m->u.io.n;
+    j->s.eid = geom_extent_of(&c->srv->def, j->lba);
+  }
+  if (kind == DS_J_WRITE) {
+    j->ctxs = (struct proto_ctx *) (j + 1);
+    j->data = (uint8_t *) (j->ctxs + j->n);
+    for (uint32_t i = 0; i < j->n; i++)
+      proto_ctx_get(m->u.io.ctxs + (size_t) i * PROTO_CTX_LEN, &j->ctxs[i]);
+    memcpy(j->data, m->u.io.data, (size_t) j->n * bs);
+  }
+  j->acct = job_bytes(j, bs);
+  return j;
+}
+
+int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
+{
+  struct ds_server *srv = c->srv;
+  enum ds_job_kind kind;
+  switch (m->type) {
+  case PROTO_T_WRITE: kind = DS_J_WRITE; break;
+  case PROTO_T_READ: kind = DS_J_READ; break;
+  case PROTO_T_TRIM: kind = DS_J_TRIM; break;
+  case PROTO_T_FLUSH: kind = DS_J_FLUSH; break;
+  default: kind = DS_J_STATES; break;
+  }
+  if (kind == DS_J_WRITE || kind == DS_J_READ || kind == DS_J_TRIM) {
+    int err = io_check(&srv->def, m->u.io.lba, m->u.io.n);
+    if (!err && c->read_only && kind != DS_J_READ)
+      err = EROFS;
+    if (err) {
+      ds_conn_charge(c, 0);
+      reply_status(c, kind, m->u.io.job_id, err, 0);
+      return 0;
+    }
+  }
+  struct ds_job *j = job_new(c, m, kind);
+  int r = j ? sched_add(&srv->sched, &j->s) : -ENOMEM;
+  if (r < 0) {
+    free(j);
+    ds_conn_close(c, ENOMEM, "out of memory for a job");
+    return -ENOMEM;
+  }
+  ds_conn_charge(c, j->acct);
+  if (r == 1)
+    job_start(&j->s, srv);
+  return 0;
+}
+
+void ds_jobs_detach(struct ds_server *srv, struct ds_conn *c)
+{
+  for (struct sched_job *s = srv->sched.head; s; s = s->next) {
+    struct ds_job *j = (struct ds_job *) s;
+    if (j->conn == c)
+      j->conn = NULL;
+  }
+}
+
+void ds_jobs_drop_waiting(struct ds_server *srv)
+{
+  struct sched_job *s = srv->sched.head, *next;
+  for (; s; s = next) {
+    next = s->next;
+    if (!s->running) {
+      sched_remove(&srv->sched, s);
+      free((struct ds_job *) s);
+    }
+  }
+}

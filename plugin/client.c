@@ -1,0 +1,465 @@
+/* crucible-c upstairs: one downstairs connection (see client.h). */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "upstairs_int.h"
+
+/* Smallest free space offered to a read: amortises syscalls for small
+ * frames (JOB_DONE is 24 bytes) without growing the buffer for each. */
+#define CL_RX_CHUNK (64u * 1024)
+
+struct cl_copy {
+  uv_write_t w;
+  uint8_t data[];
+};
+
+static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
+                        const struct proto_msg *m, bool *taken);
+
+/* Set up c (no handle yet). */
+void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
+             uint16_t port)
+{
+  memset(c, 0, sizeof *c);
+  c->up = up;
+  c->idx = idx;
+  if (strchr(host, ':'))
+    snprintf(c->name, sizeof c->name, "[%s]:%u", host, port);
+  else
+    snprintf(c->name, sizeof c->name, "%s:%u", host, port);
+  snprintf(c->why, sizeof c->why, "no answer");
+}
+
+/* Resolve host:port once, before the loop runs (getaddrinfo blocks). */
+int cl_resolve(struct cl *c, const char *host, uint16_t port)
+{
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+  char ps[8];
+  int r;
+
+  snprintf(ps, sizeof ps, "%u", port);
+  r = getaddrinfo(host, ps, &hints, &res);
+  if (r != 0 || !res) {
+    snprintf(c->why, sizeof c->why, "cannot resolve: %s", gai_strerror(r));
+    return -EHOSTUNREACH;
+  }
+  memcpy(&c->addr, res->ai_addr, res->ai_addrlen);
+  c->have_addr = true;
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* A control frame copy was written (or cancelled by close). */
+static void on_copy_written(uv_write_t *w, int status)
+{
+  struct cl *c = w->handle->data;
+
+  free(w->data);
+  if (status < 0 && status != UV_ECANCELED)
+    cl_close(c, c->state == CL_ACTIVE, "write failed");
+}
+
+/* Send a prepared control frame (copied, so buf may be on the stack). */
+int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
+{
+  struct cl_copy *cp;
+  uv_buf_t b;
+  int r;
+
+  if (c->state == CL_CLOSING || c->state == CL_GONE || c->state == CL_IDLE)
+    return -ENOTCONN;
+  cp = malloc(sizeof *cp + len);
+  if (!cp)
+    return -ENOMEM;
+  memcpy(cp->data, buf, len);
+  cp->w.data = cp;
+  b = uv_buf_init((char *) cp->data, (unsigned) len);
+  r = uv_write(&cp->w, (uv_stream_t *) &c->tcp, &b, 1, on_copy_written);
+  if (r < 0) {
+    free(cp);
+    return r;
+  }
+  c->last_tx_ms = uv_now(c->tcp.loop);
+  return 0;
+}
+
+/* A job frame was written (or cancelled): drop that loop reference. */
+static void on_job_written(uv_write_t *w, int status)
+{
+  struct cl *c = w->handle->data;
+  struct up_job *job = w->data;
+
+  free(w);
+  up__job_loop_put(job);
+  if (status < 0 && status != UV_ECANCELED)
+    cl_close(c, true, "write failed");
+}
+
+/* Send job->frame unchanged; the job stays alive until written. */
+int cl_send_job(struct cl *c, struct up_job *job)
+{
+  uv_write_t *w;
+  uv_buf_t b;
+  int r;
+
+  if (c->state != CL_ACTIVE)
+    return -ENOTCONN;
+  w = malloc(sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  w->data = job;
+  b = uv_buf_init((char *) job->frame, (unsigned) job->frame_len);
+  job->loop_refs++;
+  r = uv_write(w, (uv_stream_t *) &c->tcp, &b, 1, on_job_written);
+  if (r < 0) {
+    job->loop_refs--;
+    free(w);
+    return r;
+  }
+  c->last_tx_ms = uv_now(c->tcp.loop);
+  return 0;
+}
+
+/* The handle is closed: the connection may be retried unless final. */
+static void on_closed(uv_handle_t *h)
+{
+  struct cl *c = h->data;
+
+  c->state = c->final ? CL_GONE : CL_IDLE;
+  free(c->rx);
+  c->rx = NULL;
+  c->rx_off = c->rx_len = c->rx_cap = 0;
+  c->ping_out = false;
+  if (c->state == CL_IDLE)
+    up__handshake_step(c->up);
+}
+
+/* Close the connection (idempotent).  Outstanding jobs are skipped. */
+void cl_close(struct cl *c, bool final, const char *why)
+{
+  enum cl_state was = c->state;
+
+  c->final |= final;
+  if (why)
+    snprintf(c->why, sizeof c->why, "%s", why);
+  if (was == CL_IDLE) {
+    if (c->final)
+      c->state = CL_GONE;
+    return;
+  }
+  if (was == CL_CLOSING || was == CL_GONE)
+    return;
+  c->state = CL_CLOSING;
+  if (was == CL_ACTIVE) {
+    __atomic_sub_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
+    up__ds_lost(c->up, c);
+  }
+  uv_close((uv_handle_t *) &c->tcp, on_closed);
+}
+
+/* Free what the connection owns (handle already closed). */
+void cl_free(struct cl *c)
+{
+  free(c->rx);
+  c->rx = NULL;
+  free(c->states);
+  c->states = NULL;
+}
+
+/* Offer free space at the end of the receive buffer, growing it so the
+ * frame being received fits whole (zero-copy hand-over of READ_DONE). */
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+  struct cl *c = h->data;
+  size_t want = CL_RX_CHUNK, used;
+  (void) hint;
+
+  if (c->rx_len >= 4) {
+    int64_t fl = proto_frame_len(c->rx + c->rx_off, c->rx_len);
+    if (fl > 0 && (size_t) fl > c->rx_len && (size_t) fl - c->rx_len > want)
+      want = (size_t) fl - c->rx_len;
+  }
+  if (c->rx_off > 0 && c->rx_cap - c->rx_off - c->rx_len < want) {
+    memmove(c->rx, c->rx + c->rx_off, c->rx_len);
+    c->rx_off = 0;
+  }
+  used = c->rx_off + c->rx_len;
+  if (c->rx_cap - used < want) {
+    uint8_t *n = realloc(c->rx, used + want);
+    if (!n) {
+      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    c->rx = n;
+    c->rx_cap = used + want;
+  }
+  *buf = uv_buf_init((char *) c->rx + used, (unsigned) (c->rx_cap - used));
+}
+
+/* Give the receive buffer away (its frame went to a job) and keep the
+ * bytes after the frame in a fresh one.  0 or -ENOMEM. */
+static int cl_detach_rx(struct cl *c, size_t flen)
+{
+  size_t rest = c->rx_len - flen;
+  size_t cap = rest > CL_RX_CHUNK ? rest : CL_RX_CHUNK;
+  uint8_t *n = malloc(cap);
+
+  if (!n)
+    return -ENOMEM;
+  memcpy(n, c->rx + c->rx_off + flen, rest);
+  c->rx = n;
+  c->rx_cap = cap;
+  c->rx_off = 0;
+  c->rx_len = rest;
+  return 0;
+}
+
+/* Decode and handle every whole frame in the receive buffer. */
+static void cl_process(struct cl *c)
+{
+  while (c->state != CL_CLOSING && c->state != CL_GONE && c->rx_len >= 4) {
+    uint8_t *base = c->rx, *frame = c->rx + c->rx_off;
+    int64_t fl = proto_frame_len(frame, c->rx_len);
+    uint32_t bs = c->have_hello ? c->hello.region.block_size : 0;
+    struct proto_msg m;
+    bool taken = false;
+    int r;
+
+    if (fl < 0) {
+      cl_close(c, true, "malformed frame length");
+      return;
+    }
+    if (fl == 0 || (size_t) fl > c->rx_len)
+      return;
+    r = proto_decode(frame, (size_t) fl, bs, &m);
+    if (r < 0) {
+      char why[96];
+      snprintf(why, sizeof why, "bad frame (%s): %s",
+               proto_type_name(proto_rd16(frame + 4)), strerror(-r));
+      log_warn("downstairs %s: %s", c->name, why);
+      cl_close(c, true, why);
+      return;
+    }
+    if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE) {
+      if (cl_detach_rx(c, (size_t) fl) < 0) {
+        cl_close(c, true, "out of memory");
+        return;
+      }
+      cl_dispatch(c, base, frame, &m, &taken);
+      if (!taken)
+        free(base);
+      continue;
+    }
+    cl_dispatch(c, base, frame, &m, &taken);
+    c->rx_off += (size_t) fl;
+    c->rx_len -= (size_t) fl;
+    if (c->rx_len == 0)
+      c->rx_off = 0;
+  }
+}
+
+/* Bytes arrived (or the connection ended). */
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  struct cl *c = s->data;
+  (void) buf;
+
+  if (nread < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "connection %s",
+             nread == UV_EOF ? "closed" : uv_strerror((int) nread));
+    if (c->state == CL_ACTIVE)
+      log_warn("downstairs %s faulted: %s", c->name, why);
+    cl_close(c, c->state == CL_ACTIVE, why);
+    return;
+  }
+  if (nread == 0)
+    return;
+  c->rx_len += (size_t) nread;
+  c->last_rx_ms = uv_now(s->loop);
+  cl_process(c);
+}
+
+/* Send HELLO: zero uuid ("tell me"), our session, encrypted = have key. */
+static int cl_send_hello(struct cl *c)
+{
+  struct upstairs *up = c->up;
+  struct proto_hello h = {0};
+  uint8_t buf[PROTO_HELLO_LEN];
+
+  h.version = PROTO_VERSION;
+  h.role = PROTO_ROLE_UPSTAIRS;
+  h.encrypted = up->cfg.have_key;
+  h.session_id = up->session_id;
+  return cl_send_copy(c, buf, proto_put_hello(buf, &h));
+}
+
+/* TCP connected (or failed). */
+static void on_connect(uv_connect_t *req, int status)
+{
+  struct cl *c = req->handle->data;
+  int r;
+
+  if (c->state != CL_CONNECTING)
+    return; /* closed meanwhile */
+  if (status < 0) {
+    cl_close(c, false, uv_strerror(status));
+    return;
+  }
+  /* Jobs are small request/response frames: Nagle would hold a JOB_DONE
+   * or a READ behind the previous unacked segment for up to 40 ms. */
+  uv_tcp_nodelay(&c->tcp, 1);
+  /* Kernel keepalive catches a peer that vanished without a FIN while
+   * idle; our own PING/timeout handles the busy case. */
+  uv_tcp_keepalive(&c->tcp, 1, 10);
+  c->state = CL_HELLO;
+  c->last_rx_ms = c->last_tx_ms = uv_now(req->handle->loop);
+  r = uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
+  if (r == 0)
+    r = cl_send_hello(c);
+  if (r < 0)
+    cl_close(c, false, uv_strerror(r));
+}
+
+/* Start connecting from IDLE. */
+int cl_connect(struct cl *c)
+{
+  int r;
+
+  if (c->state != CL_IDLE || c->final || !c->have_addr)
+    return -EINVAL;
+  r = uv_tcp_init(&c->up->loop, &c->tcp);
+  if (r < 0)
+    return r;
+  c->tcp.data = c;
+  c->state = CL_CONNECTING;
+  r = uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *) &c->addr,
+                     on_connect);
+  if (r < 0) {
+    snprintf(c->why, sizeof c->why, "%s", uv_strerror(r));
+    c->state = CL_CLOSING;
+    uv_close((uv_handle_t *) &c->tcp, on_closed);
+  }
+  return r;
+}
+
+/* HELLO_OK: keep the region definition; ask for extent states. */
+static void cl_on_hello_ok(struct cl *c, const struct proto_msg *m)
+{
+  uint8_t buf[PROTO_EXTENT_STATES_REQ_LEN];
+
+  if (m->u.hello_ok.version != PROTO_VERSION ||
+      geom_check(&m->u.hello_ok.region) < 0) {
+    up__start_fail(c->up, "downstairs %s: unsupported protocol version or "
+                   "region geometry", c->name);
+    cl_close(c, true, "bad HELLO_OK");
+    return;
+  }
+  c->hello = m->u.hello_ok;
+  c->have_hello = true;
+  if (up__on_hello(c->up, c) < 0) {
+    cl_close(c, true, "refused");
+    return;
+  }
+  c->state = CL_STATES;
+  if (cl_send_copy(c, buf, proto_put_extent_states_req(buf)) < 0)
+    cl_close(c, false, "write failed");
+}
+
+/* EXTENT_STATES: keep a copy; this downstairs is ready to activate. */
+static void cl_on_states(struct cl *c, const struct proto_msg *m)
+{
+  size_t len = (size_t) m->u.extent_states.count * PROTO_EXTENT_STATE_LEN;
+
+  if (m->u.extent_states.count != c->hello.region.extent_count) {
+    cl_close(c, true, "extent count mismatch in EXTENT_STATES");
+    up__start_fail(c->up, "downstairs %s: sent %u extent states for %u "
+                   "extents", c->name, m->u.extent_states.count,
+                   c->hello.region.extent_count);
+    return;
+  }
+  free(c->states);
+  c->states = malloc(len ? len : 1);
+  if (!c->states) {
+    cl_close(c, false, "out of memory");
+    return;
+  }
+  memcpy(c->states, m->u.extent_states.states, len);
+  c->nstates = m->u.extent_states.count;
+  c->state = CL_READY;
+  up__handshake_step(c->up);
+}
+
+/* Frames the state does not expect close the connection. */
+static void cl_unexpected(struct cl *c, const struct proto_msg *m)
+{
+  char why[96];
+
+  snprintf(why, sizeof why, "unexpected %s frame", proto_type_name(m->type));
+  log_warn("downstairs %s: %s", c->name, why);
+  cl_close(c, true, why);
+}
+
+/* Handle one decoded frame.  *taken is set if base now belongs to a job. */
+static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
+                        const struct proto_msg *m, bool *taken)
+{
+  uint8_t buf[PROTO_PING_LEN];
+  (void) frame;
+
+  switch (m->type) {
+  case PROTO_T_ERROR:
+    log_error("downstairs %s: %s", c->name, m->u.error.text);
+    if (c->state != CL_ACTIVE)
+      up__start_fail(c->up, "downstairs %s: %s", c->name, m->u.error.text);
+    cl_close(c, true, m->u.error.text);
+    return;
+  case PROTO_T_HELLO_OK:
+    if (c->state != CL_HELLO)
+      break;
+    cl_on_hello_ok(c, m);
+    return;
+  case PROTO_T_EXTENT_STATES:
+    if (c->state != CL_STATES)
+      break;
+    cl_on_states(c, m);
+    return;
+  case PROTO_T_ACTIVATE_OK:
+    if (c->state != CL_ACTIVATING || m->u.gen != c->up->gen)
+      break;
+    c->state = CL_ACTIVE;
+    c->was_active = true;
+    __atomic_add_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
+    up__handshake_step(c->up);
+    return;
+  case PROTO_T_NO_LONGER_ACTIVE:
+    up__fence(c->up, c, m->u.gen);
+    return;
+  case PROTO_T_JOB_DONE:
+    if (c->state != CL_ACTIVE)
+      break;
+    up__on_job_done(c->up, c, &m->u.job_done);
+    return;
+  case PROTO_T_READ_DONE:
+    if (c->state != CL_ACTIVE)
+      break;
+    *taken = true;
+    up__on_read_done(c->up, c, base, &m->u.read_done);
+    return;
+  case PROTO_T_PING:
+    if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PONG, m->u.ping)))
+      cl_close(c, c->state == CL_ACTIVE, "write failed");
+    return;
+  case PROTO_T_PONG:
+    c->ping_out = false;
+    return;
+  default:
+    break;
+  }
+  cl_unexpected(c, m);
+}

@@ -1,0 +1,330 @@
+/* crucible-c: the nbdkit plugin entry points.
+ *
+ * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
+ *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=one|all]
+ *        [timeout=SECS]
+ *
+ * One upstairs per nbdkit process, shared by every connection (so
+ * can_multi_conn).  Everything real lives in upstairs.c; this file parses
+ * parameters, maps errors to what nbdkit passes through and forwards log
+ * lines.  Life cycle (docs/DESIGN.md, "nbdkit plugin surface"): allocate in
+ * get_ready, start the loop thread in after_fork (a thread started earlier
+ * dies when nbdkit forks), stop it in cleanup.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <openssl/crypto.h>
+
+#include "../common/base64.h"
+#include "../common/log.h"
+#include "../common/parse.h"
+#include "upstairs.h"
+#include "upstairs_int.h"
+
+#define CRUCIBLE_VERSION "0.1.0"
+
+/* nbdkit -D crucible.io=1 (etc.) sets these. */
+NBDKIT_DLL_PUBLIC int crucible_debug_io = 0;
+NBDKIT_DLL_PUBLIC int crucible_debug_net = 0;
+NBDKIT_DLL_PUBLIC int crucible_debug_repair = 0;
+
+static struct up_config cfg;
+static unsigned n_downstairs;
+static struct upstairs *up;
+static int dummy_handle;
+
+/* Forward common/log.h lines to nbdkit. */
+static void crucible_log_sink(enum log_level level, const char *msg)
+{
+  if (level == LOG_ERROR)
+    nbdkit_error("%s", msg);
+  else if (level == LOG_WARN)
+    nbdkit_error("warning: %s", msg);
+  else
+    nbdkit_debug("%s", msg);
+}
+
+static void crucible_load(void)
+{
+  log_set_sink(crucible_log_sink);
+  log_set_level(LOG_DEBUG); /* nbdkit_debug shows only with -v */
+}
+
+/* Unload: wipe the key copy if get_ready never consumed it. */
+static void crucible_unload(void)
+{
+  crypt_wipe(cfg.key, sizeof cfg.key);
+}
+
+/* key=BASE64 | - | +FILE: exactly 32 bytes; every copy wiped. */
+static int crucible_config_key(const char *value)
+{
+  char *text = NULL;
+  uint8_t buf[64];
+  size_t len = 0;
+  int r;
+
+  if (nbdkit_read_password(value, &text) == -1)
+    return -1;
+  r = base64_decode(text, buf, sizeof buf, &len);
+  OPENSSL_cleanse(text, strlen(text));
+  free(text);
+  if (r < 0 || len != CRYPT_KEY_LEN) {
+    if (r < 0 && r != -ENOSPC)
+      nbdkit_error("key: not valid base64");
+    else
+      nbdkit_error("key must be 32 bytes (base64), got %zu",
+                   r == -ENOSPC ? sizeof buf + 1 : len);
+    crypt_wipe(buf, sizeof buf);
+    return -1;
+  }
+  memcpy(cfg.key, buf, CRYPT_KEY_LEN);
+  crypt_wipe(buf, sizeof buf);
+  cfg.have_key = true;
+  return 0;
+}
+
+/* One key=value parameter. */
+static int crucible_config(const char *key, const char *value)
+{
+  unsigned u;
+
+  if (strcmp(key, "downstairs") == 0) {
+    if (n_downstairs >= UP_DOWNSTAIRS) {
+      nbdkit_error("need exactly 3 downstairs=, got more");
+      return -1;
+    }
+    if (parse_hostport(value, cfg.host[n_downstairs],
+                       &cfg.port[n_downstairs]) < 0 ||
+        cfg.port[n_downstairs] == 0) {
+      nbdkit_error("downstairs=%s: expected HOST:PORT", value);
+      return -1;
+    }
+    n_downstairs++;
+  } else if (strcmp(key, "key") == 0) {
+    return crucible_config_key(value);
+  } else if (strcmp(key, "gen") == 0) {
+    if (nbdkit_parse_uint64_t("gen", value, &cfg.gen) == -1)
+      return -1;
+    if (cfg.gen == 0 || cfg.gen >= (1ull << 32)) {
+      nbdkit_error("gen must be in 1..4294967295");
+      return -1;
+    }
+  } else if (strcmp(key, "write-quorum") == 0) {
+    if (nbdkit_parse_unsigned("write-quorum", value, &u) == -1)
+      return -1;
+    if (u != 2 && u != 3) {
+      nbdkit_error("write-quorum must be 2 or 3");
+      return -1;
+    }
+    cfg.write_quorum = u;
+  } else if (strcmp(key, "verify") == 0) {
+    if (strcmp(value, "one") && strcmp(value, "all")) {
+      nbdkit_error("verify must be one or all");
+      return -1;
+    }
+    cfg.verify_all = strcmp(value, "all") == 0;
+  } else if (strcmp(key, "timeout") == 0) {
+    if (nbdkit_parse_unsigned("timeout", value, &u) == -1)
+      return -1;
+    if (u == 0 || u > 3600) {
+      nbdkit_error("timeout must be in 1..3600 seconds");
+      return -1;
+    }
+    cfg.timeout = u;
+  } else {
+    nbdkit_error("unknown parameter '%s'", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int crucible_config_complete(void)
+{
+  if (n_downstairs != UP_DOWNSTAIRS) {
+    nbdkit_error("need exactly 3 downstairs=, got %u", n_downstairs);
+    return -1;
+  }
+  return 0;
+}
+
+#define crucible_config_help \
+  "downstairs=HOST:PORT  (exactly 3) A downstairs serving a replica.\n" \
+  "key=BASE64|-|+FILE    32-byte AES key; omit for an unencrypted region.\n" \
+  "gen=N                 Generation to activate (default: highest + 1).\n" \
+  "write-quorum=2|3      Acks needed before a write completes (2).\n" \
+  "verify=one|all        Read one replica, or all and take the newest.\n" \
+  "timeout=SECS          Downstairs timeout in seconds (30)."
+
+static void crucible_dump_plugin(void)
+{
+  printf("crucible_version=%s\n", CRUCIBLE_VERSION);
+  printf("crucible_protocol=%d\n", PROTO_VERSION);
+}
+
+/* Validate and allocate: the last place errors reach the user early. */
+static int crucible_get_ready(void)
+{
+  int r;
+
+  up_debug_io = crucible_debug_io;
+  up_debug_net = crucible_debug_net;
+  up_debug_repair = crucible_debug_repair;
+  r = up_new(&cfg, &up);
+  crypt_wipe(cfg.key, sizeof cfg.key);
+  if (r < 0) {
+    nbdkit_error("cannot set up the upstairs: %s", strerror(-r));
+    return -1;
+  }
+  return 0;
+}
+
+/* Start the loop thread (after nbdkit forked) and activate. */
+static int crucible_after_fork(void)
+{
+  if (up_start(up) < 0) {
+    nbdkit_error("%s", up_error(up));
+    return -1;
+  }
+  return 0;
+}
+
+static void crucible_cleanup(void)
+{
+  up_free(up);
+  up = NULL;
+}
+
+static void *crucible_open(int readonly)
+{
+  (void) readonly;
+  return &dummy_handle;
+}
+
+static int64_t crucible_get_size(void *handle)
+{
+  (void) handle;
+  return (int64_t) up_size(up);
+}
+
+static int crucible_block_size(void *handle, uint32_t *minimum,
+                               uint32_t *preferred, uint32_t *maximum)
+{
+  uint32_t bs = up_block_size(up);
+  (void) handle;
+
+  *minimum = bs;
+  *preferred = bs > 4096 ? bs : 4096;
+  *maximum = 0xffffffff;
+  return 0;
+}
+
+/* Set errno from a negative return, as one nbdkit passes through. */
+static int crucible_err(int r)
+{
+  switch (-r) {
+  case EIO:
+  case EROFS:
+  case ENOSPC:
+  case ENOMEM:
+  case EPERM:
+    errno = -r;
+    break;
+  default:
+    errno = EIO;
+  }
+  return -1;
+}
+
+static int crucible_pread(void *handle, void *buf, uint32_t count,
+                          uint64_t offset, uint32_t flags)
+{
+  int r = up_read(up, buf, count, offset);
+  (void) handle;
+  (void) flags;
+  return r < 0 ? crucible_err(r) : 0;
+}
+
+static int crucible_pwrite(void *handle, const void *buf, uint32_t count,
+                           uint64_t offset, uint32_t flags)
+{
+  int r = up_write(up, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  (void) handle;
+  return r < 0 ? crucible_err(r) : 0;
+}
+
+static int crucible_flush(void *handle, uint32_t flags)
+{
+  int r = up_flush(up);
+  (void) handle;
+  (void) flags;
+  return r < 0 ? crucible_err(r) : 0;
+}
+
+static int crucible_trim(void *handle, uint32_t count, uint64_t offset,
+                         uint32_t flags)
+{
+  int r = up_trim(up, count, offset, flags & NBDKIT_FLAG_FUA);
+  (void) handle;
+  return r < 0 ? crucible_err(r) : 0;
+}
+
+/* Zero = trim: unwritten blocks read as zeroes. */
+static int crucible_zero(void *handle, uint32_t count, uint64_t offset,
+                         uint32_t flags)
+{
+  int r = up_trim(up, count, offset, flags & NBDKIT_FLAG_FUA);
+  (void) handle;
+  return r < 0 ? crucible_err(r) : 0;
+}
+
+static int crucible_can_true(void *handle)
+{
+  (void) handle;
+  return 1;
+}
+
+static int crucible_can_fua(void *handle)
+{
+  (void) handle;
+  return NBDKIT_FUA_NATIVE;
+}
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+static struct nbdkit_plugin plugin = {
+  .name = "crucible",
+  .version = CRUCIBLE_VERSION,
+  .longname = "crucible replicated encrypted block store",
+  .load = crucible_load,
+  .unload = crucible_unload,
+  .config = crucible_config,
+  .config_complete = crucible_config_complete,
+  .config_help = crucible_config_help,
+  .dump_plugin = crucible_dump_plugin,
+  .get_ready = crucible_get_ready,
+  .after_fork = crucible_after_fork,
+  .cleanup = crucible_cleanup,
+  .open = crucible_open,
+  .get_size = crucible_get_size,
+  .block_size = crucible_block_size,
+  .pread = crucible_pread,
+  .pwrite = crucible_pwrite,
+  .flush = crucible_flush,
+  .trim = crucible_trim,
+  .zero = crucible_zero,
+  .can_multi_conn = crucible_can_true,
+  .can_flush = crucible_can_true,
+  .can_fua = crucible_can_fua,
+  .can_trim = crucible_can_true,
+  .can_zero = crucible_can_true,
+  .errno_is_preserved = 1,
+};
+
+NBDKIT_REGISTER_PLUGIN(plugin)

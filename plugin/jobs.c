@@ -1,0 +1,389 @@
+/* crucible-c upstairs: the loop side of the job tracker.
+ *
+ * Caller threads queue jobs (up__submit); the async callback drains the
+ * whole queue, assigns ids in queue order and sends each job: WRITE, TRIM
+ * and FLUSH to every active downstairs (the same frame buffer), READ to one
+ * (least in flight, rotating) or, with verify=all, to all.  Replies and
+ * faults move ds[i] out of SENT; job_eval() decides the outcome and drops
+ * the job from the in-flight list once nothing is SENT.  The invariants are
+ * in upstairs_int.h.  Loop thread only, except up__submit.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "upstairs_int.h"
+
+/* Drop one reference (caller's or loop's); free on the last. */
+void up__job_put(struct up_job *job)
+{
+  if (__atomic_sub_fetch(&job->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    free(job->reply_buf[i]);
+  free(job->frame);
+  free(job);
+}
+
+/* Drop one loop-internal reference; the last releases the loop's ref. */
+void up__job_loop_put(struct up_job *job)
+{
+  if (--job->loop_refs == 0)
+    up__job_put(job);
+}
+
+/* Queue a job for req and wake the loop (caller thread). */
+int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
+{
+  pthread_mutex_lock(&up->lock);
+  if (up->stopping || up->phase != UP_PH_RUNNING) {
+    pthread_mutex_unlock(&up->lock);
+    return -EIO;
+  }
+  job->req = req;
+  req->pending++;
+  job->next = NULL;
+  if (up->q_tail)
+    up->q_tail->next = job;
+  else
+    up->q_head = job;
+  up->q_tail = job;
+  uv_async_send(&up->async); /* under the lock: see up_stop */
+  pthread_mutex_unlock(&up->lock);
+  return 0;
+}
+
+/* Set the outcome once and wake the caller (if it still waits). */
+static void job_decide(struct upstairs *up, struct up_job *job, int result)
+{
+  pthread_mutex_lock(&up->lock);
+  if (!job->decided) {
+    job->decided = true;
+    job->result = result;
+    if (job->req) {
+      job->req->pending--;
+      pthread_cond_broadcast(&job->req->cond);
+      job->req = NULL;
+    }
+  }
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* Take the job off the in-flight list. */
+static void job_untrack(struct upstairs *up, struct up_job *job)
+{
+  if (!job->tracked)
+    return;
+  if (job->prev)
+    job->prev->next = job->next;
+  else
+    up->if_head = job->next;
+  if (job->next)
+    job->next->prev = job->prev;
+  else
+    up->if_tail = job->prev;
+  job->tracked = false;
+  up__job_loop_put(job);
+}
+
+/* The errno a failed write/trim/flush reports: the downstairs' own if all
+ * that answered with an error agree (ENOSPC...), else EIO. */
+static int job_fail_code(const struct up_job *job)
+{
+  int e = 0;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    if (job->ds[i] != DS_ERR)
+      continue;
+    if (e && e != job->ds_err[i])
+      return -EIO;
+    e = job->ds_err[i];
+  }
+  return e > 0 ? -e : -EIO;
+}
+
+/* Decide what can be decided; untrack when nothing is SENT any more. */
+static void job_eval(struct upstairs *up, struct up_job *job)
+{
+  unsigned ok = 0, pending = 0;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    ok += job->ds[i] == DS_DONE;
+    pending += job->ds[i] == DS_SENT;
+  }
+  switch (job->type) {
+  case PROTO_T_WRITE:
+  case PROTO_T_TRIM:
+    if (ok >= up->cfg.write_quorum)
+      job_decide(up, job, 0);
+    else if (ok + pending < up->cfg.write_quorum)
+      job_decide(up, job, job_fail_code(job));
+    break;
+  case PROTO_T_FLUSH:
+    if (pending == 0)
+      job_decide(up, job, ok >= 2 ? 0 : job_fail_code(job));
+    break;
+  default: /* READ: the caller checks each reply */
+    if (pending == 0)
+      job_decide(up, job, ok ? 0 : -EIO);
+    break;
+  }
+  if (pending == 0)
+    job_untrack(up, job);
+}
+
+/* Append to the in-flight list (id order). */
+static void job_track(struct upstairs *up, struct up_job *job)
+{
+  job->prev = up->if_tail;
+  job->next = NULL;
+  if (up->if_tail)
+    up->if_tail->next = job;
+  else
+    up->if_head = job;
+  up->if_tail = job;
+  job->tracked = true;
+}
+
+/* Write the assigned id (and flush number) into the job's frame header. */
+static void job_patch(struct upstairs *up, struct up_job *job)
+{
+  struct proto_flush f;
+
+  switch (job->type) {
+  case PROTO_T_WRITE:
+    proto_put_write_hdr(job->frame, job->id, job->lba, job->n,
+                        up->region.block_size);
+    break;
+  case PROTO_T_TRIM:
+    proto_put_trim(job->frame, job->id, job->lba, job->n);
+    break;
+  case PROTO_T_READ:
+    proto_put_read(job->frame, job->id, job->lba, job->n);
+    break;
+  default:
+    job->flush_no = up->flush_no++;
+    f = (struct proto_flush){job->id, job->flush_no, up->gen};
+    proto_put_flush(job->frame, &f);
+    break;
+  }
+}
+
+/* Which downstairs get this job: a bitmask. */
+static unsigned job_targets(struct upstairs *up, struct up_job *job)
+{
+  unsigned mask = 0, best = 0;
+  int pick = -1;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (up->cl[i].state == CL_ACTIVE && !(job->tried & (1u << i)))
+      mask |= 1u << i;
+  if (job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
+    return mask;
+  /* Least in flight; ties rotate so idle replicas share the reads. */
+  up->read_rr++;
+  for (int k = 0; k < UP_DOWNSTAIRS; k++) {
+    int i = (int) ((up->read_rr + (unsigned) k) % UP_DOWNSTAIRS);
+    if ((mask & (1u << i)) && (pick < 0 || up->cl[i].inflight < best)) {
+      pick = i;
+      best = up->cl[i].inflight;
+    }
+  }
+  return 1u << pick;
+}
+
+/* Send one drained job (or fail it at once). */
+static void job_start(struct upstairs *up, struct up_job *job, bool fenced,
+                      bool running)
+{
+  unsigned mask;
+
+  if (fenced || !running ||
+      __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST) < 2) {
+    job_decide(up, job, fenced && job->type != PROTO_T_READ ? -EROFS : -EIO);
+    up__job_loop_put(job);
+    return;
+  }
+  job->id = ++up->next_id;
+  job_patch(up, job);
+  job_track(up, job);
+  job->sent_ms = uv_now(&up->loop);
+  mask = job_targets(up, job);
+  if (up_debug_io)
+    log_debug("job %llu %s lba %llu n %u to mask %x",
+              (unsigned long long) job->id, proto_type_name(job->type),
+              (unsigned long long) job->lba, job->n, mask);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (!(mask & (1u << i)))
+      continue;
+    if (cl_send_job(c, job) < 0) {
+      log_warn("downstairs %s faulted: send failed, job %llu", c->name,
+               (unsigned long long) job->id);
+      cl_close(c, true, "send failed");
+      continue;
+    }
+    job->ds[i] = DS_SENT;
+    c->inflight++;
+  }
+  job_eval(up, job);
+}
+
+/* Async callback: drain the whole submit queue in order (or shut down). */
+void up__drain(uv_async_t *a)
+{
+  struct upstairs *up = a->data;
+  struct up_job *job, *next;
+  bool stopping, fenced, running;
+
+  pthread_mutex_lock(&up->lock);
+  job = up->q_head;
+  up->q_head = up->q_tail = NULL;
+  stopping = up->stopping;
+  fenced = up->fenced;
+  running = up->phase == UP_PH_RUNNING;
+  pthread_mutex_unlock(&up->lock);
+  for (; job; job = next) {
+    next = job->next;
+    if (stopping) {
+      job_decide(up, job, -EIO);
+      up__job_loop_put(job);
+    } else {
+      job_start(up, job, fenced, running);
+    }
+  }
+  if (stopping)
+    up__shutdown(up);
+}
+
+/* The tracked job with this id, or NULL. */
+static struct up_job *job_find(struct upstairs *up, uint64_t id)
+{
+  for (struct up_job *j = up->if_head; j; j = j->next)
+    if (j->id == id)
+      return j;
+  return NULL;
+}
+
+/* A reply that names no job we sent to c: the connection is broken. */
+static void job_bad_reply(struct cl *c, uint64_t id)
+{
+  log_warn("downstairs %s faulted: reply for unknown job %llu", c->name,
+           (unsigned long long) id);
+  cl_close(c, true, "reply for unknown job");
+}
+
+/* JOB_DONE for a WRITE, TRIM or FLUSH.  An error faults the downstairs. */
+void up__on_job_done(struct upstairs *up, struct cl *c,
+                     const struct proto_job_done *d)
+{
+  struct up_job *job = job_find(up, d->job_id);
+
+  if (!job || job->ds[c->idx] != DS_SENT || job->type == PROTO_T_READ) {
+    job_bad_reply(c, d->job_id);
+    return;
+  }
+  c->inflight--;
+  if (d->err == 0) {
+    job->ds[c->idx] = DS_DONE;
+    job_eval(up, job);
+    return;
+  }
+  job->ds[c->idx] = DS_ERR;
+  job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
+  log_warn("downstairs %s faulted: %s error: %s, job %llu", c->name,
+           proto_type_name(job->type), strerror(job->ds_err[c->idx]),
+           (unsigned long long) job->id);
+  job_eval(up, job);
+  cl_close(c, true, "IO error");
+}
+
+/* READ_DONE: hand the frame (buf, now ours) to the job for the caller. */
+void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
+                      const struct proto_read_done *d)
+{
+  struct up_job *job = job_find(up, d->job_id);
+
+  if (!job || job->ds[c->idx] != DS_SENT || job->type != PROTO_T_READ) {
+    free(buf);
+    job_bad_reply(c, d->job_id);
+    return;
+  }
+  c->inflight--;
+  if (d->err != 0 || d->n != job->n) {
+    log_warn("downstairs %s: read lba %llu failed: %s, job %llu", c->name,
+             (unsigned long long) job->lba,
+             d->err ? strerror(d->err > 0 ? d->err : EIO) : "short reply",
+             (unsigned long long) job->id);
+    free(buf);
+    job->ds[c->idx] = DS_ERR;
+  } else {
+    job->reply_buf[c->idx] = buf;
+    job->reply[c->idx] = *d;
+    job->ds[c->idx] = DS_DONE;
+  }
+  job_eval(up, job);
+}
+
+/* c is gone: every job still outstanding on it is skipped for it. */
+void up__ds_lost(struct upstairs *up, struct cl *c)
+{
+  struct up_job *job, *next;
+
+  for (job = up->if_head; job; job = next) {
+    next = job->next;
+    if (job->ds[c->idx] != DS_SENT)
+      continue;
+    job->ds[c->idx] = DS_SKIP;
+    job_eval(up, job); /* may untrack job, never next */
+  }
+  c->inflight = 0;
+}
+
+/* Fault every downstairs with a job outstanding longer than timeout. */
+void up__check_timeouts(struct upstairs *up)
+{
+  uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
+  uint64_t which[UP_DOWNSTAIRS] = {0};
+
+  for (struct up_job *j = up->if_head; j; j = j->next) {
+    if (now - j->sent_ms < tmo)
+      break; /* the list is in send order */
+    for (int i = 0; i < UP_DOWNSTAIRS; i++)
+      if (j->ds[i] == DS_SENT && !which[i])
+        which[i] = j->id;
+  }
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (which[i]) {
+      log_warn("downstairs %s faulted: timeout, job %llu", up->cl[i].name,
+               (unsigned long long) which[i]);
+      cl_close(&up->cl[i], true, "timeout");
+    }
+}
+
+/* Fail everything queued and in flight (stop, fence).  err is -EROFS
+ * for writes when fenced; reads then get -EIO. */
+void up__fail_all(struct upstairs *up, int err)
+{
+  struct up_job *job, *next;
+
+  pthread_mutex_lock(&up->lock);
+  job = up->q_head;
+  up->q_head = up->q_tail = NULL;
+  pthread_mutex_unlock(&up->lock);
+  for (; job; job = next) {
+    next = job->next;
+    job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
+    up__job_loop_put(job);
+  }
+  while ((job = up->if_head) != NULL) {
+    for (int i = 0; i < UP_DOWNSTAIRS; i++)
+      if (job->ds[i] == DS_SENT) {
+        job->ds[i] = DS_SKIP;
+        up->cl[i].inflight--;
+      }
+    job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
+    job_untrack(up, job);
+  }
+}

@@ -1,0 +1,573 @@
+/* crucible-c upstairs: life cycle and activation (see upstairs.h).
+ *
+ * Start-up, on the loop thread, as a small state machine driven by client
+ * events and a 1 s tick:
+ *   CONNECT     connect to all three (retrying refused connections), HELLO,
+ *               EXTENT_STATES.  Each HELLO_OK is checked at once (encrypted
+ *               flag, key check value), so a wrong key never activates.
+ *               Ends when all three are READY, or at `timeout` with >= 2.
+ *   ACTIVATING  agreement (uuid, geometry), generation, the reconciliation
+ *               hook, ACTIVATE to the ready ones.  Ends when all answered
+ *               (>= 2 active) or at `timeout`.
+ *   RUNNING     IO (jobs.c, io.c); the tick checks job timeouts and pings.
+ * up_start() (a caller thread) waits on start_cond for the outcome.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "upstairs_int.h"
+
+int up_debug_io, up_debug_net, up_debug_repair;
+
+/* Deadline secs from now on CLOCK_MONOTONIC (the condvars' clock). */
+int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs)
+{
+  (void) up;
+  if (clock_gettime(CLOCK_MONOTONIC, ts) < 0)
+    return -errno;
+  ts->tv_sec += secs;
+  return 0;
+}
+
+/* Validate cfg, copy it (key into a crypt_key) and wipe cfg->key. */
+int up_new(struct up_config *cfg, struct upstairs **out)
+{
+  struct upstairs *up;
+  pthread_condattr_t ca;
+  int r = 0;
+
+  *out = NULL;
+  if (cfg->write_quorum == 0)
+    cfg->write_quorum = 2;
+  if (cfg->timeout == 0)
+    cfg->timeout = UP_DEFAULT_TIMEOUT;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (!cfg->host[i][0] || cfg->port[i] == 0)
+      r = -EINVAL;
+  if (cfg->write_quorum < 2 || cfg->write_quorum > 3 ||
+      cfg->gen >= (1ull << 32))
+    r = -EINVAL;
+  up = r == 0 ? calloc(1, sizeof *up) : NULL;
+  if (r == 0 && !up)
+    r = -ENOMEM;
+  if (r == 0 && cfg->have_key)
+    r = crypt_key_new(cfg->key, &up->key);
+  if (r == 0)
+    r = crypt_random(&up->session_id, sizeof up->session_id);
+  crypt_wipe(cfg->key, sizeof cfg->key);
+  if (r < 0) {
+    if (up)
+      crypt_key_free(up->key);
+    free(up);
+    return r;
+  }
+  up->cfg = *cfg;
+  pthread_mutex_init(&up->lock, NULL);
+  pthread_mutex_init(&up->rl_lock, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&up->start_cond, &ca);
+  pthread_cond_init(&up->rl_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_init(&up->cl[i], up, i, cfg->host[i], cfg->port[i]);
+  *out = up;
+  return 0;
+}
+
+const char *up_error(const struct upstairs *up)
+{
+  return up->err[0] ? up->err : "unknown error";
+}
+
+uint64_t up_size(const struct upstairs *up)
+{
+  return geom_size(&up->region);
+}
+
+uint32_t up_block_size(const struct upstairs *up)
+{
+  return up->region.block_size;
+}
+
+/* Record why start-up failed and wake up_start (first failure wins). */
+void up__start_fail(struct upstairs *up, const char *fmt, ...)
+{
+  va_list ap;
+
+  pthread_mutex_lock(&up->lock);
+  if (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING) {
+    va_start(ap, fmt);
+    vsnprintf(up->err, sizeof up->err, fmt, ap);
+    va_end(ap);
+    up->phase = UP_PH_FAILED;
+    pthread_cond_broadcast(&up->start_cond);
+  }
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* Set the phase and wake up_start if it is an outcome. */
+static void up_set_phase(struct upstairs *up, enum up_phase ph)
+{
+  pthread_mutex_lock(&up->lock);
+  if (up->phase != UP_PH_FAILED)
+    up->phase = ph;
+  pthread_cond_broadcast(&up->start_cond);
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* The loop's phase (it is written only by the loop thread). */
+static enum up_phase up_phase(struct upstairs *up)
+{
+  enum up_phase ph;
+
+  pthread_mutex_lock(&up->lock);
+  ph = up->phase;
+  pthread_mutex_unlock(&up->lock);
+  return ph;
+}
+
+/* A newer upstairs took over: stop everything for good. */
+void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
+{
+  bool first;
+
+  pthread_mutex_lock(&up->lock);
+  first = !up->fenced;
+  up->fenced = true;
+  pthread_mutex_unlock(&up->lock);
+  if (first)
+    log_error("fenced: downstairs %s activated generation %llu", c->name,
+              (unsigned long long) gen);
+  up__start_fail(up, "fenced: downstairs %s activated generation %llu",
+                 c->name, (unsigned long long) gen);
+  up__fail_all(up, -EROFS);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_close(&up->cl[i], true, "fenced");
+}
+
+/* Checks on one HELLO_OK, at once: encrypted flag and key check value.
+ * 0, or -1 after failing the start. */
+int up__on_hello(struct upstairs *up, struct cl *c)
+{
+  const struct proto_hello_ok *h = &c->hello;
+
+  enum up_phase ph = up_phase(up);
+
+  if (ph != UP_PH_CONNECT) {
+    if (ph != UP_PH_ACTIVATING && ph != UP_PH_RUNNING)
+      return -1; /* failed or stopping: nothing to say */
+    if (!c->logged_late)
+      log_warn("downstairs %s answered after activation: not admitted "
+               "(repair not implemented yet)", c->name);
+    c->logged_late = true;
+    return -1;
+  }
+  if (h->region.encrypted && !up->cfg.have_key) {
+    up__start_fail(up, "downstairs %s: region is encrypted but no key= "
+                   "was given", c->name);
+    return -1;
+  }
+  if (!h->region.encrypted && up->cfg.have_key) {
+    up__start_fail(up, "downstairs %s: region is not encrypted but key= "
+                   "was given", c->name);
+    return -1;
+  }
+  if (h->has_kcv && up->key &&
+      crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag)) {
+    up__start_fail(up, "key does not match this volume (downstairs %s)",
+                   c->name);
+    return -1;
+  }
+  return 0;
+}
+
+/* All ready downstairs must serve the same region. */
+static int up_check_agree(struct upstairs *up, struct cl *ref)
+{
+  const struct proto_region *a = &ref->hello.region;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    const struct proto_region *b = &c->hello.region;
+    const char *what = NULL;
+
+    if (c == ref || c->state != CL_READY)
+      continue;
+    if (memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0)
+      what = "region uuid";
+    else if (a->block_size != b->block_size ||
+             a->extent_size != b->extent_size ||
+             a->extent_count != b->extent_count)
+      what = "region geometry";
+    else if (a->encrypted != b->encrypted)
+      what = "encrypted flag";
+    if (what) {
+      up__start_fail(up, "downstairs %s: %s differs from %s", c->name, what,
+                     ref->name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* RECONCILIATION HOOK (a later issue): runs between EXTENT_STATES and
+ * ACTIVATE with every ready downstairs.  For now it only reports extents
+ * whose (gen, flush, dirty) differ or that are dirty anywhere. */
+static void up_reconcile(struct upstairs *up)
+{
+  uint32_t differ = 0, first = 0;
+  struct cl *ref = NULL;
+
+  for (uint32_t e = 0; e < up->region.extent_count; e++) {
+    struct proto_extent_state s0 = {0}, s;
+    bool bad = false, have = false;
+    for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+      struct cl *c = &up->cl[i];
+      if (c->state != CL_READY)
+        continue;
+      ref = ref ? ref : c;
+      proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
+                             &s);
+      if (s.dirty || (have && (s.gen != s0.gen || s.flush != s0.flush)))
+        bad = true;
+      s0 = s;
+      have = true;
+    }
+    if (bad && differ++ == 0)
+      first = e;
+  }
+  if (differ)
+    log_warn("%u extent(s) differ between downstairs or are dirty (first: "
+             "%u); reconciliation is not implemented yet", differ, first);
+}
+
+/* Pick the generation and first flush number from every ready replica.
+ * 0 or -1 after failing the start. */
+static int up_pick_gen(struct upstairs *up)
+{
+  uint64_t max_gen = 0, max_flush = 0;
+  const char *who = "?";
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state != CL_READY)
+      continue;
+    if (c->hello.highest_gen >= max_gen) {
+      max_gen = c->hello.highest_gen;
+      who = c->name;
+    }
+    for (uint32_t e = 0; e < c->nstates; e++) {
+      struct proto_extent_state s;
+      proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
+                             &s);
+      if (s.gen > max_gen) {
+        max_gen = s.gen;
+        who = c->name;
+      }
+      if (s.flush > max_flush)
+        max_flush = s.flush;
+    }
+  }
+  if (up->cfg.gen && up->cfg.gen <= max_gen) {
+    up__start_fail(up, "gen=%llu is not above generation %llu already used "
+                   "(downstairs %s)", (unsigned long long) up->cfg.gen,
+                   (unsigned long long) max_gen, who);
+    return -1;
+  }
+  up->gen = up->cfg.gen ? up->cfg.gen : max_gen + 1;
+  if (up->gen >= (1ull << 32)) {
+    up__start_fail(up, "generation numbers exhausted (%llu)",
+                   (unsigned long long) max_gen);
+    return -1;
+  }
+  up->flush_no = max_flush + 1;
+  return 0;
+}
+
+/* Key check value to send with ACTIVATE: an existing one, or a new one. */
+static int up_pick_kcv(struct upstairs *up, struct proto_kcv *kcv, bool *any)
+{
+  *any = false;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (up->cl[i].state == CL_READY && up->cl[i].hello.has_kcv) {
+      *kcv = up->cl[i].hello.kcv;
+      *any = true;
+      return 0;
+    }
+  if (!up->key)
+    return 0;
+  if (crypt_kcv_make(up->key, up->region.uuid, kcv->nonce, kcv->tag) < 0) {
+    up__start_fail(up, "cannot make the key check value");
+    return -1;
+  }
+  return 0;
+}
+
+/* Leave CONNECT: check, choose generation, activate the ready ones. */
+static void up_go_activate(struct upstairs *up)
+{
+  struct proto_kcv kcv = {{0}, {0}};
+  struct cl *ref = NULL;
+  bool have_kcv;
+
+  for (int i = 0; i < UP_DOWNSTAIRS && !ref; i++)
+    if (up->cl[i].state == CL_READY)
+      ref = &up->cl[i];
+  if (up_check_agree(up, ref) < 0)
+    return;
+  up->region = ref->hello.region;
+  up->block_count = geom_blocks(&up->region);
+  if (up_pick_gen(up) < 0 || up_pick_kcv(up, &kcv, &have_kcv) < 0)
+    return;
+  up_reconcile(up);
+  up->activate_ms = uv_now(&up->loop);
+  up_set_phase(up, UP_PH_ACTIVATING);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    struct proto_activate a = {.gen = up->gen, .kcv = kcv};
+    uint8_t buf[PROTO_ACTIVATE_LEN];
+
+    if (c->state != CL_READY) {
+      log_error("downstairs %s is missing (%s): activating without it; it "
+                "needs repair when it returns", c->name, c->why);
+      c->logged_late = true;
+      cl_close(c, true, NULL);
+      continue;
+    }
+    a.set_kcv = up->key && !c->hello.has_kcv;
+    c->state = CL_ACTIVATING;
+    if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
+      cl_close(c, true, "write failed");
+  }
+  log_info("activating generation %llu", (unsigned long long) up->gen);
+}
+
+/* Start-up failure message listing who did not make it. */
+static void up_fail_missing(struct upstairs *up, unsigned got,
+                            enum cl_state want)
+{
+  char list[400] = "";
+  size_t len = 0;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state == want || len >= sizeof list)
+      continue;
+    len += (size_t) snprintf(list + len, sizeof list - len, "%s%s (%s)",
+                             len ? ", " : "", c->name, c->why);
+  }
+  up__start_fail(up, "only %u of 3 downstairs answered within %u s: %s",
+                 got, up->cfg.timeout, list);
+}
+
+/* Advance start-up after any client event or tick (loop thread). */
+void up__handshake_step(struct upstairs *up)
+{
+  enum up_phase ph = up_phase(up);
+  uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
+  unsigned ready = 0, pending = 0, active = 0;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    enum cl_state s = up->cl[i].state;
+    ready += s == CL_READY;
+    pending += s == CL_ACTIVATING;
+    active += s == CL_ACTIVE;
+  }
+  if (ph == UP_PH_CONNECT) {
+    if (ready == UP_DOWNSTAIRS || (now - up->start_ms >= tmo && ready >= 2))
+      up_go_activate(up);
+    else if (now - up->start_ms >= tmo)
+      up_fail_missing(up, ready, CL_READY);
+  } else if (ph == UP_PH_ACTIVATING) {
+    if (pending && now - up->activate_ms >= tmo && active >= 2) {
+      for (int i = 0; i < UP_DOWNSTAIRS; i++)
+        if (up->cl[i].state == CL_ACTIVATING) {
+          log_error("downstairs %s did not answer ACTIVATE within %u s: "
+                    "continuing without it", up->cl[i].name, up->cfg.timeout);
+          cl_close(&up->cl[i], true, "activation timed out");
+        }
+      pending = 0;
+    }
+    if (pending == 0 && active >= 2) {
+      log_info("active: generation %llu, %u of 3 downstairs",
+               (unsigned long long) up->gen, active);
+      up_set_phase(up, UP_PH_RUNNING);
+    } else if (pending == 0 || now - up->activate_ms >= tmo) {
+      up_fail_missing(up, active, CL_ACTIVE);
+    }
+  }
+}
+
+/* Every second: reconnect during start-up, job timeouts and pings. */
+static void on_tick(uv_timer_t *t)
+{
+  struct upstairs *up = t->data;
+  enum up_phase ph = up_phase(up);
+  uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
+
+  if (ph == UP_PH_CONNECT)
+    for (int i = 0; i < UP_DOWNSTAIRS; i++)
+      if (up->cl[i].state == CL_IDLE && !up->cl[i].final)
+        cl_connect(&up->cl[i]);
+  if (ph == UP_PH_CONNECT || ph == UP_PH_ACTIVATING) {
+    up__handshake_step(up);
+    return;
+  }
+  if (ph != UP_PH_RUNNING)
+    return;
+  up__check_timeouts(up);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    uint8_t buf[PROTO_PING_LEN];
+    if (c->state != CL_ACTIVE)
+      continue;
+    if (c->ping_out && now - c->ping_ms >= tmo) {
+      log_warn("downstairs %s faulted: no answer for %u s", c->name,
+               up->cfg.timeout);
+      cl_close(c, true, "timeout");
+    } else if (!c->ping_out && now - c->last_tx_ms >= UP_PING_IDLE_MS &&
+               now - c->last_rx_ms >= UP_PING_IDLE_MS) {
+      c->ping_out = true;
+      c->ping_ms = now;
+      if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PING, now)) < 0)
+        cl_close(c, true, "write failed");
+    }
+  }
+}
+
+/* The loop thread: runs until every handle is closed by up_stop. */
+static void *up_thread(void *arg)
+{
+  struct upstairs *up = arg;
+
+  uv_run(&up->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+/* Create the loop and its handles, start connecting (no thread yet). */
+static int up_loop_init(struct upstairs *up)
+{
+  int r = uv_loop_init(&up->loop);
+
+  if (r < 0)
+    return r;
+  up->loop_init = true;
+  if ((r = uv_async_init(&up->loop, &up->async, up__drain)) < 0)
+    return r;
+  up->async.data = up;
+  if ((r = uv_timer_init(&up->loop, &up->tick)) < 0)
+    return r;
+  up->tick.data = up;
+  if ((r = uv_timer_start(&up->tick, on_tick, 1000, 1000)) < 0)
+    return r;
+  up->start_ms = uv_now(&up->loop);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (cl_resolve(&up->cl[i], up->cfg.host[i], up->cfg.port[i]) == 0)
+      cl_connect(&up->cl[i]);
+  return 0;
+}
+
+/* Start, wait for the outcome of activation (see upstairs.h). */
+int up_start(struct upstairs *up)
+{
+  struct timespec dl;
+  enum up_phase ph;
+  int r;
+
+  if (up->phase != UP_PH_NEW) {
+    snprintf(up->err, sizeof up->err, "up_start called twice");
+    return -EINVAL;
+  }
+  up->phase = UP_PH_CONNECT;
+  r = up_loop_init(up);
+  if (r == 0)
+    r = -pthread_create(&up->thread, NULL, up_thread, up);
+  if (r < 0) {
+    snprintf(up->err, sizeof up->err, "cannot start the loop: %s",
+             strerror(-r));
+    up->phase = UP_PH_FAILED;
+    up_stop(up);
+    return r;
+  }
+  up->thread_started = true;
+  up__deadline(up, &dl, 2 * up->cfg.timeout + UP_WAIT_SLACK_S);
+  pthread_mutex_lock(&up->lock);
+  while (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING)
+    if (pthread_cond_timedwait(&up->start_cond, &up->lock, &dl) == ETIMEDOUT) {
+      snprintf(up->err, sizeof up->err, "activation did not finish in time");
+      up->phase = UP_PH_FAILED;
+    }
+  ph = up->phase;
+  pthread_mutex_unlock(&up->lock);
+  if (ph == UP_PH_RUNNING)
+    return 0;
+  up_stop(up);
+  return -EIO;
+}
+
+/* Loop thread, on stop: fail everything and close every handle. */
+void up__shutdown(struct upstairs *up)
+{
+  if (up->shut)
+    return;
+  up->shut = true;
+  up__fail_all(up, -EIO);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_close(&up->cl[i], true, NULL);
+  uv_close((uv_handle_t *) &up->tick, NULL);
+  uv_close((uv_handle_t *) &up->async, NULL);
+}
+
+/* Stop the loop thread and join it; the upstairs takes no more IO. */
+void up_stop(struct upstairs *up)
+{
+  int r;
+
+  pthread_mutex_lock(&up->lock);
+  up->stopping = true;
+  if (up->phase != UP_PH_FAILED)
+    up->phase = UP_PH_STOPPED;
+  /* Sent under the lock: the loop closes the async handle only after it
+   * saw `stopping` under the same lock, so no send races the close. */
+  if (up->thread_started)
+    uv_async_send(&up->async);
+  pthread_mutex_unlock(&up->lock);
+  if (up->thread_started) {
+    pthread_join(up->thread, NULL);
+    up->thread_started = false;
+  } else if (up->loop_init) {
+    /* Never ran: close the handles here, no other thread exists. */
+    up__shutdown(up);
+    uv_run(&up->loop, UV_RUN_DEFAULT);
+  }
+  if (up->loop_init) {
+    r = uv_loop_close(&up->loop);
+    if (r < 0)
+      log_error("uv_loop_close: %s", uv_strerror(r));
+    up->loop_init = false;
+  }
+}
+
+/* Stop if needed, wipe the key and free. */
+void up_free(struct upstairs *up)
+{
+  if (!up)
+    return;
+  up_stop(up);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_free(&up->cl[i]);
+  crypt_key_free(up->key);
+  pthread_mutex_destroy(&up->lock);
+  pthread_mutex_destroy(&up->rl_lock);
+  pthread_cond_destroy(&up->start_cond);
+  pthread_cond_destroy(&up->rl_cond);
+  crypt_wipe(up, sizeof *up);
+  free(up);
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# `make run`: a local crucible-c volume to play with.
+#
+# Creates (only once) three 1 GiB encrypted regions ./var/ds{1,2,3}
+# sharing one uuid and a key file ./var/key (mode 600), starts three
+# downstairs on 127.0.0.1 and nbdkit with crucible.so, prints how to
+# connect, and on Ctrl-C stops everything it started (nbdkit first, then
+# the downstairs), by pid.  Running it again reuses the same regions, so
+# the data is still there.
+#
+# Environment:
+#   CRUCIBLE_VAR=./var              where regions, key, logs live
+#   CRUCIBLE_DS_PORTS="3810 3820 3830"
+#   CRUCIBLE_NBD_PORT=10809         NBD TCP port
+#   CRUCIBLE_NBD_ADDR=127.0.0.1     NBD listen address (0.0.0.0: network)
+#   CRUCIBLE_NBD_SOCK=PATH          serve on a Unix socket instead of TCP
+#   CRUCIBLE_EXTENT_COUNT=8         extents of 128 MiB (8 = 1 GiB), at create
+#   CRUCIBLE_NBDKIT_ARGS="..."      extra plugin parameters (write-quorum=3)
+#
+# Durability: a write is acknowledged once two downstairs have it, and is
+# durable on disk once the client flushes (fsync, `sync`, qemu's flush,
+# nbd-client disconnect after sync).  Flush or disconnect your clients
+# before pressing Ctrl-C.
+
+set -e
+cd "$(dirname "$0")/.."
+
+VAR=${CRUCIBLE_VAR:-./var}
+read -r -a PORTS <<< "${CRUCIBLE_DS_PORTS:-3810 3820 3830}"
+NBD_PORT=${CRUCIBLE_NBD_PORT:-10809}
+NBD_ADDR=${CRUCIBLE_NBD_ADDR:-127.0.0.1}
+NBD_SOCK=${CRUCIBLE_NBD_SOCK:-}
+EXTENT_COUNT=${CRUCIBLE_EXTENT_COUNT:-8}
+read -r -a EXTRA <<< "${CRUCIBLE_NBDKIT_ARGS:-}"
+DS=./crucible-downstairs
+PLUGIN=./crucible.so
+
+die () { echo "run-local: $*" >&2; exit 1; }
+
+[ ${#PORTS[@]} = 3 ] || die "CRUCIBLE_DS_PORTS needs three ports"
+[ -x "$DS" ] && [ -f "$PLUGIN" ] || die "build first: make"
+command -v nbdkit > /dev/null || die "nbdkit is not installed"
+mkdir -p "$VAR"
+
+# Create the regions and the key once; refuse a half-created volume
+# rather than guess.
+have=0
+for i in 1 2 3; do
+  [ -f "$VAR/ds$i/region.json" ] && have=$((have + 1))
+done
+case $have in
+  0)
+    [ -e "$VAR/key" ] && die "$VAR/key exists but no regions: remove it first"
+    (umask 077 && head -c 32 /dev/urandom | base64 -w0 > "$VAR/key")
+    uuid=$(cat /proc/sys/kernel/random/uuid)
+    for i in 1 2 3; do
+      echo "run-local: creating region $VAR/ds$i ($((EXTENT_COUNT * 128)) MiB)"
+      "$DS" create -d "$VAR/ds$i" -u "$uuid" --encrypted \
+        --extent-count "$EXTENT_COUNT"
+    done
+    ;;
+  3)
+    [ -f "$VAR/key" ] ||
+      die "$VAR/key is missing: without it the regions cannot be read"
+    echo "run-local: reusing the regions in $VAR"
+    ;;
+  *) die "only $have of $VAR/ds{1,2,3} exist: fix or remove $VAR" ;;
+esac
+chmod 600 "$VAR/key"
+
+PIDS=()
+NBDKIT_PID=
+
+# Stop one pid: SIGTERM, wait up to 30 s, then SIGKILL.
+stop_pid () {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "run-local: pid $pid ignored SIGTERM for 30 s: SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# Ctrl-C, TERM, or a child died: stop nbdkit first (clients are cut off,
+# the plugin drains), then the downstairs.
+stopping=
+stop_all () {
+  [ -n "$stopping" ] && return
+  stopping=1
+  echo
+  echo "run-local: stopping"
+  [ -n "$NBDKIT_PID" ] && stop_pid "$NBDKIT_PID"
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  echo "run-local: stopped; data kept in $VAR"
+}
+trap 'stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+# Children get their own session (setsid) so that Ctrl-C reaches only this
+# script, which then stops them in order.
+for i in 1 2 3; do
+  port=${PORTS[i - 1]}
+  setsid "$DS" run -d "$VAR/ds$i" -p "$port" -a 127.0.0.1 \
+    >> "$VAR/ds$i.log" 2>&1 < /dev/null &
+  PIDS+=($!)
+  for n in $(seq 100); do
+    ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && break
+    kill -0 "${PIDS[-1]}" 2>/dev/null ||
+      die "downstairs ds$i failed: $(tail -n 3 "$VAR/ds$i.log")"
+    sleep 0.1
+  done
+  echo "run-local: downstairs ds$i on 127.0.0.1:$port (log $VAR/ds$i.log)"
+done
+
+if [ -n "$NBD_SOCK" ]; then
+  listen=(-U "$NBD_SOCK")
+  uri="nbd+unix:///?socket=$NBD_SOCK"
+  rm -f "$NBD_SOCK"
+else
+  listen=(-i "$NBD_ADDR" -p "$NBD_PORT")
+  uri="nbd://localhost:$NBD_PORT"
+fi
+setsid nbdkit -f "${listen[@]}" "$PLUGIN" \
+  "downstairs=127.0.0.1:${PORTS[0]}" "downstairs=127.0.0.1:${PORTS[1]}" \
+  "downstairs=127.0.0.1:${PORTS[2]}" key=+"$VAR/key" "${EXTRA[@]}" \
+  >> "$VAR/nbdkit.log" 2>&1 < /dev/null &
+NBDKIT_PID=$!
+for n in $(seq 600); do
+  nbdinfo --size "$uri" > /dev/null 2>&1 && break
+  kill -0 "$NBDKIT_PID" 2>/dev/null ||
+    die "nbdkit failed: $(tail -n 5 "$VAR/nbdkit.log")"
+  sleep 0.2
+done
+
+size=$(nbdinfo --size "$uri" 2>/dev/null) ||
+  die "nbdkit does not answer on $uri (log $VAR/nbdkit.log)"
+cat <<EOF
+
+crucible-c volume ready: $((size / 1024 / 1024)) MiB, nbdkit log $VAR/nbdkit.log
+Connect with one of:
+  nbdsh -u $uri
+  nbdcopy disk.img $uri
+EOF
+if [ -z "$NBD_SOCK" ]; then
+  cat <<EOF
+  qemu-system-x86_64 -drive file=nbd:localhost:$NBD_PORT,format=raw,if=virtio ...
+  nbd-client localhost $NBD_PORT /dev/nbd0      (as root; modprobe nbd)
+EOF
+else
+  cat <<EOF
+  qemu-system-x86_64 -drive file=nbd:unix:$NBD_SOCK,format=raw,if=virtio ...
+  nbd-client -unix $NBD_SOCK /dev/nbd0          (as root; modprobe nbd)
+EOF
+fi
+echo "Flush or disconnect clients, then Ctrl-C here to stop everything."
+
+# Wait until Ctrl-C or until any child exits on its own.
+while :; do
+  wait -n || true
+  alive=1
+  for pid in "$NBDKIT_PID" "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || alive=0
+  done
+  if [ $alive = 0 ]; then
+    echo "run-local: a process exited unexpectedly; see $VAR/*.log" >&2
+    exit 1
+  fi
+done

@@ -1,0 +1,350 @@
+# Shared helpers for the crucible-c end-to-end tests (bash).
+#
+# Source it first thing in a test:   . "$(dirname "$0")/functions.sh"
+# It cds to the top of the tree, makes a temp dir ($tmp), a volume uuid
+# ($VOL_UUID) and a key file ($KEYFILE), and installs an EXIT trap that
+# unmounts what the test mounted, kills every process it started (by pid,
+# never by name), fails the test if any log holds a sanitizer report, and
+# removes $tmp.  Exit status 77 means "skipped" (see tests/run-tests.sh).
+#
+# Typical test:
+#   requires nbdcopy
+#   volume_create          # regions ds1 ds2 ds3, one uuid
+#   volume_start           # three downstairs on free ports
+#   nbdkit_start           # nbdkit on $SOCK, URI in $URI
+#   ... nbdcopy in.img "$URI" ...
+#
+# Environment: SANITIZE=1 preloads libasan into nbdkit (the plugin is
+# built with ASan, nbdkit is not); NBDKIT_VERBOSE=1 adds -v to nbdkit;
+# KEEP_TMP=1 keeps $tmp for post-mortem.
+
+set -e
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$top"
+DOWNSTAIRS=$top/crucible-downstairs
+PLUGIN=$top/crucible.so
+test_name=$(basename "$0" .sh)
+
+# Default geometry for test volumes: 16 extents of 1024 4-KiB blocks =
+# 64 MiB, small extents so that ordinary copies cross extent boundaries.
+DS_EXTENT_SIZE=${DS_EXTENT_SIZE:-1024}
+DS_EXTENT_COUNT=${DS_EXTENT_COUNT:-16}
+
+declare -A DS_PORT=() DS_PID=()
+PIDS=()           # every background pid we started, in order
+MOUNTS=()         # mount points (and loop:/dev/loopN) we set up, in order
+VOLUME="ds1 ds2 ds3"
+NBDKIT_PID=
+SOCK=
+URI=
+
+# Print a message to stderr and exit 1 (the EXIT trap cleans up).
+fail () {
+  echo "$test_name: FAIL: $*" >&2
+  exit 1
+}
+
+# Print a message and exit 77: the test is skipped, not failed.
+skip () {
+  echo "$test_name: SKIP: $*" >&2
+  exit 77
+}
+
+# requires CMD...: skip the test unless every command is available.
+requires () {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || skip "requires $c"
+  done
+}
+
+# requires_root: skip unless running as root.
+requires_root () {
+  [ "$(id -u)" = 0 ] || skip "requires root"
+}
+
+# Both product binaries must be built.
+requires_build () {
+  [ -x "$DOWNSTAIRS" ] || skip "crucible-downstairs not built (run make)"
+  [ -f "$PLUGIN" ] || skip "crucible.so not built (run make)"
+}
+
+# A free TCP port on 127.0.0.1 (bound then released; racy but fine here).
+free_port () {
+  python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# Kill one pid: SIGTERM (or $2), wait up to 20 s, then SIGKILL.  Returns
+# the process's exit status (137 if it had to be killed), or 0 if it was
+# already gone.
+stop_pid () {
+  local pid=$1 sig=${2:-TERM} i rc=0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; return $rc; }
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "$test_name: pid $pid did not exit on SIG$sig within 20 s: SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || rc=$?
+  return $rc
+}
+
+# Look for sanitizer reports in every log the test produced.
+check_sanitizer_logs () {
+  local f bad=0
+  for f in "$tmp"/*.log; do
+    [ -f "$f" ] || continue
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f"; then
+      echo "$test_name: sanitizer report in $(basename "$f"):" >&2
+      grep -E -A30 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f" |
+        head -60 >&2
+      bad=1
+    fi
+  done
+  return $bad
+}
+
+# is_mounted DIR: something is mounted on DIR (works on a dead FUSE mount).
+is_mounted () {
+  awk -v d="$1" '$2 == d { f = 1 } END { exit !f }' /proc/mounts
+}
+
+# EXIT trap: unmount, kill everything we started, check logs, remove $tmp.
+cleanup () {
+  local rc=$? i pid
+  set +e
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+    case "${MOUNTS[i]}" in
+      loop:*) losetup -d "${MOUNTS[i]#loop:}" 2>/dev/null; continue ;;
+    esac
+    is_mounted "${MOUNTS[i]}" || continue
+    umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}"
+  done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[i]}
+    kill -0 "$pid" 2>/dev/null && stop_pid "$pid" >/dev/null 2>&1
+  done
+  if [ -d "$tmp" ]; then
+    check_sanitizer_logs || rc=1
+    if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+      for f in "$tmp"/*.log; do
+        [ -s "$f" ] || continue
+        echo "--- tail of $(basename "$f")" >&2
+        tail -n 15 "$f" >&2
+      done
+    fi
+    if [ -n "$KEEP_TMP" ]; then
+      echo "$test_name: kept $tmp" >&2
+    else
+      rm -rf "$tmp"
+    fi
+  fi
+  exit "$rc"
+}
+
+# Set up $tmp, the trap, a volume uuid and a key file.
+tmpdir () {
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/crucible-$test_name.XXXXXX")
+  trap cleanup EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  VOL_UUID=$(cat /proc/sys/kernel/random/uuid)
+  KEYFILE=$tmp/key
+  make_key "$KEYFILE"
+}
+
+# make_key FILE: 32 random bytes, base64, no newline, mode 600.
+make_key () {
+  (umask 077 && head -c 32 /dev/urandom | base64 -w0 > "$1")
+}
+
+# ds_create NAME [args]: create region $tmp/NAME, encrypted, sharing
+# $VOL_UUID and the default test geometry unless args say otherwise.
+ds_create () {
+  local name=$1 a uuid=1 es=1 ec=1
+  shift
+  for a in "$@"; do
+    case "$a" in
+      -u) uuid= ;;
+      --extent-size) es= ;;
+      --extent-count) ec= ;;
+    esac
+  done
+  "$DOWNSTAIRS" create -d "$tmp/$name" --encrypted \
+    ${uuid:+-u "$VOL_UUID"} \
+    ${es:+--extent-size "$DS_EXTENT_SIZE"} \
+    ${ec:+--extent-count "$DS_EXTENT_COUNT"} "$@" \
+    >> "$tmp/create.log" 2>&1 ||
+    { tail -n 5 "$tmp/create.log" >&2; return 1; }
+}
+
+# Wait (bounded) until something listens on 127.0.0.1:PORT; 1 if pid dies.
+wait_port () {
+  local port=$1 pid=$2 i
+  for i in $(seq 300); do
+    if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# ds_start NAME [PORT]: run the downstairs for $tmp/NAME in the
+# background on PORT (default: its previous port, else a free one), wait
+# until it accepts connections.
+ds_start () {
+  local name=$1 port=${2:-${DS_PORT[$1]:-}}
+  [ -n "$port" ] || port=$(free_port)
+  "$DOWNSTAIRS" run -d "$tmp/$name" -p "$port" -a 127.0.0.1 \
+    >> "$tmp/$name.log" 2>&1 &
+  DS_PID[$name]=$!
+  DS_PORT[$name]=$port
+  PIDS+=($!)
+  if ! wait_port "$port" "${DS_PID[$name]}"; then
+    echo "$test_name: downstairs $name did not start on port $port" >&2
+    tail -n 10 "$tmp/$name.log" >&2
+    return 1
+  fi
+}
+
+# ds_kill NAME [SIG]: stop that downstairs (SIGTERM by default, e.g. 9).
+# Returns 0 whatever its exit status (kill -9 is expected to "fail").
+ds_kill () {
+  local name=$1 sig=${2:-TERM} pid=${DS_PID[$1]:-}
+  [ -n "$pid" ] || return 0
+  stop_pid "$pid" "$sig" || true
+  DS_PID[$name]=
+}
+
+# volume_create [PREFIX] [args]: regions PREFIX1..3 (default ds) with a
+# fresh shared uuid; sets VOLUME.
+volume_create () {
+  local p=${1:-ds} i
+  [ $# -gt 0 ] && shift
+  VOL_UUID=$(cat /proc/sys/kernel/random/uuid)
+  VOLUME="${p}1 ${p}2 ${p}3"
+  for i in $VOLUME; do ds_create "$i" "$@" || return 1; done
+}
+
+# volume_start: start every downstairs of $VOLUME.
+volume_start () {
+  local i
+  for i in $VOLUME; do ds_start "$i" || return 1; done
+}
+
+# volume_stop: stop nbdkit, then every downstairs of $VOLUME.
+volume_stop () {
+  local i
+  nbdkit_stop || return 1
+  for i in $VOLUME; do ds_kill "$i"; done
+}
+
+# The nbdkit command prefix: under SANITIZE=1 preload libasan (the plugin
+# is built with ASan, nbdkit is not) and ignore nbdkit's own leaks.
+nbdkit_cmd () {
+  if [ "${SANITIZE:-}" = 1 ]; then
+    echo env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+      ASAN_OPTIONS=detect_leaks=0 nbdkit
+  else
+    echo nbdkit
+  fi
+}
+
+# nbdkit_start [params]: start nbdkit in the background on a Unix socket
+# ($SOCK, $URI) with the downstairs of $VOLUME and key=+$KEYFILE (unless a
+# key=... is among the params).  Waits until the volume
+# answers an NBD handshake; returns 1 (log tail printed) if it dies first.
+nbdkit_start () {
+  local ds=() i n key=key=+$KEYFILE
+  for i in "$@"; do
+    case "$i" in key=*) key= ;; esac
+  done
+  for i in $VOLUME; do
+    ds+=("downstairs=127.0.0.1:${DS_PORT[$i]}")
+  done
+  SOCK=$tmp/nbd.sock
+  URI="nbd+unix:///?socket=$SOCK"
+  rm -f "$SOCK" "$tmp/nbdkit.pid"
+  n=0
+  [ -f "$tmp/nbdkit.log" ] && n=$(wc -l < "$tmp/nbdkit.log")
+  $(nbdkit_cmd) -f ${NBDKIT_VERBOSE:+-v} -U "$SOCK" \
+    --pidfile "$tmp/nbdkit.pid" "$PLUGIN" "${ds[@]}" ${key:+"$key"} "$@" \
+    >> "$tmp/nbdkit.log" 2>&1 &
+  NBDKIT_PID=$!
+  PIDS+=($!)
+  for i in $(seq 600); do
+    [ -S "$SOCK" ] && break
+    kill -0 "$NBDKIT_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -S "$SOCK" ] &&
+     timeout 120 nbdinfo --size "$URI" > /dev/null 2>> "$tmp/nbdinfo.log"; then
+    return 0
+  fi
+  echo "$test_name: nbdkit did not start" >&2
+  tail -n "+$((n + 1))" "$tmp/nbdkit.log" | tail -n 10 >&2
+  stop_pid "$NBDKIT_PID" >/dev/null 2>&1 || true
+  NBDKIT_PID=
+  return 1
+}
+
+# nbdkit_stop: SIGTERM nbdkit and wait (bounded); 1 if it had to be killed
+# or exited with an error.
+nbdkit_stop () {
+  local rc=0
+  [ -n "$NBDKIT_PID" ] || return 0
+  stop_pid "$NBDKIT_PID" || rc=$?
+  NBDKIT_PID=
+  if [ "$rc" != 0 ]; then
+    echo "$test_name: nbdkit exited with status $rc" >&2
+    return 1
+  fi
+}
+
+# nbdsh_run ARGS...: nbdsh with the system python (python3 on PATH here
+# may lack the nbd module).
+nbdsh_run () {
+  PATH=/usr/bin:$PATH nbdsh "$@"
+}
+
+# size_of URI: volume size in bytes.
+size_of () {
+  nbdinfo --size "$1"
+}
+
+# fuse_mount DIR: nbdfuse $URI on DIR (file DIR/nbd), waits until mounted.
+fuse_mount () {
+  local dir=$1 i
+  mkdir -p "$dir"
+  nbdfuse "$dir" --unix "$SOCK" >> "$tmp/nbdfuse.log" 2>&1 &
+  PIDS+=($!)
+  FUSE_PID=$!
+  MOUNTS+=("$dir")
+  for i in $(seq 200); do
+    is_mounted "$dir" && [ -e "$dir/nbd" ] && return 0
+    kill -0 "$FUSE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$test_name: nbdfuse did not mount $dir" >&2
+  tail -n 5 "$tmp/nbdfuse.log" >&2
+  return 1
+}
+
+# fuse_umount DIR: unmount and wait for nbdfuse to exit.
+fuse_umount () {
+  fusermount3 -u "$1" || return 1
+  stop_pid "$FUSE_PID" >/dev/null 2>&1 || true
+}
+
+tmpdir

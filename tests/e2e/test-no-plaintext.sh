@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Downstairs never see plaintext: after writing recognisable plaintext and
+# stopping everything, no file of any region (extent data, .db, -wal)
+# contains the marker, although the data is there and reads back.
+. "$(dirname "$0")/functions.sh"
+requires_build
+requires nbdkit nbdcopy grep cmp du
+
+volume_create
+volume_start
+nbdkit_start
+
+# 32-byte records, each starting with the 16-byte marker, so any 64-byte
+# run of plaintext holds a whole marker.
+marker=CRUCIBLEPLAINTXT
+len=$((8 * 1024 * 1024))
+yes "${marker}0123456789abcde" | head -c $len > "$tmp/plain.img"
+grep -qa "$marker" "$tmp/plain.img" || fail "test bug: no marker in input"
+
+timeout 120 nbdcopy "$tmp/plain.img" "$URI" || fail "nbdcopy in failed"
+nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "nbdcopy out failed"
+cmp -n $len "$tmp/plain.img" "$tmp/out.img" || fail "data read back differs"
+rm -f "$tmp/out.img"
+volume_stop || fail "stopping the volume failed"
+
+for ds in $VOLUME; do
+  # The data went somewhere: each replica holds at least the 8 MiB.
+  kib=$(du -sk "$tmp/$ds" | cut -f1)
+  [ "$kib" -ge 8192 ] || fail "$ds holds only ${kib} KiB after an 8 MiB write"
+  hits=$(grep -rac "$marker" "$tmp/$ds" | grep -v ':0$' || true)
+  [ -z "$hits" ] || fail "plaintext marker found in region $ds: $hits"
+done
+echo "no plaintext in $(find "$tmp/ds1" "$tmp/ds2" "$tmp/ds3" -type f | wc -l) region files"

@@ -1,0 +1,686 @@
+#!/usr/bin/env python3
+"""dsproto: a small client of the crucible-c downstairs protocol.
+
+Library: frame encoders/decoders matching common/proto.c byte for byte,
+a blocking Conn with HELLO/ACTIVATE/WRITE/READ/FLUSH/TRIM/PING helpers,
+and XXH3-64 through ctypes (libxxhash.so.0) for unencrypted block hashes.
+
+CLI (each scenario exits 0 on success, 1 with a message on failure):
+  dsproto.py hello      -p PORT           print HELLO_OK and extent states
+  dsproto.py smoke      -p PORT           handshake, activate, write, read,
+                                          flush, trim, ping
+  dsproto.py handshake  -p PORT           every refusal path of HELLO/ACTIVATE
+  dsproto.py takeover   -p PORT           higher gen takes over, stale refused
+  dsproto.py model      -p PORT [-n OPS]  pipelined random jobs vs a flat array
+  dsproto.py malformed  -p PORT [-n N]    N random/mutated frames, then smoke
+  dsproto.py idle       -p PORT [-n N] [--expect-open K]
+"""
+import argparse
+import ctypes
+import errno
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+PROTO_VERSION = 1
+MAX_FRAME = 64 * 1024 * 1024
+MAX_JOB_BYTES = 4 * 1024 * 1024
+MAX_JOB_BLOCKS = MAX_JOB_BYTES // 512
+
+T_HELLO, T_HELLO_OK, T_ERROR = 1, 2, 3
+T_EXTENT_STATES_REQ, T_EXTENT_STATES = 4, 5
+T_ACTIVATE, T_ACTIVATE_OK, T_NO_LONGER_ACTIVE = 6, 7, 8
+T_WRITE, T_READ, T_FLUSH, T_TRIM = 10, 11, 12, 13
+T_JOB_DONE, T_READ_DONE, T_PING, T_PONG = 14, 15, 16, 17
+TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
+
+ROLE_UPSTAIRS, ROLE_REPAIR_PEER = 1, 2
+CTX_LEN = 48
+CTX_PRESENT = 1
+HDR = struct.Struct("<IHH")
+
+# ---- hashing ----
+
+_xxh = None
+
+
+def xxh3(data):
+    """XXH3-64 of data (crypt_hash_plain on an unencrypted region)."""
+    global _xxh
+    if _xxh is None:
+        try:
+            import xxhash  # type: ignore
+            _xxh = lambda b: xxhash.xxh3_64_intdigest(b)  # noqa: E731
+        except ImportError:
+            lib = ctypes.CDLL("libxxhash.so.0")
+            lib.XXH3_64bits.restype = ctypes.c_uint64
+            lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+            _xxh = lambda b: lib.XXH3_64bits(bytes(b), len(b))  # noqa: E731
+    return _xxh(data)
+
+
+# ---- encoders (offsets as in common/proto.c) ----
+
+def frame(ftype, body, flags=0, length=None):
+    """Whole frame: header + body; length overrides the length field."""
+    n = HDR.size + len(body) if length is None else length
+    return HDR.pack(n, ftype, flags) + body
+
+
+def enc_hello(version=PROTO_VERSION, role=ROLE_UPSTAIRS, read_only=0,
+              encrypted=0, uuid=bytes(16), session=0, gen=0,
+              auth=bytes(32)):
+    body = struct.pack("<IBBBB16sQQ32s", version, role, read_only, encrypted,
+                       0, uuid, session, gen, auth)
+    return frame(T_HELLO, body)
+
+
+def enc_activate(gen, set_kcv=0, nonce=bytes(12), tag=bytes(16)):
+    return frame(T_ACTIVATE, struct.pack("<QB3x12s16s", gen, set_kcv, nonce,
+                                         tag))
+
+
+def enc_ctx(version, hsh, nonce=bytes(12), tag=bytes(16), flags=CTX_PRESENT):
+    return struct.pack("<QQ12s16sI", version, hsh, nonce, tag, flags)
+
+
+def dec_ctx(b):
+    v, h, nonce, tag, flags = struct.unpack("<QQ12s16sI", b)
+    return {"version": v, "hash": h, "nonce": nonce, "tag": tag,
+            "flags": flags}
+
+
+def enc_io(ftype, job_id, lba, n, bulk=b""):
+    return frame(ftype, struct.pack("<QQII", job_id, lba, n, 0) + bulk)
+
+
+def enc_write(job_id, lba, blocks, versions=None, hashes=None):
+    """WRITE of a list of equal-size blocks; contexts computed unless
+    versions/hashes are given (wrong hashes test EBADMSG)."""
+    n = len(blocks)
+    versions = versions or [job_id] * n
+    hashes = hashes or [xxh3(b) for b in blocks]
+    ctxs = b"".join(enc_ctx(versions[i], hashes[i]) for i in range(n))
+    return enc_io(T_WRITE, job_id, lba, n, ctxs + b"".join(blocks))
+
+
+def enc_read(job_id, lba, n):
+    return enc_io(T_READ, job_id, lba, n)
+
+
+def enc_trim(job_id, lba, n):
+    return enc_io(T_TRIM, job_id, lba, n)
+
+
+def enc_flush(job_id, flush_no, gen):
+    return frame(T_FLUSH, struct.pack("<QQQ", job_id, flush_no, gen))
+
+
+def enc_ping(v, ftype=T_PING):
+    return frame(ftype, struct.pack("<Q", v))
+
+
+def enc_extent_states_req():
+    return frame(T_EXTENT_STATES_REQ, b"")
+
+
+# ---- decoder (what a downstairs sends) ----
+
+class ProtoError(Exception):
+    pass
+
+
+def decode(ftype, body, block_size=0):
+    """Decode a frame body (after the 8-byte header) into a dict."""
+    m = {"type": ftype, "name": TYPE_NAMES.get(ftype, "?")}
+    if ftype == T_HELLO_OK:
+        (m["version"], m["block_size"], m["extent_size"], m["extent_count"],
+         m["encrypted"], m["has_kcv"], _pad, m["uuid"], m["highest_gen"],
+         m["kcv_nonce"], m["kcv_tag"], _auth, _pad2) = struct.unpack(
+             "<IIQIBBH16sQ12s16s32sI", body)
+    elif ftype == T_ERROR:
+        m["err"], _pad, m["job_id"] = struct.unpack_from("<iIQ", body)
+        m["text"] = body[16:].decode("ascii", "replace")
+    elif ftype == T_EXTENT_STATES:
+        count, _ = struct.unpack_from("<II", body)
+        m["states"] = [struct.unpack_from("<QQB", body, 8 + 24 * i)
+                       for i in range(count)]
+    elif ftype in (T_ACTIVATE_OK, T_NO_LONGER_ACTIVE):
+        (m["gen"],) = struct.unpack("<Q", body)
+    elif ftype == T_JOB_DONE:
+        m["job_id"], m["err"], _ = struct.unpack("<QiI", body)
+    elif ftype == T_READ_DONE:
+        m["job_id"], m["err"], n = struct.unpack_from("<QiI", body)
+        if len(body) != 16 + n * (CTX_LEN + block_size):
+            raise ProtoError("READ_DONE length %d for n=%d" % (len(body), n))
+        m["ctxs"] = [dec_ctx(body[16 + CTX_LEN * i:16 + CTX_LEN * (i + 1)])
+                     for i in range(n)]
+        m["data"] = body[16 + CTX_LEN * n:]
+    elif ftype in (T_PING, T_PONG):
+        (m["value"],) = struct.unpack("<Q", body)
+    else:
+        raise ProtoError("unexpected frame type %d" % ftype)
+    return m
+
+
+class DsError(Exception):
+    """The downstairs answered ERROR."""
+
+    def __init__(self, err, text):
+        super().__init__("%s: %s" % (errno.errorcode.get(err, err), text))
+        self.err, self.text = err, text
+
+
+class Conn:
+    """One blocking connection to a downstairs."""
+
+    def __init__(self, host="127.0.0.1", port=0, timeout=20.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.block_size = 0
+        self.hello_ok = None
+        self.session = random.getrandbits(64)
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("connection closed by the downstairs")
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self):
+        """Next frame as a dict; ERROR frames are returned, not raised."""
+        length, ftype, flags = HDR.unpack(self._recv_exact(8))
+        if length < 8 or length > MAX_FRAME or flags:
+            raise ProtoError("bad frame header %d/%d/%d" % (length, ftype,
+                                                             flags))
+        return decode(ftype, self._recv_exact(length - 8), self.block_size)
+
+    def expect(self, ftype):
+        m = self.recv()
+        if m["type"] == T_ERROR:
+            raise DsError(m["err"], m["text"])
+        if m["type"] != ftype:
+            raise ProtoError("expected %s, got %s" % (TYPE_NAMES[ftype],
+                                                       m["name"]))
+        return m
+
+    def hello(self, **kw):
+        kw.setdefault("session", self.session)
+        self.session = kw["session"]
+        self.send(enc_hello(**kw))
+        self.hello_ok = self.expect(T_HELLO_OK)
+        self.block_size = self.hello_ok["block_size"]
+        return self.hello_ok
+
+    def extent_states(self):
+        self.send(enc_extent_states_req())
+        return self.expect(T_EXTENT_STATES)["states"]
+
+    def activate(self, gen, **kw):
+        self.send(enc_activate(gen, **kw))
+        return self.expect(T_ACTIVATE_OK)["gen"]
+
+    def write(self, job_id, lba, blocks, **kw):
+        self.send(enc_write(job_id, lba, blocks, **kw))
+        return self._done(job_id)["err"]
+
+    def read(self, job_id, lba, n):
+        self.send(enc_read(job_id, lba, n))
+        return self._done(job_id, T_READ_DONE)
+
+    def trim(self, job_id, lba, n):
+        self.send(enc_trim(job_id, lba, n))
+        return self._done(job_id)["err"]
+
+    def flush(self, job_id, flush_no, gen):
+        self.send(enc_flush(job_id, flush_no, gen))
+        return self._done(job_id)["err"]
+
+    def ping(self, v):
+        self.send(enc_ping(v))
+        return self.expect(T_PONG)["value"]
+
+    def _done(self, job_id, ftype=T_JOB_DONE):
+        m = self.expect(ftype)
+        if m["job_id"] != job_id:
+            raise ProtoError("reply for job %d, expected %d" % (m["job_id"],
+                                                               job_id))
+        return m
+
+    def closed_by_peer(self, wait=5.0):
+        """True if the downstairs closes the connection within wait s
+        (frames it sends meanwhile are read and discarded)."""
+        self.sock.settimeout(wait)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+# ---- scenarios ----
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def expect_error(c, frame_bytes, err, text=None):
+    """Send frame_bytes, expect ERROR(err[, text substring]) then close."""
+    c.send(frame_bytes)
+    m = c.recv()
+    check(m["type"] == T_ERROR, "expected ERROR, got %s" % m["name"])
+    check(m["err"] == err, "expected %s, got %s (%s)" % (
+        errno.errorcode[err], errno.errorcode.get(m["err"], m["err"]),
+        m["text"]))
+    if text:
+        check(text in m["text"], "error text %r lacks %r" % (m["text"], text))
+    check(c.closed_by_peer(), "connection not closed after ERROR")
+    c.close()
+    return m
+
+
+def next_gen(c):
+    """A generation higher than anything the region has seen."""
+    states = c.extent_states()
+    return max([c.hello_ok["highest_gen"]] + [s[0] for s in states]) + 1
+
+
+def active_conn(a, gen=None, session=None):
+    c = Conn(a.host, a.port)
+    c.hello(**({"session": session} if session is not None else {}))
+    g = gen if gen is not None else next_gen(c)
+    c.activate(g)
+    return c, g
+
+
+def scen_hello(a):
+    c = Conn(a.host, a.port)
+    ok = c.hello()
+    for k in ("block_size", "extent_size", "extent_count", "encrypted",
+              "has_kcv", "highest_gen"):
+        print("%s: %s" % (k, ok[k]))
+    print("uuid: %s" % ok["uuid"].hex())
+    for i, s in enumerate(c.extent_states()):
+        print("extent %d: gen %d flush %d dirty %d" % (i, *s))
+    c.close()
+
+
+def scen_smoke(a):
+    c, gen = active_conn(a)
+    ok = c.hello_ok
+    bs, es = ok["block_size"], ok["extent_size"]
+    blocks = [os.urandom(bs) for _ in range(4)]
+    check(c.write(1, 0, blocks) == 0, "write failed")
+    r = c.read(2, 0, 4)
+    check(r["err"] == 0 and r["data"] == b"".join(blocks), "read back differs")
+    for i, x in enumerate(r["ctxs"]):
+        check(x["flags"] == CTX_PRESENT and x["version"] == 1 and
+              x["hash"] == xxh3(blocks[i]), "bad context %d: %r" % (i, x))
+    flush_no = max(s[1] for s in c.extent_states()) + 1
+    check(c.flush(3, flush_no, gen) == 0, "flush failed")
+    st = c.extent_states()[0]
+    check(st == (gen, flush_no, 0), "extent 0 state after flush: %r" % (st,))
+    check(c.trim(4, 1, 1) == 0, "trim failed")
+    r = c.read(5, 0, 3)
+    check(r["data"][bs:2 * bs] == bytes(bs) and r["ctxs"][1]["flags"] == 0,
+          "trimmed block not zero")
+    check(r["data"][:bs] == blocks[0], "trim touched its neighbour")
+    # Out of the region or across an extent: EINVAL, nothing runs.
+    nblocks = es * ok["extent_count"]
+    check(c.write(6, es - 1, [blocks[0]] * 2) == errno.EINVAL,
+          "write across extents not refused")
+    check(c.read(7, nblocks - 1, 2)["err"] == errno.EINVAL,
+          "read past the end not refused")
+    check(c.trim(8, nblocks, 1) == errno.EINVAL, "trim past end not refused")
+    # Wrong hash: EBADMSG and the block keeps its old contents.
+    check(c.write(9, 2, [os.urandom(bs)], hashes=[12345]) == errno.EBADMSG,
+          "bad hash not refused")
+    r = c.read(10, 2, 1)
+    check(r["data"] == blocks[2], "block changed by a refused write")
+    check(c.ping(0xdeadbeef) == 0xdeadbeef, "bad PONG")
+    c.close()
+    print("smoke: ok (gen %d)" % gen)
+
+
+def scen_handshake(a):
+    c = Conn(a.host, a.port)
+    ok = c.hello()
+    c.close()
+    enc = ok["encrypted"]
+    expect_error(Conn(a.host, a.port), enc_hello(version=2),
+                 errno.EPROTONOSUPPORT)
+    expect_error(Conn(a.host, a.port), enc_hello(role=ROLE_REPAIR_PEER),
+                 errno.ENOTSUP)
+    expect_error(Conn(a.host, a.port), enc_hello(uuid=os.urandom(16)),
+                 errno.EINVAL, "uuid mismatch")
+    expect_error(Conn(a.host, a.port), enc_hello(encrypted=1 - enc),
+                 errno.EINVAL, "encrypted")
+    expect_error(Conn(a.host, a.port), enc_ping(1), errno.EPROTO,
+                 "not allowed")
+    c = Conn(a.host, a.port)
+    c.hello(uuid=ok["uuid"], encrypted=enc)
+    expect_error(c, enc_read(1, 0, 1), errno.EPROTO, "not allowed")
+    c = Conn(a.host, a.port)
+    c.hello()
+    expect_error(c, enc_activate(0), errno.EINVAL)
+    c = Conn(a.host, a.port)
+    c.hello()
+    check(c.ping(7) == 7, "PING before ACTIVATE")
+    g = next_gen(c)
+    c.activate(g)
+    expect_error(c, enc_activate(g), errno.EPROTO, "not allowed")
+    d = Conn(a.host, a.port)
+    d.hello()
+    expect_error(d, enc_activate(g), errno.ESTALE)      # other session
+    d = Conn(a.host, a.port)
+    d.hello()
+    expect_error(d, enc_activate(g - 1), errno.ESTALE, "lower than")
+    d = Conn(a.host, a.port)
+    d.hello(session=c.session)                          # same session: ok
+    d.activate(g)
+    # Key check value: stored once, then compared.
+    k1 = (os.urandom(12), os.urandom(16))
+    e = Conn(a.host, a.port)
+    ok = e.hello()
+    if not ok["has_kcv"]:
+        e.activate(g + 1, set_kcv=1, nonce=k1[0], tag=k1[1])
+        f = Conn(a.host, a.port)
+        ok = f.hello()
+        check(ok["has_kcv"] and (ok["kcv_nonce"], ok["kcv_tag"]) == k1,
+              "kcv not stored")
+        expect_error(f, enc_activate(g + 2, 1, os.urandom(12),
+                                     os.urandom(16)),
+                     errno.EACCES, "key check value differs")
+        f = Conn(a.host, a.port)
+        f.hello()
+        f.activate(g + 2, set_kcv=1, nonce=k1[0], tag=k1[1])
+        f.close()
+    e.close()
+    print("handshake: ok")
+
+
+def scen_takeover(a):
+    A, g = active_conn(a)
+    bs = A.block_size
+    blk = os.urandom(bs)
+    check(A.write(1, 10, [blk]) == 0, "write A")
+    B = Conn(a.host, a.port)
+    B.hello()
+    check(B.activate(g + 1) == g + 1, "B activate")
+    m = A.recv()
+    check(m["type"] == T_NO_LONGER_ACTIVE and m["gen"] == g + 1,
+          "A got %r instead of NO_LONGER_ACTIVE" % m)
+    check(A.closed_by_peer(), "A not closed after takeover")
+    A.close()
+    r = B.read(1, 10, 1)
+    check(r["data"] == blk, "B does not see A's write")
+    # A's pipelined writes race B's activation: whatever B reads must be
+    # one whole write of A's, with its own context.
+    A = Conn(a.host, a.port)
+    A.hello(session=B.session)
+    A.activate(g + 1)                       # same session takes over B
+    check(B.recv()["type"] == T_NO_LONGER_ACTIVE, "B not told")
+    B.close()
+    datas = [os.urandom(bs) for _ in range(64)]
+    for i, d in enumerate(datas):
+        A.send(enc_write(100 + i, 20, [d]))
+    C = Conn(a.host, a.port)
+    C.hello()
+    C.activate(g + 2)
+    r = C.read(1, 20, 1)
+    check(r["data"] in datas or r["data"] == bytes(bs), "torn block")
+    if r["data"] != bytes(bs):
+        i = datas.index(r["data"])
+        check(r["ctxs"][0]["version"] == 100 + i, "context of another write")
+    A.close()
+    D = Conn(a.host, a.port)
+    D.hello()
+    expect_error(D, enc_activate(g + 1), errno.ESTALE, "lower than")
+    C.close()
+    print("takeover: ok")
+
+
+def scen_model(a):
+    """Pipelined random jobs against a flat-array model: every READ must
+    see exactly the writes/trims sent before it (the ordering rule)."""
+    rnd = random.Random(a.seed)
+    c, gen = active_conn(a)
+    ok = c.hello_ok
+    bs, es, ec = ok["block_size"], ok["extent_size"], ok["extent_count"]
+    nblocks = es * ec
+    model = {}          # lba -> (version, data); absent = zero
+    r0 = c.read(1, 0, 1)  # start from whatever is there: trim everything
+    del r0
+    for e in range(ec):
+        for lba in range(e * es, (e + 1) * es, 64):
+            check(c.trim(2, lba, min(64, (e + 1) * es - lba)) == 0, "trim")
+    job, flush_no, done_ops = 10, max(s[1] for s in c.extent_states()), 0
+    while done_ops < a.ops:
+        batch, expect = [], {}
+        for _ in range(rnd.randint(1, 128)):
+            job += 1
+            lba = rnd.randrange(nblocks)
+            n = rnd.randint(1, min(8, es - lba % es))
+            op = rnd.random()
+            if op < 0.03 and lba % es + n < es + 1 and lba + 1 < nblocks:
+                n = es - lba % es + 1                 # crosses: EINVAL
+                if lba + n > nblocks:
+                    n = nblocks - lba + 1
+                batch.append(enc_read(job, lba, n))
+                expect[job] = ("err", errno.EINVAL)
+            elif op < 0.45:
+                blocks = [rnd.randbytes(bs) for _ in range(n)]
+                batch.append(enc_write(job, lba, blocks))
+                for i in range(n):
+                    model[lba + i] = (job, blocks[i])
+                expect[job] = ("ok", None)
+            elif op < 0.55:
+                batch.append(enc_trim(job, lba, n))
+                for i in range(n):
+                    model.pop(lba + i, None)
+                expect[job] = ("ok", None)
+            elif op < 0.6:
+                flush_no += 1
+                batch.append(enc_flush(job, flush_no, gen))
+                expect[job] = ("ok", None)
+            else:
+                batch.append(enc_read(job, lba, n))
+                expect[job] = ("read", [model.get(lba + i)
+                                        for i in range(n)])
+        c.send(b"".join(batch))
+        while expect:
+            m = c.recv()
+            check(m["type"] in (T_JOB_DONE, T_READ_DONE),
+                  "unexpected %s" % m["name"])
+            kind, want = expect.pop(m["job_id"])
+            if kind == "err":
+                check(m["err"] == want, "job %d: err %d" % (m["job_id"],
+                                                           m["err"]))
+                continue
+            check(m["err"] == 0, "job %d failed: %d" % (m["job_id"], m["err"]))
+            if kind != "read":
+                continue
+            for i, w in enumerate(want):
+                d = m["data"][i * bs:(i + 1) * bs]
+                x = m["ctxs"][i]
+                if w is None:
+                    check(x["flags"] == 0 and d == bytes(bs),
+                          "job %d block %d: expected zeroes" % (m["job_id"],
+                                                                i))
+                else:
+                    check(x["flags"] == CTX_PRESENT and x["version"] == w[0]
+                          and d == w[1],
+                          "job %d block %d: expected version %d, got %d" % (
+                              m["job_id"], i, w[0], x["version"]))
+        done_ops += len(batch)
+    c.close()
+    print("model: ok (%d jobs, seed %d)" % (done_ops, a.seed))
+
+
+def mutate(f, rnd):
+    """One random corruption of frame f."""
+    f = bytearray(f)
+    k = rnd.randrange(9)
+    if k == 0:                                  # flip bits
+        for _ in range(rnd.randint(1, 8)):
+            i = rnd.randrange(len(f))
+            f[i] ^= 1 << rnd.randrange(8)
+    elif k == 1:                                # truncate (length kept)
+        f = f[:rnd.randrange(len(f))]
+    elif k == 2:                                # extend, length fixed up
+        f += rnd.randbytes(rnd.randint(1, 64))
+        struct.pack_into("<I", f, 0, len(f))
+    elif k == 3:                                # shrink, length fixed up
+        f = f[:max(8, rnd.randrange(len(f)))]
+        struct.pack_into("<I", f, 0, len(f))
+    elif k == 4:                                # any length field
+        struct.pack_into("<I", f, 0, rnd.choice(
+            [0, 1, 7, 8, 9, len(f) - 1, len(f) + 1, MAX_FRAME, MAX_FRAME + 1,
+             0xffffffff, rnd.getrandbits(32)]))
+    elif k == 5:                                # any type
+        struct.pack_into("<H", f, 4, rnd.choice(
+            [0, 9, 18, 20, 39, 40, 0xffff, rnd.getrandbits(16)]))
+    elif k == 6:                                # flags
+        struct.pack_into("<H", f, 6, rnd.getrandbits(16) | 1)
+    elif k == 7:                                # random field bytes
+        for _ in range(rnd.randint(1, 4)):
+            i = rnd.randrange(8, max(9, len(f)))
+            if i < len(f):
+                f[i] = rnd.choice([0, 1, 2, 0x7f, 0x80, 0xff])
+    else:                                       # pure garbage
+        f = bytearray(rnd.randbytes(rnd.randint(0, 200)))
+    return bytes(f)
+
+
+def sample_frames(rnd, bs, es, nblocks, gen):
+    lba = rnd.randrange(nblocks)
+    d = rnd.randbytes(bs)
+    return [
+        enc_hello(), enc_hello(session=rnd.getrandbits(64), gen=gen),
+        enc_activate(gen), enc_activate(rnd.getrandbits(64), 1),
+        enc_extent_states_req(), enc_ping(rnd.getrandbits(64)),
+        enc_ping(1, T_PONG),
+        enc_write(rnd.getrandbits(63), lba, [d]),
+        enc_write(1, lba, [d, d]), enc_read(2, lba, rnd.randint(1, 8)),
+        enc_trim(3, lba, 1), enc_flush(4, 1, gen),
+        enc_io(T_READ, 5, nblocks - 1, MAX_JOB_BLOCKS),
+        enc_io(T_WRITE, 6, lba, 1, enc_ctx(1, 0, flags=3) + d),
+        frame(T_JOB_DONE, struct.pack("<QiI", 1, 0, 0)),
+        frame(T_ERROR, struct.pack("<iIQ", 5, 0, 0) + b"x"),
+        frame(T_EXTENT_STATES, struct.pack("<II", 1, 0) + bytes(24)),
+    ]
+
+
+def scen_malformed(a):
+    rnd = random.Random(a.seed)
+    c = Conn(a.host, a.port)
+    ok = c.hello()
+    gen = next_gen(c)
+    c.close()
+    bs, es = ok["block_size"], ok["extent_size"]
+    nblocks = es * ok["extent_count"]
+    session = rnd.getrandbits(64)
+    closed = 0
+    for it in range(a.n):
+        c = Conn(a.host, a.port, timeout=10)
+        state = rnd.randrange(3)
+        try:
+            if state >= 1:
+                c.hello(session=session)
+            if state == 2:
+                c.activate(gen)
+        except (DsError, EOFError, ProtoError) as e:
+            raise Fail("iteration %d: handshake failed: %s" % (it, e))
+        base = rnd.choice(sample_frames(rnd, bs, es, nblocks, gen))
+        data = mutate(base, rnd)
+        if rnd.random() < 0.2:                  # valid prefix, bad tail
+            data = enc_ping(it) + data
+        try:
+            c.send(data)
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass                                # already closed by it
+        try:
+            if not c.closed_by_peer(10):
+                raise Fail("iteration %d: connection not closed" % it)
+        except OSError:
+            pass
+        closed += 1
+        c.close()
+    print("malformed: %d frames sent (seed %d)" % (closed, a.seed))
+    scen_smoke(a)
+
+
+def scen_idle(a):
+    conns = [Conn(a.host, a.port) for _ in range(a.n)]
+    time.sleep(1.5)
+    gone = 0
+    for c in conns:
+        c.sock.setblocking(False)
+        try:
+            if c.sock.recv(1) == b"":
+                gone += 1
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            gone += 1
+    still = a.n - gone
+    print("idle: %d connections, %d still open" % (a.n, still))
+    if a.expect_open is not None:
+        check(still == a.expect_open, "expected %d open, %d are" % (
+            a.expect_open, still))
+    for c in conns:
+        c.close()
+    time.sleep(0.5)
+    scen_smoke(a)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("scenario", choices=["hello", "smoke", "handshake",
+                                        "takeover", "model", "malformed",
+                                        "idle"])
+    p.add_argument("-H", "--host", default="127.0.0.1")
+    p.add_argument("-p", "--port", type=int, required=True)
+    p.add_argument("-n", type=int, default=None, help="count")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--expect-open", type=int, default=None)
+    a = p.parse_args()
+    if a.seed is None:
+        a.seed = random.randrange(1 << 32)
+    a.ops = a.n if a.n is not None else 3000
+    if a.n is None:
+        a.n = {"malformed": 5000, "idle": 200}.get(a.scenario, 0)
+    fn = globals()["scen_" + a.scenario]
+    try:
+        fn(a)
+    except (Fail, DsError, ProtoError, EOFError, OSError) as e:
+        print("dsproto %s: FAIL: %s (seed %d)" % (a.scenario, e, a.seed),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
