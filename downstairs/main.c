@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,7 +132,8 @@ static void open_error(const char *dir, int r)
   else if (r == -EINVAL)
     errorf("%s: invalid region.json", dir);
   else if (r == -EBUSY)
-    errorf("%s: region is in use by another process", dir);
+    errorf("%s: region is in use by another process (a running "
+           "downstairs?)", dir);
   else
     errorf("%s: %s", dir, strerror(-r));
 }
@@ -347,10 +349,16 @@ static int cmd_dump(int argc, char **argv)
     return usage_error("%s", "missing -d DIR");
   uint32_t max = 0;
   for (int i = 0; i < n; i++) {
+    /* A running downstairs holds an exclusive flock on the directory and
+     * exclusive SQLite locks on its open extents: say so instead of
+     * waiting on them.  Our shared flock (kept until exit) also keeps a
+     * downstairs from starting mid-dump. */
     int fd = open(rg[i].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int r = fd < 0 ? -errno : region_meta_read(fd, &rg[i].m);
-    if (fd >= 0)
-      close(fd);
+    int r = fd < 0 ? -errno : 0;
+    if (r == 0 && flock(fd, LOCK_SH | LOCK_NB) < 0)
+      r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+    if (r == 0)
+      r = region_meta_read(fd, &rg[i].m);
     if (r < 0) {
       open_error(rg[i].dir, r);
       return 1;

@@ -64,7 +64,7 @@ wait_for () {
 # Start nbdkit memory 64M on unix socket $tmp/$1.sock; URI in $URI.
 start_unix () {
   nbdkit -f -U "$tmp/$1.sock" --pidfile "$tmp/$1.pid" memory 64M &
-  PIDS+=($!)
+  PIDS+=("$!")
   wait_for test -s "$tmp/$1.pid" || fail "nbdkit $1 did not start"
   URI="nbd+unix:///?socket=$tmp/$1.sock"
 }
@@ -133,6 +133,7 @@ start_unix c
 "$NBDVERIFY" --uri "$URI" --state "$tmp/c.state" --seed 9 write --random \
   --duration 60 --flush-every 100 > "$tmp/term.out" 2>&1 &
 pid=$!
+PIDS+=("$pid")
 sleep 1
 t0=$SECONDS
 stop_pid "$pid" || fail "write exited $? on SIGTERM"
@@ -145,12 +146,13 @@ step "faultproxy: start nbdkit on TCP and the proxy in front"
 port=$(python3 -c 'import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 nbdkit -f -p "$port" -i 127.0.0.1 --pidfile "$tmp/tcp.pid" memory 64M &
-PIDS+=($!)
+PIDS+=("$!")
 wait_for test -s "$tmp/tcp.pid" || fail "nbdkit tcp did not start"
 python3 "$FAULTPROXY" --listen 127.0.0.1:0 --target "127.0.0.1:$port" \
   --control "$tmp/ctl.sock" 2> "$tmp/proxy.log" &
 proxy_pid=$!
-PIDS+=($proxy_pid)
+PIDS+=("$pid")
+PIDS+=("$proxy_pid")
 wait_for test -S "$tmp/ctl.sock" || fail "faultproxy did not start"
 pport=$(ctl status | sed -n 's/.* listen=[^:]*:\([0-9]*\) .*/\1/p')
 [ -n "$pport" ] || fail "no listen port in status"
@@ -182,7 +184,7 @@ t0=$(date +%s%N)
 nbdpy "$PROXY" "h.pread(512 * 1024, 0)" || fail "read"
 ms=$((($(date +%s%N) - t0) / 1000000))
 echo "512 KiB at 256 KiB/s: $ms ms"
-[ "$ms" -ge 1500 ] && [ "$ms" -le 10000 ] || fail "throttle: $ms ms"
+{ [ "$ms" -ge 1500 ] && [ "$ms" -le 10000 ]; } || fail "throttle: $ms ms"
 ctl throttle 0 || fail "throttle 0"
 
 # A client that connects, says ready, waits for "go", then reads block 5
@@ -197,6 +199,8 @@ except nbd.Error as e:
     r = 'disconnected: %s' % e
 open('$tmp/$1.out', 'w').write(r)" &
   reader_pid=$!
+PIDS+=("$pid")
+  PIDS+=("$reader_pid")
   wait_for test -e "$tmp/ready" || fail "reader did not connect"
 }
 # CPU seconds (user + system) used so far by pid $1, in clock ticks.
@@ -252,6 +256,7 @@ nbdpy "$DIRECT" "h.zero(h.get_size(), 0)" || fail "zero the export"
 "$NBDVERIFY" --uri "$PROXY" --state "$st" --seed 11 write --random \
   --duration 5 --flush-every 20 --tolerate-errors > "$tmp/tol.out" 2>&1 &
 pid=$!
+PIDS+=("$pid")
 for i in 1 2 3; do sleep 1; ctl cut || fail "cut $i"; done
 wait "$pid" || { cat "$tmp/tol.out"; fail "tolerant write failed"; }
 cat "$tmp/tol.out"
@@ -264,5 +269,5 @@ step "faultproxy: SIGTERM exits 0 and removes the control socket"
 stop_pid "$proxy_pid" || fail "proxy exited $? on SIGTERM"
 PIDS=("${PIDS[@]/$proxy_pid}")
 [ ! -e "$tmp/ctl.sock" ] || fail "control socket left behind"
-cat "$tmp/proxy.log" | tail -n 3
+tail -n 3 "$tmp/proxy.log"
 echo "test-tools: PASS"

@@ -5,6 +5,16 @@
  *             [--duration SECS] [--random] [--tolerate-errors]
  *   nbdverify --uri URI --state FILE verify [--unflushed-ok]
  *
+ * write covers blocks [0, --blocks) (default: the whole export) in order,
+ * or at random with --random, until --count writes (default: one pass, or
+ * unlimited with --duration) or --duration seconds; --flush-every K
+ * flushes after every K writes and at the end (not when stopped by a
+ * signal).  A second write run continues the state file (same seed).
+ * --tolerate-errors counts failed writes and flushes instead of stopping,
+ * and reconnects if the connection died.  Beware: after a reconnect, a
+ * write left in flight on the old connection may in theory still land
+ * later, over a newer gen (NBD orders nothing across connections).
+ *
  * Block format.  Every block written starts with a 48-byte little-endian
  * header: magic "NBDVRFY1", lba u64, gen u64, seed u64, block size u32,
  * zero u32, sum u64 (a hash of the other header bytes and the filler); the
@@ -462,9 +472,10 @@ static int cmd_write(const struct opts *o, struct state *st)
   write_setup(o, st, h);
   if (!count && !end)
     count = st->nblocks; /* default: one pass over the area */
-  buf = malloc(st->bs);
-  if (!buf)
+  if (!(buf = malloc(st->bs))) {
+    nbd_close(h);
     return 1;
+  }
   while (ok && !stop_requested() && (!count || ws.writes < count) &&
          (!end || now() < end)) {
     ok = write_one(&h, o, st, &ws, buf) == 0;

@@ -277,7 +277,7 @@ static void test_model(void)
       CHECK(region_trim(r, lba, n) == 0);
       memset(model + lba * BS, 0, n * BS);
       memset(mver + lba, 0, n * sizeof *mver);
-    } else if (kind < 97) {
+    } else if (kind < 95) {
       CHECK(region_flush(r, (uint64_t) op, 1) == 0);
     } else {
       region_close(r);
@@ -305,19 +305,21 @@ static void test_crash_sim(void)
   uint64_t s = 99;
   uint8_t v1[BS], v2[BS], back[BS];
   struct proto_ctx rc;
+  /* The extent databases are locked while open: count rows when closed. */
   CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
   CHECK(write1(r, 5, 1, v1, &s) == 0);
   CHECK(region_flush(r, 1, 1) == 0);
+  region_close(r);
   CHECK(count_rows(dir, "00/000/000", 5) == 1);
+  CHECK(region_open(dir, &r) == 0);
   CHECK(write1(r, 5, 2, v2, &s) == 0);
-  CHECK(count_rows(dir, "00/000/000", 5) == 2);
   region_close(r); /* no flush: both contexts kept */
+  CHECK(count_rows(dir, "00/000/000", 5) == 2);
   CHECK(region_open(dir, &r) == 0);
   CHECK(region_read(r, 5, 1, &rc, back) == 0);
   CHECK(rc.version == 2 && memcmp(back, v2, BS) == 0);
-  CHECK(count_rows(dir, "00/000/000", 5) == 1); /* rehashed on open */
-  CHECK(region_flush(r, 2, 1) == 0);
   region_close(r);
+  CHECK(count_rows(dir, "00/000/000", 5) == 1); /* rehashed on open */
 
   /* Crash between COMMIT and pwrite: a context for bytes never written. */
   char p[256];
@@ -334,8 +336,8 @@ static void test_crash_sim(void)
   CHECK(region_open(dir, &r) == 0);
   CHECK(region_read(r, 5, 1, &rc, back) == 0);
   CHECK(rc.version == 2 && memcmp(back, v2, BS) == 0);
-  CHECK(count_rows(dir, "00/000/000", 5) == 1);
   region_close(r);
+  CHECK(count_rows(dir, "00/000/000", 5) == 1);
 }
 
 static void count_bad(uint32_t eid, uint64_t block, void *arg)
@@ -352,10 +354,13 @@ static void test_kill9(void)
     const char *dir = newdir();
     struct proto_region d = geom(BS, ES, EC, 0);
     CHECK(region_create(dir, &d) == 0);
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
     pid_t pid = fork();
     if (pid == 0) {
       struct region *r;
       uint64_t s = 1000 + (uint64_t) round, v = 1;
+      close(pfd[0]);
       if (region_open(dir, &r) < 0)
         _exit(3);
       for (;;) {
@@ -366,9 +371,15 @@ static void test_kill9(void)
           region_trim(r, rnd(&s) % NBLK, 1);
         else
           write1(r, rnd(&s) % 16 + (rnd(&s) % EC) * ES, v++, NULL, &s);
+        if (v == 20 && write(pfd[1], "x", 1) != 1) /* some writes done */
+          _exit(4);
       }
     }
-    struct timespec ts = { 0, (long) (20 + round * 37) * 1000000L };
+    char x;
+    close(pfd[1]);
+    CHECK(read(pfd[0], &x, 1) == 1);
+    close(pfd[0]);
+    struct timespec ts = { 0, (long) (1 + round * 13) * 1000000L };
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
     int status;
@@ -410,12 +421,12 @@ static void test_paths_lru(void)
   CHECK(stat(p, &st) == 0);
 
   CHECK(region_open(dir, &r) == 0);
-  static uint8_t want[200][BS];
+  static uint8_t want[80][BS];
   uint8_t back[BS];
   struct proto_ctx rc;
-  for (uint32_t e = 0; e < 200; e++)
+  for (uint32_t e = 0; e < 80; e++)
     CHECK(write1(r, (uint64_t) e * 20 * 2 + 1, e + 1, want[e], &s) == 0);
-  for (uint32_t e = 0; e < 200; e++) {
+  for (uint32_t e = 0; e < 80; e++) {
     CHECK(region_read(r, (uint64_t) e * 20 * 2 + 1, 1, &rc, back) == 0);
     CHECK(rc.version == e + 1 && memcmp(back, want[e], BS) == 0);
   }
@@ -423,7 +434,7 @@ static void test_paths_lru(void)
   static struct proto_extent_state sts[4097];
   CHECK(region_extent_states(r, sts) == 0);
   for (uint32_t e = 0; e < ec; e++) {
-    bool used = e % 20 == 0 && e / 20 < 200;
+    bool used = e % 20 == 0 && e / 20 < 80;
     CHECK(sts[e].dirty == 0 && sts[e].flush == (used ? 4u : 0u));
     if (sts[e].dirty || sts[e].flush != (used ? 4u : 0u)) {
       fprintf(stderr, "extent %u\n", e);
@@ -446,7 +457,7 @@ static void *worker_main(void *arg)
   uint64_t s = 77 + (uint64_t) w->id;
   uint8_t want[BS], back[BS];
   struct proto_ctx rc;
-  for (int i = 0; i < 400; i++) {
+  for (int i = 0; i < 150; i++) {
     uint64_t eid = (rnd(&s) % 50) * 4 + (uint64_t) w->id; /* 200 extents */
     uint64_t lba = eid * 2 + rnd(&s) % 2, v = (uint64_t) i + 1;
     if (write1(w->r, lba, v, want, &s) < 0 ||
@@ -489,14 +500,26 @@ int main(void)
     perror("mkdtemp");
     return 1;
   }
-  test_create_open();
-  test_round_trip();
-  test_encrypted();
-  test_model();
-  test_crash_sim();
-  test_kill9();
-  test_paths_lru();
-  test_threads();
+  static const struct {
+    const char *name;
+    void (*fn)(void);
+  } tests[] = { { "create_open", test_create_open },
+                { "round_trip", test_round_trip },
+                { "encrypted", test_encrypted },
+                { "model", test_model },
+                { "crash_sim", test_crash_sim },
+                { "kill9", test_kill9 },
+                { "paths_lru", test_paths_lru },
+                { "threads", test_threads } };
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    tests[i].fn();
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (getenv("TEST_VERBOSE"))
+      fprintf(stderr, "%s: %.2f s\n", tests[i].name,
+              (double) (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9);
+  }
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
   if (system(cmd) != 0)
