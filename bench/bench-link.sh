@@ -43,6 +43,7 @@ HOST_IP=$NET.1
 NS_IP=$NET.2
 
 bench_init
+# shellcheck disable=SC2034  # used by bench_cleanup in lib.sh
 EXTRA_CLEANUP="ip link del $VH 2>/dev/null; ip netns del $NS 2>/dev/null"
 ip netns add "$NS" 2>/dev/null || skip "ip netns add failed (no namespace support?)"
 LOG=$BT/log
@@ -87,7 +88,6 @@ measure() {
   R=$(mbps "$BT/$name-r.json") || return 1
 }
 
-RES=()
 # 1. calibration: one nbdkit file in the namespace, one copy over the link.
 port=$(ip netns exec "$NS" python3 -c 'import socket,sys
 s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$NS_IP")

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: helpers shared by bench.sh and bench-link.sh (sourced).
 #
 # Every process we start is remembered by pid in ALL_PIDS and killed by pid
@@ -119,13 +120,13 @@ make_keyfile() {
 # Create three crucible regions sharing one uuid.
 # Usage: crucible_regions DIRPREFIX SIZE_MIB EXTENT_BLOCKS ENCRYPTED(0|1) LOG
 crucible_regions() {
-  local pre=$1 mib=$2 eblocks=$3 enc=$4 log=$5 uuid count i flag=()
+  local prefix=$1 mib=$2 eblocks=$3 enc=$4 log=$5 uuid count i flag=()
   uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
   count=$(( mib * 1024 * 1024 / (eblocks * 4096) ))
   [ "$count" -lt 1 ] && count=1
   [ "$enc" = 1 ] && flag=(--encrypted)
   for i in 0 1 2; do
-    "$ROOT/crucible-downstairs" create -d "$pre$i" -u "$uuid" \
+    "$ROOT/crucible-downstairs" create -d "$prefix$i" -u "$uuid" \
       --extent-size "$eblocks" --extent-count "$count" "${flag[@]}" \
       >>"$log" 2>&1 || return 1
   done

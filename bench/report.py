@@ -181,6 +181,12 @@ def print_table(cfg, out=sys.stdout):
           "is better, latency: lower is better.", file=out)
     print("write+flush: IOPS = durable write+flush cycles/s, p50/p99 = "
           "flush latency.", file=out)
+    host = cfg.get("host", {})
+    if "loadavg_start" in host:
+        print("load average at start %.1f, at end %.1f on %s cores "
+              "(above the core count: other work was running)." % (
+                  host["loadavg_start"][0], host.get("loadavg_end", [0])[0],
+                  host.get("nproc", "?")), file=out)
     print("", file=out)
     print("peak RSS (VmHWM) and CPU seconds of each server process:",
           file=out)
@@ -292,6 +298,7 @@ def main():
                     help="exit 1 on any failure or zero figure")
     a = ap.parse_args()
     cfg = load_run(a.run)
+    cfg.setdefault("host", {})["loadavg_end"] = os.getloadavg()
     add_ratios(cfg)
     print_table(cfg)
     if a.json:

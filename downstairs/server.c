@@ -20,15 +20,15 @@
  * one log line, an ERROR frame, and the connection closed.
  *
  * This file: listener, accept, per-connection reading and framing,
- * handshake and activation, writing, closing, idle sweep, signals.
- * server_job.c: the jobs themselves.
+ * writing, closing, idle sweep, signals.  server_hello.c: HELLO and
+ * ACTIVATE.  server_job.c: the jobs themselves.
  */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +47,7 @@
  * while the previous frame is being parsed. */
 #define DS_SOCKBUF (4 * 1024 * 1024)
 
+/* Name of a connection state, for log lines. */
 static const char *state_name(enum ds_conn_state s)
 {
   return s == DS_NEW ? "NEW" : s == DS_NEGOTIATED ? "NEGOTIATED" : "ACTIVE";
@@ -75,6 +76,7 @@ static void wreq_done(struct ds_wreq *w)
 static void conn_abort(struct ds_conn *c, const char *why);
 static void conn_read_stop(struct ds_conn *c);
 
+/* A frame was written (or dropped at close): release and free it. */
 static void on_write(uv_write_t *req, int status)
 {
   struct ds_wreq *w = req->data;
@@ -107,8 +109,8 @@ int ds_conn_send(struct ds_conn *c, struct ds_wreq *w)
   return r;
 }
 
-/* Send a small fixed frame built by put() into a fresh wreq. */
-static int send_small(struct ds_conn *c, const uint8_t *frame, size_t len)
+/* Send a copy of a small frame. */
+int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len)
 {
   struct ds_wreq *w = ds_wreq_new(len);
   if (!w) {
@@ -176,6 +178,7 @@ static void conn_closing(struct ds_conn *c)
 {
   struct ds_server *srv = c->srv;
   c->closing = true;
+  srv->nlive--;
   c->closing_ms = uv_now(&srv->loop);
   conn_read_stop(c);
   if (srv->active == c)
@@ -194,6 +197,7 @@ static void conn_abort(struct ds_conn *c, const char *why)
     uv_close((uv_handle_t *) &c->tcp, on_close);
 }
 
+/* Queued frames are flushed: now close. */
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
   struct ds_conn *c = req->data;
@@ -211,7 +215,8 @@ void ds_conn_close(struct ds_conn *c, int err, const char *why)
   log_info("%s: closing: %s", c->peer, why);
   if (err > 0) {
     uint8_t f[PROTO_ERROR_HDR_LEN + PROTO_MAX_MSG];
-    send_small(c, f, proto_put_error(f, err, 0, why));
+    size_t n = proto_put_error(f, err, 0, why);
+    ds_conn_send_copy(c, f, n);
     if (c->closing)
       return;
   }
@@ -222,8 +227,7 @@ void ds_conn_close(struct ds_conn *c, int err, const char *why)
 }
 
 /* printf-style ds_conn_close. */
-static void __attribute__((format(printf, 3, 4)))
-conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
+void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
 {
   char why[PROTO_MAX_MSG];
   va_list ap;
@@ -231,128 +235,6 @@ conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
   vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
   ds_conn_close(c, err, why);
-}
-
-/* ---- handshake and activation ---- */
-
-/* HELLO: check version, role, uuid, encryption; answer HELLO_OK. */
-static int do_hello(struct ds_conn *c, const struct proto_hello *h)
-{
-  struct ds_server *srv = c->srv;
-  const struct proto_region *d = &srv->def;
-  if (h->version != PROTO_VERSION) {
-    conn_fail(c, EPROTONOSUPPORT, "protocol version %u not supported (want %u)",
-              h->version, PROTO_VERSION);
-    return -1;
-  }
-  if (h->role != PROTO_ROLE_UPSTAIRS) {
-    conn_fail(c, ENOTSUP, "repair peers are not supported yet");
-    return -1;
-  }
-  if (!geom_uuid_is_zero(h->uuid) &&
-      memcmp(h->uuid, d->uuid, PROTO_UUID_LEN) != 0) {
-    char a[37], b[37];
-    geom_uuid_format(d->uuid, a);
-    geom_uuid_format(h->uuid, b);
-    conn_fail(c, EINVAL, "region uuid mismatch: region %s, upstairs %s", a, b);
-    return -1;
-  }
-  if (h->encrypted != d->encrypted) {
-    conn_fail(c, EINVAL, "%s", d->encrypted
-                  ? "region is encrypted but the upstairs has no key"
-                  : "region is not encrypted but the upstairs has a key");
-    return -1;
-  }
-  struct proto_hello_ok ok;
-  memset(&ok, 0, sizeof ok);
-  ok.version = PROTO_VERSION;
-  ok.region = *d;
-  ok.has_kcv = region_get_kcv(srv->region, &ok.kcv) == 1;
-  ok.highest_gen = region_highest_gen(srv->region);
-  c->session_id = h->session_id;
-  c->read_only = h->read_only;
-  c->state = DS_NEGOTIATED;
-  log_info("%s: hello: session %016llx gen %llu%s", c->peer,
-           (unsigned long long) h->session_id, (unsigned long long) h->gen,
-           h->read_only ? " read-only" : "");
-  uint8_t f[PROTO_HELLO_OK_LEN];
-  return send_small(c, f, proto_put_hello_ok(f, &ok)) < 0 ? -1 : 0;
-}
-
-/* Key check value part of ACTIVATE: store it or compare it. */
-static int activate_kcv(struct ds_conn *c, const struct proto_activate *a)
-{
-  struct proto_kcv have;
-  int has = region_get_kcv(c->srv->region, &have) == 1;
-  if (!a->set_kcv)
-    return 0;
-  if (has) {
-    if (memcmp(&have, &a->kcv, sizeof have) != 0) {
-      conn_fail(c, EACCES, "key check value differs");
-      return -1;
-    }
-    return 0;
-  }
-  int r = region_set_kcv(c->srv->region, &a->kcv);
-  if (r < 0) {
-    conn_fail(c, -r, "storing key check value: %s", strerror(-r));
-    return -1;
-  }
-  return 0;
-}
-
-/* ACTIVATE(gen): the generation rules of server.h, persisted before the
- * reply; the previous active connection is told and closed. */
-static int do_activate(struct ds_conn *c, const struct proto_activate *a)
-{
-  struct ds_server *srv = c->srv;
-  uint64_t high = region_highest_gen(srv->region);
-  unsigned long long g = a->gen, h = high;
-  if (a->gen == 0) {
-    conn_fail(c, EINVAL, "generation 0 is not allowed");
-    return -1;
-  }
-  if (a->gen < high) {
-    conn_fail(c, ESTALE, "generation %llu is lower than %llu already accepted",
-              g, h);
-    return -1;
-  }
-  if (a->gen == high && srv->have_session && srv->session_id != c->session_id) {
-    conn_fail(c, ESTALE,
-              "generation %llu was already activated by another session", g);
-    return -1;
-  }
-  if (a->gen == high && !srv->have_session)
-    log_warn("%s: generation %llu re-activated by session %016llx "
-             "(the activating session is not known since restart)",
-             c->peer, g, (unsigned long long) c->session_id);
-  if (activate_kcv(c, a) < 0)
-    return -1;
-  if (a->gen > high) {
-    int r = region_set_highest_gen(srv->region, a->gen);
-    if (r < 0) {
-      conn_fail(c, -r, "persisting generation %llu: %s", g, strerror(-r));
-      return -1;
-    }
-  }
-  srv->have_session = true;
-  srv->session_id = c->session_id;
-  struct ds_conn *old = srv->active;
-  srv->active = c;
-  c->state = DS_ACTIVE;
-  log_info("%s: activated generation %llu (session %016llx)", c->peer, g,
-           (unsigned long long) c->session_id);
-  uint8_t f[PROTO_ACTIVATE_OK_LEN];
-  if (send_small(c, f, proto_put_activate_ok(f, a->gen)) < 0)
-    return -1;
-  if (old && old != c) {
-    char why[128];
-    snprintf(why, sizeof why, "taken over by %s with generation %llu",
-             c->peer, g);
-    if (send_small(old, f, proto_put_no_longer_active(f, a->gen)) == 0)
-      ds_conn_close(old, 0, why);
-  }
-  return 0;
 }
 
 /* ---- reading and framing ---- */
@@ -395,26 +277,25 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   int r = proto_decode(f, len, bs, &m);
   if (r < 0) {
     unsigned t = proto_rd16(f + 4);
-    conn_fail(c, EPROTO, "malformed %s frame (type %u, %zu bytes): %s",
-              proto_type_name(t), t, len, strerror(-r));
+    ds_conn_fail(c, EPROTO, "malformed %s frame (type %u, %zu bytes): %s",
+                 proto_type_name(t), t, len, strerror(-r));
     return -1;
   }
   if (!frame_allowed(c->state, m.type)) {
-    conn_fail(c, EPROTO, "%s not allowed in state %s",
-              proto_type_name(m.type), state_name(c->state));
+    ds_conn_fail(c, EPROTO, "%s not allowed in state %s",
+                 proto_type_name(m.type), state_name(c->state));
     return -1;
   }
   switch (m.type) {
-  case PROTO_T_HELLO: return do_hello(c, &m.u.hello);
-  case PROTO_T_ACTIVATE: return do_activate(c, &m.u.activate);
+  case PROTO_T_HELLO: return ds_hello(c, &m.u.hello);
+  case PROTO_T_ACTIVATE: return ds_activate(c, &m.u.activate);
   case PROTO_T_PING: {
-    uint8_t p[PROTO_PING_LEN];
     struct ds_wreq *w = ds_wreq_new(PROTO_PING_LEN);
     if (!w) {
       ds_conn_close(c, 0, "out of memory");
       return -1;
     }
-    memcpy(w->data, p, proto_put_ping(p, PROTO_T_PONG, m.u.ping));
+    proto_put_ping(w->data, PROTO_T_PONG, m.u.ping);
     ds_conn_charge(c, 0); /* a peer that never reads PONGs is bounded too */
     w->acct_job = true;
     return ds_conn_send(c, w) < 0 ? -1 : 0;
@@ -466,33 +347,38 @@ static void conn_feed(struct ds_conn *c)
 {
   size_t off = 0;
   int64_t fl = 0;
+  if (c->feeding)
+    return; /* re-entered from a callback: the outer loop continues */
+  c->feeding = true;
   while (!c->closing && !c->throttled) {
     fl = proto_frame_len(c->buf + off, c->len - off);
     if (fl == 0)
       break;
     if (fl < 0 || (size_t) fl > frame_max(c)) {
-      conn_fail(c, EPROTO, "bad frame length %u in state %s (max %zu)",
-                proto_rd32(c->buf + off), state_name(c->state),
-                frame_max(c));
-      return;
+      ds_conn_fail(c, EPROTO, "bad frame length %u in state %s (max %zu)",
+                   proto_rd32(c->buf + off), state_name(c->state),
+                   frame_max(c));
+      break;
     }
     if (c->len - off < (size_t) fl)
       break;
     c->last_frame_ms = uv_now(&c->srv->loop);
     if (conn_frame(c, c->buf + off, (size_t) fl) < 0)
-      return;
+      break;
     off += (size_t) fl;
   }
+  c->feeding = false;
   if (c->closing)
     return;
   if (off) {
     memmove(c->buf, c->buf + off, c->len - off);
     c->len -= off;
   }
+  /* Grow to hold the next frame whole.  Never shrink: only the active
+   * connection may send big frames (frame_max), so at most one buffer of
+   * ~4 MiB exists, and a stream of big WRITEs needs no realloc each. */
   fl = proto_frame_len(c->buf, c->len);
-  size_t want = fl > 0 && (size_t) fl > DS_READ_CHUNK ? (size_t) fl
-                                                      : DS_READ_CHUNK;
-  if (want != c->cap && c->len <= want && buf_resize(c, want) < 0) {
+  if (fl > 0 && (size_t) fl > c->cap && buf_resize(c, (size_t) fl) < 0) {
     ds_conn_close(c, 0, "out of memory for the read buffer");
     return;
   }
@@ -500,6 +386,7 @@ static void conn_feed(struct ds_conn *c)
     conn_read_start(c);
 }
 
+/* libuv wants a buffer: the free tail of the read buffer. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
   struct ds_conn *c = h->data;
@@ -507,6 +394,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
   *b = uv_buf_init((char *) c->buf + c->len, (unsigned) (c->cap - c->len));
 }
 
+/* Bytes arrived (or EOF / an error): append and process frames. */
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
   struct ds_conn *c = s->data;
@@ -575,7 +463,7 @@ static void conn_peer_name(struct ds_conn *c)
   struct sockaddr_storage ss;
   int len = sizeof ss;
   char ip[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
+  unsigned port;
   snprintf(c->peer, sizeof c->peer, "?");
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *) &ss, &len) != 0)
     return;
@@ -592,6 +480,7 @@ static void conn_peer_name(struct ds_conn *c)
   }
 }
 
+/* A connection arrived: accept it (or refuse it past max_conns). */
 static void on_connection(uv_stream_t *l, int status)
 {
   struct ds_server *srv = l->data;
@@ -615,15 +504,16 @@ static void on_connection(uv_stream_t *l, int status)
     srv->conns->prev = c;
   srv->conns = c;
   srv->nconns++;
+  srv->nlive++;
   c->last_frame_ms = uv_now(&srv->loop);
   if (uv_accept(l, (uv_stream_t *) &c->tcp) != 0) {
     conn_abort(c, NULL);
     return;
   }
   conn_peer_name(c);
-  if (srv->nconns > srv->opts->max_conns) {
+  if (srv->nlive > srv->opts->max_conns) {
     log_warn("%s: refused: already %u connections (max %u)", c->peer,
-             srv->nconns - 1, srv->opts->max_conns);
+             srv->nlive - 1, srv->opts->max_conns);
     conn_abort(c, NULL);
     return;
   }
@@ -648,7 +538,7 @@ static void on_sweep(uv_timer_t *t)
       if (now - c->closing_ms > DS_CLOSE_GRACE_MS)
         conn_abort(c, NULL);
     } else if (!c->throttled && now - c->last_frame_ms > idle_ms) {
-      conn_fail(c, ETIMEDOUT, "idle for %u s", srv->opts->idle_timeout);
+      ds_conn_fail(c, ETIMEDOUT, "idle for %u s", srv->opts->idle_timeout);
     }
   }
 }
@@ -661,7 +551,7 @@ static void server_stop(struct ds_server *srv, const char *why)
   if (srv->stopping)
     return;
   srv->stopping = true;
-  log_info("%s: stopping (%u connections)", why, srv->nconns);
+  log_info("%s: stopping (%u connections)", why, srv->nlive);
   uv_close((uv_handle_t *) &srv->listener, NULL);
   uv_close((uv_handle_t *) &srv->sigint, NULL);
   uv_close((uv_handle_t *) &srv->sigterm, NULL);
@@ -671,6 +561,7 @@ static void server_stop(struct ds_server *srv, const char *why)
     conn_abort(c, NULL);
 }
 
+/* SIGINT or SIGTERM: stop gracefully. */
 static void on_signal(uv_signal_t *s, int signum)
 {
   server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");

@@ -28,8 +28,8 @@
 #define DS_MAX_CONN_JOBS 512
 #define DS_MAX_CONN_BYTES (256u * 1024 * 1024)
 
-/* Read buffer kept by every connection; grown to one frame's length
- * when a bigger frame arrives, and shrunk back afterwards. */
+/* Initial read buffer of every connection; grown to one frame's length
+ * when a bigger frame arrives. */
 #define DS_READ_CHUNK (64u * 1024)
 /* Largest frame legal before activation (HELLO is the biggest). */
 #define DS_SMALL_FRAME_MAX 1024u
@@ -46,17 +46,18 @@ struct ds_conn {
   struct ds_conn *prev, *next; /* srv->conns */
   char peer[64];               /* "addr:port" for log lines */
   enum ds_conn_state state;
-  uint64_t session_id;         /* from HELLO */
+  uint64_t session_id; /* from HELLO */
   bool read_only;
-  bool closing;                /* uv_shutdown or uv_close started */
-  bool throttled;              /* reading stopped by back-pressure */
-  bool reading;                /* uv_read_start in effect */
-  uint64_t last_frame_ms;      /* uv_now() of the last complete frame */
+  bool closing;           /* uv_shutdown or uv_close started */
+  bool throttled;         /* reading stopped by back-pressure */
+  bool reading;           /* uv_read_start in effect */
+  bool feeding;           /* inside conn_feed (no re-entry) */
+  uint64_t last_frame_ms; /* uv_now() of the last complete frame */
   uint64_t closing_ms;
   uv_shutdown_t shutdown;
-  uint8_t *buf;                /* read buffer, owned */
+  uint8_t *buf; /* read buffer, owned */
   size_t cap, len;
-  size_t jobs, bytes;          /* accounted until the reply is written */
+  size_t jobs, bytes; /* accounted until the reply is written */
 };
 
 struct ds_server {
@@ -68,7 +69,8 @@ struct ds_server {
   struct region *region;
   struct proto_region def;
   struct ds_conn *conns;
-  unsigned nconns;
+  unsigned nconns; /* in srv->conns, including closing ones */
+  unsigned nlive;  /* not closing: what max_conns bounds */
   struct ds_conn *active;
   /* The session that activated highest_gen in this process (unknown
    * after a restart: have_session false). */
@@ -91,22 +93,28 @@ struct ds_wreq {
 enum ds_job_kind { DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES };
 
 struct ds_job {
-  struct sched_job s;  /* first: the scheduler hands it back */
+  struct sched_job s; /* first: the scheduler hands it back */
   uv_work_t work;
   struct ds_server *srv;
   struct ds_conn *conn; /* NULL once the connection closed */
   enum ds_job_kind kind;
   uint64_t job_id, lba, flush_no, gen;
   uint32_t n;
-  size_t acct;          /* bytes accounted to conn */
-  int err;              /* result: 0 or positive errno */
+  size_t acct;            /* bytes accounted to conn */
+  int err;                /* result: 0 or positive errno */
   struct proto_ctx *ctxs; /* WRITE: n contexts (same allocation) */
   uint8_t *data;          /* WRITE: n * block_size (same allocation) */
   struct ds_wreq *reply;  /* READ, STATES: built by the worker */
 };
 
 /* server.c */
+/* Close gracefully: log why, send ERROR(err, why) first if err > 0. */
 void ds_conn_close(struct ds_conn *c, int err, const char *why);
+/* printf-style ds_conn_close. */
+void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Send a copy of a small frame; 0 or -errno (connection then closing). */
+int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
 int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
 struct ds_wreq *ds_wreq_new(size_t len);
 /* Back-pressure accounting: charge one job (and its data bytes) when a
@@ -114,13 +122,17 @@ struct ds_wreq *ds_wreq_new(size_t len);
 void ds_conn_charge(struct ds_conn *c, size_t bytes);
 void ds_conn_release(struct ds_conn *c, bool job, size_t bytes);
 
+/* server_hello.c: handle HELLO / ACTIVATE; 0, or -1 if c was closed. */
+int ds_hello(struct ds_conn *c, const struct proto_hello *h);
+int ds_activate(struct ds_conn *c, const struct proto_activate *a);
+
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH) from the active
  * connection, or EXTENT_STATES_REQ from any negotiated one.  Returns 0,
  * or -errno after which the connection has been closed. */
 int ds_job_submit(struct ds_conn *c, const struct proto_msg *m);
 /* Connection c is closing: its jobs keep running, replies dropped. */
-void ds_jobs_detach(struct ds_server *srv, struct ds_conn *c);
+void ds_jobs_detach(struct ds_server *srv, const struct ds_conn *c);
 /* Shutdown: forget jobs that never started. */
 void ds_jobs_drop_waiting(struct ds_server *srv);
 

@@ -168,8 +168,8 @@ static void job_after(uv_work_t *req, int status)
   if (j->err && j->err != EBADMSG)
     log_error("%s job %llu lba %llu n %u: %s",
               j->kind == DS_J_FLUSH ? "flush" : "io",
-              (unsigned long long) j->job_id, (unsigned long long) j->lba,
-              j->n, strerror(j->err));
+              (unsigned long long) j->job_id, (unsigned long long) j->lba, j->n,
+              strerror(j->err));
   job_reply(j);
   free(j);
 }
@@ -259,7 +259,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   return 0;
 }
 
-void ds_jobs_detach(struct ds_server *srv, struct ds_conn *c)
+void ds_jobs_detach(struct ds_server *srv, const struct ds_conn *c)
 {
   for (struct sched_job *s = srv->sched.head; s; s = s->next) {
     struct ds_job *j = (struct ds_job *) s;

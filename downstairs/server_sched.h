@@ -25,9 +25,9 @@
 /* Embedded in the caller's job; the caller owns the memory. */
 struct sched_job {
   struct sched_job *prev, *next;
-  uint32_t eid;   /* extent, for extent jobs */
-  bool barrier;   /* FLUSH and friends */
-  bool running;   /* set by the scheduler when it says "start" */
+  uint32_t eid; /* extent, for extent jobs */
+  bool barrier; /* FLUSH and friends */
+  bool running; /* set by the scheduler when it says "start" */
 };
 
 struct sched {

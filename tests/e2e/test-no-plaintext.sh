@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Downstairs never see plaintext: after writing recognisable plaintext and
 # stopping everything, no file of any region (extent data, .db, -wal)
-# contains the marker, although the data is there and reads back.
+# contains the marker, although the data is there and reads back.  The
+# key never appears in a log.
 . "$(dirname "$0")/functions.sh"
 requires_build
 requires nbdkit nbdcopy grep cmp du
@@ -22,8 +23,12 @@ nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
 timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "nbdcopy out failed"
 cmp -n $len "$tmp/plain.img" "$tmp/out.img" || fail "data read back differs"
 rm -f "$tmp/out.img"
+# While running (WAL files still present) ...
+hits=$(grep -rac "$marker" "$tmp/ds1" "$tmp/ds2" "$tmp/ds3" | grep -v ':0$' || true)
+[ -z "$hits" ] || fail "plaintext marker found in a live region: $hits"
 volume_stop || fail "stopping the volume failed"
 
+# ... and after a clean stop.
 for ds in $VOLUME; do
   # The data went somewhere: each replica holds at least the 8 MiB.
   kib=$(du -sk "$tmp/$ds" | cut -f1)
@@ -31,4 +36,8 @@ for ds in $VOLUME; do
   hits=$(grep -rac "$marker" "$tmp/$ds" | grep -v ':0$' || true)
   [ -z "$hits" ] || fail "plaintext marker found in region $ds: $hits"
 done
+# Nor does the key show up in any log.
+if grep -rqF "$(cat "$KEYFILE")" "$tmp"/*.log; then
+  fail "the key appears in a log: $(grep -rlF "$(cat "$KEYFILE")" "$tmp"/*.log)"
+fi
 echo "no plaintext in $(find "$tmp/ds1" "$tmp/ds2" "$tmp/ds3" -type f | wc -l) region files"

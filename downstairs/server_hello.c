@@ -1,0 +1,144 @@
+/* crucible-c downstairs: HELLO and ACTIVATE (server.h has the rules).
+ *
+ * HELLO is refused (ERROR, then close) for another protocol version, a
+ * repair peer (not supported yet), a uuid that is neither zero nor the
+ * region's, or an encryption flag that differs from the region's.
+ * ACTIVATE(gen) is refused for gen 0, gen below the region's highest
+ * accepted generation, or gen equal to it from a session other than the
+ * one that activated it in this process; the new generation is persisted
+ * (region_set_highest_gen) before ACTIVATE_OK, and the previously active
+ * connection gets NO_LONGER_ACTIVE and is closed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+#include "server_int.h"
+
+/* HELLO: check version, role, uuid, encryption; answer HELLO_OK. */
+int ds_hello(struct ds_conn *c, const struct proto_hello *h)
+{
+  struct ds_server *srv = c->srv;
+  const struct proto_region *d = &srv->def;
+  if (h->version != PROTO_VERSION) {
+    ds_conn_fail(c, EPROTONOSUPPORT,
+                 "protocol version %u not supported (want %u)", h->version,
+                 PROTO_VERSION);
+    return -1;
+  }
+  if (h->role != PROTO_ROLE_UPSTAIRS) {
+    ds_conn_fail(c, ENOTSUP, "repair peers are not supported yet");
+    return -1;
+  }
+  if (!geom_uuid_is_zero(h->uuid) &&
+      memcmp(h->uuid, d->uuid, PROTO_UUID_LEN) != 0) {
+    char a[37], b[37];
+    geom_uuid_format(d->uuid, a);
+    geom_uuid_format(h->uuid, b);
+    ds_conn_fail(c, EINVAL, "region uuid mismatch: region %s, upstairs %s", a,
+                 b);
+    return -1;
+  }
+  if (h->encrypted != d->encrypted) {
+    ds_conn_fail(c, EINVAL, "%s",
+                 d->encrypted
+                     ? "region is encrypted but the upstairs has no key"
+                     : "region is not encrypted but the upstairs has a key");
+    return -1;
+  }
+  struct proto_hello_ok ok;
+  memset(&ok, 0, sizeof ok);
+  ok.version = PROTO_VERSION;
+  ok.region = *d;
+  ok.has_kcv = region_get_kcv(srv->region, &ok.kcv) == 1;
+  ok.highest_gen = region_highest_gen(srv->region);
+  c->session_id = h->session_id;
+  c->read_only = h->read_only;
+  c->state = DS_NEGOTIATED;
+  log_info("%s: hello: session %016llx gen %llu%s", c->peer,
+           (unsigned long long) h->session_id, (unsigned long long) h->gen,
+           h->read_only ? " read-only" : "");
+  uint8_t f[PROTO_HELLO_OK_LEN];
+  size_t n = proto_put_hello_ok(f, &ok);
+  return ds_conn_send_copy(c, f, n) < 0 ? -1 : 0;
+}
+
+/* Key check value part of ACTIVATE: store it or compare it. */
+static int activate_kcv(struct ds_conn *c, const struct proto_activate *a)
+{
+  struct proto_kcv have;
+  int has = region_get_kcv(c->srv->region, &have) == 1;
+  if (!a->set_kcv)
+    return 0;
+  if (has) {
+    if (memcmp(&have, &a->kcv, sizeof have) != 0) {
+      ds_conn_fail(c, EACCES, "key check value differs");
+      return -1;
+    }
+    return 0;
+  }
+  int r = region_set_kcv(c->srv->region, &a->kcv);
+  if (r < 0) {
+    ds_conn_fail(c, -r, "storing key check value: %s", strerror(-r));
+    return -1;
+  }
+  return 0;
+}
+
+/* ACTIVATE(gen): the generation rules of server.h, persisted before the
+ * reply; the previous active connection is told and closed. */
+int ds_activate(struct ds_conn *c, const struct proto_activate *a)
+{
+  struct ds_server *srv = c->srv;
+  uint64_t high = region_highest_gen(srv->region);
+  unsigned long long g = a->gen, h = high;
+  if (a->gen == 0) {
+    ds_conn_fail(c, EINVAL, "generation 0 is not allowed");
+    return -1;
+  }
+  if (a->gen < high) {
+    ds_conn_fail(c, ESTALE,
+                 "generation %llu is lower than %llu already accepted", g, h);
+    return -1;
+  }
+  if (a->gen == high && srv->have_session && srv->session_id != c->session_id) {
+    ds_conn_fail(c, ESTALE,
+                 "generation %llu was already activated by another session", g);
+    return -1;
+  }
+  if (a->gen == high && !srv->have_session)
+    log_warn("%s: generation %llu re-activated by session %016llx "
+             "(the activating session is not known since restart)",
+             c->peer, g, (unsigned long long) c->session_id);
+  if (activate_kcv(c, a) < 0)
+    return -1;
+  if (a->gen > high) {
+    int r = region_set_highest_gen(srv->region, a->gen);
+    if (r < 0) {
+      ds_conn_fail(c, -r, "persisting generation %llu: %s", g, strerror(-r));
+      return -1;
+    }
+  }
+  srv->have_session = true;
+  srv->session_id = c->session_id;
+  struct ds_conn *old = srv->active;
+  srv->active = c;
+  c->state = DS_ACTIVE;
+  log_info("%s: activated generation %llu (session %016llx)", c->peer, g,
+           (unsigned long long) c->session_id);
+  uint8_t f[PROTO_ACTIVATE_OK_LEN];
+  size_t n = proto_put_activate_ok(f, a->gen);
+  if (ds_conn_send_copy(c, f, n) < 0)
+    return -1;
+  if (old && old != c) {
+    char why[128];
+    snprintf(why, sizeof why, "taken over by %s with generation %llu", c->peer,
+             g);
+    n = proto_put_no_longer_active(f, a->gen);
+    if (ds_conn_send_copy(old, f, n) == 0)
+      ds_conn_close(old, 0, why);
+  }
+  return 0;
+}
