@@ -183,10 +183,12 @@ def print_table(cfg, out=sys.stdout):
           "flush latency.", file=out)
     host = cfg.get("host", {})
     if "loadavg_start" in host:
-        print("load average at start %.1f, at end %.1f on %s cores "
-              "(above the core count: other work was running)." % (
-                  host["loadavg_start"][0], host.get("loadavg_end", [0])[0],
-                  host.get("nproc", "?")), file=out)
+        la = (host["loadavg_start"][0], host.get("loadavg_end", [0])[0])
+        busy = max(la) > (host.get("nproc") or 1)
+        print("load average at start %.1f, at end %.1f on %s cores%s" % (
+            la[0], la[1], host.get("nproc", "?"),
+            " (other work was running: figures are indicative)"
+            if busy else "."), file=out)
     print("", file=out)
     print("peak RSS (VmHWM) and CPU seconds of each server process:",
           file=out)
