@@ -1,3 +1,0 @@
-build/common/crypt.o: common/crypt.c common/crypt.h common/proto.h
-common/crypt.h:
-common/proto.h:
