@@ -34,6 +34,12 @@ int log_parse_level(const char *s, enum log_level *out)
   return -EINVAL;
 }
 
+const char *log_strerror(int err)
+{
+  const char *d = strerrordesc_np(err < 0 ? -err : err);
+  return d ? d : "Unknown error";
+}
+
 void log_set_sink(log_sink_fn fn)
 {
   sink = fn;

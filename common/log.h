@@ -21,6 +21,11 @@ int log_parse_level(const char *s, enum log_level *out);
 void log_set_sink(log_sink_fn fn);
 void log_set_prog(const char *prog);
 
+/* Description of a positive errno, safe on any thread: unlike
+ * strerror(3) it takes no locale lock (a loop thread calling strerror while
+ * another thread runs exit handlers deadlocked nbdkit under ASan). */
+const char *log_strerror(int err);
+
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

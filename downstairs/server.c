@@ -278,7 +278,7 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   if (r < 0) {
     unsigned t = proto_rd16(f + 4);
     ds_conn_fail(c, EPROTO, "malformed %s frame (type %u, %zu bytes): %s",
-                 proto_type_name(t), t, len, strerror(-r));
+                 proto_type_name(t), t, len, log_strerror(-r));
     return -1;
   }
   if (!frame_allowed(c->state, m.type)) {

@@ -81,7 +81,7 @@ static int activate_kcv(struct ds_conn *c, const struct proto_activate *a)
   }
   int r = region_set_kcv(c->srv->region, &a->kcv);
   if (r < 0) {
-    ds_conn_fail(c, -r, "storing key check value: %s", strerror(-r));
+    ds_conn_fail(c, -r, "storing key check value: %s", log_strerror(-r));
     return -1;
   }
   return 0;
@@ -117,7 +117,7 @@ int ds_activate(struct ds_conn *c, const struct proto_activate *a)
   if (a->gen > high) {
     int r = region_set_highest_gen(srv->region, a->gen);
     if (r < 0) {
-      ds_conn_fail(c, -r, "persisting generation %llu: %s", g, strerror(-r));
+      ds_conn_fail(c, -r, "persisting generation %llu: %s", g, log_strerror(-r));
       return -1;
     }
   }

@@ -169,7 +169,7 @@ static void job_after(uv_work_t *req, int status)
     log_error("%s job %llu lba %llu n %u: %s",
               j->kind == DS_J_FLUSH ? "flush" : "io",
               (unsigned long long) j->job_id, (unsigned long long) j->lba, j->n,
-              strerror(j->err));
+              log_strerror(j->err));
   job_reply(j);
   free(j);
 }
@@ -245,6 +245,15 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
       reply_status(c, kind, m->u.io.job_id, err, 0);
       return 0;
     }
+  }
+  /* A flush records its generation in every dirty extent, and
+   * reconciliation trusts it: only the generation this connection
+   * activated (the region's highest) may be written. */
+  if (kind == DS_J_FLUSH &&
+      m->u.flush.gen != region_highest_gen(srv->region)) {
+    ds_conn_charge(c, 0);
+    reply_status(c, kind, m->u.flush.job_id, EINVAL, 0);
+    return 0;
   }
   struct ds_job *j = job_new(c, m, kind);
   int r = j ? sched_add(&srv->sched, &j->s) : -ENOMEM;

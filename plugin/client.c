@@ -240,7 +240,7 @@ static void cl_process(struct cl *c)
     if (r < 0) {
       char why[96];
       snprintf(why, sizeof why, "bad frame (%s): %s",
-               proto_type_name(proto_rd16(frame + 4)), strerror(-r));
+               proto_type_name(proto_rd16(frame + 4)), log_strerror(-r));
       log_warn("downstairs %s: %s", c->name, why);
       cl_close(c, true, why);
       return;

@@ -24,6 +24,7 @@
 #include "../common/base64.h"
 #include "../common/log.h"
 #include "../common/parse.h"
+#include "../common/geom.h"
 #include "upstairs.h"
 #include "upstairs_int.h"
 
@@ -179,7 +180,7 @@ static int crucible_get_ready(void)
   r = up_new(&cfg, &up);
   crypt_wipe(cfg.key, sizeof cfg.key);
   if (r < 0) {
-    nbdkit_error("cannot set up the upstairs: %s", strerror(-r));
+    nbdkit_error("cannot set up the upstairs: %s", log_strerror(-r));
     return -1;
   }
   return 0;
@@ -219,7 +220,13 @@ static int crucible_block_size(void *handle, uint32_t *minimum,
   uint32_t bs = up_block_size(up);
   (void) handle;
 
-  *minimum = bs;
+  /* Advertise 512-byte sectors, not the region block size: clients that
+   * honour the minimum (libnbd strict mode, nbdfuse under mkfs, a kernel
+   * /dev/nbd0 exported as a USB disk to hosts that expect 512-byte
+   * sectors) then just work, and the rare sub-block IO is done by
+   * read-modify-write.  The preferred size steers everyone else to whole
+   * blocks. */
+  *minimum = GEOM_MIN_BLOCK_SIZE;
   *preferred = bs > 4096 ? bs : 4096;
   *maximum = 0xffffffff;
   return 0;

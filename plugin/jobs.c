@@ -293,7 +293,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   job->ds[c->idx] = DS_ERR;
   job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
   log_warn("downstairs %s faulted: %s error: %s, job %llu", c->name,
-           proto_type_name(job->type), strerror(job->ds_err[c->idx]),
+           proto_type_name(job->type), log_strerror(job->ds_err[c->idx]),
            (unsigned long long) job->id);
   job_eval(up, job);
   cl_close(c, true, "IO error");
@@ -314,7 +314,7 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
   if (d->err != 0 || d->n != job->n) {
     log_warn("downstairs %s: read lba %llu failed: %s, job %llu", c->name,
              (unsigned long long) job->lba,
-             d->err ? strerror(d->err > 0 ? d->err : EIO) : "short reply",
+             d->err ? log_strerror(d->err > 0 ? d->err : EIO) : "short reply",
              (unsigned long long) job->id);
     free(buf);
     job->ds[c->idx] = DS_ERR;

@@ -491,7 +491,7 @@ int up_start(struct upstairs *up)
     r = -pthread_create(&up->thread, NULL, up_thread, up);
   if (r < 0) {
     snprintf(up->err, sizeof up->err, "cannot start the loop: %s",
-             strerror(-r));
+             log_strerror(-r));
     up->phase = UP_PH_FAILED;
     up_stop(up);
     return r;
