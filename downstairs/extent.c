@@ -1,12 +1,46 @@
 /* crucible-c downstairs: one extent (data file + SQLite metadata).
  *
- * See extent.h for the write ordering and region.h for the crash rule it
- * keeps.  The only places that delete contexts are ext_trim (all contexts
- * of the trimmed blocks: those blocks become unwritten, and a block with no
- * context reads as zeroes whatever the disk holds), ext_flush (after an
- * fdatasync, every context but the one remembered as last written) and
- * recover_dirty (after an fdatasync, the contexts that do not match the
- * bytes actually on disk, if one does).
+ * THE INVARIANT.  After kill -9 at any instant:
+ *  (I1) every block that has rows holds bytes whose crypt_hash_plain is
+ *       the on_disk_hash of at least one of its rows;
+ *  (I2) every block without rows holds zeroes (sparse, never written, or
+ *       its rows were dropped after an fdatasync made zeroes durable).
+ * The UNWRITTEN ROW (version 0, hash 0, NULL nonce/tag, on_disk_hash =
+ * e->zero_hash) is the candidate "this block is still zeroes": a read
+ * whose matching row is it (or a block without rows) returns flags = 0
+ * and zeroes.  Clients can never store version 0 (region_write refuses).
+ * Why every path keeps I1 and I2 (rows only ever change inside a
+ * committed transaction; the disk changes only after that commit):
+ *  - write: the transaction first adds the unwritten row to every block
+ *    that has none (by I2 its bytes are zeroes: that row matches them),
+ *    then the new rows; old rows stay.  Only after COMMIT does pwrite
+ *    turn old bytes into new ones, and either matches a row.  INSERT OR
+ *    REPLACE on (block, on_disk_hash) only replaces a row by one for the
+ *    very same bytes (rewriting identical bytes, or zeroes written over
+ *    the unwritten row), so the match survives.  A failed pwrite (EIO,
+ *    ENOSPC without fallocate) forgets the blocks: flush keeps all rows.
+ *  - trim: the transaction adds (OR REPLACE) the unwritten row to every
+ *    block in range that has rows and keeps the others; then the hole is
+ *    punched (or zeroes are written where punching is unsupported: each
+ *    block is then old bytes or zeroes, both candidates).  Blocks without
+ *    rows are zeroes already (I2) and need no row.  A failed punch or
+ *    zero-write forgets the blocks.  The remembered last state of a
+ *    trimmed block is the unwritten row, so a write after the trim (before
+ *    a flush) just adds its row: the disk is zeroes or the new bytes.
+ *  - flush: fdatasync first, so the remembered last bytes are durable;
+ *    then one transaction deletes every other row of each remembered
+ *    block and, where that leaves only the unwritten row, that row too
+ *    (I2: the durable bytes are zeroes).  A later first write re-adds it.
+ *  - open of a dirty extent: fdatasync, then every block with rows is
+ *    reread; when a row matches, the others go (and an unwritten-only
+ *    block loses its row, as in flush); when none matches, all rows stay
+ *    and one line is logged (verify reports the block).
+ *  - close and LRU eviction keep every row and forget the remembered
+ *    table; the extent stays dirty, so the next open rechecks it.
+ *  - ENOSPC from fallocate (reserved before the transaction) or from
+ *    SQLite rolls back: nothing changed.
+ * Power loss (not kill -9) between flushes may break I1 for unflushed
+ * blocks: verify reports those and the upstairs heals them.
  */
 #include <assert.h>
 #include <errno.h>
@@ -32,13 +66,16 @@ enum {
   ST_COMMIT,
   ST_ROLLBACK,
   ST_INSERT,
+  ST_ADD_UNWRITTEN,
+  ST_TRIM_ROWS,
+  ST_TRIM_UNWRITTEN,
   ST_SELECT_RANGE,
-  ST_DELETE_RANGE,
   ST_DELETE_STALE,
+  ST_DELETE_UNWRITTEN,
   ST_SET_META,
   ST_SYNC_FULL,
   ST_SYNC_NORMAL,
-  ST_MULTI,
+  ST_ALL_ROWS,
   ST_GET_META,
   ST_COUNT_
 };
@@ -50,20 +87,33 @@ static const char *const st_sql[ST_COUNT_] = {
   [ST_INSERT] = "INSERT OR REPLACE INTO block_context"
                 "(block, version, hash, nonce, tag, on_disk_hash)"
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+  /* The unwritten row for each block of [?1, ?2) that has no row. */
+  [ST_ADD_UNWRITTEN] = "WITH RECURSIVE b(x) AS (SELECT ?1 UNION ALL"
+                       " SELECT x + 1 FROM b WHERE x + 1 < ?2)"
+                       " INSERT OR IGNORE INTO block_context"
+                       "(block, version, hash, nonce, tag, on_disk_hash)"
+                       " SELECT x, 0, 0, NULL, NULL, ?3 FROM b WHERE NOT"
+                       " EXISTS (SELECT 1 FROM block_context WHERE block = x)",
+  [ST_TRIM_ROWS] = "SELECT DISTINCT block FROM block_context"
+                   " WHERE block >= ?1 AND block < ?2",
+  /* ... and for each block of [?1, ?2) that has rows. */
+  [ST_TRIM_UNWRITTEN] = "INSERT OR REPLACE INTO block_context"
+                        "(block, version, hash, nonce, tag, on_disk_hash)"
+                        " SELECT DISTINCT block, 0, 0, NULL, NULL, ?3"
+                        " FROM block_context WHERE block >= ?1 AND block < ?2",
   [ST_SELECT_RANGE] = "SELECT block, version, hash, nonce, tag, on_disk_hash"
                       " FROM block_context WHERE block >= ?1 AND block < ?2"
                       " ORDER BY block",
-  [ST_DELETE_RANGE] = "DELETE FROM block_context"
-                      " WHERE block >= ?1 AND block < ?2",
   [ST_DELETE_STALE] = "DELETE FROM block_context"
                       " WHERE block = ?1 AND on_disk_hash != ?2",
+  [ST_DELETE_UNWRITTEN] = "DELETE FROM block_context"
+                          " WHERE block = ?1 AND version = 0",
   [ST_SET_META] = "INSERT OR REPLACE INTO metadata(name, value)"
                   " VALUES (?1, ?2)",
   [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
   [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
-  [ST_MULTI] = "SELECT block, on_disk_hash FROM block_context WHERE block IN"
-               " (SELECT block FROM block_context GROUP BY block"
-               "  HAVING count(*) > 1) ORDER BY block",
+  [ST_ALL_ROWS] = "SELECT block, on_disk_hash FROM block_context"
+                  " ORDER BY block",
   [ST_GET_META] = "SELECT name, value FROM metadata",
 };
 
@@ -294,15 +344,30 @@ static int read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
   return found == 7 ? 0 : -EINVAL;
 }
 
-/* One (block, on_disk_hash) row of a block holding several contexts. */
-struct multi_row {
+/* Keep only block's row for the bytes hashing to keep; if that is the
+ * unwritten row, drop it too (the block is zeroes: no row, I2).  Only
+ * for bytes known durable (after an fdatasync). */
+static int keep_only(struct ext *e, uint64_t block, uint64_t keep)
+{
+  sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) block);
+  sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) keep);
+  int r = st_run(e, ST_DELETE_STALE);
+  if (r == 0 && keep == e->zero_hash) {
+    sqlite3_bind_int64(e->st[ST_DELETE_UNWRITTEN], 1, (sqlite3_int64) block);
+    r = st_run(e, ST_DELETE_UNWRITTEN);
+  }
+  return r;
+}
+
+/* One (block, on_disk_hash) row. */
+struct row {
   uint64_t block, hash;
 };
 
-/* Decide one multi-context block after a crash: keep the context matching
- * the disk, or all of them if none does (verify will report the block). */
-static int recover_block(struct ext *e, const struct multi_row *rows,
-                         size_t nrows, uint8_t *buf)
+/* Decide one block after a crash: keep the row matching the disk, or all
+ * of them if none does (verify will report the block; *nbad counts it). */
+static int recover_block(struct ext *e, const struct row *rows, size_t nrows,
+                         uint8_t *buf, size_t *nbad)
 {
   uint64_t blk = rows[0].block;
   int r = pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
@@ -310,21 +375,19 @@ static int recover_block(struct ext *e, const struct multi_row *rows,
     return r;
   uint64_t disk = crypt_hash_plain(buf, e->block_size);
   for (size_t i = 0; i < nrows; i++)
-    if (rows[i].hash == disk) {
-      sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) blk);
-      sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) disk);
-      return st_run(e, ST_DELETE_STALE);
-    }
+    if (rows[i].hash == disk)
+      return nrows > 1 || disk == e->zero_hash ? keep_only(e, blk, disk) : 0;
   log_warn("extent %u block %" PRIu64 ": none of %zu contexts matches the "
            "data; keeping them all", e->eid, blk, nrows);
+  (*nbad)++;
   return 0;
 }
 
-/* Every (block, on_disk_hash) of blocks with more than one context, in
- * block order, into *out (malloc'd, caller frees). */
-static int collect_multi(struct ext *e, struct multi_row **out, size_t *n)
+/* Every (block, on_disk_hash) row, in block order, into *out (malloc'd,
+ * caller frees). */
+static int collect_rows(struct ext *e, struct row **out, size_t *n)
 {
-  sqlite3_stmt *s = e->st[ST_MULTI];
+  sqlite3_stmt *s = e->st[ST_ALL_ROWS];
   size_t cap = 0;
   int rc;
   *out = NULL;
@@ -332,7 +395,7 @@ static int collect_multi(struct ext *e, struct multi_row **out, size_t *n)
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     if (*n == cap) {
       cap = cap ? cap * 2 : 16;
-      struct multi_row *p = realloc(*out, cap * sizeof **out);
+      struct row *p = realloc(*out, cap * sizeof **out);
       if (p == NULL) {
         sqlite3_reset(s);
         return -ENOMEM;
@@ -346,36 +409,38 @@ static int collect_multi(struct ext *e, struct multi_row **out, size_t *n)
   return rc == SQLITE_DONE ? 0 : sql_err(rc);
 }
 
-/* Opening a dirty extent: the last run may have died between a context
- * commit and its pwrite, so a block can hold several contexts.  Make the
- * bytes durable first (we are about to trust them), then keep only the
- * context matching them.  Blocks with a single context need nothing:
- * whether it matches or not, there is nothing to choose.  The extent stays
+/* Opening a dirty extent: the last run may have died anywhere between a
+ * commit and its pwrite or hole punch, so a block can hold several rows,
+ * of which one matches (I1).  Make the bytes durable first (we are about
+ * to trust them), then reread every block that has rows (single-row
+ * blocks too: an unwritten-only block loses its row, and a block written
+ * by an older version without the unwritten row is caught) and keep only
+ * the matching row.  Blocks without rows are not read.  The extent stays
  * dirty: only region_flush sets flush numbers. */
 static int recover_dirty(struct ext *e)
 {
-  struct multi_row *rows = NULL;
-  size_t n = 0;
+  struct row *rows = NULL;
+  size_t n = 0, nblocks = 0, nbad = 0;
   uint8_t *buf = malloc(e->block_size);
   int r = buf ? 0 : -ENOMEM;
   if (r == 0 && fdatasync(e->fd) < 0)
     r = -errno;
   if (r == 0)
-    r = collect_multi(e, &rows, &n);
+    r = collect_rows(e, &rows, &n);
   if (r == 0 && n > 0) {
     r = st_run(e, ST_BEGIN);
-    for (size_t i = 0, j; r == 0 && i < n; i = j) {
+    for (size_t i = 0, j; r == 0 && i < n; i = j, nblocks++) {
       for (j = i + 1; j < n && rows[j].block == rows[i].block; j++)
         ;
-      r = recover_block(e, rows + i, j - i, buf);
+      r = recover_block(e, rows + i, j - i, buf, &nbad);
     }
     if (r == 0)
       r = st_run(e, ST_COMMIT);
     if (r < 0)
       rollback(e);
     else
-      log_info("extent %u: dirty at open: %zu contexts rechecked", e->eid,
-               n);
+      log_info("extent %u: dirty at open: %zu blocks (%zu contexts) "
+               "rechecked, %zu match none", e->eid, nblocks, n, nbad);
   }
   free(rows);
   free(buf);
@@ -493,9 +558,10 @@ static void bind_blob(sqlite3_stmt *s, int col, const void *p, int len)
   sqlite3_bind_blob(s, col, p, len, SQLITE_STATIC);
 }
 
-/* Order (the crash rule): reserve space, then dirty=1 and the new
- * contexts in ONE transaction, COMMIT, and only then pwrite.  Old contexts
- * stay: after a crash either the old or the new bytes may be on disk. */
+/* Order (I1): reserve space, then dirty=1, the unwritten row for blocks
+ * without rows and the new contexts in ONE transaction, COMMIT, and only
+ * then pwrite.  Old contexts stay: after a crash either the old or the
+ * new bytes may be on disk. */
 int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const struct proto_ctx *ctxs, const uint64_t *odh,
               const uint8_t *data)
@@ -511,8 +577,16 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
   r = st_run(e, ST_BEGIN);
   if (r == 0 && !e->meta.dirty)
     r = set_meta(e, "dirty", 1);
+  if (r == 0) { /* before the new rows: "has no row" means before this write */
+    sqlite3_stmt *u = e->st[ST_ADD_UNWRITTEN];
+    sqlite3_bind_int64(u, 1, (sqlite3_int64) blk);
+    sqlite3_bind_int64(u, 2, (sqlite3_int64) (blk + n));
+    sqlite3_bind_int64(u, 3, (sqlite3_int64) e->zero_hash);
+    r = st_run(e, ST_ADD_UNWRITTEN);
+  }
   sqlite3_stmt *s = e->st[ST_INSERT];
   for (uint32_t i = 0; r == 0 && i < n; i++) {
+    assert(ctxs[i].version != 0);
     sqlite3_bind_int64(s, 1, (sqlite3_int64) (blk + i));
     sqlite3_bind_int64(s, 2, (sqlite3_int64) ctxs[i].version);
     sqlite3_bind_int64(s, 3, (sqlite3_int64) ctxs[i].hash);
@@ -553,13 +627,14 @@ static void ctx_from_row(sqlite3_stmt *s, struct proto_ctx *c)
     memcpy(c->nonce, sqlite3_column_blob(s, 3), PROTO_NONCE_LEN);
   if (sqlite3_column_bytes(s, 4) == PROTO_TAG_LEN)
     memcpy(c->tag, sqlite3_column_blob(s, 4), PROTO_TAG_LEN);
-  c->flags = PROTO_CTX_PRESENT;
+  c->flags = c->version != 0 ? PROTO_CTX_PRESENT : 0; /* 0: unwritten row */
 }
 
 /* Walk the contexts of [blk, blk+n) against the bytes in data.  For each
  * block with contexts: ctxs (if not NULL) gets the matching context, or
- * the newest if none matches; bad (if not NULL) is called when none
- * matches.  *nwritten counts blocks with contexts. */
+ * the newest if none matches (flags 0 if that is the unwritten row); bad
+ * (if not NULL) is called when none matches.  *nwritten counts blocks
+ * with contexts. */
 static int match_range(struct ext *e, uint64_t blk, uint32_t n,
                        const uint8_t *data, struct proto_ctx *ctxs,
                        void (*bad)(uint32_t, uint64_t, void *), void *arg,
@@ -567,7 +642,7 @@ static int match_range(struct ext *e, uint64_t blk, uint32_t n,
 {
   sqlite3_stmt *s = e->st[ST_SELECT_RANGE];
   uint64_t cur = UINT64_MAX, disk = 0;
-  bool matched = true;
+  bool matched = true, have = false;
   struct proto_ctx c, best = { 0 };
   int rc;
   sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
@@ -592,17 +667,16 @@ static int match_range(struct ext *e, uint64_t blk, uint32_t n,
     if (i != cur) {
       cur = i;
       disk = crypt_hash_plain(data + i * e->block_size, e->block_size);
-      matched = false;
-      best.flags = 0;
+      matched = have = false;
       (*nwritten)++;
     }
     if (matched)
       continue;
     ctx_from_row(s, &c);
     if ((uint64_t) sqlite3_column_int64(s, 5) == disk)
-      best = c, matched = true;
-    else if (best.flags == 0 || c.version > best.version)
-      best = c;
+      best = c, matched = have = true;
+    else if (!have || c.version > best.version)
+      best = c, have = true;
   }
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) {
@@ -627,45 +701,84 @@ int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
   r = match_range(e, blk, n, data, ctxs, NULL, NULL, &nw);
   if (r < 0)
     return r;
-  /* No context = never written (or trimmed, or the crash came between a
-   * trim's commit and its hole punch): zeroes, whatever the disk holds. */
+  /* No context, or the unwritten row matched: unwritten, zeroes (I2 says
+   * the disk holds zeroes anyway). */
   for (uint32_t i = 0; i < n; i++)
     if (ctxs[i].flags == 0)
       memset(data + i * bs, 0, bs);
   return 0;
 }
 
-/* Contexts first (the blocks become unwritten at COMMIT), then the hole. */
+/* Under an open transaction: the unwritten row added (OR REPLACE) to
+ * every block of [blk, blk+n) that has rows; those blocks into *out
+ * (malloc'd, caller frees; at most n). */
+static int trim_rows(struct ext *e, uint64_t blk, uint32_t n, uint32_t **out,
+                     uint32_t *nout)
+{
+  sqlite3_stmt *s = e->st[ST_TRIM_ROWS];
+  int rc;
+  *nout = 0;
+  *out = malloc((size_t) n * sizeof **out);
+  if (*out == NULL)
+    return -ENOMEM;
+  sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW && *nout < n)
+    (*out)[(*nout)++] = (uint32_t) sqlite3_column_int64(s, 0);
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) {
+    log_error("extent %u: select: %s", e->eid, sqlite3_errmsg(e->db));
+    return sql_err(rc);
+  }
+  if (*nout == 0)
+    return 0;
+  s = e->st[ST_TRIM_UNWRITTEN];
+  sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
+  sqlite3_bind_int64(s, 3, (sqlite3_int64) e->zero_hash);
+  return st_run(e, ST_TRIM_UNWRITTEN);
+}
+
+/* The unwritten row first (old rows stay until a flush: the old bytes are
+ * on disk until the hole is punched), then the hole.  The last state of
+ * each such block is then the unwritten row. */
 int ext_trim(struct ext *e, uint64_t blk, uint32_t n)
 {
   size_t bs = e->block_size;
+  uint32_t *rows = NULL, nrows = 0;
   assert(n > 0 && blk + n <= e->extent_size);
   int r = st_run(e, ST_BEGIN);
   if (r == 0 && !e->meta.dirty)
     r = set_meta(e, "dirty", 1);
-  if (r == 0) {
-    sqlite3_bind_int64(e->st[ST_DELETE_RANGE], 1, (sqlite3_int64) blk);
-    sqlite3_bind_int64(e->st[ST_DELETE_RANGE], 2, (sqlite3_int64) (blk + n));
-    r = st_run(e, ST_DELETE_RANGE);
-  }
+  if (r == 0)
+    r = trim_rows(e, blk, n, &rows, &nrows);
   if (r == 0)
     r = st_run(e, ST_COMMIT);
   if (r < 0) {
     rollback(e);
+    free(rows);
     return r;
   }
   e->meta.dirty = 1;
-  seen_forget(&e->seen, blk, n);
   e->unsynced = true;
   r = zero_range(e->fd, (off_t) (blk * bs), (off_t) ((uint64_t) n * bs));
-  if (r < 0)
+  if (r < 0) { /* old bytes or zeroes, or torn: keep every row */
     log_error("extent %u: punch hole: %s", e->eid, strerror(-r));
+    seen_forget(&e->seen, blk, n);
+  } else {
+    for (uint32_t i = 0; i < nrows; i++)
+      if (seen_set(&e->seen, rows[i], EXT_SEEN_LIVE, e->zero_hash) < 0)
+        log_warn("extent %u: out of memory remembering block %" PRIu32,
+                 e->eid, rows[i]);
+  }
+  free(rows);
   return r;
 }
 
 /* fdatasync, then (one transaction, synchronous=FULL so the commit itself
  * is durable) drop every context of a remembered block but the one whose
- * bytes the fdatasync just made durable, and record flush/gen, dirty=0. */
+ * bytes the fdatasync just made durable (and the block's last row if it
+ * is the unwritten one), and record flush/gen, dirty=0. */
 int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen)
 {
   if (!e->meta.dirty)
@@ -679,15 +792,10 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen)
   int r = st_run(e, ST_SYNC_FULL);
   if (r == 0)
     r = st_run(e, ST_BEGIN);
-  sqlite3_stmt *s = e->st[ST_DELETE_STALE];
   for (uint32_t i = 0; r == 0 && i < e->seen.cap; i++) {
     const struct ext_seen_slot *sl = &e->seen.slots[i];
-    if (sl->state != EXT_SEEN_LIVE)
-      continue;
-    assert(!e->unsynced); /* crash rule: only durable bytes are trusted */
-    sqlite3_bind_int64(s, 1, (sqlite3_int64) sl->block);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64) sl->hash);
-    r = st_run(e, ST_DELETE_STALE);
+    if (sl->state == EXT_SEEN_LIVE)
+      r = keep_only(e, sl->block, sl->hash);
   }
   if (r == 0)
     r = set_meta(e, "gen_number", gen);

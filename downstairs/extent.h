@@ -5,16 +5,23 @@
  * for the schema).  This module owns the SQLite handle, the prepared
  * statements and the write ordering that keeps the crash rule (region.h):
  *
- *   write:  dirty=1 + new contexts COMMITTED  ->  then pwrite the data
- *   trim:   contexts deleted and COMMITTED    ->  then punch the hole
- *   flush:  fdatasync the data                ->  then delete stale
- *           contexts and set gen/flush/dirty=0 in one synchronous=FULL txn
- *   open of a dirty extent: fdatasync, rehash every block holding more
- *           than one context, keep only the matching one (if one matches)
+ *   write:  dirty=1 + new contexts (+ the unwritten row for a block that
+ *           had no row) COMMITTED        ->  then pwrite the data
+ *   trim:   dirty=1 + the unwritten row added to each block that has rows,
+ *           COMMITTED                    ->  then punch the hole
+ *   flush:  fdatasync the data           ->  then delete stale contexts
+ *           (and unwritten-only blocks) and set gen/flush/dirty=0 in one
+ *           synchronous=FULL transaction
+ *   open of a dirty extent: fdatasync, rehash every block that has rows,
+ *           keep only the matching row (if one matches)
  *
- * Between flushes the extent remembers in memory, per block written, the
- * on_disk_hash of the last bytes written (struct ext_seen); that is the
- * context a flush keeps.  Nothing else may delete contexts.
+ * The "unwritten row" (version 0, hash 0, no nonce/tag, on_disk_hash =
+ * zero_hash) is the candidate for a block whose bytes are still zeroes;
+ * the full invariant and why each path keeps it is in extent.c.
+ *
+ * Between flushes the extent remembers in memory, per block written or
+ * trimmed, the on_disk_hash of the last bytes written (struct ext_seen);
+ * that is the context a flush keeps.  Nothing else may delete contexts.
  *
  * Locking: the caller (region.c) holds the extent's mutex around every
  * ext_* call on an open extent; this module has no locks of its own.
@@ -52,6 +59,7 @@ struct ext {
   uint32_t eid;
   uint32_t block_size;
   uint64_t extent_size;      /* blocks */
+  uint64_t zero_hash;        /* crypt_hash_plain of a zero block */
   int fd;                    /* data file, -1 when closed */
   struct sqlite3 *db;        /* NULL when closed */
   struct sqlite3_stmt *st[16]; /* prepared statements, see extent.c */
@@ -63,7 +71,7 @@ struct ext {
 };
 
 /* Open the files of extent e->eid under the region directory dirfd
- * (e->eid, block_size, extent_size set by the caller).  A dirty extent is
+ * (e->eid, block_size, extent_size, zero_hash set by the caller).  A dirty extent is
  * recovered (see the header comment).  -ENOENT if the files are missing,
  * -EINVAL if they are not an extent of this geometry, -EIO. */
 int ext_open(struct ext *e, int dirfd, const char *dir);
@@ -72,7 +80,8 @@ int ext_open(struct ext *e, int dirfd, const char *dir);
 void ext_close(struct ext *e);
 
 /* Blocks [blk, blk+n) of the extent.  ctxs/data as in region.h; odh[i] is
- * crypt_hash_plain of block i's bytes, computed by the caller. */
+ * crypt_hash_plain of block i's bytes, computed by the caller; no
+ * ctxs[i].version may be 0 (that marks the unwritten row). */
 int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const struct proto_ctx *ctxs, const uint64_t *odh,
               const uint8_t *data);

@@ -3,16 +3,14 @@
  *
  * THE INVARIANT (crash rule): after kill -9 at any instant, every block
  * that has contexts matches (crypt_hash_plain of its bytes on disk equals
- * the on_disk_hash of) at least one of them.  How it is kept, in
- * extent.c: a write commits its new contexts before pwrite() and keeps the
- * old ones; contexts are deleted only (a) by trim, before the hole punch,
- * making the block unwritten (reads as zeroes, whatever the disk holds);
- * (b) by flush, after fdatasync, keeping the context of the bytes last
- * written; (c) when opening a dirty extent, after fdatasync, keeping the
- * context that matches the disk.  Nothing else deletes a context: closing
- * an extent (LRU eviction, region_close) keeps them all.  Power loss (not
- * kill -9) between flushes may break the rule for unflushed blocks; verify
- * reports those and the upstairs heals them from another replica.
+ * the on_disk_hash of) at least one of them, and a block without contexts
+ * holds zeroes.  The state "unwritten" is itself a context (version 0,
+ * on_disk_hash = hash of a zero block), added by a block's first write
+ * and by trim, so a crash before the data lands still matches.  How each
+ * path keeps it is in extent.c's header.  Closing an extent (LRU
+ * eviction, region_close) keeps every context.  Power loss (not kill -9)
+ * between flushes may break the rule for unflushed blocks; verify reports
+ * those and the upstairs heals them from another replica.
  *
  * Creation is eager: region_create writes seed.db and, for every extent,
  * the sparse data file and a copy of seed.db (about 12 KB), then one
@@ -75,6 +73,7 @@ struct region {
   int dirfd; /* holds the flock that keeps a second daemon out */
   pthread_mutex_t meta_mu;
   struct region_meta meta;
+  uint64_t zero_hash; /* crypt_hash_plain of a zero block */
   pthread_mutex_t mu;
   struct rext **ext; /* extent_count slots, NULL until first use */
   struct rext *head, *tail; /* LRU of open extents, most recent at head */
@@ -217,8 +216,12 @@ int region_open(const char *dir, struct region **out)
     ret = region_meta_read(r->dirfd, &r->meta);
   if (ret == 0) {
     r->ext = calloc(r->meta.def.extent_count, sizeof *r->ext);
-    if (r->ext == NULL)
+    uint8_t *zero = calloc(1, r->meta.def.block_size);
+    if (r->ext == NULL || zero == NULL)
       ret = -ENOMEM;
+    else
+      r->zero_hash = crypt_hash_plain(zero, r->meta.def.block_size);
+    free(zero);
   }
   if (ret < 0) {
     if (r->dirfd >= 0)
@@ -392,6 +395,7 @@ static int ext_get(struct region *r, uint32_t eid, bool want_open,
     re->x.eid = eid;
     re->x.block_size = r->meta.def.block_size;
     re->x.extent_size = r->meta.def.extent_size;
+    re->x.zero_hash = r->zero_hash;
     re->x.fd = -1;
     pthread_mutex_init(&re->mu, NULL);
     r->ext[eid] = re;
@@ -455,9 +459,14 @@ int region_write(struct region *r, uint64_t lba, uint32_t n,
   uint64_t *odh = malloc((size_t) n * sizeof *odh);
   if (odh == NULL)
     return -ENOMEM;
-  /* Check every block before touching anything: all or nothing. */
+  /* Check every block before touching anything: all or nothing.  Version
+   * 0 is the unwritten row's (extent.c); no real write has it. */
   for (uint32_t i = 0; i < n && ret == 0; i++) {
     const uint8_t *b = data + i * bs;
+    if (ctxs[i].version == 0) {
+      ret = -EINVAL;
+      break;
+    }
     odh[i] = crypt_hash_plain(b, bs);
     uint64_t h = d->encrypted
                      ? crypt_hash_cipher(ctxs[i].nonce, ctxs[i].tag, b, bs)

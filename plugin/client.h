@@ -51,6 +51,7 @@ struct cl {
   bool final;          /* never reconnect */
   bool was_active;     /* reached ACTIVE at some point */
   bool logged_late;    /* "not admitted" logged once */
+  bool stale;          /* behind the others at start: needs repair */
   char why[128];       /* last failure, for start-up messages */
 
   uv_tcp_t tcp;

@@ -217,35 +217,84 @@ static int up_check_agree(struct upstairs *up, struct cl *ref)
   return 0;
 }
 
-/* RECONCILIATION HOOK (a later issue): runs between EXTENT_STATES and
- * ACTIVATE with every ready downstairs.  For now it only reports extents
- * whose (gen, flush, dirty) differ or that are dirty anywhere. */
-static void up_reconcile(struct upstairs *up)
+/* Order of extent states: generation, then flush number, then dirty
+ * beats clean (a dirty extent holds writes newer than its last flush).
+ * <0, 0, >0 like memcmp. */
+static int state_cmp(const struct proto_extent_state *a,
+                     const struct proto_extent_state *b)
 {
-  uint32_t differ = 0, first = 0;
-  struct cl *ref = NULL;
+  if (a->gen != b->gen)
+    return a->gen < b->gen ? -1 : 1;
+  if (a->flush != b->flush)
+    return a->flush < b->flush ? -1 : 1;
+  return (int) a->dirty - (int) b->dirty;
+}
 
-  for (uint32_t e = 0; e < up->region.extent_count; e++) {
-    struct proto_extent_state s0 = {0}, s;
-    bool bad = false, have = false;
-    for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-      struct cl *c = &up->cl[i];
-      if (c->state != CL_READY)
-        continue;
-      ref = ref ? ref : c;
-      proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
-                             &s);
-      if (s.dirty || (have && (s.gen != s0.gen || s.flush != s0.flush)))
-        bad = true;
-      s0 = s;
-      have = true;
+static void state_at(const struct cl *c, uint32_t e,
+                     struct proto_extent_state *s)
+{
+  proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN, s);
+}
+
+/* RECONCILIATION HOOK: runs between EXTENT_STATES and ACTIVATE with every
+ * ready downstairs.  Until extent repair exists (the failure issue), a
+ * replica that is behind the newest state of ANY extent is not activated:
+ * serving reads from it could return older (authentic) data.  It is closed
+ * and logged as needing repair; the volume runs on the others.  Replicas
+ * that are all dirty in the same (gen, flush) are kept: that is the state
+ * after an upstairs crash, where unflushed blocks may read old or new.
+ * 0, or -1 after failing the start (fewer than two up to date). */
+static int up_reconcile(struct upstairs *up)
+{
+  unsigned kept = 0;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state != CL_READY)
+      continue;
+    for (uint32_t e = 0; e < up->region.extent_count; e++) {
+      struct proto_extent_state mine, other;
+      state_at(c, e, &mine);
+      for (int j = 0; j < UP_DOWNSTAIRS; j++) {
+        if (j == i || up->cl[j].state != CL_READY)
+          continue;
+        state_at(&up->cl[j], e, &other);
+        if (state_cmp(&mine, &other) >= 0)
+          continue;
+        snprintf(c->why, sizeof c->why,
+                 "behind %s at extent %u (gen %llu flush %llu%s < gen %llu "
+                 "flush %llu%s)", up->cl[j].name, e,
+                 (unsigned long long) mine.gen,
+                 (unsigned long long) mine.flush, mine.dirty ? " dirty" : "",
+                 (unsigned long long) other.gen,
+                 (unsigned long long) other.flush,
+                 other.dirty ? " dirty" : "");
+        goto stale;
+      }
     }
-    if (bad && differ++ == 0)
-      first = e;
+    kept++;
+    continue;
+  stale:
+    c->stale = true;
   }
-  if (differ)
-    log_warn("%u extent(s) differ between downstairs or are dirty (first: "
-             "%u); reconciliation is not implemented yet", differ, first);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state == CL_READY && c->stale)
+      log_error("downstairs %s is %s: not activating it; it needs repair "
+                "(not implemented yet)", c->name, c->why);
+  }
+  if (kept < 2) {
+    up__start_fail(up, "only %u of 3 downstairs are up to date; the others "
+                   "need repair, which this version cannot do yet", kept);
+    return -1;
+  }
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state == CL_READY && c->stale) {
+      c->logged_late = true;
+      cl_close(c, true, NULL);
+    }
+  }
+  return 0;
 }
 
 /* Pick the generation and first flush number from every ready replica.
@@ -326,7 +375,8 @@ static void up_go_activate(struct upstairs *up)
   up->block_count = geom_blocks(&up->region);
   if (up_pick_gen(up) < 0 || up_pick_kcv(up, &kcv, &have_kcv) < 0)
     return;
-  up_reconcile(up);
+  if (up_reconcile(up) < 0)
+    return;
   up->activate_ms = uv_now(&up->loop);
   up_set_phase(up, UP_PH_ACTIVATING);
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
