@@ -3,14 +3,17 @@
  * array, the crash rule (simulated and with real kill -9), LRU eviction
  * and the on-disk extent paths.  Runs in a mkdtemp directory. */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,7 +30,7 @@
 #define EC 4u
 #define NBLK (ES * EC)
 
-static char tmp[64];
+static char tmp[64], tmp_fast[64];
 static int seq;
 
 static uint64_t rnd(uint64_t *s)
@@ -346,63 +349,253 @@ static void count_bad(uint32_t eid, uint64_t block, void *arg)
   (*(uint64_t *) arg)++;
 }
 
-/* The child writes (and now and then flushes) until killed with -9 at a
- * random instant; afterwards every written block matches a context. */
+/* Read block lba of a region's raw data file (extent eid's file). */
+static int raw_block(const char *dir, const char *ext, uint64_t blk,
+                     uint32_t bs, uint8_t *out)
+{
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, ext);
+  int fd = open(p, O_RDONLY);
+  ssize_t n = fd >= 0 ? pread(fd, out, bs, (off_t) (blk * bs)) : -1;
+  if (fd >= 0)
+    close(fd);
+  return n == (ssize_t) bs ? 0 : -1;
+}
+
+static bool all_zero(const uint8_t *b, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if (b[i])
+      return false;
+  return true;
+}
+
+/* The unwritten row: added by a first write and by trim, dropped by
+ * flush; reads of it are flags 0 and zeroes; zeroes written over it are a
+ * real (versioned) block; version 0 is refused. */
+static void test_unwritten_rows(void)
+{
+  const char *dir = newdir();
+  struct proto_region d = geom(BS, ES, EC, 0);
+  struct region *r;
+  uint64_t s = 3;
+  uint8_t x[BS], back[BS], zero[BS] = { 0 };
+  struct proto_ctx rc, c;
+  CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
+  CHECK(write1(r, 1, 10, x, &s) == 0); /* first write: unwritten + x */
+  mkctx(&c, zero, 11);
+  CHECK(region_write(r, 2, 1, &c, zero) == 0); /* replaces the unwritten row */
+  mkctx(&c, x, 0);
+  CHECK(region_write(r, 3, 1, &c, x) == -EINVAL);
+  region_close(r);
+  CHECK(count_rows(dir, "00/000/000", 1) == 2);
+  CHECK(count_rows(dir, "00/000/000", 2) == 1);
+  CHECK(count_rows(dir, "00/000/000", 3) == 0);
+  CHECK(region_open(dir, &r) == 0); /* dirty: rehash keeps x, drops rows */
+  CHECK(region_read(r, 2, 1, &rc, back) == 0 && rc.version == 11 &&
+        rc.flags == PROTO_CTX_PRESENT && all_zero(back, BS));
+  CHECK(region_flush(r, 1, 1) == 0);
+  CHECK(region_trim(r, 1, 3) == 0); /* block 1: x + unwritten */
+  CHECK(region_read(r, 1, 1, &rc, back) == 0 && rc.flags == 0 &&
+        rc.version == 0 && all_zero(back, BS));
+  region_close(r);
+  CHECK(count_rows(dir, "00/000/000", 1) == 2);
+  CHECK(count_rows(dir, "00/000/000", 2) == 1);
+  CHECK(count_rows(dir, "00/000/000", 3) == 0); /* no rows: none added */
+  CHECK(region_open(dir, &r) == 0); /* rehash: zeroes match unwritten */
+  CHECK(region_read(r, 1, 1, &rc, back) == 0 && rc.flags == 0);
+  region_close(r);
+  CHECK(count_rows(dir, "00/000/000", 1) == 0);
+  CHECK(count_rows(dir, "00/000/000", 2) == 0);
+
+  /* Trim then write before a flush; trim then flush: no rows left. */
+  CHECK(region_open(dir, &r) == 0);
+  CHECK(write1(r, 5, 20, NULL, &s) == 0 && write1(r, 6, 21, NULL, &s) == 0);
+  CHECK(region_flush(r, 2, 1) == 0);
+  CHECK(region_trim(r, 5, 2) == 0 && write1(r, 5, 22, x, &s) == 0);
+  CHECK(region_flush(r, 3, 1) == 0);
+  CHECK(region_read(r, 5, 1, &rc, back) == 0 && rc.version == 22 &&
+        memcmp(back, x, BS) == 0);
+  CHECK(region_read(r, 6, 1, &rc, back) == 0 && rc.flags == 0);
+  uint64_t bad = 0, checked = 0;
+  CHECK(region_verify_extent(r, 0, count_bad, &bad, &checked) == 0);
+  CHECK(bad == 0 && checked == 1); /* block 5: 1 and 2 lost their rows */
+  region_close(r);
+  CHECK(count_rows(dir, "00/000/000", 5) == 1);
+  CHECK(count_rows(dir, "00/000/000", 6) == 0);
+}
+
+/* Deterministic crash window: the contexts are committed but the data
+ * pwrite fails (RLIMIT_FSIZE below the block's offset gives EFBIG after
+ * the commit), which leaves exactly what kill -9 between the commit and
+ * the pwrite leaves.  Cases: a never-written block, a block trimmed and
+ * rewritten before a flush, a block written after trim + flush.  The
+ * blocks must match a context (the unwritten one) and read as zeroes. */
+static void test_first_write_window(void)
+{
+  const char *dir = newdir();
+  uint64_t es = 8192; /* 4 MiB extent; its db stays far below 1 MiB */
+  struct proto_region d = geom(BS, es, 1, 0);
+  struct region *r;
+  uint64_t s = 11, base = es - 16;
+  uint8_t back[BS];
+  struct proto_ctx rc;
+  struct rlimit old, lim;
+  CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
+  CHECK(write1(r, base + 1, 1, NULL, &s) == 0);
+  CHECK(write1(r, base + 2, 2, NULL, &s) == 0);
+  CHECK(region_flush(r, 1, 1) == 0);
+  CHECK(region_trim(r, base + 1, 2) == 0);
+  CHECK(region_flush(r, 2, 1) == 0); /* base+2: trimmed and flushed */
+  CHECK(write1(r, base + 1, 3, NULL, &s) == 0);
+  CHECK(region_trim(r, base + 1, 1) == 0); /* base+1: trimmed, not flushed */
+  signal(SIGXFSZ, SIG_IGN);
+  CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  lim = old;
+  lim.rlim_cur = 1u << 20;
+  CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  for (uint64_t i = 0; i < 3; i++) /* base+0 never written */
+    CHECK(write1(r, base + i, 10 + i, NULL, &s) == -EFBIG);
+  CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+  signal(SIGXFSZ, SIG_DFL);
+  region_close(r);
+  CHECK(count_rows(dir, "00/000/000", base) >= 1); /* the commit happened */
+  CHECK(region_open(dir, &r) == 0);
+  uint64_t bad = 0, checked = 0;
+  CHECK(region_verify_extent(r, 0, count_bad, &bad, &checked) == 0);
+  CHECK(bad == 0);
+  for (uint64_t i = 0; i < 3; i++)
+    CHECK(region_read(r, base + i, 1, &rc, back) == 0 && rc.flags == 0 &&
+          all_zero(back, BS));
+  region_close(r);
+  for (uint64_t i = 0; i < 3; i++)
+    CHECK(count_rows(dir, "00/000/000", base + i) == 0);
+}
+
+/* kill -9 geometry: 4 KiB blocks so a multi-block write's pwrite spans
+ * several pages (a kill inside it leaves a prefix written). */
+#define KBS 4096u
+#define KES 128u
+#define KEC 4u
+#define KCH 8u /* blocks per chunk */
+
+static void kwrite(struct region *r, uint64_t lba, uint32_t n, uint64_t *v,
+                   uint64_t *s)
+{
+  static uint8_t buf[KCH * KBS];
+  struct proto_ctx c[KCH];
+  fill(buf, (size_t) n * KBS, s);
+  for (uint32_t i = 0; i < n; i++) {
+    memset(&c[i], 0, sizeof c[i]);
+    c[i].version = (*v)++;
+    c[i].hash = crypt_hash_plain(buf + i * KBS, KBS);
+    c[i].flags = PROTO_CTX_PRESENT;
+  }
+  if (region_write(r, lba, n, c, buf) < 0)
+    _exit(5);
+}
+
+/* The child: writes to never-written and trimmed chunks, trims (some
+ * rewritten at once), rewrites, and now and then flushes, until killed. */
+static void kill9_child(const char *dir, uint64_t seed, int wfd)
+{
+  struct region *r;
+  uint64_t s = seed, v = 1;
+  if (region_open(dir, &r) < 0)
+    _exit(3);
+  for (int op = 0;; op++) {
+    uint64_t k = rnd(&s) % 100, lba = rnd(&s) % (KES * KEC / KCH) * KCH;
+    if (k < 4) {
+      if (region_flush(r, v, 1) < 0)
+        _exit(5);
+    } else if (k < 30) {
+      if (region_trim(r, lba, KCH) < 0)
+        _exit(5);
+      if (k < 15) /* trim then write before a flush */
+        kwrite(r, lba, KCH, &v, &s);
+    } else if (k < 85) {
+      kwrite(r, lba, KCH, &v, &s);
+    } else {
+      kwrite(r, lba + rnd(&s) % KCH, 1, &v, &s);
+    }
+    if (op == 40 && write(wfd, "x", 1) != 1) /* some ops done */
+      _exit(4);
+  }
+}
+
+/* After the kill: every block with contexts matches one (verify), and
+ * every block read as unwritten holds zeroes on disk.  Returns the
+ * number of bad blocks. */
+static uint64_t kill9_check(const char *dir)
+{
+  static uint8_t data[KES * KBS], raw[KBS];
+  static struct proto_ctx rc[KES];
+  struct region *r;
+  uint64_t bad = 0, checked = 0, total = 0;
+  CHECK(region_open(dir, &r) == 0);
+  for (uint32_t e = 0; e < KEC; e++) {
+    char ext[GEOM_EXTENT_PATH_MAX];
+    geom_extent_path(e, ext);
+    CHECK(region_verify_extent(r, e, count_bad, &bad, &checked) == 0);
+    total += checked;
+    CHECK(region_read(r, (uint64_t) e * KES, KES, rc, data) == 0);
+    for (uint32_t i = 0; i < KES; i++)
+      if (rc[i].flags == 0 && (raw_block(dir, ext, i, KBS, raw) < 0 ||
+                               !all_zero(raw, KBS)))
+        bad++;
+  }
+  region_close(r);
+  CHECK(total > 0);
+  return bad;
+}
+
+/* kill -9 at instants spread over 0..30 ms after the child's first ops;
+ * afterwards every written block matches a context. */
 static void test_kill9(void)
 {
-  for (int round = 0; round < 6; round++) {
+  const int rounds = 20;
+  uint64_t s = 4242, failed = 0;
+  for (int round = 0; round < rounds; round++) {
     const char *dir = newdir();
-    struct proto_region d = geom(BS, ES, EC, 0);
+    struct proto_region d = geom(KBS, KES, KEC, 0);
     CHECK(region_create(dir, &d) == 0);
     int pfd[2];
     CHECK(pipe(pfd) == 0);
     pid_t pid = fork();
     if (pid == 0) {
-      struct region *r;
-      uint64_t s = 1000 + (uint64_t) round, v = 1;
       close(pfd[0]);
-      if (region_open(dir, &r) < 0)
-        _exit(3);
-      for (;;) {
-        uint64_t k = rnd(&s) % 50;
-        if (k == 0)
-          region_flush(r, v, 1);
-        else if (k == 1)
-          region_trim(r, rnd(&s) % NBLK, 1);
-        else
-          write1(r, rnd(&s) % 16 + (rnd(&s) % EC) * ES, v++, NULL, &s);
-        if (v == 20 && write(pfd[1], "x", 1) != 1) /* some writes done */
-          _exit(4);
-      }
+      kill9_child(dir, 1000 + (uint64_t) round, pfd[1]);
     }
     char x;
     close(pfd[1]);
     CHECK(read(pfd[0], &x, 1) == 1);
     close(pfd[0]);
-    struct timespec ts = { 0, (long) (1 + round * 13) * 1000000L };
+    long us = (long) (round * 30000 / (rounds - 1)) + (long) (rnd(&s) % 300);
+    struct timespec ts = { 0, us * 1000L };
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    CHECK(WIFSIGNALED(status));
-    struct region *r;
-    CHECK(region_open(dir, &r) == 0);
-    uint64_t bad = 0, checked = 0, total = 0;
-    for (uint32_t e = 0; e < EC; e++) {
-      CHECK(region_verify_extent(r, e, count_bad, &bad, &checked) == 0);
-      total += checked;
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    uint64_t bad = kill9_check(dir);
+    if (bad) {
+      fprintf(stderr, "kill9 round %d (%ld us): %" PRIu64 " bad blocks\n",
+              round, us, bad);
+      failed++;
     }
-    CHECK(bad == 0);
-    CHECK(total > 0);
-    region_close(r);
   }
+  CHECK(failed == 0);
 }
 
-/* Extent paths and more extents than REGION_MAX_OPEN_EXTENTS. */
+/* Extent paths and more extents than REGION_MAX_OPEN_EXTENTS.  4097
+ * extents so that "00/001/000" exists; created in tmp_fast (tmpfs when
+ * available: creating 8194 files and syncing them costs seconds on a
+ * disk).  67 extents are written, 3 more than may be open. */
 static void test_paths_lru(void)
 {
-  const char *dir = newdir();
-  uint32_t ec = 4097;
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/lru", tmp_fast);
+  uint32_t ec = 4097, nused = 67;
   struct proto_region d = geom(BS, 2, ec, 0);
   struct region *r;
   char p[256];
@@ -420,21 +613,26 @@ static void test_paths_lru(void)
   snprintf(p, sizeof p, "%s/seed.db", dir);
   CHECK(stat(p, &st) == 0);
 
+  /* Extents 0, 63, ..., 4095 and 4096 ("00/001/000"). */
+  CHECK(REGION_MAX_OPEN_EXTENTS < 67);
   CHECK(region_open(dir, &r) == 0);
-  static uint8_t want[80][BS];
+  static uint8_t want[67][BS];
   uint8_t back[BS];
   struct proto_ctx rc;
-  for (uint32_t e = 0; e < 80; e++)
-    CHECK(write1(r, (uint64_t) e * 20 * 2 + 1, e + 1, want[e], &s) == 0);
-  for (uint32_t e = 0; e < 80; e++) {
-    CHECK(region_read(r, (uint64_t) e * 20 * 2 + 1, 1, &rc, back) == 0);
-    CHECK(rc.version == e + 1 && memcmp(back, want[e], BS) == 0);
+  for (uint32_t i = 0; i < nused; i++) {
+    uint64_t eid = i < 66 ? i * 63 : 4096;
+    CHECK(write1(r, eid * 2 + 1, i + 1, want[i], &s) == 0);
+  }
+  for (uint32_t i = 0; i < nused; i++) {
+    uint64_t eid = i < 66 ? i * 63 : 4096;
+    CHECK(region_read(r, eid * 2 + 1, 1, &rc, back) == 0);
+    CHECK(rc.version == i + 1 && memcmp(back, want[i], BS) == 0);
   }
   CHECK(region_flush(r, 4, 2) == 0);
   static struct proto_extent_state sts[4097];
   CHECK(region_extent_states(r, sts) == 0);
   for (uint32_t e = 0; e < ec; e++) {
-    bool used = e % 20 == 0 && e / 20 < 80;
+    bool used = e % 63 == 0 || e == 4096;
     CHECK(sts[e].dirty == 0 && sts[e].flush == (used ? 4u : 0u));
     if (sts[e].dirty || sts[e].flush != (used ? 4u : 0u)) {
       fprintf(stderr, "extent %u\n", e);
@@ -442,6 +640,9 @@ static void test_paths_lru(void)
     }
   }
   region_close(r);
+  snprintf(p, sizeof p, "%s/00/001/000", dir);
+  CHECK(raw_block(dir, "00/001/000", 1, BS, back) == 0 &&
+        memcmp(back, want[66], BS) == 0);
 }
 
 /* Threads on disjoint extents of a region with more extents than may be
@@ -500,6 +701,9 @@ int main(void)
     perror("mkdtemp");
     return 1;
   }
+  snprintf(tmp_fast, sizeof tmp_fast, "/dev/shm/test_region.XXXXXX");
+  if (mkdtemp(tmp_fast) == NULL)
+    snprintf(tmp_fast, sizeof tmp_fast, "%s", tmp);
   static const struct {
     const char *name;
     void (*fn)(void);
@@ -508,11 +712,16 @@ int main(void)
                 { "encrypted", test_encrypted },
                 { "model", test_model },
                 { "crash_sim", test_crash_sim },
+                { "unwritten_rows", test_unwritten_rows },
+                { "first_write_window", test_first_write_window },
                 { "kill9", test_kill9 },
                 { "paths_lru", test_paths_lru },
                 { "threads", test_threads } };
+  const char *only = getenv("TEST_ONLY"); /* run just this test */
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     struct timespec a, b;
+    if (only && strcmp(only, tests[i].name) != 0)
+      continue;
     clock_gettime(CLOCK_MONOTONIC, &a);
     tests[i].fn();
     clock_gettime(CLOCK_MONOTONIC, &b);
@@ -520,8 +729,8 @@ int main(void)
       fprintf(stderr, "%s: %.2f s\n", tests[i].name,
               (double) (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9);
   }
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+  char cmd[192];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", tmp, tmp_fast);
   if (system(cmd) != 0)
     fprintf(stderr, "cleanup of %s failed\n", tmp);
   return test_done("test_region");
