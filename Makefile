@@ -88,6 +88,31 @@ bench-smoke: all
 bench-link: all
 	@bash bench/bench-link.sh
 
+# libFuzzer harnesses (tests/fuzz/) with clang, ASan and UBSan, built in
+# build/fuzz/; `make fuzz` runs each for FUZZ_SECONDS (tests/e2e/test-fuzz.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FB           := $(B)/fuzz
+FUZZ_CFLAGS  := -g -O1 -std=gnu11 -Wall -Wextra -Werror -pthread \
+                -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE -fno-omit-frame-pointer \
+                -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FB)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FB)/obj/%.o,$(COMMON_SRC) \
+                  $(filter-out downstairs/main.c,$(DS_SRC)))
+.PHONY: fuzz fuzz-build
+$(FB)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(FB)/libcrucible.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FB)/libcrucible.a
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ $< \
+	  $(FB)/libcrucible.a $(LDLIBS)
+fuzz-build: $(FUZZ_BIN)
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/e2e/test-fuzz.sh
+
 PLUGINDIR = $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null || echo $(PREFIX)/lib/nbdkit/plugins)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR)

@@ -23,6 +23,17 @@
  *   JOB_DONE  8 u64 job_id, 16 i32 err, 20 u32 pad                 (24)
  *   READ_DONE 8 u64 job_id, 16 i32 err, 20 u32 n; n contexts, n blocks
  *   PING/PONG 8 u64 value                                          (16)
+ *   EXTENT_FLUSH  8 u64 job_id, 16 u32 eid, 20 u32 pad, 24 u64 flush_no,
+ *             32 u64 gen (!= 0)                                   (40)
+ *   EXTENT_CLOSE, EXTENT_REOPEN  8 u64 job_id, 16 u32 eid, 20 u32 pad (24)
+ *   EXTENT_REPAIR 8 u64 job_id, 16 u32 eid, 20 u16 port (!= 0),
+ *             22 u8 family (4|6), 23 u8 pad, 24 addr[16] (IPv4: 4 bytes,
+ *             12 zero)                                            (40)
+ *   FILE_REQ  8 u64 job_id, 16 u32 eid, 20 u8 file (0 data, 1 db),
+ *             21 pad[3], 24 u64 offset, 32 u32 len (1..4 MiB), 36 u32 pad
+ *                                                                 (40)
+ *   FILE_DATA 8 u64 job_id, 16 i32 err, 20 u32 n (<= 4 MiB, 0 if err),
+ *             24 u64 file_size, 32 u64 offset; n bytes        (40 + n)
  *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
  *             44 u32 flags                                        (48)
  *
@@ -65,6 +76,12 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_READ_DONE: return "READ_DONE";
   case PROTO_T_PING: return "PING";
   case PROTO_T_PONG: return "PONG";
+  case PROTO_T_EXTENT_FLUSH: return "EXTENT_FLUSH";
+  case PROTO_T_EXTENT_CLOSE: return "EXTENT_CLOSE";
+  case PROTO_T_EXTENT_REPAIR: return "EXTENT_REPAIR";
+  case PROTO_T_EXTENT_REOPEN: return "EXTENT_REOPEN";
+  case PROTO_T_FILE_REQ: return "FILE_REQ";
+  case PROTO_T_FILE_DATA: return "FILE_DATA";
   default: return "?";
   }
 }
@@ -244,6 +261,50 @@ size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
   proto_le32(buf + 16, (uint32_t) err);
   proto_le32(buf + 20, n);
   return PROTO_READ_DONE_HDR_LEN;
+}
+
+size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
+                           const struct proto_extent_op *o)
+{
+  size_t len = type == PROTO_T_EXTENT_FLUSH    ? PROTO_EXTENT_FLUSH_LEN
+               : type == PROTO_T_EXTENT_REPAIR ? PROTO_EXTENT_REPAIR_LEN
+                                               : PROTO_EXTENT_OP_LEN;
+  memset(buf, 0, len);
+  put_hdr(buf, (uint32_t) len, type);
+  proto_le64(buf + 8, o->job_id);
+  proto_le32(buf + 16, o->eid);
+  if (type == PROTO_T_EXTENT_FLUSH) {
+    proto_le64(buf + 24, o->flush_no);
+    proto_le64(buf + 32, o->gen);
+  } else if (type == PROTO_T_EXTENT_REPAIR) {
+    proto_le16(buf + 20, o->port);
+    buf[22] = o->family;
+    memcpy(buf + 24, o->addr, 16);
+  }
+  return len;
+}
+
+size_t proto_put_file_req(uint8_t *buf, const struct proto_file_req *r)
+{
+  memset(buf, 0, PROTO_FILE_REQ_LEN);
+  put_hdr(buf, PROTO_FILE_REQ_LEN, PROTO_T_FILE_REQ);
+  proto_le64(buf + 8, r->job_id);
+  proto_le32(buf + 16, r->eid);
+  buf[20] = r->file;
+  proto_le64(buf + 24, r->offset);
+  proto_le32(buf + 32, r->len);
+  return PROTO_FILE_REQ_LEN;
+}
+
+size_t proto_put_file_data_hdr(uint8_t *buf, const struct proto_file_data *d)
+{
+  put_hdr(buf, PROTO_FILE_DATA_HDR_LEN + d->n, PROTO_T_FILE_DATA);
+  proto_le64(buf + 8, d->job_id);
+  proto_le32(buf + 16, (uint32_t) d->err);
+  proto_le32(buf + 20, d->n);
+  proto_le64(buf + 24, d->file_size);
+  proto_le64(buf + 32, d->offset);
+  return PROTO_FILE_DATA_HDR_LEN;
 }
 
 void proto_ctx_put(uint8_t *p, const struct proto_ctx *c)
@@ -446,6 +507,73 @@ static int dec_u64(const uint8_t *b, size_t len, uint64_t *v)
   return 0;
 }
 
+/* EXTENT_FLUSH, EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN. */
+static int dec_extent_op(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_extent_op *o = &m->u.ext;
+  size_t want = m->type == PROTO_T_EXTENT_FLUSH    ? PROTO_EXTENT_FLUSH_LEN
+                : m->type == PROTO_T_EXTENT_REPAIR ? PROTO_EXTENT_REPAIR_LEN
+                                                   : PROTO_EXTENT_OP_LEN;
+  if (len != want)
+    return -EPROTO;
+  o->job_id = proto_rd64(b + 8);
+  o->eid = proto_rd32(b + 16);
+  if (o->eid >= PROTO_MAX_EXTENTS)
+    return -EPROTO;
+  if (m->type == PROTO_T_EXTENT_FLUSH) {
+    o->flush_no = proto_rd64(b + 24);
+    o->gen = proto_rd64(b + 32);
+    return proto_rd32(b + 20) || o->gen == 0 ? -EPROTO : 0;
+  }
+  if (m->type != PROTO_T_EXTENT_REPAIR)
+    return proto_rd32(b + 20) ? -EPROTO : 0;
+  o->port = proto_rd16(b + 20);
+  o->family = b[22];
+  memcpy(o->addr, b + 24, 16);
+  if (o->port == 0 || b[23] || (o->family != 4 && o->family != 6))
+    return -EPROTO;
+  if (o->family == 4 && !all_zero(b + 28, 12))
+    return -EPROTO;
+  return 0;
+}
+
+static int dec_file_req(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_file_req *r = &m->u.file_req;
+  if (len != PROTO_FILE_REQ_LEN || !all_zero(b + 21, 3) ||
+      proto_rd32(b + 36))
+    return -EPROTO;
+  r->job_id = proto_rd64(b + 8);
+  r->eid = proto_rd32(b + 16);
+  r->file = b[20];
+  r->offset = proto_rd64(b + 24);
+  r->len = proto_rd32(b + 32);
+  if (r->eid >= PROTO_MAX_EXTENTS || r->file > PROTO_FILE_DB ||
+      r->len == 0 || r->len > PROTO_MAX_JOB_BYTES ||
+      r->offset > (1ull << 62))
+    return -EPROTO;
+  return 0;
+}
+
+static int dec_file_data(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_file_data *d = &m->u.file_data;
+  if (len < PROTO_FILE_DATA_HDR_LEN)
+    return -EPROTO;
+  d->job_id = proto_rd64(b + 8);
+  d->err = (int32_t) proto_rd32(b + 16);
+  d->n = proto_rd32(b + 20);
+  d->file_size = proto_rd64(b + 24);
+  d->offset = proto_rd64(b + 32);
+  d->data = b + PROTO_FILE_DATA_HDR_LEN;
+  if (d->err < 0 || (d->err && d->n) || d->n > PROTO_MAX_JOB_BYTES ||
+      len != PROTO_FILE_DATA_HDR_LEN + (size_t) d->n ||
+      d->file_size > (1ull << 62) || d->offset > d->file_size ||
+      d->n > d->file_size - d->offset)
+    return -EPROTO;
+  return 0;
+}
+
 int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
                  struct proto_msg *m)
 {
@@ -490,6 +618,12 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
   case PROTO_T_READ_DONE: return dec_read_done(b, len, block_size, m);
   case PROTO_T_PING:
   case PROTO_T_PONG: return dec_u64(b, len, &m->u.ping);
+  case PROTO_T_EXTENT_FLUSH:
+  case PROTO_T_EXTENT_CLOSE:
+  case PROTO_T_EXTENT_REPAIR:
+  case PROTO_T_EXTENT_REOPEN: return dec_extent_op(b, len, m);
+  case PROTO_T_FILE_REQ: return dec_file_req(b, len, m);
+  case PROTO_T_FILE_DATA: return dec_file_data(b, len, m);
   default: return -ENOTSUP;
   }
 }

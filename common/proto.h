@@ -55,8 +55,15 @@ enum proto_type {
   PROTO_T_READ_DONE = 15,    /* answer to READ */
   PROTO_T_PING = 16,
   PROTO_T_PONG = 17,
-  /* 20..29 reserved for repair (EXTENT_FLUSH, EXTENT_CLOSE, EXTENT_REPAIR,
-   * EXTENT_REOPEN, file streaming between peers); 30..39 for auth. */
+  /* Repair: upstairs -> downstairs (answered by JOB_DONE). */
+  PROTO_T_EXTENT_FLUSH = 20,  /* make one extent clean and durable */
+  PROTO_T_EXTENT_CLOSE = 21,  /* close its files (consistent on disk) */
+  PROTO_T_EXTENT_REPAIR = 22, /* replace it by the source's copy */
+  PROTO_T_EXTENT_REOPEN = 23, /* forget cached state, reopen lazily */
+  /* Repair peer (target downstairs) -> source downstairs. */
+  PROTO_T_FILE_REQ = 24,      /* a chunk of an extent file */
+  PROTO_T_FILE_DATA = 25,     /* its answer */
+  /* 26..29 reserved for repair; 30..39 for auth. */
   PROTO_T_MAX_ = 40
 };
 
@@ -78,6 +85,11 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_READ_DONE_HDR_LEN (PROTO_FRAME_HDR_LEN + 16)
 #define PROTO_PING_LEN (PROTO_FRAME_HDR_LEN + 8)
 #define PROTO_CTX_LEN 48
+#define PROTO_EXTENT_FLUSH_LEN (PROTO_FRAME_HDR_LEN + 32)
+#define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* CLOSE, REOPEN */
+#define PROTO_EXTENT_REPAIR_LEN (PROTO_FRAME_HDR_LEN + 32)
+#define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
+#define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
 
 #define PROTO_UUID_LEN 16
 #define PROTO_NONCE_LEN 12
@@ -173,6 +185,38 @@ struct proto_read_done {
   const uint8_t *data; /* n * block_size bytes */
 };
 
+/* EXTENT_FLUSH, EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN. */
+enum proto_file { PROTO_FILE_EXTENT = 0, PROTO_FILE_DB = 1 };
+struct proto_extent_op {
+  uint64_t job_id;
+  uint32_t eid;
+  uint64_t flush_no, gen; /* EXTENT_FLUSH; gen != 0 */
+  /* EXTENT_REPAIR: the source downstairs, family 4 (addr[0..3], rest
+   * zero) or 6; port != 0. */
+  uint8_t family;
+  uint16_t port;
+  uint8_t addr[16];
+};
+
+/* FILE_REQ: bytes [offset, offset + len) of one extent file. */
+struct proto_file_req {
+  uint64_t job_id;
+  uint32_t eid;
+  uint8_t file; /* enum proto_file */
+  uint64_t offset;
+  uint32_t len; /* 1..PROTO_MAX_JOB_BYTES */
+};
+
+/* FILE_DATA: n bytes at offset of a file of file_size bytes (n may be
+ * short at the end of the file; n == 0 when err != 0). */
+struct proto_file_data {
+  uint64_t job_id;
+  int32_t err;
+  uint32_t n;
+  uint64_t file_size, offset;
+  const uint8_t *data;
+};
+
 struct proto_msg {
   uint16_t type;
   uint16_t flags;
@@ -191,6 +235,9 @@ struct proto_msg {
     struct proto_job_done job_done;
     struct proto_read_done read_done;
     uint64_t ping; /* PING, PONG */
+    struct proto_extent_op ext; /* EXTENT_FLUSH/CLOSE/REPAIR/REOPEN */
+    struct proto_file_req file_req;
+    struct proto_file_data file_data;
   } u;
 };
 
@@ -241,6 +288,14 @@ size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
                                uint32_t n, uint32_t block_size);
 size_t proto_put_ping(uint8_t *buf, uint16_t type /* PING or PONG */,
                       uint64_t v);
+
+/* Repair frames.  type is EXTENT_FLUSH, _CLOSE, _REPAIR or _REOPEN; the
+ * fields the type does not use must be zero. */
+size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
+                           const struct proto_extent_op *o);
+size_t proto_put_file_req(uint8_t *buf, const struct proto_file_req *r);
+/* FILE_DATA header; the frame continues with n bytes. */
+size_t proto_put_file_data_hdr(uint8_t *buf, const struct proto_file_data *d);
 
 /* Block contexts and extent states in bulk areas. */
 void proto_ctx_put(uint8_t *p, const struct proto_ctx *c);

@@ -1,9 +1,11 @@
-/* crucible-downstairs: command line (create, run, dump, verify).
+/* crucible-downstairs: command line (create, run, dump, verify, export,
+ * import).
  *
  * Exit codes: 0 ok, 1 failure, 2 usage.  Errors are one line on stderr:
  *   crucible-downstairs: create: DIR: region already exists
  * Normal output (summaries, dump, verify results) goes to stdout;
- * progress goes to stderr, and only when it is a terminal.
+ * progress goes to stderr (common/progress.h: redrawn on a terminal,
+ * a plain line every 10 s otherwise, and a final summary line).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +23,11 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "../common/parse.h"
+#include "../common/progress.h"
 #include "extent.h"
 #include "region.h"
 #include "server.h"
+#include "xfer.h"
 
 #define PROG "crucible-downstairs"
 #define MAX_DUMP_DIRS 8
@@ -32,11 +36,18 @@ static const char USAGE[] =
     "Usage: " PROG " COMMAND [OPTIONS]\n"
     "Commands:\n"
     "  create -d DIR [-u UUID] [--block-size BYTES] [--extent-size BLOCKS]\n"
-    "         [--extent-count N] [--encrypted]     create a new region\n"
+    "         [--extent-count N] [--encrypted] [--preallocate]\n"
+    "                                              create a new region\n"
     "  run -d DIR -p PORT [-a ADDR] [--log-level LEVEL] [--max-conns N]\n"
     "         [--idle-timeout SECS]                serve a region\n"
     "  dump -d DIR [-d DIR...]                     per-extent metadata\n"
     "  verify -d DIR                               scrub a stopped region\n"
+    "  export -d DIR -o FILE                       unencrypted region -> raw "
+    "image\n"
+    "  import -d DIR -i FILE [-u UUID] [--block-size N] [--extent-size N]\n"
+    "                                              raw image -> unencrypted "
+    "region\n"
+    "Exit status: 0 ok, 1 failure, 2 usage error.\n"
     "Run '" PROG " COMMAND --help' for a command's options.\n";
 
 static const char CREATE_HELP[] =
@@ -50,7 +61,9 @@ static const char CREATE_HELP[] =
     "      --extent-size N    blocks per extent (32768)\n"
     "      --extent-count N   number of extents (8: 1 GiB at the defaults)\n"
     "      --encrypted        the upstairs encrypts (otherwise: plain, for "
-    "tests)\n";
+    "tests)\n"
+    "      --preallocate      allocate every extent file now (fallocate), "
+    "with progress\n";
 
 static const char RUN_HELP[] =
     "Usage: " PROG " run -d DIR -p PORT [OPTIONS]\n"
@@ -76,6 +89,28 @@ static const char VERIFY_HELP[] =
     "(no key needed).  Prints each bad block as 'extent E block B' and\n"
     "'checked N blocks, M bad'; exits 1 if any block is bad.\n"
     "  -d, --dir DIR          region directory\n";
+
+static const char EXPORT_HELP[] =
+    "Usage: " PROG " export -d DIR -o FILE\n"
+    "Write every block of a stopped, unencrypted region to FILE as a raw\n"
+    "image (unwritten blocks read as zeroes; zero chunks of a regular file\n"
+    "stay sparse).  Encrypted regions are refused: the downstairs has no "
+    "key.\n"
+    "  -d, --dir DIR          region directory\n"
+    "  -o, --output FILE      image to write (created or overwritten)\n";
+
+static const char IMPORT_HELP[] =
+    "Usage: " PROG " import -d DIR -i FILE [OPTIONS]\n"
+    "Write the raw image FILE into a stopped, unencrypted region, which "
+    "then\nreads back exactly the image (zero-padded to the region size). "
+    "If DIR\nholds no region, one just big enough is created (options "
+    "below).\nImport each of the three replicas of a volume the same "
+    "way.\n"
+    "  -d, --dir DIR          region directory\n"
+    "  -i, --input FILE       raw image to read\n"
+    "  -u, --uuid UUID        new region: volume uuid (default: random)\n"
+    "      --block-size N     new region: bytes per block (4096)\n"
+    "      --extent-size N    new region: blocks per extent (32768)\n";
 
 static const char *cmd_name = "";
 
@@ -134,23 +169,50 @@ static void open_error(const char *dir, int r)
   else if (r == -EBUSY)
     errorf("%s: region is in use by another process (a running "
            "downstairs?)", dir);
+  else if (r == -EPERM)
+    errorf("%s: region is encrypted: only unencrypted regions can be "
+           "exported or imported", dir);
   else
     errorf("%s: %s", dir, strerror(-r));
 }
 
-enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE };
+enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE,
+       OPT_PREALLOC };
 
-/* Byte count for people: "1 GiB", "512 MiB", "3.5 TiB". */
-static void human(uint64_t v, char *buf, size_t len)
+/* Progress on stderr, in the style its kind (terminal or not) wants. */
+static void progress_stderr(struct progress *p, const char *label,
+                            uint64_t total)
 {
-  static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB",
-                                      "PiB", "EiB" };
-  int u = 0;
-  double d = (double) v;
-  while (d >= 1024 && u < 6)
-    d /= 1024, u++;
-  snprintf(buf, len, d == (double) (uint64_t) d ? "%.0f %s" : "%.1f %s", d,
-           unit[u]);
+  progress_start(p, stderr, isatty(STDERR_FILENO), label, total);
+}
+
+/* Allocate every extent data file of a new region (create
+ * --preallocate): a full disk shows now, not at the first write. */
+static int preallocate(const char *dir, const struct proto_region *def)
+{
+  uint64_t bytes = def->extent_size * def->block_size;
+  struct progress p;
+  int r = 0;
+  progress_stderr(&p, "preallocate", geom_size(def));
+  for (uint32_t eid = 0; eid < def->extent_count && r == 0; eid++) {
+    char rel[GEOM_EXTENT_PATH_MAX], path[4096];
+    geom_extent_path(eid, rel);
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      r = -errno;
+    else
+      r = -posix_fallocate(fd, 0, (off_t) bytes);
+    if (fd >= 0 && r == 0 && fsync(fd) < 0)
+      r = -errno;
+    if (fd >= 0)
+      close(fd);
+    if (r < 0)
+      errorf("%s: preallocate: %s", path, strerror(-r));
+    progress_update(&p, (eid + 1) * bytes);
+  }
+  progress_end(&p, r == 0);
+  return r;
 }
 
 static int cmd_create(int argc, char **argv)
@@ -162,12 +224,14 @@ static int cmd_create(int argc, char **argv)
     { "extent-size", required_argument, NULL, OPT_ES },
     { "extent-count", required_argument, NULL, OPT_EC },
     { "encrypted", no_argument, NULL, OPT_ENC },
+    { "preallocate", no_argument, NULL, OPT_PREALLOC },
     { "help", no_argument, NULL, 'h' },
     { 0 } };
   struct proto_region def = { .block_size = GEOM_DEFAULT_BLOCK_SIZE,
                               .extent_size = GEOM_DEFAULT_EXTENT_SIZE,
                               .extent_count = 8 };
   const char *dir = NULL;
+  bool prealloc = false;
   uint64_t v;
   int c;
   while ((c = getopt_long(argc, argv, ":d:u:h", opts, NULL)) != -1) {
@@ -194,6 +258,7 @@ static int cmd_create(int argc, char **argv)
       def.extent_count = (uint32_t) v;
       break;
     case OPT_ENC: def.encrypted = 1; break;
+    case OPT_PREALLOC: prealloc = true; break;
     case 'h': fputs(CREATE_HELP, stdout); return 0;
     default: return bad_option(c, argv);
     }
@@ -212,11 +277,13 @@ static int cmd_create(int argc, char **argv)
     errorf("%s: directory is not empty", dir);
   else if (r < 0)
     errorf("%s: %s", dir, strerror(-r));
+  if (r == 0 && prealloc)
+    r = preallocate(dir, &def);
   if (r < 0)
     return 1;
   char uuid[37], size[32];
   geom_uuid_format(def.uuid, uuid);
-  human(geom_size(&def), size, sizeof size);
+  progress_bytes(geom_size(&def), size, sizeof size);
   printf("created %s: uuid %s, %s (%" PRIu64 " bytes), %" PRIu32
          " extents of %" PRIu64 " x %" PRIu32 "-byte blocks, %s\n",
          dir, uuid, size, geom_size(&def), def.extent_count, def.extent_size,
@@ -383,14 +450,13 @@ static int cmd_dump(int argc, char **argv)
 
 struct verify_state {
   uint64_t bad;
-  bool tty;
+  struct progress p;
 };
 
 static void verify_bad(uint32_t eid, uint64_t block, void *arg)
 {
   struct verify_state *vs = arg;
-  if (vs->tty)
-    fputs("\r\033[K", stderr);
+  progress_clear(&vs->p);
   printf("extent %" PRIu32 " block %" PRIu64 "\n", eid, block);
   fflush(stdout);
   vs->bad++;
@@ -421,23 +487,200 @@ static int cmd_verify(int argc, char **argv)
     open_error(dir, ret);
     return 1;
   }
-  struct verify_state vs = { .tty = isatty(STDERR_FILENO) };
+  struct verify_state vs = { .bad = 0 };
+  const struct proto_region *def = region_def(r);
   uint64_t total = 0, checked;
-  uint32_t count = region_def(r)->extent_count;
-  for (uint32_t eid = 0; eid < count && ret == 0; eid++) {
-    if (vs.tty)
-      fprintf(stderr, "\rverify: extent %" PRIu32 "/%" PRIu32, eid + 1,
-              count);
+  uint64_t ext_bytes = def->extent_size * def->block_size;
+  progress_stderr(&vs.p, "verify", geom_size(def));
+  for (uint32_t eid = 0; eid < def->extent_count && ret == 0; eid++) {
     ret = region_verify_extent(r, eid, verify_bad, &vs, &checked);
     total += checked;
-    if (ret < 0)
+    if (ret < 0) {
+      progress_clear(&vs.p);
       errorf("%s: extent %" PRIu32 ": %s", dir, eid, strerror(-ret));
+    }
+    progress_update(&vs.p, (eid + 1) * ext_bytes);
   }
-  if (vs.tty)
-    fputs("\r\033[K", stderr);
+  progress_end(&vs.p, ret == 0);
   region_close(r);
   printf("checked %" PRIu64 " blocks, %" PRIu64 " bad\n", total, vs.bad);
   return ret < 0 || vs.bad > 0 ? 1 : 0;
+}
+
+/* Parse "-d DIR -o/-i FILE" (+ new-region options for import). */
+static int xfer_args(int argc, char **argv, bool import, const char **dir,
+                     const char **file, struct proto_region *def,
+                     bool *geometry)
+{
+  static const struct option opts[] = {
+    { "dir", required_argument, NULL, 'd' },
+    { "output", required_argument, NULL, 'o' },
+    { "input", required_argument, NULL, 'i' },
+    { "uuid", required_argument, NULL, 'u' },
+    { "block-size", required_argument, NULL, OPT_BS },
+    { "extent-size", required_argument, NULL, OPT_ES },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  uint64_t v;
+  int c;
+  while ((c = getopt_long(argc, argv, import ? ":d:i:u:h" : ":d:o:h", opts,
+                          NULL)) != -1) {
+    if (!import && (c == 'i' || c == OPT_BS || c == OPT_ES))
+      c = '?', optopt = 0;
+    switch (c) {
+    case 'd': *dir = optarg; break;
+    case 'o': case 'i': *file = optarg; break;
+    case 'u':
+      if (geom_uuid_parse(optarg, def->uuid) < 0 ||
+          geom_uuid_is_zero(def->uuid))
+        return usage_error("invalid uuid '%s'", optarg);
+      *geometry = true;
+      break;
+    case OPT_BS:
+      if (parse_num("--block-size", optarg, GEOM_MAX_BLOCK_SIZE, &v) < 0)
+        return 2;
+      def->block_size = (uint32_t) v, *geometry = true;
+      break;
+    case OPT_ES:
+      if (parse_num("--extent-size", optarg, GEOM_MAX_EXTENT_SIZE, &v) < 0)
+        return 2;
+      def->extent_size = v, *geometry = true;
+      break;
+    case 'h': fputs(import ? IMPORT_HELP : EXPORT_HELP, stdout); return 0;
+    default: return bad_option(c, argv);
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (*dir == NULL)
+    return usage_error("%s", "missing -d DIR");
+  if (*file == NULL)
+    return usage_error("%s", import ? "missing -i FILE" : "missing -o FILE");
+  return -1; /* go on */
+}
+
+/* Say why an export or import failed, in one line. */
+static void xfer_error(const char *dir, const char *file, int r)
+{
+  if (r == -EPERM || r == -EBUSY)
+    open_error(dir, r);
+  else if (r == -EFBIG)
+    errorf("%s: image is larger than the region %s", file, dir);
+  else
+    errorf("%s: %s", file, strerror(-r));
+}
+
+static int cmd_export(int argc, char **argv)
+{
+  const char *dir = NULL, *file = NULL;
+  struct proto_region def = { 0 };
+  bool geometry = false;
+  int ret = xfer_args(argc, argv, false, &dir, &file, &def, &geometry);
+  if (ret >= 0)
+    return ret;
+  struct region *r;
+  if ((ret = region_open(dir, &r)) < 0) {
+    open_error(dir, ret);
+    return 1;
+  }
+  if (region_def(r)->encrypted) {
+    open_error(dir, -EPERM);
+    region_close(r);
+    return 1;
+  }
+  int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    errorf("%s: %s", file, strerror(errno));
+    region_close(r);
+    return 1;
+  }
+  struct progress p;
+  progress_stderr(&p, "export", geom_size(region_def(r)));
+  ret = xfer_export(r, fd, &p);
+  progress_end(&p, ret == 0);
+  if (close(fd) < 0 && ret == 0)
+    ret = -errno;
+  region_close(r);
+  if (ret < 0)
+    xfer_error(dir, file, ret);
+  return ret < 0 ? 1 : 0;
+}
+
+/* Open dir's region, or create one big enough for size bytes. */
+static int import_open(const char *dir, uint64_t size,
+                       struct proto_region *def, bool geometry,
+                       struct region **r, bool *blank)
+{
+  int ret = region_open(dir, r);
+  *blank = false;
+  if (ret == 0 && geometry) {
+    region_close(*r);
+    errorf("%s: region exists: -u, --block-size and --extent-size only "
+           "apply to a new region", dir);
+    return 1;
+  }
+  if (ret == -ENOENT) {
+    uint64_t ext = def->extent_size * def->block_size;
+    uint64_t n = size / ext + (size % ext != 0);
+    def->extent_count = (uint32_t) (n ? n : 1);
+    if (n > PROTO_MAX_EXTENTS || geom_check(def) < 0) {
+      errorf("%s: no valid region geometry for this image", dir);
+      return 1;
+    }
+    ret = region_create(dir, def);
+    if (ret == 0)
+      ret = region_open(dir, r);
+    *blank = true;
+  }
+  if (ret < 0) {
+    open_error(dir, ret);
+    return 1;
+  }
+  return 0;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+  const char *dir = NULL, *file = NULL;
+  struct proto_region def = { .block_size = GEOM_DEFAULT_BLOCK_SIZE,
+                              .extent_size = GEOM_DEFAULT_EXTENT_SIZE };
+  bool geometry = false, blank;
+  int ret = xfer_args(argc, argv, true, &dir, &file, &def, &geometry);
+  if (ret >= 0)
+    return ret;
+  int fd = open(file, O_RDONLY | O_CLOEXEC);
+  off_t size = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+  if (fd < 0 || size < 0) {
+    errorf("%s: %s", file, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return 1;
+  }
+  struct region *r;
+  if ((ret = import_open(dir, (uint64_t) size, &def, geometry, &r,
+                         &blank)) != 0) {
+    close(fd);
+    return ret;
+  }
+  if (region_def(r)->encrypted) {
+    open_error(dir, -EPERM);
+    region_close(r);
+    close(fd);
+    return 1;
+  }
+  struct progress p;
+  progress_stderr(&p, "import", (uint64_t) size);
+  ret = xfer_import(r, fd, (uint64_t) size, blank, &p);
+  progress_end(&p, ret == 0);
+  close(fd);
+  region_close(r);
+  if (ret < 0) {
+    xfer_error(dir, file, ret);
+    return 1;
+  }
+  printf("imported %s into %s (%" PRIu64 " bytes)\n", file, dir,
+         (uint64_t) size);
+  return 0;
 }
 
 int main(int argc, char **argv)
@@ -446,7 +689,8 @@ int main(int argc, char **argv)
     const char *name;
     int (*fn)(int, char **);
   } cmds[] = { { "create", cmd_create }, { "run", cmd_run },
-               { "dump", cmd_dump }, { "verify", cmd_verify } };
+               { "dump", cmd_dump }, { "verify", cmd_verify },
+               { "export", cmd_export }, { "import", cmd_import } };
   log_set_prog(PROG);
   if (argc < 2) {
     fputs(USAGE, stderr);

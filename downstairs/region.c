@@ -56,6 +56,7 @@
 #include "../common/log.h"
 #include "extent.h"
 #include "region.h"
+#include "repair.h"
 
 #define REGION_JSON "region.json"
 
@@ -214,6 +215,8 @@ int region_open(const char *dir, struct region **out)
     ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
   if (ret == 0)
     ret = region_meta_read(r->dirfd, &r->meta);
+  if (ret == 0) /* finish or discard interrupted repair copies */
+    ret = ds_repair_recover(r->dirfd, &r->meta.def);
   if (ret == 0) {
     r->ext = calloc(r->meta.def.extent_count, sizeof *r->ext);
     uint8_t *zero = calloc(1, r->meta.def.block_size);
@@ -543,6 +546,49 @@ int region_flush(struct region *r, uint64_t flush_no, uint64_t gen)
         return ret;
     }
   return 0;
+}
+
+int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,
+                        uint64_t gen)
+{
+  struct rext *re;
+  if (eid >= r->meta.def.extent_count)
+    return -EINVAL;
+  int ret = ext_get(r, eid, true, &re);
+  if (ret < 0)
+    return ret;
+  ret = ext_flush(&re->x, flush_no, gen);
+  ext_put(r, re);
+  return ret;
+}
+
+int region_extent_close(struct region *r, uint32_t eid, bool forget)
+{
+  struct rext *re;
+  if (eid >= r->meta.def.extent_count)
+    return -EINVAL;
+  int ret = ext_get(r, eid, false, &re);
+  if (ret < 0)
+    return ret;
+  pthread_mutex_lock(&r->mu);
+  bool was_open = re->in_lru;
+  if (was_open) {
+    lru_unlink(r, re);
+    re->in_lru = false;
+    r->nopen--;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (was_open)
+    ext_close(&re->x);
+  if (forget)
+    re->x.meta_known = false;
+  ext_put(r, re);
+  return 0;
+}
+
+int region_dirfd(const struct region *r)
+{
+  return r->dirfd;
 }
 
 int region_extent_states(struct region *r, struct proto_extent_state *states)

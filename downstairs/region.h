@@ -87,6 +87,16 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n);
  * set flush_number = flush_no, gen_number = gen, dirty = 0. */
 int region_flush(struct region *r, uint64_t flush_no, uint64_t gen);
 
+/* Repair (downstairs/repair.c, server_job.c).  The caller keeps every
+ * other job off extent eid meanwhile.  region_extent_flush: ext_flush of
+ * one extent.  region_extent_close: close its files (database whole, WAL
+ * checkpointed); forget also drops the cached (gen, flush, dirty), for
+ * files that were replaced.  region_dirfd: the region directory. */
+int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,
+                        uint64_t gen);
+int region_extent_close(struct region *r, uint32_t eid, bool forget);
+int region_dirfd(const struct region *r);
+
 /* Per-extent (gen, flush, dirty), states[extent_count]. */
 int region_extent_states(struct region *r, struct proto_extent_state *states);
 

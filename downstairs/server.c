@@ -253,9 +253,14 @@ static size_t frame_max(const struct ds_conn *c)
   return m < DS_SMALL_FRAME_MAX ? DS_SMALL_FRAME_MAX : m;
 }
 
-/* Is a frame of this type legal in this state? */
-static bool frame_allowed(enum ds_conn_state st, uint16_t type)
+/* Is a frame of this type legal in this state?  A repair peer may send
+ * only FILE_REQ (and PING) once negotiated. */
+static bool frame_allowed(const struct ds_conn *c, uint16_t type)
 {
+  enum ds_conn_state st = c->state;
+  if (c->repair_peer)
+    return st == DS_NEGOTIATED &&
+           (type == PROTO_T_FILE_REQ || type == PROTO_T_PING);
   switch (type) {
   case PROTO_T_HELLO: return st == DS_NEW;
   case PROTO_T_ACTIVATE: return st == DS_NEGOTIATED;
@@ -264,7 +269,11 @@ static bool frame_allowed(enum ds_conn_state st, uint16_t type)
   case PROTO_T_WRITE:
   case PROTO_T_READ:
   case PROTO_T_TRIM:
-  case PROTO_T_FLUSH: return st == DS_ACTIVE;
+  case PROTO_T_FLUSH:
+  case PROTO_T_EXTENT_FLUSH:
+  case PROTO_T_EXTENT_CLOSE:
+  case PROTO_T_EXTENT_REPAIR:
+  case PROTO_T_EXTENT_REOPEN: return st == DS_ACTIVE;
   default: return false;
   }
 }
@@ -281,7 +290,7 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
                  proto_type_name(t), t, len, log_strerror(-r));
     return -1;
   }
-  if (!frame_allowed(c->state, m.type)) {
+  if (!frame_allowed(c, m.type)) {
     ds_conn_fail(c, EPROTO, "%s not allowed in state %s",
                  proto_type_name(m.type), state_name(c->state));
     return -1;

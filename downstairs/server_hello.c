@@ -1,7 +1,7 @@
 /* crucible-c downstairs: HELLO and ACTIVATE (server.h has the rules).
  *
  * HELLO is refused (ERROR, then close) for another protocol version, a
- * repair peer (not supported yet), a uuid that is neither zero nor the
+ * repair peer that does not name the region uuid, a uuid that is neither zero nor the
  * region's, or an encryption flag that differs from the region's.
  * ACTIVATE(gen) is refused for gen 0, gen below the region's highest
  * accepted generation, or gen equal to it from a session other than the
@@ -28,8 +28,8 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
                  PROTO_VERSION);
     return -1;
   }
-  if (h->role != PROTO_ROLE_UPSTAIRS) {
-    ds_conn_fail(c, ENOTSUP, "repair peers are not supported yet");
+  if (h->role == PROTO_ROLE_REPAIR_PEER && geom_uuid_is_zero(h->uuid)) {
+    ds_conn_fail(c, EINVAL, "a repair peer must name the region uuid");
     return -1;
   }
   if (!geom_uuid_is_zero(h->uuid) &&
@@ -56,10 +56,14 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   ok.highest_gen = region_highest_gen(srv->region);
   c->session_id = h->session_id;
   c->read_only = h->read_only;
+  c->repair_peer = h->role == PROTO_ROLE_REPAIR_PEER;
   c->state = DS_NEGOTIATED;
-  log_info("%s: hello: session %016llx gen %llu%s", c->peer,
-           (unsigned long long) h->session_id, (unsigned long long) h->gen,
-           h->read_only ? " read-only" : "");
+  if (c->repair_peer)
+    log_info("%s: hello: repair peer", c->peer);
+  else
+    log_info("%s: hello: session %016llx gen %llu%s", c->peer,
+             (unsigned long long) h->session_id, (unsigned long long) h->gen,
+             h->read_only ? " read-only" : "");
   uint8_t f[PROTO_HELLO_OK_LEN];
   size_t n = proto_put_hello_ok(f, &ok);
   return ds_conn_send_copy(c, f, n) < 0 ? -1 : 0;

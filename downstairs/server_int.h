@@ -48,6 +48,7 @@ struct ds_conn {
   enum ds_conn_state state;
   uint64_t session_id; /* from HELLO */
   bool read_only;
+  bool repair_peer;       /* HELLO role REPAIR_PEER: FILE_REQ only */
   bool closing;           /* uv_shutdown or uv_close started */
   bool throttled;         /* reading stopped by back-pressure */
   bool reading;           /* uv_read_start in effect */
@@ -90,7 +91,14 @@ struct ds_wreq {
   uint8_t data[];
 };
 
-enum ds_job_kind { DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES };
+enum ds_job_kind {
+  DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES,
+  /* repair: EXTENT_FLUSH/CLOSE/REPAIR/REOPEN (JOB_DONE), FILE_REQ */
+  DS_J_XFLUSH, DS_J_XCLOSE, DS_J_XREPAIR, DS_J_XREOPEN, DS_J_FILE
+};
+
+/* Repair sources are given this long per socket operation. */
+#define DS_REPAIR_TIMEOUT_S 30
 
 struct ds_job {
   struct sched_job s; /* first: the scheduler hands it back */
@@ -104,7 +112,12 @@ struct ds_job {
   int err;                /* result: 0 or positive errno */
   struct proto_ctx *ctxs; /* WRITE: n contexts (same allocation) */
   uint8_t *data;          /* WRITE: n * block_size (same allocation) */
-  struct ds_wreq *reply;  /* READ, STATES: built by the worker */
+  struct ds_wreq *reply;  /* READ, STATES, FILE: built by the worker */
+  /* Repair jobs: the extent, FILE_REQ fields, EXTENT_REPAIR source. */
+  uint32_t eid;
+  uint8_t file;
+  uint64_t offset;
+  struct sockaddr_storage src;
 };
 
 /* server.c */
@@ -127,8 +140,9 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h);
 int ds_activate(struct ds_conn *c, const struct proto_activate *a);
 
 /* server_job.c */
-/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH) from the active
- * connection, or EXTENT_STATES_REQ from any negotiated one.  Returns 0,
+/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, and the repair
+ * frames EXTENT_*) from the active connection, EXTENT_STATES_REQ from any
+ * negotiated one, or FILE_REQ from a repair peer.  Returns 0,
  * or -errno after which the connection has been closed. */
 int ds_job_submit(struct ds_conn *c, const struct proto_msg *m);
 /* Connection c is closing: its jobs keep running, replies dropped. */

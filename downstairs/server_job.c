@@ -13,8 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "../common/geom.h"
 #include "../common/log.h"
+#include "repair.h"
 #include "server_int.h"
 
 /* Bytes of job data a job keeps in memory (request or reply). */
@@ -22,6 +26,8 @@ static size_t job_bytes(const struct ds_job *j, uint32_t block_size)
 {
   if (j->kind == DS_J_WRITE || j->kind == DS_J_READ)
     return (size_t) j->n * block_size;
+  if (j->kind == DS_J_FILE)
+    return DS_REPAIR_CHUNK;
   return 0;
 }
 
@@ -43,7 +49,9 @@ static int io_check(const struct proto_region *d, uint64_t lba, uint32_t n)
 static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
                          uint64_t job_id, int err, size_t bytes)
 {
-  size_t len = kind == DS_J_READ ? PROTO_READ_DONE_HDR_LEN : PROTO_JOB_DONE_LEN;
+  size_t len = kind == DS_J_READ   ? PROTO_READ_DONE_HDR_LEN
+               : kind == DS_J_FILE ? PROTO_FILE_DATA_HDR_LEN
+                                   : PROTO_JOB_DONE_LEN;
   struct ds_wreq *w = ds_wreq_new(len);
   if (!w) {
     ds_conn_release(c, true, bytes);
@@ -54,6 +62,9 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
   w->acct_bytes = bytes;
   if (kind == DS_J_READ)
     proto_put_read_done_hdr(w->data, job_id, err, 0, c->srv->def.block_size);
+  else if (kind == DS_J_FILE)
+    proto_put_file_data_hdr(w->data, &(struct proto_file_data){
+                                         .job_id = job_id, .err = err});
   else
     proto_put_job_done(w->data, job_id, err);
   ds_conn_send(c, w);
@@ -117,6 +128,45 @@ static void work_states(struct ds_job *j)
   free(st);
 }
 
+/* FILE_REQ on a worker (source side of a repair): close the extent so
+ * its database is whole, then read the chunk into the reply frame. */
+static void work_file(struct ds_job *j)
+{
+  struct ds_wreq *w = ds_wreq_new(PROTO_FILE_DATA_HDR_LEN + j->n);
+  struct proto_file_data d = {.job_id = j->job_id, .offset = j->offset};
+  if (!w) {
+    j->err = ENOMEM;
+    return;
+  }
+  int r = region_extent_close(j->srv->region, j->eid, false);
+  if (r == 0)
+    r = ds_repair_read_chunk(region_dirfd(j->srv->region), j->eid, j->file,
+                             j->offset, j->n,
+                             w->data + PROTO_FILE_DATA_HDR_LEN, &d.n,
+                             &d.file_size);
+  if (r < 0) {
+    d.err = -r;
+    d.n = 0;
+    d.file_size = 0;
+    d.offset = 0;
+  }
+  w->len = PROTO_FILE_DATA_HDR_LEN + d.n;
+  proto_put_file_data_hdr(w->data, &d);
+  j->reply = w;
+}
+
+/* EXTENT_REPAIR on a worker (target side): close, copy, forget. */
+static int work_xrepair(struct ds_job *j)
+{
+  struct region *rg = j->srv->region;
+  int r = region_extent_close(rg, j->eid, true);
+  if (r == 0)
+    r = ds_repair_fetch(region_dirfd(rg), &j->srv->def, j->eid, &j->src,
+                        DS_REPAIR_TIMEOUT_S);
+  region_extent_close(rg, j->eid, true);
+  return r;
+}
+
 /* Thread pool: do the disk work.  Touches only the job and the region. */
 static void job_work(uv_work_t *req)
 {
@@ -129,6 +179,12 @@ static void job_work(uv_work_t *req)
   case DS_J_FLUSH: r = region_flush(rg, j->flush_no, j->gen); break;
   case DS_J_READ: work_read(j); return;
   case DS_J_STATES: work_states(j); return;
+  case DS_J_FILE: work_file(j); return;
+  case DS_J_XFLUSH: r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
+    break;
+  case DS_J_XCLOSE: r = region_extent_close(rg, j->eid, false); break;
+  case DS_J_XREOPEN: r = region_extent_close(rg, j->eid, true); break;
+  case DS_J_XREPAIR: r = work_xrepair(j); break;
   }
   j->err = r < 0 ? -r : 0;
 }
@@ -165,7 +221,14 @@ static void job_after(uv_work_t *req, int status)
   assert(status == 0); /* we never uv_cancel */
   (void) status;
   sched_done(&srv->sched, &j->s, job_start, srv);
-  if (j->err && j->err != EBADMSG)
+  if (j->kind >= DS_J_XFLUSH) {
+    if (j->err)
+      log_error("repair job %llu extent %u: %s", (unsigned long long) j->job_id,
+                j->eid, log_strerror(j->err));
+    else if (j->kind == DS_J_XREPAIR)
+      log_info("extent %u repaired (job %llu)", j->eid,
+               (unsigned long long) j->job_id);
+  } else if (j->err && j->err != EBADMSG)
     log_error("%s job %llu lba %llu n %u: %s",
               j->kind == DS_J_FLUSH ? "flush" : "io",
               (unsigned long long) j->job_id, (unsigned long long) j->lba, j->n,
@@ -184,6 +247,26 @@ static void job_start(struct sched_job *s, void *arg)
   int r = uv_queue_work(&srv->loop, &j->work, job_work, job_after);
   assert(r == 0);
   (void) r;
+}
+
+/* Fields of an EXTENT_* job; the source address of EXTENT_REPAIR. */
+static void job_new_repair(struct ds_job *j, const struct proto_extent_op *o)
+{
+  j->job_id = o->job_id;
+  j->s.eid = j->eid = o->eid;
+  j->flush_no = o->flush_no;
+  j->gen = o->gen;
+  if (o->family == 4) {
+    struct sockaddr_in *a = (struct sockaddr_in *) &j->src;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(o->port);
+    memcpy(&a->sin_addr, o->addr, 4);
+  } else {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *) &j->src;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(o->port);
+    memcpy(&a->sin6_addr, o->addr, 16);
+  }
 }
 
 /* Allocate a job for msg; WRITE data is copied (the read buffer is
@@ -208,6 +291,14 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
     j->s.barrier = true;
   } else if (kind == DS_J_STATES) {
     j->s.barrier = true;
+  } else if (kind == DS_J_FILE) {
+    j->job_id = m->u.file_req.job_id;
+    j->s.eid = j->eid = m->u.file_req.eid;
+    j->file = m->u.file_req.file;
+    j->offset = m->u.file_req.offset;
+    j->n = m->u.file_req.len;
+  } else if (kind >= DS_J_XFLUSH) {
+    job_new_repair(j, &m->u.ext);
   } else {
     j->job_id = m->u.io.job_id;
     j->lba = m->u.io.lba;
@@ -225,6 +316,33 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
   return j;
 }
 
+/* Refuse (answered at once) a repair job naming no extent of the region,
+ * a read-only session's, or an EXTENT_FLUSH of a foreign generation.
+ * 0, or -1 when answered. */
+static int repair_check(struct ds_conn *c, const struct proto_msg *m,
+                        enum ds_job_kind kind)
+{
+  struct ds_server *srv = c->srv;
+  uint32_t eid = kind == DS_J_FILE ? m->u.file_req.eid : m->u.ext.eid;
+  uint64_t id = kind == DS_J_FILE ? m->u.file_req.job_id : m->u.ext.job_id;
+  int err = 0;
+  if (eid >= srv->def.extent_count)
+    err = EINVAL;
+  else if (kind != DS_J_FILE && c->read_only)
+    err = EROFS;
+  else if (kind == DS_J_XFLUSH &&
+           m->u.ext.gen != region_highest_gen(srv->region))
+    err = EINVAL;
+  if (!err)
+    return 0;
+  log_warn("%s: %s job %llu extent %u refused: %s", c->peer,
+           proto_type_name(m->type), (unsigned long long) id, eid,
+           log_strerror(err));
+  ds_conn_charge(c, 0);
+  reply_status(c, kind, id, err, 0);
+  return -1;
+}
+
 int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
 {
   struct ds_server *srv = c->srv;
@@ -234,8 +352,15 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_READ: kind = DS_J_READ; break;
   case PROTO_T_TRIM: kind = DS_J_TRIM; break;
   case PROTO_T_FLUSH: kind = DS_J_FLUSH; break;
+  case PROTO_T_FILE_REQ: kind = DS_J_FILE; break;
+  case PROTO_T_EXTENT_FLUSH: kind = DS_J_XFLUSH; break;
+  case PROTO_T_EXTENT_CLOSE: kind = DS_J_XCLOSE; break;
+  case PROTO_T_EXTENT_REPAIR: kind = DS_J_XREPAIR; break;
+  case PROTO_T_EXTENT_REOPEN: kind = DS_J_XREOPEN; break;
   default: kind = DS_J_STATES; break;
   }
+  if (kind >= DS_J_XFLUSH && repair_check(c, m, kind) < 0)
+    return 0;
   if (kind == DS_J_WRITE || kind == DS_J_READ || kind == DS_J_TRIM) {
     int err = io_check(&srv->def, m->u.io.lba, m->u.io.n);
     if (!err && c->read_only && kind != DS_J_READ)

@@ -61,7 +61,7 @@ static void on_copy_written(uv_write_t *w, int status)
 
   free(w->data);
   if (status < 0 && status != UV_ECANCELED)
-    cl_close(c, c->state == CL_ACTIVE, "write failed");
+    cl_close(c, false, "write failed");
 }
 
 /* Send a prepared control frame (copied, so buf may be on the stack). */
@@ -97,7 +97,7 @@ static void on_job_written(uv_write_t *w, int status)
   free(w);
   up__job_loop_put(job);
   if (status < 0 && status != UV_ECANCELED)
-    cl_close(c, true, "write failed");
+    cl_close(c, false, "write failed");
 }
 
 /* Send job->frame unchanged; the job stays alive until written. */
@@ -156,8 +156,11 @@ void cl_close(struct cl *c, bool final, const char *why)
     return;
   c->state = CL_CLOSING;
   if (was == CL_ACTIVE) {
-    __atomic_sub_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
+    if (!c->lr)
+      __atomic_sub_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
+    c->lr = false;
     up__ds_lost(c->up, c);
+    up__repair_lost(c->up, c);
   }
   uv_close((uv_handle_t *) &c->tcp, on_closed);
 }
@@ -231,7 +234,7 @@ static void cl_process(struct cl *c)
     int r;
 
     if (fl < 0) {
-      cl_close(c, true, "malformed frame length");
+      cl_close(c, false, "malformed frame length");
       return;
     }
     if (fl == 0 || (size_t) fl > c->rx_len)
@@ -242,7 +245,7 @@ static void cl_process(struct cl *c)
       snprintf(why, sizeof why, "bad frame (%s): %s",
                proto_type_name(proto_rd16(frame + 4)), log_strerror(-r));
       log_warn("downstairs %s: %s", c->name, why);
-      cl_close(c, true, why);
+      cl_close(c, false, why);
       return;
     }
     if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE) {
@@ -275,7 +278,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
              nread == UV_EOF ? "closed" : uv_strerror((int) nread));
     if (c->state == CL_ACTIVE)
       log_warn("downstairs %s faulted: %s", c->name, why);
-    cl_close(c, c->state == CL_ACTIVE, why);
+    cl_close(c, false, why);
     return;
   }
   if (nread == 0)
@@ -338,6 +341,7 @@ int cl_connect(struct cl *c)
     return r;
   c->tcp.data = c;
   c->state = CL_CONNECTING;
+  c->conn_ms = uv_now(&c->up->loop);
   r = uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *) &c->addr,
                      on_connect);
   if (r < 0) {
@@ -352,6 +356,7 @@ int cl_connect(struct cl *c)
 static void cl_on_hello_ok(struct cl *c, const struct proto_msg *m)
 {
   uint8_t buf[PROTO_EXTENT_STATES_REQ_LEN];
+  int r;
 
   if (m->u.hello_ok.version != PROTO_VERSION ||
       geom_check(&m->u.hello_ok.region) < 0) {
@@ -362,8 +367,9 @@ static void cl_on_hello_ok(struct cl *c, const struct proto_msg *m)
   }
   c->hello = m->u.hello_ok;
   c->have_hello = true;
-  if (up__on_hello(c->up, c) < 0) {
-    cl_close(c, true, "refused");
+  r = up__on_hello(c->up, c);
+  if (r != 0) {
+    cl_close(c, r < 0, r < 0 ? "refused" : "not admitted yet");
     return;
   }
   c->state = CL_STATES;
@@ -402,7 +408,7 @@ static void cl_unexpected(struct cl *c, const struct proto_msg *m)
 
   snprintf(why, sizeof why, "unexpected %s frame", proto_type_name(m->type));
   log_warn("downstairs %s: %s", c->name, why);
-  cl_close(c, true, why);
+  cl_close(c, false, why);
 }
 
 /* Handle one decoded frame.  *taken is set if base now belongs to a job. */
@@ -432,10 +438,7 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
   case PROTO_T_ACTIVATE_OK:
     if (c->state != CL_ACTIVATING || m->u.gen != c->up->gen)
       break;
-    c->state = CL_ACTIVE;
-    c->was_active = true;
-    __atomic_add_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
-    up__handshake_step(c->up);
+    up__on_activated(c->up, c);
     return;
   case PROTO_T_NO_LONGER_ACTIVE:
     up__fence(c->up, c, m->u.gen);
@@ -443,6 +446,8 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
   case PROTO_T_JOB_DONE:
     if (c->state != CL_ACTIVE)
       break;
+    if (up__repair_on_done(c->up, c, &m->u.job_done))
+      return;
     up__on_job_done(c->up, c, &m->u.job_done);
     return;
   case PROTO_T_READ_DONE:
@@ -453,7 +458,7 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
     return;
   case PROTO_T_PING:
     if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PONG, m->u.ping)))
-      cl_close(c, c->state == CL_ACTIVE, "write failed");
+      cl_close(c, false, "write failed");
     return;
   case PROTO_T_PONG:
     c->ping_out = false;

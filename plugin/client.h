@@ -51,7 +51,13 @@ struct cl {
   bool final;          /* never reconnect */
   bool was_active;     /* reached ACTIVE at some point */
   bool logged_late;    /* "not admitted" logged once */
-  bool stale;          /* behind the others at start: needs repair */
+  bool lr;             /* ACTIVE but being live-repaired: no reads, and
+                          writes only to extents <= lr_limit */
+  int64_t lr_limit;    /* last extent repaired, -1 for none */
+  uint64_t conn_ms;    /* when the current connection attempt began */
+  uint64_t next_try_ms;/* reconnect not before this */
+  unsigned backoff_ms; /* current reconnect delay */
+  bool down_logged;    /* "reconnecting" logged for this outage */
   char why[128];       /* last failure, for start-up messages */
 
   uv_tcp_t tcp;

@@ -91,10 +91,24 @@ static int crucible_config_key(const char *value)
   return 0;
 }
 
+/* key=value as a whole decimal number in lo..hi, else one error line
+ * naming the parameter and what it accepts. */
+static int crucible_config_num(const char *key, const char *value,
+                               uint64_t lo, uint64_t hi, const char *unit,
+                               uint64_t *out)
+{
+  if (parse_u64(value, hi, out) < 0 || *out < lo) {
+    nbdkit_error("%s=%s: expected a number in %llu..%llu%s", key, value,
+                 (unsigned long long) lo, (unsigned long long) hi, unit);
+    return -1;
+  }
+  return 0;
+}
+
 /* One key=value parameter. */
 static int crucible_config(const char *key, const char *value)
 {
-  unsigned u;
+  uint64_t u;
 
   if (strcmp(key, "downstairs") == 0) {
     if (n_downstairs >= UP_DOWNSTAIRS) {
@@ -111,36 +125,25 @@ static int crucible_config(const char *key, const char *value)
   } else if (strcmp(key, "key") == 0) {
     return crucible_config_key(value);
   } else if (strcmp(key, "gen") == 0) {
-    if (nbdkit_parse_uint64_t("gen", value, &cfg.gen) == -1)
+    if (crucible_config_num(key, value, 1, 0xffffffffu, "", &cfg.gen) < 0)
       return -1;
-    if (cfg.gen == 0 || cfg.gen >= (1ull << 32)) {
-      nbdkit_error("gen must be in 1..4294967295");
-      return -1;
-    }
   } else if (strcmp(key, "write-quorum") == 0) {
-    if (nbdkit_parse_unsigned("write-quorum", value, &u) == -1)
+    if (crucible_config_num(key, value, 2, 3, "", &u) < 0)
       return -1;
-    if (u != 2 && u != 3) {
-      nbdkit_error("write-quorum must be 2 or 3");
-      return -1;
-    }
-    cfg.write_quorum = u;
+    cfg.write_quorum = (unsigned) u;
   } else if (strcmp(key, "verify") == 0) {
     if (strcmp(value, "one") && strcmp(value, "all")) {
-      nbdkit_error("verify must be one or all");
+      nbdkit_error("verify=%s: expected one or all", value);
       return -1;
     }
     cfg.verify_all = strcmp(value, "all") == 0;
   } else if (strcmp(key, "timeout") == 0) {
-    if (nbdkit_parse_unsigned("timeout", value, &u) == -1)
+    if (crucible_config_num(key, value, 1, 3600, " seconds", &u) < 0)
       return -1;
-    if (u == 0 || u > 3600) {
-      nbdkit_error("timeout must be in 1..3600 seconds");
-      return -1;
-    }
-    cfg.timeout = u;
+    cfg.timeout = (unsigned) u;
   } else {
-    nbdkit_error("unknown parameter '%s'", key);
+    nbdkit_error("unknown parameter '%s' (nbdkit crucible --help lists "
+                 "them)", key);
     return -1;
   }
   return 0;
@@ -155,13 +158,17 @@ static int crucible_config_complete(void)
   return 0;
 }
 
+/* One line per parameter (nbdkit crucible --help). */
 #define crucible_config_help \
   "downstairs=HOST:PORT  (exactly 3) A downstairs serving a replica.\n" \
   "key=BASE64|-|+FILE    32-byte AES key; omit for an unencrypted region.\n" \
   "gen=N                 Generation to activate (default: highest + 1).\n" \
   "write-quorum=2|3      Acks needed before a write completes (2).\n" \
   "verify=one|all        Read one replica, or all and take the newest.\n" \
-  "timeout=SECS          Downstairs timeout in seconds (30)."
+  "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
+  "state=FILE            (coming) Record flushes; refuse a rollback.\n" \
+  "auth-key=+FILE        (coming) Shared key authenticating the downstairs.\n" \
+  "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 
 static void crucible_dump_plugin(void)
 {

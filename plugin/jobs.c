@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/geom.h"
 #include "../common/log.h"
 #include "upstairs_int.h"
 
@@ -170,6 +171,20 @@ static void job_patch(struct upstairs *up, struct up_job *job)
   }
 }
 
+/* May downstairs c get this job?  A live-repair target gets no READ, a
+ * WRITE or TRIM only below its repair limit, and every FLUSH. */
+static bool job_wants(struct upstairs *up, const struct cl *c,
+                      const struct up_job *job)
+{
+  if (c->state != CL_ACTIVE || (job->tried & (1u << c->idx)))
+    return false;
+  if (!c->lr || job->type == PROTO_T_FLUSH)
+    return true;
+  if (job->type == PROTO_T_READ)
+    return false;
+  return (int64_t) geom_extent_of(&up->region, job->lba) <= c->lr_limit;
+}
+
 /* Which downstairs get this job: a bitmask. */
 static unsigned job_targets(struct upstairs *up, struct up_job *job)
 {
@@ -177,7 +192,7 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   int pick = -1;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (up->cl[i].state == CL_ACTIVE && !(job->tried & (1u << i)))
+    if (job_wants(up, &up->cl[i], job))
       mask |= 1u << i;
   if (job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
     return mask;
@@ -193,18 +208,27 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   return 1u << pick;
 }
 
-/* Send one drained job (or fail it at once). */
-static void job_start(struct upstairs *up, struct up_job *job, bool fenced,
-                      bool running)
+/* Send one drained job (or fail it at once, or hold it while its extent
+ * is under repair). */
+void up__job_start(struct upstairs *up, struct up_job *job)
 {
   unsigned mask;
+  bool fenced, running;
 
+  pthread_mutex_lock(&up->lock);
+  fenced = up->fenced;
+  running = up->phase == UP_PH_RUNNING && !up->stopping;
+  pthread_mutex_unlock(&up->lock);
   if (fenced || !running ||
       __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST) < 2) {
+    if (fenced && job->type != PROTO_T_READ)
+      log_debug("write refused: fenced by a newer generation");
     job_decide(up, job, fenced && job->type != PROTO_T_READ ? -EROFS : -EIO);
     up__job_loop_put(job);
     return;
   }
+  if (up__repair_hold(up, job))
+    return;
   job->id = ++up->next_id;
   job_patch(up, job);
   job_track(up, job);
@@ -221,7 +245,7 @@ static void job_start(struct upstairs *up, struct up_job *job, bool fenced,
     if (cl_send_job(c, job) < 0) {
       log_warn("downstairs %s faulted: send failed, job %llu", c->name,
                (unsigned long long) job->id);
-      cl_close(c, true, "send failed");
+      cl_close(c, false, "send failed");
       continue;
     }
     job->ds[i] = DS_SENT;
@@ -235,14 +259,12 @@ void up__drain(uv_async_t *a)
 {
   struct upstairs *up = a->data;
   struct up_job *job, *next;
-  bool stopping, fenced, running;
+  bool stopping;
 
   pthread_mutex_lock(&up->lock);
   job = up->q_head;
   up->q_head = up->q_tail = NULL;
   stopping = up->stopping;
-  fenced = up->fenced;
-  running = up->phase == UP_PH_RUNNING;
   pthread_mutex_unlock(&up->lock);
   for (; job; job = next) {
     next = job->next;
@@ -250,7 +272,7 @@ void up__drain(uv_async_t *a)
       job_decide(up, job, -EIO);
       up__job_loop_put(job);
     } else {
-      job_start(up, job, fenced, running);
+      up__job_start(up, job);
     }
   }
   if (stopping)
@@ -271,7 +293,7 @@ static void job_bad_reply(struct cl *c, uint64_t id)
 {
   log_warn("downstairs %s faulted: reply for unknown job %llu", c->name,
            (unsigned long long) id);
-  cl_close(c, true, "reply for unknown job");
+  cl_close(c, false, "reply for unknown job");
 }
 
 /* JOB_DONE for a WRITE, TRIM or FLUSH.  An error faults the downstairs. */
@@ -296,7 +318,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
            proto_type_name(job->type), log_strerror(job->ds_err[c->idx]),
            (unsigned long long) job->id);
   job_eval(up, job);
-  cl_close(c, true, "IO error");
+  cl_close(c, false, "IO error");
 }
 
 /* READ_DONE: hand the frame (buf, now ours) to the job for the caller. */
@@ -358,7 +380,7 @@ void up__check_timeouts(struct upstairs *up)
     if (which[i]) {
       log_warn("downstairs %s faulted: timeout, job %llu", up->cl[i].name,
                (unsigned long long) which[i]);
-      cl_close(&up->cl[i], true, "timeout");
+      cl_close(&up->cl[i], false, "timeout");
     }
 }
 
@@ -386,4 +408,5 @@ void up__fail_all(struct upstairs *up, int err)
     job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
     job_untrack(up, job);
   }
+  up__repair_fail_held(up, err);
 }

@@ -102,7 +102,8 @@ void up__start_fail(struct upstairs *up, const char *fmt, ...)
   va_list ap;
 
   pthread_mutex_lock(&up->lock);
-  if (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING) {
+  if (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING ||
+      up->phase == UP_PH_RECONCILE) {
     va_start(ap, fmt);
     vsnprintf(up->err, sizeof up->err, fmt, ap);
     va_end(ap);
@@ -113,7 +114,7 @@ void up__start_fail(struct upstairs *up, const char *fmt, ...)
 }
 
 /* Set the phase and wake up_start if it is an outcome. */
-static void up_set_phase(struct upstairs *up, enum up_phase ph)
+void up__set_phase(struct upstairs *up, enum up_phase ph)
 {
   pthread_mutex_lock(&up->lock);
   if (up->phase != UP_PH_FAILED)
@@ -123,7 +124,7 @@ static void up_set_phase(struct upstairs *up, enum up_phase ph)
 }
 
 /* The loop's phase (it is written only by the loop thread). */
-static enum up_phase up_phase(struct upstairs *up)
+enum up_phase up__phase(struct upstairs *up)
 {
   enum up_phase ph;
 
@@ -152,22 +153,52 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
     cl_close(&up->cl[i], true, "fenced");
 }
 
+/* A downstairs coming back to a running volume must serve the same
+ * region with the same key.  0, or -1 (refused for good). */
+static int up_check_rejoin(struct upstairs *up, struct cl *c)
+{
+  const struct proto_hello_ok *h = &c->hello;
+  const struct proto_region *a = &up->region, *b = &h->region;
+
+  if (memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0 ||
+      a->block_size != b->block_size || a->extent_size != b->extent_size ||
+      a->extent_count != b->extent_count || a->encrypted != b->encrypted) {
+    log_error("downstairs %s now serves another region: not admitted",
+              c->name);
+    return -1;
+  }
+  if (h->has_kcv && up->key &&
+      crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag)) {
+    log_error("downstairs %s: key does not match: not admitted", c->name);
+    return -1;
+  }
+  if (h->highest_gen > up->gen) {
+    log_error("downstairs %s accepted generation %llu above ours (%llu)",
+              c->name, (unsigned long long) h->highest_gen,
+              (unsigned long long) up->gen);
+    return -1;
+  }
+  return 0;
+}
+
 /* Checks on one HELLO_OK, at once: encrypted flag and key check value.
  * 0, or -1 after failing the start. */
 int up__on_hello(struct upstairs *up, struct cl *c)
 {
   const struct proto_hello_ok *h = &c->hello;
 
-  enum up_phase ph = up_phase(up);
+  enum up_phase ph = up__phase(up);
 
+  if (ph == UP_PH_RUNNING)
+    return up_check_rejoin(up, c);
   if (ph != UP_PH_CONNECT) {
-    if (ph != UP_PH_ACTIVATING && ph != UP_PH_RUNNING)
+    if (ph != UP_PH_ACTIVATING && ph != UP_PH_RECONCILE)
       return -1; /* failed or stopping: nothing to say */
     if (!c->logged_late)
-      log_warn("downstairs %s answered after activation: not admitted "
-               "(repair not implemented yet)", c->name);
+      log_warn("downstairs %s answered during activation: admitted (with "
+               "live repair) once the volume runs", c->name);
     c->logged_late = true;
-    return -1;
+    return 1;
   }
   if (h->region.encrypted && !up->cfg.have_key) {
     up__start_fail(up, "downstairs %s: region is encrypted but no key= "
@@ -212,86 +243,6 @@ static int up_check_agree(struct upstairs *up, struct cl *ref)
       up__start_fail(up, "downstairs %s: %s differs from %s", c->name, what,
                      ref->name);
       return -1;
-    }
-  }
-  return 0;
-}
-
-/* Order of extent states: generation, then flush number, then dirty
- * beats clean (a dirty extent holds writes newer than its last flush).
- * <0, 0, >0 like memcmp. */
-static int state_cmp(const struct proto_extent_state *a,
-                     const struct proto_extent_state *b)
-{
-  if (a->gen != b->gen)
-    return a->gen < b->gen ? -1 : 1;
-  if (a->flush != b->flush)
-    return a->flush < b->flush ? -1 : 1;
-  return (int) a->dirty - (int) b->dirty;
-}
-
-static void state_at(const struct cl *c, uint32_t e,
-                     struct proto_extent_state *s)
-{
-  proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN, s);
-}
-
-/* RECONCILIATION HOOK: runs between EXTENT_STATES and ACTIVATE with every
- * ready downstairs.  Until extent repair exists (the failure issue), a
- * replica that is behind the newest state of ANY extent is not activated:
- * serving reads from it could return older (authentic) data.  It is closed
- * and logged as needing repair; the volume runs on the others.  Replicas
- * that are all dirty in the same (gen, flush) are kept: that is the state
- * after an upstairs crash, where unflushed blocks may read old or new.
- * 0, or -1 after failing the start (fewer than two up to date). */
-static int up_reconcile(struct upstairs *up)
-{
-  unsigned kept = 0;
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    struct cl *c = &up->cl[i];
-    if (c->state != CL_READY)
-      continue;
-    for (uint32_t e = 0; e < up->region.extent_count; e++) {
-      struct proto_extent_state mine, other;
-      state_at(c, e, &mine);
-      for (int j = 0; j < UP_DOWNSTAIRS; j++) {
-        if (j == i || up->cl[j].state != CL_READY)
-          continue;
-        state_at(&up->cl[j], e, &other);
-        if (state_cmp(&mine, &other) >= 0)
-          continue;
-        snprintf(c->why, sizeof c->why,
-                 "behind %s at extent %u (gen %llu flush %llu%s < gen %llu "
-                 "flush %llu%s)", up->cl[j].name, e,
-                 (unsigned long long) mine.gen,
-                 (unsigned long long) mine.flush, mine.dirty ? " dirty" : "",
-                 (unsigned long long) other.gen,
-                 (unsigned long long) other.flush,
-                 other.dirty ? " dirty" : "");
-        goto stale;
-      }
-    }
-    kept++;
-    continue;
-  stale:
-    c->stale = true;
-  }
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    struct cl *c = &up->cl[i];
-    if (c->state == CL_READY && c->stale)
-      log_error("downstairs %s is %s: not activating it; it needs repair "
-                "(not implemented yet)", c->name, c->why);
-  }
-  if (kept < 2) {
-    up__start_fail(up, "only %u of 3 downstairs are up to date; the others "
-                   "need repair, which this version cannot do yet", kept);
-    return -1;
-  }
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    struct cl *c = &up->cl[i];
-    if (c->state == CL_READY && c->stale) {
-      c->logged_late = true;
-      cl_close(c, true, NULL);
     }
   }
   return 0;
@@ -375,10 +326,8 @@ static void up_go_activate(struct upstairs *up)
   up->block_count = geom_blocks(&up->region);
   if (up_pick_gen(up) < 0 || up_pick_kcv(up, &kcv, &have_kcv) < 0)
     return;
-  if (up_reconcile(up) < 0)
-    return;
   up->activate_ms = uv_now(&up->loop);
-  up_set_phase(up, UP_PH_ACTIVATING);
+  up__set_phase(up, UP_PH_ACTIVATING);
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
     struct proto_activate a = {.gen = up->gen, .kcv = kcv};
@@ -386,9 +335,8 @@ static void up_go_activate(struct upstairs *up)
 
     if (c->state != CL_READY) {
       log_error("downstairs %s is missing (%s): activating without it; it "
-                "needs repair when it returns", c->name, c->why);
-      c->logged_late = true;
-      cl_close(c, true, NULL);
+                "will be live-repaired when it returns", c->name, c->why);
+      cl_close(c, false, NULL);
       continue;
     }
     a.set_kcv = up->key && !c->hello.has_kcv;
@@ -417,10 +365,47 @@ static void up_fail_missing(struct upstairs *up, unsigned got,
                  got, up->cfg.timeout, list);
 }
 
+/* Running: activate every downstairs that came back and is READY with
+ * our generation (it is live-repaired once active). */
+static void up_readmit(struct upstairs *up)
+{
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    struct proto_activate a = {.gen = up->gen};
+    uint8_t buf[PROTO_ACTIVATE_LEN];
+
+    if (c->state != CL_READY)
+      continue;
+    if (up->key && !c->hello.has_kcv &&
+        crypt_kcv_make(up->key, up->region.uuid, a.kcv.nonce,
+                       a.kcv.tag) == 0)
+      a.set_kcv = 1;
+    c->state = CL_ACTIVATING;
+    if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
+      cl_close(c, false, "write failed");
+  }
+}
+
+/* ACTIVATE_OK from c: count it during start-up; live-repair it later. */
+void up__on_activated(struct upstairs *up, struct cl *c)
+{
+  c->state = CL_ACTIVE;
+  c->was_active = true;
+  c->backoff_ms = 0;
+  c->down_logged = false;
+  c->ping_out = false;
+  if (up__phase(up) == UP_PH_RUNNING) {
+    up__lr_admit(up, c);
+    return;
+  }
+  __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
+  up__handshake_step(up);
+}
+
 /* Advance start-up after any client event or tick (loop thread). */
 void up__handshake_step(struct upstairs *up)
 {
-  enum up_phase ph = up_phase(up);
+  enum up_phase ph = up__phase(up);
   uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
   unsigned ready = 0, pending = 0, active = 0;
 
@@ -435,31 +420,78 @@ void up__handshake_step(struct upstairs *up)
       up_go_activate(up);
     else if (now - up->start_ms >= tmo)
       up_fail_missing(up, ready, CL_READY);
+  } else if (ph == UP_PH_RUNNING) {
+    up_readmit(up);
   } else if (ph == UP_PH_ACTIVATING) {
     if (pending && now - up->activate_ms >= tmo && active >= 2) {
       for (int i = 0; i < UP_DOWNSTAIRS; i++)
         if (up->cl[i].state == CL_ACTIVATING) {
           log_error("downstairs %s did not answer ACTIVATE within %u s: "
                     "continuing without it", up->cl[i].name, up->cfg.timeout);
-          cl_close(&up->cl[i], true, "activation timed out");
+          cl_close(&up->cl[i], false, "activation timed out");
         }
       pending = 0;
     }
     if (pending == 0 && active >= 2) {
-      log_info("active: generation %llu, %u of 3 downstairs",
-               (unsigned long long) up->gen, active);
-      up_set_phase(up, UP_PH_RUNNING);
+      up__reconcile_start(up);
     } else if (pending == 0 || now - up->activate_ms >= tmo) {
       up_fail_missing(up, active, CL_ACTIVE);
     }
   }
 }
 
-/* Every second: reconnect during start-up, job timeouts and pings. */
+/* Running: reconnect lost downstairs with capped exponential backoff
+ * (logged once per outage), and give up on a handshake that stalls (a
+ * stopped process still completes the TCP handshake). */
+static void up_reconnect(struct upstairs *up, uint64_t now, uint64_t tmo)
+{
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state == CL_IDLE && !c->final && now >= c->next_try_ms) {
+      if (!c->down_logged)
+        log_warn("downstairs %s is down (%s): reconnecting with backoff "
+                 "(at most %u s)", c->name, c->why, UP_BACKOFF_MAX_MS / 1000);
+      c->down_logged = true;
+      c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 1000;
+      if (c->backoff_ms > UP_BACKOFF_MAX_MS)
+        c->backoff_ms = UP_BACKOFF_MAX_MS;
+      c->next_try_ms = now + c->backoff_ms;
+      cl_connect(c);
+    } else if (c->state >= CL_CONNECTING && c->state <= CL_ACTIVATING &&
+               now - c->conn_ms >= tmo) {
+      cl_close(c, false, "handshake timed out");
+    }
+  }
+}
+
+/* Running: ping idle downstairs; fault one whose ping went unanswered. */
+static void up_ping(struct upstairs *up, uint64_t now, uint64_t tmo)
+{
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    uint8_t buf[PROTO_PING_LEN];
+    if (c->state != CL_ACTIVE)
+      continue;
+    if (c->ping_out && now - c->ping_ms >= tmo) {
+      log_warn("downstairs %s faulted: no answer for %u s", c->name,
+               up->cfg.timeout);
+      cl_close(c, false, "timeout");
+    } else if (!c->ping_out && now - c->last_tx_ms >= UP_PING_IDLE_MS &&
+               now - c->last_rx_ms >= UP_PING_IDLE_MS) {
+      c->ping_out = true;
+      c->ping_ms = now;
+      if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PING, now)) < 0)
+        cl_close(c, false, "write failed");
+    }
+  }
+}
+
+/* Every second: reconnect during start-up, job timeouts, pings, repair
+ * timeouts and reconnects while running. */
 static void on_tick(uv_timer_t *t)
 {
   struct upstairs *up = t->data;
-  enum up_phase ph = up_phase(up);
+  enum up_phase ph = up__phase(up);
   uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
 
   if (ph == UP_PH_CONNECT)
@@ -470,26 +502,18 @@ static void on_tick(uv_timer_t *t)
     up__handshake_step(up);
     return;
   }
+  if (ph == UP_PH_RECONCILE) {
+    up_ping(up, now, tmo);
+    up__repair_tick(up);
+    return;
+  }
   if (ph != UP_PH_RUNNING)
     return;
   up__check_timeouts(up);
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    struct cl *c = &up->cl[i];
-    uint8_t buf[PROTO_PING_LEN];
-    if (c->state != CL_ACTIVE)
-      continue;
-    if (c->ping_out && now - c->ping_ms >= tmo) {
-      log_warn("downstairs %s faulted: no answer for %u s", c->name,
-               up->cfg.timeout);
-      cl_close(c, true, "timeout");
-    } else if (!c->ping_out && now - c->last_tx_ms >= UP_PING_IDLE_MS &&
-               now - c->last_rx_ms >= UP_PING_IDLE_MS) {
-      c->ping_out = true;
-      c->ping_ms = now;
-      if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PING, now)) < 0)
-        cl_close(c, true, "write failed");
-    }
-  }
+  up_ping(up, now, tmo);
+  up_reconnect(up, now, tmo);
+  up__handshake_step(up);
+  up__repair_tick(up);
 }
 
 /* The loop thread: runs until every handle is closed by up_stop. */
@@ -549,8 +573,15 @@ int up_start(struct upstairs *up)
   up->thread_started = true;
   up__deadline(up, &dl, 2 * up->cfg.timeout + UP_WAIT_SLACK_S);
   pthread_mutex_lock(&up->lock);
-  while (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING)
-    if (pthread_cond_timedwait(&up->start_cond, &up->lock, &dl) == ETIMEDOUT) {
+  while (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING ||
+         up->phase == UP_PH_RECONCILE)
+    if (pthread_cond_timedwait(&up->start_cond, &up->lock, &dl) ==
+        ETIMEDOUT) {
+      /* Reconciliation copies extents: it has its own step timeouts. */
+      if (up->phase == UP_PH_RECONCILE) {
+        up__deadline(up, &dl, up->cfg.timeout);
+        continue;
+      }
       snprintf(up->err, sizeof up->err, "activation did not finish in time");
       up->phase = UP_PH_FAILED;
     }

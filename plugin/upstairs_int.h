@@ -42,11 +42,14 @@
 /* Extra time a caller waits beyond timeout before giving up on the loop
  * (a backstop: the loop's own timer faults downstairs at timeout). */
 #define UP_WAIT_SLACK_S 3
+/* Reconnect delay doubles from 1 s up to this. */
+#define UP_BACKOFF_MAX_MS 8000
 
 enum up_phase {
   UP_PH_NEW = 0,    /* up_new done, no loop */
   UP_PH_CONNECT,    /* connecting, HELLO, EXTENT_STATES */
   UP_PH_ACTIVATING, /* ACTIVATE sent */
+  UP_PH_RECONCILE,  /* activated; repairing extents that differ */
   UP_PH_RUNNING,    /* IO allowed */
   UP_PH_FAILED,     /* start failed, see up->err */
   UP_PH_STOPPED
@@ -84,6 +87,30 @@ struct up_job {
 
   uint8_t *frame; /* owned; sent unchanged to every downstairs */
   size_t frame_len;
+};
+
+/* Repair driver (repair.c, loop thread only).  One extent at a time goes
+ * through the steps FLUSH (source) -> CLOSE (all involved) -> REPAIR
+ * (targets copy from the source) -> REOPEN (all involved); each step
+ * waits for every JOB_DONE.  Used by start-up reconciliation and by live
+ * repair.  IO touching the extent under repair (and everything queued
+ * after it, to keep order) is held in held_head until the extent is done. */
+enum up_rstep { UP_RS_IDLE = 0, UP_RS_FLUSH, UP_RS_CLOSE, UP_RS_REPAIR,
+                UP_RS_REOPEN };
+struct up_repair {
+  enum up_rstep step;
+  uint32_t eid;
+  int src;                          /* index of the source downstairs */
+  unsigned targets;                 /* mask of targets */
+  unsigned wait;                    /* mask of JOB_DONEs still due */
+  uint64_t wait_id[UP_DOWNSTAIRS];
+  uint64_t step_ms;
+  unsigned seq;                     /* bumped by every step started */
+  uint32_t next_eid;                /* reconcile: next extent to look at */
+  unsigned nrepaired;               /* reconcile: extents repaired */
+  int lr;                           /* live repair target, or -1 */
+  uint64_t lr_start_ms;
+  struct up_job *held_head, *held_tail;
 };
 
 struct upstairs {
@@ -125,17 +152,44 @@ struct upstairs {
   uint64_t next_id;
   unsigned read_rr;
   struct up_job *if_head, *if_tail; /* in flight, id order */
+  struct up_repair rep;
   struct cl cl[UP_DOWNSTAIRS];
 };
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
 void up__handshake_step(struct upstairs *up);
+/* 0: go on; 1: not now (closed, retried later); -1: refused for good. */
 int up__on_hello(struct upstairs *up, struct cl *c);
+/* ACTIVATE_OK from c. */
+void up__on_activated(struct upstairs *up, struct cl *c);
 void up__start_fail(struct upstairs *up, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void up__fence(struct upstairs *up, struct cl *c, uint64_t gen);
 int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
 void up__shutdown(struct upstairs *up);
+
+/* repair.c: reconciliation at start, live repair, held IO. */
+/* Activated with >= 2: plan reconciliation (phase RECONCILE) or run. */
+void up__reconcile_start(struct upstairs *up);
+/* A downstairs (re)joined a running volume: live-repair it. */
+void up__lr_admit(struct upstairs *up, struct cl *c);
+/* JOB_DONE for a repair step?  true if it was one (consumed). */
+bool up__repair_on_done(struct upstairs *up, struct cl *c,
+                        const struct proto_job_done *d);
+/* c is closing: abort a repair step it takes part in. */
+void up__repair_lost(struct upstairs *up, struct cl *c);
+/* Tick: step timeouts. */
+void up__repair_tick(struct upstairs *up);
+/* Hold job if it touches the extent under repair (or others are held):
+ * true if held (the loop keeps its reference). */
+bool up__repair_hold(struct upstairs *up, struct up_job *job);
+/* Fail every held job (stop, fence). */
+void up__repair_fail_held(struct upstairs *up, int err);
+/* jobs.c: start one drained job (also for released held jobs). */
+void up__job_start(struct upstairs *up, struct up_job *job);
+/* upstairs.c */
+void up__set_phase(struct upstairs *up, enum up_phase ph);
+enum up_phase up__phase(struct upstairs *up);
 
 /* Debug switches (crucible.c copies nbdkit's -D crucible.io=1 etc.). */
 extern int up_debug_io, up_debug_net, up_debug_repair;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# A downstairs that missed writes and flushes while it was dead must not
-# serve reads after a restart: it is behind on some extent, so the
-# upstairs leaves it out (it needs repair) and reads come only from the
-# two up-to-date replicas.  Without that check, reads rotating onto it
-# return the older (authentic!) data.
+# A downstairs that missed writes and flushes while it was dead is behind
+# on some extents after a restart.  Reconciliation at start must copy
+# those extents from an up-to-date replica before any IO: afterwards the
+# stale replica holds the new data (its extent files are byte-identical
+# to the source's, `dump` shows no difference) and reads served by it
+# return the newest data.  Without repair, reads from it return the older
+# (authentic!) data.
 . "$(dirname "$0")/functions.sh"
 requires_build
 requires nbdkit nbdcopy cmp
@@ -21,19 +23,36 @@ nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
 ds_kill ds3 KILL
 timeout 120 nbdcopy "$tmp/new.img" "$URI" || fail "writing new data failed"
 nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush on two failed"
+volume_stop
+"$DOWNSTAIRS" dump -d "$tmp/ds1" -d "$tmp/ds3" > "$tmp/dump-before.txt" ||
+  true
+grep -q '\*' "$tmp/dump-before.txt" || fail "dump marks no difference"
+
+volume_start || fail "the volume did not restart"
+NBDKIT_VERBOSE=1 nbdkit_start || fail "nbdkit did not start"
+grep -q "reconcile extent 0: source 127.0.0.1:${DS_PORT[ds1]}" \
+  "$tmp/nbdkit.log" || fail "no reconciliation of extent 0 from ds1"
+grep -q "reconciliation done: 2 extents repaired" "$tmp/nbdkit.log" ||
+  fail "reconciliation did not repair the two written extents"
 nbdkit_stop || fail "nbdkit stop failed"
 
-ds_start ds3 || fail "ds3 did not restart"
-nbdkit_start || fail "nbdkit did not start with a stale replica"
-grep -q "ds3\|needs repair" "$tmp/nbdkit.log" ||
-  fail "no log line about the stale replica"
-grep -q "needs repair" "$tmp/nbdkit.log" ||
-  fail "stale replica not reported as needing repair"
-# Read several times: reads rotate over the active replicas.
+# The repaired replica is identical to its source, file by file.
+volume_stop
+"$DOWNSTAIRS" dump -d "$tmp/ds1" -d "$tmp/ds2" -d "$tmp/ds3" \
+  > "$tmp/dump-after.txt" || fail "dump failed"
+grep -q '\*' "$tmp/dump-after.txt" && fail "replicas still differ"
+for f in 00/000/000 00/000/001 00/000/000.db 00/000/001.db; do
+  cmp "$tmp/ds1/$f" "$tmp/ds3/$f" || fail "ds3 $f differs from ds1"
+done
+
+# Reads served by ds3 (ds1 down: reads rotate over ds2 and ds3).
+volume_start
+nbdkit_start || fail "nbdkit did not restart"
+ds_kill ds1 KILL
 for i in 1 2 3; do
   rm -f "$tmp/out.img"
   timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "read back failed"
   cmp -n $len "$tmp/new.img" "$tmp/out.img" ||
     fail "read returned stale data (round $i)"
 done
-echo "stale replica left out; reads return the newest data"
+echo "stale replica reconciled: identical files, reads return the newest data"

@@ -17,7 +17,8 @@ struct frame {
   size_t len;
 };
 
-static struct frame frames[32];
+static struct frame frames[48];
+static void roundtrip_repair(void);
 static int nframes;
 
 static struct frame *add(void)
@@ -196,6 +197,121 @@ static void build_and_roundtrip(void)
   f->len = proto_put_ping(f->b, PROTO_T_PONG, 32);
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == PROTO_T_PONG &&
         m.u.ping == 32);
+  roundtrip_repair();
+}
+
+/* Repair frames: every field survives encode + decode. */
+static void roundtrip_repair(void)
+{
+  struct proto_msg m;
+  struct frame *f = add();
+  struct proto_extent_op o = {.job_id = 41, .eid = 7, .flush_no = 9,
+                              .gen = 3};
+  f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_FLUSH, &o);
+  CHECK(f->len == PROTO_EXTENT_FLUSH_LEN);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
+        m.type == PROTO_T_EXTENT_FLUSH && m.u.ext.job_id == 41 &&
+        m.u.ext.eid == 7 && m.u.ext.flush_no == 9 && m.u.ext.gen == 3);
+  for (uint16_t t = PROTO_T_EXTENT_CLOSE; t <= PROTO_T_EXTENT_REOPEN;
+       t += PROTO_T_EXTENT_REOPEN - PROTO_T_EXTENT_CLOSE) {
+    struct proto_extent_op c = {.job_id = 42, .eid = 8};
+    f = add();
+    f->len = proto_put_extent_op(f->b, t, &c);
+    CHECK(f->len == PROTO_EXTENT_OP_LEN);
+    CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == t &&
+          m.u.ext.job_id == 42 && m.u.ext.eid == 8);
+  }
+  struct proto_extent_op r = {.job_id = 43, .eid = 9, .family = 4,
+                              .port = 3810, .addr = {127, 0, 0, 1}};
+  f = add();
+  f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_REPAIR, &r);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
+        m.type == PROTO_T_EXTENT_REPAIR && m.u.ext.port == 3810 &&
+        m.u.ext.family == 4 && memcmp(m.u.ext.addr, r.addr, 16) == 0);
+  struct proto_extent_op r6 = {.job_id = 44, .eid = 1, .family = 6,
+                               .port = 1, .addr = {0xfe, 0x80, [15] = 1}};
+  f = add();
+  f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_REPAIR, &r6);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.ext.family == 6 &&
+        memcmp(m.u.ext.addr, r6.addr, 16) == 0);
+  struct proto_file_req q = {.job_id = 45, .eid = 2, .file = PROTO_FILE_DB,
+                             .offset = 1 << 20, .len = 4096};
+  f = add();
+  f->len = proto_put_file_req(f->b, &q);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
+        m.type == PROTO_T_FILE_REQ && m.u.file_req.job_id == 45 &&
+        m.u.file_req.eid == 2 && m.u.file_req.file == PROTO_FILE_DB &&
+        m.u.file_req.offset == 1 << 20 && m.u.file_req.len == 4096);
+  struct proto_file_data d = {.job_id = 46, .n = 100, .file_size = 300,
+                              .offset = 200};
+  f = add();
+  f->len = proto_put_file_data_hdr(f->b, &d);
+  fill(f->b + f->len, 100, 6);
+  f->len += 100;
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
+        m.type == PROTO_T_FILE_DATA && m.u.file_data.job_id == 46 &&
+        m.u.file_data.n == 100 && m.u.file_data.file_size == 300 &&
+        m.u.file_data.offset == 200 &&
+        m.u.file_data.data == f->b + PROTO_FILE_DATA_HDR_LEN);
+  struct proto_file_data e = {.job_id = 47, .err = EIO};
+  f = add();
+  f->len = proto_put_file_data_hdr(f->b, &e);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.file_data.err == EIO);
+}
+
+/* Malformed repair frames. */
+static void test_rejects_repair(void)
+{
+  struct proto_msg m;
+  uint8_t b[MAXF] = {0};
+  size_t len;
+  struct proto_extent_op o = {.job_id = 1, .eid = 1, .gen = 0};
+
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_FLUSH, &o); /* gen 0 */
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  o.gen = 1;
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_FLUSH, &o);
+  b[20] = 1; /* pad */
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  o.eid = PROTO_MAX_EXTENTS;
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_CLOSE, &o);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  o.eid = 1;
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_REOPEN, &o);
+  b[23] = 1; /* pad */
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* REPAIR: port 0, bad family, IPv4 with junk after the address. */
+  o = (struct proto_extent_op){.job_id = 1, .family = 4, .port = 0};
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_REPAIR, &o);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  o.port = 5;
+  o.family = 5;
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_REPAIR, &o);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  o.family = 4;
+  o.addr[4] = 1;
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_REPAIR, &o);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* FILE_REQ: len 0, len too big, unknown file. */
+  struct proto_file_req q = {.job_id = 1, .len = 0};
+  len = proto_put_file_req(b, &q);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  q.len = PROTO_MAX_JOB_BYTES + 1;
+  len = proto_put_file_req(b, &q);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  q.len = 1;
+  q.file = 2;
+  len = proto_put_file_req(b, &q);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* FILE_DATA: data past the end of the file; error with data. */
+  struct proto_file_data d = {.job_id = 1, .n = 10, .file_size = 15,
+                              .offset = 10};
+  len = proto_put_file_data_hdr(b, &d) + 10;
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  d = (struct proto_file_data){.job_id = 1, .err = EIO, .n = 1,
+                               .file_size = 1};
+  len = proto_put_file_data_hdr(b, &d) + 1;
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
 }
 
 /* Specific malformations the decoder must catch. */
@@ -282,6 +398,9 @@ static void check_inside(const struct proto_msg *m, const uint8_t *b,
   } else if (m->type == PROTO_T_READ_DONE && m->u.read_done.n) {
     CHECK(m->u.read_done.ctxs >= b &&
           m->u.read_done.data + (size_t) m->u.read_done.n * BS <= end);
+  } else if (m->type == PROTO_T_FILE_DATA) {
+    CHECK(m->u.file_data.data >= b &&
+          m->u.file_data.data + m->u.file_data.n <= end);
   } else if (m->type == PROTO_T_EXTENT_STATES) {
     CHECK(m->u.extent_states.states +
               (size_t) m->u.extent_states.count * PROTO_EXTENT_STATE_LEN <=
@@ -334,6 +453,7 @@ int main(void)
 {
   build_and_roundtrip();
   test_rejects();
+  test_rejects_repair();
   test_prefixes_and_mutations();
   return test_done("test_proto");
 }

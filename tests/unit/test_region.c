@@ -39,15 +39,31 @@ static uint64_t rnd(uint64_t *s)
   return *s;
 }
 
-/* A fresh region directory path under tmp (not created); the last 64
+/* A fresh region directory path under base (not created); the last 64
  * stay valid. */
-static const char *newdir(void)
+static const char *newdir_in(const char *base)
 {
   static char p[64][128];
   char *q = p[seq % 64];
-  snprintf(q, sizeof p[0], "%s/r%d", tmp, seq);
+  snprintf(q, sizeof p[0], "%s/r%d", base, seq);
   seq++;
   return q;
+}
+
+/* On the real filesystem (tmp): small tests, where ext4's fallocate,
+ * punch hole and fdatasync are what runs. */
+static const char *newdir(void)
+{
+  return newdir_in(tmp);
+}
+
+/* On tmpfs when available (tmp_fast): the long tests, whose thousands of
+ * fdatasyncs and file creations take seconds on a busy disk and whose
+ * subject (ordering under kill -9, eviction, threads) does not depend on
+ * the filesystem. */
+static const char *newdir_fast(void)
+{
+  return newdir_in(tmp_fast);
 }
 
 static struct proto_region geom(uint32_t bs, uint64_t es, uint32_t ec,
@@ -68,8 +84,10 @@ static void mkctx(struct proto_ctx *c, const uint8_t *data, uint64_t version)
 
 static void fill(uint8_t *b, size_t len, uint64_t *s)
 {
-  for (size_t i = 0; i < len; i++)
-    b[i] = (uint8_t) rnd(s);
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t x = rnd(s);
+    memcpy(b + i, &x, len - i < 8 ? len - i : 8);
+  }
 }
 
 /* Write one block at lba with random bytes and the given version. */
@@ -255,7 +273,7 @@ static void test_encrypted(void)
 /* Random writes/trims/flushes/reopens against a flat array. */
 static void test_model(void)
 {
-  const char *dir = newdir();
+  const char *dir = newdir_fast();
   struct proto_region d = geom(BS, ES, EC, 0);
   struct region *r;
   static uint8_t model[NBLK * BS], back[NBLK * BS], buf[8 * BS];
@@ -391,7 +409,7 @@ static void test_unwritten_rows(void)
   CHECK(count_rows(dir, "00/000/000", 1) == 2);
   CHECK(count_rows(dir, "00/000/000", 2) == 1);
   CHECK(count_rows(dir, "00/000/000", 3) == 0);
-  CHECK(region_open(dir, &r) == 0); /* dirty: rehash keeps x, drops rows */
+  CHECK(region_open(dir, &r) == 0); /* dirty: rehash keeps x's row only */
   CHECK(region_read(r, 2, 1, &rc, back) == 0 && rc.version == 11 &&
         rc.flags == PROTO_CTX_PRESENT && all_zero(back, BS));
   CHECK(region_flush(r, 1, 1) == 0);
@@ -472,12 +490,12 @@ static void test_first_write_window(void)
     CHECK(count_rows(dir, "00/000/000", base + i) == 0);
 }
 
-/* kill -9 geometry: 4 KiB blocks so a multi-block write's pwrite spans
- * several pages (a kill inside it leaves a prefix written). */
+/* kill -9 geometry: 4 KiB blocks, 8 MiB (sparse) so that the child
+ * keeps finding never-written blocks for the whole 30 ms. */
 #define KBS 4096u
-#define KES 128u
+#define KES 512u
 #define KEC 4u
-#define KCH 8u /* blocks per chunk */
+#define KCH 4u /* blocks per write at most */
 
 static void kwrite(struct region *r, uint64_t lba, uint32_t n, uint64_t *v,
                    uint64_t *s)
@@ -495,28 +513,36 @@ static void kwrite(struct region *r, uint64_t lba, uint32_t n, uint64_t *v,
     _exit(5);
 }
 
-/* The child: writes to never-written and trimmed chunks, trims (some
- * rewritten at once), rewrites, and now and then flushes, until killed. */
+/* The child, until killed: mostly first writes to never-written blocks
+ * (the window the unwritten row closes: committed, not yet written);
+ * trims of written blocks, most rewritten at once (before a flush);
+ * rewrites of written or trimmed blocks; now and then a flush. */
 static void kill9_child(const char *dir, uint64_t seed, int wfd)
 {
   struct region *r;
-  uint64_t s = seed, v = 1;
+  uint64_t s = seed, v = 1, fresh = 0;
   if (region_open(dir, &r) < 0)
     _exit(3);
   for (int op = 0;; op++) {
-    uint64_t k = rnd(&s) % 100, lba = rnd(&s) % (KES * KEC / KCH) * KCH;
-    if (k < 4) {
+    uint64_t k = rnd(&s) % 100, n = rnd(&s) % KCH + 1;
+    uint64_t old = fresh > KCH ? rnd(&s) % (fresh - KCH) : 0;
+    if (fresh + KCH > KES * KEC)
+      fresh = 0; /* wrapped: rewrites from now on */
+    n = n < KES - fresh % KES ? n : KES - fresh % KES;
+    if (k < 3) {
       if (region_flush(r, v, 1) < 0)
         _exit(5);
-    } else if (k < 30) {
-      if (region_trim(r, lba, KCH) < 0)
+    } else if (k < 20 && fresh > KCH) {
+      uint32_t m = KCH - (uint32_t) (old % KES % KCH); /* stay in extent */
+      if (region_trim(r, old, m) < 0)
         _exit(5);
-      if (k < 15) /* trim then write before a flush */
-        kwrite(r, lba, KCH, &v, &s);
-    } else if (k < 85) {
-      kwrite(r, lba, KCH, &v, &s);
+      if (k < 14) /* trim then write before a flush */
+        kwrite(r, old, m, &v, &s);
+    } else if (k < 30 && fresh > KCH) {
+      kwrite(r, old, 1, &v, &s); /* maybe a trimmed block */
     } else {
-      kwrite(r, lba + rnd(&s) % KCH, 1, &v, &s);
+      kwrite(r, fresh, (uint32_t) n, &v, &s);
+      fresh += n;
     }
     if (op == 40 && write(wfd, "x", 1) != 1) /* some ops done */
       _exit(4);
@@ -528,20 +554,24 @@ static void kill9_child(const char *dir, uint64_t seed, int wfd)
  * number of bad blocks. */
 static uint64_t kill9_check(const char *dir)
 {
-  static uint8_t data[KES * KBS], raw[KBS];
+  static uint8_t data[KES * KBS], raw[KES * KBS]; /* 2 MiB each */
   static struct proto_ctx rc[KES];
   struct region *r;
   uint64_t bad = 0, checked = 0, total = 0;
   CHECK(region_open(dir, &r) == 0);
   for (uint32_t e = 0; e < KEC; e++) {
-    char ext[GEOM_EXTENT_PATH_MAX];
+    char p[256], ext[GEOM_EXTENT_PATH_MAX];
     geom_extent_path(e, ext);
+    snprintf(p, sizeof p, "%s/%s", dir, ext);
     CHECK(region_verify_extent(r, e, count_bad, &bad, &checked) == 0);
     total += checked;
     CHECK(region_read(r, (uint64_t) e * KES, KES, rc, data) == 0);
+    int fd = open(p, O_RDONLY);
+    CHECK(fd >= 0 && pread(fd, raw, sizeof raw, 0) == (ssize_t) sizeof raw);
+    if (fd >= 0)
+      close(fd);
     for (uint32_t i = 0; i < KES; i++)
-      if (rc[i].flags == 0 && (raw_block(dir, ext, i, KBS, raw) < 0 ||
-                               !all_zero(raw, KBS)))
+      if (rc[i].flags == 0 && !all_zero(raw + (size_t) i * KBS, KBS))
         bad++;
   }
   region_close(r);
@@ -553,10 +583,10 @@ static uint64_t kill9_check(const char *dir)
  * afterwards every written block matches a context. */
 static void test_kill9(void)
 {
-  const int rounds = 20;
+  const int rounds = 40;
   uint64_t s = 4242, failed = 0;
   for (int round = 0; round < rounds; round++) {
-    const char *dir = newdir();
+    const char *dir = newdir_fast();
     struct proto_region d = geom(KBS, KES, KEC, 0);
     CHECK(region_create(dir, &d) == 0);
     int pfd[2];
@@ -588,13 +618,12 @@ static void test_kill9(void)
 }
 
 /* Extent paths and more extents than REGION_MAX_OPEN_EXTENTS.  4097
- * extents so that "00/001/000" exists; created in tmp_fast (tmpfs when
- * available: creating 8194 files and syncing them costs seconds on a
- * disk).  67 extents are written, 3 more than may be open. */
+ * extents so that "00/001/000" exists (on tmpfs: creating 8194 files and
+ * syncing them costs seconds on a disk).  67 extents are written, 3 more
+ * than may be open. */
 static void test_paths_lru(void)
 {
-  char dir[128];
-  snprintf(dir, sizeof dir, "%s/lru", tmp_fast);
+  const char *dir = newdir_fast();
   uint32_t ec = 4097, nused = 67;
   struct proto_region d = geom(BS, 2, ec, 0);
   struct region *r;
@@ -640,7 +669,6 @@ static void test_paths_lru(void)
     }
   }
   region_close(r);
-  snprintf(p, sizeof p, "%s/00/001/000", dir);
   CHECK(raw_block(dir, "00/001/000", 1, BS, back) == 0 &&
         memcmp(back, want[66], BS) == 0);
 }
@@ -671,7 +699,7 @@ static void *worker_main(void *arg)
 
 static void test_threads(void)
 {
-  const char *dir = newdir();
+  const char *dir = newdir_fast();
   struct proto_region d = geom(BS, 2, 200, 0);
   struct region *r;
   struct worker w[4];

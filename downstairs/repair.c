@@ -1,0 +1,362 @@
+/* crucible-c downstairs: extent repair copy (see repair.h). */
+#include "repair.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "../common/geom.h"
+#include "../common/log.h"
+
+/* Paths of one extent: rel "XX/YYY/ZZZ", its directory "XX/YYY" and its
+ * base name "ZZZ". */
+struct rpaths {
+  char rel[GEOM_EXTENT_PATH_MAX];
+  char dir[GEOM_EXTENT_PATH_MAX];
+  const char *base;
+};
+
+static void rpaths_init(struct rpaths *p, uint32_t eid)
+{
+  geom_extent_path(eid, p->rel);
+  memcpy(p->dir, p->rel, sizeof p->dir);
+  char *slash = strrchr(p->dir, '/');
+  *slash = '\0';
+  p->base = p->rel + (slash - p->dir) + 1;
+}
+
+/* fsync a path relative to dirfd (a directory or a file). */
+static int fsync_at(int dirfd, const char *rel)
+{
+  int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
+
+/* Remove directory rel (relative to dirfd) and the plain files in it. */
+static int rm_dir(int dirfd, const char *rel)
+{
+  int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return -errno;
+  }
+  struct dirent *de;
+  int r = 0;
+  while ((de = readdir(d)) != NULL)
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+        unlinkat(fd, de->d_name, 0) < 0 && r == 0)
+      r = -errno;
+  closedir(d);
+  if (r == 0 && unlinkat(dirfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    r = -errno;
+  return r;
+}
+
+/* .replace/ exists: the new copy is committed.  Move its files over the
+ * originals (a file already moved is simply absent), then retire it. */
+static int finish_replace(int dirfd, const struct rpaths *p)
+{
+  char rep[48], comp[48], from[96], to[96];
+  static const char *const sfx[] = {"", ".db"};
+  int r = 0;
+
+  snprintf(rep, sizeof rep, "%s.replace", p->rel);
+  snprintf(comp, sizeof comp, "%s.completed", p->rel);
+  /* The old database's WAL must never be replayed onto the new one. */
+  for (int i = 0; i < 2; i++) {
+    snprintf(to, sizeof to, "%s.db%s", p->rel, i ? "-shm" : "-wal");
+    if (unlinkat(dirfd, to, 0) < 0 && errno != ENOENT)
+      return -errno;
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(from, sizeof from, "%s/%s%s", rep, p->base, sfx[i]);
+    snprintf(to, sizeof to, "%s%s", p->rel, sfx[i]);
+    if (renameat(dirfd, from, dirfd, to) < 0 && errno != ENOENT)
+      return -errno;
+  }
+  if ((r = fsync_at(dirfd, p->dir)) < 0)
+    return r;
+  if (renameat(dirfd, rep, dirfd, comp) < 0)
+    return -errno;
+  if ((r = fsync_at(dirfd, p->dir)) < 0)
+    return r;
+  return rm_dir(dirfd, comp);
+}
+
+int ds_repair_recover(int dirfd, const struct proto_region *def)
+{
+  for (uint32_t eid = 0; eid < def->extent_count; eid++) {
+    struct rpaths p;
+    char path[PATH_MAX];
+    struct stat st;
+    int r = 0;
+
+    rpaths_init(&p, eid);
+    snprintf(path, sizeof path, "%s.replace", p.rel);
+    if (fstatat(dirfd, path, &st, 0) == 0) {
+      log_info("extent %u: finishing an interrupted repair", eid);
+      r = finish_replace(dirfd, &p);
+    }
+    snprintf(path, sizeof path, "%s.copy", p.rel);
+    if (r == 0 && fstatat(dirfd, path, &st, 0) == 0) {
+      log_info("extent %u: discarding an interrupted repair copy", eid);
+      r = rm_dir(dirfd, path);
+    }
+    snprintf(path, sizeof path, "%s.completed", p.rel);
+    if (r == 0 && fstatat(dirfd, path, &st, 0) == 0)
+      r = rm_dir(dirfd, path);
+    if (r < 0) {
+      log_error("extent %u: repair recovery: %s", eid, log_strerror(-r));
+      return r;
+    }
+  }
+  return 0;
+}
+
+int ds_repair_read_chunk(int dirfd, uint32_t eid, uint8_t file, uint64_t off,
+                         uint32_t len, uint8_t *buf, uint32_t *n,
+                         uint64_t *size)
+{
+  struct rpaths p;
+  char path[PATH_MAX];
+  struct stat st;
+
+  rpaths_init(&p, eid);
+  snprintf(path, sizeof path, "%s%s", p.rel,
+           file == PROTO_FILE_DB ? ".db" : "");
+  int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = fstat(fd, &st) < 0 ? -errno : 0;
+  *n = 0;
+  if (r == 0 && off > (uint64_t) st.st_size)
+    r = -EINVAL;
+  if (r == 0) {
+    uint64_t left = (uint64_t) st.st_size - off;
+    uint32_t want = left < len ? (uint32_t) left : len;
+    *size = (uint64_t) st.st_size;
+    while (*n < want) {
+      ssize_t k = pread(fd, buf + *n, want - *n, (off_t) (off + *n));
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0) {
+        r = k < 0 ? -errno : -EIO;
+        break;
+      }
+      *n += (uint32_t) k;
+    }
+  }
+  close(fd);
+  return r;
+}
+
+/* ---- target side: a blocking repair-peer client ---- */
+
+static int send_all(int fd, const uint8_t *p, size_t len)
+{
+  while (len) {
+    ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      return errno == EAGAIN ? -ETIMEDOUT : -errno;
+    p += k;
+    len -= (size_t) k;
+  }
+  return 0;
+}
+
+static int recv_all(int fd, uint8_t *p, size_t len)
+{
+  while (len) {
+    ssize_t k = recv(fd, p, len, 0);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k == 0)
+      return -ECONNRESET;
+    if (k < 0)
+      return errno == EAGAIN ? -ETIMEDOUT : -errno;
+    p += k;
+    len -= (size_t) k;
+  }
+  return 0;
+}
+
+/* Receive one frame of at most cap bytes into buf and decode it. */
+static int recv_frame(int fd, uint8_t *buf, size_t cap,
+                      struct proto_msg *m)
+{
+  int r = recv_all(fd, buf, 4);
+  if (r < 0)
+    return r;
+  int64_t fl = proto_frame_len(buf, 4);
+  if (fl < PROTO_FRAME_HDR_LEN || (size_t) fl > cap)
+    return -EPROTO;
+  if ((r = recv_all(fd, buf + 4, (size_t) fl - 4)) < 0)
+    return r;
+  r = proto_decode(buf, (size_t) fl, 0, m);
+  if (r == 0 && m->type == PROTO_T_ERROR) {
+    log_error("repair source refused: %s", m->u.error.text);
+    return m->u.error.err > 0 ? -m->u.error.err : -EIO;
+  }
+  return r;
+}
+
+/* Connect to the source and say HELLO as a repair peer. */
+static int peer_open(const struct proto_region *def,
+                     const struct sockaddr_storage *src, unsigned tmo,
+                     uint8_t *buf, size_t cap)
+{
+  struct timeval tv = {.tv_sec = tmo};
+  socklen_t alen = src->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                             : sizeof(struct sockaddr_in6);
+  int one = 1, r = 0;
+  int fd = socket(src->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (const struct sockaddr *) src, alen) < 0)
+    r = errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT : -errno;
+  struct proto_hello h = {.version = PROTO_VERSION,
+                          .role = PROTO_ROLE_REPAIR_PEER,
+                          .encrypted = def->encrypted};
+  memcpy(h.uuid, def->uuid, PROTO_UUID_LEN);
+  uint8_t hb[PROTO_HELLO_LEN];
+  struct proto_msg m;
+  if (r == 0)
+    r = send_all(fd, hb, proto_put_hello(hb, &h));
+  if (r == 0)
+    r = recv_frame(fd, buf, cap, &m);
+  const struct proto_region *g = &m.u.hello_ok.region;
+  if (r == 0 && (m.type != PROTO_T_HELLO_OK ||
+                 memcmp(g->uuid, def->uuid, PROTO_UUID_LEN) != 0 ||
+                 g->block_size != def->block_size ||
+                 g->extent_size != def->extent_size ||
+                 g->extent_count != def->extent_count))
+    r = -EPROTO;
+  if (r < 0) {
+    close(fd);
+    return r;
+  }
+  return fd;
+}
+
+/* Download one file of the extent into dst (relative to dirfd).  Chunks
+ * of zeroes are not written: the file stays sparse. */
+static int fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
+                      uint8_t file, uint64_t want_size, uint8_t *buf,
+                      size_t cap)
+{
+  int out = openat(dirfd, dst, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC,
+                   0644);
+  if (out < 0)
+    return -errno;
+  uint64_t off = 0, size = UINT64_MAX;
+  int r = 0;
+  for (uint64_t id = 1; r == 0 && off < size; id++) {
+    struct proto_file_req q = {.job_id = id, .eid = eid, .file = file,
+                               .offset = off, .len = DS_REPAIR_CHUNK};
+    uint8_t qb[PROTO_FILE_REQ_LEN];
+    struct proto_msg m;
+    const struct proto_file_data *d = &m.u.file_data;
+    r = send_all(fd, qb, proto_put_file_req(qb, &q));
+    if (r == 0)
+      r = recv_frame(fd, buf, cap, &m);
+    if (r == 0 && (m.type != PROTO_T_FILE_DATA || d->job_id != id ||
+                   d->offset != off))
+      r = -EPROTO;
+    if (r == 0 && d->err)
+      r = -d->err;
+    if (r == 0 && size == UINT64_MAX) {
+      size = d->file_size;
+      if ((want_size && size != want_size) || size == 0)
+        r = -EPROTO;
+    }
+    if (r == 0 && (d->file_size != size || (d->n == 0 && off < size)))
+      r = -EPROTO;
+    if (r < 0)
+      break;
+    bool zero = d->n > 0 && d->data[0] == 0 &&
+                memcmp(d->data, d->data + 1, d->n - 1) == 0;
+    for (uint32_t done = 0; !zero && done < d->n;) {
+      ssize_t k = pwrite(out, d->data + done, d->n - done,
+                         (off_t) (off + done));
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0) {
+        r = k < 0 ? -errno : -EIO;
+        break;
+      }
+      done += (uint32_t) k;
+    }
+    off += d->n;
+  }
+  if (r == 0 && ftruncate(out, (off_t) size) < 0)
+    r = -errno;
+  if (r == 0 && fsync(out) < 0)
+    r = -errno;
+  close(out);
+  return r;
+}
+
+int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
+                    const struct sockaddr_storage *src, unsigned timeout_s)
+{
+  struct rpaths p;
+  char copy[48], rep[48], dst[96];
+  size_t cap = PROTO_FILE_DATA_HDR_LEN + DS_REPAIR_CHUNK;
+  uint8_t *buf = malloc(cap);
+  int fd = -1, r = buf ? 0 : -ENOMEM;
+
+  rpaths_init(&p, eid);
+  snprintf(copy, sizeof copy, "%s.copy", p.rel);
+  snprintf(rep, sizeof rep, "%s.replace", p.rel);
+  if (r == 0)
+    r = rm_dir(dirfd, copy);
+  if (r == 0 && mkdirat(dirfd, copy, 0755) < 0)
+    r = -errno;
+  if (r == 0)
+    r = fd = peer_open(def, src, timeout_s, buf, cap);
+  snprintf(dst, sizeof dst, "%s/%s", copy, p.base);
+  if (r >= 0)
+    r = fetch_file(fd, dirfd, dst, eid, PROTO_FILE_EXTENT,
+                   def->extent_size * def->block_size, buf, cap);
+  snprintf(dst, sizeof dst, "%s/%s.db", copy, p.base);
+  if (r >= 0)
+    r = fetch_file(fd, dirfd, dst, eid, PROTO_FILE_DB, 0, buf, cap);
+  if (fd >= 0)
+    close(fd);
+  free(buf);
+  if (r >= 0)
+    r = fsync_at(dirfd, copy);
+  /* The commit point: from here on the new copy wins. */
+  if (r >= 0 && renameat(dirfd, copy, dirfd, rep) < 0)
+    r = -errno;
+  if (r >= 0)
+    r = fsync_at(dirfd, p.dir);
+  if (r >= 0)
+    r = finish_replace(dirfd, &p);
+  if (r < 0) {
+    log_error("extent %u: repair copy failed: %s", eid, log_strerror(-r));
+    rm_dir(dirfd, copy);
+  }
+  return r < 0 ? r : 0;
+}
