@@ -14,7 +14,9 @@ B        := build
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fPIC -pthread \
             -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+# Deferred (=): on a fresh machine the packages arrive during this very
+# make run (the $(B)/.deps step), after the Makefile was parsed.
+LDLIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
