@@ -3,6 +3,7 @@
 #   make check      build and run every test (last line: N passed, N failed)
 #   make run        start a local volume: three downstairs + nbdkit
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make check-vm   boot a Linux guest under qemu on a volume (tests/vm)
 #   make SANITIZE=1 check   the same under ASan+UBSan
 
 PREFIX   ?= /usr/local
@@ -38,7 +39,7 @@ UP_LIB_OBJ := $(filter-out $(B)/plugin/crucible.o,$(PLUGIN_OBJ))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 
-.PHONY: all deps check unit run install clean bench bench-smoke bench-link
+.PHONY: all deps check unit run install clean bench bench-smoke bench-link check-vm
 all: $(B)/.deps crucible.so crucible-downstairs
 
 # Install missing Debian packages (as root) or print the apt-get line.
@@ -116,10 +117,18 @@ fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/e2e/test-fuzz.sh
 
 PLUGINDIR = $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null || echo $(PREFIX)/lib/nbdkit/plugins)
+MANDIR    = $(PREFIX)/share/man
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 crucible-downstairs $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 crucible.so $(DESTDIR)$(PLUGINDIR)/nbdkit-crucible-plugin.so
+	install -m 644 man/nbdkit-crucible-plugin.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/crucible-downstairs.8 $(DESTDIR)$(MANDIR)/man8/
+
+# Boot a Linux guest under qemu on a crucible volume (not part of check).
+check-vm: all
+	@bash tests/vm/check-vm.sh
 
 clean:
 	rm -rf $(B) crucible.so crucible-downstairs

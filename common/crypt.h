@@ -12,8 +12,9 @@
  *   unencrypted: XXH3(plain block)
  *
  * struct crypt_key owns a copy of the key and wipes it (OPENSSL_cleanse)
- * when freed.  All functions are thread-safe on a shared crypt_key: each
- * call uses its own cipher context.  Return 0 or a negative errno.
+ * when freed, with the pre-keyed cipher contexts it pools for the block
+ * functions.  All functions are thread-safe on a shared crypt_key: each
+ * call uses a context no other call holds.  Return 0 or a negative errno.
  */
 #ifndef CRUCIBLE_CRYPT_H
 #define CRUCIBLE_CRYPT_H

@@ -16,8 +16,8 @@ static double now_secs(void)
 
 void progress_bytes(uint64_t v, char *buf, size_t len)
 {
-  static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB",
-                                      "PiB", "EiB" };
+  static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB",
+                                     "TiB",   "PiB", "EiB"};
   int u = 0;
   double d = (double) v;
   while (d >= 1024 && u < 6)
@@ -58,19 +58,19 @@ int progress_format(char *buf, size_t len, const char *label, bool tty,
   progress_bytes((uint64_t) bps, rate, sizeof rate);
   progress_duration(left, eta, sizeof eta);
   if (!tty)
-    return snprintf(buf, len, "%s: %3u%% %s of %s, %s/s, ETA %s", label,
-                    pct, d, t, rate, eta);
+    return snprintf(buf, len, "%s: %3u%% %s of %s, %s/s, ETA %s", label, pct, d,
+                    t, rate, eta);
   char bar[BAR_WIDTH + 1];
   int fill = (int) (frac * BAR_WIDTH);
   memset(bar, '#', (size_t) fill);
   memset(bar + fill, '.', (size_t) (BAR_WIDTH - fill));
   bar[BAR_WIDTH] = '\0';
-  return snprintf(buf, len, "%s [%s] %3u%% %s/%s %s/s ETA %s", label, bar,
-                  pct, d, t, rate, eta);
+  return snprintf(buf, len, "%s [%s] %3u%% %s/%s %s/s ETA %s", label, bar, pct,
+                  d, t, rate, eta);
 }
 
-void progress_start(struct progress *p, FILE *out, bool tty,
-                    const char *label, uint64_t total)
+void progress_start(struct progress *p, FILE *out, bool tty, const char *label,
+                    uint64_t total)
 {
   memset(p, 0, sizeof *p);
   p->out = out;
@@ -126,16 +126,12 @@ void progress_end(struct progress *p, bool ok)
 {
   char d[32], rate[32];
   double elapsed = now_secs() - p->start;
-  if (p->out == NULL)
-    return;
   progress_clear(p);
+  if (p->out == NULL || !ok)
+    return; /* the caller says what failed, in one line */
   progress_bytes(p->done, d, sizeof d);
-  if (!ok) {
-    fprintf(p->out, "%s: failed after %s\n", p->label, d);
-  } else {
-    progress_bytes(elapsed > 0 ? (uint64_t) ((double) p->done / elapsed) : 0,
-                   rate, sizeof rate);
-    fprintf(p->out, "%s: %s in %.1f s, %s/s\n", p->label, d, elapsed, rate);
-  }
+  progress_bytes(elapsed > 0 ? (uint64_t) ((double) p->done / elapsed) : 0,
+                 rate, sizeof rate);
+  fprintf(p->out, "%s: %s in %.1f s, %s/s\n", p->label, d, elapsed, rate);
   fflush(p->out);
 }

@@ -5,7 +5,7 @@
  * PROGRESS_TTY_INTERVAL apart) with a bar, bytes done, rate and ETA; on
  * anything else (a log file, a pipe, journald) a plain line every
  * PROGRESS_LOG_INTERVAL seconds, so logs stay readable.  progress_end
- * always leaves one final summary line ("export: 64 MiB in 1.2 s,
+ * leaves one final summary line after success ("export: 64 MiB in 1.2 s,
  * 53 MiB/s").
  *
  * Invariants: done <= total at every report (updates are clamped);
@@ -33,22 +33,22 @@ struct progress {
   bool drawn;        /* a terminal line is on screen */
   uint64_t total;    /* bytes (or units) of the whole job; 0 = unknown */
   uint64_t done;
-  double start;      /* seconds, monotonic */
-  double last;       /* time of the last report */
+  double start; /* seconds, monotonic */
+  double last;  /* time of the last report */
 };
 
 /* Start a report on out (normally stderr); tty decides the style (callers
  * pass isatty(fileno(out))). */
-void progress_start(struct progress *p, FILE *out, bool tty,
-                     const char *label, uint64_t total);
+void progress_start(struct progress *p, FILE *out, bool tty, const char *label,
+                    uint64_t total);
 /* done so far (absolute, clamped to total): report if an interval passed. */
 void progress_update(struct progress *p, uint64_t done);
 /* Same, with the clock given (seconds since start): for tests. */
 void progress_update_at(struct progress *p, uint64_t done, double now);
 /* Erase the terminal line so other output can be printed. */
 void progress_clear(struct progress *p);
-/* Final line: "LABEL: SIZE in T s, RATE/s" (ok) or "LABEL: failed
- * after SIZE". */
+/* Erase the bar; if ok, a final line "LABEL: SIZE in T s, RATE/s" (on
+ * failure nothing: the caller prints the one error line). */
 void progress_end(struct progress *p, bool ok);
 
 /* The report text for done of total after elapsed seconds, without

@@ -59,6 +59,7 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "extent_int.h"
 
 /* Prepared statements, one set per open extent (indexes into e->st). */
 enum {
@@ -114,33 +115,8 @@ static const char *const st_sql[ST_COUNT_] = {
   [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
   [ST_ALL_ROWS] = "SELECT block, on_disk_hash FROM block_context"
                   " ORDER BY block",
-  [ST_GET_META] = "SELECT name, value FROM metadata",
+  [ST_GET_META] = EXT__GET_META_SQL,
 };
-
-static const char SCHEMA[] =
-    "CREATE TABLE metadata(name TEXT PRIMARY KEY, value INTEGER);"
-    "INSERT INTO metadata VALUES('gen_number', 0), ('flush_number', 0),"
-    " ('dirty', 0);"
-    "CREATE TABLE block_context(block INTEGER, version INTEGER,"
-    " hash INTEGER, nonce BLOB, tag BLOB, on_disk_hash INTEGER,"
-    " PRIMARY KEY(block, on_disk_hash)) WITHOUT ROWID;";
-
-/* Map a SQLite result code to a negative errno. */
-static int sql_err(int rc)
-{
-  switch (rc & 0xff) {
-  case SQLITE_FULL: return -ENOSPC;
-  case SQLITE_NOMEM: return -ENOMEM;
-  case SQLITE_CANTOPEN: return -ENOENT;
-  case SQLITE_CORRUPT:
-  case SQLITE_NOTADB:
-  case SQLITE_SCHEMA:
-  case SQLITE_ERROR: return -EINVAL;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED: return -EBUSY;
-  default: return -EIO;
-  }
-}
 
 /* Run a statement that returns no rows; 0 or -errno (logged). */
 static int st_run(struct ext *e, int i)
@@ -151,7 +127,7 @@ static int st_run(struct ext *e, int i)
   if (rc == SQLITE_DONE || rc == SQLITE_ROW)
     return 0;
   log_error("extent %u: %s: %s", e->eid, st_sql[i], sqlite3_errmsg(e->db));
-  return sql_err(rc);
+  return ext__sql_err(rc);
 }
 
 static int set_meta(struct ext *e, const char *name, uint64_t v)
@@ -240,109 +216,35 @@ static void seen_reset(struct ext_seen *s)
   memset(s, 0, sizeof *s);
 }
 
-/* --- file IO ---------------------------------------------------------- */
+/* --- blocks known to have rows ----------------------------------------- */
 
-static int pread_full(int fd, uint8_t *buf, size_t len, off_t off)
+/* Are all of [blk, blk+n) known to have rows? */
+static bool rows_known(const struct ext *e, uint64_t blk, uint32_t n)
 {
-  while (len > 0) {
-    ssize_t r = pread(fd, buf, len, off);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return -errno;
-    if (r == 0) { /* past EOF: never written, reads as zeroes */
-      memset(buf, 0, len);
-      return 0;
-    }
-    buf += r, len -= (size_t) r, off += r;
-  }
-  return 0;
+  if (e->has_rows == NULL)
+    return false;
+  for (uint64_t b = blk; b < blk + n; b++)
+    if (!(e->has_rows[b / 8] & (1u << (b % 8))))
+      return false;
+  return true;
 }
 
-/* ENOSPC and EIO come back as they are: never retried. */
-static int pwrite_full(int fd, const uint8_t *buf, size_t len, off_t off)
+/* Only after a COMMIT that gave each block of [blk, blk+n) a row. */
+static void rows_mark(struct ext *e, uint64_t blk, uint32_t n)
 {
-  while (len > 0) {
-    ssize_t r = pwrite(fd, buf, len, off);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return -errno;
-    if (r == 0)
-      return -EIO;
-    buf += r, len -= (size_t) r, off += r;
-  }
-  return 0;
+  if (e->has_rows != NULL)
+    for (uint64_t b = blk; b < blk + n; b++)
+      e->has_rows[b / 8] |= (uint8_t) (1u << (b % 8));
 }
 
-/* Reserve the blocks before anything is written, so a full disk fails the
- * write up front (-ENOSPC, nothing changed) instead of tearing a block
- * half-way through pwrite.  Filesystems without fallocate just skip it. */
-static int reserve(int fd, off_t off, off_t len)
+/* Before (or instead of) anything that may delete rows of block b. */
+static void rows_unknown(struct ext *e, uint64_t b)
 {
-  if (fallocate(fd, 0, off, len) == 0)
-    return 0;
-  if (errno == EOPNOTSUPP || errno == ENOSYS)
-    return 0;
-  return -errno;
-}
-
-/* Zero [off, off+len): punch a hole, or write zeroes where unsupported. */
-static int zero_range(int fd, off_t off, off_t len)
-{
-  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) ==
-      0)
-    return 0;
-  if (errno != EOPNOTSUPP && errno != ENOSYS)
-    return -errno;
-  static const uint8_t zero[65536];
-  while (len > 0) {
-    size_t chunk = len < (off_t) sizeof zero ? (size_t) len : sizeof zero;
-    int r = pwrite_full(fd, zero, chunk, off);
-    if (r < 0)
-      return r;
-    off += (off_t) chunk, len -= (off_t) chunk;
-  }
-  return 0;
-}
-
-/* rel = "XX/YYY/ZZZ", reldb = rel + ".db", db = dir + "/" + reldb. */
-static void ext_paths(const char *dir, uint32_t eid,
-                      char rel[GEOM_EXTENT_PATH_MAX],
-                      char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db,
-                      size_t dblen)
-{
-  geom_extent_path(eid, rel);
-  snprintf(reldb, GEOM_EXTENT_PATH_MAX + 3, "%s.db", rel);
-  if (db != NULL)
-    snprintf(db, dblen, "%s/%s", dir, reldb);
+  if (e->has_rows != NULL)
+    e->has_rows[b / 8] &= (uint8_t) ~(1u << (b % 8));
 }
 
 /* --- open / close ----------------------------------------------------- */
-
-static int read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
-                          struct proto_extent_state *out)
-{
-  int found = 0, rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    const char *name = (const char *) sqlite3_column_text(s, 0);
-    uint64_t v = (uint64_t) sqlite3_column_int64(s, 1);
-    if (name == NULL)
-      continue;
-    if (strcmp(name, "gen_number") == 0)
-      out->gen = v, found |= 1;
-    else if (strcmp(name, "flush_number") == 0)
-      out->flush = v, found |= 2;
-    else if (strcmp(name, "dirty") == 0)
-      out->dirty = v != 0, found |= 4;
-  }
-  sqlite3_reset(s);
-  if (rc != SQLITE_DONE) {
-    log_error("metadata: %s", sqlite3_errmsg(db));
-    return sql_err(rc);
-  }
-  return found == 7 ? 0 : -EINVAL;
-}
 
 /* Keep only block's row for the bytes hashing to keep; if that is the
  * unwritten row, drop it too (the block is zeroes: no row, I2).  Only
@@ -351,6 +253,8 @@ static int keep_only(struct ext *e, uint64_t block, uint64_t keep)
 {
   sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) block);
   sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) keep);
+  if (keep == e->zero_hash) /* this may leave the block without rows */
+    rows_unknown(e, block);
   int r = st_run(e, ST_DELETE_STALE);
   if (r == 0 && keep == e->zero_hash) {
     sqlite3_bind_int64(e->st[ST_DELETE_UNWRITTEN], 1, (sqlite3_int64) block);
@@ -370,7 +274,7 @@ static int recover_block(struct ext *e, const struct row *rows, size_t nrows,
                          uint8_t *buf, size_t *nbad)
 {
   uint64_t blk = rows[0].block;
-  int r = pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
+  int r = ext__pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
   if (r < 0)
     return r;
   uint64_t disk = crypt_hash_plain(buf, e->block_size);
@@ -406,7 +310,7 @@ static int collect_rows(struct ext *e, struct row **out, size_t *n)
     (*out)[(*n)++].hash = (uint64_t) sqlite3_column_int64(s, 1);
   }
   sqlite3_reset(s);
-  return rc == SQLITE_DONE ? 0 : sql_err(rc);
+  return rc == SQLITE_DONE ? 0 : ext__sql_err(rc);
 }
 
 /* Opening a dirty extent: the last run may have died anywhere between a
@@ -474,14 +378,14 @@ static int open_db(struct ext *e, const char *dbpath)
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     log_error("%s: %s", dbpath, e->db ? sqlite3_errmsg(e->db) : "open");
-    return sql_err(rc);
+    return ext__sql_err(rc);
   }
   char *msg = NULL;
   rc = sqlite3_exec(e->db, PRAGMAS, NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
     log_error("%s: %s", dbpath, msg ? msg : "pragma");
     sqlite3_free(msg);
-    return sql_err(rc);
+    return ext__sql_err(rc);
   }
   for (int i = 0; i < ST_COUNT_; i++) {
     rc = sqlite3_prepare_v3(e->db, st_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -500,12 +404,12 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
   char dbpath[PATH_MAX];
   struct stat st;
-  ext_paths(dir, e->eid, rel, reldb, dbpath, sizeof dbpath);
+  ext__paths(dir, e->eid, rel, reldb, dbpath, sizeof dbpath);
   assert(e->fd < 0 && e->db == NULL);
   e->fd = openat(dirfd, rel, O_RDWR | O_CLOEXEC);
   if (e->fd < 0) {
     int r = -errno;
-    log_error("%s/%s: %s", dir, rel, strerror(-r));
+    log_error("%s/%s: %s", dir, rel, log_strerror(-r));
     return r;
   }
   int r = 0;
@@ -517,12 +421,12 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
     r = -EINVAL;
   } else if (faccessat(dirfd, reldb, F_OK, 0) < 0) {
     r = -errno; /* sqlite would say "unable to open", less clearly */
-    log_error("%s: %s", dbpath, strerror(-r));
+    log_error("%s: %s", dbpath, log_strerror(-r));
   }
   if (r == 0)
     r = open_db(e, dbpath);
   if (r == 0)
-    r = read_meta_rows(e->db, e->st[ST_GET_META], &e->meta);
+    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta);
   if (r == 0 && e->meta.dirty)
     r = recover_dirty(e);
   if (r < 0) {
@@ -531,6 +435,8 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   }
   e->meta_known = true;
   e->unsynced = false;
+  /* All unknown; out of memory only costs the skip in ext_write. */
+  e->has_rows = calloc((size_t) (e->extent_size / 8 + 1), 1);
   return 0;
 }
 
@@ -549,6 +455,8 @@ void ext_close(struct ext *e)
   /* Forgetting the table is safe: contexts are only ever kept, and the
    * next open of this (dirty) extent rehashes. */
   seen_reset(&e->seen);
+  free(e->has_rows);
+  e->has_rows = NULL;
 }
 
 /* --- IO --------------------------------------------------------------- */
@@ -569,15 +477,18 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
   size_t bs = e->block_size, len = (size_t) n * bs;
   off_t off = (off_t) (blk * bs);
   assert(n > 0 && blk + n <= e->extent_size);
-  int r = reserve(e->fd, off, (off_t) len);
+  int r = ext__reserve(e->fd, off, (off_t) len);
   if (r < 0) {
-    log_error("extent %u: fallocate: %s", e->eid, strerror(-r));
+    log_error("extent %u: fallocate: %s", e->eid, log_strerror(-r));
     return r;
   }
   r = st_run(e, ST_BEGIN);
   if (r == 0 && !e->meta.dirty)
     r = set_meta(e, "dirty", 1);
-  if (r == 0) { /* before the new rows: "has no row" means before this write */
+  /* Before the new rows: "has no row" means before this write.  Blocks
+   * known to have rows (has_rows) need no unwritten row: skip the
+   * statement when every block of the range is known. */
+  if (r == 0 && !rows_known(e, blk, n)) {
     sqlite3_stmt *u = e->st[ST_ADD_UNWRITTEN];
     sqlite3_bind_int64(u, 1, (sqlite3_int64) blk);
     sqlite3_bind_int64(u, 2, (sqlite3_int64) (blk + n));
@@ -603,11 +514,12 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
   }
   e->meta.dirty = 1;
   e->unsynced = true;
-  r = pwrite_full(e->fd, data, len, off);
+  rows_mark(e, blk, n); /* committed: every block now has rows */
+  r = ext__pwrite_full(e->fd, data, len, off);
   if (r < 0) {
     /* The disk may hold old, new or (EIO) torn bytes: forget the blocks
      * so the next flush keeps all their contexts. */
-    log_error("extent %u: pwrite: %s", e->eid, strerror(-r));
+    log_error("extent %u: pwrite: %s", e->eid, log_strerror(-r));
     seen_forget(&e->seen, blk, n);
     return r;
   }
@@ -681,7 +593,7 @@ static int match_range(struct ext *e, uint64_t blk, uint32_t n,
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) {
     log_error("extent %u: select: %s", e->eid, sqlite3_errmsg(e->db));
-    return sql_err(rc);
+    return ext__sql_err(rc);
   }
   return 0;
 }
@@ -692,9 +604,9 @@ int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
   size_t bs = e->block_size;
   uint64_t nw = 0;
   assert(n > 0 && blk + n <= e->extent_size);
-  int r = pread_full(e->fd, data, (size_t) n * bs, (off_t) (blk * bs));
+  int r = ext__pread_full(e->fd, data, (size_t) n * bs, (off_t) (blk * bs));
   if (r < 0) {
-    log_error("extent %u: pread: %s", e->eid, strerror(-r));
+    log_error("extent %u: pread: %s", e->eid, log_strerror(-r));
     return r;
   }
   memset(ctxs, 0, (size_t) n * sizeof *ctxs);
@@ -728,7 +640,7 @@ static int trim_rows(struct ext *e, uint64_t blk, uint32_t n, uint32_t **out,
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) {
     log_error("extent %u: select: %s", e->eid, sqlite3_errmsg(e->db));
-    return sql_err(rc);
+    return ext__sql_err(rc);
   }
   if (*nout == 0)
     return 0;
@@ -761,9 +673,9 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n)
   }
   e->meta.dirty = 1;
   e->unsynced = true;
-  r = zero_range(e->fd, (off_t) (blk * bs), (off_t) ((uint64_t) n * bs));
+  r = ext__zero_range(e->fd, (off_t) (blk * bs), (off_t) ((uint64_t) n * bs));
   if (r < 0) { /* old bytes or zeroes, or torn: keep every row */
-    log_error("extent %u: punch hole: %s", e->eid, strerror(-r));
+    log_error("extent %u: punch hole: %s", e->eid, log_strerror(-r));
     seen_forget(&e->seen, blk, n);
   } else {
     for (uint32_t i = 0; i < nrows; i++)
@@ -785,7 +697,7 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen)
     return 0;
   if (fdatasync(e->fd) < 0) {
     int r = -errno;
-    log_error("extent %u: fdatasync: %s", e->eid, strerror(-r));
+    log_error("extent %u: fdatasync: %s", e->eid, log_strerror(-r));
     return r;
   }
   e->unsynced = false;
@@ -827,91 +739,10 @@ int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
   for (uint64_t b = 0; r == 0 && b < e->extent_size; b += chunk) {
     uint32_t n = (uint32_t) (e->extent_size - b < chunk ? e->extent_size - b
                                                          : chunk);
-    r = pread_full(e->fd, buf, (size_t) n * bs, (off_t) (b * bs));
+    r = ext__pread_full(e->fd, buf, (size_t) n * bs, (off_t) (b * bs));
     if (r == 0)
       r = match_range(e, b, n, buf, NULL, bad, arg, checked);
   }
   free(buf);
   return r;
-}
-
-/* --- creation and inspection ------------------------------------------ */
-
-int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
-                  struct proto_extent_state *out)
-{
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
-  char path[PATH_MAX];
-  sqlite3 *db = NULL;
-  sqlite3_stmt *s = NULL;
-  ext_paths(dir, eid, rel, reldb, path, sizeof path);
-  if (access(path, F_OK) < 0)
-    return -errno;
-  int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-  int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc == SQLITE_OK)
-    sqlite3_busy_timeout(db, 5000);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_prepare_v2(db, st_sql[ST_GET_META], -1, &s, NULL);
-  int r = rc == SQLITE_OK ? read_meta_rows(db, s, out) : sql_err(rc);
-  if (rc != SQLITE_OK)
-    log_error("%s: %s", path, db ? sqlite3_errmsg(db) : "open");
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return r;
-}
-
-static int write_file(int dirfd, const char *rel, const uint8_t *p,
-                      size_t len, uint64_t size)
-{
-  int fd = openat(dirfd, rel, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return -errno;
-  int r = len ? pwrite_full(fd, p, len, 0) : 0;
-  if (r == 0 && size && ftruncate(fd, (off_t) size) < 0)
-    r = -errno;
-  if (close(fd) < 0 && r == 0)
-    r = -errno;
-  return r;
-}
-
-int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
-               const uint8_t *seed, size_t seed_len)
-{
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
-  ext_paths(NULL, eid, rel, reldb, NULL, 0);
-  char d[GEOM_EXTENT_PATH_MAX];
-  /* "XX" then "XX/YYY"; EEXIST is the common case after the first. */
-  for (size_t cut = 2; cut <= 6; cut += 4) {
-    memcpy(d, rel, cut);
-    d[cut] = '\0';
-    if (mkdirat(dirfd, d, 0755) < 0 && errno != EEXIST)
-      return -errno;
-  }
-  int r = write_file(dirfd, rel, NULL, 0, data_bytes); /* sparse */
-  if (r == 0)
-    r = write_file(dirfd, reldb, seed, seed_len, 0);
-  return r;
-}
-
-int ext_seed_create(const char *path)
-{
-  sqlite3 *db = NULL;
-  char *msg = NULL;
-  int rc = sqlite3_open_v2(path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL;", NULL, NULL, &msg);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_exec(db, SCHEMA, NULL, NULL, &msg);
-  if (rc != SQLITE_OK)
-    log_error("%s: %s", path, msg ? msg : db ? sqlite3_errmsg(db) : "open");
-  sqlite3_free(msg);
-  /* The last close checkpoints the WAL into the file and deletes it, so
-   * the file alone is a complete (WAL-mode) seed. */
-  if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK)
-    rc = SQLITE_IOERR;
-  return rc == SQLITE_OK ? 0 : sql_err(rc);
 }

@@ -22,6 +22,8 @@
  * Between flushes the extent remembers in memory, per block written or
  * trimmed, the on_disk_hash of the last bytes written (struct ext_seen);
  * that is the context a flush keeps.  Nothing else may delete contexts.
+ * It also remembers which blocks are known to have rows (ext.has_rows),
+ * so a write to such a block skips the unwritten-row statement.
  *
  * Locking: the caller (region.c) holds the extent's mutex around every
  * ext_* call on an open extent; this module has no locks of its own.
@@ -64,6 +66,11 @@ struct ext {
   struct sqlite3 *db;        /* NULL when closed */
   struct sqlite3_stmt *st[16]; /* prepared statements, see extent.c */
   struct ext_seen seen;
+  /* Bit per block: set only for a block KNOWN to have rows (a committed
+   * write or trim since open gave it one, and no flush removed it).  A
+   * clear bit means "unknown": the write then adds the unwritten row as
+   * usual.  NULL when closed (or out of memory: everything unknown). */
+  uint8_t *has_rows;
   bool unsynced;             /* data written since the last fdatasync */
   /* Cached metadata, valid when meta_known (kept across close). */
   bool meta_known;

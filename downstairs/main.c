@@ -125,11 +125,12 @@ static void __attribute__((format(printf, 1, 2))) errorf(const char *fmt, ...)
   fputc('\n', stderr);
 }
 
+/* Usage error: one line naming the problem and --help; returns 2. */
 static int usage_error(const char *fmt, const char *arg)
 {
   fprintf(stderr, "%s: %s: ", PROG, cmd_name);
   fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry '%s %s --help'.\n", PROG, cmd_name);
+  fprintf(stderr, " (try '%s %s --help')\n", PROG, cmd_name);
   return 2;
 }
 
@@ -512,9 +513,13 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
                      const char **file, struct proto_region *def,
                      bool *geometry)
 {
-  static const struct option opts[] = {
+  static const struct option export_opts[] = {
     { "dir", required_argument, NULL, 'd' },
     { "output", required_argument, NULL, 'o' },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  static const struct option import_opts[] = {
+    { "dir", required_argument, NULL, 'd' },
     { "input", required_argument, NULL, 'i' },
     { "uuid", required_argument, NULL, 'u' },
     { "block-size", required_argument, NULL, OPT_BS },
@@ -523,10 +528,8 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
     { 0 } };
   uint64_t v;
   int c;
-  while ((c = getopt_long(argc, argv, import ? ":d:i:u:h" : ":d:o:h", opts,
-                          NULL)) != -1) {
-    if (!import && (c == 'i' || c == OPT_BS || c == OPT_ES))
-      c = '?', optopt = 0;
+  while ((c = getopt_long(argc, argv, import ? ":d:i:u:h" : ":d:o:h",
+                          import ? import_opts : export_opts, NULL)) != -1) {
     switch (c) {
     case 'd': *dir = optarg; break;
     case 'o': case 'i': *file = optarg; break;
@@ -573,6 +576,7 @@ static void xfer_error(const char *dir, const char *file, int r)
 static int cmd_export(int argc, char **argv)
 {
   const char *dir = NULL, *file = NULL;
+  log_set_level(LOG_ERROR); /* one error line, ours, not region warnings */
   struct proto_region def = { 0 };
   bool geometry = false;
   int ret = xfer_args(argc, argv, false, &dir, &file, &def, &geometry);
@@ -595,13 +599,17 @@ static int cmd_export(int argc, char **argv)
     return 1;
   }
   struct progress p;
+  uint64_t bad = 0;
   progress_stderr(&p, "export", geom_size(region_def(r)));
-  ret = xfer_export(r, fd, &p);
+  ret = xfer_export(r, fd, &p, &bad);
   progress_end(&p, ret == 0);
   if (close(fd) < 0 && ret == 0)
     ret = -errno;
   region_close(r);
-  if (ret < 0)
+  if (ret == -EBADMSG)
+    errorf("%s: block %" PRIu64 ": data does not match its hash (run "
+           "verify)", dir, bad);
+  else if (ret < 0)
     xfer_error(dir, file, ret);
   return ret < 0 ? 1 : 0;
 }
@@ -642,6 +650,7 @@ static int import_open(const char *dir, uint64_t size,
 static int cmd_import(int argc, char **argv)
 {
   const char *dir = NULL, *file = NULL;
+  log_set_level(LOG_ERROR); /* one error line, ours, not region warnings */
   struct proto_region def = { .block_size = GEOM_DEFAULT_BLOCK_SIZE,
                               .extent_size = GEOM_DEFAULT_EXTENT_SIZE };
   bool geometry = false, blank;
@@ -708,6 +717,7 @@ int main(int argc, char **argv)
       optind = 1; /* parse argv[1..]: the subcommand plays argv[0] */
       return cmds[i].fn(argc - 1, argv + 1);
     }
-  fprintf(stderr, "%s: unknown command '%s'\n%s", PROG, argv[1], USAGE);
+  fprintf(stderr, "%s: unknown command '%s' (try '%s --help')\n", PROG,
+          argv[1], PROG);
   return 2;
 }

@@ -143,7 +143,7 @@ static int create_extents(const char *dir, int dirfd,
     r = ext_create(dirfd, eid, def->extent_size * def->block_size, seed,
                    seed_len);
     if (r < 0)
-      log_error("%s: extent %u: %s", dir, eid, strerror(-r));
+      log_error("%s: extent %u: %s", dir, eid, log_strerror(-r));
   }
   free(seed);
   if (r == 0 && syncfs(dirfd) < 0)
@@ -605,7 +605,7 @@ int region_extent_states(struct region *r, struct proto_extent_state *states)
     states[eid] = re->x.meta;
     ext_put(r, re);
     if (ret < 0) {
-      log_error("%s: extent %u: %s", r->dir, eid, strerror(-ret));
+      log_error("%s: extent %u: %s", r->dir, eid, log_strerror(-ret));
       return ret;
     }
   }

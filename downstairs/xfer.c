@@ -7,7 +7,6 @@
 
 #include "../common/crypt.h"
 #include "../common/geom.h"
-#include "../common/log.h"
 #include "xfer.h"
 
 /* One chunk's buffers; ownership: xfer_* allocate and free them. */
@@ -69,9 +68,10 @@ static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
 }
 
 /* Read n blocks at lba and check each written one against its hash, so a
- * corrupt replica is never exported as if it were good. */
+ * corrupt replica is never exported as if it were good: -EBADMSG and
+ * *bad = the first bad LBA. */
 static int read_checked(struct region *r, struct chunk *c, uint64_t lba,
-                        uint32_t n)
+                        uint32_t n, uint64_t *bad)
 {
   int ret = region_read(r, lba, n, c->ctxs, c->data);
   if (ret < 0)
@@ -80,15 +80,14 @@ static int read_checked(struct region *r, struct chunk *c, uint64_t lba,
     const uint8_t *b = c->data + (size_t) i * c->bs;
     if ((c->ctxs[i].flags & PROTO_CTX_PRESENT) &&
         c->ctxs[i].hash != crypt_hash_plain(b, c->bs)) {
-      log_error("block %llu: data does not match its hash (run verify)",
-                (unsigned long long) (lba + i));
-      return -EIO;
+      *bad = lba + i;
+      return -EBADMSG;
     }
   }
   return 0;
 }
 
-int xfer_export(struct region *r, int fd, struct progress *p)
+int xfer_export(struct region *r, int fd, struct progress *p, uint64_t *bad)
 {
   const struct proto_region *d = region_def(r);
   uint64_t blocks = geom_blocks(d), bs = d->block_size;
@@ -103,16 +102,15 @@ int xfer_export(struct region *r, int fd, struct progress *p)
     return -errno;
   /* A regular file is emptied and extended, so zero chunks stay holes. */
   sparse = S_ISREG(st.st_mode);
-  if (sparse && (ftruncate(fd, 0) < 0 ||
-                 ftruncate(fd, (off_t) (blocks * bs)) < 0))
+  if (sparse &&
+      (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t) (blocks * bs)) < 0))
     return -errno;
   if ((ret = chunk_alloc(&c, d->block_size)) < 0)
     goto out;
   for (uint64_t lba = 0; lba < blocks && ret == 0;) {
     uint64_t left = geom_left_in_extent(d, lba);
-    uint32_t n = left < XFER_CHUNK_BLOCKS ? (uint32_t) left
-                                          : XFER_CHUNK_BLOCKS;
-    ret = read_checked(r, &c, lba, n);
+    uint32_t n = left < XFER_CHUNK_BLOCKS ? (uint32_t) left : XFER_CHUNK_BLOCKS;
+    ret = read_checked(r, &c, lba, n, bad);
     if (ret == 0 && !(sparse && all_zero(c.data, n * bs)))
       ret = write_all(fd, c.data, n * bs, lba * bs);
     lba += n;
@@ -144,8 +142,7 @@ static int import_chunk(struct region *r, struct chunk *c, uint64_t lba,
       for (uint32_t k = i; k < j; k++) {
         memset(&c->ctxs[k], 0, sizeof c->ctxs[k]);
         c->ctxs[k].version = (gen << 32) | ++*seq;
-        c->ctxs[k].hash =
-            crypt_hash_plain(c->data + (size_t) k * c->bs, c->bs);
+        c->ctxs[k].hash = crypt_hash_plain(c->data + (size_t) k * c->bs, c->bs);
         c->ctxs[k].flags = PROTO_CTX_PRESENT;
       }
       ret = region_write(r, lba + i, j - i, c->ctxs + i,
@@ -200,8 +197,7 @@ int xfer_import(struct region *r, int fd, uint64_t size, bool blank,
   uint64_t end = blank ? (size + bs - 1) / bs : blocks;
   for (uint64_t lba = 0; lba < end && ret == 0;) {
     uint64_t left = geom_left_in_extent(d, lba);
-    uint32_t n = left < XFER_CHUNK_BLOCKS ? (uint32_t) left
-                                          : XFER_CHUNK_BLOCKS;
+    uint32_t n = left < XFER_CHUNK_BLOCKS ? (uint32_t) left : XFER_CHUNK_BLOCKS;
     if (lba + n > end)
       n = (uint32_t) (end - lba);
     uint64_t off = lba * bs, want = 0;

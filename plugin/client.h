@@ -72,6 +72,7 @@ struct cl {
   uint32_t nstates;
 
   unsigned inflight;   /* jobs SENT and not answered */
+  uint64_t inflight_bytes; /* their frame bytes */
   uint64_t last_rx_ms, last_tx_ms;
   bool ping_out;
   uint64_t ping_ms;    /* when the outstanding PING was sent */

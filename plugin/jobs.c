@@ -208,6 +208,19 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   return 1u << pick;
 }
 
+/* Fault a downstairs that fell too far behind: writes acked by the
+ * others pile up for it without bound otherwise. */
+static void job_check_behind(struct cl *c)
+{
+  if (c->state != CL_ACTIVE || (c->inflight <= UP_MAX_BEHIND_JOBS &&
+                                c->inflight_bytes <= UP_MAX_BEHIND_BYTES))
+    return;
+  log_warn("downstairs %s faulted: too far behind (%u jobs, %llu bytes in "
+           "flight)", c->name, c->inflight,
+           (unsigned long long) c->inflight_bytes);
+  cl_close(c, false, "too far behind");
+}
+
 /* Send one drained job (or fail it at once, or hold it while its extent
  * is under repair). */
 void up__job_start(struct upstairs *up, struct up_job *job)
@@ -250,8 +263,11 @@ void up__job_start(struct upstairs *up, struct up_job *job)
     }
     job->ds[i] = DS_SENT;
     c->inflight++;
+    c->inflight_bytes += job->frame_len;
   }
   job_eval(up, job);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    job_check_behind(&up->cl[i]);
 }
 
 /* Async callback: drain the whole submit queue in order (or shut down). */
@@ -307,6 +323,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
     return;
   }
   c->inflight--;
+  c->inflight_bytes -= job->frame_len;
   if (d->err == 0) {
     job->ds[c->idx] = DS_DONE;
     job_eval(up, job);
@@ -333,6 +350,7 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
     return;
   }
   c->inflight--;
+  c->inflight_bytes -= job->frame_len;
   if (d->err != 0 || d->n != job->n) {
     log_warn("downstairs %s: read lba %llu failed: %s, job %llu", c->name,
              (unsigned long long) job->lba,
@@ -361,6 +379,7 @@ void up__ds_lost(struct upstairs *up, struct cl *c)
     job_eval(up, job); /* may untrack job, never next */
   }
   c->inflight = 0;
+  c->inflight_bytes = 0;
 }
 
 /* Fault every downstairs with a job outstanding longer than timeout. */
@@ -404,6 +423,7 @@ void up__fail_all(struct upstairs *up, int err)
       if (job->ds[i] == DS_SENT) {
         job->ds[i] = DS_SKIP;
         up->cl[i].inflight--;
+        up->cl[i].inflight_bytes -= job->frame_len;
       }
     job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
     job_untrack(up, job);

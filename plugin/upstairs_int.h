@@ -42,6 +42,10 @@
 /* Extra time a caller waits beyond timeout before giving up on the loop
  * (a backstop: the loop's own timer faults downstairs at timeout). */
 #define UP_WAIT_SLACK_S 3
+/* A downstairs with more than this in flight is faulted (too far behind
+ * the others, which acked the same writes long ago). */
+#define UP_MAX_BEHIND_JOBS 4096
+#define UP_MAX_BEHIND_BYTES (512ull * 1024 * 1024)
 /* Reconnect delay doubles from 1 s up to this. */
 #define UP_BACKOFF_MAX_MS 8000
 

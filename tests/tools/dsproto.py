@@ -38,6 +38,8 @@ T_EXTENT_STATES_REQ, T_EXTENT_STATES = 4, 5
 T_ACTIVATE, T_ACTIVATE_OK, T_NO_LONGER_ACTIVE = 6, 7, 8
 T_WRITE, T_READ, T_FLUSH, T_TRIM = 10, 11, 12, 13
 T_JOB_DONE, T_READ_DONE, T_PING, T_PONG = 14, 15, 16, 17
+T_EXTENT_FLUSH, T_EXTENT_CLOSE, T_EXTENT_REPAIR, T_EXTENT_REOPEN = 20, 21, 22, 23
+T_FILE_REQ, T_FILE_DATA = 24, 25
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 
 ROLE_UPSTAIRS, ROLE_REPAIR_PEER = 1, 2
@@ -164,6 +166,12 @@ def decode(ftype, body, block_size=0):
         m["data"] = body[16 + CTX_LEN * n:]
     elif ftype in (T_PING, T_PONG):
         (m["value"],) = struct.unpack("<Q", body)
+    elif ftype == T_FILE_DATA:
+        (m["job_id"], m["err"], n, m["file_size"],
+         m["offset"]) = struct.unpack_from("<QiIQQ", body)
+        if len(body) != 32 + n:
+            raise ProtoError("FILE_DATA length %d for n=%d" % (len(body), n))
+        m["data"] = body[32:]
     else:
         raise ProtoError("unexpected frame type %d" % ftype)
     return m
@@ -373,7 +381,18 @@ def scen_handshake(a):
     expect_error(Conn(a.host, a.port), enc_hello(version=2),
                  errno.EPROTONOSUPPORT)
     expect_error(Conn(a.host, a.port), enc_hello(role=ROLE_REPAIR_PEER),
-                 errno.ENOTSUP)
+                 errno.EINVAL, "must name the region uuid")
+    # A repair peer may fetch extent files, and nothing else.
+    c = Conn(a.host, a.port)
+    c.send(enc_hello(role=ROLE_REPAIR_PEER, uuid=ok["uuid"], encrypted=enc))
+    check(c.recv()["type"] == T_HELLO_OK, "repair peer HELLO refused")
+    c.send(frame(T_FILE_REQ, struct.pack("<QIB3xQII", 1, 0, 0, 0, 4096, 0)))
+    m = c.recv()
+    check(m["type"] == T_FILE_DATA and m["job_id"] == 1 and m["err"] == 0 and
+          len(m["data"]) == 4096 and m["offset"] == 0 and
+          m["file_size"] == ok["extent_size"] * ok["block_size"],
+          "bad FILE_DATA %r" % ({k: v for k, v in m.items() if k != "data"},))
+    expect_error(c, enc_read(2, 0, 1), errno.EPROTO, "not allowed")
     expect_error(Conn(a.host, a.port), enc_hello(uuid=os.urandom(16)),
                  errno.EINVAL, "uuid mismatch")
     expect_error(Conn(a.host, a.port), enc_hello(encrypted=1 - enc),

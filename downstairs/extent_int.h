@@ -1,0 +1,44 @@
+/* crucible-c downstairs: helpers shared by extent.c and extent_util.c
+ * (private to the extent module; region.c uses extent.h only).
+ *
+ * The IO helpers never tear silently: pread_full reads zeroes past EOF,
+ * pwrite_full returns ENOSPC/EIO as they are (never retried), reserve
+ * fallocates up front so a full disk fails before anything changes.
+ * All return 0 or -errno.
+ */
+#ifndef CRUCIBLE_EXTENT_INT_H
+#define CRUCIBLE_EXTENT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/geom.h"
+#include "../common/proto.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+/* The metadata rows (gen_number, flush_number, dirty). */
+#define EXT__GET_META_SQL "SELECT name, value FROM metadata"
+
+/* Map a SQLite result code to a negative errno. */
+int ext__sql_err(int rc);
+
+int ext__pread_full(int fd, uint8_t *buf, size_t len, off_t off);
+int ext__pwrite_full(int fd, const uint8_t *buf, size_t len, off_t off);
+/* Allocate [off, off+len) (fallocate; skipped where unsupported). */
+int ext__reserve(int fd, off_t off, off_t len);
+/* Zero [off, off+len): punch a hole, or write zeroes where unsupported. */
+int ext__zero_range(int fd, off_t off, off_t len);
+
+/* rel = "XX/YYY/ZZZ", reldb = rel + ".db", db = dir + "/" + reldb (db may
+ * be NULL). */
+void ext__paths(const char *dir, uint32_t eid, char rel[GEOM_EXTENT_PATH_MAX],
+                char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db, size_t dblen);
+
+/* Step s (EXT__GET_META_SQL) into out; -EINVAL if a row is missing. */
+int ext__read_meta_rows(struct sqlite3 *db, struct sqlite3_stmt *s,
+                        struct proto_extent_state *out);
+
+#endif
