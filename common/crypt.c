@@ -232,6 +232,18 @@ int crypt_block_encrypt(const struct crypt_key *k,
   return gcm_pooled(k, 1, nonce, aad, sizeof aad, plain, len, cipher, tag);
 }
 
+int crypt_block_encrypt_nonce(const struct crypt_key *k,
+                              const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
+                              uint64_t version, const uint8_t *plain,
+                              size_t len, uint8_t *cipher,
+                              const uint8_t nonce[CRYPT_NONCE_LEN],
+                              uint8_t tag[CRYPT_TAG_LEN])
+{
+  uint8_t aad[32];
+  make_aad(aad, uuid, lba, version);
+  return gcm_pooled(k, 1, nonce, aad, sizeof aad, plain, len, cipher, tag);
+}
+
 int crypt_block_decrypt(const struct crypt_key *k,
                         const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
                         uint64_t version, const uint8_t *cipher, size_t len,

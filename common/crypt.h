@@ -53,6 +53,15 @@ int crypt_block_encrypt(const struct crypt_key *k,
                         uint64_t version, const uint8_t *plain, size_t len,
                         uint8_t *cipher, uint8_t nonce[CRYPT_NONCE_LEN],
                         uint8_t tag[CRYPT_TAG_LEN]);
+/* The same with a nonce the caller drew from crypt_random (fresh, never
+ * reused under this key): lets a caller draw the nonces of many blocks in
+ * one CSPRNG call.  -EIO if the cipher fails. */
+int crypt_block_encrypt_nonce(const struct crypt_key *k,
+                              const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
+                              uint64_t version, const uint8_t *plain,
+                              size_t len, uint8_t *cipher,
+                              const uint8_t nonce[CRYPT_NONCE_LEN],
+                              uint8_t tag[CRYPT_TAG_LEN]);
 /* Decrypt and authenticate one block; -EBADMSG if anything (data, nonce,
  * tag, uuid, lba, version) differs from what was encrypted. */
 int crypt_block_decrypt(const struct crypt_key *k,

@@ -59,7 +59,8 @@ static int rep_send(struct upstairs *up, int i, uint16_t type)
   struct up_repair *rp = &up->rep;
   struct cl *c = &up->cl[i];
   struct cl *s = &up->cl[rp->src];
-  struct proto_extent_op o = {.job_id = ++up->next_id, .eid = rp->eid};
+  struct proto_extent_op o = {.job_id = ++up->next_id | UP_REPAIR_ID_BIT,
+                              .eid = rp->eid};
   uint8_t buf[PROTO_EXTENT_REPAIR_LEN];
 
   if (c->state != CL_ACTIVE)
@@ -307,8 +308,15 @@ bool up__repair_on_done(struct upstairs *up, struct cl *c,
   struct up_repair *rp = &up->rep;
   unsigned bit = 1u << c->idx;
 
-  if (!(rp->wait & bit) || rp->wait_id[c->idx] != d->job_id)
+  if (!(d->job_id & UP_REPAIR_ID_BIT))
     return false;
+  if (!(rp->wait & bit) || rp->wait_id[c->idx] != d->job_id) {
+    /* The answer to a step that was abandoned (a peer was lost). */
+    if (up_debug_repair)
+      log_debug("repair: late answer from %s, job %llu", c->name,
+                (unsigned long long) (d->job_id & ~UP_REPAIR_ID_BIT));
+    return true;
+  }
   rp->wait &= ~bit;
   if (d->err) {
     log_warn("downstairs %s faulted: repair step failed on extent %u: %s",

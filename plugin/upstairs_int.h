@@ -173,6 +173,9 @@ int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
 void up__shutdown(struct upstairs *up);
 
 /* repair.c: reconciliation at start, live repair, held IO. */
+/* Set in the job id of every repair step: its answer is told apart from
+ * IO answers even after the step was abandoned. */
+#define UP_REPAIR_ID_BIT (1ull << 63)
 /* Activated with >= 2: plan reconciliation (phase RECONCILE) or run. */
 void up__reconcile_start(struct upstairs *up);
 /* A downstairs (re)joined a running volume: live-repair it. */
