@@ -13,7 +13,10 @@
  * committed transaction; the disk changes only after that commit):
  *  - write: the transaction first adds the unwritten row to every block
  *    that has none (by I2 its bytes are zeroes: that row matches them),
- *    then the new rows; old rows stay.  Only after COMMIT does pwrite
+ *    then the new rows; old rows stay.  (The statement is skipped when
+ *    every block is known to have rows, e->has_rows: a bit is set only
+ *    after a COMMIT gave the block rows and cleared before anything may
+ *    delete its last row, so "known" is never wrong.)  Only after COMMIT does pwrite
  *    turn old bytes into new ones, and either matches a row.  INSERT OR
  *    REPLACE on (block, on_disk_hash) only replaces a row by one for the
  *    very same bytes (rewriting identical bytes, or zeroes written over

@@ -16,8 +16,8 @@
  * TRIM only for extents <= lr_limit, and every FLUSH.  Extents are then
  * copied one by one, in order, from the lowest-index fully active
  * downstairs; lr_limit advances after each.  IO that touches the extent
- * under repair is held (with everything queued after it) until the
- * extent is reopened everywhere.  When the last extent is done the
+ * under repair is held (in order) until the extent is reopened
+ * everywhere; IO to other extents and flushes go on.  When the last extent is done the
  * downstairs becomes fully active.
  *
  * Any failure of a step faults the downstairs that failed (it reconnects
@@ -372,11 +372,12 @@ bool up__repair_hold(struct upstairs *up, struct up_job *job)
 {
   struct up_repair *rp = &up->rep;
 
-  if (!rp->held_head) {
-    if (rp->step == UP_RS_IDLE || job->type == PROTO_T_FLUSH ||
-        geom_extent_of(&up->region, job->lba) != rp->eid)
-      return false;
-  }
+  /* Only jobs on that extent wait: jobs on other extents never overlap
+   * them, and a FLUSH need only cover writes already acknowledged, which
+   * held ones are not.  Held jobs keep their order among themselves. */
+  if (rp->step == UP_RS_IDLE || job->type == PROTO_T_FLUSH ||
+      geom_extent_of(&up->region, job->lba) != rp->eid)
+    return false;
   job->next = NULL;
   if (rp->held_tail)
     rp->held_tail->next = job;

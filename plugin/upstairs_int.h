@@ -97,8 +97,8 @@ struct up_job {
  * through the steps FLUSH (source) -> CLOSE (all involved) -> REPAIR
  * (targets copy from the source) -> REOPEN (all involved); each step
  * waits for every JOB_DONE.  Used by start-up reconciliation and by live
- * repair.  IO touching the extent under repair (and everything queued
- * after it, to keep order) is held in held_head until the extent is done. */
+ * repair.  IO touching the extent under repair is held in held_head (in
+ * order) until the extent is done; other IO goes on. */
 enum up_rstep { UP_RS_IDLE = 0, UP_RS_FLUSH, UP_RS_CLOSE, UP_RS_REPAIR,
                 UP_RS_REOPEN };
 struct up_repair {
