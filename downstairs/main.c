@@ -160,7 +160,7 @@ static void open_error(const char *dir, int r)
 {
   struct stat st;
   if (stat(dir, &st) < 0)
-    errorf("%s: %s", dir, strerror(errno));
+    errorf("%s: %s", dir, log_strerror(errno));
   else if (!S_ISDIR(st.st_mode))
     errorf("%s: not a directory", dir);
   else if (r == -ENOENT)
@@ -174,7 +174,7 @@ static void open_error(const char *dir, int r)
     errorf("%s: region is encrypted: only unencrypted regions can be "
            "exported or imported", dir);
   else
-    errorf("%s: %s", dir, strerror(-r));
+    errorf("%s: %s", dir, log_strerror(-r));
 }
 
 enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE,
@@ -209,7 +209,7 @@ static int preallocate(const char *dir, const struct proto_region *def)
     if (fd >= 0)
       close(fd);
     if (r < 0)
-      errorf("%s: preallocate: %s", path, strerror(-r));
+      errorf("%s: preallocate: %s", path, log_strerror(-r));
     progress_update(&p, (eid + 1) * bytes);
   }
   progress_end(&p, r == 0);
@@ -277,7 +277,7 @@ static int cmd_create(int argc, char **argv)
   else if (r == -ENOTEMPTY)
     errorf("%s: directory is not empty", dir);
   else if (r < 0)
-    errorf("%s: %s", dir, strerror(-r));
+    errorf("%s: %s", dir, log_strerror(-r));
   if (r == 0 && prealloc)
     r = preallocate(dir, &def);
   if (r < 0)
@@ -350,7 +350,7 @@ static int cmd_run(int argc, char **argv)
   r = ds_server_run(&so);
   region_close(so.region);
   if (r < 0) {
-    errorf("%s: %s", so.dir, strerror(-r));
+    errorf("%s: %s", so.dir, log_strerror(-r));
     return 1;
   }
   return 0;
@@ -384,7 +384,7 @@ static bool dump_row(const struct dump_region *rg, int n, uint32_t eid)
       if (r != -ERANGE) {
         ok = false;
         log_error("%s: extent %" PRIu32 ": %s", rg[i].dir, eid,
-                  strerror(-r));
+                  log_strerror(-r));
       }
     }
   }
@@ -498,7 +498,7 @@ static int cmd_verify(int argc, char **argv)
     total += checked;
     if (ret < 0) {
       progress_clear(&vs.p);
-      errorf("%s: extent %" PRIu32 ": %s", dir, eid, strerror(-ret));
+      errorf("%s: extent %" PRIu32 ": %s", dir, eid, log_strerror(-ret));
     }
     progress_update(&vs.p, (eid + 1) * ext_bytes);
   }
@@ -570,7 +570,7 @@ static void xfer_error(const char *dir, const char *file, int r)
   else if (r == -EFBIG)
     errorf("%s: image is larger than the region %s", file, dir);
   else
-    errorf("%s: %s", file, strerror(-r));
+    errorf("%s: %s", file, log_strerror(-r));
 }
 
 static int cmd_export(int argc, char **argv)
@@ -594,7 +594,7 @@ static int cmd_export(int argc, char **argv)
   }
   int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    errorf("%s: %s", file, strerror(errno));
+    errorf("%s: %s", file, log_strerror(errno));
     region_close(r);
     return 1;
   }
@@ -660,7 +660,7 @@ static int cmd_import(int argc, char **argv)
   int fd = open(file, O_RDONLY | O_CLOEXEC);
   off_t size = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
   if (fd < 0 || size < 0) {
-    errorf("%s: %s", file, strerror(errno));
+    errorf("%s: %s", file, log_strerror(errno));
     if (fd >= 0)
       close(fd);
     return 1;

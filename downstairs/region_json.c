@@ -290,7 +290,7 @@ int region_meta_write(int dirfd, const struct region_meta *m)
   if (r == 0 && fsync(dirfd) < 0)
     r = -errno;
   if (r < 0) {
-    log_error("region.json: %s", strerror(-r));
+    log_error("region.json: %s", log_strerror(-r));
     unlinkat(dirfd, REGION_JSON_TMP, 0);
   }
   return r;
