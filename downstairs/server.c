@@ -15,8 +15,10 @@
  * jobs against a flat-array model over the wire.
  *
  * Connection states: NEW (only HELLO) -> NEGOTIATED (HELLO_OK sent;
- * EXTENT_STATES_REQ, ACTIVATE, PING) -> ACTIVE (IO jobs,
- * EXTENT_STATES_REQ, PING).  Anything else, or any malformed frame, gets
+ * EXTENT_STATES_REQ, ACTIVATE, PING) -> ACTIVE (IO jobs, the repair
+ * frames EXTENT_*, EXTENT_STATES_REQ, PING).  A repair peer (another
+ * downstairs copying an extent from us) stays NEGOTIATED and may send
+ * only FILE_REQ and PING.  Anything else, or any malformed frame, gets
  * one log line, an ERROR frame, and the connection closed.
  *
  * This file: listener, accept, per-connection reading and framing,
