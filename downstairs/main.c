@@ -39,7 +39,8 @@ static const char USAGE[] =
     "         [--extent-count N] [--encrypted] [--preallocate]\n"
     "                                              create a new region\n"
     "  run -d DIR -p PORT [-a ADDR] [--log-level LEVEL] [--max-conns N]\n"
-    "         [--idle-timeout SECS]                serve a region\n"
+    "         [--idle-timeout SECS] [--handshake-timeout SECS]\n"
+    "                                              serve a region\n"
     "  dump -d DIR [-d DIR...]                     per-extent metadata\n"
     "  verify -d DIR                               scrub a stopped region\n"
     "  export -d DIR -o FILE                       unencrypted region -> raw "
@@ -74,7 +75,9 @@ static const char RUN_HELP[] =
     "      --log-level LEVEL  error, warn, info (default) or debug\n"
     "      --max-conns N      connection cap (64)\n"
     "      --idle-timeout S   close connections silent for S seconds "
-    "(120)\n";
+    "(120)\n"
+    "      --handshake-timeout S  the same for connections not activated "
+    "(10)\n";
 
 static const char DUMP_HELP[] =
     "Usage: " PROG " dump -d DIR [-d DIR...]\n"
@@ -178,7 +181,7 @@ static void open_error(const char *dir, int r)
 }
 
 enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE,
-       OPT_PREALLOC };
+       OPT_PREALLOC, OPT_HS };
 
 /* Progress on stderr, in the style its kind (terminal or not) wants. */
 static void progress_stderr(struct progress *p, const char *label,
@@ -301,10 +304,12 @@ static int cmd_run(int argc, char **argv)
     { "log-level", required_argument, NULL, OPT_LOG },
     { "max-conns", required_argument, NULL, OPT_MAXC },
     { "idle-timeout", required_argument, NULL, OPT_IDLE },
+    { "handshake-timeout", required_argument, NULL, OPT_HS },
     { "help", no_argument, NULL, 'h' },
     { 0 } };
   struct ds_server_opts so = { .addr = "0.0.0.0", .max_conns = 64,
-                               .idle_timeout = 120 };
+                               .idle_timeout = 120,
+                               .handshake_timeout = 10 };
   enum log_level level;
   uint64_t v;
   int c;
@@ -331,6 +336,11 @@ static int cmd_run(int argc, char **argv)
       if (parse_num("--idle-timeout", optarg, 86400, &v) < 0)
         return 2;
       so.idle_timeout = (unsigned) v;
+      break;
+    case OPT_HS:
+      if (parse_num("--handshake-timeout", optarg, 86400, &v) < 0)
+        return 2;
+      so.handshake_timeout = (unsigned) v;
       break;
     case 'h': fputs(RUN_HELP, stdout); return 0;
     default: return bad_option(c, argv);

@@ -532,6 +532,14 @@ static bool flush_candidate(struct region *r, uint32_t eid, bool open)
  * a rehash), so the second pass does not evict one the first will need. */
 int region_flush(struct region *r, uint64_t flush_no, uint64_t gen)
 {
+  return region_flush_n(r, flush_no, gen, NULL);
+}
+
+int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
+                   uint32_t *nflushed)
+{
+  if (nflushed)
+    *nflushed = 0;
   for (int pass = 0; pass < 2; pass++)
     for (uint32_t eid = 0; eid < r->meta.def.extent_count; eid++) {
       if (!flush_candidate(r, eid, pass == 0))
@@ -544,6 +552,8 @@ int region_flush(struct region *r, uint64_t flush_no, uint64_t gen)
       }
       if (ret < 0)
         return ret;
+      if (nflushed)
+        (*nflushed)++;
     }
   return 0;
 }

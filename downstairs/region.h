@@ -86,6 +86,9 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n);
  * extent, then per dirty extent in one transaction drop stale contexts,
  * set flush_number = flush_no, gen_number = gen, dirty = 0. */
 int region_flush(struct region *r, uint64_t flush_no, uint64_t gen);
+/* The same; *nflushed = how many extents it flushed (for the log). */
+int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
+                   uint32_t *nflushed);
 
 /* Repair (downstairs/repair.c, server_job.c).  The caller keeps every
  * other job off extent eid meanwhile.  region_extent_flush: ext_flush of

@@ -44,6 +44,7 @@
 
 #define DS_DEFAULT_MAX_CONNS 64
 #define DS_DEFAULT_IDLE 120
+#define DS_DEFAULT_HANDSHAKE 10
 #define DS_SWEEP_MS 1000
 /* Socket buffer we ask for: two 4 MiB jobs in flight keep the pipe full
  * while the previous frame is being parsed. */
@@ -542,6 +543,7 @@ static void on_sweep(uv_timer_t *t)
   struct ds_server *srv = t->data;
   uint64_t now = uv_now(&srv->loop);
   uint64_t idle_ms = (uint64_t) srv->opts->idle_timeout * 1000;
+  uint64_t hs_ms = (uint64_t) srv->opts->handshake_timeout * 1000;
   struct ds_conn *c, *next;
   for (c = srv->conns; c; c = next) {
     next = c->next;
@@ -550,6 +552,11 @@ static void on_sweep(uv_timer_t *t)
         conn_abort(c, NULL);
     } else if (!c->throttled && now - c->last_frame_ms > idle_ms) {
       ds_conn_fail(c, ETIMEDOUT, "idle for %u s", srv->opts->idle_timeout);
+    } else if (c->state != DS_ACTIVE && !c->repair_peer && hs_ms < idle_ms && now - c->last_frame_ms > hs_ms) {
+      /* Not activated: such connections count against max_conns, so
+       * idle ones must not lock a new upstairs out for idle_timeout. */
+      ds_conn_fail(c, ETIMEDOUT, "not activated and idle for %u s "
+                   "(handshake timeout)", srv->opts->handshake_timeout);
     }
   }
 }
@@ -635,6 +642,8 @@ int ds_server_run(const struct ds_server_opts *opts_in)
     opts.max_conns = DS_DEFAULT_MAX_CONNS;
   if (!opts.idle_timeout)
     opts.idle_timeout = DS_DEFAULT_IDLE;
+  if (!opts.handshake_timeout)
+    opts.handshake_timeout = DS_DEFAULT_HANDSHAKE;
   /* The thread pool is sized once, at the first uv_queue_work of the
    * process, from this variable (default 4).  Jobs block in pread,
    * fsync and SQLite commits, so 4 threads would let one slow flush plus

@@ -34,6 +34,7 @@ struct ds_server_opts {
   uint16_t port;
   unsigned max_conns;    /* connection cap (default 64) */
   unsigned idle_timeout; /* seconds without a frame before closing (120) */
+  unsigned handshake_timeout; /* the same before activation (10) */
 };
 
 int ds_server_run(const struct ds_server_opts *opts);

@@ -108,6 +108,7 @@ struct ds_job {
   enum ds_job_kind kind;
   uint64_t job_id, lba, flush_no, gen;
   uint32_t n;
+  uint32_t nflushed;      /* FLUSH: extents it flushed (logged) */
   size_t acct;            /* bytes accounted to conn */
   int err;                /* result: 0 or positive errno */
   struct proto_ctx *ctxs; /* WRITE: n contexts (same allocation) */

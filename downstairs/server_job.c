@@ -176,7 +176,7 @@ static void job_work(uv_work_t *req)
   switch (j->kind) {
   case DS_J_WRITE: r = region_write(rg, j->lba, j->n, j->ctxs, j->data); break;
   case DS_J_TRIM: r = region_trim(rg, j->lba, j->n); break;
-  case DS_J_FLUSH: r = region_flush(rg, j->flush_no, j->gen); break;
+  case DS_J_FLUSH: r = region_flush_n(rg, j->flush_no, j->gen, &j->nflushed); break;
   case DS_J_READ: work_read(j); return;
   case DS_J_STATES: work_states(j); return;
   case DS_J_FILE: work_file(j); return;
@@ -228,6 +228,10 @@ static void job_after(uv_work_t *req, int status)
     else if (j->kind == DS_J_XREPAIR)
       log_info("extent %u repaired (job %llu)", j->eid,
                (unsigned long long) j->job_id);
+  } else if (j->kind == DS_J_FLUSH && !j->err) {
+    log_info("flush %llu gen %llu: %u extents (job %llu)",
+             (unsigned long long) j->flush_no, (unsigned long long) j->gen,
+             j->nflushed, (unsigned long long) j->job_id);
   } else if (j->err && j->err != EBADMSG)
     log_error("%s job %llu lba %llu n %u: %s",
               j->kind == DS_J_FLUSH ? "flush" : "io",
@@ -358,6 +362,13 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_EXTENT_REPAIR: kind = DS_J_XREPAIR; break;
   case PROTO_T_EXTENT_REOPEN: kind = DS_J_XREOPEN; break;
   default: kind = DS_J_STATES; break;
+  }
+  /* Defence in depth (the state check in frame_allowed stops it too):
+   * IO and repair frames only from the one active connection. */
+  if (kind != DS_J_STATES && kind != DS_J_FILE && c != srv->active) {
+    ds_conn_fail(c, EPERM, "%s from a connection that is not the active "
+                 "one", proto_type_name(m->type));
+    return -EPERM;
   }
   if (kind >= DS_J_XFLUSH && repair_check(c, m, kind) < 0)
     return 0;

@@ -2,7 +2,7 @@
  *
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
  *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=one|all]
- *        [timeout=SECS]
+ *        [timeout=SECS] [state=FILE [accept-rollback=true]]
  *
  * One upstairs per nbdkit process, shared by every connection (so
  * can_multi_conn).  Everything real lives in upstairs.c; this file parses
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -137,6 +138,22 @@ static int crucible_config(const char *key, const char *value)
       return -1;
     }
     cfg.verify_all = strcmp(value, "all") == 0;
+  } else if (strcmp(key, "state") == 0) {
+    char *abs = nbdkit_absolute_path(value);
+    if (!abs)
+      return -1;
+    if (!abs[0] || strlen(abs) >= sizeof cfg.state_path) {
+      nbdkit_error("state=%s: path empty or too long", value);
+      free(abs);
+      return -1;
+    }
+    snprintf(cfg.state_path, sizeof cfg.state_path, "%s", abs);
+    free(abs);
+  } else if (strcmp(key, "accept-rollback") == 0) {
+    int b = nbdkit_parse_bool(value);
+    if (b < 0)
+      return -1;
+    cfg.accept_rollback = b;
   } else if (strcmp(key, "timeout") == 0) {
     if (crucible_config_num(key, value, 1, 3600, " seconds", &u) < 0)
       return -1;
@@ -166,7 +183,8 @@ static int crucible_config_complete(void)
   "write-quorum=2|3      Acks needed before a write completes (2).\n" \
   "verify=one|all        Read one replica, or all and take the newest.\n" \
   "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
-  "state=FILE            (coming) Record flushes; refuse a rollback.\n" \
+  "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
+  "accept-rollback=true  Start even if state= detects a rollback.\n" \
   "auth-key=+FILE        (coming) Shared key authenticating the downstairs.\n" \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 
@@ -184,6 +202,11 @@ static int crucible_get_ready(void)
   up_debug_io = crucible_debug_io;
   up_debug_net = crucible_debug_net;
   up_debug_repair = crucible_debug_repair;
+  /* A core dump (or a debugger attached by the same user) of this process
+   * would hold the expanded AES key in plain text: with a key, make the
+   * process non-dumpable (no core file, no ptrace by non-root). */
+  if (cfg.have_key && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    nbdkit_debug("prctl(PR_SET_DUMPABLE): %s", log_strerror(errno));
   r = up_new(&cfg, &up);
   crypt_wipe(cfg.key, sizeof cfg.key);
   if (r < 0) {

@@ -266,6 +266,8 @@ static int read_verify_one(struct upstairs *up, struct up_job *job,
     for (uint32_t i = 0; i < job->n; i++) {
       const char *why = blk_check(up, &job->reply[d], i, job->lba + i,
                                   dst + (size_t) i * bs, &ver);
+      if (!why && up__vcache_stale(up, job->lba + i, ver))
+        why = "older version than written (rollback)"; /* vcache.c */
       if (why) {
         log_warn("downstairs %s: read lba %llu: %s, job %llu",
                  up->cl[d].name, (unsigned long long) (job->lba + i), why,
@@ -319,10 +321,11 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
 static int read_finish(struct upstairs *up, struct up_job *job, int res,
                        uint8_t *dst)
 {
-  unsigned tried = 0;
+  unsigned tried = 0, nbad = 0;
   uint64_t lba = job->lba;
   uint32_t n = job->n;
   int r = -EIO;
+  struct up_job *bad[IO_READ_TRIES]; /* failed attempts, for heal.c */
 
   for (int attempt = 0;; attempt++) {
     struct up_req req;
@@ -332,7 +335,12 @@ static int read_finish(struct upstairs *up, struct up_job *job, int res,
     if (res == 0)
       r = up->cfg.verify_all ? read_verify_all(up, job, dst)
                              : read_verify_one(up, job, dst);
-    up__job_put(job);
+    if (r == 0 && nbad)
+      up__heal_read(up, job, bad, nbad);
+    if (r < 0 && res != -EROFS && nbad < IO_READ_TRIES)
+      bad[nbad++] = job;
+    else
+      up__job_put(job);
     if (r == 0 || res == -EROFS || up->cfg.verify_all ||
         attempt + 1 >= IO_READ_TRIES || tried == (1u << UP_DOWNSTAIRS) - 1)
       break;
@@ -349,6 +357,8 @@ static int read_finish(struct upstairs *up, struct up_job *job, int res,
     req_wait(up, &req, &job, 1, &res);
     pthread_cond_destroy(&req.cond);
   }
+  while (nbad > 0)
+    up__job_put(bad[--nbad]);
   if (r < 0)
     log_error("read lba %llu n %u: no downstairs returned good data",
               (unsigned long long) lba, n);
@@ -528,5 +538,6 @@ int up_flush(struct upstairs *up)
 
   if (r < 0)
     return r;
-  return io_run(up, PROTO_T_FLUSH, 0, 1, NULL, NULL);
+  r = io_run(up, PROTO_T_FLUSH, 0, 1, NULL, NULL);
+  return r < 0 ? r : up__state_commit(up); /* state= durable first */
 }

@@ -62,6 +62,9 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
   if (!job->decided) {
     job->decided = true;
     job->result = result;
+    if (job->type == PROTO_T_FLUSH && result == 0 && job->flush_dirty &&
+        job->flush_no > up->acked_flush)
+      up->acked_flush = job->flush_no;
     if (job->req) {
       job->req->pending--;
       pthread_cond_broadcast(&job->req->cond);
@@ -116,7 +119,10 @@ static void job_eval(struct upstairs *up, struct up_job *job)
   switch (job->type) {
   case PROTO_T_WRITE:
   case PROTO_T_TRIM:
-    if (ok >= up->cfg.write_quorum)
+    if (job->heal_mask) { /* one target: done when it answered */
+      if (pending == 0)
+        job_decide(up, job, ok ? 0 : -EIO);
+    } else if (ok >= up->cfg.write_quorum)
       job_decide(up, job, 0);
     else if (ok + pending < up->cfg.write_quorum)
       job_decide(up, job, job_fail_code(job));
@@ -156,15 +162,22 @@ static void job_patch(struct upstairs *up, struct up_job *job)
   case PROTO_T_WRITE:
     proto_put_write_hdr(job->frame, job->id, job->lba, job->n,
                         up->region.block_size);
+    up->wr_since_flush = true;
+    if (!job->heal_mask)
+      up__vcache_note(up, job);
     break;
   case PROTO_T_TRIM:
     proto_put_trim(job->frame, job->id, job->lba, job->n);
+    up->wr_since_flush = true;
+    up__vcache_note(up, job);
     break;
   case PROTO_T_READ:
     proto_put_read(job->frame, job->id, job->lba, job->n);
     break;
   default:
     job->flush_no = up->flush_no++;
+    job->flush_dirty = up->wr_since_flush;
+    up->wr_since_flush = false;
     f = (struct proto_flush){job->id, job->flush_no, up->gen};
     proto_put_flush(job->frame, &f);
     break;
@@ -194,6 +207,8 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (job_wants(up, &up->cl[i], job))
       mask |= 1u << i;
+  if (job->heal_mask)
+    return mask & job->heal_mask;
   if (job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
     return mask;
   /* Least in flight; ties rotate so idle replicas share the reads. */

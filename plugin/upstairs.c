@@ -60,16 +60,22 @@ int up_new(struct up_config *cfg, struct upstairs **out)
     r = crypt_key_new(cfg->key, &up->key);
   if (r == 0)
     r = crypt_random(&up->session_id, sizeof up->session_id);
+  if (r == 0)
+    r = up__vcache_init(up);
   crypt_wipe(cfg->key, sizeof cfg->key);
   if (r < 0) {
-    if (up)
+    if (up) {
       crypt_key_free(up->key);
+      if (up->vc)
+        up__vcache_free(up);
+    }
     free(up);
     return r;
   }
   up->cfg = *cfg;
   pthread_mutex_init(&up->lock, NULL);
   pthread_mutex_init(&up->rl_lock, NULL);
+  pthread_mutex_init(&up->state_lock, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&up->start_cond, &ca);
@@ -324,7 +330,8 @@ static void up_go_activate(struct upstairs *up)
     return;
   up->region = ref->hello.region;
   up->block_count = geom_blocks(&up->region);
-  if (up_pick_gen(up) < 0 || up_pick_kcv(up, &kcv, &have_kcv) < 0)
+  if (up__state_check(up) < 0 || up_pick_gen(up) < 0 ||
+      up_pick_kcv(up, &kcv, &have_kcv) < 0)
     return;
   up->activate_ms = uv_now(&up->loop);
   up__set_phase(up, UP_PH_ACTIVATING);
@@ -470,7 +477,9 @@ static void up_ping(struct upstairs *up, uint64_t now, uint64_t tmo)
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
     uint8_t buf[PROTO_PING_LEN];
-    if (c->state != CL_ACTIVE)
+    /* READY ones too: a downstairs closes a connection that is not
+     * activated and silent for its --handshake-timeout (10 s). */
+    if (c->state != CL_ACTIVE && c->state != CL_READY)
       continue;
     if (c->ping_out && now - c->ping_ms >= tmo) {
       log_warn("downstairs %s faulted: no answer for %u s", c->name,
@@ -499,6 +508,7 @@ static void on_tick(uv_timer_t *t)
       if (up->cl[i].state == CL_IDLE && !up->cl[i].final)
         cl_connect(&up->cl[i]);
   if (ph == UP_PH_CONNECT || ph == UP_PH_ACTIVATING) {
+    up_ping(up, now, tmo);
     up__handshake_step(up);
     return;
   }
@@ -558,6 +568,16 @@ int up_start(struct upstairs *up)
   if (up->phase != UP_PH_NEW) {
     snprintf(up->err, sizeof up->err, "up_start called twice");
     return -EINVAL;
+  }
+  if (up->cfg.state_path[0]) {
+    r = up__state_load(up);
+    if (r < 0 && r != -ENOENT) {
+      snprintf(up->err, sizeof up->err, "state file %.400s: cannot read: %s",
+               up->cfg.state_path, r == -EINVAL ? "not a crucible state "
+               "file" : log_strerror(-r));
+      up->phase = UP_PH_FAILED;
+      return r;
+    }
   }
   up->phase = UP_PH_CONNECT;
   r = up_loop_init(up);
@@ -647,6 +667,8 @@ void up_free(struct upstairs *up)
   crypt_key_free(up->key);
   pthread_mutex_destroy(&up->lock);
   pthread_mutex_destroy(&up->rl_lock);
+  pthread_mutex_destroy(&up->state_lock);
+  up__vcache_free(up);
   pthread_cond_destroy(&up->start_cond);
   pthread_cond_destroy(&up->rl_cond);
   crypt_wipe(up, sizeof *up);

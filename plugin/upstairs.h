@@ -43,6 +43,8 @@ struct up_config {
   unsigned write_quorum;      /* 2 (default) or 3 */
   bool verify_all;            /* read every replica, take newest authentic */
   unsigned timeout;           /* seconds, default UP_DEFAULT_TIMEOUT */
+  char state_path[1024];      /* "": no rollback state file */
+  bool accept_rollback;       /* start even if the state file says rollback */
 };
 
 struct upstairs;

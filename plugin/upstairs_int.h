@@ -74,6 +74,8 @@ struct up_job {
   uint64_t lba;
   uint32_t n;
   uint64_t flush_no; /* FLUSH */
+  bool flush_dirty;  /* FLUSH: writes or trims were sent before it */
+  unsigned heal_mask; /* WRITE: heal on read, only to these downstairs */
   unsigned tried;    /* READ: downstairs bitmask not to use */
   unsigned refs;     /* atomic; caller + loop */
   unsigned loop_refs;         /* loop only: tracked flag + pending writes */
@@ -131,6 +133,19 @@ struct upstairs {
   /* Write versions and flush numbers (atomic). */
   uint64_t seq;
   uint64_t flush_no;
+  bool wr_since_flush;  /* loop only: a WRITE/TRIM drained since a FLUSH */
+  uint64_t acked_flush; /* under lock: newest dirty flush acknowledged */
+
+  /* Newest version written per LBA in this activation (vcache.c): a
+   * direct-mapped table of UP_VCACHE_SLOTS {lba, version}, under
+   * vc_lock; NULL if it could not be allocated. */
+  pthread_mutex_t vc_lock;
+  struct up_vc_slot *vc;
+
+  /* Rollback state file (state.c); st_* under state_lock once running. */
+  pthread_mutex_t state_lock;
+  bool st_loaded;
+  uint64_t st_gen, st_flush;
 
   pthread_mutex_t lock;
   pthread_cond_t start_cond;
@@ -200,6 +215,30 @@ enum up_phase up__phase(struct upstairs *up);
 
 /* Debug switches (crucible.c copies nbdkit's -D crucible.io=1 etc.). */
 extern int up_debug_io, up_debug_net, up_debug_repair;
+
+/* heal.c: after good is verified (reading caller, range lock held),
+ * rewrite its blocks to the downstairs whose replies in bad[] failed
+ * verification or were older.  Waits for the heal writes. */
+void up__heal_read(struct upstairs *up, struct up_job *good,
+                   struct up_job **bad, unsigned nbad);
+
+/* vcache.c: newest version written per LBA (bounded, lossy). */
+#define UP_VCACHE_SLOTS 65536u /* 1 MiB */
+struct up_vc_slot {
+  uint64_t lba, ver; /* ver 0: empty */
+};
+int up__vcache_init(struct upstairs *up);
+void up__vcache_free(struct upstairs *up);
+/* Loop thread, as a WRITE or TRIM gets its id. */
+void up__vcache_note(struct upstairs *up, const struct up_job *job);
+/* Caller: is version ver of lba older than one we wrote?  (rollback) */
+bool up__vcache_stale(struct upstairs *up, uint64_t lba, uint64_t ver);
+
+/* state.c: the rollback state file. */
+int up__state_load(struct upstairs *up);
+int up__state_save(struct upstairs *up, uint64_t gen, uint64_t flush);
+int up__state_check(struct upstairs *up);
+int up__state_commit(struct upstairs *up);
 
 /* jobs.c: loop side of the job tracker. */
 void up__drain(uv_async_t *a);

@@ -11,8 +11,10 @@
 # ds1 runs with --max-conns 300 so that the 200 idle connections and the
 # attack fit; then, with the default cap (64), it checks whether idle
 # connections starve a new upstairs (reported, not asserted: there is no
-# authentication yet, see README "Threat model"), and that a slow-loris
-# sender is closed by the idle timeout.
+# authentication yet, see README "Threat model"), that 64 idle
+# connections no longer lock a new upstairs out once the handshake
+# timeout closed them (asserted), and that a slow-loris sender is closed
+# by the idle timeout.
 . "$(dirname "$0")/functions.sh"
 requires_build
 requires nbdkit nbdcopy nbdsh cmp python3
@@ -90,10 +92,35 @@ rm -f "$tmp/out.img"
 timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "final read failed"
 cmp -n $len "$tmp/in.img" "$tmp/out.img" || fail "final data differs"
 
-# A slow-loris sender does not keep a connection alive: partial frames
-# are no activity, so the idle timeout (3 s here) closes it.
+# The default cap (64) with no upstairs connected: 64 idle connections
+# (the whole cap; 63 plus a running upstairs before) that never activate
+# are closed after the handshake timeout (2 s here, default 10 s), so a
+# NEW nbdkit then starts with all three downstairs.
 nbdkit_stop || fail "nbdkit stop failed"
 ds_kill ds1
+ds_start ds2
+ds1_start --handshake-timeout 2
+python3 - "${DS_PORT[ds1]}" > "$tmp/hold63.log" 2>&1 <<'PY' &
+import socket, sys, time
+conns = [socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+         for _ in range(64)]
+print("holding %d idle connections" % len(conns), flush=True)
+time.sleep(25)
+PY
+hpid=$!
+PIDS+=($hpid)
+sleep 4                # past the handshake timeout
+n=$(grep -c "activated generation" "$tmp/ds1.log" || true)
+nbdkit_start timeout=5 || fail "new nbdkit did not start with 64 idle conns"
+[ "$(grep -c "activated generation" "$tmp/ds1.log")" -gt "$n" ] ||
+  fail "64 idle connections locked a new upstairs out of ds1"
+grep -c "handshake timeout" "$tmp/ds1.log" | sed 's/$/ connections closed by the handshake timeout/'
+stop_pid "$hpid" || true
+nbdkit_stop || fail "nbdkit stop failed"
+ds_kill ds1
+
+# A slow-loris sender does not keep a connection alive: partial frames
+# are no activity, so the idle timeout (3 s here) closes it.
 ds1_start --idle-timeout 3
 python3 tests/tools/hostile.py loris -p "${DS_PORT[ds1]}" --hold 15 ||
   fail "slow-loris sender not closed by the idle timeout"

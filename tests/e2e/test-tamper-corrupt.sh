@@ -6,8 +6,9 @@
 # to ds1 and fall back to another replica) and the nbdkit log names ds1
 # and the LBA.  Then the same block is flipped on all three replicas: a
 # read of it fails with EIO (never bad bytes) while its neighbours and the
-# rest of the data still read fine.  (Heal on read is not asserted: it
-# comes later.)
+# rest of the data still read fine.  Heal on read: the first read that
+# fell back rewrote the good block to ds1 (logged "healed downstairs"),
+# so `crucible-downstairs verify` finds ds1 clean once stopped.
 . "$(dirname "$0")/functions.sh"
 requires_build
 requires nbdkit nbdcopy nbdsh cmp python3
@@ -52,6 +53,8 @@ volume_stop || fail "stop failed"
 
 # 1. One replica corrupted: right data, logged with downstairs and LBA.
 flip ds1 $lba
+"$DOWNSTAIRS" verify -d "$tmp/ds1" > "$tmp/verify0.out" 2>&1 &&
+  fail "test bug: verify does not see the flipped block"
 volume_start
 nbdkit_start || fail "nbdkit did not start"
 read_lba $lba 9 || fail "a read of the corrupted block returned wrong data"
@@ -61,9 +64,19 @@ grep -E "downstairs 127\.0\.0\.1:${DS_PORT[ds1]}: read lba $lba: bad (hash|tag)"
 rm -f "$tmp/out.img"
 timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "read back failed"
 cmp -n $len "$tmp/in.img" "$tmp/out.img" || fail "read back differs"
+grep "healed downstairs" "$tmp/nbdkit.log" || true
+grep -qE "healed downstairs 127\.0\.0\.1:${DS_PORT[ds1]} lba $lba\b" \
+  "$tmp/nbdkit.log" || fail "no 'healed downstairs' line for ds1 lba $lba"
+[ "$(grep -c "healed downstairs" "$tmp/nbdkit.log")" = 1 ] ||
+  fail "healed more than once (or other blocks)"
 volume_stop || fail "stop failed"
+"$DOWNSTAIRS" verify -d "$tmp/ds1" > "$tmp/verify.out" 2>&1 ||
+  { cat "$tmp/verify.out"; fail "ds1 still has a bad block: not healed"; }
+grep -q "checked [0-9]* blocks, 0 bad" "$tmp/verify.out" ||
+  fail "verify did not report 0 bad blocks: $(tail -n 1 "$tmp/verify.out")"
 
-# 2. All three corrupted: EIO for that block only.
+# 2. All three corrupted (ds1 again: it was healed): EIO for that block.
+flip ds1 $lba
 flip ds2 $lba
 flip ds3 $lba
 volume_start

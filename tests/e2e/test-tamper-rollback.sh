@@ -10,8 +10,12 @@
 #      the replica looks up to date and takes part in reads.
 # In both cases nbdkit with verify=all returns the newest data: every
 # block of the old copy authenticates, but with an older version.
-# (verify=one is only measured and printed for B: it has no memory of
-# versions across restarts yet; state= comes later.)
+# (verify=one is only measured and printed for B: its version cache
+# (plugin/vcache.c) lives for one activation, and a replica can only be
+# rolled back while its daemon is stopped; one that rejoins a running
+# nbdkit is live-repaired in full, so an in-run rollback cannot be staged
+# here: that part is skipped, the cache is covered by tests/unit/
+# test_vcache.c and whole-volume rollback by test-rollback-volume.sh.)
 . "$(dirname "$0")/functions.sh"
 requires_build
 requires nbdkit nbdcopy nbdsh cmp sqlite3
