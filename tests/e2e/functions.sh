@@ -312,6 +312,17 @@ nbdkit_stop () {
   fi
 }
 
+# wait_log PATTERN SECS: wait (bounded) until nbdkit.log matches PATTERN;
+# 1 after SECS seconds.
+wait_log () {
+  local i
+  for i in $(seq $(($2 * 10))); do
+    grep -q "$1" "$tmp/nbdkit.log" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # nbdsh_run ARGS...: nbdsh with the system python (python3 on PATH here
 # may lack the nbd module).
 nbdsh_run () {

@@ -13,15 +13,6 @@ DS_EXTENT_SIZE=256 DS_EXTENT_COUNT=8 volume_create
 volume_start
 NBDKIT_VERBOSE=1 nbdkit_start timeout=3
 
-# wait_log PATTERN SECS: wait until nbdkit.log matches.
-wait_log () {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    grep -q "$1" "$tmp/nbdkit.log" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 "$NBDVERIFY" --uri "$URI" --state "$tmp/st" --seed 3 write --random \
   --duration 14 --flush-every 32 > "$tmp/w.log" 2>&1 &

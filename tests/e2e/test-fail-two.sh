@@ -12,14 +12,6 @@ DS_EXTENT_SIZE=256 DS_EXTENT_COUNT=8 volume_create   # 8 MiB
 volume_start
 NBDKIT_VERBOSE=1 nbdkit_start timeout=3
 
-wait_log () {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    grep -q "$1" "$tmp/nbdkit.log" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 "$NBDVERIFY" --uri "$URI" --state "$tmp/st" --seed 5 write --blocks 1024 \
   --flush-every 64 > "$tmp/w1.log" 2>&1 || fail "initial writes failed"

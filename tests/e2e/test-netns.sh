@@ -62,14 +62,6 @@ nbdkit_up () {
   timeout 60 nbdinfo --size "$URI" > /dev/null || fail "nbdkit did not start"
 }
 nbdkit_up
-wait_log () {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    grep -q "$1" "$tmp/nbdkit.log" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 "$NBDVERIFY" --uri "$URI" --state "$tmp/st" --seed 6 write --random \
   --duration 10 --flush-every 32 > "$tmp/w.log" 2>&1 &

@@ -69,14 +69,6 @@ ds_start ds3 || fail "ds3 did not restart"
 grep -q "discarding an interrupted repair copy" "$tmp/ds3.log" ||
   fail "leftover copy not discarded at restart"
 [ -e "$tmp/ds3/00/000/000.copy" ] && fail ".copy/ still there"
-wait_log () {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    grep -q "$1" "$tmp/nbdkit.log" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 wait_log "live repair of 127.0.0.1:${DS_PORT[ds3]} complete" 120 ||
   fail "ds3 not repaired after the interrupted copy"
 nbdkit_stop
