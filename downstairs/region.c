@@ -488,31 +488,36 @@ int region_write(struct region *r, uint64_t lba, uint32_t n,
   return ret;
 }
 
+/* Check that [lba, lba+n) lies inside one extent and take that extent
+ * (release with ext_put).  0 or -errno. */
+static int io_extent(struct region *r, uint64_t lba, uint32_t n,
+                     struct rext **re)
+{
+  int ret = check_range(r, lba, n);
+  if (ret == 0)
+    ret = ext_get(r, geom_extent_of(&r->meta.def, lba), true, re);
+  return ret;
+}
+
 int region_read(struct region *r, uint64_t lba, uint32_t n,
                 struct proto_ctx *ctxs, uint8_t *data)
 {
-  const struct proto_region *d = &r->meta.def;
   struct rext *re;
-  int ret = check_range(r, lba, n);
-  if (ret == 0)
-    ret = ext_get(r, geom_extent_of(d, lba), true, &re);
+  int ret = io_extent(r, lba, n, &re);
   if (ret < 0)
     return ret;
-  ret = ext_read(&re->x, lba % d->extent_size, n, ctxs, data);
+  ret = ext_read(&re->x, lba % r->meta.def.extent_size, n, ctxs, data);
   ext_put(r, re);
   return ret;
 }
 
 int region_trim(struct region *r, uint64_t lba, uint32_t n)
 {
-  const struct proto_region *d = &r->meta.def;
   struct rext *re;
-  int ret = check_range(r, lba, n);
-  if (ret == 0)
-    ret = ext_get(r, geom_extent_of(d, lba), true, &re);
+  int ret = io_extent(r, lba, n, &re);
   if (ret < 0)
     return ret;
-  ret = ext_trim(&re->x, lba % d->extent_size, n);
+  ret = ext_trim(&re->x, lba % r->meta.def.extent_size, n);
   ext_put(r, re);
   return ret;
 }
@@ -528,13 +533,13 @@ static bool flush_candidate(struct region *r, uint32_t eid, bool open)
   return yes;
 }
 
-/* Open dirty extents first, then evicted dirty ones (each reopened with
- * a rehash), so the second pass does not evict one the first will need. */
 int region_flush(struct region *r, uint64_t flush_no, uint64_t gen)
 {
   return region_flush_n(r, flush_no, gen, NULL);
 }
 
+/* Open dirty extents first, then evicted dirty ones (each reopened with
+ * a rehash), so the second pass does not evict one the first will need. */
 int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
                    uint32_t *nflushed)
 {
