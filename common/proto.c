@@ -8,7 +8,7 @@
  *             48 auth_nonce[32]                                   (80)
  *   HELLO_OK  8 u32 version, 12 u32 block_size, 16 u64 extent_size,
  *             24 u32 extent_count, 28 u8 encrypted, 29 u8 has_kcv,
- *             30 u16 pad, 32 uuid[16], 48 u64 highest_gen,
+ *             30 u8 auth_required, 31 u8 pad, 32 uuid[16], 48 u64 highest_gen,
  *             56 kcv nonce[12], 68 kcv tag[16], 84 auth_nonce[32],
  *             116 u32 pad                                         (120)
  *   ERROR     8 i32 err, 12 u32 pad, 16 u64 job_id, 24 text     (24 + text)
@@ -34,6 +34,7 @@
  *                                                                 (40)
  *   FILE_DATA 8 u64 job_id, 16 i32 err, 20 u32 n (<= 4 MiB, 0 if err),
  *             24 u64 file_size, 32 u64 offset; n bytes        (40 + n)
+ *   AUTH, AUTH_OK  8 mac[32]                                      (40)
  *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
  *             44 u32 flags                                        (48)
  *
@@ -82,6 +83,8 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_EXTENT_REOPEN: return "EXTENT_REOPEN";
   case PROTO_T_FILE_REQ: return "FILE_REQ";
   case PROTO_T_FILE_DATA: return "FILE_DATA";
+  case PROTO_T_AUTH: return "AUTH";
+  case PROTO_T_AUTH_OK: return "AUTH_OK";
   default: return "?";
   }
 }
@@ -133,12 +136,20 @@ size_t proto_put_hello_ok(uint8_t *buf, const struct proto_hello_ok *h)
   proto_le32(buf + 24, h->region.extent_count);
   buf[28] = h->region.encrypted;
   buf[29] = h->has_kcv;
+  buf[30] = h->auth_required;
   memcpy(buf + 32, h->region.uuid, PROTO_UUID_LEN);
   proto_le64(buf + 48, h->highest_gen);
   memcpy(buf + 56, h->kcv.nonce, PROTO_NONCE_LEN);
   memcpy(buf + 68, h->kcv.tag, PROTO_TAG_LEN);
   memcpy(buf + 84, h->auth_nonce, PROTO_AUTH_NONCE_LEN);
   return PROTO_HELLO_OK_LEN;
+}
+
+size_t proto_put_auth(uint8_t *buf, uint16_t type, const uint8_t mac[32])
+{
+  put_hdr(buf, PROTO_AUTH_LEN, type);
+  memcpy(buf + 8, mac, 32);
+  return PROTO_AUTH_LEN;
 }
 
 size_t proto_put_error(uint8_t *buf, int32_t err, uint64_t job_id,
@@ -372,8 +383,9 @@ static int dec_hello_ok(const uint8_t *b, size_t len, struct proto_msg *m)
   h->region.extent_count = proto_rd32(b + 24);
   h->region.encrypted = b[28];
   h->has_kcv = b[29];
+  h->auth_required = b[30];
   if (!is_bool(h->region.encrypted) || !is_bool(h->has_kcv) ||
-      proto_rd16(b + 30) || proto_rd32(b + 116) ||
+      !is_bool(h->auth_required) || b[31] || proto_rd32(b + 116) ||
       geom_check(&h->region) < 0)
     return -EPROTO;
   memcpy(h->region.uuid, b + 32, PROTO_UUID_LEN);
@@ -624,6 +636,12 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
   case PROTO_T_EXTENT_REOPEN: return dec_extent_op(b, len, m);
   case PROTO_T_FILE_REQ: return dec_file_req(b, len, m);
   case PROTO_T_FILE_DATA: return dec_file_data(b, len, m);
+  case PROTO_T_AUTH:
+  case PROTO_T_AUTH_OK:
+    if (len != PROTO_AUTH_LEN)
+      return -EPROTO;
+    memcpy(m->u.auth_mac, b + 8, sizeof m->u.auth_mac);
+    return 0;
   default: return -ENOTSUP;
   }
 }

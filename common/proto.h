@@ -63,7 +63,11 @@ enum proto_type {
   /* Repair peer (target downstairs) -> source downstairs. */
   PROTO_T_FILE_REQ = 24,      /* a chunk of an extent file */
   PROTO_T_FILE_DATA = 25,     /* its answer */
-  /* 26..29 reserved for repair; 30..39 for auth. */
+  /* 26..29 reserved for repair. */
+  /* Authentication (common/auth.h), right after HELLO_OK. */
+  PROTO_T_AUTH = 30,          /* client proof */
+  PROTO_T_AUTH_OK = 31,       /* server proof */
+  /* 32..39 reserved for auth. */
   PROTO_T_MAX_ = 40
 };
 
@@ -90,6 +94,7 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_EXTENT_REPAIR_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
+#define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32) /* AUTH, AUTH_OK */
 
 #define PROTO_UUID_LEN 16
 #define PROTO_NONCE_LEN 12
@@ -133,7 +138,7 @@ struct proto_hello {
   uint8_t uuid[PROTO_UUID_LEN]; /* all zero: "tell me" (first contact) */
   uint64_t session_id;
   uint64_t gen;
-  uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* reserved, zero for now */
+  uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* client nonce (auth.h) */
 };
 
 struct proto_hello_ok {
@@ -142,7 +147,8 @@ struct proto_hello_ok {
   uint8_t has_kcv;
   struct proto_kcv kcv;
   uint64_t highest_gen; /* highest generation this region ever accepted */
-  uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* reserved, zero for now */
+  uint8_t auth_required; /* AUTH must follow before anything else */
+  uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* server nonce (auth.h) */
 };
 
 struct proto_error {
@@ -238,6 +244,7 @@ struct proto_msg {
     struct proto_extent_op ext; /* EXTENT_FLUSH/CLOSE/REPAIR/REOPEN */
     struct proto_file_req file_req;
     struct proto_file_data file_data;
+    uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
   } u;
 };
 
@@ -296,6 +303,9 @@ size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
 size_t proto_put_file_req(uint8_t *buf, const struct proto_file_req *r);
 /* FILE_DATA header; the frame continues with n bytes. */
 size_t proto_put_file_data_hdr(uint8_t *buf, const struct proto_file_data *d);
+
+/* AUTH or AUTH_OK (type) carrying a 32-byte HMAC. */
+size_t proto_put_auth(uint8_t *buf, uint16_t type, const uint8_t mac[32]);
 
 /* Block contexts and extent states in bulk areas. */
 void proto_ctx_put(uint8_t *p, const struct proto_ctx *c);

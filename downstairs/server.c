@@ -18,7 +18,9 @@
  * EXTENT_STATES_REQ, ACTIVATE, PING) -> ACTIVE (IO jobs, the repair
  * frames EXTENT_*, EXTENT_STATES_REQ, PING).  A repair peer (another
  * downstairs copying an extent from us) stays NEGOTIATED and may send
- * only FILE_REQ and PING.  Anything else, or any malformed frame, gets
+ * only FILE_REQ and PING.  With an auth key, HELLO_OK asks for AUTH and
+ * nothing but AUTH is accepted until it proved the key (server_hello.c).
+ * Anything else, or any malformed frame, gets
  * one log line, an ERROR frame, and the connection closed.
  *
  * This file: listener, accept, per-connection reading and framing,
@@ -261,6 +263,8 @@ static size_t frame_max(const struct ds_conn *c)
 static bool frame_allowed(const struct ds_conn *c, uint16_t type)
 {
   enum ds_conn_state st = c->state;
+  if (c->need_auth)
+    return type == PROTO_T_AUTH;
   if (c->repair_peer)
     return st == DS_NEGOTIATED &&
            (type == PROTO_T_FILE_REQ || type == PROTO_T_PING);
@@ -301,6 +305,7 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   switch (m.type) {
   case PROTO_T_HELLO: return ds_hello(c, &m.u.hello);
   case PROTO_T_ACTIVATE: return ds_activate(c, &m.u.activate);
+  case PROTO_T_AUTH: return ds_auth(c, m.u.auth_mac);
   case PROTO_T_PING: {
     struct ds_wreq *w = ds_wreq_new(PROTO_PING_LEN);
     if (!w) {
@@ -683,6 +688,12 @@ int ds_server_run(const struct ds_server_opts *opts_in)
            opts.dir ? opts.dir : "region", uuid, srv.def.extent_count,
            (unsigned long long) srv.def.extent_size, srv.def.block_size,
            srv.def.encrypted ? ", encrypted" : "", opts.addr, opts.port);
+  if (opts.auth && opts.auth->len)
+    log_info("peers must authenticate (--auth-key)");
+  else
+    log_warn("no --auth-key: anyone who can reach %s:%u can take over "
+             "(fence) this region and read or overwrite its blocks",
+             opts.addr, opts.port);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   loop_teardown(&srv);
   log_info("stopped");

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "../common/auth.h"
 #include "region.h"
 
 struct ds_server_opts {
@@ -35,6 +36,10 @@ struct ds_server_opts {
   unsigned max_conns;    /* connection cap (default 64) */
   unsigned idle_timeout; /* seconds without a frame before closing (120) */
   unsigned handshake_timeout; /* the same before activation (10) */
+  /* NULL or len 0: no authentication (a warning is logged).  Otherwise
+   * every peer must prove it (common/auth.h) before anything but HELLO;
+   * this server's own repair connections prove it to their source. */
+  const struct auth_key *auth;
 };
 
 int ds_server_run(const struct ds_server_opts *opts);

@@ -1,8 +1,14 @@
 /* crucible-c downstairs: HELLO and ACTIVATE (server.h has the rules).
  *
+ * With an auth key, HELLO_OK carries a fresh server nonce and
+ * auth_required, and AUTH must prove the key (common/auth.h) before any
+ * other frame: answered by AUTH_OK with the server's proof, or ERROR
+ * EACCES and close.
+ *
  * HELLO is refused (ERROR, then close) for another protocol version, a
- * repair peer that does not name the region uuid, a uuid that is neither zero nor the
- * region's, or an encryption flag that differs from the region's.
+ * uuid that is neither zero nor the region's, or (upstairs only) an
+ * encryption flag that differs from the region's.  A repair peer may name
+ * no uuid: `crucible-downstairs clone` learns the region from HELLO_OK.
  * ACTIVATE(gen) is refused for gen 0, gen below the region's highest
  * accepted generation, or gen equal to it from a session other than the
  * one that activated it in this process; the new generation is persisted
@@ -13,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/auth.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "server_int.h"
@@ -28,10 +35,6 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
                  PROTO_VERSION);
     return -1;
   }
-  if (h->role == PROTO_ROLE_REPAIR_PEER && geom_uuid_is_zero(h->uuid)) {
-    ds_conn_fail(c, EINVAL, "a repair peer must name the region uuid");
-    return -1;
-  }
   if (!geom_uuid_is_zero(h->uuid) &&
       memcmp(h->uuid, d->uuid, PROTO_UUID_LEN) != 0) {
     char a[37], b[37];
@@ -41,7 +44,9 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
                  b);
     return -1;
   }
-  if (h->encrypted != d->encrypted) {
+  /* A repair peer copies files it does not interpret; one that names no
+   * uuid is a `clone` learning the region from HELLO_OK. */
+  if (h->role != PROTO_ROLE_REPAIR_PEER && h->encrypted != d->encrypted) {
     ds_conn_fail(c, EINVAL, "%s",
                  d->encrypted
                      ? "region is encrypted but the upstairs has no key"
@@ -54,6 +59,25 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   ok.region = *d;
   ok.has_kcv = region_get_kcv(srv->region, &ok.kcv) == 1;
   ok.highest_gen = region_highest_gen(srv->region);
+  ok.auth_required = srv->opts->auth && srv->opts->auth->len > 0;
+  uint8_t f[PROTO_HELLO_OK_LEN];
+  size_t n;
+  if (ok.auth_required) {
+    /* The decoder is strict, so re-encoding HELLO gives the bytes the
+     * peer sent: the transcript both sides hash. */
+    uint8_t hb[PROTO_HELLO_LEN];
+    if (auth_random(ok.auth_nonce, sizeof ok.auth_nonce) < 0) {
+      ds_conn_fail(c, EIO, "no random bytes for the auth nonce");
+      return -1;
+    }
+    proto_put_hello(hb, h);
+    n = proto_put_hello_ok(f, &ok);
+    if (auth_transcript(hb, sizeof hb, f, n, c->auth_t) < 0) {
+      ds_conn_fail(c, EIO, "hashing the handshake failed");
+      return -1;
+    }
+    c->need_auth = true;
+  }
   c->session_id = h->session_id;
   c->read_only = h->read_only;
   c->repair_peer = h->role == PROTO_ROLE_REPAIR_PEER;
@@ -64,8 +88,29 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
     log_info("%s: hello: session %016llx gen %llu%s", c->peer,
              (unsigned long long) h->session_id, (unsigned long long) h->gen,
              h->read_only ? " read-only" : "");
-  uint8_t f[PROTO_HELLO_OK_LEN];
-  size_t n = proto_put_hello_ok(f, &ok);
+  n = proto_put_hello_ok(f, &ok);
+  return ds_conn_send_copy(c, f, n) < 0 ? -1 : 0;
+}
+
+/* AUTH: the peer's proof over this connection's transcript; answer with
+ * ours, or refuse (one log line naming the peer, never the key). */
+int ds_auth(struct ds_conn *c, const uint8_t mac[32])
+{
+  uint8_t f[PROTO_AUTH_LEN], ours[AUTH_MAC_LEN];
+  const struct auth_key *k = c->srv->opts->auth;
+  if (auth_check(k, AUTH_CLIENT, c->auth_t, mac) < 0) {
+    log_warn("%s: authentication failed (wrong auth key or replayed "
+             "handshake)", c->peer);
+    ds_conn_fail(c, EACCES, "authentication failed");
+    return -1;
+  }
+  if (auth_mac(k, AUTH_SERVER, c->auth_t, ours) < 0) {
+    ds_conn_fail(c, EIO, "computing the auth proof failed");
+    return -1;
+  }
+  c->need_auth = false;
+  log_info("%s: authenticated", c->peer);
+  size_t n = proto_put_auth(f, PROTO_T_AUTH_OK, ours);
   return ds_conn_send_copy(c, f, n) < 0 ? -1 : 0;
 }
 

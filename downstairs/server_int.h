@@ -49,6 +49,8 @@ struct ds_conn {
   uint64_t session_id; /* from HELLO */
   bool read_only;
   bool repair_peer;       /* HELLO role REPAIR_PEER: FILE_REQ only */
+  bool need_auth;         /* HELLO_OK asked for AUTH: nothing else yet */
+  uint8_t auth_t[32];     /* handshake transcript hash (auth.h) */
   bool closing;           /* uv_shutdown or uv_close started */
   bool throttled;         /* reading stopped by back-pressure */
   bool reading;           /* uv_read_start in effect */
@@ -139,6 +141,7 @@ void ds_conn_release(struct ds_conn *c, bool job, size_t bytes);
 /* server_hello.c: handle HELLO / ACTIVATE; 0, or -1 if c was closed. */
 int ds_hello(struct ds_conn *c, const struct proto_hello *h);
 int ds_activate(struct ds_conn *c, const struct proto_activate *a);
+int ds_auth(struct ds_conn *c, const uint8_t mac[32]);
 
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, and the repair

@@ -48,7 +48,7 @@ static bool heal_check(struct upstairs *up, const struct proto_read_done *r,
 }
 
 /* Write block i of the good reply to downstairs d and wait for it. */
-static void heal_block(struct upstairs *up, const struct proto_read_done *g,
+void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
                        uint32_t i, uint64_t lba, int d)
 {
   uint32_t bs = up->region.block_size;
@@ -150,7 +150,7 @@ void up__heal_read(struct upstairs *up, struct up_job *good,
       for (int d = 0; d < UP_DOWNSTAIRS; d++)
         if (d != gd && bad[k]->lba == good->lba && bad[k]->n == good->n &&
             heal_needed(up, bad[k], d, i, gver, scratch))
-          heal_block(up, &good->reply[gd], i, good->lba + i, d);
+          up__heal_block(up, &good->reply[gd], i, good->lba + i, d);
   }
   free(scratch);
 }

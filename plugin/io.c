@@ -280,7 +280,9 @@ static int read_verify_one(struct upstairs *up, struct up_job *job,
   return -EIO;
 }
 
-/* verify=all: per block, the newest version that authenticates. */
+/* verify=all: per block, the newest version that authenticates; then
+ * every replica that failed it or served an older version is healed
+ * with the winner's stored block (heal.c). */
 static int read_verify_all(struct upstairs *up, struct up_job *job,
                            uint8_t *dst)
 {
@@ -290,26 +292,44 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
   if (!tmp)
     return -ENOMEM;
   for (uint32_t i = 0; i < job->n; i++) {
-    uint64_t best = 0, ver;
-    bool any = false;
+    uint64_t best = 0, ver[UP_DOWNSTAIRS] = {0};
+    int bd = -1;
+    unsigned bad = 0;
     for (int d = 0; d < UP_DOWNSTAIRS; d++) {
       const char *why;
+      if (job->ds[d] == DS_ERR)
+        bad |= 1u << d;
       if (job->ds[d] != DS_DONE)
         continue;
-      why = blk_check(up, &job->reply[d], i, job->lba + i, tmp, &ver);
+      why = blk_check(up, &job->reply[d], i, job->lba + i, tmp, &ver[d]);
       if (why) {
         log_warn("downstairs %s: read lba %llu: %s, job %llu",
                  up->cl[d].name, (unsigned long long) (job->lba + i), why,
                  (unsigned long long) job->id);
-      } else if (!any || ver > best) {
+        bad |= 1u << d;
+      } else if (bd < 0 || ver[d] > best) {
         memcpy(dst + (size_t) i * bs, tmp, bs);
-        best = ver;
-        any = true;
+        best = ver[d];
+        bd = d;
       }
     }
-    if (!any) {
+    if (bd < 0) {
       free(tmp);
       return -EIO;
+    }
+    for (int d = 0; d < UP_DOWNSTAIRS; d++) {
+      if (d == bd || best == 0)
+        continue; /* nothing written: nothing to copy */
+      if (!(bad & (1u << d)) &&
+          (job->ds[d] != DS_DONE || ver[d] >= best))
+        continue;
+      if (job->ds[d] == DS_DONE && !(bad & (1u << d)))
+        log_warn("downstairs %s: read lba %llu: version %llu older than "
+                 "%llu on %s (rollback), job %llu", up->cl[d].name,
+                 (unsigned long long) (job->lba + i),
+                 (unsigned long long) ver[d], (unsigned long long) best,
+                 up->cl[bd].name, (unsigned long long) job->id);
+      up__heal_block(up, &job->reply[bd], i, job->lba + i, d);
     }
   }
   free(tmp);

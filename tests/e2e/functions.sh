@@ -202,12 +202,13 @@ wait_port () {
 
 # ds_start NAME [PORT]: run the downstairs for $tmp/NAME in the
 # background on PORT (default: its previous port, else a free one), wait
-# until it accepts connections.
+# until it accepts connections.  Extra `run` options: the DS_ARGS array.
+DS_ARGS=()
 ds_start () {
   local name=$1 port=${2:-${DS_PORT[$1]:-}}
   [ -n "$port" ] || port=$(free_port)
   "$DOWNSTAIRS" run -d "$tmp/$name" -p "$port" -a 127.0.0.1 \
-    >> "$tmp/$name.log" 2>&1 &
+    ${DS_ARGS[@]+"${DS_ARGS[@]}"} >> "$tmp/$name.log" 2>&1 &
   DS_PID[$name]=$!
   DS_PORT[$name]=$port
   PIDS+=($!)

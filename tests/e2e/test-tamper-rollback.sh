@@ -9,7 +9,9 @@
 #      the old extent databases to the current gen/flush/dirty values, so
 #      the replica looks up to date and takes part in reads.
 # In both cases nbdkit with verify=all returns the newest data: every
-# block of the old copy authenticates, but with an older version.
+# block of the old copy authenticates, but with an older version.  In B
+# verify=all also heals the replica (logged), after which verify=one
+# reads never return the old data.
 # (verify=one is only measured and printed for B: its version cache
 # (plugin/vcache.c) lives for one activation, and a replica can only be
 # rolled back while its daemon is stopped; one that rejoins a running
@@ -102,11 +104,18 @@ volume_start
 check_newest "forged rollback"
 grep -q "needs repair" "$tmp/nbdkit.log" &&
   fail "test bug: the forged replica was left out, so B proves nothing"
-# For the record (not asserted): what verify=one returns today.
+grep -q "older than .* (rollback)" "$tmp/nbdkit.log" ||
+  fail "verify=all did not report the rolled-back replica"
+grep -q "healed downstairs 127.0.0.1:${DS_PORT[ds1]}" "$tmp/nbdkit.log" ||
+  fail "verify=all did not heal the rolled-back replica"
+# Healed on disk: now even verify=one (one replica per read, round robin)
+# never returns the old data for a block of the extent read above.
 nbdkit_start || fail "nbdkit did not start"
 nbdsh_run -u "$URI" -c "
+import sys
 old = open('$tmp/old.img', 'rb').read()
 n = sum(h.pread($bs, 7 * $bs) == old[7 * $bs:8 * $bs] for i in range(9))
-print('verify=one (not asserted): %d of 9 reads returned rolled-back data' % n)
-" || true
-echo "rollback of one replica: verify=all returned the newest data"
+print('verify=one after the heal: %d of 9 reads returned rolled-back data' % n)
+sys.exit(1 if n else 0)
+" || fail "the rolled-back replica still serves old data after the heal"
+echo "rollback of one replica: verify=all returned the newest data and healed it"

@@ -17,10 +17,16 @@ CLI (each scenario exits 0 on success, 1 with a message on failure):
                                           hold N idle connections, count the
                                           ones still open after S seconds
   dsproto.py backpressure -p PORT [-n N]  N pipelined READs, replies read late
+  dsproto.py auth -p PORT --auth-key FILE  a downstairs run with --auth-key:
+                                          no proof, wrong key, replayed
+                                          handshake, repair peer refused;
+                                          the right key works both ways
 """
 import argparse
 import ctypes
 import errno
+import hashlib
+import hmac
 import os
 import random
 import socket
@@ -40,6 +46,7 @@ T_WRITE, T_READ, T_FLUSH, T_TRIM = 10, 11, 12, 13
 T_JOB_DONE, T_READ_DONE, T_PING, T_PONG = 14, 15, 16, 17
 T_EXTENT_FLUSH, T_EXTENT_CLOSE, T_EXTENT_REPAIR, T_EXTENT_REOPEN = 20, 21, 22, 23
 T_FILE_REQ, T_FILE_DATA = 24, 25
+T_AUTH, T_AUTH_OK = 30, 31
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 
 ROLE_UPSTAIRS, ROLE_REPAIR_PEER = 1, 2
@@ -81,6 +88,21 @@ def enc_hello(version=PROTO_VERSION, role=ROLE_UPSTAIRS, read_only=0,
     body = struct.pack("<IBBBB16sQQ32s", version, role, read_only, encrypted,
                        0, uuid, session, gen, auth)
     return frame(T_HELLO, body)
+
+
+def enc_auth(mac, ftype=T_AUTH):
+    return frame(ftype, mac)
+
+
+def auth_mac(key, side, t):
+    """common/auth.c: HMAC-SHA256(key, label NUL || transcript)."""
+    label = ("crucible-c auth v1 %s" % side).encode() + b"\0"
+    return hmac.new(key, label + t, hashlib.sha256).digest()
+
+
+def read_auth_key(path):
+    with open(path, "rb") as f:
+        return f.read().rstrip(b"\r\n")
 
 
 def enc_activate(gen, set_kcv=0, nonce=bytes(12), tag=bytes(16)):
@@ -143,9 +165,11 @@ def decode(ftype, body, block_size=0):
     m = {"type": ftype, "name": TYPE_NAMES.get(ftype, "?")}
     if ftype == T_HELLO_OK:
         (m["version"], m["block_size"], m["extent_size"], m["extent_count"],
-         m["encrypted"], m["has_kcv"], _pad, m["uuid"], m["highest_gen"],
-         m["kcv_nonce"], m["kcv_tag"], _auth, _pad2) = struct.unpack(
-             "<IIQIBBH16sQ12s16s32sI", body)
+         m["encrypted"], m["has_kcv"], m["auth_required"], _pad, m["uuid"],
+         m["highest_gen"], m["kcv_nonce"], m["kcv_tag"], m["auth_nonce"],
+         _pad2) = struct.unpack("<IIQIBBBB16sQ12s16s32sI", body)
+    elif ftype == T_AUTH_OK:
+        (m["mac"],) = struct.unpack("<32s", body)
     elif ftype == T_ERROR:
         m["err"], _pad, m["job_id"] = struct.unpack_from("<iIQ", body)
         m["text"] = body[16:].decode("ascii", "replace")
@@ -216,7 +240,9 @@ class Conn:
         if length < 8 or length > MAX_FRAME or flags:
             raise ProtoError("bad frame header %d/%d/%d" % (length, ftype,
                                                              flags))
-        return decode(ftype, self._recv_exact(length - 8), self.block_size)
+        body = self._recv_exact(length - 8)
+        self.last_raw = HDR.pack(length, ftype, flags) + body
+        return decode(ftype, body, self.block_size)
 
     def expect(self, ftype):
         m = self.recv()
@@ -227,12 +253,26 @@ class Conn:
                                                        m["name"]))
         return m
 
-    def hello(self, **kw):
+    def hello(self, auth_key=None, **kw):
+        """HELLO; with auth_key, also prove it (AUTH) and check the
+        server's proof (AUTH_OK).  self.sent_auth keeps HELLO + AUTH as
+        sent, for replay tests."""
         kw.setdefault("session", self.session)
+        kw.setdefault("auth", os.urandom(32))
         self.session = kw["session"]
-        self.send(enc_hello(**kw))
+        hb = enc_hello(**kw)
+        self.send(hb)
         self.hello_ok = self.expect(T_HELLO_OK)
         self.block_size = self.hello_ok["block_size"]
+        if auth_key is not None and self.hello_ok["auth_required"]:
+            t = hashlib.sha256(hb + self.last_raw).digest()
+            ab = enc_auth(auth_mac(auth_key, "client", t))
+            self.sent_auth = hb + ab
+            self.send(ab)
+            ok = self.expect(T_AUTH_OK)
+            if not hmac.compare_digest(ok["mac"],
+                                       auth_mac(auth_key, "server", t)):
+                raise ProtoError("AUTH_OK does not prove the auth key")
         return self.hello_ok
 
     def extent_states(self):
@@ -380,8 +420,13 @@ def scen_handshake(a):
     enc = ok["encrypted"]
     expect_error(Conn(a.host, a.port), enc_hello(version=2),
                  errno.EPROTONOSUPPORT)
-    expect_error(Conn(a.host, a.port), enc_hello(role=ROLE_REPAIR_PEER),
-                 errno.EINVAL, "must name the region uuid")
+    # A repair peer naming no uuid (clone) learns the region.
+    c = Conn(a.host, a.port)
+    c.send(enc_hello(role=ROLE_REPAIR_PEER))
+    m = c.recv()
+    check(m["type"] == T_HELLO_OK and m["uuid"] == ok["uuid"],
+          "uuid-less repair peer HELLO refused")
+    c.close()
     # A repair peer may fetch extent files, and nothing else.
     c = Conn(a.host, a.port)
     c.send(enc_hello(role=ROLE_REPAIR_PEER, uuid=ok["uuid"], encrypted=enc))
@@ -706,12 +751,67 @@ def scen_backpressure(a):
     print("backpressure: ok (%d reads pipelined)" % a.n)
 
 
+def scen_auth(a):
+    key = read_auth_key(a.auth_key)
+    # No proof: HELLO_OK asks for it and nothing else is accepted.
+    c = Conn(a.host, a.port)
+    ok = c.hello()
+    check(ok["auth_required"] == 1, "HELLO_OK does not ask for AUTH")
+    check(ok["auth_nonce"] != bytes(32), "server nonce is zero")
+    expect_error(c, enc_extent_states_req(), errno.EPROTO, "not allowed")
+    # Wrong key.
+    c = Conn(a.host, a.port)
+    try:
+        c.hello(auth_key=key + b"x")
+        raise Fail("a wrong auth key was accepted")
+    except DsError as e:
+        check(e.err == errno.EACCES and "authentication failed" in e.text,
+              "wrong key: %s" % e)
+    check(c.closed_by_peer(), "connection open after a failed proof")
+    c.close()
+    # The right key: activate, write, read, and the server proved itself.
+    c = Conn(a.host, a.port)
+    c.hello(auth_key=key)
+    recorded = c.sent_auth
+    g = next_gen(c)
+    check(c.activate(g) == g, "activation after AUTH failed")
+    check(c.ping(7) == 7, "no PONG after AUTH")
+    c.close()
+    # Replayed handshake: the same HELLO + AUTH bytes on a new connection.
+    c = Conn(a.host, a.port)
+    c.send(recorded)
+    m = c.recv()
+    check(m["type"] == T_HELLO_OK, "replay: expected HELLO_OK first")
+    m = c.recv()
+    check(m["type"] == T_ERROR and m["err"] == errno.EACCES,
+          "replayed handshake not refused: %s" % m["name"])
+    check(c.closed_by_peer(), "connection open after a replayed proof")
+    c.close()
+    # A server proof reflected as a client proof is refused too.
+    c = Conn(a.host, a.port)
+    hb = enc_hello(auth=os.urandom(32), session=c.session)
+    c.send(hb)
+    c.expect(T_HELLO_OK)
+    t = hashlib.sha256(hb + c.last_raw).digest()
+    expect_error(c, enc_auth(auth_mac(key, "server", t)), errno.EACCES)
+    # A repair peer must prove the key as well.
+    c = Conn(a.host, a.port)
+    c.send(enc_hello(role=ROLE_REPAIR_PEER, uuid=ok["uuid"],
+                     encrypted=ok["encrypted"]))
+    c.expect(T_HELLO_OK)
+    expect_error(c, frame(T_FILE_REQ, struct.pack("<QIB3xQII", 1, 0, 0, 0,
+                                                  4096, 0)),
+                 errno.EPROTO, "not allowed")
+    print("auth: ok")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("scenario", choices=["hello", "smoke", "handshake",
                                         "takeover", "model", "malformed",
-                                        "idle", "backpressure"])
+                                        "idle", "backpressure", "auth"])
+    p.add_argument("--auth-key", default=None, help="auth key file")
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, required=True)
     p.add_argument("-n", type=int, default=None, help="count")

@@ -60,7 +60,8 @@ static void build_and_roundtrip(void)
                                          .extent_size = 32768,
                                          .encrypted = 1},
                               .has_kcv = 1,
-                              .highest_gen = 77};
+                              .highest_gen = 77,
+                              .auth_required = 1};
   fill(ok.region.uuid, 16, 3);
   fill(ok.kcv.nonce, 12, 4);
   fill(ok.kcv.tag, 16, 5);
@@ -71,7 +72,7 @@ static void build_and_roundtrip(void)
         m.u.hello_ok.region.extent_size == 32768 &&
         m.u.hello_ok.region.extent_count == 8 &&
         m.u.hello_ok.region.encrypted == 1 && m.u.hello_ok.has_kcv == 1 &&
-        m.u.hello_ok.highest_gen == 77);
+        m.u.hello_ok.highest_gen == 77 && m.u.hello_ok.auth_required == 1);
   CHECK(memcmp(m.u.hello_ok.region.uuid, ok.region.uuid, 16) == 0);
   CHECK(memcmp(m.u.hello_ok.kcv.nonce, ok.kcv.nonce, 12) == 0);
   CHECK(memcmp(m.u.hello_ok.kcv.tag, ok.kcv.tag, 16) == 0);
@@ -257,6 +258,15 @@ static void roundtrip_repair(void)
   f = add();
   f->len = proto_put_file_data_hdr(f->b, &e);
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.file_data.err == EIO);
+  uint8_t mac[32];
+  fill(mac, 32, 9);
+  for (uint16_t t = PROTO_T_AUTH; t <= PROTO_T_AUTH_OK; t++) {
+    f = add();
+    f->len = proto_put_auth(f->b, t, mac);
+    CHECK(f->len == PROTO_AUTH_LEN);
+    CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == t &&
+          memcmp(m.u.auth_mac, mac, 32) == 0);
+  }
 }
 
 /* Malformed repair frames. */
@@ -378,6 +388,22 @@ static void test_rejects(void)
   proto_le32(big, (uint32_t) len + 1);
   CHECK(proto_decode(big, len + 1, 0, &m) == -EPROTO);
 
+  /* HELLO_OK: auth_required not a boolean, then its pad byte. */
+  struct proto_hello_ok hok = {.version = PROTO_VERSION,
+                               .region = {.block_size = 4096,
+                                          .extent_count = 1,
+                                          .extent_size = 8}};
+  len = proto_put_hello_ok(b, &hok);
+  CHECK(proto_decode(b, len, 0, &m) == 0);
+  b[30] = 2;
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  b[30] = 1;
+  b[31] = 1;
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* AUTH one byte short. */
+  len = proto_put_auth(b, PROTO_T_AUTH, b + 100);
+  proto_le32(b, (uint32_t) len - 1);
+  CHECK(proto_decode(b, len - 1, 0, &m) == -EPROTO);
   /* ACTIVATE_OK with generation 0 is illegal. */
   len = proto_put_activate_ok(b, 0);
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
