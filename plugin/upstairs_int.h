@@ -221,6 +221,10 @@ extern int up_debug_io, up_debug_net, up_debug_repair;
  * verification or were older.  Waits for the heal writes. */
 void up__heal_read(struct upstairs *up, struct up_job *good,
                    struct up_job **bad, unsigned nbad);
+/* heal.c: write block i of reply g (as stored) to downstairs d alone and
+ * wait for it (same rules: the caller holds the range lock). */
+void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
+                    uint32_t i, uint64_t lba, int d);
 
 /* vcache.c: newest version written per LBA (bounded, lossy). */
 #define UP_VCACHE_SLOTS 65536u /* 1 MiB */
