@@ -1,5 +1,5 @@
 /* crucible-downstairs: command line (create, run, dump, verify, export,
- * import).
+ * import, clone).
  *
  * Exit codes: 0 ok, 1 failure, 2 usage.  Errors are one line on stderr:
  *   crucible-downstairs: create: DIR: region already exists
@@ -24,6 +24,7 @@
 #include "../common/log.h"
 #include "../common/parse.h"
 #include "../common/progress.h"
+#include "clone.h"
 #include "extent.h"
 #include "region.h"
 #include "server.h"
@@ -40,7 +41,7 @@ static const char USAGE[] =
     "                                              create a new region\n"
     "  run -d DIR -p PORT [-a ADDR] [--log-level LEVEL] [--max-conns N]\n"
     "         [--idle-timeout SECS] [--handshake-timeout SECS]\n"
-    "                                              serve a region\n"
+    "         [--auth-key FILE]                    serve a region\n"
     "  dump -d DIR [-d DIR...]                     per-extent metadata\n"
     "  verify -d DIR                               scrub a stopped region\n"
     "  export -d DIR -o FILE                       unencrypted region -> raw "
@@ -48,6 +49,10 @@ static const char USAGE[] =
     "  import -d DIR -i FILE [-u UUID] [--block-size N] [--extent-size N]\n"
     "                                              raw image -> unencrypted "
     "region\n"
+    "  clone --source HOST:PORT -d DIR [--timeout SECS]\n"
+    "                                              copy a running "
+    "downstairs'\n"
+    "                                              region into a new DIR\n"
     "Exit status: 0 ok, 1 failure, 2 usage error.\n"
     "Run '" PROG " COMMAND --help' for a command's options.\n";
 
@@ -77,7 +82,12 @@ static const char RUN_HELP[] =
     "      --idle-timeout S   close connections silent for S seconds "
     "(120)\n"
     "      --handshake-timeout S  the same for connections not activated "
-    "(10)\n";
+    "(10)\n"
+    "      --auth-key FILE    serve only peers proving this shared secret "
+    "(16..256\n"
+    "                         bytes; the same file for the plugin's "
+    "auth-key=+FILE\n"
+    "                         and for every downstairs of the volume)\n";
 
 static const char DUMP_HELP[] =
     "Usage: " PROG " dump -d DIR [-d DIR...]\n"
@@ -114,6 +124,21 @@ static const char IMPORT_HELP[] =
     "  -u, --uuid UUID        new region: volume uuid (default: random)\n"
     "      --block-size N     new region: bytes per block (4096)\n"
     "      --extent-size N    new region: blocks per extent (32768)\n";
+
+static const char CLONE_HELP[] =
+    "Usage: " PROG " clone --source HOST:PORT -d DIR [OPTIONS]\n"
+    "Copy the whole region served by the running downstairs at HOST:PORT\n"
+    "into the new region DIR (same uuid, geometry and encryption), to\n"
+    "replace a dead replica; start it with 'run' and the upstairs brings\n"
+    "it up to date.  The source keeps serving meanwhile; an extent that\n"
+    "changes while it is copied is copied again.  DIR must not exist or\n"
+    "be empty; the copy is built in DIR" DS_CLONE_SUFFIX " and renamed to DIR "
+    "only\nwhen complete and synced.\n"
+    "  -s, --source HOST:PORT the downstairs to copy ([v6addr]:port for "
+    "IPv6)\n"
+    "  -d, --dir DIR          new region directory\n"
+    "      --timeout S        give up on a source silent for S seconds "
+    "(30)\n";
 
 static const char *cmd_name = "";
 
@@ -181,7 +206,7 @@ static void open_error(const char *dir, int r)
 }
 
 enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE,
-       OPT_PREALLOC, OPT_HS };
+       OPT_PREALLOC, OPT_HS, OPT_AUTH, OPT_TIMEOUT };
 
 /* Progress on stderr, in the style its kind (terminal or not) wants. */
 static void progress_stderr(struct progress *p, const char *label,
@@ -305,8 +330,11 @@ static int cmd_run(int argc, char **argv)
     { "max-conns", required_argument, NULL, OPT_MAXC },
     { "idle-timeout", required_argument, NULL, OPT_IDLE },
     { "handshake-timeout", required_argument, NULL, OPT_HS },
+    { "auth-key", required_argument, NULL, OPT_AUTH },
     { "help", no_argument, NULL, 'h' },
     { 0 } };
+  static struct auth_key auth; /* static: not on a stack left unwiped */
+  const char *auth_path = NULL;
   struct ds_server_opts so = { .addr = "0.0.0.0", .max_conns = 64,
                                .idle_timeout = 120,
                                .handshake_timeout = 10 };
@@ -342,6 +370,7 @@ static int cmd_run(int argc, char **argv)
         return 2;
       so.handshake_timeout = (unsigned) v;
       break;
+    case OPT_AUTH: auth_path = optarg; break;
     case 'h': fputs(RUN_HELP, stdout); return 0;
     default: return bad_option(c, argv);
     }
@@ -352,12 +381,23 @@ static int cmd_run(int argc, char **argv)
     return usage_error("%s", "missing -d DIR");
   if (so.port == 0)
     return usage_error("%s", "missing -p PORT");
+  if (auth_path) {
+    const char *why = NULL;
+    int a = auth_key_load(&auth, auth_path, &why);
+    if (a < 0) {
+      errorf("--auth-key %s: %s", auth_path, why ? why : log_strerror(-a));
+      return 1;
+    }
+    so.auth = &auth;
+  }
   int r = region_open(so.dir, &so.region);
   if (r < 0) {
+    auth_key_wipe(&auth);
     open_error(so.dir, r);
     return 1;
   }
   r = ds_server_run(&so);
+  auth_key_wipe(&auth);
   region_close(so.region);
   if (r < 0) {
     errorf("%s: %s", so.dir, log_strerror(-r));
@@ -702,6 +742,62 @@ static int cmd_import(int argc, char **argv)
   return 0;
 }
 
+static int cmd_clone(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "source", required_argument, NULL, 's' },
+    { "dir", required_argument, NULL, 'd' },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "help", no_argument, NULL, 'h' },
+    { 0 } };
+  char host[PARSE_HOST_MAX];
+  struct ds_clone_opts o = { .host = host,
+                             .timeout_s = DS_CLONE_TIMEOUT_S };
+  uint64_t v;
+  int c;
+  log_set_level(LOG_ERROR); /* one error line, ours */
+  while ((c = getopt_long(argc, argv, ":s:d:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 's':
+      if (parse_hostport(optarg, host, &o.port) < 0)
+        return usage_error("invalid --source '%s' (want HOST:PORT)", optarg);
+      o.source = optarg;
+      break;
+    case 'd': o.dir = optarg; break;
+    case OPT_TIMEOUT:
+      if (parse_num("--timeout", optarg, 86400, &v) < 0)
+        return 2;
+      o.timeout_s = (unsigned) v;
+      break;
+    case 'h': fputs(CLONE_HELP, stdout); return 0;
+    default: return bad_option(c, argv);
+    }
+  }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
+  if (o.source == NULL)
+    return usage_error("%s", "missing --source HOST:PORT");
+  if (o.dir == NULL)
+    return usage_error("%s", "missing -d DIR");
+  o.progress = stderr;
+  o.tty = isatty(STDERR_FILENO);
+  struct ds_clone_result res;
+  char err[512];
+  if (ds_clone(&o, &res, err, sizeof err) < 0) {
+    errorf("%s", err);
+    return 1;
+  }
+  char uuid[37], size[32];
+  geom_uuid_format(res.def.uuid, uuid);
+  progress_bytes(res.bytes, size, sizeof size);
+  printf("cloned %s into %s: uuid %s, %" PRIu32 " extents, %s (%" PRIu64
+         " bytes) in %.1f s, %" PRIu32 " extents re-fetched, %s\n",
+         o.source, o.dir, uuid, res.def.extent_count, size, res.bytes,
+         res.secs, res.refetched,
+         res.def.encrypted ? "encrypted" : "unencrypted");
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   static const struct {
@@ -709,7 +805,8 @@ int main(int argc, char **argv)
     int (*fn)(int, char **);
   } cmds[] = { { "create", cmd_create }, { "run", cmd_run },
                { "dump", cmd_dump }, { "verify", cmd_verify },
-               { "export", cmd_export }, { "import", cmd_import } };
+               { "export", cmd_export }, { "import", cmd_import },
+               { "clone", cmd_clone } };
   log_set_prog(PROG);
   if (argc < 2) {
     fputs(USAGE, stderr);

@@ -218,10 +218,12 @@ static int recv_frame(int fd, uint8_t *buf, size_t cap,
   return r;
 }
 
-/* Connect to the source and say HELLO as a repair peer. */
-static int peer_open(const struct proto_region *def,
-                     const struct sockaddr_storage *src, unsigned tmo,
-                     uint8_t *buf, size_t cap)
+/* The one place that says HELLO as a repair peer (the auth proof, when
+ * it comes, goes here too).  def->uuid all zero: learn the region (clone);
+ * otherwise HELLO_OK must describe exactly def. */
+int ds_repair_peer_open(const struct proto_region *def,
+                        const struct sockaddr_storage *src, unsigned tmo,
+                        uint8_t *buf, size_t cap, struct proto_hello_ok *ok)
 {
   struct timeval tv = {.tv_sec = tmo};
   socklen_t alen = src->ss_family == AF_INET ? sizeof(struct sockaddr_in)
@@ -230,6 +232,8 @@ static int peer_open(const struct proto_region *def,
   int fd = socket(src->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
+  /* Blocking socket: SO_SNDTIMEO also bounds connect(); SO_RCVTIMEO bounds
+   * each reply, so a silent source fails the copy in tmo seconds. */
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -245,25 +249,51 @@ static int peer_open(const struct proto_region *def,
     r = send_all(fd, hb, proto_put_hello(hb, &h));
   if (r == 0)
     r = recv_frame(fd, buf, cap, &m);
+  if (r == 0 && m.type != PROTO_T_HELLO_OK)
+    r = -EPROTO;
   const struct proto_region *g = &m.u.hello_ok.region;
-  if (r == 0 && (m.type != PROTO_T_HELLO_OK ||
-                 memcmp(g->uuid, def->uuid, PROTO_UUID_LEN) != 0 ||
-                 g->block_size != def->block_size ||
-                 g->extent_size != def->extent_size ||
-                 g->extent_count != def->extent_count))
+  if (r == 0 && !geom_uuid_is_zero(def->uuid) &&
+      (memcmp(g->uuid, def->uuid, PROTO_UUID_LEN) != 0 ||
+       g->block_size != def->block_size ||
+       g->extent_size != def->extent_size ||
+       g->extent_count != def->extent_count))
     r = -EPROTO;
   if (r < 0) {
     close(fd);
     return r;
   }
+  if (ok)
+    *ok = m.u.hello_ok;
   return fd;
 }
 
-/* Download one file of the extent into dst (relative to dirfd).  Chunks
+/* pwrite n bytes at off, skipping DS_REPAIR_SPARSE pieces of zeroes (the
+ * file was truncated: they stay holes). */
+static int write_sparse(int out, const uint8_t *p, uint32_t n, uint64_t off)
+{
+  for (uint32_t at = 0; at < n;) {
+    uint32_t len = n - at < DS_REPAIR_SPARSE ? n - at : DS_REPAIR_SPARSE;
+    bool zero = p[at] == 0 && memcmp(p + at, p + at + 1, len - 1) == 0;
+    for (uint32_t done = 0; !zero && done < len;) {
+      ssize_t k = pwrite(out, p + at + done, len - done,
+                         (off_t) (off + at + done));
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0)
+        return k < 0 ? -errno : -EIO;
+      done += (uint32_t) k;
+    }
+    at += len;
+  }
+  return 0;
+}
+
+/* Download one file of the extent into dst (relative to dirfd).  Pieces
  * of zeroes are not written: the file stays sparse. */
-static int fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
-                      uint8_t file, uint64_t want_size, uint8_t *buf,
-                      size_t cap)
+int ds_repair_fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
+                         uint8_t file, uint64_t want_size, uint8_t *buf,
+                         size_t cap, int (*tick)(void *arg, uint32_t n),
+                         void *arg)
 {
   int out = openat(dirfd, dst, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC,
                    0644);
@@ -294,20 +324,10 @@ static int fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
       r = -EPROTO;
     if (r < 0)
       break;
-    bool zero = d->n > 0 && d->data[0] == 0 &&
-                memcmp(d->data, d->data + 1, d->n - 1) == 0;
-    for (uint32_t done = 0; !zero && done < d->n;) {
-      ssize_t k = pwrite(out, d->data + done, d->n - done,
-                         (off_t) (off + done));
-      if (k < 0 && errno == EINTR)
-        continue;
-      if (k <= 0) {
-        r = k < 0 ? -errno : -EIO;
-        break;
-      }
-      done += (uint32_t) k;
-    }
+    r = write_sparse(out, d->data, d->n, off);
     off += d->n;
+    if (r == 0 && tick)
+      r = tick(arg, d->n);
   }
   if (r == 0 && ftruncate(out, (off_t) size) < 0)
     r = -errno;
@@ -322,7 +342,7 @@ int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
 {
   struct rpaths p;
   char copy[48], rep[48], dst[96];
-  size_t cap = PROTO_FILE_DATA_HDR_LEN + DS_REPAIR_CHUNK;
+  size_t cap = DS_REPAIR_BUF_LEN;
   uint8_t *buf = malloc(cap);
   int fd = -1, r = buf ? 0 : -ENOMEM;
 
@@ -334,14 +354,16 @@ int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
   if (r == 0 && mkdirat(dirfd, copy, 0755) < 0)
     r = -errno;
   if (r == 0)
-    r = fd = peer_open(def, src, timeout_s, buf, cap);
+    r = fd = ds_repair_peer_open(def, src, timeout_s, buf, cap, NULL);
   snprintf(dst, sizeof dst, "%s/%s", copy, p.base);
   if (r >= 0)
-    r = fetch_file(fd, dirfd, dst, eid, PROTO_FILE_EXTENT,
-                   def->extent_size * def->block_size, buf, cap);
+    r = ds_repair_fetch_file(fd, dirfd, dst, eid, PROTO_FILE_EXTENT,
+                             def->extent_size * def->block_size, buf, cap,
+                             NULL, NULL);
   snprintf(dst, sizeof dst, "%s/%s.db", copy, p.base);
   if (r >= 0)
-    r = fetch_file(fd, dirfd, dst, eid, PROTO_FILE_DB, 0, buf, cap);
+    r = ds_repair_fetch_file(fd, dirfd, dst, eid, PROTO_FILE_DB, 0, buf, cap,
+                             NULL, NULL);
   if (fd >= 0)
     close(fd);
   free(buf);

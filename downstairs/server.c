@@ -31,6 +31,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -295,6 +296,11 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
     unsigned t = proto_rd16(f + 4);
     ds_conn_fail(c, EPROTO, "malformed %s frame (type %u, %zu bytes): %s",
                  proto_type_name(t), t, len, log_strerror(-r));
+    return -1;
+  }
+  if (c->need_auth && m.type != PROTO_T_AUTH) {
+    ds_conn_fail(c, EACCES, "authentication required (this downstairs runs "
+                 "with --auth-key), got %s", proto_type_name(m.type));
     return -1;
   }
   if (!frame_allowed(c, m.type)) {
@@ -641,6 +647,12 @@ int ds_server_run(const struct ds_server_opts *opts_in)
 {
   struct ds_server_opts opts = *opts_in;
   struct ds_server srv;
+  /* Job buffers of up to ~4.2 MiB come and go on every WRITE: keep them
+   * on the heap (glibc's default would mmap and unmap each one, faulting
+   * its pages in again) and keep freed memory around up to 64 MiB
+   * instead of trimming after every burst (docs/PERFORMANCE.md). */
+  mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   if (!opts.addr)
     opts.addr = "0.0.0.0";
   if (!opts.max_conns)

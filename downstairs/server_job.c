@@ -282,9 +282,12 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
   size_t extra = 0;
   if (kind == DS_J_WRITE)
     extra = (size_t) m->u.io.n * (sizeof(struct proto_ctx) + bs);
-  struct ds_job *j = calloc(1, sizeof *j + extra);
+  /* Only the job itself needs zeroing: the WRITE payload behind it is
+   * overwritten at once (zeroing 4 MiB per job was measurable). */
+  struct ds_job *j = malloc(sizeof *j + extra);
   if (!j)
     return NULL;
+  memset(j, 0, sizeof *j);
   j->srv = c->srv;
   j->conn = c;
   j->kind = kind;

@@ -21,6 +21,31 @@ struct cl_copy {
 static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
                         const struct proto_msg *m, bool *taken);
 
+/* -D crucible.net=1: one debug line per frame sent or received, with its
+ * type and job id (PING/PONG: the value they carry). */
+static void cl_net_frame(const struct cl *c, const char *dir,
+                         const uint8_t *frame, size_t len)
+{
+  uint16_t type;
+  uint64_t v;
+
+  if (!up_debug_net || len < PROTO_FRAME_HDR_LEN)
+    return;
+  type = proto_rd16(frame + 4);
+  v = len >= PROTO_FRAME_HDR_LEN + 8 ? proto_rd64(frame + 8) : 0;
+  if ((type >= PROTO_T_WRITE && type <= PROTO_T_READ_DONE) ||
+      (type >= PROTO_T_EXTENT_FLUSH && type <= PROTO_T_EXTENT_REOPEN))
+    log_debug("net: %s: %s %s %sjob %llu (%zu bytes)", c->name, dir,
+              proto_type_name(type), v & UP_REPAIR_ID_BIT ? "repair " : "",
+              (unsigned long long) (v & ~UP_REPAIR_ID_BIT), len);
+  else if (type == PROTO_T_PING || type == PROTO_T_PONG)
+    log_debug("net: %s: %s %s %llu", c->name, dir, proto_type_name(type),
+              (unsigned long long) v);
+  else
+    log_debug("net: %s: %s %s (%zu bytes)", c->name, dir, proto_type_name(type),
+              len);
+}
+
 /* Set up c (no handle yet). */
 void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
              uint16_t port)
@@ -33,6 +58,7 @@ void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
   else
     snprintf(c->name, sizeof c->name, "%s:%u", host, port);
   snprintf(c->why, sizeof c->why, "no answer");
+  c->dstate = -1;
 }
 
 /* Resolve host:port once, before the loop runs (getaddrinfo blocks). */
@@ -84,6 +110,7 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
     free(cp);
     return r;
   }
+  cl_net_frame(c, "sent", buf, len);
   c->last_tx_ms = uv_now(c->tcp.loop);
   return 0;
 }
@@ -121,6 +148,7 @@ int cl_send_job(struct cl *c, struct up_job *job)
     free(w);
     return r;
   }
+  cl_net_frame(c, "sent", job->frame, job->frame_len);
   c->last_tx_ms = uv_now(c->tcp.loop);
   return 0;
 }
@@ -135,6 +163,7 @@ static void on_closed(uv_handle_t *h)
   c->rx = NULL;
   c->rx_off = c->rx_len = c->rx_cap = 0;
   c->ping_out = false;
+  up__ds_update(c->up, c);
   if (c->state == CL_IDLE)
     up__handshake_step(c->up);
 }
@@ -147,13 +176,18 @@ void cl_close(struct cl *c, bool final, const char *why)
   c->final |= final;
   if (why)
     snprintf(c->why, sizeof c->why, "%s", why);
+  if (up_debug_net && was != CL_IDLE && was != CL_GONE && was != CL_CLOSING)
+    log_debug("net: %s: closing: %s", c->name, c->why);
   if (was == CL_IDLE) {
     if (c->final)
       c->state = CL_GONE;
+    up__ds_update(c->up, c);
     return;
   }
-  if (was == CL_CLOSING || was == CL_GONE)
+  if (was == CL_CLOSING || was == CL_GONE) {
+    up__ds_update(c->up, c); /* final may have changed */
     return;
+  }
   c->state = CL_CLOSING;
   if (was == CL_ACTIVE) {
     if (!c->lr)
@@ -163,6 +197,7 @@ void cl_close(struct cl *c, bool final, const char *why)
     up__repair_lost(c->up, c);
   }
   uv_close((uv_handle_t *) &c->tcp, on_closed);
+  up__ds_update(c->up, c);
 }
 
 /* Free what the connection owns (handle already closed). */
@@ -239,6 +274,7 @@ static void cl_process(struct cl *c)
     }
     if (fl == 0 || (size_t) fl > c->rx_len)
       return;
+    cl_net_frame(c, "received", frame, (size_t) fl);
     r = proto_decode(frame, (size_t) fl, bs, &m);
     if (r < 0) {
       char why[96];
@@ -311,9 +347,16 @@ static void on_connect(uv_connect_t *req, int status)
   if (c->state != CL_CONNECTING)
     return; /* closed meanwhile */
   if (status < 0) {
+    if (up_debug_net)
+      log_debug("net: %s: connect failed: %s", c->name, uv_strerror(status));
     cl_close(c, false, uv_strerror(status));
     return;
   }
+  if (up_debug_net)
+    log_debug("net: %s: connected", c->name);
+  if (c->up->dst[c->idx].connected_once)
+    c->up->dst[c->idx].reconnects++;
+  c->up->dst[c->idx].connected_once = true;
   /* Jobs are small request/response frames: Nagle would hold a JOB_DONE
    * or a READ behind the previous unacked segment for up to 40 ms. */
   uv_tcp_nodelay(&c->tcp, 1);
@@ -327,6 +370,8 @@ static void on_connect(uv_connect_t *req, int status)
     r = cl_send_hello(c);
   if (r < 0)
     cl_close(c, false, uv_strerror(r));
+  else
+    up__ds_update(c->up, c);
 }
 
 /* Start connecting from IDLE. */
@@ -342,6 +387,8 @@ int cl_connect(struct cl *c)
   c->tcp.data = c;
   c->state = CL_CONNECTING;
   c->conn_ms = uv_now(&c->up->loop);
+  if (up_debug_net)
+    log_debug("net: %s: connecting", c->name);
   r = uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *) &c->addr,
                      on_connect);
   if (r < 0) {
@@ -349,6 +396,7 @@ int cl_connect(struct cl *c)
     c->state = CL_CLOSING;
     uv_close((uv_handle_t *) &c->tcp, on_closed);
   }
+  up__ds_update(c->up, c);
   return r;
 }
 

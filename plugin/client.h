@@ -59,6 +59,9 @@ struct cl {
   unsigned backoff_ms; /* current reconnect delay */
   bool down_logged;    /* "reconnecting" logged for this outage */
   char why[128];       /* last failure, for start-up messages */
+  int dstate;          /* enum up_dstate last reported, -1: none yet */
+  uint64_t prog_ms;    /* last live-repair progress line */
+  uint32_t prog_done;  /* extents done at that line */
 
   uv_tcp_t tcp;
   uv_connect_t conn;

@@ -2,7 +2,7 @@
  *
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
  *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=one|all]
- *        [timeout=SECS] [state=FILE [accept-rollback=true]]
+ *        [timeout=SECS] [state=FILE [accept-rollback=true]] [stats=FILE]
  *
  * One upstairs per nbdkit process, shared by every connection (so
  * can_multi_conn).  Everything real lives in upstairs.c; this file parses
@@ -106,6 +106,24 @@ static int crucible_config_num(const char *key, const char *value,
   return 0;
 }
 
+/* key=FILE as an absolute path into buf (nbdkit changes directory). */
+static int crucible_config_path(const char *key, const char *value, char *buf,
+                                size_t size)
+{
+  char *abs = nbdkit_absolute_path(value);
+
+  if (!abs)
+    return -1;
+  if (!abs[0] || strlen(abs) + sizeof ".tmp" > size) {
+    nbdkit_error("%s=%s: path empty or too long", key, value);
+    free(abs);
+    return -1;
+  }
+  snprintf(buf, size, "%s", abs);
+  free(abs);
+  return 0;
+}
+
 /* One key=value parameter. */
 static int crucible_config(const char *key, const char *value)
 {
@@ -139,16 +157,11 @@ static int crucible_config(const char *key, const char *value)
     }
     cfg.verify_all = strcmp(value, "all") == 0;
   } else if (strcmp(key, "state") == 0) {
-    char *abs = nbdkit_absolute_path(value);
-    if (!abs)
-      return -1;
-    if (!abs[0] || strlen(abs) >= sizeof cfg.state_path) {
-      nbdkit_error("state=%s: path empty or too long", value);
-      free(abs);
-      return -1;
-    }
-    snprintf(cfg.state_path, sizeof cfg.state_path, "%s", abs);
-    free(abs);
+    return crucible_config_path(key, value, cfg.state_path,
+                                sizeof cfg.state_path);
+  } else if (strcmp(key, "stats") == 0) {
+    return crucible_config_path(key, value, cfg.stats_path,
+                                sizeof cfg.stats_path);
   } else if (strcmp(key, "accept-rollback") == 0) {
     int b = nbdkit_parse_bool(value);
     if (b < 0)
@@ -185,6 +198,7 @@ static int crucible_config_complete(void)
   "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
   "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
   "accept-rollback=true  Start even if state= detects a rollback.\n" \
+  "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \
   "auth-key=+FILE        (coming) Shared key authenticating the downstairs.\n" \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 

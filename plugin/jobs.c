@@ -58,8 +58,11 @@ int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
 /* Set the outcome once and wake the caller (if it still waits). */
 static void job_decide(struct upstairs *up, struct up_job *job, int result)
 {
+  bool first;
+
   pthread_mutex_lock(&up->lock);
-  if (!job->decided) {
+  first = !job->decided;
+  if (first) {
     job->decided = true;
     job->result = result;
     if (job->type == PROTO_T_FLUSH && result == 0 && job->flush_dirty &&
@@ -72,6 +75,8 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
     }
   }
   pthread_mutex_unlock(&up->lock);
+  if (first)
+    up__stats_decided(up, job, result);
 }
 
 /* Take the job off the in-flight list. */
@@ -261,6 +266,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
   job_patch(up, job);
   job_track(up, job);
   job->sent_ms = uv_now(&up->loop);
+  job->sent_us = uv_hrtime() / 1000;
   mask = job_targets(up, job);
   if (up_debug_io)
     log_debug("job %llu %s lba %llu n %u to mask %x",
@@ -339,6 +345,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   }
   c->inflight--;
   c->inflight_bytes -= job->frame_len;
+  up__stats_reply(up, c, job, d->err == 0);
   if (d->err == 0) {
     job->ds[c->idx] = DS_DONE;
     job_eval(up, job);
@@ -366,6 +373,7 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
   }
   c->inflight--;
   c->inflight_bytes -= job->frame_len;
+  up__stats_reply(up, c, job, d->err == 0 && d->n == job->n);
   if (d->err != 0 || d->n != job->n) {
     log_warn("downstairs %s: read lba %llu failed: %s, job %llu", c->name,
              (unsigned long long) job->lba,

@@ -34,6 +34,7 @@
 #include "upstairs_int.h"
 
 static void rep_next(struct upstairs *up);
+static void rec_progress(struct upstairs *up);
 
 /* Order of extent states: generation, then flush number, then dirty
  * beats clean.  <0, 0, >0 like memcmp. */
@@ -145,13 +146,52 @@ static void rep_extent_end(struct upstairs *up, bool ok)
         rp->eid + 1 == count)
       log_info("live repair of %s: %u/%u extents", c->name, rp->eid + 1,
                count);
+    up__ds_progress(up, c, rp->eid + 1, count);
   }
   if (ok && rp->lr < 0) {
     rp->nrepaired++;
     rp->next_eid = rp->eid + 1;
+    rec_progress(up);
   }
   rep_release(up);
   rep_next(up);
+}
+
+/* Reconciliation: the source for extent e among the active downstairs
+ * (its state in *best, *dirty if any replica is dirty), or -1 if
+ * nothing differs. */
+static int rec_source(struct upstairs *up, uint32_t e,
+                      struct proto_extent_state *best, bool *dirty)
+{
+  struct proto_extent_state s;
+  bool differ = false;
+  int src = -1;
+
+  *dirty = false;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    if (up->cl[i].state != CL_ACTIVE)
+      continue;
+    state_at(&up->cl[i], e, &s);
+    *dirty |= s.dirty;
+    if (src >= 0 && state_cmp(&s, best) != 0)
+      differ = true;
+    if (src < 0 || state_cmp(&s, best) > 0) {
+      src = i;
+      *best = s;
+    }
+  }
+  return src >= 0 && (*dirty || differ) ? src : -1;
+}
+
+/* Reconciliation progress, for every downstairs taking part. */
+static void rec_progress(struct upstairs *up)
+{
+  struct up_repair *rp = &up->rep;
+  unsigned done = rp->nrepaired < rp->rec_total ? rp->nrepaired : rp->rec_total;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (up->cl[i].state == CL_ACTIVE)
+      up__ds_progress(up, &up->cl[i], done, rp->rec_total);
 }
 
 /* Reconciliation: the source and targets for extent e among the active
@@ -160,22 +200,10 @@ static bool rec_plan(struct upstairs *up, uint32_t e)
 {
   struct up_repair *rp = &up->rep;
   struct proto_extent_state best = {0, 0, 0}, s;
-  bool dirty = false, differ = false;
-  int src = -1;
+  bool dirty;
+  int src = rec_source(up, e, &best, &dirty);
 
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    if (up->cl[i].state != CL_ACTIVE)
-      continue;
-    state_at(&up->cl[i], e, &s);
-    dirty |= s.dirty;
-    if (src >= 0 && state_cmp(&s, &best) != 0)
-      differ = true;
-    if (src < 0 || state_cmp(&s, &best) > 0) {
-      src = i;
-      best = s;
-    }
-  }
-  if (src < 0 || (!dirty && !differ))
+  if (src < 0)
     return false;
   rp->src = src;
   rp->targets = 0;
@@ -215,6 +243,7 @@ static void lr_finish(struct upstairs *up)
            (double) (uv_now(&up->loop) - up->rep.lr_start_ms) / 1000,
            __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
   up->rep.lr = -1;
+  up__ds_update(up, c);
 }
 
 /* Live repair: set up the next extent, or finish.  false if idle. */
@@ -286,9 +315,17 @@ static void rep_next(struct upstairs *up)
 
 void up__reconcile_start(struct upstairs *up)
 {
-  up->rep.next_eid = 0;
-  up->rep.nrepaired = 0;
-  up->rep.lr = -1;
+  struct up_repair *rp = &up->rep;
+  struct proto_extent_state best = {0, 0, 0};
+  bool dirty;
+
+  rp->next_eid = 0;
+  rp->nrepaired = 0;
+  rp->lr = -1;
+  rp->rec_total = 0;
+  for (uint32_t e = 0; e < up->region.extent_count; e++)
+    rp->rec_total += rec_source(up, e, &best, &dirty) >= 0;
+  rec_progress(up);
   up__set_phase(up, UP_PH_RECONCILE);
   rep_next(up);
 }
@@ -299,6 +336,8 @@ void up__lr_admit(struct upstairs *up, struct cl *c)
   c->lr_limit = -1;
   log_info("downstairs %s is back (generation %llu): live repair queued",
            c->name, (unsigned long long) up->gen);
+  up__ds_progress(up, c, 0, up->region.extent_count);
+  up__ds_update(up, c);
   rep_next(up);
 }
 
@@ -393,9 +432,11 @@ void up__repair_fail_held(struct upstairs *up, int err)
 
   up->rep.held_head = up->rep.held_tail = NULL;
   for (; job; job = next) {
+    bool first;
     next = job->next;
     pthread_mutex_lock(&up->lock);
-    if (!job->decided) {
+    first = !job->decided;
+    if (first) {
       job->decided = true;
       job->result = job->type == PROTO_T_READ ? -EIO : err;
       if (job->req) {
@@ -405,6 +446,8 @@ void up__repair_fail_held(struct upstairs *up, int err)
       }
     }
     pthread_mutex_unlock(&up->lock);
+    if (first)
+      up__stats_decided(up, job, job->result);
     up__job_loop_put(job);
   }
 }

@@ -81,8 +81,10 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   pthread_cond_init(&up->start_cond, &ca);
   pthread_cond_init(&up->rl_cond, &ca);
   pthread_condattr_destroy(&ca);
-  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     cl_init(&up->cl[i], up, i, cfg->host[i], cfg->port[i]);
+    up->dst[i].p50_us = up->dst[i].p99_us = -1;
+  }
   *out = up;
   return 0;
 }
@@ -119,7 +121,7 @@ void up__start_fail(struct upstairs *up, const char *fmt, ...)
   pthread_mutex_unlock(&up->lock);
 }
 
-/* Set the phase and wake up_start if it is an outcome. */
+/* Set the phase and wake up_start if it is an outcome (loop thread). */
 void up__set_phase(struct upstairs *up, enum up_phase ph)
 {
   pthread_mutex_lock(&up->lock);
@@ -127,6 +129,7 @@ void up__set_phase(struct upstairs *up, enum up_phase ph)
     up->phase = ph;
   pthread_cond_broadcast(&up->start_cond);
   pthread_mutex_unlock(&up->lock);
+  up__ds_update_all(up); /* the phase is part of their states */
 }
 
 /* The loop's phase (it is written only by the loop thread). */
@@ -407,6 +410,7 @@ void up__on_activated(struct upstairs *up, struct cl *c)
   }
   __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
   up__handshake_step(up);
+  up__ds_update(up, c);
 }
 
 /* Advance start-up after any client event or tick (loop thread). */
@@ -503,6 +507,7 @@ static void on_tick(uv_timer_t *t)
   enum up_phase ph = up__phase(up);
   uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
 
+  up__stats_tick(up);
   if (ph == UP_PH_CONNECT)
     for (int i = 0; i < UP_DOWNSTAIRS; i++)
       if (up->cl[i].state == CL_IDLE && !up->cl[i].final)
@@ -621,7 +626,8 @@ void up__shutdown(struct upstairs *up)
   up->shut = true;
   up__fail_all(up, -EIO);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    cl_close(&up->cl[i], true, NULL);
+    cl_close(&up->cl[i], true, "stopped");
+  up__stats_write(up); /* the last one: phase stopped (or failed) */
   uv_close((uv_handle_t *) &up->tick, NULL);
   uv_close((uv_handle_t *) &up->async, NULL);
 }

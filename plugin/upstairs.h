@@ -45,6 +45,7 @@ struct up_config {
   unsigned timeout;           /* seconds, default UP_DEFAULT_TIMEOUT */
   char state_path[1024];      /* "": no rollback state file */
   bool accept_rollback;       /* start even if the state file says rollback */
+  char stats_path[1024];      /* "": no stats file (stats.c) */
 };
 
 struct upstairs;

@@ -1,6 +1,8 @@
 /* crucible-c upstairs internals, shared by upstairs.c (life cycle and
  * activation), jobs.c (the loop-side job tracker), io.c (the caller-side
- * IO path) and client.c (one downstairs connection).  Not a public API.
+ * IO path), client.c (one downstairs connection), repair.c, heal.c,
+ * state.c, vcache.c and stats.c (stats file, status lines).  Not a public
+ * API.
  *
  * Threads and locks:
  *   - The loop thread owns the uv loop, every handle, struct cl and the
@@ -81,6 +83,7 @@ struct up_job {
   unsigned loop_refs;         /* loop only: tracked flag + pending writes */
   bool tracked;               /* loop only: on the in-flight list */
   uint64_t sent_ms;           /* loop only: uv_now at send */
+  uint64_t sent_us;           /* loop only: uv_hrtime at send, in µs */
   uint8_t ds[UP_DOWNSTAIRS];  /* enum up_ds_state, loop only */
   int ds_err[UP_DOWNSTAIRS];  /* positive errno from a reply */
 
@@ -114,9 +117,55 @@ struct up_repair {
   unsigned seq;                     /* bumped by every step started */
   uint32_t next_eid;                /* reconcile: next extent to look at */
   unsigned nrepaired;               /* reconcile: extents repaired */
+  unsigned rec_total;               /* reconcile: extents to repair */
   int lr;                           /* live repair target, or -1 */
   uint64_t lr_start_ms;
   struct up_job *held_head, *held_tail;
+};
+
+/* Observability (stats.c, loop thread only).  A downstairs' state as
+ * the stats file and the status lines name it, derived from the
+ * connection state, the live-repair flag and the volume phase. */
+enum up_dstate {
+  UP_DS_CONNECTING = 0,
+  UP_DS_RECONCILING,
+  UP_DS_ACTIVE,
+  UP_DS_FAULTED,
+  UP_DS_LIVE_REPAIR,
+  UP_DS_OFFLINE
+};
+
+/* Latency histogram in µs: UP_HIST_SUB linear buckets per power of two
+ * (values below UP_HIST_SUB exact), so a percentile read off a bucket's
+ * upper edge is at most 1/UP_HIST_SUB above the true value. */
+#define UP_HIST_SUB 4
+#define UP_HIST_BUCKETS (UP_HIST_SUB * 34)
+struct up_hist {
+  uint32_t n;
+  uint32_t b[UP_HIST_BUCKETS];
+};
+void up__hist_add(struct up_hist *h, uint64_t us);
+/* The pct-th percentile (nearest rank) as its bucket's upper edge, or -1
+ * if h is empty. */
+int64_t up__hist_pct(const struct up_hist *h, unsigned pct);
+
+/* Per downstairs; counters are cumulative since up_start. */
+struct up_ds_stats {
+  uint64_t reads, writes, trims, flushes, read_bytes, write_bytes;
+  uint64_t errors;     /* error replies (IO errors, short reads) */
+  uint64_t faults;     /* dropped out of reconciling/active/live-repair */
+  uint64_t reconnects; /* TCP connections after the first */
+  bool connected_once;
+  struct up_hist win;  /* replies in the current 1 s window */
+  int64_t p50_us, p99_us; /* of the last window; -1: no reply in it */
+  uint32_t rep_done, rep_total; /* current or last repair (extents) */
+};
+
+/* The volume: jobs as callers see them (heal writes and read retries on
+ * another replica are not counted). */
+struct up_vol_stats {
+  uint64_t reads, writes, trims, flushes, read_bytes, write_bytes;
+  uint64_t errors; /* jobs that failed */
 };
 
 struct upstairs {
@@ -173,6 +222,9 @@ struct upstairs {
   struct up_job *if_head, *if_tail; /* in flight, id order */
   struct up_repair rep;
   struct cl cl[UP_DOWNSTAIRS];
+  struct up_ds_stats dst[UP_DOWNSTAIRS];
+  struct up_vol_stats vst;
+  bool stats_failing;               /* stats file write failed: warned */
 };
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
@@ -243,6 +295,31 @@ int up__state_load(struct upstairs *up);
 int up__state_save(struct upstairs *up, uint64_t gen, uint64_t flush);
 int up__state_check(struct upstairs *up);
 int up__state_commit(struct upstairs *up);
+
+/* stats.c: the stats file (stats=FILE) and the per-downstairs status
+ * lines.  Loop thread only (or the caller thread once the loop is gone). */
+enum up_dstate up__ds_state(struct upstairs *up, const struct cl *c);
+/* Recompute c's state; on a change log one status line and rewrite the
+ * stats file.  Cheap and idempotent: call after anything that may have
+ * changed it. */
+void up__ds_update(struct upstairs *up, struct cl *c);
+void up__ds_update_all(struct upstairs *up);
+/* Repair progress of c (done of total extents); logs a live-repair
+ * progress line once 10 % more is done or UP_PROGRESS_MS passed since
+ * the last one, and at the end. */
+void up__ds_progress(struct upstairs *up, struct cl *c, uint32_t done,
+                     uint32_t total);
+#define UP_PROGRESS_MS 2000
+/* A reply from c for job (ok: no error): counters and latency. */
+void up__stats_reply(struct upstairs *up, struct cl *c,
+                     const struct up_job *job, bool ok);
+/* Job decided with result (volume counters). */
+void up__stats_decided(struct upstairs *up, const struct up_job *job,
+                       int result);
+/* 1 s tick: close the latency window, refresh states, write the file. */
+void up__stats_tick(struct upstairs *up);
+/* Write the stats file now (no-op without stats=). */
+void up__stats_write(struct upstairs *up);
 
 /* jobs.c: loop side of the job tracker. */
 void up__drain(uv_async_t *a);

@@ -753,16 +753,22 @@ def scen_backpressure(a):
 
 def scen_auth(a):
     key = read_auth_key(a.auth_key)
+    # Learn the region (a uuid-less repair peer HELLO, as clone does).
+    c = Conn(a.host, a.port)
+    c.send(enc_hello(role=ROLE_REPAIR_PEER))
+    enc = c.expect(T_HELLO_OK)["encrypted"]
+    c.close()
     # No proof: HELLO_OK asks for it and nothing else is accepted.
     c = Conn(a.host, a.port)
-    ok = c.hello()
+    ok = c.hello(encrypted=enc)
     check(ok["auth_required"] == 1, "HELLO_OK does not ask for AUTH")
     check(ok["auth_nonce"] != bytes(32), "server nonce is zero")
-    expect_error(c, enc_extent_states_req(), errno.EPROTO, "not allowed")
+    expect_error(c, enc_extent_states_req(), errno.EACCES,
+                 "authentication required")
     # Wrong key.
     c = Conn(a.host, a.port)
     try:
-        c.hello(auth_key=key + b"x")
+        c.hello(auth_key=key + b"x", encrypted=enc)
         raise Fail("a wrong auth key was accepted")
     except DsError as e:
         check(e.err == errno.EACCES and "authentication failed" in e.text,
@@ -771,7 +777,7 @@ def scen_auth(a):
     c.close()
     # The right key: activate, write, read, and the server proved itself.
     c = Conn(a.host, a.port)
-    c.hello(auth_key=key)
+    c.hello(auth_key=key, encrypted=enc)
     recorded = c.sent_auth
     g = next_gen(c)
     check(c.activate(g) == g, "activation after AUTH failed")
@@ -789,7 +795,7 @@ def scen_auth(a):
     c.close()
     # A server proof reflected as a client proof is refused too.
     c = Conn(a.host, a.port)
-    hb = enc_hello(auth=os.urandom(32), session=c.session)
+    hb = enc_hello(auth=os.urandom(32), session=c.session, encrypted=enc)
     c.send(hb)
     c.expect(T_HELLO_OK)
     t = hashlib.sha256(hb + c.last_raw).digest()
@@ -801,7 +807,7 @@ def scen_auth(a):
     c.expect(T_HELLO_OK)
     expect_error(c, frame(T_FILE_REQ, struct.pack("<QIB3xQII", 1, 0, 0, 0,
                                                   4096, 0)),
-                 errno.EPROTO, "not allowed")
+                 errno.EACCES, "authentication required")
     print("auth: ok")
 
 
