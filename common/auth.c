@@ -24,6 +24,12 @@ int auth_key_set(struct auth_key *k, const void *secret, size_t len,
                               : "auth key is longer than 256 bytes";
     return -EINVAL;
   }
+  /* The plugin reads its copy with nbdkit_read_password, a C string: a
+   * NUL byte would silently shorten the key on one side only. */
+  if (memchr(s, 0, len)) {
+    *why = "auth key contains a NUL byte (use text, e.g. base64)";
+    return -EINVAL;
+  }
   memcpy(k->key, s, len);
   k->len = len;
   return 0;

@@ -205,8 +205,8 @@ static int connect_source(struct clone *c)
   if (c->r)
     def = *region_def(c->r);
   last_log[0] = '\0';
-  c->peer = ds_repair_peer_open(&def, &c->addr, c->o->timeout_s, c->buf,
-                                DS_REPAIR_BUF_LEN, &c->ok);
+  c->peer = ds_repair_peer_open(&def, &c->addr, c->o->timeout_s, c->o->auth,
+                                c->buf, DS_REPAIR_BUF_LEN, &c->ok);
   if (c->peer >= 0 && c->r == NULL && geom_check(&c->ok.region) < 0) {
     close(c->peer);
     c->peer = -EPROTO;

@@ -27,6 +27,8 @@
 
 #include "../common/proto.h"
 
+struct auth_key;
+
 #define DS_CLONE_TRIES 4         /* fetches of one extent before giving up */
 #define DS_CLONE_TIMEOUT_S 30    /* default --timeout */
 #define DS_CLONE_SUFFIX ".clone-tmp"
@@ -40,8 +42,7 @@ struct ds_clone_opts {
   unsigned timeout_s; /* bounds connect and every reply */
   FILE *progress;     /* progress report stream (stderr); NULL: none */
   bool tty;           /* redraw a bar (else plain periodic lines) */
-  /* The auth key (--auth-key FILE) goes here and on to
-   * ds_repair_peer_open once the source side checks it. */
+  const struct auth_key *auth; /* --auth-key FILE; NULL: none */
 };
 
 struct ds_clone_result {

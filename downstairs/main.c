@@ -49,7 +49,7 @@ static const char USAGE[] =
     "  import -d DIR -i FILE [-u UUID] [--block-size N] [--extent-size N]\n"
     "                                              raw image -> unencrypted "
     "region\n"
-    "  clone --source HOST:PORT -d DIR [--timeout SECS]\n"
+    "  clone --source HOST:PORT -d DIR [--timeout SECS] [--auth-key FILE]\n"
     "                                              copy a running "
     "downstairs'\n"
     "                                              region into a new DIR\n"
@@ -138,9 +138,22 @@ static const char CLONE_HELP[] =
     "IPv6)\n"
     "  -d, --dir DIR          new region directory\n"
     "      --timeout S        give up on a source silent for S seconds "
-    "(30)\n";
+    "(30)\n"
+    "      --auth-key FILE    prove this shared secret to a source run with "
+    "--auth-key\n";
 
 static const char *cmd_name = "";
+static void __attribute__((format(printf, 1, 2))) errorf(const char *fmt, ...);
+
+/* --auth-key FILE into *k, or one error line and -1. */
+static int load_auth_key(const char *path, struct auth_key *k)
+{
+  const char *why = NULL;
+  int r = auth_key_load(k, path, &why);
+  if (r < 0)
+    errorf("--auth-key %s: %s", path, why ? why : log_strerror(-r));
+  return r < 0 ? -1 : 0;
+}
 
 /* One line: "crucible-downstairs: CMD: message". */
 static void __attribute__((format(printf, 1, 2))) errorf(const char *fmt, ...)
@@ -382,12 +395,8 @@ static int cmd_run(int argc, char **argv)
   if (so.port == 0)
     return usage_error("%s", "missing -p PORT");
   if (auth_path) {
-    const char *why = NULL;
-    int a = auth_key_load(&auth, auth_path, &why);
-    if (a < 0) {
-      errorf("--auth-key %s: %s", auth_path, why ? why : log_strerror(-a));
+    if (load_auth_key(auth_path, &auth) < 0)
       return 1;
-    }
     so.auth = &auth;
   }
   int r = region_open(so.dir, &so.region);
@@ -748,9 +757,12 @@ static int cmd_clone(int argc, char **argv)
     { "source", required_argument, NULL, 's' },
     { "dir", required_argument, NULL, 'd' },
     { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "auth-key", required_argument, NULL, OPT_AUTH },
     { "help", no_argument, NULL, 'h' },
     { 0 } };
   char host[PARSE_HOST_MAX];
+  static struct auth_key auth; /* static: not on a stack left unwiped */
+  const char *auth_path = NULL;
   struct ds_clone_opts o = { .host = host,
                              .timeout_s = DS_CLONE_TIMEOUT_S };
   uint64_t v;
@@ -769,6 +781,7 @@ static int cmd_clone(int argc, char **argv)
         return 2;
       o.timeout_s = (unsigned) v;
       break;
+    case OPT_AUTH: auth_path = optarg; break;
     case 'h': fputs(CLONE_HELP, stdout); return 0;
     default: return bad_option(c, argv);
     }
@@ -779,11 +792,18 @@ static int cmd_clone(int argc, char **argv)
     return usage_error("%s", "missing --source HOST:PORT");
   if (o.dir == NULL)
     return usage_error("%s", "missing -d DIR");
+  if (auth_path) {
+    if (load_auth_key(auth_path, &auth) < 0)
+      return 1;
+    o.auth = &auth;
+  }
   o.progress = stderr;
   o.tty = isatty(STDERR_FILENO);
   struct ds_clone_result res;
   char err[512];
-  if (ds_clone(&o, &res, err, sizeof err) < 0) {
+  int r = ds_clone(&o, &res, err, sizeof err);
+  auth_key_wipe(&auth);
+  if (r < 0) {
     errorf("%s", err);
     return 1;
   }

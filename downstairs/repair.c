@@ -14,6 +14,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "../common/auth.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 
@@ -218,12 +221,53 @@ static int recv_frame(int fd, uint8_t *buf, size_t cap,
   return r;
 }
 
-/* The one place that says HELLO as a repair peer (the auth proof, when
- * it comes, goes here too).  def->uuid all zero: learn the region (clone);
- * otherwise HELLO_OK must describe exactly def. */
+/* After HELLO_OK (in buf; hb is the HELLO we sent): prove the auth key
+ * and check the source's proof (common/auth.h).  Both sides must agree on
+ * whether there is a key. */
+static int peer_auth(int fd, const struct auth_key *auth, const uint8_t *hb,
+                     uint8_t *buf, size_t cap, bool required)
+{
+  uint8_t t[AUTH_MAC_LEN], mac[AUTH_MAC_LEN], f[PROTO_AUTH_LEN];
+  struct proto_msg m;
+  bool have = auth && auth->len > 0;
+  int r;
+
+  if (required && !have) {
+    log_error("repair source requires authentication: give --auth-key "
+              "with its key");
+    return -EACCES;
+  }
+  if (!required && have) {
+    log_error("repair source does not require authentication but "
+              "--auth-key was given (refusing a possible impostor)");
+    return -EACCES;
+  }
+  if (!have)
+    return 0;
+  r = auth_transcript(hb, PROTO_HELLO_LEN, buf, PROTO_HELLO_OK_LEN, t);
+  if (r == 0)
+    r = auth_mac(auth, AUTH_CLIENT, t, mac);
+  if (r == 0)
+    r = send_all(fd, f, proto_put_auth(f, PROTO_T_AUTH, mac));
+  OPENSSL_cleanse(mac, sizeof mac);
+  if (r == 0)
+    r = recv_frame(fd, buf, cap, &m);
+  if (r == 0 && m.type != PROTO_T_AUTH_OK)
+    r = -EPROTO;
+  if (r == 0 && auth_check(auth, AUTH_SERVER, t, m.u.auth_mac) < 0) {
+    log_error("repair source failed to prove the auth key");
+    r = -EACCES;
+  }
+  return r;
+}
+
+/* The one place that says HELLO as a repair peer, and proves the auth
+ * key if asked.  def->uuid all zero: learn the region (clone); otherwise
+ * HELLO_OK must describe exactly def. */
 int ds_repair_peer_open(const struct proto_region *def,
                         const struct sockaddr_storage *src, unsigned tmo,
-                        uint8_t *buf, size_t cap, struct proto_hello_ok *ok)
+                        const struct auth_key *auth, uint8_t *buf, size_t cap,
+                        struct proto_hello_ok *ok)
 {
   struct timeval tv = {.tv_sec = tmo};
   socklen_t alen = src->ss_family == AF_INET ? sizeof(struct sockaddr_in)
@@ -246,6 +290,8 @@ int ds_repair_peer_open(const struct proto_region *def,
   uint8_t hb[PROTO_HELLO_LEN];
   struct proto_msg m;
   if (r == 0)
+    r = auth_random(h.auth_nonce, sizeof h.auth_nonce);
+  if (r == 0)
     r = send_all(fd, hb, proto_put_hello(hb, &h));
   if (r == 0)
     r = recv_frame(fd, buf, cap, &m);
@@ -258,12 +304,14 @@ int ds_repair_peer_open(const struct proto_region *def,
        g->extent_size != def->extent_size ||
        g->extent_count != def->extent_count))
     r = -EPROTO;
+  if (r == 0 && ok)
+    *ok = m.u.hello_ok;
+  if (r == 0)
+    r = peer_auth(fd, auth, hb, buf, cap, m.u.hello_ok.auth_required);
   if (r < 0) {
     close(fd);
     return r;
   }
-  if (ok)
-    *ok = m.u.hello_ok;
   return fd;
 }
 
@@ -338,7 +386,8 @@ int ds_repair_fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
 }
 
 int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
-                    const struct sockaddr_storage *src, unsigned timeout_s)
+                    const struct sockaddr_storage *src, unsigned timeout_s,
+                    const struct auth_key *auth)
 {
   struct rpaths p;
   char copy[48], rep[48], dst[96];
@@ -354,7 +403,7 @@ int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
   if (r == 0 && mkdirat(dirfd, copy, 0755) < 0)
     r = -errno;
   if (r == 0)
-    r = fd = ds_repair_peer_open(def, src, timeout_s, buf, cap, NULL);
+    r = fd = ds_repair_peer_open(def, src, timeout_s, auth, buf, cap, NULL);
   snprintf(dst, sizeof dst, "%s/%s", copy, p.base);
   if (r >= 0)
     r = ds_repair_fetch_file(fd, dirfd, dst, eid, PROTO_FILE_EXTENT,

@@ -44,16 +44,21 @@
 #define DS_REPAIR_BUF_LEN (PROTO_FILE_DATA_HDR_LEN + DS_REPAIR_CHUNK)
 
 struct proto_hello_ok;
+struct auth_key;
 
 /* Connect to src (blocking; tmo seconds bound connect and each reply) and
- * say HELLO as a repair peer.  def->uuid all zero: learn the region from
+ * say HELLO as a repair peer, proving auth (NULL or empty: no key) if the
+ * source asks; a source that asks while we have no key, or does not ask
+ * while we have one, or fails to prove the key itself is refused with
+ * -EACCES (logged).  def->uuid all zero: learn the region from
  * HELLO_OK (clone); otherwise its uuid and geometry must equal def's
  * (-EPROTO).  buf (cap >= DS_REPAIR_BUF_LEN) receives frames.  *ok, if not
  * NULL, gets the HELLO_OK.  Returns the socket (caller closes) or -errno;
  * an ERROR frame is logged and gives its errno. */
 int ds_repair_peer_open(const struct proto_region *def,
                         const struct sockaddr_storage *src, unsigned tmo,
-                        uint8_t *buf, size_t cap, struct proto_hello_ok *ok);
+                        const struct auth_key *auth, uint8_t *buf, size_t cap,
+                        struct proto_hello_ok *ok);
 
 /* Download file (PROTO_FILE_*) of extent eid over the peer socket fd into
  * dst (relative to dirfd; created or truncated, zero chunks left sparse,
@@ -67,7 +72,8 @@ int ds_repair_fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
 
 /* Replace extent eid's files (closed by the caller) by the source's. */
 int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
-                    const struct sockaddr_storage *src, unsigned timeout_s);
+                    const struct sockaddr_storage *src, unsigned timeout_s,
+                    const struct auth_key *auth);
 
 /* Finish or discard what interrupted repairs left (region open). */
 int ds_repair_recover(int dirfd, const struct proto_region *def);

@@ -162,7 +162,7 @@ static int work_xrepair(struct ds_job *j)
   int r = region_extent_close(rg, j->eid, true);
   if (r == 0)
     r = ds_repair_fetch(region_dirfd(rg), &j->srv->def, j->eid, &j->src,
-                        DS_REPAIR_TIMEOUT_S);
+                        DS_REPAIR_TIMEOUT_S, j->srv->opts->auth);
   region_extent_close(rg, j->eid, true);
   return r;
 }

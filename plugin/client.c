@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/auth.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "upstairs_int.h"
@@ -324,18 +325,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   cl_process(c);
 }
 
-/* Send HELLO: zero uuid ("tell me"), our session, encrypted = have key. */
+/* Send HELLO: zero uuid ("tell me"), our session, encrypted = have key,
+ * a fresh auth nonce (kept, with the frame, for the auth transcript). */
 static int cl_send_hello(struct cl *c)
 {
   struct upstairs *up = c->up;
   struct proto_hello h = {0};
-  uint8_t buf[PROTO_HELLO_LEN];
 
   h.version = PROTO_VERSION;
   h.role = PROTO_ROLE_UPSTAIRS;
   h.encrypted = up->cfg.have_key;
   h.session_id = up->session_id;
-  return cl_send_copy(c, buf, proto_put_hello(buf, &h));
+  if (auth_random(h.auth_nonce, sizeof h.auth_nonce) < 0)
+    return UV_EIO;
+  return cl_send_copy(c, c->hello_sent, proto_put_hello(c->hello_sent, &h));
 }
 
 /* TCP connected (or failed). */
@@ -400,22 +403,20 @@ int cl_connect(struct cl *c)
   return r;
 }
 
-/* HELLO_OK: keep the region definition; ask for extent states. */
-static void cl_on_hello_ok(struct cl *c, const struct proto_msg *m)
+/* Refuse this downstairs for good, with one reason for the user. */
+static void cl_refuse(struct cl *c, const char *why, const char *msg)
+{
+  log_error("downstairs %s: %s", c->name, msg);
+  up__start_fail(c->up, "downstairs %s: %s", c->name, msg);
+  cl_close(c, true, why);
+}
+
+/* Handshake done (authenticated if asked): the upstairs decides whether
+ * this downstairs may join; if so, ask for its extent states. */
+static void cl_admit(struct cl *c)
 {
   uint8_t buf[PROTO_EXTENT_STATES_REQ_LEN];
-  int r;
-
-  if (m->u.hello_ok.version != PROTO_VERSION ||
-      geom_check(&m->u.hello_ok.region) < 0) {
-    up__start_fail(c->up, "downstairs %s: unsupported protocol version or "
-                   "region geometry", c->name);
-    cl_close(c, true, "bad HELLO_OK");
-    return;
-  }
-  c->hello = m->u.hello_ok;
-  c->have_hello = true;
-  r = up__on_hello(c->up, c);
+  int r = up__on_hello(c->up, c);
   if (r != 0) {
     cl_close(c, r < 0, r < 0 ? "refused" : "not admitted yet");
     return;
@@ -423,6 +424,68 @@ static void cl_on_hello_ok(struct cl *c, const struct proto_msg *m)
   c->state = CL_STATES;
   if (cl_send_copy(c, buf, proto_put_extent_states_req(buf)) < 0)
     cl_close(c, false, "write failed");
+}
+
+/* HELLO_OK (frame as received): keep the region definition; prove the
+ * auth key if the downstairs asks for it, else go on to admission.  The
+ * two sides must agree on whether there is a key: a downstairs that does
+ * not ask while we hold one may be an impostor (no silent downgrade). */
+static void cl_on_hello_ok(struct cl *c, const uint8_t *frame,
+                           const struct proto_msg *m)
+{
+  const struct auth_key *k = &c->up->cfg.auth;
+  uint8_t mac[AUTH_MAC_LEN], buf[PROTO_AUTH_LEN];
+
+  if (m->u.hello_ok.version != PROTO_VERSION ||
+      geom_check(&m->u.hello_ok.region) < 0) {
+    cl_refuse(c, "bad HELLO_OK",
+              "unsupported protocol version or region geometry");
+    return;
+  }
+  c->hello = m->u.hello_ok;
+  c->have_hello = true;
+  if (m->u.hello_ok.auth_required && k->len == 0) {
+    cl_refuse(c, "authentication required",
+              "requires authentication: give auth-key=+FILE with the key "
+              "of its --auth-key");
+    return;
+  }
+  if (!m->u.hello_ok.auth_required && k->len > 0) {
+    cl_refuse(c, "no authentication offered",
+              "does not require authentication but auth-key= was given "
+              "(start it with --auth-key, or drop auth-key=)");
+    return;
+  }
+  if (k->len == 0) {
+    cl_admit(c);
+    return;
+  }
+  if (auth_transcript(c->hello_sent, sizeof c->hello_sent, frame,
+                      PROTO_HELLO_OK_LEN, c->auth_t) < 0 ||
+      auth_mac(k, AUTH_CLIENT, c->auth_t, mac) < 0) {
+    cl_close(c, false, "computing the auth proof failed");
+    return;
+  }
+  c->state = CL_AUTH;
+  if (cl_send_copy(c, buf, proto_put_auth(buf, PROTO_T_AUTH, mac)) < 0)
+    cl_close(c, false, "write failed");
+  crypt_wipe(mac, sizeof mac);
+}
+
+/* AUTH_OK: the downstairs must prove the key too (it could be an impostor
+ * that accepts anything). */
+static void cl_on_auth_ok(struct cl *c, const struct proto_msg *m)
+{
+  if (auth_check(&c->up->cfg.auth, AUTH_SERVER, c->auth_t,
+                 m->u.auth_mac) < 0) {
+    cl_refuse(c, "bad auth proof",
+              "failed to prove the auth key (wrong --auth-key on that "
+              "host, or not a crucible-c downstairs)");
+    return;
+  }
+  if (up_debug_net)
+    log_debug("net: %s: authenticated", c->name);
+  cl_admit(c);
 }
 
 /* EXTENT_STATES: keep a copy; this downstairs is ready to activate. */
@@ -464,7 +527,6 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
                         const struct proto_msg *m, bool *taken)
 {
   uint8_t buf[PROTO_PING_LEN];
-  (void) frame;
 
   switch (m->type) {
   case PROTO_T_ERROR:
@@ -476,7 +538,12 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
   case PROTO_T_HELLO_OK:
     if (c->state != CL_HELLO)
       break;
-    cl_on_hello_ok(c, m);
+    cl_on_hello_ok(c, frame, m);
+    return;
+  case PROTO_T_AUTH_OK:
+    if (c->state != CL_AUTH)
+      break;
+    cl_on_auth_ok(c, m);
     return;
   case PROTO_T_EXTENT_STATES:
     if (c->state != CL_STATES)

@@ -1,8 +1,9 @@
 /* crucible-c upstairs: one downstairs connection (loop thread only).
  *
  * State machine:
- *   IDLE -> CONNECTING -> HELLO (HELLO sent) -> STATES (EXTENT_STATES_REQ
- *   sent) -> READY (waiting for the upstairs to activate) -> ACTIVATING ->
+ *   IDLE -> CONNECTING -> HELLO (HELLO sent) -> [AUTH (AUTH sent, with
+ *   auth-key=: the downstairs must answer AUTH_OK with its own proof)] ->
+ *   STATES (EXTENT_STATES_REQ sent) -> READY (waiting for the upstairs to activate) -> ACTIVATING ->
  *   ACTIVE.  Any error closes the socket: CLOSING until the close callback,
  *   then IDLE (during start-up it may be retried) or, once `final` is set
  *   (faulted, not admitted, stopping), GONE.
@@ -33,6 +34,7 @@ enum cl_state {
   CL_IDLE = 0,
   CL_CONNECTING,
   CL_HELLO,
+  CL_AUTH,
   CL_STATES,
   CL_READY,
   CL_ACTIVATING,
@@ -71,6 +73,8 @@ struct cl {
 
   bool have_hello;
   struct proto_hello_ok hello;
+  uint8_t hello_sent[PROTO_HELLO_LEN]; /* our HELLO, for the auth transcript */
+  uint8_t auth_t[32];  /* transcript hash once HELLO_OK arrived (auth.h) */
   uint8_t *states;     /* EXTENT_STATES bulk copy, owned */
   uint32_t nstates;
 

@@ -3,6 +3,7 @@
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
  *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=one|all]
  *        [timeout=SECS] [state=FILE [accept-rollback=true]] [stats=FILE]
+ *        [auth-key=+FILE|-]
  *
  * One upstairs per nbdkit process, shared by every connection (so
  * can_multi_conn).  Everything real lives in upstairs.c; this file parses
@@ -62,6 +63,7 @@ static void crucible_load(void)
 static void crucible_unload(void)
 {
   crypt_wipe(cfg.key, sizeof cfg.key);
+  auth_key_wipe(&cfg.auth);
 }
 
 /* key=BASE64 | - | +FILE: exactly 32 bytes; every copy wiped. */
@@ -89,6 +91,26 @@ static int crucible_config_key(const char *value)
   memcpy(cfg.key, buf, CRYPT_KEY_LEN);
   crypt_wipe(buf, sizeof buf);
   cfg.have_key = true;
+  return 0;
+}
+
+/* auth-key=+FILE | - (or, discouraged, the secret itself): 16..256 bytes,
+ * every copy wiped. */
+static int crucible_config_auth_key(const char *value)
+{
+  char *text = NULL;
+  const char *why = NULL;
+  int r;
+
+  if (nbdkit_read_password(value, &text) == -1)
+    return -1;
+  r = auth_key_set(&cfg.auth, text, strlen(text), &why);
+  OPENSSL_cleanse(text, strlen(text));
+  free(text);
+  if (r < 0) {
+    nbdkit_error("auth-key: %s", why ? why : "invalid");
+    return -1;
+  }
   return 0;
 }
 
@@ -143,6 +165,8 @@ static int crucible_config(const char *key, const char *value)
     n_downstairs++;
   } else if (strcmp(key, "key") == 0) {
     return crucible_config_key(value);
+  } else if (strcmp(key, "auth-key") == 0) {
+    return crucible_config_auth_key(value);
   } else if (strcmp(key, "gen") == 0) {
     if (crucible_config_num(key, value, 1, 0xffffffffu, "", &cfg.gen) < 0)
       return -1;
@@ -199,7 +223,7 @@ static int crucible_config_complete(void)
   "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
   "accept-rollback=true  Start even if state= detects a rollback.\n" \
   "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \
-  "auth-key=+FILE        (coming) Shared key authenticating the downstairs.\n" \
+  "auth-key=+FILE|-      Key the downstairs' --auth-key: prove it, demand proof.\n" \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 
 static void crucible_dump_plugin(void)
@@ -223,6 +247,7 @@ static int crucible_get_ready(void)
     nbdkit_debug("prctl(PR_SET_DUMPABLE): %s", log_strerror(errno));
   r = up_new(&cfg, &up);
   crypt_wipe(cfg.key, sizeof cfg.key);
+  auth_key_wipe(&cfg.auth);
   if (r < 0) {
     nbdkit_error("cannot set up the upstairs: %s", log_strerror(-r));
     return -1;

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/auth.h"
 #include "../common/crypt.h"
 #include "../common/parse.h"
 
@@ -46,6 +47,8 @@ struct up_config {
   char state_path[1024];      /* "": no rollback state file */
   bool accept_rollback;       /* start even if the state file says rollback */
   char stats_path[1024];      /* "": no stats file (stats.c) */
+  struct auth_key auth;       /* len 0: downstairs must not ask for auth;
+                                 wiped with the upstairs (up_free) */
 };
 
 struct upstairs;

@@ -58,6 +58,7 @@ dd if="$tmp/more.img" of="$tmp/in.img" conv=notrunc status=none
 nbdsh_run -u "$URI" -c "
 h.pwrite(open('$tmp/more.img', 'rb').read(), 0)
 h.flush()" || fail "writes with ds3 down failed"
+: > "$tmp/ds3.log" # earlier refused proofs are not this run's
 ds_start ds3 || fail "ds3 did not restart"
 wait_log "live repair of 127.0.0.1:${DS_PORT[ds3]} complete" 60 ||
   { cat "$tmp/nbdkit.log" >&2; fail "live repair with auth did not complete"; }
@@ -72,6 +73,24 @@ nbdkit_start timeout=3 auth-key=+"$tmp/auth.key" ||
 timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "nbdcopy out failed"
 cmp -n $len "$tmp/in.img" "$tmp/out.img" || fail "data differs after repair"
 nbdkit_stop || true
+
+# clone authenticates like a repair peer: refused without the key, a
+# whole region with it.
+src="127.0.0.1:${DS_PORT[ds2]}"
+timeout 60 "$DOWNSTAIRS" clone --source "$src" -d "$tmp/c1" --timeout 5 \
+  2> "$tmp/clone1.err" && fail "clone without the auth key succeeded"
+grep -q "requires authentication" "$tmp/clone1.err" ||
+  { cat "$tmp/clone1.err" >&2; fail "clone without key: no clear reason"; }
+[ -e "$tmp/c1" ] && fail "a refused clone left $tmp/c1 behind"
+timeout 60 "$DOWNSTAIRS" clone --source "$src" -d "$tmp/c2" --timeout 5 \
+  --auth-key "$tmp/wrong.key" 2> "$tmp/clone2.err" &&
+  fail "clone with a wrong auth key succeeded"
+grep -q "authentication failed" "$tmp/clone2.err" ||
+  { cat "$tmp/clone2.err" >&2; fail "clone with wrong key: no clear reason"; }
+timeout 120 "$DOWNSTAIRS" clone --source "$src" -d "$tmp/c3" \
+  --auth-key "$tmp/auth.key" > "$tmp/clone3.out" 2>&1 ||
+  { cat "$tmp/clone3.out" >&2; fail "clone with the auth key failed"; }
+grep -q "^cloned " "$tmp/clone3.out" || fail "clone printed no summary"
 volume_stop
 
 # An auth key offered to a downstairs that asks for none is refused (no

@@ -56,6 +56,9 @@ static void test_proof(void)
   CHECK(auth_key_set(&k, "0123456789abcdef\n", 17, &why) == 0 && k.len == 16);
   CHECK(auth_key_set(&k2, "0123456789abcdeX", 16, &why) == 0);
   CHECK(auth_key_set(&k2, "short\n", 6, &why) == -EINVAL && why != NULL);
+  why = NULL; /* a NUL byte would shorten the plugin's copy only */
+  CHECK(auth_key_set(&k2, "0123456789ab\0def", 16, &why) == -EINVAL &&
+        why != NULL && strstr(why, "NUL") != NULL);
   CHECK(auth_random(hello, sizeof hello) == 0);
   CHECK(auth_random(ok, sizeof ok) == 0);
   CHECK(auth_transcript(hello, sizeof hello, ok, sizeof ok, t) == 0);
