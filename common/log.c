@@ -11,7 +11,8 @@
 static enum log_level cur_level = LOG_INFO;
 static log_sink_fn sink;
 static const char *prog = "crucible";
-static const char *const names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+static const char *const names[] = {"ERROR", "WARN", "NOTICE", "INFO",
+                                    "DEBUG"};
 
 void log_set_level(enum log_level level)
 {
@@ -25,8 +26,9 @@ enum log_level log_get_level(void)
 
 int log_parse_level(const char *s, enum log_level *out)
 {
-  static const char *const lower[] = {"error", "warn", "info", "debug"};
-  for (int i = 0; i < 4; i++)
+  static const char *const lower[] = {"error", "warn", "notice", "info",
+                                      "debug"};
+  for (int i = 0; i < 5; i++)
     if (strcmp(s, lower[i]) == 0) {
       *out = (enum log_level) i;
       return 0;

@@ -8,7 +8,15 @@
 #ifndef CRUCIBLE_LOG_H
 #define CRUCIBLE_LOG_H
 
-enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+/* NOTICE: a normal event an operator should see without debug output
+ * (the plugin's per-downstairs status lines while the volume runs). */
+enum log_level {
+  LOG_ERROR = 0,
+  LOG_WARN = 1,
+  LOG_NOTICE = 2,
+  LOG_INFO = 3,
+  LOG_DEBUG = 4
+};
 
 typedef void (*log_sink_fn)(enum log_level level, const char *msg);
 
@@ -31,6 +39,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 

@@ -1,5 +1,6 @@
 /* crucible-c upstairs: one downstairs connection (see client.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,16 @@ void cl_close(struct cl *c, bool final, const char *why)
   up__ds_update(c->up, c);
 }
 
+void cl_fault(struct cl *c, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(c->why, sizeof c->why, fmt, ap);
+  va_end(ap);
+  cl_close(c, false, NULL);
+}
+
 /* Free what the connection owns (handle already closed). */
 void cl_free(struct cl *c)
 {
@@ -313,8 +324,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     char why[96];
     snprintf(why, sizeof why, "connection %s",
              nread == UV_EOF ? "closed" : uv_strerror((int) nread));
-    if (c->state == CL_ACTIVE)
-      log_warn("downstairs %s faulted: %s", c->name, why);
     cl_close(c, false, why);
     return;
   }

@@ -98,6 +98,11 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len);
 /* Close the connection; reason is logged when log is set.  final: never
  * reconnect.  Jobs outstanding on it are skipped (jobs.c). */
 void cl_close(struct cl *c, bool final, const char *why);
+/* Fault c (close, reconnect later): the printf-style reason, with the job
+ * id where one is to blame, becomes its status line "downstairs H:P:
+ * faulted: REASON" (stats.c), the one warning for the event. */
+void cl_fault(struct cl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Release buffers (after the handle is closed). */
 void cl_free(struct cl *c);
 

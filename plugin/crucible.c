@@ -49,6 +49,8 @@ static void crucible_log_sink(enum log_level level, const char *msg)
     nbdkit_error("%s", msg);
   else if (level == LOG_WARN)
     nbdkit_error("warning: %s", msg);
+  else if (level == LOG_NOTICE) /* nbdkit has no other non-debug channel */
+    nbdkit_error("notice: %s", msg);
   else
     nbdkit_debug("%s", msg);
 }

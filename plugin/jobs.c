@@ -235,10 +235,8 @@ static void job_check_behind(struct cl *c)
   if (c->state != CL_ACTIVE || (c->inflight <= UP_MAX_BEHIND_JOBS &&
                                 c->inflight_bytes <= UP_MAX_BEHIND_BYTES))
     return;
-  log_warn("downstairs %s faulted: too far behind (%u jobs, %llu bytes in "
-           "flight)", c->name, c->inflight,
+  cl_fault(c, "too far behind (%u jobs, %llu bytes in flight)", c->inflight,
            (unsigned long long) c->inflight_bytes);
-  cl_close(c, false, "too far behind");
 }
 
 /* Send one drained job (or fail it at once, or hold it while its extent
@@ -277,9 +275,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
     if (!(mask & (1u << i)))
       continue;
     if (cl_send_job(c, job) < 0) {
-      log_warn("downstairs %s faulted: send failed, job %llu", c->name,
-               (unsigned long long) job->id);
-      cl_close(c, false, "send failed");
+      cl_fault(c, "send failed, job %llu", (unsigned long long) job->id);
       continue;
     }
     job->ds[i] = DS_SENT;
@@ -328,9 +324,7 @@ static struct up_job *job_find(struct upstairs *up, uint64_t id)
 /* A reply that names no job we sent to c: the connection is broken. */
 static void job_bad_reply(struct cl *c, uint64_t id)
 {
-  log_warn("downstairs %s faulted: reply for unknown job %llu", c->name,
-           (unsigned long long) id);
-  cl_close(c, false, "reply for unknown job");
+  cl_fault(c, "reply for unknown job %llu", (unsigned long long) id);
 }
 
 /* JOB_DONE for a WRITE, TRIM or FLUSH.  An error faults the downstairs. */
@@ -353,11 +347,9 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   }
   job->ds[c->idx] = DS_ERR;
   job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
-  log_warn("downstairs %s faulted: %s error: %s, job %llu", c->name,
-           proto_type_name(job->type), log_strerror(job->ds_err[c->idx]),
-           (unsigned long long) job->id);
   job_eval(up, job);
-  cl_close(c, false, "IO error");
+  cl_fault(c, "%s error: %s, job %llu", proto_type_name(job->type),
+           log_strerror(job->ds_err[c->idx]), (unsigned long long) job->id);
 }
 
 /* READ_DONE: hand the frame (buf, now ours) to the job for the caller. */
@@ -420,9 +412,8 @@ void up__check_timeouts(struct upstairs *up)
   }
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (which[i]) {
-      log_warn("downstairs %s faulted: timeout, job %llu", up->cl[i].name,
+      cl_fault(&up->cl[i], "timeout, job %llu",
                (unsigned long long) which[i]);
-      cl_close(&up->cl[i], false, "timeout");
     }
 }
 

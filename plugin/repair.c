@@ -88,8 +88,7 @@ static int rep_send(struct upstairs *up, int i, uint16_t type)
     log_debug("repair: %s extent %u to %s, job %llu", proto_type_name(type),
               rp->eid, c->name, (unsigned long long) o.job_id);
   if (cl_send_copy(c, buf, proto_put_extent_op(buf, type, &o)) < 0) {
-    log_warn("downstairs %s faulted: send failed during repair", c->name);
-    cl_close(c, false, "send failed");
+    cl_fault(c, "send failed during repair");
     return -1;
   }
   return 0;
@@ -358,9 +357,9 @@ bool up__repair_on_done(struct upstairs *up, struct cl *c,
   }
   rp->wait &= ~bit;
   if (d->err) {
-    log_warn("downstairs %s faulted: repair step failed on extent %u: %s",
-             c->name, rp->eid, log_strerror(d->err > 0 ? d->err : EIO));
-    cl_close(c, false, "repair failed"); /* aborts via up__repair_lost */
+    /* aborts via up__repair_lost */
+    cl_fault(c, "repair step failed on extent %u: %s", rp->eid,
+             log_strerror(d->err > 0 ? d->err : EIO));
     return true;
   }
   if (rp->wait == 0) {
@@ -401,9 +400,7 @@ void up__repair_tick(struct upstairs *up)
     return;
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (rp->wait & (1u << i)) {
-      log_warn("downstairs %s faulted: repair step timed out on extent %u",
-               up->cl[i].name, rp->eid);
-      cl_close(&up->cl[i], false, "repair timeout");
+      cl_fault(&up->cl[i], "repair step timed out on extent %u", rp->eid);
     }
 }
 

@@ -140,17 +140,22 @@ enum up_dstate up__ds_state(struct upstairs *up, const struct cl *c)
   }
 }
 
-/* The one status line format: "downstairs H:P: STATE[: why| n/m]". */
-static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st)
+/* The one status line format: "downstairs H:P: STATE[: why| n/m]".
+ * progress: a live-repair progress line, not a change of state. */
+static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
+                    bool progress)
 {
   const struct up_ds_stats *s = &up->dst[c->idx];
-  enum log_level lv = LOG_INFO;
+  enum up_phase ph = up__phase(up);
+  /* Start-up has its own one-line outcome (up_error, "activated"), stop
+   * is the operator's doing: only a running volume's changes are news. */
+  bool news = !up->shut && (ph == UP_PH_RUNNING || ph == UP_PH_RECONCILE);
+  enum log_level lv = news && !progress ? LOG_NOTICE : LOG_INFO;
   char detail[160] = "";
 
   if (st == UP_DS_FAULTED || st == UP_DS_OFFLINE) {
     snprintf(detail, sizeof detail, ": %s", c->why);
-    /* Start-up failures have their own one-line error (up_error). */
-    if (!up->shut && up__phase(up) == UP_PH_RUNNING)
+    if (news)
       lv = LOG_WARN;
   } else if (st == UP_DS_LIVE_REPAIR) {
     snprintf(detail, sizeof detail, " %u/%u", s->rep_done, s->rep_total);
@@ -171,7 +176,7 @@ void up__ds_update(struct upstairs *up, struct cl *c)
   if (st == UP_DS_FAULTED && (was == UP_DS_ACTIVE || was == UP_DS_RECONCILING ||
                               was == UP_DS_LIVE_REPAIR))
     up->dst[c->idx].faults++;
-  ds_line(up, c, st);
+  ds_line(up, c, st, false);
   up__stats_write(up);
 }
 
@@ -194,7 +199,7 @@ void up__ds_progress(struct upstairs *up, struct cl *c, uint32_t done,
   if (done < total && now - c->prog_ms < UP_PROGRESS_MS &&
       (uint64_t) (done - c->prog_done) * 10 < total)
     return;
-  ds_line(up, c, UP_DS_LIVE_REPAIR);
+  ds_line(up, c, UP_DS_LIVE_REPAIR, true);
 }
 
 void up__stats_reply(struct upstairs *up, struct cl *c,

@@ -460,7 +460,7 @@ static void up_reconnect(struct upstairs *up, uint64_t now, uint64_t tmo)
     struct cl *c = &up->cl[i];
     if (c->state == CL_IDLE && !c->final && now >= c->next_try_ms) {
       if (!c->down_logged)
-        log_warn("downstairs %s is down (%s): reconnecting with backoff "
+        log_info("downstairs %s is down (%s): reconnecting with backoff "
                  "(at most %u s)", c->name, c->why, UP_BACKOFF_MAX_MS / 1000);
       c->down_logged = true;
       c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 1000;

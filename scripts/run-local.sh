@@ -6,7 +6,11 @@
 # downstairs on 127.0.0.1 and nbdkit with crucible.so, prints how to
 # connect, and on Ctrl-C stops everything it started (nbdkit first, then
 # the downstairs), by pid.  Running it again reuses the same regions, so
-# the data is still there.
+# the data is still there.  nbdkit rewrites ./var/stats.json every second
+# (stats=); each downstairs' pid is in ./var/dsN.pid.  A downstairs that
+# dies (or is killed to try a failure) is reported with the command that
+# restarts it, and the volume goes on with the other two; only nbdkit
+# exiting ends the run.
 #
 # Environment:
 #   CRUCIBLE_VAR=./var              where regions, key, logs live
@@ -96,6 +100,13 @@ stop_all () {
   echo "run-local: stopping"
   [ -n "$NBDKIT_PID" ] && stop_pid "$NBDKIT_PID"
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  # A downstairs restarted by hand (the command printed below records its
+  # pid): stop it too, if that pid still runs that region.
+  for i in 1 2 3; do
+    pid=$(cat "$VAR/ds$i.pid" 2>/dev/null) || continue
+    tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" |
+      grep -q -- "run -d $VAR/ds$i " && stop_pid "$pid"
+  done
   echo "run-local: stopped; data kept in $VAR"
 }
 trap 'stop_all; exit 0' INT TERM
@@ -108,6 +119,7 @@ for i in 1 2 3; do
   setsid "$DS" run -d "$VAR/ds$i" -p "$port" -a 127.0.0.1 \
     >> "$VAR/ds$i.log" 2>&1 < /dev/null &
   PIDS+=($!)
+  echo $! > "$VAR/ds$i.pid"
   for n in $(seq 100); do
     ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && break
     kill -0 "${PIDS[-1]}" 2>/dev/null ||
@@ -127,7 +139,8 @@ else
 fi
 setsid nbdkit -f "${listen[@]}" "$PLUGIN" \
   "downstairs=127.0.0.1:${PORTS[0]}" "downstairs=127.0.0.1:${PORTS[1]}" \
-  "downstairs=127.0.0.1:${PORTS[2]}" key=+"$VAR/key" "${EXTRA[@]}" \
+  "downstairs=127.0.0.1:${PORTS[2]}" key=+"$VAR/key" stats="$VAR/stats.json" \
+  "${EXTRA[@]}" \
   >> "$VAR/nbdkit.log" 2>&1 < /dev/null &
 NBDKIT_PID=$!
 for n in $(seq 600); do
@@ -157,17 +170,28 @@ else
   nbd-client -unix $NBD_SOCK /dev/nbd0          (as root; modprobe nbd)
 EOF
 fi
-echo "Flush or disconnect clients, then Ctrl-C here to stop everything."
+cat <<EOF
+Statistics (JSON, rewritten every second): $VAR/stats.json
+Flush or disconnect clients, then Ctrl-C here to stop everything.
+EOF
 
-# Wait until Ctrl-C or until any child exits on its own.
+# Wait until Ctrl-C or nbdkit exits; report each downstairs that dies.
+reported=()
 while :; do
   wait -n || true
-  alive=1
-  for pid in "$NBDKIT_PID" "${PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || alive=0
-  done
-  if [ $alive = 0 ]; then
-    echo "run-local: a process exited unexpectedly; see $VAR/*.log" >&2
+  if ! kill -0 "$NBDKIT_PID" 2>/dev/null; then
+    echo "run-local: nbdkit exited unexpectedly; see $VAR/nbdkit.log" >&2
     exit 1
   fi
+  for i in 1 2 3; do
+    pid=${PIDS[i - 1]}
+    [ -n "${reported[i]:-}" ] && continue
+    kill -0 "$pid" 2>/dev/null && continue
+    reported[i]=1
+    cat >&2 <<EOF
+run-local: downstairs ds$i (pid $pid) exited; the volume goes on with the
+  other two. To bring it back (it is live-repaired), run:
+  $DS run -d $VAR/ds$i -p ${PORTS[i - 1]} -a 127.0.0.1 >> $VAR/ds$i.log 2>&1 & echo \$! > $VAR/ds$i.pid
+EOF
+  done
 done

@@ -22,7 +22,7 @@ sleep 2
 p3=${DS_PORT[ds3]}
 t0=$(date +%s.%N)
 kill -STOP "${DS_PID[ds3]}"
-wait_log "downstairs 127.0.0.1:$p3 faulted" 10 ||
+wait_log "downstairs 127.0.0.1:$p3: faulted" 10 ||
   { kill -CONT "${DS_PID[ds3]}"; fail "hung downstairs not faulted within 10 s"; }
 t1=$(date +%s.%N)
 echo "hung downstairs faulted after $(echo "$t1 - $t0" | bc) s (timeout=3)"

@@ -58,7 +58,7 @@ ctl delay 0
 write_bg 8
 sleep 1
 ctl stall
-wait_count "downstairs 127.0.0.1:$pport faulted" 1 10 ||
+wait_count "downstairs 127.0.0.1:$pport: faulted" 1 10 ||
   fail "stalled downstairs not faulted"
 sleep 4
 ctl resume

@@ -69,7 +69,7 @@ wpid=$!
 PIDS+=($wpid)
 sleep 1
 ip link set "$vh" down
-wait_log "downstairs $net.2:${DS_PORT[ds3]} faulted" 10 ||
+wait_log "downstairs $net.2:${DS_PORT[ds3]}: faulted" 10 ||
   fail "partitioned downstairs not faulted"
 sleep 3
 ip link set "$vh" up
