@@ -13,10 +13,12 @@
  * dies when nbdkit forks), stop it in cleanup.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -68,6 +70,50 @@ static void crucible_unload(void)
   auth_key_wipe(&cfg.auth);
 }
 
+/* A secret parameter (key=, auth-key=) as nbdkit_read_password takes it
+ * (VALUE, -, -FD, +FILE) into *text (caller wipes and frees).  +FILE is
+ * read here so that an error names the parameter. */
+static int crucible_read_secret(const char *param, const char *value,
+                                char **text)
+{
+  char buf[4096];
+  size_t len = 0;
+  int fd;
+
+  if (value[0] != '+')
+    return nbdkit_read_password(value, text);
+  fd = open(value + 1, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    nbdkit_error("%s=+%s: %s", param, value + 1, log_strerror(errno));
+    return -1;
+  }
+  while (len < sizeof buf - 1) {
+    ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      nbdkit_error("%s=+%s: %s", param, value + 1, log_strerror(errno));
+      close(fd);
+      OPENSSL_cleanse(buf, sizeof buf);
+      return -1;
+    }
+    if (n == 0)
+      break;
+    len += (size_t) n;
+  }
+  close(fd);
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    len--; /* as nbdkit_read_password does for a file */
+  buf[len] = '\0';
+  *text = strdup(buf);
+  OPENSSL_cleanse(buf, sizeof buf);
+  if (!*text) {
+    nbdkit_error("%s: out of memory", param);
+    return -1;
+  }
+  return 0;
+}
+
 /* key=BASE64 | - | +FILE: exactly 32 bytes; every copy wiped. */
 static int crucible_config_key(const char *value)
 {
@@ -76,7 +122,7 @@ static int crucible_config_key(const char *value)
   size_t len = 0;
   int r;
 
-  if (nbdkit_read_password(value, &text) == -1)
+  if (crucible_read_secret("key", value, &text) == -1)
     return -1;
   r = base64_decode(text, buf, sizeof buf, &len);
   OPENSSL_cleanse(text, strlen(text));
@@ -104,7 +150,7 @@ static int crucible_config_auth_key(const char *value)
   const char *why = NULL;
   int r;
 
-  if (nbdkit_read_password(value, &text) == -1)
+  if (crucible_read_secret("auth-key", value, &text) == -1)
     return -1;
   r = auth_key_set(&cfg.auth, text, strlen(text), &why);
   OPENSSL_cleanse(text, strlen(text));
@@ -134,11 +180,16 @@ static int crucible_config_num(const char *key, const char *value,
 static int crucible_config_path(const char *key, const char *value, char *buf,
                                 size_t size)
 {
-  char *abs = nbdkit_absolute_path(value);
+  char *abs;
 
+  if (!value[0]) {
+    nbdkit_error("%s=: path empty", key);
+    return -1;
+  }
+  abs = nbdkit_absolute_path(value);
   if (!abs)
     return -1;
-  if (!abs[0] || strlen(abs) + sizeof ".tmp" > size) {
+  if ( strlen(abs) + sizeof ".tmp" > size) {
     nbdkit_error("%s=%s: path empty or too long", key, value);
     free(abs);
     return -1;

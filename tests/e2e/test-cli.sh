@@ -27,7 +27,8 @@ expect () {
 
 # --- nbdkit conventions --------------------------------------------------
 $(nbdkit_cmd) "$PLUGIN" --help > "$tmp/help" 2>&1 || fail "nbdkit --help failed"
-for p in downstairs key gen write-quorum verify timeout state auth-key; do
+for p in downstairs key gen write-quorum verify timeout state \
+         accept-rollback stats auth-key; do
   [ "$(grep -c "^$p=" "$tmp/help")" = 1 ] ||
     { cat "$tmp/help"; fail "--help: no single line for $p="; }
 done
@@ -54,6 +55,13 @@ expect 1 "plugin: write-quorum=1" "write-quorum=1: expected" \
 expect 1 "plugin: verify=most" "verify=most: expected one or all" \
   "${nbd[@]}" "${ds[@]}" verify=most
 expect 1 "plugin: gen=0" "gen=0: expected" "${nbd[@]}" "${ds[@]}" gen=0
+printf 'short\n' > "$tmp/short.key"
+expect 1 "plugin: auth-key too short" "auth-key: auth key is shorter" \
+  "${nbd[@]}" "${ds[@]}" auth-key=+"$tmp/short.key"
+expect 1 "plugin: auth-key missing file" "auth-key" \
+  "${nbd[@]}" "${ds[@]}" auth-key=+"$tmp/none.key"
+expect 1 "plugin: stats= empty" "stats=: path empty" \
+  "${nbd[@]}" "${ds[@]}" stats=
 expect 1 "plugin: two downstairs" "exactly 3 downstairs" \
   "${nbd[@]}" "${ds[@]:0:2}"
 expect 1 "plugin: bad downstairs" "downstairs=nohost: expected HOST:PORT" \
@@ -62,7 +70,7 @@ expect 1 "plugin: bad downstairs" "downstairs=nohost: expected HOST:PORT" \
 # --- crucible-downstairs -------------------------------------------------
 D=$DOWNSTAIRS
 "$D" --help | grep -q '^Usage:' || fail "--help"
-for c in create run dump verify export import; do
+for c in create run dump verify export import clone; do
   "$D" "$c" --help > "$tmp/h" || fail "$c --help: exit status $?"
   grep -q "^Usage: crucible-downstairs $c " "$tmp/h" || fail "$c --help"
   grep -q "  $c " <("$D" --help) || fail "--help does not list $c"
@@ -113,6 +121,17 @@ expect 1 "import encrypted" "region is encrypted" \
   "$D" import -d "$tmp/enc" -i "$tmp/small.img"
 expect 1 "import missing image" "$tmp/none.img: No such file" \
   "$D" import -d "$tmp/new" -i "$tmp/none.img"
+expect 2 "clone without --source" "missing --source" "$D" clone -d "$tmp/cl"
+expect 2 "clone bad source" "invalid --source 'nohost'" \
+  "$D" clone --source nohost -d "$tmp/cl"
+closed=$(free_port)
+expect 1 "clone from a closed port" "127.0.0.1:$closed: Connection refused" \
+  "$D" clone --source "127.0.0.1:$closed" -d "$tmp/cl"
+[ ! -e "$tmp/cl" ] || fail "a failed clone created $tmp/cl"
+expect 1 "run --auth-key missing" "--auth-key $tmp/none.key: No such file" \
+  "$D" run -d "$tmp/enc" -p "$(free_port)" --auth-key "$tmp/none.key"
+expect 1 "run --auth-key too short" "auth key is shorter than 16 bytes" \
+  "$D" run -d "$tmp/enc" -p "$(free_port)" --auth-key "$tmp/short.key"
 [ ! -e "$tmp/new" ] || fail "a failed import created a region"
 
 # A running downstairs locks its region: every other subcommand refuses.
@@ -147,11 +166,12 @@ for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8; do
   grep -q 'EXIT STATUS' "$tmp/page" || fail "$m: no EXIT STATUS"
 done
 # Every plugin parameter and every subcommand is documented.
-for p in downstairs key gen write-quorum verify timeout state auth-key; do
+for p in downstairs key gen write-quorum verify timeout state \
+         accept-rollback stats auth-key; do
   MANWIDTH=80 man -l man/nbdkit-crucible-plugin.1 | grep -q "^ *$p=" ||
     fail "man page lacks $p="
 done
-for c in create run dump verify export import; do
+for c in create run dump verify export import clone; do
   MANWIDTH=80 man -l man/crucible-downstairs.8 | grep -q "^ *$c\b" ||
     fail "man page lacks $c"
 done
