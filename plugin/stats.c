@@ -148,14 +148,15 @@ static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
   const struct up_ds_stats *s = &up->dst[c->idx];
   enum up_phase ph = up__phase(up);
   /* Start-up has its own one-line outcome (up_error, "activated"), stop
-   * is the operator's doing: only a running volume's changes are news. */
-  bool news = !up->shut && (ph == UP_PH_RUNNING || ph == UP_PH_RECONCILE);
+   * is the operator's doing: only a running volume's changes are news,
+   * and the loss of a downstairs that was activated. */
+  bool news = !up->shut && ph == UP_PH_RUNNING;
   enum log_level lv = news && !progress ? LOG_NOTICE : LOG_INFO;
   char detail[160] = "";
 
   if (st == UP_DS_FAULTED || st == UP_DS_OFFLINE) {
     snprintf(detail, sizeof detail, ": %s", c->why);
-    if (news)
+    if (!up->shut && c->was_active)
       lv = LOG_WARN;
   } else if (st == UP_DS_LIVE_REPAIR) {
     snprintf(detail, sizeof detail, " %u/%u", s->rep_done, s->rep_total);
