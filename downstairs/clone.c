@@ -33,7 +33,6 @@
  */
 #include "clone.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -142,17 +141,15 @@ static int check_dest(struct clone *c)
   snprintf(path, sizeof path, "%s/region.json", c->dst);
   if (access(path, F_OK) == 0)
     return fail(c, -EEXIST, "%s: region already exists", c->dst);
-  DIR *d = opendir(c->dst);
-  if (d == NULL)
+  int dfd = open(c->dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
     return fail(c, -errno, "%s: %s", c->dst, log_strerror(errno));
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-      r = -ENOTEMPTY;
-  closedir(d);
+  int r = region_dir_empty(dfd);
+  close(dfd);
   /* An empty DIR is fine: the final rename(2) replaces it. */
-  return r < 0 ? fail(c, r, "%s: directory is not empty", c->dst) : 0;
+  if (r == -ENOTEMPTY)
+    return fail(c, r, "%s: directory is not empty", c->dst);
+  return r < 0 ? fail(c, r, "%s: %s", c->dst, log_strerror(-r)) : 0;
 }
 
 /* A DIR.clone-tmp left by an interrupted clone (it has our marker, and

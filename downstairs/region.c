@@ -83,8 +83,7 @@ struct region {
 
 /* --- create / open / close -------------------------------------------- */
 
-/* 0 if dirfd has no entries but "." and "..". */
-static int dir_empty(int dirfd)
+int region_dir_empty(int dirfd)
 {
   int fd = dup(dirfd);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -172,7 +171,7 @@ int region_create(const char *dir, struct proto_region *def)
   if (faccessat(dirfd, REGION_JSON, F_OK, 0) == 0)
     r = -EEXIST;
   if (r == 0)
-    r = dir_empty(dirfd);
+    r = region_dir_empty(dirfd);
   if (r == 0)
     r = create_extents(dir, dirfd, &m.def);
   /* region.json last: a directory holding one is a complete region. */

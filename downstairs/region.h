@@ -45,6 +45,9 @@ struct region;
  * absent: -EEXIST if it holds a region.json).  def->uuid all zero means
  * generate one (written back into *def).  Extent files are created sparse. */
 int region_create(const char *dir, struct proto_region *def);
+/* 0 if the directory dirfd has no entries but "." and "..", -ENOTEMPTY
+ * if it has, or -errno. */
+int region_dir_empty(int dirfd);
 
 /* Open an existing region.  -ENOENT if dir has no region.json, -EINVAL if
  * it is not a valid region, -EBUSY if another open region (any process)

@@ -64,6 +64,22 @@ requires_root () {
   [ "$(id -u)" = 0 ] || skip "requires root"
 }
 
+# expect RC WHAT REGEX CMD...: CMD exits with RC and prints exactly one
+# line on stderr matching REGEX (the CLI's error contract).
+expect () {
+  local want=$1 what=$2 re=$3 rc=0 lines
+  shift 3
+  timeout 60 "$@" > "$tmp/out" 2> "$tmp/err" < /dev/null || rc=$?
+  [ "$rc" = "$want" ] ||
+    { cat "$tmp/err"; fail "$what: exit status $rc, want $want"; }
+  lines=$(wc -l < "$tmp/err")
+  [ "$lines" = 1 ] ||
+    { cat "$tmp/err"; fail "$what: $lines lines on stderr, want one"; }
+  grep -Eq -- "$re" "$tmp/err" ||
+    { cat "$tmp/err"; fail "$what: message does not match /$re/"; }
+  echo "$what: ok ($rc): $(cat "$tmp/err")"
+}
+
 # Both product binaries must be built.
 requires_build () {
   [ -x "$DOWNSTAIRS" ] || skip "crucible-downstairs not built (run make)"

@@ -9,22 +9,6 @@
 requires_build
 requires nbdkit man groff
 
-# expect RC WHAT REGEX CMD...: CMD exits with RC and prints exactly one
-# line on stderr matching REGEX.
-expect () {
-  local want=$1 what=$2 re=$3 rc=0 lines
-  shift 3
-  timeout 60 "$@" > "$tmp/out" 2> "$tmp/err" < /dev/null || rc=$?
-  [ "$rc" = "$want" ] ||
-    { cat "$tmp/err"; fail "$what: exit status $rc, want $want"; }
-  lines=$(wc -l < "$tmp/err")
-  [ "$lines" = 1 ] ||
-    { cat "$tmp/err"; fail "$what: $lines lines on stderr, want one"; }
-  grep -Eq -- "$re" "$tmp/err" ||
-    { cat "$tmp/err"; fail "$what: message does not match /$re/"; }
-  echo "$what: ok ($rc): $(cat "$tmp/err")"
-}
-
 # --- nbdkit conventions --------------------------------------------------
 $(nbdkit_cmd) "$PLUGIN" --help > "$tmp/help" 2>&1 || fail "nbdkit --help failed"
 for p in downstairs key gen write-quorum verify timeout state \

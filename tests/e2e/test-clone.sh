@@ -18,22 +18,6 @@ NBDVERIFY=$top/build/tools/nbdverify
 D=$DOWNSTAIRS
 MiB=$((1024 * 1024))
 
-# expect RC WHAT REGEX CMD...: CMD exits with RC and prints exactly one
-# line on stderr matching REGEX.
-expect () {
-  local want=$1 what=$2 re=$3 rc=0 lines
-  shift 3
-  timeout 60 "$@" > "$tmp/out" 2> "$tmp/err" < /dev/null || rc=$?
-  [ "$rc" = "$want" ] ||
-    { cat "$tmp/err"; fail "$what: exit status $rc, want $want"; }
-  lines=$(wc -l < "$tmp/err")
-  [ "$lines" = 1 ] ||
-    { cat "$tmp/err"; fail "$what: $lines lines on stderr, want one"; }
-  grep -Eq -- "$re" "$tmp/err" ||
-    { cat "$tmp/err"; fail "$what: message does not match /$re/"; }
-  echo "$what: ok ($rc): $(cat "$tmp/err")"
-}
-
 # 32 MiB volume of 1 MiB extents: the writer owns [0, 16 MiB), the
 # static data lies in [16, 32 MiB) = extents 16..31.
 DS_EXTENT_SIZE=256 DS_EXTENT_COUNT=32 volume_create

@@ -2,6 +2,7 @@
 #ifndef CRUCIBLE_TEST_H
 #define CRUCIBLE_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,6 +16,18 @@ static int test_failures;
       test_failures++;                                                       \
     }                                                                        \
   } while (0)
+
+/* Hex string (even length) into out; returns the byte count. */
+static inline size_t unhex(const char *s, uint8_t *out)
+{
+  size_t n = 0;
+  for (; s[0] && s[1]; s += 2) {
+    unsigned v;
+    sscanf(s, "%2x", &v);
+    out[n++] = (uint8_t) v;
+  }
+  return n;
+}
 
 static inline int test_done(const char *name)
 {

@@ -12,17 +12,6 @@
 #include "../../common/auth.h"
 #include "test.h"
 
-static size_t unhex(const char *s, uint8_t *out)
-{
-  size_t n = 0;
-  for (; s[0] && s[1]; s += 2) {
-    unsigned v;
-    sscanf(s, "%2x", &v);
-    out[n++] = (uint8_t) v;
-  }
-  return n;
-}
-
 static void test_rfc4231(void)
 {
   uint8_t key[131], out[32], want[32];

@@ -10,17 +10,6 @@
 #include "../../common/proto.h"
 #include "test.h"
 
-static size_t unhex(const char *s, uint8_t *out)
-{
-  size_t n = 0;
-  for (; s[0] && s[1]; s += 2) {
-    unsigned v;
-    sscanf(s, "%2x", &v);
-    out[n++] = (uint8_t) v;
-  }
-  return n;
-}
-
 struct vec {
   const char *key, *iv, *pt, *aad, *ct, *tag;
 };
