@@ -332,6 +332,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
                      const struct proto_job_done *d)
 {
   struct up_job *job = job_find(up, d->job_id);
+  char why[128];
 
   if (!job || job->ds[c->idx] != DS_SENT || job->type == PROTO_T_READ) {
     job_bad_reply(c, d->job_id);
@@ -347,9 +348,12 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   }
   job->ds[c->idx] = DS_ERR;
   job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
+  /* The reason first: job_eval may drop the last reference to job. */
+  snprintf(why, sizeof why, "%s error: %s, job %llu",
+           proto_type_name(job->type), log_strerror(job->ds_err[c->idx]),
+           (unsigned long long) job->id);
   job_eval(up, job);
-  cl_fault(c, "%s error: %s, job %llu", proto_type_name(job->type),
-           log_strerror(job->ds_err[c->idx]), (unsigned long long) job->id);
+  cl_fault(c, "%s", why);
 }
 
 /* READ_DONE: hand the frame (buf, now ours) to the job for the caller. */

@@ -24,7 +24,7 @@ for i in $(seq 100); do [ -S "$tmp/fp.sock" ] && break; sleep 0.1; done
 ctl () { python3 "$FP" --ctl "$tmp/fp.sock" "$@" > /dev/null; }
 real3=${DS_PORT[ds3]}
 DS_PORT[ds3]=$pport
-NBDKIT_VERBOSE=1 nbdkit_start timeout=3
+NBDKIT_VERBOSE=1 nbdkit_start timeout=3 stats="$tmp/stats.json"
 DS_PORT[ds3]=$real3
 
 wait_count () {
@@ -73,6 +73,21 @@ for i in 1 2 3 4 5; do
 done
 verify "cuts"
 wait_count "$done_re" 2 60 || fail "no live repair after the cuts"
+# The last cut may have come after that repair: wait until the stats file
+# shows ds3 active (repaired) in two reads a second apart.
+ok=0
+for i in $(seq 60); do
+  if python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(d["downstairs"][2]["state"] != "active")' "$tmp/stats.json"; then
+    ok=$((ok + 1))
+    [ $ok -ge 2 ] && break
+  else
+    ok=0
+  fi
+  sleep 1
+done
+[ $ok -ge 2 ] || { cat "$tmp/stats.json" >&2; fail "ds3 not active again"; }
 
 # The affected replica is identical to the others.
 nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"

@@ -131,7 +131,7 @@ nbdkit_stop || fail "nbdkit stop"
 
 # 6. -D crucible.net=1, and a stats file that cannot be written: one
 # warning only, over several seconds.
-PATH=/usr/bin:$PATH timeout 60 nbdkit -U - -v -D crucible.net=1 "$PLUGIN" \
+PATH=/usr/bin:$PATH timeout 60 $(nbdkit_cmd) -U - -v -D crucible.net=1 "$PLUGIN" \
   downstairs=127.0.0.1:${DS_PORT[ds1]} downstairs=127.0.0.1:$p2 \
   downstairs=127.0.0.1:${DS_PORT[ds3]} key=+"$KEYFILE" \
   stats="$tmp/no-such-dir/stats.json" \
