@@ -184,8 +184,11 @@ def print_table(cfg, out=sys.stdout):
     host = cfg.get("host", {})
     if "loadavg_start" in host:
         la = (host["loadavg_start"][0], host.get("loadavg_end", [0])[0])
-        busy = max(la) > (host.get("nproc") or 1)
-        print("load average at start %.1f, at end %.1f on %s cores%s" % (
+        # The load at the end is mostly the benchmark's own processes:
+        # only the load before it started says whether others ran.
+        busy = la[0] >= (host.get("nproc") or 1)
+        print("load average at start %.1f, at end %.1f (includes the "
+              "benchmark itself) on %s cores%s" % (
             la[0], la[1], host.get("nproc", "?"),
             " (other work was running: figures are indicative)"
             if busy else "."), file=out)
