@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,13 +23,13 @@
 #include "../common/log.h"
 #include "../common/parse.h"
 #include "../common/progress.h"
+#include "cli.h"
 #include "clone.h"
 #include "extent.h"
 #include "region.h"
 #include "server.h"
 #include "xfer.h"
 
-#define PROG "crucible-downstairs"
 #define MAX_DUMP_DIRS 8
 
 static const char USAGE[] =
@@ -142,91 +141,8 @@ static const char CLONE_HELP[] =
     "      --auth-key FILE    prove this shared secret to a source run with "
     "--auth-key\n";
 
-static const char *cmd_name = "";
-static void __attribute__((format(printf, 1, 2))) errorf(const char *fmt, ...);
-
-/* --auth-key FILE into *k, or one error line and -1. */
-static int load_auth_key(const char *path, struct auth_key *k)
-{
-  const char *why = NULL;
-  int r = auth_key_load(k, path, &why);
-  if (r < 0)
-    errorf("--auth-key %s: %s", path, why ? why : log_strerror(-r));
-  return r < 0 ? -1 : 0;
-}
-
-/* One line: "crucible-downstairs: CMD: message". */
-static void __attribute__((format(printf, 1, 2))) errorf(const char *fmt, ...)
-{
-  va_list ap;
-  fprintf(stderr, "%s: %s: ", PROG, cmd_name);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-}
-
-/* Usage error: one line naming the problem and --help; returns 2. */
-static int usage_error(const char *fmt, const char *arg)
-{
-  fprintf(stderr, "%s: %s: ", PROG, cmd_name);
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, " (try '%s %s --help')\n", PROG, cmd_name);
-  return 2;
-}
-
-/* getopt's '?' and ':' results as our usage error. */
-static int bad_option(int c, char **argv)
-{
-  char shortopt[3] = { '-', (char) optopt, '\0' };
-  const char *last = argv[optind - 1];
-  const char *opt = strncmp(last, "--", 2) == 0 || optopt <= 0 ||
-                            optopt > 127 ? last : shortopt;
-  return usage_error(c == ':' ? "option '%s' needs a value"
-                              : "unknown option '%s'", opt);
-}
-
-static int parse_num(const char *opt, const char *s, uint64_t max,
-                     uint64_t *out)
-{
-  if (parse_u64(s, max, out) < 0 || *out == 0) {
-    usage_error("invalid value for %s", opt);
-    return -1;
-  }
-  return 0;
-}
-
-/* Say why a region could not be opened, in one line. */
-static void open_error(const char *dir, int r)
-{
-  struct stat st;
-  if (stat(dir, &st) < 0)
-    errorf("%s: %s", dir, log_strerror(errno));
-  else if (!S_ISDIR(st.st_mode))
-    errorf("%s: not a directory", dir);
-  else if (r == -ENOENT)
-    errorf("%s: not a region (no region.json)", dir);
-  else if (r == -EINVAL)
-    errorf("%s: invalid region.json", dir);
-  else if (r == -EBUSY)
-    errorf("%s: region is in use by another process (a running "
-           "downstairs?)", dir);
-  else if (r == -EPERM)
-    errorf("%s: region is encrypted: only unencrypted regions can be "
-           "exported or imported", dir);
-  else
-    errorf("%s: %s", dir, log_strerror(-r));
-}
-
 enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE,
        OPT_PREALLOC, OPT_HS, OPT_AUTH, OPT_TIMEOUT };
-
-/* Progress on stderr, in the style its kind (terminal or not) wants. */
-static void progress_stderr(struct progress *p, const char *label,
-                            uint64_t total)
-{
-  progress_start(p, stderr, isatty(STDERR_FILENO), label, total);
-}
 
 /* Allocate every extent data file of a new region (create
  * --preallocate): a full disk shows now, not at the first write. */
@@ -235,7 +151,7 @@ static int preallocate(const char *dir, const struct proto_region *def)
   uint64_t bytes = def->extent_size * def->block_size;
   struct progress p;
   int r = 0;
-  progress_stderr(&p, "preallocate", geom_size(def));
+  cli_progress(&p, "preallocate", geom_size(def));
   for (uint32_t eid = 0; eid < def->extent_count && r == 0; eid++) {
     char rel[GEOM_EXTENT_PATH_MAX], path[4096];
     geom_extent_path(eid, rel);
@@ -250,7 +166,7 @@ static int preallocate(const char *dir, const struct proto_region *def)
     if (fd >= 0)
       close(fd);
     if (r < 0)
-      errorf("%s: preallocate: %s", path, log_strerror(-r));
+      cli_error("%s: preallocate: %s", path, log_strerror(-r));
     progress_update(&p, (eid + 1) * bytes);
   }
   progress_end(&p, r == 0);
@@ -282,43 +198,43 @@ static int cmd_create(int argc, char **argv)
     case 'u':
       if (geom_uuid_parse(optarg, def.uuid) < 0 ||
           geom_uuid_is_zero(def.uuid))
-        return usage_error("invalid uuid '%s'", optarg);
+        return cli_usage("invalid uuid '%s'", optarg);
       break;
     case OPT_BS:
-      if (parse_num("--block-size", optarg, GEOM_MAX_BLOCK_SIZE, &v) < 0)
+      if (cli_parse_num("--block-size", optarg, GEOM_MAX_BLOCK_SIZE, &v) < 0)
         return 2;
       def.block_size = (uint32_t) v;
       break;
     case OPT_ES:
-      if (parse_num("--extent-size", optarg, GEOM_MAX_EXTENT_SIZE, &v) < 0)
+      if (cli_parse_num("--extent-size", optarg, GEOM_MAX_EXTENT_SIZE, &v) < 0)
         return 2;
       def.extent_size = v;
       break;
     case OPT_EC:
-      if (parse_num("--extent-count", optarg, PROTO_MAX_EXTENTS, &v) < 0)
+      if (cli_parse_num("--extent-count", optarg, PROTO_MAX_EXTENTS, &v) < 0)
         return 2;
       def.extent_count = (uint32_t) v;
       break;
     case OPT_ENC: def.encrypted = 1; break;
     case OPT_PREALLOC: prealloc = true; break;
     case 'h': fputs(CREATE_HELP, stdout); return 0;
-    default: return bad_option(c, argv);
+    default: return cli_bad_option(c, argv);
     }
   }
   if (optind < argc)
-    return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage("unexpected argument '%s'", argv[optind]);
   if (dir == NULL)
-    return usage_error("%s", "missing -d DIR");
+    return cli_usage("%s", "missing -d DIR");
   if (geom_check(&def) < 0)
-    return usage_error("%s", "invalid geometry: block size must be a power "
+    return cli_usage("%s", "invalid geometry: block size must be a power "
                              "of two in 512..65536");
   int r = region_create(dir, &def);
   if (r == -EEXIST)
-    errorf("%s: region already exists", dir);
+    cli_error("%s: region already exists", dir);
   else if (r == -ENOTEMPTY)
-    errorf("%s: directory is not empty", dir);
+    cli_error("%s: directory is not empty", dir);
   else if (r < 0)
-    errorf("%s: %s", dir, log_strerror(-r));
+    cli_error("%s: %s", dir, log_strerror(-r));
   if (r == 0 && prealloc)
     r = preallocate(dir, &def);
   if (r < 0)
@@ -358,58 +274,58 @@ static int cmd_run(int argc, char **argv)
     switch (c) {
     case 'd': so.dir = optarg; break;
     case 'p':
-      if (parse_num("--port", optarg, 65535, &v) < 0)
+      if (cli_parse_num("--port", optarg, 65535, &v) < 0)
         return 2;
       so.port = (uint16_t) v;
       break;
     case 'a': so.addr = optarg; break;
     case OPT_LOG:
       if (log_parse_level(optarg, &level) < 0)
-        return usage_error("invalid log level '%s'", optarg);
+        return cli_usage("invalid log level '%s'", optarg);
       log_set_level(level);
       break;
     case OPT_MAXC:
-      if (parse_num("--max-conns", optarg, 65536, &v) < 0)
+      if (cli_parse_num("--max-conns", optarg, 65536, &v) < 0)
         return 2;
       so.max_conns = (unsigned) v;
       break;
     case OPT_IDLE:
-      if (parse_num("--idle-timeout", optarg, 86400, &v) < 0)
+      if (cli_parse_num("--idle-timeout", optarg, 86400, &v) < 0)
         return 2;
       so.idle_timeout = (unsigned) v;
       break;
     case OPT_HS:
-      if (parse_num("--handshake-timeout", optarg, 86400, &v) < 0)
+      if (cli_parse_num("--handshake-timeout", optarg, 86400, &v) < 0)
         return 2;
       so.handshake_timeout = (unsigned) v;
       break;
     case OPT_AUTH: auth_path = optarg; break;
     case 'h': fputs(RUN_HELP, stdout); return 0;
-    default: return bad_option(c, argv);
+    default: return cli_bad_option(c, argv);
     }
   }
   if (optind < argc)
-    return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage("unexpected argument '%s'", argv[optind]);
   if (so.dir == NULL)
-    return usage_error("%s", "missing -d DIR");
+    return cli_usage("%s", "missing -d DIR");
   if (so.port == 0)
-    return usage_error("%s", "missing -p PORT");
+    return cli_usage("%s", "missing -p PORT");
   if (auth_path) {
-    if (load_auth_key(auth_path, &auth) < 0)
+    if (cli_load_auth_key(auth_path, &auth) < 0)
       return 1;
     so.auth = &auth;
   }
   int r = region_open(so.dir, &so.region);
   if (r < 0) {
     auth_key_wipe(&auth);
-    open_error(so.dir, r);
+    cli_open_error(so.dir, r);
     return 1;
   }
   r = ds_server_run(&so);
   auth_key_wipe(&auth);
   region_close(so.region);
   if (r < 0) {
-    errorf("%s: %s", so.dir, log_strerror(-r));
+    cli_error("%s: %s", so.dir, log_strerror(-r));
     return 1;
   }
   return 0;
@@ -463,17 +379,17 @@ static int cmd_dump(int argc, char **argv)
     switch (c) {
     case 'd':
       if (n == MAX_DUMP_DIRS)
-        return usage_error("%s", "too many -d (at most 8)");
+        return cli_usage("%s", "too many -d (at most 8)");
       rg[n++].dir = optarg;
       break;
     case 'h': fputs(DUMP_HELP, stdout); return 0;
-    default: return bad_option(c, argv);
+    default: return cli_bad_option(c, argv);
     }
   }
   if (optind < argc)
-    return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage("unexpected argument '%s'", argv[optind]);
   if (n == 0)
-    return usage_error("%s", "missing -d DIR");
+    return cli_usage("%s", "missing -d DIR");
   uint32_t max = 0;
   for (int i = 0; i < n; i++) {
     /* A running downstairs holds an exclusive flock on the directory and
@@ -487,7 +403,7 @@ static int cmd_dump(int argc, char **argv)
     if (r == 0)
       r = region_meta_read(fd, &rg[i].m);
     if (r < 0) {
-      open_error(rg[i].dir, r);
+      cli_open_error(rg[i].dir, r);
       return 1;
     }
     char uuid[37];
@@ -534,30 +450,30 @@ static int cmd_verify(int argc, char **argv)
     switch (c) {
     case 'd': dir = optarg; break;
     case 'h': fputs(VERIFY_HELP, stdout); return 0;
-    default: return bad_option(c, argv);
+    default: return cli_bad_option(c, argv);
     }
   }
   if (optind < argc)
-    return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage("unexpected argument '%s'", argv[optind]);
   if (dir == NULL)
-    return usage_error("%s", "missing -d DIR");
+    return cli_usage("%s", "missing -d DIR");
   struct region *r;
   int ret = region_open(dir, &r);
   if (ret < 0) {
-    open_error(dir, ret);
+    cli_open_error(dir, ret);
     return 1;
   }
   struct verify_state vs = { .bad = 0 };
   const struct proto_region *def = region_def(r);
   uint64_t total = 0, checked;
   uint64_t ext_bytes = def->extent_size * def->block_size;
-  progress_stderr(&vs.p, "verify", geom_size(def));
+  cli_progress(&vs.p, "verify", geom_size(def));
   for (uint32_t eid = 0; eid < def->extent_count && ret == 0; eid++) {
     ret = region_verify_extent(r, eid, verify_bad, &vs, &checked);
     total += checked;
     if (ret < 0) {
       progress_clear(&vs.p);
-      errorf("%s: extent %" PRIu32 ": %s", dir, eid, log_strerror(-ret));
+      cli_error("%s: extent %" PRIu32 ": %s", dir, eid, log_strerror(-ret));
     }
     progress_update(&vs.p, (eid + 1) * ext_bytes);
   }
@@ -595,29 +511,29 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
     case 'u':
       if (geom_uuid_parse(optarg, def->uuid) < 0 ||
           geom_uuid_is_zero(def->uuid))
-        return usage_error("invalid uuid '%s'", optarg);
+        return cli_usage("invalid uuid '%s'", optarg);
       *geometry = true;
       break;
     case OPT_BS:
-      if (parse_num("--block-size", optarg, GEOM_MAX_BLOCK_SIZE, &v) < 0)
+      if (cli_parse_num("--block-size", optarg, GEOM_MAX_BLOCK_SIZE, &v) < 0)
         return 2;
       def->block_size = (uint32_t) v, *geometry = true;
       break;
     case OPT_ES:
-      if (parse_num("--extent-size", optarg, GEOM_MAX_EXTENT_SIZE, &v) < 0)
+      if (cli_parse_num("--extent-size", optarg, GEOM_MAX_EXTENT_SIZE, &v) < 0)
         return 2;
       def->extent_size = v, *geometry = true;
       break;
     case 'h': fputs(import ? IMPORT_HELP : EXPORT_HELP, stdout); return 0;
-    default: return bad_option(c, argv);
+    default: return cli_bad_option(c, argv);
     }
   }
   if (optind < argc)
-    return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage("unexpected argument '%s'", argv[optind]);
   if (*dir == NULL)
-    return usage_error("%s", "missing -d DIR");
+    return cli_usage("%s", "missing -d DIR");
   if (*file == NULL)
-    return usage_error("%s", import ? "missing -i FILE" : "missing -o FILE");
+    return cli_usage("%s", import ? "missing -i FILE" : "missing -o FILE");
   return -1; /* go on */
 }
 
@@ -625,11 +541,11 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
 static void xfer_error(const char *dir, const char *file, int r)
 {
   if (r == -EPERM || r == -EBUSY)
-    open_error(dir, r);
+    cli_open_error(dir, r);
   else if (r == -EFBIG)
-    errorf("%s: image is larger than the region %s", file, dir);
+    cli_error("%s: image is larger than the region %s", file, dir);
   else
-    errorf("%s: %s", file, log_strerror(-r));
+    cli_error("%s: %s", file, log_strerror(-r));
 }
 
 static int cmd_export(int argc, char **argv)
@@ -643,30 +559,30 @@ static int cmd_export(int argc, char **argv)
     return ret;
   struct region *r;
   if ((ret = region_open(dir, &r)) < 0) {
-    open_error(dir, ret);
+    cli_open_error(dir, ret);
     return 1;
   }
   if (region_def(r)->encrypted) {
-    open_error(dir, -EPERM);
+    cli_open_error(dir, -EPERM);
     region_close(r);
     return 1;
   }
   int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    errorf("%s: %s", file, log_strerror(errno));
+    cli_error("%s: %s", file, log_strerror(errno));
     region_close(r);
     return 1;
   }
   struct progress p;
   uint64_t bad = 0;
-  progress_stderr(&p, "export", geom_size(region_def(r)));
+  cli_progress(&p, "export", geom_size(region_def(r)));
   ret = xfer_export(r, fd, &p, &bad);
   progress_end(&p, ret == 0);
   if (close(fd) < 0 && ret == 0)
     ret = -errno;
   region_close(r);
   if (ret == -EBADMSG)
-    errorf("%s: block %" PRIu64 ": data does not match its hash (run "
+    cli_error("%s: block %" PRIu64 ": data does not match its hash (run "
            "verify)", dir, bad);
   else if (ret < 0)
     xfer_error(dir, file, ret);
@@ -682,7 +598,7 @@ static int import_open(const char *dir, uint64_t size,
   *blank = false;
   if (ret == 0 && geometry) {
     region_close(*r);
-    errorf("%s: region exists: -u, --block-size and --extent-size only "
+    cli_error("%s: region exists: -u, --block-size and --extent-size only "
            "apply to a new region", dir);
     return 1;
   }
@@ -691,7 +607,7 @@ static int import_open(const char *dir, uint64_t size,
     uint64_t n = size / ext + (size % ext != 0);
     def->extent_count = (uint32_t) (n ? n : 1);
     if (n > PROTO_MAX_EXTENTS || geom_check(def) < 0) {
-      errorf("%s: no valid region geometry for this image", dir);
+      cli_error("%s: no valid region geometry for this image", dir);
       return 1;
     }
     ret = region_create(dir, def);
@@ -700,7 +616,7 @@ static int import_open(const char *dir, uint64_t size,
     *blank = true;
   }
   if (ret < 0) {
-    open_error(dir, ret);
+    cli_open_error(dir, ret);
     return 1;
   }
   return 0;
@@ -719,7 +635,7 @@ static int cmd_import(int argc, char **argv)
   int fd = open(file, O_RDONLY | O_CLOEXEC);
   off_t size = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
   if (fd < 0 || size < 0) {
-    errorf("%s: %s", file, log_strerror(errno));
+    cli_error("%s: %s", file, log_strerror(errno));
     if (fd >= 0)
       close(fd);
     return 1;
@@ -731,13 +647,13 @@ static int cmd_import(int argc, char **argv)
     return ret;
   }
   if (region_def(r)->encrypted) {
-    open_error(dir, -EPERM);
+    cli_open_error(dir, -EPERM);
     region_close(r);
     close(fd);
     return 1;
   }
   struct progress p;
-  progress_stderr(&p, "import", (uint64_t) size);
+  cli_progress(&p, "import", (uint64_t) size);
   ret = xfer_import(r, fd, (uint64_t) size, blank, &p);
   progress_end(&p, ret == 0);
   close(fd);
@@ -772,28 +688,28 @@ static int cmd_clone(int argc, char **argv)
     switch (c) {
     case 's':
       if (parse_hostport(optarg, host, &o.port) < 0)
-        return usage_error("invalid --source '%s' (want HOST:PORT)", optarg);
+        return cli_usage("invalid --source '%s' (want HOST:PORT)", optarg);
       o.source = optarg;
       break;
     case 'd': o.dir = optarg; break;
     case OPT_TIMEOUT:
-      if (parse_num("--timeout", optarg, 86400, &v) < 0)
+      if (cli_parse_num("--timeout", optarg, 86400, &v) < 0)
         return 2;
       o.timeout_s = (unsigned) v;
       break;
     case OPT_AUTH: auth_path = optarg; break;
     case 'h': fputs(CLONE_HELP, stdout); return 0;
-    default: return bad_option(c, argv);
+    default: return cli_bad_option(c, argv);
     }
   }
   if (optind < argc)
-    return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_usage("unexpected argument '%s'", argv[optind]);
   if (o.source == NULL)
-    return usage_error("%s", "missing --source HOST:PORT");
+    return cli_usage("%s", "missing --source HOST:PORT");
   if (o.dir == NULL)
-    return usage_error("%s", "missing -d DIR");
+    return cli_usage("%s", "missing -d DIR");
   if (auth_path) {
-    if (load_auth_key(auth_path, &auth) < 0)
+    if (cli_load_auth_key(auth_path, &auth) < 0)
       return 1;
     o.auth = &auth;
   }
@@ -804,7 +720,7 @@ static int cmd_clone(int argc, char **argv)
   int r = ds_clone(&o, &res, err, sizeof err);
   auth_key_wipe(&auth);
   if (r < 0) {
-    errorf("%s", err);
+    cli_error("%s", err);
     return 1;
   }
   char uuid[37], size[32];
@@ -839,7 +755,7 @@ int main(int argc, char **argv)
   }
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(argv[1], cmds[i].name) == 0) {
-      cmd_name = cmds[i].name;
+      cli_cmd = cmds[i].name;
       opterr = 0;
       optind = 1; /* parse argv[1..]: the subcommand plays argv[0] */
       return cmds[i].fn(argc - 1, argv + 1);

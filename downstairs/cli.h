@@ -1,0 +1,32 @@
+/* crucible-downstairs: helpers shared by the subcommands (cli.c). */
+#ifndef CRUCIBLE_DS_CLI_H
+#define CRUCIBLE_DS_CLI_H
+
+#include <stdint.h>
+
+#include "../common/progress.h"
+
+#define PROG "crucible-downstairs"
+
+struct auth_key;
+
+/* The subcommand being run, for messages ("" before one is chosen). */
+extern const char *cli_cmd;
+
+/* One line on stderr: "crucible-downstairs: CMD: message". */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage error: one line naming the problem and --help; returns 2. */
+int cli_usage(const char *fmt, const char *arg);
+/* getopt's '?' and ':' results (c) as a usage error; returns 2. */
+int cli_bad_option(int c, char **argv);
+/* A whole number in 1..max for option opt, else a usage error and -1. */
+int cli_parse_num(const char *opt, const char *s, uint64_t max,
+                  uint64_t *out);
+/* Say in one line why region_open(dir) failed with r. */
+void cli_open_error(const char *dir, int r);
+/* --auth-key FILE into *k, or one error line and -1. */
+int cli_load_auth_key(const char *path, struct auth_key *k);
+/* Progress on stderr, in the style its kind (terminal or not) wants. */
+void cli_progress(struct progress *p, const char *label, uint64_t total);
+
+#endif
