@@ -32,16 +32,20 @@ timeout 60 python3 "$DSPROTO" auth -p "${DS_PORT[ds1]}" \
 grep -q "authentication failed" "$tmp/ds1.log" ||
   fail "refused proofs are not logged by the downstairs"
 
+# refused WHAT REASON [params]: nbdkit must not start, and its log says
+# REASON.
+refused () {
+  local what=$1 reason=$2
+  shift 2
+  : > "$tmp/nbdkit.log"
+  nbdkit_start "$@" 2>/dev/null && fail "nbdkit started: $what"
+  grep -q "$reason" "$tmp/nbdkit.log" ||
+    { cat "$tmp/nbdkit.log" >&2; fail "$what: no clear reason"; }
+}
+
 # nbdkit: wrong key, no key, then the right key.
-: > "$tmp/nbdkit.log"
-nbdkit_start auth-key=+"$tmp/wrong.key" 2>/dev/null &&
-  fail "nbdkit started with a wrong auth key"
-grep -q "authentication failed" "$tmp/nbdkit.log" ||
-  { cat "$tmp/nbdkit.log" >&2; fail "wrong auth key: no clear reason"; }
-: > "$tmp/nbdkit.log"
-nbdkit_start 2>/dev/null && fail "nbdkit started without the auth key"
-grep -q "requires authentication" "$tmp/nbdkit.log" ||
-  { cat "$tmp/nbdkit.log" >&2; fail "missing auth key: no clear reason"; }
+refused "wrong auth key" "authentication failed" auth-key=+"$tmp/wrong.key"
+refused "missing auth key" "requires authentication"
 
 len=$((6 * 1024 * 1024))
 head -c $len /dev/urandom > "$tmp/in.img"
@@ -99,11 +103,8 @@ DS_ARGS=()
 volume_start
 grep -q "no --auth-key: anyone who can reach" "$tmp/ds1.log" ||
   fail "no warning without --auth-key"
-: > "$tmp/nbdkit.log"
-nbdkit_start auth-key=+"$tmp/auth.key" 2>/dev/null &&
-  fail "nbdkit accepted downstairs that do not authenticate"
-grep -q "does not require authentication" "$tmp/nbdkit.log" ||
-  { cat "$tmp/nbdkit.log" >&2; fail "downgrade: no clear reason"; }
+refused "downgrade to downstairs that do not authenticate" \
+  "does not require authentication" auth-key=+"$tmp/auth.key"
 
 grep -rqF -- "$secret" "$tmp"/*.log && fail "the auth key appears in a log"
 echo "auth: wrong, missing, replayed and reflected proofs refused; repair authenticated"
