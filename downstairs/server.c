@@ -370,6 +370,7 @@ static void conn_feed(struct ds_conn *c)
 {
   size_t off = 0;
   int64_t fl = 0;
+  int r;
   if (c->feeding)
     return; /* re-entered from a callback: the outer loop continues */
   c->feeding = true;
@@ -386,8 +387,17 @@ static void conn_feed(struct ds_conn *c)
     if (c->len - off < (size_t) fl)
       break;
     c->last_frame_ms = uv_now(&c->srv->loop);
-    if (conn_frame(c, c->buf + off, (size_t) fl) < 0)
+    c->cur = c->buf + off;
+    c->cur_len = (size_t) fl;
+    r = conn_frame(c, c->cur, c->cur_len);
+    c->cur = NULL;
+    if (r < 0)
       break;
+    if (c->taken) { /* the buffer now starts with what followed */
+      c->taken = false;
+      off = 0;
+      continue;
+    }
     off += (size_t) fl;
   }
   c->feeding = false;
@@ -409,12 +419,39 @@ static void conn_feed(struct ds_conn *c)
     conn_read_start(c);
 }
 
-/* libuv wants a buffer: the free tail of the read buffer. */
+uint8_t *ds_conn_take_frame(struct ds_conn *c)
+{
+  if (!c->cur || c->cur != c->buf || c->cur_len < DS_TAKE_MIN)
+    return NULL;
+  /* The new buffer is sized for a frame like this one, so a buffer grown
+   * for a bigger frame goes with at most one job. */
+  size_t fl = c->cur_len, tail = c->len - fl;
+  size_t ncap = tail > fl ? tail : fl;
+  uint8_t *nb = malloc(ncap);
+  if (!nb)
+    return NULL;
+  memcpy(nb, c->buf + fl, tail); /* rare: see on_alloc */
+  uint8_t *f = c->buf;
+  c->buf = nb;
+  c->cap = ncap;
+  c->len = tail;
+  c->cur = NULL;
+  c->taken = true;
+  return f;
+}
+
+/* libuv wants a buffer: the free tail of the read buffer, which always
+ * starts with a frame (conn_feed).  A big frame's last read stops at its
+ * end, so its job can take the buffer without copying a tail. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
   struct ds_conn *c = h->data;
+  size_t room = c->cap - c->len;
+  int64_t fl = proto_frame_len(c->buf, c->len);
   (void) suggested;
-  *b = uv_buf_init((char *) c->buf + c->len, (unsigned) (c->cap - c->len));
+  if (fl >= DS_TAKE_MIN && (size_t) fl > c->len && (size_t) fl - c->len < room)
+    room = (size_t) fl - c->len;
+  *b = uv_buf_init((char *) c->buf + c->len, (unsigned) room);
 }
 
 /* Bytes arrived (or EOF / an error): append and process frames. */

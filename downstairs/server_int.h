@@ -60,6 +60,11 @@ struct ds_conn {
   uv_shutdown_t shutdown;
   uint8_t *buf; /* read buffer, owned */
   size_t cap, len;
+  /* The frame conn_frame is handling (conn_feed), and whether its job
+   * took the read buffer with it (ds_conn_take_frame). */
+  const uint8_t *cur;
+  size_t cur_len;
+  bool taken;
   size_t jobs, bytes; /* accounted until the reply is written */
 };
 
@@ -114,7 +119,9 @@ struct ds_job {
   size_t acct;            /* bytes accounted to conn */
   int err;                /* result: 0 or positive errno */
   struct proto_ctx *ctxs; /* WRITE: n contexts (same allocation) */
-  uint8_t *data;          /* WRITE: n * block_size (same allocation) */
+  const uint8_t *data;    /* WRITE: n * block_size (same allocation, or
+                           * inside frame) */
+  uint8_t *frame;         /* WRITE: the read buffer it took, or NULL */
   struct ds_wreq *reply;  /* READ, STATES, FILE: built by the worker */
   /* Repair jobs: the extent, FILE_REQ fields, EXTENT_REPAIR source. */
   uint32_t eid;
@@ -132,6 +139,13 @@ void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
 /* Send a copy of a small frame; 0 or -errno (connection then closing). */
 int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
 int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
+/* Frames at least this long are taken by their job, not copied. */
+#define DS_TAKE_MIN (64 * 1024)
+/* Give the frame being handled (starting at the read buffer, at least
+ * DS_TAKE_MIN long, pointers into it stay valid) to the caller, to free;
+ * the connection continues in a new buffer with the bytes that followed.
+ * NULL if it cannot (the caller copies instead). */
+uint8_t *ds_conn_take_frame(struct ds_conn *c);
 struct ds_wreq *ds_wreq_new(size_t len);
 /* Back-pressure accounting: charge one job (and its data bytes) when a
  * request arrives, release it when the reply has been written. */

@@ -31,6 +31,14 @@ static size_t job_bytes(const struct ds_job *j, uint32_t block_size)
   return 0;
 }
 
+/* Free a job and the frame it took, if any. */
+static void job_free(struct ds_job *j)
+{
+  if (j)
+    free(j->frame);
+  free(j);
+}
+
 /* 0 if [lba, lba + n) lies in the region and in one extent, else EINVAL. */
 static int io_check(const struct proto_region *d, uint64_t lba, uint32_t n)
 {
@@ -238,7 +246,7 @@ static void job_after(uv_work_t *req, int status)
               (unsigned long long) j->job_id, (unsigned long long) j->lba, j->n,
               log_strerror(j->err));
   job_reply(j);
-  free(j);
+  job_free(j);
 }
 
 /* Scheduler callback: queue the job on the thread pool. */
@@ -273,21 +281,30 @@ static void job_new_repair(struct ds_job *j, const struct proto_extent_op *o)
   }
 }
 
-/* Allocate a job for msg; WRITE data is copied (the read buffer is
- * reused for the next frames).  NULL on ENOMEM. */
+/* Allocate a job for msg.  A big WRITE takes the read buffer holding its
+ * frame; a small one's data is copied (the read buffer is reused for the
+ * next frames).  NULL on ENOMEM. */
 static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
                               enum ds_job_kind kind)
 {
   uint32_t bs = c->srv->def.block_size;
   size_t extra = 0;
-  if (kind == DS_J_WRITE)
-    extra = (size_t) m->u.io.n * (sizeof(struct proto_ctx) + bs);
+  uint8_t *frame = NULL;
+  if (kind == DS_J_WRITE) {
+    frame = ds_conn_take_frame(c);
+    extra = (size_t) m->u.io.n * sizeof(struct proto_ctx);
+    if (!frame)
+      extra += (size_t) m->u.io.n * bs;
+  }
   /* Only the job itself needs zeroing: the WRITE payload behind it is
    * overwritten at once (zeroing 4 MiB per job was measurable). */
   struct ds_job *j = malloc(sizeof *j + extra);
-  if (!j)
+  if (!j) {
+    free(frame);
     return NULL;
+  }
   memset(j, 0, sizeof *j);
+  j->frame = frame;
   j->srv = c->srv;
   j->conn = c;
   j->kind = kind;
@@ -314,10 +331,15 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
   }
   if (kind == DS_J_WRITE) {
     j->ctxs = (struct proto_ctx *) (j + 1);
-    j->data = (uint8_t *) (j->ctxs + j->n);
     for (uint32_t i = 0; i < j->n; i++)
       proto_ctx_get(m->u.io.ctxs + (size_t) i * PROTO_CTX_LEN, &j->ctxs[i]);
-    memcpy(j->data, m->u.io.data, (size_t) j->n * bs);
+    if (frame) {
+      j->data = m->u.io.data; /* inside frame */
+    } else {
+      uint8_t *d = (uint8_t *) (j->ctxs + j->n);
+      memcpy(d, m->u.io.data, (size_t) j->n * bs);
+      j->data = d;
+    }
   }
   j->acct = job_bytes(j, bs);
   return j;
@@ -397,7 +419,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   struct ds_job *j = job_new(c, m, kind);
   int r = j ? sched_add(&srv->sched, &j->s) : -ENOMEM;
   if (r < 0) {
-    free(j);
+    job_free(j);
     ds_conn_close(c, ENOMEM, "out of memory for a job");
     return -ENOMEM;
   }
@@ -423,7 +445,7 @@ void ds_jobs_drop_waiting(struct ds_server *srv)
     next = s->next;
     if (!s->running) {
       sched_remove(&srv->sched, s);
-      free((struct ds_job *) s);
+      job_free((struct ds_job *) s);
     }
   }
 }
