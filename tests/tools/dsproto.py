@@ -557,9 +557,9 @@ def scen_model(a):
                 expect[job] = ("err", errno.EINVAL)
             elif op < 0.45:
                 if rnd.random() < 0.25:
-                    # 64 KiB or more: the downstairs hands such a frame
-                    # to its job instead of copying it (with or without
-                    # the next frames' bytes behind it in the buffer).
+                    # Up to 40 blocks (160 KiB): frames of 64 KiB or more
+                    # are handed to their job instead of copied (with or
+                    # without the next frames' bytes behind them).
                     n = rnd.randint(1, min(40, es - lba % es))
                 blocks = [rnd.randbytes(bs) for _ in range(n)]
                 batch.append(enc_write(job, lba, blocks))
