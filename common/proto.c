@@ -472,10 +472,9 @@ static int dec_io(const uint8_t *b, size_t len, uint16_t type,
   io->lba = proto_rd64(b + 16);
   io->n = proto_rd32(b + 24);
   io->ctxs = io->data = NULL;
-  if (proto_rd32(b + 28) || io->n == 0 || io->n > PROTO_MAX_JOB_BLOCKS ||
+  if (proto_rd32(b + 28) || io->n == 0 ||
+      io->n > proto_max_job_blocks(type, block_size) ||
       io->lba > UINT64_MAX - io->n)
-    return -EPROTO;
-  if (block_size && (uint64_t) io->n * block_size > PROTO_MAX_JOB_BYTES)
     return -EPROTO;
   if (type != PROTO_T_WRITE)
     return len == PROTO_IO_HDR_LEN ? 0 : -EPROTO;

@@ -31,8 +31,13 @@
 #define PROTO_MAX_FRAME (64u * 1024 * 1024)
 /* Largest IO job: 4 MiB of data (plus contexts) fits well under the cap. */
 #define PROTO_MAX_JOB_BYTES (4u * 1024 * 1024)
-/* Most blocks one IO job may name (with 512-byte blocks). */
+/* Most blocks one READ or WRITE job may name (with 512-byte blocks). */
 #define PROTO_MAX_JOB_BLOCKS (PROTO_MAX_JOB_BYTES / 512)
+/* Most blocks one TRIM may name: it carries no data, so only the
+ * downstairs' per-job work bounds it (one transaction, one hole punch, a
+ * list of at most this many blocks).  1M blocks: 4 GiB with 4 KiB blocks,
+ * more than any extent `create` makes by default. */
+#define PROTO_MAX_TRIM_BLOCKS (1u << 20)
 #define PROTO_MAX_EXTENTS (1u << 24)
 #define PROTO_MAX_MSG 1024 /* error text */
 
@@ -167,7 +172,7 @@ struct proto_activate {
 struct proto_io {
   uint64_t job_id;
   uint64_t lba;
-  uint32_t n;           /* blocks, 1..PROTO_MAX_JOB_BLOCKS */
+  uint32_t n;           /* blocks, 1..proto_max_job_blocks(type) */
   const uint8_t *ctxs;  /* WRITE: n encoded contexts (proto_ctx_get) */
   const uint8_t *data;  /* WRITE: n * block_size bytes */
 };
@@ -247,6 +252,19 @@ struct proto_msg {
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
   } u;
 };
+
+/* The most blocks one job of this type (WRITE, READ, TRIM) may name at
+ * this block size: the single rule the encoder's callers (the upstairs'
+ * splitter) and every decoder apply. */
+static inline uint32_t proto_max_job_blocks(uint16_t type, uint32_t block_size)
+{
+  uint32_t n;
+
+  if (type == PROTO_T_TRIM)
+    return PROTO_MAX_TRIM_BLOCKS;
+  n = block_size ? PROTO_MAX_JOB_BYTES / block_size : PROTO_MAX_JOB_BLOCKS;
+  return n < PROTO_MAX_JOB_BLOCKS ? n : PROTO_MAX_JOB_BLOCKS;
+}
 
 /* Length of the frame starting at buf, from its first 4 bytes.
  * Returns 0 if fewer than 4 bytes are available, the length if it lies in

@@ -252,9 +252,7 @@ static size_t frame_max(const struct ds_conn *c)
   if (c->state != DS_ACTIVE)
     return DS_SMALL_FRAME_MAX;
   uint32_t bs = c->srv->def.block_size;
-  size_t n = PROTO_MAX_JOB_BYTES / bs;
-  if (n > PROTO_MAX_JOB_BLOCKS)
-    n = PROTO_MAX_JOB_BLOCKS;
+  size_t n = proto_max_job_blocks(PROTO_T_WRITE, bs);
   size_t m = PROTO_IO_HDR_LEN + n * (PROTO_CTX_LEN + bs);
   return m < DS_SMALL_FRAME_MAX ? DS_SMALL_FRAME_MAX : m;
 }

@@ -39,15 +39,17 @@ static void job_free(struct ds_job *j)
   free(j);
 }
 
-/* 0 if [lba, lba + n) lies in the region and in one extent, else EINVAL. */
-static int io_check(const struct proto_region *d, uint64_t lba, uint32_t n)
+/* 0 if [lba, lba + n) lies in the region and in one extent, within the
+ * job limit of its type, else EINVAL. */
+static int io_check(const struct proto_region *d, uint16_t type, uint64_t lba,
+                    uint32_t n)
 {
   uint64_t blocks = geom_blocks(d);
   if (n == 0 || lba >= blocks || n > blocks - lba)
     return EINVAL;
   if (n > geom_left_in_extent(d, lba))
     return EINVAL;
-  if ((uint64_t) n * d->block_size > PROTO_MAX_JOB_BYTES)
+  if (n > proto_max_job_blocks(type, d->block_size))
     return EINVAL;
   return 0;
 }
@@ -398,7 +400,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   if (kind >= DS_J_XFLUSH && repair_check(c, m, kind) < 0)
     return 0;
   if (kind == DS_J_WRITE || kind == DS_J_READ || kind == DS_J_TRIM) {
-    int err = io_check(&srv->def, m->u.io.lba, m->u.io.n);
+    int err = io_check(&srv->def, m->type, m->u.io.lba, m->u.io.n);
     if (!err && c->read_only && kind != DS_J_READ)
       err = EROFS;
     if (err) {

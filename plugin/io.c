@@ -210,9 +210,7 @@ static uint32_t job_blocks(struct upstairs *up, uint16_t type, uint64_t lba,
                            uint64_t left)
 {
   uint64_t n = geom_left_in_extent(&up->region, lba);
-  uint64_t max = type == PROTO_T_TRIM
-                     ? PROTO_MAX_JOB_BLOCKS
-                     : PROTO_MAX_JOB_BYTES / up->region.block_size;
+  uint64_t max = proto_max_job_blocks(type, up->region.block_size);
 
   if (n > left)
     n = left;

@@ -28,6 +28,9 @@ test_name=$(basename "$0" .sh)
 
 # Default geometry for test volumes: 16 extents of 1024 4-KiB blocks =
 # 64 MiB, small extents so that ordinary copies cross extent boundaries.
+# A test that runs what users run sets DS_EXTENT_SIZE=default before
+# volume_create: no --extent-size, so `create`'s own default (128 MiB
+# extents) applies.
 DS_EXTENT_SIZE=${DS_EXTENT_SIZE:-1024}
 DS_EXTENT_COUNT=${DS_EXTENT_COUNT:-16}
 
@@ -195,6 +198,8 @@ ds_create () {
       --extent-count) ec= ;;
     esac
   done
+  [ "$DS_EXTENT_SIZE" = default ] && es=
+  [ "$DS_EXTENT_COUNT" = default ] && ec=
   "$DOWNSTAIRS" create -d "$tmp/$name" --encrypted \
     ${uuid:+-u "$VOL_UUID"} \
     ${es:+--extent-size "$DS_EXTENT_SIZE"} \

@@ -354,6 +354,21 @@ static void test_rejects(void)
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
   len = proto_put_read(b, 1, 0, PROTO_MAX_JOB_BYTES / BS + 1); /* too big */
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
+  /* A TRIM carries no data: it may name far more than 4 MiB of blocks
+   * (a whole 128 MiB extent of create's default geometry), up to its own
+   * limit, and the splitter's limit is the decoder's. */
+  len = proto_put_trim(b, 1, 0, 32768);
+  CHECK(proto_decode(b, len, BS, &m) == 0 && m.u.io.n == 32768);
+  len = proto_put_trim(b, 1, 0, PROTO_MAX_TRIM_BLOCKS);
+  CHECK(proto_decode(b, len, BS, &m) == 0);
+  len = proto_put_trim(b, 1, 0, PROTO_MAX_TRIM_BLOCKS + 1);
+  CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
+  CHECK(proto_max_job_blocks(PROTO_T_TRIM, BS) == PROTO_MAX_TRIM_BLOCKS);
+  CHECK(proto_max_job_blocks(PROTO_T_WRITE, BS) == PROTO_MAX_JOB_BYTES / BS);
+  CHECK(proto_max_job_blocks(PROTO_T_READ, 512) == PROTO_MAX_JOB_BLOCKS);
+  len = proto_put_write_hdr(b, 1, 0, proto_max_job_blocks(PROTO_T_WRITE, BS) + 1,
+                            BS);
+  CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
 
   /* WRITE with a context lacking PRESENT. */
   len = proto_put_write_hdr(b, 1, 0, 1, BS);
