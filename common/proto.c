@@ -2,7 +2,8 @@
  *
  * Byte layout of every fixed header, offsets from the start of the frame:
  *
- *   all       0 u32 length, 4 u16 type, 6 u16 flags (must be 0)
+ *   all       0 u32 length, 4 u16 type, 6 u16 flags (0, or CTX_ONLY on
+ *             READ and READ_DONE)
  *   HELLO     8 u32 version, 12 u8 role, 13 u8 read_only, 14 u8 encrypted,
  *             15 u8 pad, 16 uuid[16], 32 u64 session, 40 u64 gen,
  *             48 auth_nonce[32]                                   (80)
@@ -17,11 +18,14 @@
  *   ACTIVATE  8 u64 gen, 16 u8 set_kcv, 17 pad[3], 20 nonce[12],
  *             32 tag[16]                                          (48)
  *   ACTIVATE_OK, NO_LONGER_ACTIVE  8 u64 gen                      (16)
- *   WRITE, READ, TRIM  8 u64 job_id, 16 u64 lba, 24 u32 n, 28 u32 pad (32)
+ *   WRITE, READ  8 u64 job_id, 16 u64 lba, 24 u32 n, 28 u32 pad    (32)
  *             WRITE continues with n contexts, then n blocks
+ *   TRIM      8 u64 job_id, 16 u64 lba, 24 u32 n, 28 u32 pad,
+ *             32 u64 version                                      (40)
  *   FLUSH     8 u64 job_id, 16 u64 flush_no, 24 u64 gen            (32)
  *   JOB_DONE  8 u64 job_id, 16 i32 err, 20 u32 pad                 (24)
  *   READ_DONE 8 u64 job_id, 16 i32 err, 20 u32 n; n contexts, n blocks
+ *             (CTX_ONLY: n contexts only)
  *   PING/PONG 8 u64 value                                          (16)
  *   EXTENT_FLUSH  8 u64 job_id, 16 u32 eid, 20 u32 pad, 24 u64 flush_no,
  *             32 u64 gen (!= 0)                                   (40)
@@ -234,14 +238,20 @@ size_t proto_put_write_hdr(uint8_t *buf, uint64_t job_id, uint64_t lba,
   return put_io(buf, PROTO_T_WRITE, len, job_id, lba, n);
 }
 
-size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n)
+size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n,
+                      uint16_t flags)
 {
-  return put_io(buf, PROTO_T_READ, PROTO_IO_HDR_LEN, job_id, lba, n);
+  size_t len = put_io(buf, PROTO_T_READ, PROTO_IO_HDR_LEN, job_id, lba, n);
+  proto_le16(buf + 6, flags);
+  return len;
 }
 
-size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n)
+size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n,
+                      uint64_t version)
 {
-  return put_io(buf, PROTO_T_TRIM, PROTO_IO_HDR_LEN, job_id, lba, n);
+  put_io(buf, PROTO_T_TRIM, PROTO_TRIM_LEN, job_id, lba, n);
+  proto_le64(buf + 32, version);
+  return PROTO_TRIM_LEN;
 }
 
 size_t proto_put_flush(uint8_t *buf, const struct proto_flush *f)
@@ -263,11 +273,12 @@ size_t proto_put_job_done(uint8_t *buf, uint64_t job_id, int32_t err)
 }
 
 size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
-                               uint32_t n, uint32_t block_size)
+                               uint32_t n, uint32_t block_size, uint16_t flags)
 {
-  uint64_t len =
-      PROTO_READ_DONE_HDR_LEN + (uint64_t) n * (PROTO_CTX_LEN + block_size);
+  uint32_t bs = flags & PROTO_F_CTX_ONLY ? 0 : block_size;
+  uint64_t len = PROTO_READ_DONE_HDR_LEN + (uint64_t) n * (PROTO_CTX_LEN + bs);
   put_hdr(buf, (uint32_t) len, PROTO_T_READ_DONE);
+  proto_le16(buf + 6, flags);
   proto_le64(buf + 8, job_id);
   proto_le32(buf + 16, (uint32_t) err);
   proto_le32(buf + 20, n);
@@ -448,13 +459,15 @@ static int dec_activate(const uint8_t *b, size_t len, struct proto_msg *m)
   return 0;
 }
 
-/* n contexts at p must carry only known flag bits (and PRESENT if
- * require_present). */
+/* n contexts at p must carry only known flag bits: PRESENT (required if
+ * require_present, a WRITE) and, from a downstairs, BAD. */
 static int check_ctxs(const uint8_t *p, uint32_t n, int require_present)
 {
+  uint32_t known = PROTO_CTX_PRESENT | (require_present ? 0 : PROTO_CTX_BAD);
+
   for (uint32_t i = 0; i < n; i++, p += PROTO_CTX_LEN) {
     uint32_t f = proto_rd32(p + 44);
-    if (f & ~PROTO_CTX_PRESENT)
+    if (f & ~known)
       return -EPROTO;
     if (require_present && !(f & PROTO_CTX_PRESENT))
       return -EPROTO;
@@ -476,7 +489,14 @@ static int dec_io(const uint8_t *b, size_t len, uint16_t type,
       io->n > proto_max_job_blocks(type, block_size) ||
       io->lba > UINT64_MAX - io->n)
     return -EPROTO;
-  if (type != PROTO_T_WRITE)
+  io->version = 0;
+  if (type == PROTO_T_TRIM) {
+    if (len != PROTO_TRIM_LEN)
+      return -EPROTO;
+    io->version = proto_rd64(b + 32);
+    return 0;
+  }
+  if (type == PROTO_T_READ)
     return len == PROTO_IO_HDR_LEN ? 0 : -EPROTO;
   if (block_size == 0 ||
       len != PROTO_IO_HDR_LEN + (uint64_t) io->n * (PROTO_CTX_LEN + block_size))
@@ -500,13 +520,13 @@ static int dec_read_done(const uint8_t *b, size_t len, uint32_t block_size,
     return -EPROTO;
   if (r->err)
     return (r->n == 0 && len == PROTO_READ_DONE_HDR_LEN) ? 0 : -EPROTO;
-  if (r->n == 0 || r->n > PROTO_MAX_JOB_BLOCKS || block_size == 0 ||
-      (uint64_t) r->n * block_size > PROTO_MAX_JOB_BYTES ||
-      len != PROTO_READ_DONE_HDR_LEN +
-                 (uint64_t) r->n * (PROTO_CTX_LEN + block_size))
+  uint32_t bs = m->flags & PROTO_F_CTX_ONLY ? 0 : block_size;
+  if (r->n == 0 || block_size == 0 ||
+      r->n > proto_max_job_blocks(PROTO_T_READ, block_size) ||
+      len != PROTO_READ_DONE_HDR_LEN + (uint64_t) r->n * (PROTO_CTX_LEN + bs))
     return -EPROTO;
   r->ctxs = b + PROTO_READ_DONE_HDR_LEN;
-  r->data = r->ctxs + (size_t) r->n * PROTO_CTX_LEN;
+  r->data = bs ? r->ctxs + (size_t) r->n * PROTO_CTX_LEN : NULL;
   return check_ctxs(r->ctxs, r->n, 0);
 }
 
@@ -595,7 +615,8 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
     return -EPROTO;
   m->type = proto_rd16(b + 4);
   m->flags = proto_rd16(b + 6);
-  if (m->flags)
+  if (m->flags & ~PROTO_F_CTX_ONLY ||
+      (m->flags && m->type != PROTO_T_READ && m->type != PROTO_T_READ_DONE))
     return -EPROTO;
   switch (m->type) {
   case PROTO_T_HELLO: return dec_hello(b, len, m);

@@ -4,7 +4,8 @@
  *
  *   u32 length   whole frame, header included, little-endian
  *   u16 type     PROTO_T_*
- *   u16 flags    0 for now; receivers reject unknown bits
+ *   u16 flags    PROTO_F_*: only READ and READ_DONE may carry
+ *                PROTO_F_CTX_ONLY; receivers reject any other bit
  *   fixed header for the type (sizes PROTO_*_LEN below)
  *   bulk data    block contexts and/or block data, sizes derived from
  *                fixed-header fields and checked against `length`
@@ -25,7 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+/* 2: TRIM carries a version, READ may ask for contexts only, contexts may
+ * say BAD (block-level reconciliation, docs/DESIGN.md). */
+#define PROTO_VERSION 2
 
 /* Hard cap on a frame: bounds every allocation a peer can cause. */
 #define PROTO_MAX_FRAME (64u * 1024 * 1024)
@@ -42,6 +45,11 @@
 #define PROTO_MAX_MSG 1024 /* error text */
 
 #define PROTO_FRAME_HDR_LEN 8
+
+/* Frame flag: a READ that asks for the blocks' contexts only, and its
+ * READ_DONE, which then carries n contexts and no data.  Reconciliation
+ * compares replicas block by block this way without moving data. */
+#define PROTO_F_CTX_ONLY 1u
 
 enum proto_type {
   PROTO_T_HELLO = 1,
@@ -88,7 +96,8 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_ACTIVATE_LEN (PROTO_FRAME_HDR_LEN + 40)
 #define PROTO_ACTIVATE_OK_LEN (PROTO_FRAME_HDR_LEN + 8)
 #define PROTO_NO_LONGER_ACTIVE_LEN (PROTO_FRAME_HDR_LEN + 8)
-#define PROTO_IO_HDR_LEN (PROTO_FRAME_HDR_LEN + 24) /* WRITE, READ, TRIM */
+#define PROTO_IO_HDR_LEN (PROTO_FRAME_HDR_LEN + 24) /* WRITE, READ */
+#define PROTO_TRIM_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FLUSH_LEN (PROTO_FRAME_HDR_LEN + 24)
 #define PROTO_JOB_DONE_LEN (PROTO_FRAME_HDR_LEN + 16)
 #define PROTO_READ_DONE_HDR_LEN (PROTO_FRAME_HDR_LEN + 16)
@@ -108,6 +117,11 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 
 /* Per-block context: what the downstairs stores beside each block. */
 #define PROTO_CTX_PRESENT 1u /* block has been written (else: zeroes) */
+/* From a downstairs only: none of the block's contexts matches the bytes
+ * it holds (a crash between flushes, bit rot): never a copy source. */
+#define PROTO_CTX_BAD 2u
+/* A context without PRESENT is a zero block; its version is that of the
+ * TRIM that made it (0: never written, or trimmed before the last flush). */
 struct proto_ctx {
   uint64_t version;                /* (gen << 32) | seq, authenticated */
   uint64_t hash;                   /* XXH3-64, see crypt_hash_*() */
@@ -173,6 +187,7 @@ struct proto_io {
   uint64_t job_id;
   uint64_t lba;
   uint32_t n;           /* blocks, 1..proto_max_job_blocks(type) */
+  uint64_t version;     /* TRIM: the trim's version (0 allowed) */
   const uint8_t *ctxs;  /* WRITE: n encoded contexts (proto_ctx_get) */
   const uint8_t *data;  /* WRITE: n * block_size bytes */
 };
@@ -301,16 +316,18 @@ size_t proto_put_no_longer_active(uint8_t *buf, uint64_t gen);
  * n * block_size bytes of data. */
 size_t proto_put_write_hdr(uint8_t *buf, uint64_t job_id, uint64_t lba,
                            uint32_t n, uint32_t block_size);
+/* flags: 0 or PROTO_F_CTX_ONLY. */
 size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba,
-                      uint32_t n);
+                      uint32_t n, uint16_t flags);
 size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba,
-                      uint32_t n);
+                      uint32_t n, uint64_t version);
 size_t proto_put_flush(uint8_t *buf, const struct proto_flush *f);
 size_t proto_put_job_done(uint8_t *buf, uint64_t job_id, int32_t err);
 /* READ_DONE header; continues with n contexts and n * block_size bytes
- * (n must be 0 when err != 0). */
+ * (none with flags PROTO_F_CTX_ONLY; n must be 0 when err != 0). */
 size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
-                               uint32_t n, uint32_t block_size);
+                               uint32_t n, uint32_t block_size,
+                               uint16_t flags);
 size_t proto_put_ping(uint8_t *buf, uint16_t type /* PING or PONG */,
                       uint64_t v);
 

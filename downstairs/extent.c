@@ -36,8 +36,10 @@
  *    (I2: the durable bytes are zeroes).  A later first write re-adds it.
  *  - open of a dirty extent: fdatasync, then every block with rows is
  *    reread; when a row matches, the others go (and an unwritten-only
- *    block loses its row, as in flush); when none matches, all rows stay
- *    and one line is logged (verify reports the block).
+ *    block loses its row, as in flush, unless that row is an unflushed
+ *    trim's: it stays, remembered, so reconciliation still sees the trim's
+ *    version and the next flush drops it); when none matches, all rows
+ *    stay and one line is logged (verify reports the block).
  *  - close and LRU eviction keep every row and forget the remembered
  *    table; the extent stays dirty, so the next open rechecks it.
  *  - ENOSPC from fallocate (reserved before the transaction) or from
@@ -100,10 +102,11 @@ static const char *const st_sql[ST_COUNT_] = {
                        " EXISTS (SELECT 1 FROM block_context WHERE block = x)",
   [ST_TRIM_ROWS] = "SELECT DISTINCT block FROM block_context"
                    " WHERE block >= ?1 AND block < ?2",
-  /* ... and for each block of [?1, ?2) that has rows. */
+  /* ... and for each block of [?1, ?2) that has rows, carrying the
+   * trim's version ?4. */
   [ST_TRIM_UNWRITTEN] = "INSERT OR REPLACE INTO block_context"
                         "(block, version, hash, nonce, tag, on_disk_hash)"
-                        " SELECT DISTINCT block, 0, 0, NULL, NULL, ?3"
+                        " SELECT DISTINCT block, ?4, 0, NULL, NULL, ?3"
                         " FROM block_context WHERE block >= ?1 AND block < ?2",
   [ST_SELECT_RANGE] = "SELECT block, version, hash, nonce, tag, on_disk_hash"
                       " FROM block_context WHERE block >= ?1 AND block < ?2"
@@ -111,13 +114,13 @@ static const char *const st_sql[ST_COUNT_] = {
   [ST_DELETE_STALE] = "DELETE FROM block_context"
                       " WHERE block = ?1 AND on_disk_hash != ?2",
   [ST_DELETE_UNWRITTEN] = "DELETE FROM block_context"
-                          " WHERE block = ?1 AND version = 0",
+                          " WHERE block = ?1 AND nonce IS NULL",
   [ST_SET_META] = "INSERT OR REPLACE INTO metadata(name, value)"
                   " VALUES (?1, ?2)",
   [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
   [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
-  [ST_ALL_ROWS] = "SELECT block, on_disk_hash FROM block_context"
-                  " ORDER BY block",
+  [ST_ALL_ROWS] = "SELECT block, on_disk_hash, version, nonce IS NULL"
+                  " FROM block_context ORDER BY block",
   [ST_GET_META] = EXT__GET_META_SQL,
 };
 
@@ -266,10 +269,31 @@ static int keep_only(struct ext *e, uint64_t block, uint64_t keep)
   return r;
 }
 
-/* One (block, on_disk_hash) row. */
+/* One (block, on_disk_hash) row; version and unwritten tell a trim's
+ * unwritten row (version != 0) apart. */
 struct row {
-  uint64_t block, hash;
+  uint64_t block, hash, version;
+  bool unwritten;
 };
+
+/* The block's unflushed trim matched: keep its row (reconciliation needs
+ * the trim's version to tell it from an older write elsewhere), drop the
+ * others, and remember it so the next flush drops it as usual. */
+static int keep_trim(struct ext *e, uint64_t block, size_t nrows)
+{
+  int r = 0;
+  if (nrows > 1) {
+    sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) block);
+    sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2,
+                       (sqlite3_int64) e->zero_hash);
+    r = st_run(e, ST_DELETE_STALE);
+  }
+  if (r == 0 && seen_set(&e->seen, (uint32_t) block, EXT_SEEN_LIVE,
+                         e->zero_hash) < 0)
+    log_warn("extent %u: out of memory remembering block %" PRIu64, e->eid,
+             block);
+  return r;
+}
 
 /* Decide one block after a crash: keep the row matching the disk, or all
  * of them if none does (verify will report the block; *nbad counts it). */
@@ -281,9 +305,13 @@ static int recover_block(struct ext *e, const struct row *rows, size_t nrows,
   if (r < 0)
     return r;
   uint64_t disk = crypt_hash_plain(buf, e->block_size);
-  for (size_t i = 0; i < nrows; i++)
-    if (rows[i].hash == disk)
-      return nrows > 1 || disk == e->zero_hash ? keep_only(e, blk, disk) : 0;
+  for (size_t i = 0; i < nrows; i++) {
+    if (rows[i].hash != disk)
+      continue;
+    if (rows[i].unwritten && rows[i].version != 0)
+      return keep_trim(e, blk, nrows);
+    return nrows > 1 || disk == e->zero_hash ? keep_only(e, blk, disk) : 0;
+  }
   log_warn("extent %u block %" PRIu64 ": none of %zu contexts matches the "
            "data; keeping them all", e->eid, blk, nrows);
   (*nbad)++;
@@ -310,7 +338,9 @@ static int collect_rows(struct ext *e, struct row **out, size_t *n)
       *out = p;
     }
     (*out)[*n].block = (uint64_t) sqlite3_column_int64(s, 0);
-    (*out)[(*n)++].hash = (uint64_t) sqlite3_column_int64(s, 1);
+    (*out)[*n].hash = (uint64_t) sqlite3_column_int64(s, 1);
+    (*out)[*n].version = (uint64_t) sqlite3_column_int64(s, 2);
+    (*out)[(*n)++].unwritten = sqlite3_column_int(s, 3) != 0;
   }
   sqlite3_reset(s);
   return rc == SQLITE_DONE ? 0 : ext__sql_err(rc);
@@ -542,7 +572,9 @@ static void ctx_from_row(sqlite3_stmt *s, struct proto_ctx *c)
     memcpy(c->nonce, sqlite3_column_blob(s, 3), PROTO_NONCE_LEN);
   if (sqlite3_column_bytes(s, 4) == PROTO_TAG_LEN)
     memcpy(c->tag, sqlite3_column_blob(s, 4), PROTO_TAG_LEN);
-  c->flags = c->version != 0 ? PROTO_CTX_PRESENT : 0; /* 0: unwritten row */
+  /* The unwritten row is the one without a nonce (written rows always
+   * carry one, zero on plain regions); its version is its trim's. */
+  c->flags = sqlite3_column_type(s, 3) != SQLITE_NULL ? PROTO_CTX_PRESENT : 0;
 }
 
 /* Walk the contexts of [blk, blk+n) against the bytes in data.  For each
@@ -575,6 +607,8 @@ static int match_range(struct ext *e, uint64_t blk, uint32_t n,
         bad(e->eid, blk + cur, arg);
       if (ctxs)
         ctxs[cur] = best;
+      if (ctxs && !matched)
+        ctxs[cur].flags |= PROTO_CTX_BAD; /* never a copy source */
     }
     if (rc != SQLITE_ROW)
       break;
@@ -617,7 +651,7 @@ int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
   if (r < 0)
     return r;
   /* No context, or the unwritten row matched: unwritten, zeroes (I2 says
-   * the disk holds zeroes anyway). */
+   * the disk holds zeroes anyway).  A BAD block keeps its bytes. */
   for (uint32_t i = 0; i < n; i++)
     if (ctxs[i].flags == 0)
       memset(data + i * bs, 0, bs);
@@ -627,8 +661,8 @@ int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
 /* Under an open transaction: the unwritten row added (OR REPLACE) to
  * every block of [blk, blk+n) that has rows; those blocks into *out
  * (malloc'd, caller frees; at most n). */
-static int trim_rows(struct ext *e, uint64_t blk, uint32_t n, uint32_t **out,
-                     uint32_t *nout)
+static int trim_rows(struct ext *e, uint64_t blk, uint32_t n,
+                     uint64_t version, uint32_t **out, uint32_t *nout)
 {
   sqlite3_stmt *s = e->st[ST_TRIM_ROWS];
   int rc;
@@ -651,13 +685,14 @@ static int trim_rows(struct ext *e, uint64_t blk, uint32_t n, uint32_t **out,
   sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
   sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
   sqlite3_bind_int64(s, 3, (sqlite3_int64) e->zero_hash);
+  sqlite3_bind_int64(s, 4, (sqlite3_int64) version);
   return st_run(e, ST_TRIM_UNWRITTEN);
 }
 
 /* The unwritten row first (old rows stay until a flush: the old bytes are
  * on disk until the hole is punched), then the hole.  The last state of
  * each such block is then the unwritten row. */
-int ext_trim(struct ext *e, uint64_t blk, uint32_t n)
+int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
 {
   size_t bs = e->block_size;
   uint32_t *rows = NULL, nrows = 0;
@@ -666,7 +701,7 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n)
   if (r == 0 && !e->meta.dirty)
     r = set_meta(e, "dirty", 1);
   if (r == 0)
-    r = trim_rows(e, blk, n, &rows, &nrows);
+    r = trim_rows(e, blk, n, version, &rows, &nrows);
   if (r == 0)
     r = st_run(e, ST_COMMIT);
   if (r < 0) {
@@ -693,10 +728,12 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n)
 /* fdatasync, then (one transaction, synchronous=FULL so the commit itself
  * is durable) drop every context of a remembered block but the one whose
  * bytes the fdatasync just made durable (and the block's last row if it
- * is the unwritten one), and record flush/gen, dirty=0. */
-int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen)
+ * is the unwritten one), and record flush/gen, dirty=0.  A clean extent
+ * is left alone unless always (reconciliation levels every replica's
+ * numbers, clean or not). */
+int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
 {
-  if (!e->meta.dirty)
+  if (!e->meta.dirty && !always)
     return 0;
   if (fdatasync(e->fd) < 0) {
     int r = -errno;

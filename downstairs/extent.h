@@ -15,8 +15,9 @@
  *   open of a dirty extent: fdatasync, rehash every block that has rows,
  *           keep only the matching row (if one matches)
  *
- * The "unwritten row" (version 0, hash 0, no nonce/tag, on_disk_hash =
- * zero_hash) is the candidate for a block whose bytes are still zeroes;
+ * The "unwritten row" (no nonce/tag, hash 0, on_disk_hash = zero_hash;
+ * version 0, or that of the trim that added it) is the candidate for a
+ * block whose bytes are still zeroes;
  * the full invariant and why each path keeps it is in extent.c.
  *
  * Between flushes the extent remembers in memory, per block written or
@@ -94,9 +95,12 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const uint8_t *data);
 int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
              uint8_t *data);
-int ext_trim(struct ext *e, uint64_t blk, uint32_t n);
-/* Durable + cleanup + metadata; no-op (0) if the extent is clean. */
-int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen);
+/* version: the trim's, kept in the unwritten row until the next flush
+ * (reconciliation tells a newer trim from an older write by it). */
+int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version);
+/* Durable + cleanup + metadata; no-op (0) if the extent is clean, unless
+ * always (then a clean extent just takes flush_no and gen). */
+int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always);
 /* Scrub: bad() for every block with contexts none of which matches. */
 int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
                void *arg, uint64_t *checked);

@@ -510,13 +510,13 @@ int region_read(struct region *r, uint64_t lba, uint32_t n,
   return ret;
 }
 
-int region_trim(struct region *r, uint64_t lba, uint32_t n)
+int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
 {
   struct rext *re;
   int ret = io_extent(r, lba, n, &re);
   if (ret < 0)
     return ret;
-  ret = ext_trim(&re->x, lba % r->meta.def.extent_size, n);
+  ret = ext_trim(&re->x, lba % r->meta.def.extent_size, n, version);
   ext_put(r, re);
   return ret;
 }
@@ -551,7 +551,7 @@ int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
       struct rext *re;
       int ret = ext_get(r, eid, true, &re);
       if (ret == 0) {
-        ret = ext_flush(&re->x, flush_no, gen);
+        ret = ext_flush(&re->x, flush_no, gen, false);
         ext_put(r, re);
       }
       if (ret < 0)
@@ -571,7 +571,7 @@ int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,
   int ret = ext_get(r, eid, true, &re);
   if (ret < 0)
     return ret;
-  ret = ext_flush(&re->x, flush_no, gen);
+  ret = ext_flush(&re->x, flush_no, gen, true);
   ext_put(r, re);
   return ret;
 }

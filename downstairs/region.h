@@ -75,15 +75,17 @@ int region_write(struct region *r, uint64_t lba, uint32_t n,
                  const struct proto_ctx *ctxs, const uint8_t *data);
 
 /* Read n blocks at lba into data (n * block_size) and ctxs.  A block never
- * written (or trimmed) gets ctxs[i].flags = 0 and zero data.  A written
- * block gets the stored context whose on_disk_hash matches the bytes read;
- * if none matches (corruption), the newest context is returned and the
- * upstairs' check fails. */
+ * written (or trimmed) gets ctxs[i].flags = 0 and zero data (version: its
+ * unflushed trim's, else 0).  A written block gets the stored context
+ * whose on_disk_hash matches the bytes read; if none matches (corruption,
+ * or a crash between flushes), the newest context with PROTO_CTX_BAD and
+ * the bytes as they are. */
 int region_read(struct region *r, uint64_t lba, uint32_t n,
                 struct proto_ctx *ctxs, uint8_t *data);
 
-/* Blocks become unwritten: contexts deleted, data zeroed (hole punched). */
-int region_trim(struct region *r, uint64_t lba, uint32_t n);
+/* Blocks become unwritten: data zeroed (hole punched); until the next
+ * flush they report the trim's version (0 allowed). */
+int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version);
 
 /* Make everything written so far durable: fsync data of every dirty
  * extent, then per dirty extent in one transaction drop stale contexts,
@@ -95,7 +97,7 @@ int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
 
 /* Repair (downstairs/repair.c, server_job.c).  The caller keeps every
  * other job off extent eid meanwhile.  region_extent_flush: ext_flush of
- * one extent.  region_extent_close: close its files (database whole, WAL
+ * one extent, clean or not (it always takes flush_no and gen).  region_extent_close: close its files (database whole, WAL
  * checkpointed); forget also drops the cached (gen, flush, dirty), for
  * files that were replaced.  region_dirfd: the region directory. */
 int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,

@@ -114,6 +114,8 @@ struct ds_job {
   struct ds_conn *conn; /* NULL once the connection closed */
   enum ds_job_kind kind;
   uint64_t job_id, lba, flush_no, gen;
+  uint64_t version;       /* TRIM: the trim's version */
+  bool ctx_only;          /* READ: reply with contexts only */
   uint32_t n;
   uint32_t nflushed;      /* FLUSH: extents it flushed (logged) */
   size_t acct;            /* bytes accounted to conn */

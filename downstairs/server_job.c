@@ -71,7 +71,8 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
   w->acct_job = true;
   w->acct_bytes = bytes;
   if (kind == DS_J_READ)
-    proto_put_read_done_hdr(w->data, job_id, err, 0, c->srv->def.block_size);
+    proto_put_read_done_hdr(w->data, job_id, err, 0, c->srv->def.block_size,
+                            0);
   else if (kind == DS_J_FILE)
     proto_put_file_data_hdr(w->data, &(struct proto_file_data){
                                          .job_id = job_id, .err = err});
@@ -80,29 +81,38 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
   ds_conn_send(c, w);
 }
 
-/* READ on a worker: the reply frame is allocated and filled here. */
+/* READ on a worker: the reply frame is allocated and filled here.  A
+ * contexts-only READ still reads the data, to say which blocks match
+ * none of their contexts (PROTO_CTX_BAD), but sends none of it. */
 static void work_read(struct ds_job *j)
 {
   uint32_t bs = j->srv->def.block_size;
+  uint16_t flags = j->ctx_only ? PROTO_F_CTX_ONLY : 0;
   size_t ctx_off = PROTO_READ_DONE_HDR_LEN;
   size_t data_off = ctx_off + (size_t) j->n * PROTO_CTX_LEN;
-  struct ds_wreq *w = ds_wreq_new(data_off + (size_t) j->n * bs);
+  size_t dlen = (size_t) j->n * bs;
+  struct ds_wreq *w = ds_wreq_new(data_off + (j->ctx_only ? 0 : dlen));
   struct proto_ctx *ctxs = calloc(j->n, sizeof *ctxs);
-  if (!w || !ctxs) {
+  uint8_t *data = j->ctx_only ? malloc(dlen) : w ? w->data + data_off : NULL;
+  if (!w || !ctxs || !data) {
     free(w);
     free(ctxs);
+    if (j->ctx_only)
+      free(data);
     j->err = ENOMEM; /* the loop thread sends a short READ_DONE */
     return;
   }
-  int r = region_read(j->srv->region, j->lba, j->n, ctxs, w->data + data_off);
+  int r = region_read(j->srv->region, j->lba, j->n, ctxs, data);
   if (r < 0) {
     j->err = -r;
-    w->len = proto_put_read_done_hdr(w->data, j->job_id, j->err, 0, bs);
+    w->len = proto_put_read_done_hdr(w->data, j->job_id, j->err, 0, bs, 0);
   } else {
-    proto_put_read_done_hdr(w->data, j->job_id, 0, j->n, bs);
+    proto_put_read_done_hdr(w->data, j->job_id, 0, j->n, bs, flags);
     for (uint32_t i = 0; i < j->n; i++)
       proto_ctx_put(w->data + ctx_off + (size_t) i * PROTO_CTX_LEN, &ctxs[i]);
   }
+  if (j->ctx_only)
+    free(data);
   free(ctxs);
   j->reply = w;
 }
@@ -185,7 +195,7 @@ static void job_work(uv_work_t *req)
   int r = 0;
   switch (j->kind) {
   case DS_J_WRITE: r = region_write(rg, j->lba, j->n, j->ctxs, j->data); break;
-  case DS_J_TRIM: r = region_trim(rg, j->lba, j->n); break;
+  case DS_J_TRIM: r = region_trim(rg, j->lba, j->n, j->version); break;
   case DS_J_FLUSH: r = region_flush_n(rg, j->flush_no, j->gen, &j->nflushed); break;
   case DS_J_READ: work_read(j); return;
   case DS_J_STATES: work_states(j); return;
@@ -329,6 +339,8 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
     j->job_id = m->u.io.job_id;
     j->lba = m->u.io.lba;
     j->n = m->u.io.n;
+    j->version = m->u.io.version;
+    j->ctx_only = m->type == PROTO_T_READ && (m->flags & PROTO_F_CTX_ONLY);
     j->s.eid = geom_extent_of(&c->srv->def, j->lba);
   }
   if (kind == DS_J_WRITE) {

@@ -135,7 +135,7 @@ static int import_chunk(struct region *r, struct chunk *c, uint64_t lba,
       j++;
     int ret = 0;
     if (zero && !blank) {
-      ret = region_trim(r, lba + i, j - i);
+      ret = region_trim(r, lba + i, j - i, 0);
     } else if (!zero) {
       if (*seq + (j - i) >= (1ull << 32))
         return -EFBIG;

@@ -67,7 +67,7 @@ static void range_unlock(struct upstairs *up, struct up_range *r)
   pthread_mutex_unlock(&up->rl_lock);
 }
 
-static void req_init(struct up_req *req)
+void up__req_init(struct up_req *req)
 {
   pthread_condattr_t ca;
 
@@ -81,7 +81,7 @@ static void req_init(struct up_req *req)
 /* Wait for jobs[0..nj) of req; res[i] gets each outcome.  A job still
  * undecided at the deadline is abandoned (-EIO): the loop then finishes
  * it on its own and never touches req again. */
-static void req_wait(struct upstairs *up, struct up_req *req,
+void up__req_wait(struct upstairs *up, struct up_req *req,
                      struct up_job **jobs, unsigned nj, int *res)
 {
   struct timespec dl;
@@ -105,8 +105,32 @@ static void req_wait(struct upstairs *up, struct up_req *req,
     log_error("request timed out after %u s", up->cfg.timeout);
 }
 
+int up__run_jobs(struct upstairs *up, struct up_job **jobs, unsigned nj,
+                 int *res)
+{
+  struct up_req req;
+  unsigned sent = 0;
+  int r = 0;
+
+  up__req_init(&req);
+  for (; sent < nj && r == 0; sent++)
+    if ((r = up__submit(up, &req, jobs[sent])) < 0)
+      up__job_discard(jobs[sent]);
+  if (r < 0)
+    sent--;
+  up__req_wait(up, &req, jobs, sent, res);
+  for (unsigned i = sent; i < nj; i++) {
+    if (i > sent)
+      up__job_discard(jobs[i]);
+    jobs[i] = NULL;
+    res[i] = r;
+  }
+  pthread_cond_destroy(&req.cond);
+  return r;
+}
+
 /* A new job with refs for the caller and the loop. */
-static struct up_job *job_new(uint16_t type, uint64_t lba, uint32_t n,
+struct up_job *up__job_new(uint16_t type, uint64_t lba, uint32_t n,
                               size_t frame_len)
 {
   struct up_job *job = calloc(1, sizeof *job);
@@ -128,7 +152,7 @@ static struct up_job *job_new(uint16_t type, uint64_t lba, uint32_t n,
 }
 
 /* Drop both references of a job that was never submitted. */
-static void job_discard(struct up_job *job)
+void up__job_discard(struct up_job *job)
 {
   up__job_put(job);
   up__job_put(job);
@@ -185,19 +209,27 @@ static int job_make(struct upstairs *up, uint16_t type, uint64_t lba,
   size_t len = type == PROTO_T_WRITE
                    ? PROTO_IO_HDR_LEN + (size_t) n * (PROTO_CTX_LEN + bs)
                    : type == PROTO_T_FLUSH ? PROTO_FLUSH_LEN
+                   : type == PROTO_T_TRIM  ? PROTO_TRIM_LEN
                                            : PROTO_IO_HDR_LEN;
-  struct up_job *job = job_new(type, lba, n, len);
+  struct up_job *job = up__job_new(type, lba, n, len);
   int r = 0;
 
   if (!job)
     return -ENOMEM;
   memset(job->frame, 0, len < PROTO_IO_HDR_LEN ? len : PROTO_IO_HDR_LEN);
+  if (type == PROTO_T_TRIM) {
+    /* Versioned like a write: reconciliation tells a trim newer than a
+     * write from an older one by it (docs/DESIGN.md). */
+    uint64_t seq = __atomic_add_fetch(&up->seq, 1, __ATOMIC_SEQ_CST);
+    job->version = (up->gen << 32) | seq;
+    r = seq >= (1ull << 32) ? -EIO : 0;
+  }
   if (type == PROTO_T_WRITE) {
     proto_put_write_hdr(job->frame, 0, lba, n, bs);
     r = job_fill_write(up, job, src);
   }
   if (r < 0) {
-    job_discard(job);
+    up__job_discard(job);
     return r;
   }
   *out = job;
@@ -221,7 +253,7 @@ static uint32_t job_blocks(struct upstairs *up, uint16_t type, uint64_t lba,
 
 /* Check one block of a reply and put its plaintext into out.  NULL if
  * good (*ver = its version, 0 if never written), else the reason. */
-static const char *blk_check(struct upstairs *up,
+const char *up__blk_check(struct upstairs *up,
                              const struct proto_read_done *r, uint32_t i,
                              uint64_t lba, uint8_t *out, uint64_t *ver)
 {
@@ -231,6 +263,8 @@ static const char *blk_check(struct upstairs *up,
 
   proto_ctx_get(r->ctxs + (size_t) i * PROTO_CTX_LEN, &c);
   *ver = 0;
+  if (c.flags & PROTO_CTX_BAD)
+    return "stored bytes match none of its contexts";
   if (!(c.flags & PROTO_CTX_PRESENT)) {
     memset(out, 0, bs);
     return NULL;
@@ -262,7 +296,7 @@ static int read_verify_one(struct upstairs *up, struct up_job *job,
     if (job->ds[d] != DS_DONE)
       continue;
     for (uint32_t i = 0; i < job->n; i++) {
-      const char *why = blk_check(up, &job->reply[d], i, job->lba + i,
+      const char *why = up__blk_check(up, &job->reply[d], i, job->lba + i,
                                   dst + (size_t) i * bs, &ver);
       if (!why && up__vcache_stale(up, job->lba + i, ver))
         why = "older version than written (rollback)"; /* vcache.c */
@@ -299,7 +333,7 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
         bad |= 1u << d;
       if (job->ds[d] != DS_DONE)
         continue;
-      why = blk_check(up, &job->reply[d], i, job->lba + i, tmp, &ver[d]);
+      why = up__blk_check(up, &job->reply[d], i, job->lba + i, tmp, &ver[d]);
       if (why) {
         log_warn("downstairs %s: read lba %llu: %s, job %llu",
                  up->cl[d].name, (unsigned long long) (job->lba + i), why,
@@ -366,13 +400,13 @@ static int read_finish(struct upstairs *up, struct up_job *job, int res,
     if (job_make(up, PROTO_T_READ, lba, n, NULL, &job) < 0)
       break;
     job->tried = tried;
-    req_init(&req);
+    up__req_init(&req);
     if (up__submit(up, &req, job) < 0) {
-      job_discard(job);
+      up__job_discard(job);
       pthread_cond_destroy(&req.cond);
       break;
     }
-    req_wait(up, &req, &job, 1, &res);
+    up__req_wait(up, &req, &job, 1, &res);
     pthread_cond_destroy(&req.cond);
   }
   while (nbad > 0)
@@ -395,7 +429,7 @@ static int io_run(struct upstairs *up, uint16_t type, uint64_t lba,
   unsigned nj = 0;
   struct up_req req;
 
-  req_init(&req);
+  up__req_init(&req);
   while (done < nblk || nj > 0) {
     if (done < nblk && nj < IO_BATCH) {
       uint32_t n = type == PROTO_T_FLUSH ? 1 : job_blocks(up, type, lba + done,
@@ -404,7 +438,7 @@ static int io_run(struct upstairs *up, uint16_t type, uint64_t lba,
       int r = job_make(up, type, lba + done, n, src ? src + done * bs : NULL,
                        &job);
       if (r == 0 && (r = up__submit(up, &req, job)) < 0)
-        job_discard(job);
+        up__job_discard(job);
       if (r < 0) {
         ret = r;
         done = nblk;
@@ -415,7 +449,7 @@ static int io_run(struct upstairs *up, uint16_t type, uint64_t lba,
       done += n;
       continue;
     }
-    req_wait(up, &req, jobs, nj, res);
+    up__req_wait(up, &req, jobs, nj, res);
     for (unsigned i = 0; i < nj; i++) {
       int r = res[i];
       if (type == PROTO_T_READ)

@@ -34,11 +34,20 @@ void up__job_loop_put(struct up_job *job)
     up__job_put(job);
 }
 
+/* May job run in the current phase (under up->lock)?  Only while
+ * running, or a reconciliation job while reconciling. */
+static bool job_phase_ok(const struct upstairs *up, const struct up_job *job)
+{
+  return !up->stopping &&
+         (up->phase == UP_PH_RUNNING ||
+          (job->sys && up->phase == UP_PH_RECONCILE));
+}
+
 /* Queue a job for req and wake the loop (caller thread). */
 int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
 {
   pthread_mutex_lock(&up->lock);
-  if (up->stopping || up->phase != UP_PH_RUNNING) {
+  if (!job_phase_ok(up, job)) {
     pthread_mutex_unlock(&up->lock);
     return -EIO;
   }
@@ -124,7 +133,7 @@ static void job_eval(struct upstairs *up, struct up_job *job)
   switch (job->type) {
   case PROTO_T_WRITE:
   case PROTO_T_TRIM:
-    if (job->heal_mask) { /* one target: done when it answered */
+    if (job->only) { /* chosen targets: done when they answered */
       if (pending == 0)
         job_decide(up, job, ok ? 0 : -EIO);
     } else if (ok >= up->cfg.write_quorum)
@@ -136,6 +145,7 @@ static void job_eval(struct upstairs *up, struct up_job *job)
     if (pending == 0)
       job_decide(up, job, ok >= 2 ? 0 : job_fail_code(job));
     break;
+  case PROTO_T_EXTENT_FLUSH: /* the caller reads ds[] per replica */
   default: /* READ: the caller checks each reply */
     if (pending == 0)
       job_decide(up, job, ok ? 0 : -EIO);
@@ -168,17 +178,26 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     proto_put_write_hdr(job->frame, job->id, job->lba, job->n,
                         up->region.block_size);
     up->wr_since_flush = true;
-    if (!job->heal_mask)
+    if (!job->only)
       up__vcache_note(up, job);
     break;
   case PROTO_T_TRIM:
-    proto_put_trim(job->frame, job->id, job->lba, job->n);
+    proto_put_trim(job->frame, job->id, job->lba, job->n, job->version);
     up->wr_since_flush = true;
-    up__vcache_note(up, job);
+    if (!job->only)
+      up__vcache_note(up, job);
     break;
   case PROTO_T_READ:
-    proto_put_read(job->frame, job->id, job->lba, job->n);
+    proto_put_read(job->frame, job->id, job->lba, job->n,
+                   job->ctx_only ? PROTO_F_CTX_ONLY : 0);
     break;
+  case PROTO_T_EXTENT_FLUSH: {
+    struct proto_extent_op o = {.job_id = job->id, .eid = (uint32_t) job->lba,
+                                .flush_no = up->flush_no++, .gen = up->gen};
+    job->flush_no = o.flush_no;
+    proto_put_extent_op(job->frame, PROTO_T_EXTENT_FLUSH, &o);
+    break;
+  }
   default:
     job->flush_no = up->flush_no++;
     job->flush_dirty = up->wr_since_flush;
@@ -212,8 +231,8 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (job_wants(up, &up->cl[i], job))
       mask |= 1u << i;
-  if (job->heal_mask)
-    return mask & job->heal_mask;
+  if (job->only)
+    return mask & job->only;
   if (job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
     return mask;
   /* Least in flight; ties rotate so idle replicas share the reads. */
@@ -248,7 +267,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
 
   pthread_mutex_lock(&up->lock);
   fenced = up->fenced;
-  running = up->phase == UP_PH_RUNNING && !up->stopping;
+  running = job_phase_ok(up, job);
   pthread_mutex_unlock(&up->lock);
   if (fenced || !running ||
       __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST) < 2) {
@@ -310,6 +329,8 @@ void up__drain(uv_async_t *a)
   }
   if (stopping)
     up__shutdown(up);
+  else
+    up__reconcile_poll(up); /* reconcile.c's thread may have finished */
 }
 
 /* The tracked job with this id, or NULL. */

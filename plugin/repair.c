@@ -1,15 +1,6 @@
-/* crucible-c upstairs: reconciliation at start and live repair (loop
- * thread only; the driver's state is struct up_repair, upstairs_int.h).
- *
- * Reconciliation (phase RECONCILE, after every ready downstairs accepted
- * ACTIVATE and before any IO): for each extent where any replica is dirty
- * or the (gen, flush, dirty) states differ, the source is the max by
- * generation, then flush number, then dirty over clean, then the lowest
- * index (docs/DESIGN.md "Reconciliation"); every other replica is a
- * target.  The source's extent is flushed with the new generation (so a
- * repaired extent ends clean, and an interrupted repair is still visible
- * next time as a difference), closed, copied by each target straight
- * from the source's port (the bytes never pass through here), reopened.
+/* crucible-c upstairs: live repair (loop thread only; the driver's state
+ * is struct up_repair, upstairs_int.h).  Reconciliation at start-up is
+ * block level and lives in reconcile.c.
  *
  * Live repair (phase RUNNING): a downstairs that comes back is activated
  * with our generation but marked lr: it gets no reads, it gets WRITE and
@@ -21,8 +12,7 @@
  * downstairs becomes fully active.
  *
  * Any failure of a step faults the downstairs that failed (it reconnects
- * with backoff and starts over); the extent is retried with whoever is
- * left (reconciliation) or the live repair restarts later.
+ * with backoff and starts over); the live repair restarts later.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -34,25 +24,6 @@
 #include "upstairs_int.h"
 
 static void rep_next(struct upstairs *up);
-static void rec_progress(struct upstairs *up);
-
-/* Order of extent states: generation, then flush number, then dirty
- * beats clean.  <0, 0, >0 like memcmp. */
-static int state_cmp(const struct proto_extent_state *a,
-                     const struct proto_extent_state *b)
-{
-  if (a->gen != b->gen)
-    return a->gen < b->gen ? -1 : 1;
-  if (a->flush != b->flush)
-    return a->flush < b->flush ? -1 : 1;
-  return (int) a->dirty - (int) b->dirty;
-}
-
-static void state_at(const struct cl *c, uint32_t e,
-                     struct proto_extent_state *s)
-{
-  proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN, s);
-}
 
 /* Send one repair frame of the current step to downstairs i. */
 static int rep_send(struct upstairs *up, int i, uint16_t type)
@@ -66,10 +37,7 @@ static int rep_send(struct upstairs *up, int i, uint16_t type)
 
   if (c->state != CL_ACTIVE)
     return -1;
-  if (type == PROTO_T_EXTENT_FLUSH) {
-    o.flush_no = up->flush_no++;
-    o.gen = up->gen;
-  } else if (type == PROTO_T_EXTENT_REPAIR) {
+  if (type == PROTO_T_EXTENT_REPAIR) {
     if (s->addr.ss_family == AF_INET) {
       const struct sockaddr_in *a = (const struct sockaddr_in *) &s->addr;
       o.family = 4;
@@ -99,13 +67,10 @@ static void rep_step(struct upstairs *up, enum up_rstep st)
 {
   struct up_repair *rp = &up->rep;
   unsigned all = rp->targets | (1u << rp->src);
-  static const uint16_t type[] = {0, PROTO_T_EXTENT_FLUSH,
-                                  PROTO_T_EXTENT_CLOSE,
+  static const uint16_t type[] = {0, PROTO_T_EXTENT_CLOSE,
                                   PROTO_T_EXTENT_REPAIR,
                                   PROTO_T_EXTENT_REOPEN};
-  unsigned mask = st == UP_RS_FLUSH    ? 1u << rp->src
-                  : st == UP_RS_REPAIR ? rp->targets
-                                       : all;
+  unsigned mask = st == UP_RS_REPAIR ? rp->targets : all;
 
   unsigned seq = ++rp->seq;
 
@@ -147,78 +112,8 @@ static void rep_extent_end(struct upstairs *up, bool ok)
                count);
     up__ds_progress(up, c, rp->eid + 1, count);
   }
-  if (ok && rp->lr < 0) {
-    rp->nrepaired++;
-    rp->next_eid = rp->eid + 1;
-    rec_progress(up);
-  }
   rep_release(up);
   rep_next(up);
-}
-
-/* Reconciliation: the source for extent e among the active downstairs
- * (its state in *best, *dirty if any replica is dirty), or -1 if
- * nothing differs. */
-static int rec_source(struct upstairs *up, uint32_t e,
-                      struct proto_extent_state *best, bool *dirty)
-{
-  struct proto_extent_state s;
-  bool differ = false;
-  int src = -1;
-
-  *dirty = false;
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    if (up->cl[i].state != CL_ACTIVE)
-      continue;
-    state_at(&up->cl[i], e, &s);
-    *dirty |= s.dirty;
-    if (src >= 0 && state_cmp(&s, best) != 0)
-      differ = true;
-    if (src < 0 || state_cmp(&s, best) > 0) {
-      src = i;
-      *best = s;
-    }
-  }
-  return src >= 0 && (*dirty || differ) ? src : -1;
-}
-
-/* Reconciliation progress, for every downstairs taking part. */
-static void rec_progress(struct upstairs *up)
-{
-  struct up_repair *rp = &up->rep;
-  unsigned done = rp->nrepaired < rp->rec_total ? rp->nrepaired : rp->rec_total;
-
-  for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (up->cl[i].state == CL_ACTIVE)
-      up__ds_progress(up, &up->cl[i], done, rp->rec_total);
-}
-
-/* Reconciliation: the source and targets for extent e among the active
- * downstairs; false if nothing differs. */
-static bool rec_plan(struct upstairs *up, uint32_t e)
-{
-  struct up_repair *rp = &up->rep;
-  struct proto_extent_state best = {0, 0, 0}, s;
-  bool dirty;
-  int src = rec_source(up, e, &best, &dirty);
-
-  if (src < 0)
-    return false;
-  rp->src = src;
-  rp->targets = 0;
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    if (i == src || up->cl[i].state != CL_ACTIVE)
-      continue;
-    state_at(&up->cl[i], e, &s);
-    if (dirty || state_cmp(&s, &best) != 0)
-      rp->targets |= 1u << i;
-  }
-  if (up_debug_repair || rp->nrepaired < 20)
-    log_info("reconcile extent %u: source %s (gen %llu flush %llu%s), "
-             "targets mask %x", e, up->cl[src].name,
-             (unsigned long long) best.gen, (unsigned long long) best.flush,
-             best.dirty ? " dirty" : "", rp->targets);
-  return true;
 }
 
 /* Live repair: the next target to work on, or -1. */
@@ -284,49 +179,12 @@ static void rep_next(struct upstairs *up)
 
   if (rp->step != UP_RS_IDLE)
     return;
-  if (ph == UP_PH_RECONCILE) {
-    unsigned active = 0;
-    for (int i = 0; i < UP_DOWNSTAIRS; i++)
-      active += up->cl[i].state == CL_ACTIVE;
-    if (active < 2) {
-      up__start_fail(up, "reconciliation: only %u downstairs left", active);
-      return;
-    }
-    while (rp->next_eid < up->region.extent_count &&
-           !rec_plan(up, rp->next_eid))
-      rp->next_eid++;
-    if (rp->next_eid >= up->region.extent_count) {
-      log_info("reconciliation done: %u extents repaired", rp->nrepaired);
-      log_info("active: generation %llu, %u of 3 downstairs",
-               (unsigned long long) up->gen, active);
-      up__set_phase(up, UP_PH_RUNNING);
-      return;
-    }
-    rp->eid = rp->next_eid;
-    rep_step(up, UP_RS_FLUSH);
-  } else if (ph == UP_PH_RUNNING && lr_next(up)) {
+  if (ph == UP_PH_RUNNING && lr_next(up)) {
     /* No EXTENT_FLUSH here: the copy may be dirty (the target rehashes
      * it at open) and the next FLUSH makes all three agree; flushing
      * only the source would leave its flush number apart. */
     rep_step(up, UP_RS_CLOSE);
   }
-}
-
-void up__reconcile_start(struct upstairs *up)
-{
-  struct up_repair *rp = &up->rep;
-  struct proto_extent_state best = {0, 0, 0};
-  bool dirty;
-
-  rp->next_eid = 0;
-  rp->nrepaired = 0;
-  rp->lr = -1;
-  rp->rec_total = 0;
-  for (uint32_t e = 0; e < up->region.extent_count; e++)
-    rp->rec_total += rec_source(up, e, &best, &dirty) >= 0;
-  rec_progress(up);
-  up__set_phase(up, UP_PH_RECONCILE);
-  rep_next(up);
 }
 
 void up__lr_admit(struct upstairs *up, struct cl *c)

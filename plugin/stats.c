@@ -235,7 +235,7 @@ void up__stats_decided(struct upstairs *up, const struct up_job *job,
   struct up_vol_stats *v = &up->vst;
   uint64_t bytes = (uint64_t) job->n * up->region.block_size;
 
-  if (job->heal_mask || job->tried)
+  if (job->only || job->tried || job->sys)
     return;
   if (result < 0) {
     v->errors++;

@@ -518,8 +518,9 @@ static void on_tick(uv_timer_t *t)
     return;
   }
   if (ph == UP_PH_RECONCILE) {
+    up__check_timeouts(up);
     up_ping(up, now, tmo);
-    up__repair_tick(up);
+    up__reconcile_poll(up);
     return;
   }
   if (ph != UP_PH_RUNNING)
@@ -568,6 +569,7 @@ int up_start(struct upstairs *up)
 {
   struct timespec dl;
   enum up_phase ph;
+  bool reconciled = false;
   int r;
 
   if (up->phase != UP_PH_NEW) {
@@ -599,17 +601,23 @@ int up_start(struct upstairs *up)
   up__deadline(up, &dl, 2 * up->cfg.timeout + UP_WAIT_SLACK_S);
   pthread_mutex_lock(&up->lock);
   while (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING ||
-         up->phase == UP_PH_RECONCILE)
+         up->phase == UP_PH_RECONCILE) {
+    if (up->phase == UP_PH_RECONCILE && !reconciled) {
+      /* This thread does the block-level work (reconcile.c); each of its
+       * jobs has its own deadline, so the wait below starts afresh. */
+      reconciled = true;
+      pthread_mutex_unlock(&up->lock);
+      up__reconcile(up);
+      pthread_mutex_lock(&up->lock);
+      up__deadline(up, &dl, 2 * up->cfg.timeout + UP_WAIT_SLACK_S);
+      continue;
+    }
     if (pthread_cond_timedwait(&up->start_cond, &up->lock, &dl) ==
         ETIMEDOUT) {
-      /* Reconciliation copies extents: it has its own step timeouts. */
-      if (up->phase == UP_PH_RECONCILE) {
-        up__deadline(up, &dl, up->cfg.timeout);
-        continue;
-      }
       snprintf(up->err, sizeof up->err, "activation did not finish in time");
       up->phase = UP_PH_FAILED;
     }
+  }
   ph = up->phase;
   pthread_mutex_unlock(&up->lock);
   if (ph == UP_PH_RUNNING)
@@ -675,6 +683,7 @@ void up_free(struct upstairs *up)
   pthread_mutex_destroy(&up->rl_lock);
   pthread_mutex_destroy(&up->state_lock);
   up__vcache_free(up);
+  free(up->rep.rec_cand);
   pthread_cond_destroy(&up->start_cond);
   pthread_cond_destroy(&up->rl_cond);
   crypt_wipe(up, sizeof *up);

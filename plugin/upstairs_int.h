@@ -71,13 +71,19 @@ struct up_req {
 
 struct up_job {
   struct up_job *next, *prev; /* submit queue, then in-flight list */
-  uint16_t type;              /* PROTO_T_WRITE, READ, TRIM, FLUSH */
+  uint16_t type;              /* PROTO_T_WRITE, READ, TRIM, FLUSH,
+                               * EXTENT_FLUSH (reconcile.c) */
   uint64_t id;                /* assigned by the loop */
-  uint64_t lba;
+  uint64_t lba;               /* EXTENT_FLUSH: the extent */
   uint32_t n;
-  uint64_t flush_no; /* FLUSH */
+  uint64_t flush_no; /* FLUSH, EXTENT_FLUSH */
   bool flush_dirty;  /* FLUSH: writes or trims were sent before it */
-  unsigned heal_mask; /* WRITE: heal on read, only to these downstairs */
+  uint64_t version;  /* TRIM: the trim's version */
+  bool ctx_only;     /* READ: contexts only (PROTO_F_CTX_ONLY) */
+  bool sys;          /* reconciliation's own: may run before RUNNING */
+  /* Only to these downstairs (heal, reconciliation): decided when every
+   * one answered, and never noted in the version cache. */
+  unsigned only;
   unsigned tried;    /* READ: downstairs bitmask not to use */
   unsigned refs;     /* atomic; caller + loop */
   unsigned loop_refs;         /* loop only: tracked flag + pending writes */
@@ -98,14 +104,12 @@ struct up_job {
   size_t frame_len;
 };
 
-/* Repair driver (repair.c, loop thread only).  One extent at a time goes
- * through the steps FLUSH (source) -> CLOSE (all involved) -> REPAIR
- * (targets copy from the source) -> REOPEN (all involved); each step
- * waits for every JOB_DONE.  Used by start-up reconciliation and by live
- * repair.  IO touching the extent under repair is held in held_head (in
- * order) until the extent is done; other IO goes on. */
-enum up_rstep { UP_RS_IDLE = 0, UP_RS_FLUSH, UP_RS_CLOSE, UP_RS_REPAIR,
-                UP_RS_REOPEN };
+/* Live-repair driver (repair.c, loop thread only).  One extent at a time
+ * goes through the steps CLOSE (all involved) -> REPAIR (the target
+ * copies from the source) -> REOPEN (all involved); each step waits for
+ * every JOB_DONE.  IO touching the extent under repair is held in
+ * held_head (in order) until the extent is done; other IO goes on. */
+enum up_rstep { UP_RS_IDLE = 0, UP_RS_CLOSE, UP_RS_REPAIR, UP_RS_REOPEN };
 struct up_repair {
   enum up_rstep step;
   uint32_t eid;
@@ -115,9 +119,14 @@ struct up_repair {
   uint64_t wait_id[UP_DOWNSTAIRS];
   uint64_t step_ms;
   unsigned seq;                     /* bumped by every step started */
-  uint32_t next_eid;                /* reconcile: next extent to look at */
-  unsigned nrepaired;               /* reconcile: extents repaired */
-  unsigned rec_total;               /* reconcile: extents to repair */
+  /* Reconciliation (reconcile.c): set by the loop on entering
+   * RECONCILE, then read by the reconciling caller thread.  rec_cand[e]
+   * is the mask of replicas whose (gen, flush) of extent e is the
+   * highest, 0 where no replica is dirty and all agree. */
+  uint8_t *rec_cand;
+  unsigned rec_total;               /* extents to reconcile */
+  unsigned rec_done;                /* atomic: extents done */
+  int rec_result;                   /* atomic: 1 ok, -1 failed, 0 running */
   int lr;                           /* live repair target, or -1 */
   uint64_t lr_start_ms;
   struct up_job *held_head, *held_tail;
@@ -239,12 +248,33 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen);
 int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
 void up__shutdown(struct upstairs *up);
 
-/* repair.c: reconciliation at start, live repair, held IO. */
+/* repair.c: live repair, held IO. */
 /* Set in the job id of every repair step: its answer is told apart from
  * IO answers even after the step was abandoned. */
 #define UP_REPAIR_ID_BIT (1ull << 63)
-/* Activated with >= 2: plan reconciliation (phase RECONCILE) or run. */
+
+/* reconcile.c: block-level reconciliation at start (docs/DESIGN.md). */
+/* Loop thread, activated with >= 2: plan (rep.rec_cand), enter RECONCILE
+ * and let up_start's thread run up__reconcile. */
 void up__reconcile_start(struct upstairs *up);
+/* Caller thread (up_start): reconcile every planned extent through sys
+ * jobs; 0, or -EIO (the reason logged).  Then asks the loop to finish. */
+int up__reconcile(struct upstairs *up);
+/* Loop thread (async, tick): reconciliation progress and its end. */
+void up__reconcile_poll(struct upstairs *up);
+/* The rule for one block (unit-tested): what replica i said of it. */
+struct up_rec_blk {
+  bool ok;           /* answered */
+  bool cand;         /* its extent state is the highest */
+  uint32_t flags;    /* PROTO_CTX_PRESENT, PROTO_CTX_BAD */
+  uint64_t version, hash;
+};
+/* The winner (newest version among candidates that answered, are not
+ * BAD and not in excluded; lowest index on ties), or -1 if none; *targets
+ * gets every other replica that answered and holds something else (and
+ * every excluded one). */
+int up__rec_decide(const struct up_rec_blk b[UP_DOWNSTAIRS], unsigned excluded,
+                   unsigned *targets);
 /* A downstairs (re)joined a running volume: live-repair it. */
 void up__lr_admit(struct upstairs *up, struct cl *c);
 /* JOB_DONE for a repair step?  true if it was one (consumed). */
@@ -259,6 +289,29 @@ void up__repair_tick(struct upstairs *up);
 bool up__repair_hold(struct upstairs *up, struct up_job *job);
 /* Fail every held job (stop, fence). */
 void up__repair_fail_held(struct upstairs *up, int err);
+/* io.c: the caller side of the job API, also for heal.c and
+ * reconcile.c.  A job from up__job_new has refs for the caller and the
+ * loop and an uninitialised frame of frame_len bytes; up__job_discard
+ * drops both refs of one never submitted. */
+struct up_job *up__job_new(uint16_t type, uint64_t lba, uint32_t n,
+                           size_t frame_len);
+void up__job_discard(struct up_job *job);
+void up__req_init(struct up_req *req);
+/* Wait for jobs[0..nj) of req (deadline: timeout); res[i] = each outcome,
+ * -EIO for a job abandoned undecided (the loop finishes it alone). */
+void up__req_wait(struct upstairs *up, struct up_req *req,
+                  struct up_job **jobs, unsigned nj, int *res);
+/* Submit jobs[0..nj) for one req and wait for all; res as above.  On
+ * return the caller owns (must up__job_put) every jobs[i] still set; a
+ * job that could not be submitted was discarded and set to NULL. */
+int up__run_jobs(struct upstairs *up, struct up_job **jobs, unsigned nj,
+                 int *res);
+/* Check block i of a reply (lba) into out: NULL if authentic (*ver its
+ * version, 0 for a zero block), else why not. */
+const char *up__blk_check(struct upstairs *up, const struct proto_read_done *r,
+                          uint32_t i, uint64_t lba, uint8_t *out,
+                          uint64_t *ver);
+
 /* jobs.c: start one drained job (also for released held jobs). */
 void up__job_start(struct upstairs *up, struct up_job *job);
 /* upstairs.c */

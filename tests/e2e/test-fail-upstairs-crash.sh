@@ -23,7 +23,7 @@ for round in 1 2 3; do
   if [ "$round" -gt 1 ]; then
     grep -q "reconciliation done" "$tmp/nbdkit.log" ||
       fail "round $round: no reconciliation after crash"
-    grep -q "reconciliation done: [1-9][0-9]* extents repaired" \
+    grep -q "reconciliation done: [1-9][0-9]* extents compared" \
       "$tmp/nbdkit.log" && repaired=$((repaired + 1))
     "$NBDVERIFY" --uri "$URI" --state "$tmp/st" verify --unflushed-ok \
       > "$tmp/v.log" 2>&1 ||
@@ -43,7 +43,7 @@ for round in 1 2 3; do
   wait "$wpid" && fail "round $round: writer did not notice the crash"
 done
 NBDKIT_VERBOSE=1 nbdkit_start timeout=3 || fail "no start after the last crash"
-grep -q "reconciliation done: [1-9][0-9]* extents repaired" \
+grep -q "reconciliation done: [1-9][0-9]* extents compared" \
   "$tmp/nbdkit.log" && repaired=$((repaired + 1))
 [ "$repaired" -gt 0 ] || fail "no crash left a dirty extent to reconcile"
 "$NBDVERIFY" --uri "$URI" --state "$tmp/st" verify --unflushed-ok \

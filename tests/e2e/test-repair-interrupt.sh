@@ -2,7 +2,9 @@
 # An extent copy interrupted by kill -9 of either side leaves the target
 # extent old or new, never half, and the repair is redone later.  The
 # source (ds1) sits behind tests/tools/faultproxy.py throttled to 4 MB/s
-# so that each 8 MiB extent copy takes about two seconds.
+# so that each 8 MiB extent copy takes about two seconds.  Extent copies
+# are live repair's: ds3 joins a volume already serving on ds1 and ds2
+# (start-up reconciliation is block level and goes through the upstairs).
 #   1. kill -9 the target (ds3) mid-copy: its extent files are still the
 #      old ones, the .copy/ leftover is discarded at restart, and live
 #      repair then makes ds3 identical to ds1.
@@ -49,7 +51,7 @@ wait_file () {
 }
 
 # kill_mid_copy NAME: in the background, kill -9 NAME once ds3 is
-# copying extent 0 (nbdkit_start waits for reconciliation meanwhile).
+# copying extent 0.
 kill_mid_copy () {
   local pid=${DS_PID[$1]}
   ( wait_file "$tmp/ds3/00/000/000.copy/000" 60 && sleep 0.5 &&
@@ -57,10 +59,12 @@ kill_mid_copy () {
   killer=$!
 }
 
-# 1. Kill the target mid-copy.
-kill_mid_copy ds3
+# 1. Kill the target mid-copy: ds3 joins late, live repair copies.
+ds_kill ds3 KILL
 NBDKIT_VERBOSE=1 nbdkit_start timeout=5 ||
   fail "nbdkit did not start without the target"
+ds_start ds3 || fail "ds3 did not start"
+kill_mid_copy ds3
 wait "$killer" || fail "no copy in progress"
 ds_kill ds3 KILL
 cmp -s "$tmp/ds3/00/000/000" "$tmp/ds3-old-000" ||
@@ -87,18 +91,20 @@ ds_kill ds3 KILL
 timeout 120 nbdcopy "$tmp/old.img" "$URI" || fail "rewriting failed"
 nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
 nbdkit_stop
-ds_start ds3
 cp "$tmp/ds3/00/000/000" "$tmp/ds3-old-000"
 : > "$tmp/nbdkit.log"
-kill_mid_copy ds1
 NBDKIT_VERBOSE=1 nbdkit_start timeout=5 ||
-  fail "nbdkit did not start without the source"
+  fail "nbdkit did not start without ds3"
+ds_start ds3 || fail "ds3 did not restart"
+kill_mid_copy ds1
 wait "$killer" || fail "no copy in progress (2)"
 DS_PORT[ds1]=$real1
 ds_kill ds1 KILL
 cmp -s "$tmp/ds3/00/000/000" "$tmp/ds3-old-000" ||
   cmp "$tmp/ds3/00/000/000" "$tmp/ds2/00/000/000" ||
   fail "target extent is neither old nor new"
+wait_log "live repair of 127.0.0.1:${DS_PORT[ds3]} complete" 120 ||
+  fail "ds3 not repaired from ds2 after the source died"
 timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "read back failed"
 cmp -n $len "$tmp/old.img" "$tmp/out.img" || fail "data differs"
 nbdkit_stop

@@ -26,7 +26,8 @@ static void put_bulk(uint8_t *out, const uint8_t *ctxs, const uint8_t *data,
     proto_ctx_get(ctxs + (size_t) i * PROTO_CTX_LEN, &c);
     proto_ctx_put(out + (size_t) i * PROTO_CTX_LEN, &c);
   }
-  memcpy(out + (size_t) n * PROTO_CTX_LEN, data, (size_t) n * bs);
+  if (bs)
+    memcpy(out + (size_t) n * PROTO_CTX_LEN, data, (size_t) n * bs);
 }
 
 /* Encode m again into out (len bytes); returns the encoded length. */
@@ -59,17 +60,20 @@ static size_t reencode(const struct proto_msg *m, uint32_t bs, uint8_t *out,
     n = proto_put_write_hdr(out, io->job_id, io->lba, io->n, bs);
     put_bulk(out + n, io->ctxs, io->data, io->n, bs);
     return n + (size_t) io->n * (PROTO_CTX_LEN + bs);
-  case PROTO_T_READ: return proto_put_read(out, io->job_id, io->lba, io->n);
-  case PROTO_T_TRIM: return proto_put_trim(out, io->job_id, io->lba, io->n);
+  case PROTO_T_READ:
+    return proto_put_read(out, io->job_id, io->lba, io->n, m->flags);
+  case PROTO_T_TRIM:
+    return proto_put_trim(out, io->job_id, io->lba, io->n, io->version);
   case PROTO_T_FLUSH: return proto_put_flush(out, &m->u.flush);
   case PROTO_T_JOB_DONE:
     return proto_put_job_done(out, m->u.job_done.job_id, m->u.job_done.err);
   case PROTO_T_READ_DONE: {
     const struct proto_read_done *r = &m->u.read_done;
-    n = proto_put_read_done_hdr(out, r->job_id, r->err, r->n, bs);
+    uint32_t dbs = m->flags & PROTO_F_CTX_ONLY ? 0 : bs;
+    n = proto_put_read_done_hdr(out, r->job_id, r->err, r->n, bs, m->flags);
     if (r->n)
-      put_bulk(out + n, r->ctxs, r->data, r->n, bs);
-    return n + (size_t) r->n * (PROTO_CTX_LEN + bs);
+      put_bulk(out + n, r->ctxs, r->data, r->n, dbs);
+    return n + (size_t) r->n * (PROTO_CTX_LEN + dbs);
   }
   case PROTO_T_PING:
   case PROTO_T_PONG: return proto_put_ping(out, m->type, m->u.ping);

@@ -34,7 +34,7 @@ import struct
 import sys
 import time
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2
 MAX_FRAME = 64 * 1024 * 1024
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_JOB_BLOCKS = MAX_JOB_BYTES // 512
@@ -138,8 +138,8 @@ def enc_read(job_id, lba, n):
     return enc_io(T_READ, job_id, lba, n)
 
 
-def enc_trim(job_id, lba, n):
-    return enc_io(T_TRIM, job_id, lba, n)
+def enc_trim(job_id, lba, n, version=0):
+    return enc_io(T_TRIM, job_id, lba, n, struct.pack("<Q", version))
 
 
 def enc_flush(job_id, flush_no, gen):
@@ -418,7 +418,7 @@ def scen_handshake(a):
     ok = c.hello()
     c.close()
     enc = ok["encrypted"]
-    expect_error(Conn(a.host, a.port), enc_hello(version=2),
+    expect_error(Conn(a.host, a.port), enc_hello(version=PROTO_VERSION + 1),
                  errno.EPROTONOSUPPORT)
     # A repair peer naming no uuid (clone) learns the region.
     c = Conn(a.host, a.port)

@@ -152,13 +152,19 @@ static void build_and_roundtrip(void)
   CHECK(proto_decode(f->b, f->len, 1024, &m) == -EPROTO);
 
   f = add();
-  f->len = proto_put_read(f->b, 1001, 7, 4);
+  f->len = proto_put_read(f->b, 1001, 7, 4, 0);
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_READ &&
-        m.u.io.job_id == 1001 && m.u.io.lba == 7 && m.u.io.n == 4);
+        m.u.io.job_id == 1001 && m.u.io.lba == 7 && m.u.io.n == 4 &&
+        m.flags == 0);
   f = add();
-  f->len = proto_put_trim(f->b, 1002, 8, 2);
+  f->len = proto_put_read(f->b, 1007, 9, 5, PROTO_F_CTX_ONLY);
+  CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_READ &&
+        m.u.io.n == 5 && m.flags == PROTO_F_CTX_ONLY);
+  f = add();
+  f->len = proto_put_trim(f->b, 1002, 8, 2, (7ull << 32) | 9);
+  CHECK(f->len == PROTO_TRIM_LEN);
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_TRIM &&
-        m.u.io.n == 2);
+        m.u.io.n == 2 && m.u.io.version == ((7ull << 32) | 9));
 
   struct proto_flush fl = {.job_id = 1003, .flush_no = 44, .gen = 5};
   f = add();
@@ -173,7 +179,7 @@ static void build_and_roundtrip(void)
         m.u.job_done.job_id == 1004 && m.u.job_done.err == ENOSPC);
 
   f = add();
-  f->len = proto_put_read_done_hdr(f->b, 1005, 0, 2, BS);
+  f->len = proto_put_read_done_hdr(f->b, 1005, 0, 2, BS, 0);
   for (int i = 0; i < 2; i++) {
     struct proto_ctx c = {.version = 3, .flags = i ? PROTO_CTX_PRESENT : 0};
     proto_ctx_put(f->b + f->len, &c);
@@ -185,8 +191,26 @@ static void build_and_roundtrip(void)
         m.u.read_done.job_id == 1005 && m.u.read_done.n == 2 &&
         m.u.read_done.data == f->b + f->len - 2 * BS);
 
+  /* Contexts only: n contexts, no data; a downstairs may say BAD. */
   f = add();
-  f->len = proto_put_read_done_hdr(f->b, 1006, EIO, 0, BS);
+  f->len = proto_put_read_done_hdr(f->b, 1008, 0, 2, BS, PROTO_F_CTX_ONLY);
+  for (int i = 0; i < 2; i++) {
+    struct proto_ctx c = {.version = 4,
+                          .flags = PROTO_CTX_PRESENT | (i ? PROTO_CTX_BAD : 0)};
+    proto_ctx_put(f->b + f->len, &c);
+    f->len += PROTO_CTX_LEN;
+  }
+  CHECK(f->len == PROTO_READ_DONE_HDR_LEN + 2 * PROTO_CTX_LEN);
+  CHECK(proto_decode(f->b, f->len, BS, &m) == 0 &&
+        m.flags == PROTO_F_CTX_ONLY && m.u.read_done.n == 2 &&
+        m.u.read_done.data == NULL);
+  /* ... which is malformed without the flag, and the flag elsewhere. */
+  proto_le16(f->b + 6, 0);
+  CHECK(proto_decode(f->b, f->len, BS, &m) == -EPROTO);
+  proto_le16(f->b + 6, PROTO_F_CTX_ONLY);
+
+  f = add();
+  f->len = proto_put_read_done_hdr(f->b, 1006, EIO, 0, BS, 0);
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.u.read_done.err == EIO &&
         m.u.read_done.n == 0);
 
@@ -348,20 +372,20 @@ static void test_rejects(void)
   proto_le16(b + 6, 0);
   CHECK(proto_decode(b, len + 1, 0, &m) == -EPROTO); /* length mismatch */
 
-  len = proto_put_read(b, 1, 0, 0); /* n = 0 */
+  len = proto_put_read(b, 1, 0, 0, 0); /* n = 0 */
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
-  len = proto_put_read(b, 1, UINT64_MAX, 1); /* lba + n overflows */
+  len = proto_put_read(b, 1, UINT64_MAX, 1, 0); /* lba + n overflows */
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
-  len = proto_put_read(b, 1, 0, PROTO_MAX_JOB_BYTES / BS + 1); /* too big */
+  len = proto_put_read(b, 1, 0, PROTO_MAX_JOB_BYTES / BS + 1, 0); /* too big */
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
   /* A TRIM carries no data: it may name far more than 4 MiB of blocks
    * (a whole 128 MiB extent of create's default geometry), up to its own
    * limit, and the splitter's limit is the decoder's. */
-  len = proto_put_trim(b, 1, 0, 32768);
+  len = proto_put_trim(b, 1, 0, 32768, 0);
   CHECK(proto_decode(b, len, BS, &m) == 0 && m.u.io.n == 32768);
-  len = proto_put_trim(b, 1, 0, PROTO_MAX_TRIM_BLOCKS);
+  len = proto_put_trim(b, 1, 0, PROTO_MAX_TRIM_BLOCKS, 0);
   CHECK(proto_decode(b, len, BS, &m) == 0);
-  len = proto_put_trim(b, 1, 0, PROTO_MAX_TRIM_BLOCKS + 1);
+  len = proto_put_trim(b, 1, 0, PROTO_MAX_TRIM_BLOCKS + 1, 0);
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
   CHECK(proto_max_job_blocks(PROTO_T_TRIM, BS) == PROTO_MAX_TRIM_BLOCKS);
   CHECK(proto_max_job_blocks(PROTO_T_WRITE, BS) == PROTO_MAX_JOB_BYTES / BS);
@@ -377,8 +401,19 @@ static void test_rejects(void)
   len += PROTO_CTX_LEN + BS;
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
 
+  /* CTX_ONLY on a frame other than READ / READ_DONE, or a WRITE context
+   * claiming BAD. */
+  len = proto_put_trim(b, 1, 0, 1, 0);
+  proto_le16(b + 6, PROTO_F_CTX_ONLY);
+  CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
+  len = proto_put_write_hdr(b, 1, 0, 1, BS);
+  c = (struct proto_ctx){.flags = PROTO_CTX_PRESENT | PROTO_CTX_BAD};
+  proto_ctx_put(b + len, &c);
+  len += PROTO_CTX_LEN + BS;
+  CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
+
   /* READ_DONE with an error must carry no blocks. */
-  len = proto_put_read_done_hdr(b, 1, EIO, 1, BS);
+  len = proto_put_read_done_hdr(b, 1, EIO, 1, BS, 0);
   len += PROTO_CTX_LEN + BS;
   memset(b + PROTO_READ_DONE_HDR_LEN, 0, PROTO_CTX_LEN + BS);
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);

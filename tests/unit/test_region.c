@@ -208,10 +208,10 @@ static void test_round_trip(void)
   /* Range checks: crossing an extent, past the end, n = 0. */
   CHECK(region_write(r, ES - 2, 4, c, data) == -EINVAL);
   CHECK(region_read(r, NBLK, 1, rc, back) == -EINVAL);
-  CHECK(region_trim(r, 0, 0) == -EINVAL);
+  CHECK(region_trim(r, 0, 0, 0) == -EINVAL);
 
   /* Trim: unwritten again. */
-  CHECK(region_trim(r, 11, 2) == 0);
+  CHECK(region_trim(r, 11, 2, 0) == 0);
   CHECK(region_read(r, 10, 4, rc, back) == 0);
   CHECK(rc[0].flags && !rc[1].flags && !rc[2].flags && rc[3].flags);
   CHECK(memcmp(back, data, BS) == 0);
@@ -295,7 +295,7 @@ static void test_model(void)
       for (uint32_t i = 0; i < n; i++)
         mver[lba + i] = c[i].version;
     } else if (kind < 85) {
-      CHECK(region_trim(r, lba, n) == 0);
+      CHECK(region_trim(r, lba, n, 0) == 0);
       memset(model + lba * BS, 0, n * BS);
       memset(mver + lba, 0, n * sizeof *mver);
     } else if (kind < 95) {
@@ -388,6 +388,53 @@ static bool all_zero(const uint8_t *b, size_t len)
   return true;
 }
 
+/* What reconciliation compares: an unflushed trim reports its version
+ * (flags 0) until a flush drops its row; a block whose bytes match none
+ * of its contexts reads with PROTO_CTX_BAD; EXTENT_FLUSH sets the numbers
+ * of a clean extent too, a FLUSH leaves it alone. */
+static void test_reconcile_view(void)
+{
+  const char *dir = newdir();
+  struct proto_region d = geom(BS, ES, EC, 0);
+  struct region *r;
+  struct proto_extent_state st[EC];
+  uint64_t s = 5;
+  uint8_t x[BS], back[BS];
+  struct proto_ctx rc;
+  CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
+  CHECK(write1(r, 1, 10, x, &s) == 0 && write1(r, 2, 11, x, &s) == 0);
+  CHECK(region_trim(r, 1, 1, 12) == 0);
+  CHECK(region_read(r, 1, 1, &rc, back) == 0 && rc.flags == 0 &&
+        rc.version == 12 && all_zero(back, BS));
+  region_close(r);
+  CHECK(region_open(dir, &r) == 0); /* dirty: rehash keeps the trim's row */
+  CHECK(region_read(r, 1, 1, &rc, back) == 0 && rc.flags == 0 &&
+        rc.version == 12);
+  CHECK(region_flush(r, 1, 1) == 0);
+  CHECK(region_read(r, 1, 1, &rc, back) == 0 && rc.flags == 0 &&
+        rc.version == 0);
+  CHECK(region_read(r, 2, 1, &rc, back) == 0 && rc.flags == PROTO_CTX_PRESENT);
+  /* Corrupt block 2 on disk: BAD, and its bytes are not zeroed. */
+  region_close(r);
+  char p[256];
+  snprintf(p, sizeof p, "%s/00/000/000", dir);
+  int fd = open(p, O_RDWR);
+  uint8_t junk = 0x5a;
+  CHECK(fd >= 0 && pwrite(fd, &junk, 1, 2 * BS + 7) == 1);
+  if (fd >= 0)
+    close(fd);
+  CHECK(region_open(dir, &r) == 0);
+  CHECK(region_read(r, 2, 1, &rc, back) == 0 &&
+        rc.flags == (PROTO_CTX_PRESENT | PROTO_CTX_BAD) && rc.version == 11);
+  /* FLUSH skips a clean extent; EXTENT_FLUSH levels it. */
+  CHECK(region_flush(r, 7, 1) == 0);
+  CHECK(region_extent_states(r, st) == 0 && st[1].flush == 0);
+  CHECK(region_extent_flush(r, 1, 8, 1) == 0);
+  CHECK(region_extent_states(r, st) == 0 && st[1].flush == 8 &&
+        st[1].gen == 1 && !st[1].dirty && st[0].flush == 1);
+  region_close(r);
+}
+
 /* The unwritten row: added by a first write and by trim, dropped by
  * flush; reads of it are flags 0 and zeroes; zeroes written over it are a
  * real (versioned) block; version 0 is refused. */
@@ -413,7 +460,7 @@ static void test_unwritten_rows(void)
   CHECK(region_read(r, 2, 1, &rc, back) == 0 && rc.version == 11 &&
         rc.flags == PROTO_CTX_PRESENT && all_zero(back, BS));
   CHECK(region_flush(r, 1, 1) == 0);
-  CHECK(region_trim(r, 1, 3) == 0); /* block 1: x + unwritten */
+  CHECK(region_trim(r, 1, 3, 0) == 0); /* block 1: x + unwritten */
   CHECK(region_read(r, 1, 1, &rc, back) == 0 && rc.flags == 0 &&
         rc.version == 0 && all_zero(back, BS));
   region_close(r);
@@ -430,7 +477,7 @@ static void test_unwritten_rows(void)
   CHECK(region_open(dir, &r) == 0);
   CHECK(write1(r, 5, 20, NULL, &s) == 0 && write1(r, 6, 21, NULL, &s) == 0);
   CHECK(region_flush(r, 2, 1) == 0);
-  CHECK(region_trim(r, 5, 2) == 0 && write1(r, 5, 22, x, &s) == 0);
+  CHECK(region_trim(r, 5, 2, 0) == 0 && write1(r, 5, 22, x, &s) == 0);
   CHECK(region_flush(r, 3, 1) == 0);
   CHECK(region_read(r, 5, 1, &rc, back) == 0 && rc.version == 22 &&
         memcmp(back, x, BS) == 0);
@@ -463,10 +510,10 @@ static void test_first_write_window(void)
   CHECK(write1(r, base + 1, 1, NULL, &s) == 0);
   CHECK(write1(r, base + 2, 2, NULL, &s) == 0);
   CHECK(region_flush(r, 1, 1) == 0);
-  CHECK(region_trim(r, base + 1, 2) == 0);
+  CHECK(region_trim(r, base + 1, 2, 0) == 0);
   CHECK(region_flush(r, 2, 1) == 0); /* base+2: trimmed and flushed */
   CHECK(write1(r, base + 1, 3, NULL, &s) == 0);
-  CHECK(region_trim(r, base + 1, 1) == 0); /* base+1: trimmed, not flushed */
+  CHECK(region_trim(r, base + 1, 1, 0) == 0); /* base+1: trimmed, not flushed */
   signal(SIGXFSZ, SIG_IGN);
   CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
   lim = old;
@@ -534,7 +581,7 @@ static void kill9_child(const char *dir, uint64_t seed, int wfd)
         _exit(5);
     } else if (k < 20 && fresh > KCH) {
       uint32_t m = KCH - (uint32_t) (old % KES % KCH); /* stay in extent */
-      if (region_trim(r, old, m) < 0)
+      if (region_trim(r, old, m, 0) < 0)
         _exit(5);
       if (k < 14) /* trim then write before a flush */
         kwrite(r, old, m, &v, &s);
@@ -741,6 +788,7 @@ int main(void)
                 { "model", test_model },
                 { "crash_sim", test_crash_sim },
                 { "unwritten_rows", test_unwritten_rows },
+                { "reconcile_view", test_reconcile_view },
                 { "first_write_window", test_first_write_window },
                 { "kill9", test_kill9 },
                 { "paths_lru", test_paths_lru },
