@@ -41,6 +41,26 @@ crash () {
   for i in $VOLUME; do ds_kill "$i" KILL; done
 }
 
+# settled: every downstairs holds every write sent so far (the stats file,
+# rewritten each second, shows no job in flight anywhere).
+settled () {
+  local i
+  for i in $(seq 100); do
+    python3 - "$tmp/stats.json" <<'PY' && return 0
+import json, sys
+try:
+    st = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    sys.exit(1)
+ds = st["downstairs"]
+sys.exit(0 if all(d["state"] == "active" and d["inflight_jobs"] == 0
+                  for d in ds) else 1)
+PY
+    sleep 0.1
+  done
+  fail "the downstairs did not settle"
+}
+
 # copied N: the last reconciliation copied exactly N blocks, trimmed none.
 copied () {
   grep "reconciliation done" "$tmp/nbdkit.log" | tail -n 1 |
@@ -51,10 +71,11 @@ copied () {
 
 volume_create
 volume_start
-nbdkit_start
+nbdkit_start stats="$tmp/stats.json"
 len=$((16 * 1024 * 1024))
 head -c $len /dev/urandom > "$tmp/in.img"
 timeout 120 nbdcopy "$tmp/in.img" "$URI" || fail "write failed"
+settled # else the crash may leave the third replica behind: more to copy
 
 # A. Corrupt block 1 of replica 1 while everything is down, unflushed.
 crash
@@ -82,9 +103,10 @@ echo "A: the corrupt block was healed from the good replicas, nothing spread"
 
 # B. A on all three, B on ds2 and ds3 only, then a crash.
 volume_start
-nbdkit_start || fail "B: nbdkit did not start"
+nbdkit_start stats="$tmp/stats.json" || fail "B: nbdkit did not start"
 lba=100
 nbdsh_run -u "$URI" -c "h.pwrite(b'A' * $bs, $lba * $bs)" || fail "B: write A"
+settled # A on all three
 ds_kill ds1 KILL
 nbdsh_run -u "$URI" -c "h.pwrite(b'B' * $bs, $lba * $bs)" || fail "B: write B"
 crash
