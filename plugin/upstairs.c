@@ -162,8 +162,19 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
     cl_close(&up->cl[i], true, "fenced");
 }
 
+/* Refuse c's rejoin for why (its close reason), logged once per reason
+ * (it comes back at every reconnect).  Returns err. */
+static int up_refuse_rejoin(struct cl *c, int err, const char *why)
+{
+  if (strcmp(c->why, why) != 0)
+    log_error("downstairs %s: %s: not admitted", c->name, why);
+  snprintf(c->why, sizeof c->why, "%s", why);
+  return err;
+}
+
 /* A downstairs coming back to a running volume must serve the same
- * region with the same key.  0, or -1 (refused for good). */
+ * region with the same key.  0; -1: not now (retried with backoff, the
+ * operator may fix it); -ESTALE: a newer generation took it (final). */
 static int up_check_rejoin(struct upstairs *up, struct cl *c)
 {
   const struct proto_hello_ok *h = &c->hello;
@@ -171,27 +182,23 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
 
   if (memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0 ||
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
-      a->extent_count != b->extent_count || a->encrypted != b->encrypted) {
-    log_error("downstairs %s now serves another region: not admitted",
-              c->name);
-    return -1;
-  }
+      a->extent_count != b->extent_count || a->encrypted != b->encrypted)
+    return up_refuse_rejoin(c, -1, "now serves another region");
   if (h->has_kcv && up->key &&
-      crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag)) {
-    log_error("downstairs %s: key does not match: not admitted", c->name);
-    return -1;
-  }
+      crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag))
+    return up_refuse_rejoin(c, -1, "key does not match");
   if (h->highest_gen > up->gen) {
-    log_error("downstairs %s accepted generation %llu above ours (%llu)",
-              c->name, (unsigned long long) h->highest_gen,
-              (unsigned long long) up->gen);
-    return -1;
+    char why[96];
+    snprintf(why, sizeof why, "accepted generation %llu above ours (%llu)",
+             (unsigned long long) h->highest_gen,
+             (unsigned long long) up->gen);
+    return up_refuse_rejoin(c, -ESTALE, why);
   }
   return 0;
 }
 
 /* Checks on one HELLO_OK, at once: encrypted flag and key check value.
- * 0, or -1 after failing the start. */
+ * 0, 1 (not now), -1 after failing the start, or up_check_rejoin's. */
 int up__on_hello(struct upstairs *up, struct cl *c)
 {
   const struct proto_hello_ok *h = &c->hello;
@@ -352,7 +359,7 @@ static void up_go_activate(struct upstairs *up)
     a.set_kcv = up->key && !c->hello.has_kcv;
     c->state = CL_ACTIVATING;
     if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
-      cl_close(c, true, "write failed");
+      cl_close(c, false, "write failed");
   }
   log_info("activating generation %llu", (unsigned long long) up->gen);
 }

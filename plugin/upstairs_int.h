@@ -229,7 +229,9 @@ struct upstairs {
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
 void up__handshake_step(struct upstairs *up);
-/* 0: go on; 1: not now (closed, retried later); -1: refused for good. */
+/* 0: go on; 1: not now (closed, retried later); -1: refused (for good
+ * during start-up, retried with backoff while running); -ESTALE: a newer
+ * generation took the downstairs (for good). */
 int up__on_hello(struct upstairs *up, struct cl *c);
 /* ACTIVATE_OK from c. */
 void up__on_activated(struct upstairs *up, struct cl *c);
