@@ -358,6 +358,7 @@ static void on_connect(uv_connect_t *req, int status)
 
   if (c->state != CL_CONNECTING)
     return; /* closed meanwhile */
+  c->refused = status == UV_ECONNREFUSED;
   if (status < 0) {
     if (up_debug_net)
       log_debug("net: %s: connect failed: %s", c->name, uv_strerror(status));

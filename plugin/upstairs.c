@@ -425,16 +425,21 @@ void up__handshake_step(struct upstairs *up)
 {
   enum up_phase ph = up__phase(up);
   uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
-  unsigned ready = 0, pending = 0, active = 0;
+  unsigned ready = 0, pending = 0, active = 0, refused = 0;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     enum cl_state s = up->cl[i].state;
     ready += s == CL_READY;
     pending += s == CL_ACTIVATING;
     active += s == CL_ACTIVE;
+    refused += s != CL_READY && up->cl[i].refused;
   }
   if (ph == UP_PH_CONNECT) {
-    if (ready == UP_DOWNSTAIRS || (now - up->start_ms >= tmo && ready >= 2))
+    /* Every one not ready refused outright: missing, not slow. */
+    bool refused_only = ready + refused == UP_DOWNSTAIRS &&
+                        now - up->start_ms >= UP_REFUSED_GRACE_MS;
+    if (ready == UP_DOWNSTAIRS ||
+        ((now - up->start_ms >= tmo || refused_only) && ready >= 2))
       up_go_activate(up);
     else if (now - up->start_ms >= tmo)
       up_fail_missing(up, ready, CL_READY);

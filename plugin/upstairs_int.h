@@ -48,6 +48,11 @@
  * the others, which acked the same writes long ago). */
 #define UP_MAX_BEHIND_JOBS 4096
 #define UP_MAX_BEHIND_BYTES (512ull * 1024 * 1024)
+/* Start-up: a downstairs whose port refuses connections (nothing
+ * listens: the host is up, the daemon is not) is given this long, then
+ * the volume activates with the two others instead of waiting out
+ * timeout (a silent or slow one still gets the whole timeout). */
+#define UP_REFUSED_GRACE_MS 2000
 /* Reconnect delay doubles from 1 s up to this. */
 #define UP_BACKOFF_MAX_MS 8000
 
@@ -134,6 +139,10 @@ enum up_dstate {
   UP_DS_LIVE_REPAIR,
   UP_DS_OFFLINE
 };
+
+/* The volume's health (stats.c): healthy = 3 downstairs active,
+ * degraded = 2, failed = fewer or fenced.  NONE: not computed yet. */
+enum up_health { UP_H_NONE = 0, UP_H_HEALTHY, UP_H_DEGRADED, UP_H_FAILED };
 
 /* Latency histogram in µs: UP_HIST_SUB linear buckets per power of two
  * (values below UP_HIST_SUB exact), so a percentile read off a bucket's
@@ -225,6 +234,7 @@ struct upstairs {
   struct up_ds_stats dst[UP_DOWNSTAIRS];
   struct up_vol_stats vst;
   bool stats_failing;               /* stats file write failed: warned */
+  enum up_health health;            /* last one logged */
 };
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
