@@ -318,8 +318,24 @@ static int crucible_after_fork(void)
   return 0;
 }
 
+/* Stop: flush, then stop the loop.  nbdkit does not flush at close or
+ * exit (SIGTERM, SIGINT, --exit-with-parent): without this, writes that
+ * no client flushed leave every extent they touched dirty on every
+ * downstairs, and the next start reconciles them all.  up_flush is
+ * bounded by timeout; it fails at once if the volume never ran. */
 static void crucible_cleanup(void)
 {
+  int r;
+
+  if (up && up__phase(up) == UP_PH_RUNNING) {
+    r = up_flush(up);
+    if (r < 0)
+      nbdkit_error("flush at stop: %s (extents written since the last "
+                   "flush stay dirty and are reconciled at the next start)",
+                   log_strerror(-r));
+    else
+      nbdkit_debug("flushed at stop");
+  }
   up_free(up);
   up = NULL;
 }
