@@ -256,12 +256,24 @@ static int crucible_config(const char *key, const char *value)
   return 0;
 }
 
+/* Three downstairs=, all different: one replica named twice would count
+ * twice toward every quorum (and its two connections would take over
+ * from each other: the volume would fence itself). */
 static int crucible_config_complete(void)
 {
   if (n_downstairs != UP_DOWNSTAIRS) {
     nbdkit_error("need exactly 3 downstairs=, got %u", n_downstairs);
     return -1;
   }
+  for (unsigned i = 0; i < UP_DOWNSTAIRS; i++)
+    for (unsigned j = i + 1; j < UP_DOWNSTAIRS; j++)
+      if (cfg.port[i] == cfg.port[j] &&
+          strcasecmp(cfg.host[i], cfg.host[j]) == 0) {
+        nbdkit_error("downstairs=%s:%u given twice: the three downstairs= "
+                     "must be three different replicas", cfg.host[i],
+                     cfg.port[i]);
+        return -1;
+      }
   return 0;
 }
 

@@ -197,14 +197,44 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
   return 0;
 }
 
+/* Another downstairs connected now that reported c's instance id (the
+ * same region reached through two addresses), or NULL.  An all-zero id
+ * (none reported) matches nothing. */
+static struct cl *up_same_instance(struct upstairs *up, struct cl *c)
+{
+  static const uint8_t zero[PROTO_UUID_LEN];
+
+  if (memcmp(c->hello.instance, zero, sizeof zero) == 0)
+    return NULL;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *o = &up->cl[i];
+    if (o != c && o->have_hello && o->state >= CL_AUTH &&
+        o->state <= CL_ACTIVE &&
+        memcmp(o->hello.instance, c->hello.instance, PROTO_UUID_LEN) == 0)
+      return o;
+  }
+  return NULL;
+}
+
 /* Checks on one HELLO_OK, at once: encrypted flag and key check value.
  * 0, 1 (not now), -1 after failing the start, or up_check_rejoin's. */
 int up__on_hello(struct upstairs *up, struct cl *c)
 {
   const struct proto_hello_ok *h = &c->hello;
-
+  struct cl *same = up_same_instance(up, c);
   enum up_phase ph = up__phase(up);
 
+  if (same && ph == UP_PH_RUNNING) {
+    char why[sizeof c->why];
+    snprintf(why, sizeof why, "same region as downstairs %.80s", same->name);
+    return up_refuse_rejoin(c, -1, why);
+  }
+  if (same) {
+    up__start_fail(up, "downstairs %s and %s are the same region (one "
+                   "replica under two addresses): give three different "
+                   "replicas", same->name, c->name);
+    return -1;
+  }
   if (ph == UP_PH_RUNNING)
     return up_check_rejoin(up, c);
   if (ph != UP_PH_CONNECT) {
