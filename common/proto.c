@@ -11,7 +11,9 @@
  *             24 u32 extent_count, 28 u8 encrypted, 29 u8 has_kcv,
  *             30 u8 auth_required, 31 u8 pad, 32 uuid[16], 48 u64 highest_gen,
  *             56 kcv nonce[12], 68 kcv tag[16], 84 auth_nonce[32],
- *             116 u32 pad                                         (120)
+ *             116 instance[16] (the region's random id: two addresses
+ *             of one region are told apart from two replicas), 132 u32
+ *             pad                                                 (136)
  *   ERROR     8 i32 err, 12 u32 pad, 16 u64 job_id, 24 text     (24 + text)
  *   EXTENT_STATES 8 u32 count, 12 u32 pad, 16 count * {u64 gen,
  *             u64 flush, u8 dirty, 7 pad}                       (16 + 24n)
@@ -146,6 +148,7 @@ size_t proto_put_hello_ok(uint8_t *buf, const struct proto_hello_ok *h)
   memcpy(buf + 56, h->kcv.nonce, PROTO_NONCE_LEN);
   memcpy(buf + 68, h->kcv.tag, PROTO_TAG_LEN);
   memcpy(buf + 84, h->auth_nonce, PROTO_AUTH_NONCE_LEN);
+  memcpy(buf + 116, h->instance, PROTO_UUID_LEN);
   return PROTO_HELLO_OK_LEN;
 }
 
@@ -396,7 +399,7 @@ static int dec_hello_ok(const uint8_t *b, size_t len, struct proto_msg *m)
   h->has_kcv = b[29];
   h->auth_required = b[30];
   if (!is_bool(h->region.encrypted) || !is_bool(h->has_kcv) ||
-      !is_bool(h->auth_required) || b[31] || proto_rd32(b + 116) ||
+      !is_bool(h->auth_required) || b[31] || proto_rd32(b + 132) ||
       geom_check(&h->region) < 0)
     return -EPROTO;
   memcpy(h->region.uuid, b + 32, PROTO_UUID_LEN);
@@ -404,6 +407,7 @@ static int dec_hello_ok(const uint8_t *b, size_t len, struct proto_msg *m)
   memcpy(h->kcv.nonce, b + 56, PROTO_NONCE_LEN);
   memcpy(h->kcv.tag, b + 68, PROTO_TAG_LEN);
   memcpy(h->auth_nonce, b + 84, PROTO_AUTH_NONCE_LEN);
+  memcpy(h->instance, b + 116, PROTO_UUID_LEN);
   return 0;
 }
 

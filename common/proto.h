@@ -88,7 +88,7 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 
 /* Fixed header lengths (frame header included). */
 #define PROTO_HELLO_LEN (PROTO_FRAME_HDR_LEN + 72)
-#define PROTO_HELLO_OK_LEN (PROTO_FRAME_HDR_LEN + 112)
+#define PROTO_HELLO_OK_LEN (PROTO_FRAME_HDR_LEN + 128)
 #define PROTO_ERROR_HDR_LEN (PROTO_FRAME_HDR_LEN + 16) /* + text */
 #define PROTO_EXTENT_STATES_REQ_LEN PROTO_FRAME_HDR_LEN
 #define PROTO_EXTENT_STATES_HDR_LEN (PROTO_FRAME_HDR_LEN + 8) /* + 24*n */
@@ -168,6 +168,8 @@ struct proto_hello_ok {
   uint64_t highest_gen; /* highest generation this region ever accepted */
   uint8_t auth_required; /* AUTH must follow before anything else */
   uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* server nonce (auth.h) */
+  uint8_t instance[PROTO_UUID_LEN]; /* random id of this region (replica),
+                                       made at create time */
 };
 
 struct proto_error {

@@ -2,7 +2,15 @@
  *
  *   {"version":1,"block_size":4096,"extent_size":{"value":N,"shift":12},
  *    "extent_count":M,"uuid":"<36 chars>","encrypted":true,
- *    "highest_gen":G,"kcv":"<base64 of nonce||tag>"|null}
+ *    "highest_gen":G,"kcv":"<base64 of nonce||tag>"|null,
+ *    "instance":"<36 chars>"}
+ *
+ * "instance" is a random 128-bit id of this replica (uuid format), made
+ * when region.json is first written and kept by every rewrite; the
+ * upstairs compares it (HELLO_OK) to catch one region given under two
+ * addresses.  A region.json written before it existed has none: reading
+ * it makes one in memory (instance_new), and the running downstairs
+ * writes it at start (ds_region_instance, server.c).
  *
  * Written by a tiny formatter, read by a strict parser that accepts
  * exactly that document (any key order and whitespace, no escapes, no
@@ -18,6 +26,7 @@
 #include <unistd.h>
 
 #include "../common/base64.h"
+#include "../common/crypt.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
@@ -38,8 +47,9 @@ static unsigned log2u(uint32_t v)
 /* Serialize m into buf (REGION_JSON_MAX). */
 static int json_format(const struct region_meta *m, char *buf)
 {
-  char uuid[37], kcv[BASE64_ENCODED_LEN(KCV_LEN) + 2] = "null";
+  char uuid[37], inst[37], kcv[BASE64_ENCODED_LEN(KCV_LEN) + 2] = "null";
   geom_uuid_format(m->def.uuid, uuid);
+  geom_uuid_format(m->instance, inst);
   if (m->has_kcv) {
     uint8_t raw[KCV_LEN];
     memcpy(raw, m->kcv.nonce, PROTO_NONCE_LEN);
@@ -53,10 +63,11 @@ static int json_format(const struct region_meta *m, char *buf)
                    ",\"extent_size\":{\"value\":%" PRIu64 ",\"shift\":%u},"
                    "\"extent_count\":%" PRIu32 ",\"uuid\":\"%s\","
                    "\"encrypted\":%s,\"highest_gen\":%" PRIu64
-                   ",\"kcv\":%s}\n",
+                   ",\"kcv\":%s,\"instance\":\"%s\"}\n",
                    m->def.block_size, m->def.extent_size,
                    log2u(m->def.block_size), m->def.extent_count, uuid,
-                   m->def.encrypted ? "true" : "false", m->highest_gen, kcv);
+                   m->def.encrypted ? "true" : "false", m->highest_gen, kcv,
+                   inst);
   return n > 0 && n < REGION_JSON_MAX ? n : -EINVAL;
 }
 
@@ -180,8 +191,10 @@ static int jp_kcv(struct jp *j, struct region_meta *m)
 
 static const char *const json_keys[] = {
   "version", "block_size", "extent_size", "extent_count", "uuid",
-  "encrypted", "highest_gen", "kcv",
+  "encrypted", "highest_gen", "kcv", "instance",
 };
+#define JSON_NKEYS 9
+#define JSON_REQUIRED ((1u << 8) - 1) /* all but "instance" (older files) */
 
 /* One top-level value, by key index. */
 static int jp_field(struct jp *j, int k, struct region_meta *m,
@@ -216,6 +229,9 @@ static int jp_field(struct jp *j, int k, struct region_meta *m,
     return 0;
   case 6: return jp_u64(j, &m->highest_gen);
   case 7: return jp_kcv(j, m);
+  case 8:
+    return jp_str(j, s, sizeof s) < 0 ? -EINVAL
+                                      : geom_uuid_parse(s, m->instance);
   }
   return -EINVAL;
 }
@@ -225,7 +241,7 @@ static int json_parse(const char *text, struct region_meta *m)
   struct jp j = { text };
   char key[32];
   bool first = true;
-  unsigned seen = 0, all = (1u << 8) - 1;
+  unsigned seen = 0;
   uint64_t shift = 0;
   int k;
   memset(m, 0, sizeof *m);
@@ -233,16 +249,20 @@ static int json_parse(const char *text, struct region_meta *m)
     return -EINVAL;
   while ((k = jp_key(&j, &first, key, sizeof key)) == 1) {
     int i = 0;
-    while (i < 8 && strcmp(key, json_keys[i]) != 0)
+    while (i < JSON_NKEYS && strcmp(key, json_keys[i]) != 0)
       i++;
-    if (i == 8 || (seen & (1u << i)) || jp_field(&j, i, m, &shift) < 0)
+    if (i == JSON_NKEYS || (seen & (1u << i)) || jp_field(&j, i, m, &shift) < 0)
       return -EINVAL;
     seen |= 1u << i;
   }
   jp_ws(&j);
-  if (k != 0 || seen != all || *j.p != '\0' || geom_check(&m->def) < 0 ||
-      shift != log2u(m->def.block_size))
+  if (k != 0 || (seen & JSON_REQUIRED) != JSON_REQUIRED || *j.p != '\0' ||
+      geom_check(&m->def) < 0 || shift != log2u(m->def.block_size))
     return -EINVAL;
+  if (!(seen & (1u << 8))) {
+    m->instance_new = true;
+    return crypt_random(m->instance, PROTO_UUID_LEN);
+  }
   return 0;
 }
 
@@ -266,10 +286,16 @@ int region_meta_read(int dirfd, struct region_meta *m)
   return json_parse(buf, m);
 }
 
-/* Replace region.json atomically: temp file, fsync, rename, fsync dir. */
-int region_meta_write(int dirfd, const struct region_meta *m)
+/* Replace region.json atomically: temp file, fsync, rename, fsync dir.
+ * An all-zero instance id (a region being created) gets a random one. */
+int region_meta_write(int dirfd, const struct region_meta *meta)
 {
   char buf[REGION_JSON_MAX];
+  struct region_meta m1 = *meta, *m = &m1;
+  static const uint8_t zero[PROTO_UUID_LEN];
+  if (memcmp(m->instance, zero, sizeof zero) == 0 &&
+      crypt_random(m->instance, PROTO_UUID_LEN) < 0)
+    return -EIO;
   int len = json_format(m, buf);
   if (len < 0)
     return len;

@@ -43,6 +43,7 @@
 
 #include "../common/geom.h"
 #include "../common/log.h"
+#include "extent.h"
 #include "server_int.h"
 
 #define DS_DEFAULT_MAX_CONNS 64
@@ -241,6 +242,28 @@ void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
   vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
   ds_conn_close(c, err, why);
+}
+
+/* The region's instance id (HELLO_OK).  A region created before the id
+ * existed got one in memory at open: rewrite region.json (atomically,
+ * through the region, which holds the open copy) so it stays the same
+ * across restarts, then read back what is on disk. */
+static int ds_region_instance(struct region *region, uint8_t id[PROTO_UUID_LEN])
+{
+  struct region_meta m;
+  int r = region_meta_read(region_dirfd(region), &m);
+  if (r == 0 && m.instance_new) {
+    r = region_set_highest_gen(region, region_highest_gen(region));
+    if (r == 0)
+      r = region_meta_read(region_dirfd(region), &m);
+    if (r == 0 && m.instance_new)
+      r = -EIO;
+    if (r == 0)
+      log_info("region.json: instance id added");
+  }
+  if (r == 0)
+    memcpy(id, m.instance, PROTO_UUID_LEN);
+  return r;
 }
 
 /* ---- reading and framing ---- */
@@ -709,8 +732,13 @@ int ds_server_run(const struct ds_server_opts *opts_in)
   srv.opts = &opts;
   srv.region = opts.region;
   srv.def = *region_def(opts.region);
+  int r = ds_region_instance(srv.region, srv.instance);
+  if (r < 0) {
+    log_error("region.json: instance id: %s", log_strerror(-r));
+    return r;
+  }
   sched_init(&srv.sched);
-  int r = uv_loop_init(&srv.loop);
+  r = uv_loop_init(&srv.loop);
   if (r != 0) {
     log_error("uv_loop_init: %s", uv_strerror(r));
     return r;

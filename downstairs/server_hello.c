@@ -60,6 +60,7 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   ok.has_kcv = region_get_kcv(srv->region, &ok.kcv) == 1;
   ok.highest_gen = region_highest_gen(srv->region);
   ok.auth_required = srv->opts->auth && srv->opts->auth->len > 0;
+  memcpy(ok.instance, srv->instance, PROTO_UUID_LEN);
   uint8_t f[PROTO_HELLO_OK_LEN];
   size_t n;
   if (ok.auth_required) {

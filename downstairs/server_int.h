@@ -76,6 +76,7 @@ struct ds_server {
   const struct ds_server_opts *opts;
   struct region *region;
   struct proto_region def;
+  uint8_t instance[PROTO_UUID_LEN]; /* region.json "instance", for HELLO_OK */
   struct ds_conn *conns;
   unsigned nconns; /* in srv->conns, including closing ones */
   unsigned nlive;  /* not closing: what max_conns bounds */

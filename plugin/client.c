@@ -298,7 +298,7 @@ static void cl_process(struct cl *c)
     }
     if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE) {
       if (cl_detach_rx(c, (size_t) fl) < 0) {
-        cl_close(c, true, "out of memory");
+        cl_close(c, false, "out of memory");
         return;
       }
       cl_dispatch(c, base, frame, &m, &taken);
@@ -358,6 +358,7 @@ static void on_connect(uv_connect_t *req, int status)
 
   if (c->state != CL_CONNECTING)
     return; /* closed meanwhile */
+  c->refused = status == UV_ECONNREFUSED;
   if (status < 0) {
     if (up_debug_net)
       log_debug("net: %s: connect failed: %s", c->name, uv_strerror(status));
@@ -412,12 +413,32 @@ int cl_connect(struct cl *c)
   return r;
 }
 
-/* Refuse this downstairs for good, with one reason for the user. */
+/* Close c after a refusal or a protocol error.  Before the volume runs
+ * the start fails with it anyway (final).  Once it runs, nothing but a
+ * newer generation (fencing) is final: a daemon restarted with the right
+ * options, an upgraded peer or a frame corrupted once all deserve another
+ * try, with backoff (upstairs.c), while the daemon keeps being healthy. */
+static void cl_drop(struct cl *c, const char *why)
+{
+  cl_close(c, up__phase(c->up) != UP_PH_RUNNING, why);
+}
+
+/* Log msg unless why is already c's close reason: a refusal that
+ * persists while the volume runs comes back at every reconnect, and is
+ * news only the first time (the status line keeps it). */
+static void cl_log_refusal(struct cl *c, const char *why, const char *msg)
+{
+  if (strncmp(c->why, why, sizeof c->why - 1) != 0)
+    log_error("downstairs %s: %s", c->name, msg);
+}
+
+/* Refuse this downstairs, with one reason for the user: for good during
+ * start-up (which fails), until the next reconnect while running. */
 static void cl_refuse(struct cl *c, const char *why, const char *msg)
 {
-  log_error("downstairs %s: %s", c->name, msg);
+  cl_log_refusal(c, why, msg);
   up__start_fail(c->up, "downstairs %s: %s", c->name, msg);
-  cl_close(c, true, why);
+  cl_drop(c, why);
 }
 
 /* Handshake done (authenticated if asked): the upstairs decides whether
@@ -426,8 +447,16 @@ static void cl_admit(struct cl *c)
 {
   uint8_t buf[PROTO_EXTENT_STATES_REQ_LEN];
   int r = up__on_hello(c->up, c);
-  if (r != 0) {
-    cl_close(c, r < 0, r < 0 ? "refused" : "not admitted yet");
+  if (r > 0) {
+    cl_close(c, false, "not admitted yet");
+    return;
+  }
+  if (r < 0) { /* c->why says why (up_check_rejoin) */
+    if (r == -ESTALE)
+      cl_close(c, true, NULL);
+    else
+      cl_drop(c, r == -1 && up__phase(c->up) != UP_PH_RUNNING ? "refused"
+                                                               : NULL);
     return;
   }
   c->state = CL_STATES;
@@ -503,7 +532,7 @@ static void cl_on_states(struct cl *c, const struct proto_msg *m)
   size_t len = (size_t) m->u.extent_states.count * PROTO_EXTENT_STATE_LEN;
 
   if (m->u.extent_states.count != c->hello.region.extent_count) {
-    cl_close(c, true, "extent count mismatch in EXTENT_STATES");
+    cl_drop(c, "extent count mismatch in EXTENT_STATES");
     up__start_fail(c->up, "downstairs %s: sent %u extent states for %u "
                    "extents", c->name, m->u.extent_states.count,
                    c->hello.region.extent_count);
@@ -539,10 +568,17 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
 
   switch (m->type) {
   case PROTO_T_ERROR:
-    log_error("downstairs %s: %s", c->name, m->u.error.text);
+    /* The downstairs refused something (a malformed frame of ours names
+     * its type and the reason) and closes.  ESTALE is its answer to an
+     * ACTIVATE below a generation it accepted: a newer upstairs exists,
+     * the one refusal that is final while running. */
+    cl_log_refusal(c, m->u.error.text, m->u.error.text);
     if (c->state != CL_ACTIVE)
       up__start_fail(c->up, "downstairs %s: %s", c->name, m->u.error.text);
-    cl_close(c, true, m->u.error.text);
+    if (m->u.error.err == ESTALE)
+      cl_close(c, true, m->u.error.text);
+    else
+      cl_drop(c, m->u.error.text);
     return;
   case PROTO_T_HELLO_OK:
     if (c->state != CL_HELLO)

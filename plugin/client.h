@@ -60,6 +60,8 @@ struct cl {
   uint64_t next_try_ms;/* reconnect not before this */
   unsigned backoff_ms; /* current reconnect delay */
   bool down_logged;    /* "reconnecting" logged for this outage */
+  bool refused;        /* the last connect attempt was refused outright
+                          (ECONNREFUSED): nothing listens there */
   char why[128];       /* last failure, for start-up messages */
   int dstate;          /* enum up_dstate last reported, -1: none yet */
   uint64_t prog_ms;    /* last live-repair progress line */

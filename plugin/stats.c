@@ -21,6 +21,14 @@
  * offline = never activated and not connected, or given up for good
  * (refused, fenced, stopped).
  *
+ * Volume health: one value for the whole volume, "healthy" (3 active),
+ * "degraded" (2 active: IO goes on, one more fault fails it; a replica
+ * in live-repair is not active yet) or "failed" (fewer: IO fails, or
+ * fenced by a newer upstairs; also while starting, before two are
+ * active).  Every change is one line "volume: HEALTH (N of 3 downstairs
+ * active)": a notice for healthy and a warning otherwise while the
+ * volume runs, informational during start-up and stop.
+ *
  * Stats file (stats=FILE): rewritten by the loop thread every second
  * (the 1 s tick), on every state change and a last time at stop, as
  * FILE.tmp in the same directory then rename(2), so a reader always sees
@@ -29,7 +37,7 @@
  * works again.  Fields (counters cumulative since up_start):
  *
  *   version 1; time (unix seconds); phase connecting | reconciling |
- *   running | failed | stopped; gen (0 before activation); size (bytes,
+ *   running | failed | stopped; health healthy | degraded | failed; gen (0 before activation); size (bytes,
  *   0 before activation);
  *   downstairs[3]: address, state, inflight_jobs, inflight_bytes (frame
  *     bytes), reads, writes, trims, flushes, read_bytes, write_bytes
@@ -166,6 +174,43 @@ static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
   log_msg(lv, "downstairs %s: %s%s", c->name, dstate_name[st], detail);
 }
 
+static const char *const health_name[] = {
+    [UP_H_NONE] = "failed", [UP_H_HEALTHY] = "healthy",
+    [UP_H_DEGRADED] = "degraded", [UP_H_FAILED] = "failed",
+};
+
+/* The volume's health from its downstairs' states (header comment);
+ * *nactive gets the number active. */
+static enum up_health vol_health(struct upstairs *up, unsigned *nactive)
+{
+  unsigned n = 0;
+  bool fenced;
+
+  pthread_mutex_lock(&up->lock);
+  fenced = up->fenced;
+  pthread_mutex_unlock(&up->lock);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    n += up__ds_state(up, &up->cl[i]) == UP_DS_ACTIVE;
+  *nactive = n;
+  if (fenced || n < 2)
+    return UP_H_FAILED;
+  return n == UP_DOWNSTAIRS ? UP_H_HEALTHY : UP_H_DEGRADED;
+}
+
+/* Log the volume's health if it changed (one line per change). */
+static void vol_update(struct upstairs *up)
+{
+  unsigned n;
+  enum up_health h = vol_health(up, &n);
+  bool news = !up->shut && up__phase(up) == UP_PH_RUNNING;
+
+  if (h == up->health)
+    return;
+  up->health = h;
+  log_msg(!news ? LOG_INFO : h == UP_H_HEALTHY ? LOG_NOTICE : LOG_WARN,
+          "volume: %s (%u of 3 downstairs active)", health_name[h], n);
+}
+
 void up__ds_update(struct upstairs *up, struct cl *c)
 {
   enum up_dstate st = up__ds_state(up, c);
@@ -178,6 +223,7 @@ void up__ds_update(struct upstairs *up, struct cl *c)
                               was == UP_DS_LIVE_REPAIR))
     up->dst[c->idx].faults++;
   ds_line(up, c, st, false);
+  vol_update(up);
   up__stats_write(up);
 }
 
@@ -347,11 +393,14 @@ static void stats_render(struct upstairs *up, struct jbuf *j)
   };
   const struct up_vol_stats *v = &up->vst;
   bool known = up->block_count > 0;
+  unsigned nactive;
 
   jb_printf(j,
-            "{\"version\":1,\"time\":%lld,\"phase\":\"%s\",\"gen\":%llu,"
+            "{\"version\":1,\"time\":%lld,\"phase\":\"%s\","
+            "\"health\":\"%s\",\"gen\":%llu,"
             "\"size\":%llu,\"downstairs\":[",
             (long long) time(NULL), phase[up__phase(up)],
+            health_name[vol_health(up, &nactive)],
             (unsigned long long) up->gen,
             (unsigned long long) (known ? geom_size(&up->region) : 0));
   for (int i = 0; i < UP_DOWNSTAIRS; i++)

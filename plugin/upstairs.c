@@ -162,8 +162,19 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
     cl_close(&up->cl[i], true, "fenced");
 }
 
+/* Refuse c's rejoin for why (its close reason), logged once per reason
+ * (it comes back at every reconnect).  Returns err. */
+static int up_refuse_rejoin(struct cl *c, int err, const char *why)
+{
+  if (strcmp(c->why, why) != 0)
+    log_error("downstairs %s: %s: not admitted", c->name, why);
+  snprintf(c->why, sizeof c->why, "%s", why);
+  return err;
+}
+
 /* A downstairs coming back to a running volume must serve the same
- * region with the same key.  0, or -1 (refused for good). */
+ * region with the same key.  0; -1: not now (retried with backoff, the
+ * operator may fix it); -ESTALE: a newer generation took it (final). */
 static int up_check_rejoin(struct upstairs *up, struct cl *c)
 {
   const struct proto_hello_ok *h = &c->hello;
@@ -171,33 +182,59 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
 
   if (memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0 ||
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
-      a->extent_count != b->extent_count || a->encrypted != b->encrypted) {
-    log_error("downstairs %s now serves another region: not admitted",
-              c->name);
-    return -1;
-  }
+      a->extent_count != b->extent_count || a->encrypted != b->encrypted)
+    return up_refuse_rejoin(c, -1, "now serves another region");
   if (h->has_kcv && up->key &&
-      crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag)) {
-    log_error("downstairs %s: key does not match: not admitted", c->name);
-    return -1;
-  }
+      crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag))
+    return up_refuse_rejoin(c, -1, "key does not match");
   if (h->highest_gen > up->gen) {
-    log_error("downstairs %s accepted generation %llu above ours (%llu)",
-              c->name, (unsigned long long) h->highest_gen,
-              (unsigned long long) up->gen);
-    return -1;
+    char why[96];
+    snprintf(why, sizeof why, "accepted generation %llu above ours (%llu)",
+             (unsigned long long) h->highest_gen,
+             (unsigned long long) up->gen);
+    return up_refuse_rejoin(c, -ESTALE, why);
   }
   return 0;
 }
 
+/* Another downstairs connected now that reported c's instance id (the
+ * same region reached through two addresses), or NULL.  An all-zero id
+ * (none reported) matches nothing. */
+static struct cl *up_same_instance(struct upstairs *up, struct cl *c)
+{
+  static const uint8_t zero[PROTO_UUID_LEN];
+
+  if (memcmp(c->hello.instance, zero, sizeof zero) == 0)
+    return NULL;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *o = &up->cl[i];
+    if (o != c && o->have_hello && o->state >= CL_AUTH &&
+        o->state <= CL_ACTIVE &&
+        memcmp(o->hello.instance, c->hello.instance, PROTO_UUID_LEN) == 0)
+      return o;
+  }
+  return NULL;
+}
+
 /* Checks on one HELLO_OK, at once: encrypted flag and key check value.
- * 0, or -1 after failing the start. */
+ * 0, 1 (not now), -1 after failing the start, or up_check_rejoin's. */
 int up__on_hello(struct upstairs *up, struct cl *c)
 {
   const struct proto_hello_ok *h = &c->hello;
-
+  struct cl *same = up_same_instance(up, c);
   enum up_phase ph = up__phase(up);
 
+  if (same && ph == UP_PH_RUNNING) {
+    char why[sizeof c->why];
+    snprintf(why, sizeof why, "same region as downstairs %.80s", same->name);
+    return up_refuse_rejoin(c, -1, why);
+  }
+  if (same) {
+    up__start_fail(up, "downstairs %s and %s are the same region (one "
+                   "replica under two addresses): give three different "
+                   "replicas", same->name, c->name);
+    return -1;
+  }
   if (ph == UP_PH_RUNNING)
     return up_check_rejoin(up, c);
   if (ph != UP_PH_CONNECT) {
@@ -352,7 +389,7 @@ static void up_go_activate(struct upstairs *up)
     a.set_kcv = up->key && !c->hello.has_kcv;
     c->state = CL_ACTIVATING;
     if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
-      cl_close(c, true, "write failed");
+      cl_close(c, false, "write failed");
   }
   log_info("activating generation %llu", (unsigned long long) up->gen);
 }
@@ -418,16 +455,21 @@ void up__handshake_step(struct upstairs *up)
 {
   enum up_phase ph = up__phase(up);
   uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
-  unsigned ready = 0, pending = 0, active = 0;
+  unsigned ready = 0, pending = 0, active = 0, refused = 0;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     enum cl_state s = up->cl[i].state;
     ready += s == CL_READY;
     pending += s == CL_ACTIVATING;
     active += s == CL_ACTIVE;
+    refused += s != CL_READY && up->cl[i].refused;
   }
   if (ph == UP_PH_CONNECT) {
-    if (ready == UP_DOWNSTAIRS || (now - up->start_ms >= tmo && ready >= 2))
+    /* Every one not ready refused outright: missing, not slow. */
+    bool refused_only = ready + refused == UP_DOWNSTAIRS &&
+                        now - up->start_ms >= UP_REFUSED_GRACE_MS;
+    if (ready == UP_DOWNSTAIRS ||
+        ((now - up->start_ms >= tmo || refused_only) && ready >= 2))
       up_go_activate(up);
     else if (now - up->start_ms >= tmo)
       up_fail_missing(up, ready, CL_READY);

@@ -48,6 +48,11 @@
  * the others, which acked the same writes long ago). */
 #define UP_MAX_BEHIND_JOBS 4096
 #define UP_MAX_BEHIND_BYTES (512ull * 1024 * 1024)
+/* Start-up: a downstairs whose port refuses connections (nothing
+ * listens: the host is up, the daemon is not) is given this long, then
+ * the volume activates with the two others instead of waiting out
+ * timeout (a silent or slow one still gets the whole timeout). */
+#define UP_REFUSED_GRACE_MS 2000
 /* Reconnect delay doubles from 1 s up to this. */
 #define UP_BACKOFF_MAX_MS 8000
 
@@ -144,6 +149,10 @@ enum up_dstate {
   UP_DS_OFFLINE
 };
 
+/* The volume's health (stats.c): healthy = 3 downstairs active,
+ * degraded = 2, failed = fewer or fenced.  NONE: not computed yet. */
+enum up_health { UP_H_NONE = 0, UP_H_HEALTHY, UP_H_DEGRADED, UP_H_FAILED };
+
 /* Latency histogram in µs: UP_HIST_SUB linear buckets per power of two
  * (values below UP_HIST_SUB exact), so a percentile read off a bucket's
  * upper edge is at most 1/UP_HIST_SUB above the true value. */
@@ -234,11 +243,14 @@ struct upstairs {
   struct up_ds_stats dst[UP_DOWNSTAIRS];
   struct up_vol_stats vst;
   bool stats_failing;               /* stats file write failed: warned */
+  enum up_health health;            /* last one logged */
 };
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
 void up__handshake_step(struct upstairs *up);
-/* 0: go on; 1: not now (closed, retried later); -1: refused for good. */
+/* 0: go on; 1: not now (closed, retried later); -1: refused (for good
+ * during start-up, retried with backoff while running); -ESTALE: a newer
+ * generation took the downstairs (for good). */
 int up__on_hello(struct upstairs *up, struct cl *c);
 /* ACTIVATE_OK from c. */
 void up__on_activated(struct upstairs *up, struct cl *c);

@@ -345,6 +345,50 @@ wait_log () {
   return 1
 }
 
+# stats_q EXPR: evaluate a python expression on the stats file $STATS
+# (default $tmp/stats.json; d = the document, ds = its downstairs list)
+# and print the result.
+stats_q () {
+  python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+ds = d["downstairs"]
+print(eval("(" + sys.argv[2] + ")"))' "${STATS:-$tmp/stats.json}" "$1"
+}
+
+# stats_wait EXPR SECS: wait (bounded, polled every 0.1 s) until EXPR is
+# True on the stats file; 1 after SECS seconds.
+stats_wait () {
+  local i
+  for i in $(seq $(($2 * 10))); do
+    [ "$(stats_q "$1" 2>/dev/null)" = True ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# faultproxy_start NAME: put tests/tools/faultproxy.py in front of
+# downstairs NAME: DS_PORT[NAME] becomes the proxy's port (nbdkit_start
+# then connects through it), REAL_PORT[NAME] keeps the daemon's, and
+# `fp_ctl NAME CMD...` drives it (control socket $tmp/fp-NAME.sock).
+declare -A REAL_PORT=()
+faultproxy_start () {
+  local name=$1 pport i
+  pport=$(free_port)
+  python3 "$top/tests/tools/faultproxy.py" --listen "127.0.0.1:$pport" \
+    --target "127.0.0.1:${DS_PORT[$name]}" --control "$tmp/fp-$name.sock" \
+    >> "$tmp/faultproxy-$name.log" 2>&1 &
+  PIDS+=($!)
+  for i in $(seq 100); do [ -S "$tmp/fp-$name.sock" ] && break; sleep 0.1; done
+  [ -S "$tmp/fp-$name.sock" ] || { echo "faultproxy did not start" >&2; return 1; }
+  REAL_PORT[$name]=${DS_PORT[$name]}
+  DS_PORT[$name]=$pport
+}
+fp_ctl () {
+  local name=$1
+  shift
+  python3 "$top/tests/tools/faultproxy.py" --ctl "$tmp/fp-$name.sock" "$@"
+}
+
 # nbdsh_run ARGS...: nbdsh with the system python (python3 on PATH here
 # may lack the nbd module).
 nbdsh_run () {

@@ -41,8 +41,9 @@ def proto_frames():
     out = [
         (0, p.enc_hello(uuid=UUID, session=7, gen=3)),
         (0, p.frame(p.T_HELLO_OK, struct.pack(
-            "<IIQIBBH16sQ12s16s32sI", 2, 4096, 1024, 16, 1, 1, 0, UUID, 5,
-            bytes(range(12)), bytes(range(16)), bytes(32), 0))),
+            "<IIQIBBH16sQ12s16s32s16sI", 2, 4096, 1024, 16, 1, 1, 0, UUID,
+            5, bytes(range(12)), bytes(range(16)), bytes(32), bytes(16),
+            0))),
         (0, p.frame(p.T_ERROR, struct.pack("<iIQ", 5, 0, 9) + b"bad thing")),
         (0, p.enc_extent_states_req()),
         (0, p.frame(p.T_EXTENT_STATES, struct.pack("<II", 2, 0) +

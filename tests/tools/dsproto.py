@@ -167,7 +167,8 @@ def decode(ftype, body, block_size=0):
         (m["version"], m["block_size"], m["extent_size"], m["extent_count"],
          m["encrypted"], m["has_kcv"], m["auth_required"], _pad, m["uuid"],
          m["highest_gen"], m["kcv_nonce"], m["kcv_tag"], m["auth_nonce"],
-         _pad2) = struct.unpack("<IIQIBBBB16sQ12s16s32sI", body)
+         m["instance"], _pad2) = struct.unpack("<IIQIBBBB16sQ12s16s32s16sI",
+                                               body)
     elif ftype == T_AUTH_OK:
         (m["mac"],) = struct.unpack("<32s", body)
     elif ftype == T_ERROR:

@@ -22,10 +22,16 @@ Commands, one per line; each answers one line, "ok ..." or "error: ...":
   resume           end a stall
   cut              close every current connection (both sides)
   refuse on|off    close new connections at once, without a target
-  reset            delay 0, throttle 0, resume, refuse off
+  corrupt up|down TYPE
+                   one-shot: set an unknown flag (0x8000) in the header
+                   of the next frame of protocol type TYPE (a number) sent
+                   upstream (client to server) or downstream (server to
+                   client), on whichever connection sends one first; the
+                   receiver must refuse it as malformed
+  reset            delay 0, throttle 0, resume, refuse off, no corrupt
   status           "ok listen=H:P conns=N accepted=N refused=N cut=N
                    up=BYTES down=BYTES delay=MS throttle=BPS stalled=0|1
-                   refuse=0|1"
+                   refuse=0|1 corrupted=N"
 
 Guarantees: the control socket exists only once the listener is up, so a
 test can wait for it; buffering per connection is bounded (QUEUE_CHUNKS
@@ -74,6 +80,8 @@ class Faults:
         self.delay = 0.0               # seconds, one way
         self.rate = 0                  # bytes per second, 0 = unlimited
         self.refuse = False
+        self.corrupt = {}              # direction -> frame type, one-shot
+        self.corrupted = 0
         self.running = asyncio.Event()  # cleared while stalled
         self.running.set()
 
@@ -122,8 +130,37 @@ class Conn:
                 return
             await queue.put((time.monotonic() + self.faults.delay, data))
 
+    def scan(self, name, data, st):
+        """Follow the frame boundaries of one direction (u32 length, u16
+        type, u16 flags; st = [header bytes so far, body bytes left]) and
+        apply an armed `corrupt` to the flags of the first matching frame.
+        The type is known before the flags byte goes out, so the byte is
+        changed in the chunk being written even if the header straddles
+        two chunks."""
+        f, i = self.faults, 0
+        while i < len(data):
+            if st[1] > 0:
+                n = min(st[1], len(data) - i)
+                st[1] -= n
+                i += n
+                continue
+            st[0].append(data[i])
+            if len(st[0]) == 8:
+                want = f.corrupt.get(name)
+                ftype = int.from_bytes(st[0][4:6], "little")
+                if want is not None and ftype == want:
+                    data[i] |= 0x80      # flags high byte: 0x8000
+                    del f.corrupt[name]
+                    f.corrupted += 1
+                    log("corrupted a %s frame of type %d" % (name, ftype))
+                st[1] = max(0, int.from_bytes(st[0][0:4], "little") - 8)
+                st[0] = bytearray()
+            i += 1
+        return bytes(data)
+
     async def write_side(self, dst, queue, name):
         next_free = 0.0                  # throttle: when the link is free
+        st = [bytearray(), 0]            # frame scanner state (scan)
         while True:
             item = await queue.get()
             if item is None:             # EOF: pass the half-close on
@@ -131,6 +168,7 @@ class Conn:
                     dst.write_eof()
                 return
             deadline, data = item
+            data = self.scan(name, bytearray(data), st)
             if deadline > time.monotonic():
                 await asyncio.sleep(deadline - time.monotonic())
             while data:
@@ -200,8 +238,12 @@ class Proxy:
                     c.abort()
             elif cmd == "refuse" and args in (["on"], ["off"]):
                 f.refuse = args[0] == "on"
+            elif (cmd == "corrupt" and len(args) == 2 and
+                  args[0] in ("up", "down")):
+                f.corrupt[args[0]] = int(args[1], 0)
             elif cmd == "reset" and not args:
                 f.delay, f.rate, f.refuse = 0.0, 0, False
+                f.corrupt = {}
                 f.running.set()
             elif cmd == "status" and not args:
                 return self.status()
@@ -214,11 +256,12 @@ class Proxy:
     def status(self):
         f = self.faults
         return ("ok listen=%s:%d conns=%d accepted=%d refused=%d cut=%d "
-                "up=%d down=%d delay=%g throttle=%d stalled=%d refuse=%d" %
+                "up=%d down=%d delay=%g throttle=%d stalled=%d refuse=%d "
+                "corrupted=%d" %
                 (self.listen + (len(self.conns), self.counts["accepted"],
                  self.counts["refused"], self.counts["cut"], self.bytes["up"],
                  self.bytes["down"], f.delay * 1000, f.rate,
-                 not f.running.is_set(), f.refuse)))
+                 not f.running.is_set(), f.refuse, f.corrupted)))
 
     async def on_control(self, reader, writer):
         try:

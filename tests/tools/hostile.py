@@ -139,7 +139,7 @@ def attack_one(port, rnd, it, ok):
                 p.enc_hello(uuid=ok["uuid"], encrypted=ok["encrypted"])
                 if negotiated
                 else p.enc_ping(1),
-                p.frame(p.T_HELLO_OK, bytes(112)), p.enc_ping(1, p.T_PONG),
+                p.frame(p.T_HELLO_OK, bytes(128)), p.enc_ping(1, p.T_PONG),
                 p.frame(p.T_JOB_DONE, struct.pack("<QiI", 1, 0, 0))])
         elif k == 1:   # a valid header with a garbage body
             f = rnd.choice(frames)

@@ -65,8 +65,10 @@ static void build_and_roundtrip(void)
   fill(ok.region.uuid, 16, 3);
   fill(ok.kcv.nonce, 12, 4);
   fill(ok.kcv.tag, 16, 5);
+  fill(ok.instance, 16, 6);
   f = add();
   f->len = proto_put_hello_ok(f->b, &ok);
+  CHECK(f->len == PROTO_HELLO_OK_LEN && f->len == 136);
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == PROTO_T_HELLO_OK);
   CHECK(m.u.hello_ok.region.block_size == 4096 &&
         m.u.hello_ok.region.extent_size == 32768 &&
@@ -76,6 +78,10 @@ static void build_and_roundtrip(void)
   CHECK(memcmp(m.u.hello_ok.region.uuid, ok.region.uuid, 16) == 0);
   CHECK(memcmp(m.u.hello_ok.kcv.nonce, ok.kcv.nonce, 12) == 0);
   CHECK(memcmp(m.u.hello_ok.kcv.tag, ok.kcv.tag, 16) == 0);
+  CHECK(memcmp(m.u.hello_ok.instance, ok.instance, 16) == 0);
+  f->b[132] = 1; /* the pad after the instance id */
+  CHECK(proto_decode(f->b, f->len, 0, &m) == -EPROTO);
+  f->b[132] = 0;
 
   f = add();
   f->len = proto_put_error(f->b, EACCES, 5, "key check\nvalue differs");
