@@ -1410,6 +1410,7 @@ static void fault_begin(struct sim *s)
   bool kill9 = rng_range(&s->rfault, 0, 1);
   s->long_stop = rng_range(&s->rfault, 0, 1);
   uint64_t dur = rng_range(&s->rfault, 20, 300);
+  uint64_t short_dur = rng_range(&s->rfault, 5, 60);
   if (s->corrupt_ds >= 0)
     ds = s->corrupt_ds; /* never a second replica down or corrupt */
   wait_healthy(s);
@@ -1434,7 +1435,10 @@ static void fault_begin(struct sim *s)
     return;
   }
   s->fault_active = true;
-  s->fault_end = s->seq + dur;
+  /* A short SIGSTOP should end before the upstairs' timeout faults it:
+   * ops are slow then (flushes wait for the stopped replica). */
+  bool stopped = s->ds[ds].stopped;
+  s->fault_end = s->seq + (stopped && !s->long_stop ? short_dur : dur);
 }
 
 static void fault_schedule(struct sim *s)
@@ -1487,8 +1491,10 @@ static void run_stream(struct sim *s)
     }
     log_op(s, &o);
     issue(s, &o);
-    if (o.inject)
+    if (o.inject) {
+      event(s, "op %" PRIu64 " read back of the injected write", s->seq);
       issue_read(s, (o.conn + 1) % NCONN, o.off, o.len);
+    }
     s->seq++;
     if (now() > next_report) {
       progress(s);
