@@ -43,8 +43,9 @@
  *     what it read into M (exact again), flushes, and sets D = M.
  *
  * Fault rules.  Fault classes: kill-ds (kill -9 a downstairs, restart it
- * after some ops), stop-ds (SIGSTOP, SIGCONT after some ops; half the
- * time only once the upstairs faulted it), flip (stop a downstairs by
+ * after some ops), stop-ds (SIGSTOP; half the time SIGCONT after 0.1-2 s
+ * with no new ops, below the upstairs' timeout, half the time after some
+ * ops and once the upstairs faulted it), flip (stop a downstairs by
  * kill -9 or SIGSTOP, xor one byte of a random written 4 KiB block of its
  * extent file at the offset region.json gives, restart/continue),
  * kill-nbdkit (kill -9 with IO in flight, restart, reconnect) and restart
@@ -1410,7 +1411,7 @@ static void fault_begin(struct sim *s)
   bool kill9 = rng_range(&s->rfault, 0, 1);
   s->long_stop = rng_range(&s->rfault, 0, 1);
   uint64_t dur = rng_range(&s->rfault, 20, 300);
-  uint64_t short_dur = rng_range(&s->rfault, 5, 60);
+  uint64_t short_dur = rng_range(&s->rfault, 3, 60);
   if (s->corrupt_ds >= 0)
     ds = s->corrupt_ds; /* never a second replica down or corrupt */
   wait_healthy(s);
@@ -1434,11 +1435,19 @@ static void fault_begin(struct sim *s)
     restart_all(s);
     return;
   }
+  if (s->ds[ds].stopped && !s->long_stop) {
+    /* A short SIGSTOP ends well before the upstairs' timeout would fault
+     * it: SIGCONT after 0.1..2 s with only the ops already in flight
+     * (new ones are slow then: flushes wait for the stopped replica, so
+     * counting ops would outlast the timeout). */
+    double end = now() + short_dur / 30.0;
+    while (now() < end)
+      pump(s, 20);
+    ds_up(s, ds);
+    return;
+  }
   s->fault_active = true;
-  /* A short SIGSTOP should end before the upstairs' timeout faults it:
-   * ops are slow then (flushes wait for the stopped replica). */
-  bool stopped = s->ds[ds].stopped;
-  s->fault_end = s->seq + (stopped && !s->long_stop ? short_dur : dur);
+  s->fault_end = s->seq + dur;
 }
 
 static void fault_schedule(struct sim *s)
