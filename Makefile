@@ -2,6 +2,7 @@
 #   make            build crucible.so and crucible-downstairs
 #   make check      build and run every test (last line: N passed, N failed)
 #   make run        start a local volume: three downstairs + nbdkit
+#   make soak       the randomized whole-system test: SEED=N SECONDS=S
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make check-vm   boot a Linux guest under qemu on a volume (tests/vm)
 #   make SANITIZE=1 check   the same under ASan+UBSan
@@ -39,7 +40,7 @@ UP_LIB_OBJ := $(filter-out $(B)/plugin/crucible.o,$(PLUGIN_OBJ))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 
-.PHONY: all deps check unit run install clean bench bench-smoke bench-link check-vm
+.PHONY: all deps check unit run soak install clean bench bench-smoke bench-link check-vm
 all: $(B)/.deps crucible.so crucible-downstairs
 
 # Install missing Debian packages (as root) or print the apt-get line.
@@ -83,6 +84,16 @@ check: all $(UNIT_BIN) $(TOOL_BIN)
 
 run: all
 	@bash scripts/run-local.sh
+
+# The randomized whole-system test for as long as asked:
+#   make soak [SEED=N] [SECONDS=S] [SIM_ARGS="--no flip"]
+# (SEED default: random, printed; SECONDS default 600.)
+SEED    ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+SECONDS ?= 600
+soak: all $(B)/tools/crucible-sim
+	@echo "soak: SEED=$(SEED) SECONDS=$(SECONDS) $(SIM_ARGS)"
+	@SIM_SEED=$(SEED) SIM_SECONDS=$(SECONDS) SIM_ARGS="$(SIM_ARGS)" \
+	  bash tests/e2e/test-sim.sh
 
 bench: all
 	@bash bench/bench.sh
