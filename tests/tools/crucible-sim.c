@@ -35,10 +35,15 @@
  *     durable; a completed flush marks those acked before its issue
  *     durable, a FUA write is durable when acked.  The durable prefix of L
  *     is folded into D, the model of what a crash must keep.
- *   - Across a kill -9 of nbdkit, a byte may read as the newest durable
- *     value covering it (the latest durable entry of L, else D) or the
- *     value of any later entry of L, including the writes in flight at the
- *     crash (added to L).  After the restart the driver reads every range
+  *   - Across a kill -9 of nbdkit, a byte may read as the newest
+ *     acknowledged value covering it (M) or the value of a write in flight
+ *     at the crash (added to L as such): an acknowledged write is on at
+ *     least two replicas (write-quorum 2), whose downstairs outlive
+ *     nbdkit, and reconciliation keeps each block's newest version, so
+ *     nothing acknowledged may be lost, flushed or not.  (NBD would allow
+ *     losing unflushed writes; --lenient-crash checks only that: the
+ *     newest durable value, D or a durable entry of L, or any later
+ *     entry.)  After the restart the driver reads every range
  *     L touches once, checks each byte against those candidates, adopts
  *     what it read into M (exact again), flushes, and sets D = M.
  *
@@ -48,8 +53,11 @@
  * ops and once the upstairs faulted it), flip (stop a downstairs by
  * kill -9 or SIGSTOP, xor one byte of a random written 4 KiB block of its
  * extent file at the offset region.json gives, restart/continue),
- * kill-nbdkit (kill -9 with IO in flight, restart, reconnect) and restart
- * (flush, SIGTERM nbdkit, SIGTERM the downstairs, start all again).
+ * kill-nbdkit (kill -9 with IO in flight, restart, reconnect), restart
+ * (flush, SIGTERM nbdkit, SIGTERM the downstairs, start all again) and
+ * down-crash (kill -9 a downstairs, 3-60 ops on the other two, kill -9
+ * nbdkit, start the downstairs and then nbdkit: reconciliation meets a
+ * replica that missed acknowledged writes, flushed or not).
  * They come in rounds, each round a seeded permutation of the enabled
  * classes, the next one a seeded number of ops after the last ended.
  * Survivable: one fault at a time; before each one new ops wait (in-flight
@@ -112,14 +120,15 @@
 #define HEALTH_SECS 180           /* bound on waiting for all active */
 #define START_SECS 120            /* bound on a process coming up */
 #define STOP_SECS 60              /* bound on a clean stop */
-#define NFAULT 5
+#define NFAULT 6
 
 enum kind { K_READ, K_WRITE, K_TRIM, K_ZERO, K_FLUSH };
 static const char *const kind_name[] = {"read", "write", "trim", "zero",
                                         "flush"};
-enum fclass { F_KILL_DS, F_STOP_DS, F_FLIP, F_KILL_NBDKIT, F_RESTART };
+enum fclass { F_KILL_DS, F_STOP_DS, F_FLIP, F_KILL_NBDKIT, F_RESTART,
+              F_DOWN_CRASH };
 static const char *const fault_name[NFAULT] = {
-    "kill-ds", "stop-ds", "flip", "kill-nbdkit", "restart"};
+    "kill-ds", "stop-ds", "flip", "kill-nbdkit", "restart", "down-crash"};
 
 /* xoshiro256** seeded by splitmix64. */
 struct rng {
@@ -141,6 +150,7 @@ struct uentry {
   uint64_t off, len;
   uint32_t wid;
   bool durable;
+  bool inflight; /* not acknowledged: in flight at a crash */
 };
 
 /* L: entries e[head..n) have absolute numbers base.. in ack order. */
@@ -173,6 +183,7 @@ struct opts {
   const char *dir, *ds_bin, *plugin;
   unsigned disabled; /* bit per enum fclass */
   bool inject;
+  bool lenient;      /* --lenient-crash: NBD's rule only (header) */
 };
 
 struct sim {
@@ -315,15 +326,17 @@ fail(struct sim *s, const char *fmt, ...)
   va_end(ap);
   event(s, "FAIL: %s", msg);
   fprintf(stderr, "crucible-sim: FAIL at op %" PRIu64 ": %s\n", s->seq, msg);
+  char extra[200] = "";
+  size_t len = 0;
+  for (int c = 0; c < NFAULT; c++)
+    if (s->o.disabled & 1u << c)
+      len += (size_t) snprintf(extra + len, sizeof extra - len, " --no %s",
+                               fault_name[c]);
   fprintf(stderr, "crucible-sim: seed %" PRIu64 " (replay: crucible-sim "
           "--seed %" PRIu64 " --seconds %u --extent-count %u --timeout %u%s"
-          "%s%s%s%s%s)\n", s->o.seed, s->o.seed, s->o.seconds,
-          s->o.extent_count, s->o.timeout, s->o.inject ? " --inject-bug" : "",
-          s->o.disabled & 1 << F_KILL_DS ? " --no kill-ds" : "",
-          s->o.disabled & 1 << F_STOP_DS ? " --no stop-ds" : "",
-          s->o.disabled & 1 << F_FLIP ? " --no flip" : "",
-          s->o.disabled & 1 << F_KILL_NBDKIT ? " --no kill-nbdkit" : "",
-          s->o.disabled & 1 << F_RESTART ? " --no restart" : "");
+          "%s%s)\n", s->o.seed, s->o.seed, s->o.seconds, s->o.extent_count,
+          s->o.timeout, s->o.inject ? " --inject-bug" : "",
+          s->o.lenient ? " --lenient-crash" : "", extra);
   uint64_t first = s->nhist > HIST_SHOW ? s->nhist - HIST_SHOW : 0;
   fprintf(stderr, "crucible-sim: last %" PRIu64 " events:\n",
           s->nhist - first);
@@ -502,7 +515,7 @@ static bool model_block_written(const struct model *m, uint64_t b)
 /* ---- L: writes not yet durable ---------------------------------------- */
 
 static void ulog_push(struct ulog *l, uint64_t off, uint64_t len,
-                      uint32_t wid, bool durable)
+                      uint32_t wid, bool durable, bool inflight)
 {
   if (l->n == l->cap) {
     if (l->head > l->n / 2) {
@@ -516,7 +529,7 @@ static void ulog_push(struct ulog *l, uint64_t off, uint64_t len,
         exit(1);
     }
   }
-  l->e[l->n++] = (struct uentry){off, len, wid, durable};
+  l->e[l->n++] = (struct uentry){off, len, wid, durable, inflight};
 }
 
 static uint64_t ulog_end(const struct ulog *l)
@@ -898,7 +911,7 @@ static void acked(struct sim *s, struct op *o)
       event(s, "INJECT: op %" PRIu64 " recorded as wid %u", o->seq, wid);
     }
     model_apply(&s->M, o->off, o->len, wid);
-    ulog_push(&s->L, o->off, o->len, wid, o->fua);
+    ulog_push(&s->L, o->off, o->len, wid, o->fua, false);
     ulog_settle(&s->L, &s->D);
   }
   s->nops[o->k]++;
@@ -912,7 +925,8 @@ static void retire(struct sim *s, struct op *o)
     acked(s, o);
   } else if (s->crashing) {
     if (o->k == K_WRITE || o->k == K_TRIM || o->k == K_ZERO)
-      ulog_push(&s->L, o->off, o->len, o->k == K_WRITE ? o->wid : 0, false);
+      ulog_push(&s->L, o->off, o->len, o->k == K_WRITE ? o->wid : 0, false,
+                true);
   } else {
     fail(s, "%s op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64
          " failed: %s", kind_name[o->k], o->seq, o->conn, o->off, o->len,
@@ -1273,7 +1287,9 @@ static void check_chunk(struct sim *s, uint64_t off, uint64_t n,
         ok[i] = 1;
         match[i] = e->wid;
       }
-      closed[i] = e->durable; /* nothing older may show */
+      /* Nothing older may show than a durable entry or, unless lenient,
+       * an acknowledged one. */
+      closed[i] = e->durable || (!s->o.lenient && !e->inflight);
     }
   }
   model_expect(&s->D, off, n, cand);
@@ -1332,8 +1348,9 @@ static void crash_check(struct sim *s)
   free(buf);
 }
 
-/* kill -9 nbdkit with IO in flight, restart it, reconnect, check. */
-static void crash_nbdkit(struct sim *s)
+/* kill -9 nbdkit with IO in flight, restart it (after downstairs ds, if
+ * >= 0, which was down), reconnect, check. */
+static void crash_nbdkit(struct sim *s, int ds)
 {
   event(s, "fault kill -9 nbdkit pid %d (%u ops in flight)", s->nbdkit.pid,
         inflight(s));
@@ -1352,6 +1369,10 @@ static void crash_nbdkit(struct sim *s)
       retire(s, o);
   }
   s->crashing = false;
+  if (ds >= 0) {
+    ds_start(s, ds);
+    s->heal_ds = ds;
+  }
   nbdkit_start(s, false);
   crash_check(s);
   /* Reconciliation may have copied a flipped block: read every block ever
@@ -1434,8 +1455,12 @@ static void fault_begin(struct sim *s)
     flip_block(s, ds);
     break;
   case F_KILL_NBDKIT:
-    crash_nbdkit(s);
+    crash_nbdkit(s, -1);
     return;
+  case F_DOWN_CRASH: /* a short outage, then nbdkit dies (fault_tick) */
+    ds_down(s, ds, true);
+    dur = short_dur;
+    break;
   case F_RESTART:
     restart_all(s);
     return;
@@ -1466,7 +1491,10 @@ static void fault_tick(struct sim *s)
   if ((s->o.disabled & ((1u << NFAULT) - 1)) == (1u << NFAULT) - 1)
     return; /* every class disabled */
   if (s->fault_active && s->seq >= s->fault_end) {
-    ds_up(s, s->fds);
+    if (s->fc == F_DOWN_CRASH)
+      crash_nbdkit(s, s->fds);
+    else
+      ds_up(s, s->fds);
     s->fault_active = false;
     fault_schedule(s);
   } else if (!s->fault_active && s->seq >= s->next_fault) {
@@ -1483,10 +1511,11 @@ static void progress(struct sim *s)
   double t = now() - s->t_start;
   printf("crucible-sim: %5.0f s  ops %" PRIu64 " (r %" PRIu64 " w %" PRIu64
          " t %" PRIu64 " z %" PRIu64 " f %" PRIu64 ")  faults %" PRIu64
-         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n", t, s->seq,
+         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
+         t, s->seq,
          s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM], s->nops[K_ZERO],
          s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1], s->nfaults[2],
-         s->nfaults[3], s->nfaults[4]);
+         s->nfaults[3], s->nfaults[4], s->nfaults[5]);
   fflush(stdout);
 }
 
@@ -1599,9 +1628,11 @@ static void summary(struct sim *s)
          s->nops[K_TRIM], s->nops[K_ZERO], s->nops[K_FLUSH]);
   printf("crucible-sim: faults kill-ds %" PRIu64 " stop-ds %" PRIu64
          " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %"
-         PRIu64 " restart %" PRIu64 "; %" PRIu64 " MiB checked after "
-         "crashes\n", s->nfaults[0], s->nfaults[1], s->nfaults[2],
-         s->flips_done, s->nfaults[3], s->nfaults[4], s->crash_checked >> 20);
+         PRIu64 " restart %" PRIu64 " down-crash %" PRIu64 "; %" PRIu64
+         " MiB checked after crashes%s\n", s->nfaults[0], s->nfaults[1],
+         s->nfaults[2], s->flips_done, s->nfaults[3], s->nfaults[4],
+         s->nfaults[5], s->crash_checked >> 20,
+         s->o.lenient ? " (lenient)" : "");
 }
 
 static void __attribute__((noreturn)) usage(void)
@@ -1610,8 +1641,8 @@ static void __attribute__((noreturn)) usage(void)
           "usage: crucible-sim --dir DIR [--seed N] [--seconds S] "
           "[--extent-count N]\n"
           "         [--timeout SECS] [--downstairs BIN] [--plugin SO]\n"
-          "         [--no kill-ds|stop-ds|flip|kill-nbdkit|restart]... "
-          "[--inject-bug]\n");
+          "         [--no kill-ds|stop-ds|flip|kill-nbdkit|restart|down-crash]"
+          "... [--inject-bug] [--lenient-crash]\n");
   exit(2);
 }
 
@@ -1632,7 +1663,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
       {"dir", 1, 0, 'd'},        {"extent-count", 1, 0, 'e'},
       {"timeout", 1, 0, 'T'},    {"downstairs", 1, 0, 'D'},
       {"plugin", 1, 0, 'P'},     {"no", 1, 0, 'n'},
-      {"inject-bug", 0, 0, 'i'}, {0, 0, 0, 0}};
+      {"inject-bug", 0, 0, 'i'}, {"lenient-crash", 0, 0, 'l'},
+      {0, 0, 0, 0}};
   bool seeded = false;
   int c;
   *o = (struct opts){.seconds = 60, .extent_count = 3, .timeout = 5,
@@ -1648,6 +1680,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     case 'D': o->ds_bin = optarg; break;
     case 'P': o->plugin = optarg; break;
     case 'i': o->inject = true; break;
+    case 'l': o->lenient = true; break;
     case 'n': {
       int k = 0;
       while (k < NFAULT && strcmp(optarg, fault_name[k]))
