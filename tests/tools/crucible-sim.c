@@ -55,9 +55,10 @@
  * extent file at the offset region.json gives, restart/continue),
  * kill-nbdkit (kill -9 with IO in flight, restart, reconnect), restart
  * (flush, SIGTERM nbdkit, SIGTERM the downstairs, start all again) and
- * down-crash (kill -9 a downstairs, 3-60 ops on the other two, kill -9
- * nbdkit, start the downstairs and then nbdkit: reconciliation meets a
- * replica that missed acknowledged writes, flushed or not).
+ * down-crash (kill -9 a downstairs, 3-60 ops on the other two, half the
+ * time with no flush among them, kill -9 nbdkit, start the downstairs
+ * and then nbdkit: reconciliation meets a replica that missed
+ * acknowledged writes, flushed or not).
  * They come in rounds, each round a seeded permutation of the enabled
  * classes, the next one a seeded number of ops after the last ended.
  * Survivable: one fault at a time; before each one new ops wait (in-flight
@@ -209,6 +210,7 @@ struct sim {
   int fds;              /* target downstairs of the active fault */
   int corrupt_ds;       /* holds an unhealed flip, or -1 */
   int heal_ds;          /* restarted: its repair heals corrupt_ds */
+  bool no_flush;        /* down-crash outage: flushes become writes */
   uint64_t fault_end, next_fault;
   int round[NFAULT], round_pos, round_len;
   bool inject_pending;
@@ -1082,6 +1084,8 @@ static void gen_op(struct sim *s, struct op *o)
   o->conn = rng_range(r, 0, NCONN - 1);
   o->k = c < 37 ? K_READ : c < 74 ? K_WRITE : c < 84 ? K_TRIM
        : c < 94 ? K_ZERO : K_FLUSH;
+  if (o->k == K_FLUSH && s->no_flush)
+    o->k = K_WRITE; /* a down-crash outage without flushes */
   if (o->k == K_FLUSH)
     return;
   if ((o->k == K_TRIM || o->k == K_ZERO) && rng_range(r, 0, 19) == 0) {
@@ -1091,7 +1095,7 @@ static void gen_op(struct sim *s, struct op *o)
     gen_range(s, MAX_IO, &o->off, &o->len);
   }
   if (o->k != K_READ)
-    o->fua = rng_range(r, 0, 99) < 8;
+    o->fua = rng_range(r, 0, 99) < 8 && !s->no_flush;
   if (o->k == K_WRITE)
     o->wid = ++s->next_wid;
 }
@@ -1460,6 +1464,11 @@ static void fault_begin(struct sim *s)
   case F_DOWN_CRASH: /* a short outage, then nbdkit dies (fault_tick) */
     ds_down(s, ds, true);
     dur = short_dur;
+    /* Half the time no flush in between: the stale replica's extents then
+     * carry the same numbers as the others' (only versions tell). */
+    s->no_flush = kill9;
+    event(s, "down-crash outage of %" PRIu64 " ops%s", dur,
+          s->no_flush ? ", no flushes" : "");
     break;
   case F_RESTART:
     restart_all(s);
@@ -1491,6 +1500,7 @@ static void fault_tick(struct sim *s)
   if ((s->o.disabled & ((1u << NFAULT) - 1)) == (1u << NFAULT) - 1)
     return; /* every class disabled */
   if (s->fault_active && s->seq >= s->fault_end) {
+    s->no_flush = false;
     if (s->fc == F_DOWN_CRASH)
       crash_nbdkit(s, s->fds);
     else
