@@ -38,7 +38,8 @@ DS_OBJ     := $(DS_SRC:%.c=$(B)/%.o)
 DS_LIB_OBJ := $(filter-out $(B)/downstairs/main.o,$(DS_OBJ))
 UP_LIB_OBJ := $(filter-out $(B)/plugin/crucible.o,$(PLUGIN_OBJ))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
-TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%) $(B)/tools/crucible-sim
+SIM_SRC    := $(wildcard tests/tools/sim/*.c)
 
 .PHONY: all deps check unit run soak install clean bench bench-smoke bench-link check-vm
 all: $(B)/.deps crucible.so crucible-downstairs
@@ -76,6 +77,12 @@ $(B)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(DS_LIB_OBJ) $(UP_LIB_OBJ) $(B)/.fla
 $(B)/tools/%: tests/tools/%.c $(COMMON_OBJ) $(B)/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LDLIBS) -lnbd
+
+# The simulation driver: one binary from tests/tools/sim/.
+$(B)/tools/crucible-sim: $(SIM_SRC) tests/tools/sim/sim.h $(COMMON_OBJ) $(B)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_SRC) $(COMMON_OBJ) \
+	  $(LDLIBS) -lnbd
 
 unit: $(UNIT_BIN)
 

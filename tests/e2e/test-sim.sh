@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seeded, randomized whole-system test (tests/tools/crucible-sim.c;
+# The seeded, randomized whole-system test (tests/tools/sim/;
 # its header comment states the model rule and the fault rules).  Three
 # downstairs with create's default geometry (128 MiB extents, 3 of them)
 # and nbdkit with crucible.so, encrypted; 4 NBD connections issue random

@@ -1,0 +1,321 @@
+/* crucible-sim: the faults and the check after a crash of nbdkit. */
+#include "sim.h"
+
+/* ---- faults ----------------------------------------------------------- */
+
+/* Xor one byte of a random written block of replica i (stopped) at the
+ * extent file offset the region layout gives; false if none qualifies. */
+bool flip_block(struct sim *s, int i)
+{
+  uint64_t nblk = s->size / BLOCK, per = s->extent_bytes / BLOCK;
+  for (int tries = 0; tries < 200; tries++) {
+    uint64_t b = rng_range(&s->rfault, 0, nblk - 1);
+    unsigned at = rng_range(&s->rfault, 0, BLOCK - 1);
+    if (s->flipped[b] || s->blk_mod[b] + MAX_INFLIGHT >= s->seq ||
+        !model_block_written(&s->M, b))
+      continue;
+    char rel[GEOM_EXTENT_PATH_MAX], path[700];
+    geom_extent_path(b / per, rel);
+    snprintf(path, sizeof path, "%s/%s", s->ds_dir[i], rel);
+    off_t off = (off_t)(b % per) * BLOCK + at;
+    uint8_t c;
+    int fd = open(path, O_RDWR);
+    if (fd < 0 || pread(fd, &c, 1, off) != 1)
+      fail(s, "flip: %s: %s", path, strerror(errno));
+    c ^= 0x5a;
+    if (pwrite(fd, &c, 1, off) != 1)
+      fail(s, "flip: %s: %s", path, strerror(errno));
+    close(fd);
+    s->flipped[b] = 1;
+    s->corrupt_ds = i;
+    s->flips_done++;
+    event(s, "fault flip ds%d lba %" PRIu64 " (%s offset %jd) last "
+          "touched by op %" PRIu64, i + 1, b, rel, (intmax_t)off,
+          s->blk_mod[b]);
+    return true;
+  }
+  event(s, "fault flip ds%d: no written block untouched lately: skipped",
+        i + 1);
+  return false;
+}
+
+/* Take downstairs i down: kill -9 (and wait until the upstairs sees it)
+ * or SIGSTOP. */
+void ds_down(struct sim *s, int i, bool kill9)
+{
+  if (kill9) {
+    event(s, "fault kill -9 ds%d pid %d", i + 1, s->ds[i].pid);
+    kill(s->ds[i].pid, SIGKILL);
+    waitpid(s->ds[i].pid, NULL, 0);
+    s->ds[i].pid = 0;
+    wait_not_active(s, i, 2.0 * s->o.timeout + 10);
+  } else {
+    event(s, "fault SIGSTOP ds%d pid %d", i + 1, s->ds[i].pid);
+    kill(s->ds[i].pid, SIGSTOP);
+    s->ds[i].stopped = true;
+  }
+}
+
+/* Bring downstairs i back: restart it, or SIGCONT (after the upstairs
+ * faulted it when long_stop). */
+void ds_up(struct sim *s, int i)
+{
+  if (s->ds[i].pid == 0) {
+    ds_start(s, i);
+    s->heal_ds = i;
+    return;
+  }
+  if (s->long_stop) {
+    wait_not_active(s, i, 4.0 * s->o.timeout + 30);
+    s->heal_ds = i;
+  }
+  event(s, "SIGCONT ds%d pid %d%s", i + 1, s->ds[i].pid,
+        s->long_stop ? " (after it was faulted)" : "");
+  kill(s->ds[i].pid, SIGCONT);
+  s->ds[i].stopped = false;
+}
+
+/* After a crash: read every range L touches once, check each byte is one
+ * of its candidates, adopt what was read into M. */
+void check_chunk(struct sim *s, uint64_t off, uint64_t n,
+                        const uint8_t *got)
+{
+  static uint8_t ok[CHUNK], closed[CHUNK], cand[CHUNK];
+  static uint32_t match[CHUNK];
+  memset(ok, 0, n);
+  memset(closed, 0, n);
+  for (size_t k = s->L.n; k-- > s->L.head;) { /* newest first */
+    struct uentry *e = &s->L.e[k];
+    uint64_t a = max64(off, e->off), b = min64(off + n, e->off + e->len);
+    if (a >= b)
+      continue;
+    content(e->wid, a, b - a, cand);
+    for (uint64_t i = a - off, j = 0; i < b - off; i++, j++) {
+      if (closed[i])
+        continue;
+      if (!ok[i] && cand[j] == got[i]) {
+        ok[i] = 1;
+        match[i] = e->wid;
+      }
+      /* Nothing older may show than a durable entry or, unless lenient,
+       * an acknowledged one. */
+      closed[i] = e->durable || (!s->o.lenient && !e->inflight);
+    }
+  }
+  model_expect(&s->D, off, n, cand);
+  for (uint64_t i = 0; i < n; i++) {
+    if (!ok[i] && !closed[i] && cand[i] == got[i]) {
+      ok[i] = 1;
+      match[i] = model_wid_at(&s->D, off + i);
+    }
+    if (!ok[i]) {
+      explain_byte(s, off + i, got[i]);
+      fail(s, "MISMATCH after nbdkit crash: byte %" PRIu64 " (block %" PRIu64
+           ") is none of its candidates", off + i, (off + i) / BLOCK);
+    }
+  }
+  for (uint64_t i = 0; i < n;) {
+    uint64_t j = i + 1;
+    while (j < n && match[j] == match[i])
+      j++;
+    model_apply(&s->M, off + i, j - i, match[i]);
+    i = j;
+  }
+}
+
+int cmp_entry(const void *a, const void *b)
+{
+  const struct uentry *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Check every range L touches (merged), chunk by chunk, on connection 0. */
+void crash_check(struct sim *s)
+{
+  size_t n = s->L.n - s->L.head;
+  struct uentry *r = xmalloc(n * sizeof *r);
+  uint8_t *buf = xmalloc(CHUNK);
+  uint64_t total = 0;
+  memcpy(r, s->L.e + s->L.head, n * sizeof *r);
+  qsort(r, n, sizeof *r, cmp_entry);
+  for (size_t i = 0; i < n;) {
+    uint64_t a = r[i].off, b = r[i].off + r[i].len;
+    for (i++; i < n && r[i].off <= b; i++)
+      b = max64(b, r[i].off + r[i].len);
+    for (uint64_t o = a; o < b; o += CHUNK) {
+      uint64_t len = min64(CHUNK, b - o);
+      if (nbd_pread(s->h[0], buf, len, o, 0) < 0)
+        fail(s, "read after nbdkit crash, off %" PRIu64 " len %" PRIu64
+             ": %s", o, len, nbd_get_error());
+      check_chunk(s, o, len, buf);
+      total += len;
+    }
+  }
+  event(s, "after crash: %zu unflushed writes, %" PRIu64 " bytes checked "
+        "against their candidates and adopted", n, total);
+  s->crash_checked += total;
+  free(r);
+  free(buf);
+}
+
+/* kill -9 nbdkit with IO in flight, restart it (after downstairs ds, if
+ * >= 0, which was down), reconnect, check. */
+void crash_nbdkit(struct sim *s, int ds)
+{
+  event(s, "fault kill -9 nbdkit pid %d (%u ops in flight)", s->nbdkit.pid,
+        inflight(s));
+  s->crashing = true;
+  kill(s->nbdkit.pid, SIGKILL);
+  waitpid(s->nbdkit.pid, NULL, 0);
+  s->nbdkit.pid = 0;
+  for (int k = 0; k < 20 && inflight(s); k++)
+    pump(s, 50);
+  conns_close(s);
+  for (int i = 0; i < MAX_INFLIGHT; i++) {
+    struct op *o = &s->slot[i];
+    if (o->used && !o->done)
+      o->err = ENOTCONN;
+    if (o->used)
+      retire(s, o);
+  }
+  s->crashing = false;
+  if (ds >= 0) {
+    ds_start(s, ds);
+    s->heal_ds = ds;
+  }
+  nbdkit_start(s, false);
+  crash_check(s);
+  /* Reconciliation may have copied a flipped block: read every block ever
+   * flipped now, not only if the random stream happens to. */
+  for (uint64_t b = 0; b < s->size / BLOCK; b++)
+    if (s->flipped[b])
+      issue_read(s, b % NCONN, b * BLOCK, BLOCK);
+  flush_all(s);
+  model_copy(&s->D, &s->M);
+  ulog_clear(&s->L);
+}
+
+/* Flush, close, SIGTERM nbdkit then the downstairs; all must exit 0. */
+void stop_all(struct sim *s, bool downstairs)
+{
+  flush_all(s);
+  conns_close(s);
+  int st = proc_stop(&s->nbdkit, SIGTERM, STOP_SECS);
+  if (st != 0)
+    fail(s, "nbdkit did not exit cleanly on SIGTERM (status %d)", st);
+  for (int i = 0; downstairs && i < 3; i++) {
+    st = proc_stop(&s->ds[i], SIGTERM, STOP_SECS);
+    if (st != 0)
+      fail(s, "ds%d did not exit cleanly on SIGTERM (status %d)", i + 1, st);
+  }
+  event(s, "stopped cleanly");
+}
+
+/* Fault restart: stop everything cleanly and start it again. */
+void restart_all(struct sim *s)
+{
+  event(s, "fault clean restart of everything");
+  stop_all(s, true);
+  for (int i = 0; i < 3; i++)
+    ds_start(s, i);
+  nbdkit_start(s, false);
+}
+
+/* The next fault class of the current round (a seeded permutation). */
+enum fclass next_class(struct sim *s)
+{
+  if (s->round_pos == s->round_len) {
+    s->round_len = 0;
+    for (int c = 0; c < NFAULT; c++)
+      if (!(s->o.disabled & 1u << c))
+        s->round[s->round_len++] = c;
+    for (int i = s->round_len - 1; i > 0; i--) {
+      int j = rng_range(&s->rfault, 0, i), t = s->round[i];
+      s->round[i] = s->round[j];
+      s->round[j] = t;
+    }
+    s->round_pos = 0;
+  }
+  return s->round[s->round_pos++];
+}
+
+/* Start the next fault (the volume healthy first). */
+void fault_begin(struct sim *s)
+{
+  s->fc = next_class(s);
+  int ds = rng_range(&s->rfault, 0, 2);
+  bool kill9 = rng_range(&s->rfault, 0, 1);
+  s->long_stop = rng_range(&s->rfault, 0, 1);
+  uint64_t dur = rng_range(&s->rfault, 20, 300);
+  uint64_t short_dur = rng_range(&s->rfault, 3, 60);
+  if (s->corrupt_ds >= 0)
+    ds = s->corrupt_ds; /* never a second replica down or corrupt */
+  wait_healthy(s);
+  s->nfaults[s->fc]++;
+  s->fds = ds;
+  switch (s->fc) {
+  case F_KILL_DS:
+    ds_down(s, ds, true);
+    break;
+  case F_STOP_DS:
+    ds_down(s, ds, false);
+    break;
+  case F_FLIP:
+    ds_down(s, ds, kill9);
+    flip_block(s, ds);
+    break;
+  case F_KILL_NBDKIT:
+    crash_nbdkit(s, -1);
+    return;
+  case F_DOWN_CRASH: /* a short outage, then nbdkit dies (fault_tick) */
+    ds_down(s, ds, true);
+    dur = short_dur;
+    /* Half the time no flush in between: the stale replica's extents then
+     * carry the same numbers as the others' (only versions tell). */
+    s->no_flush = kill9;
+    event(s, "down-crash outage of %" PRIu64 " ops%s", dur,
+          s->no_flush ? ", no flushes" : "");
+    break;
+  case F_RESTART:
+    restart_all(s);
+    return;
+  }
+  if (s->ds[ds].stopped && !s->long_stop) {
+    /* A short SIGSTOP ends well before the upstairs' timeout would fault
+     * it: SIGCONT after 0.1..2 s with only the ops already in flight
+     * (new ones are slow then: flushes wait for the stopped replica, so
+     * counting ops would outlast the timeout). */
+    double end = now() + short_dur / 30.0;
+    while (now() < end)
+      pump(s, 20);
+    ds_up(s, ds);
+    return;
+  }
+  s->fault_active = true;
+  s->fault_end = s->seq + dur;
+}
+
+void fault_schedule(struct sim *s)
+{
+  s->next_fault = s->seq + rng_range(&s->rfault, 50, 400);
+}
+
+/* Called before each op of the stream: fire or end faults due now. */
+void fault_tick(struct sim *s)
+{
+  if ((s->o.disabled & ((1u << NFAULT) - 1)) == (1u << NFAULT) - 1)
+    return; /* every class disabled */
+  if (s->fault_active && s->seq >= s->fault_end) {
+    s->no_flush = false;
+    if (s->fc == F_DOWN_CRASH)
+      crash_nbdkit(s, s->fds);
+    else
+      ds_up(s, s->fds);
+    s->fault_active = false;
+    fault_schedule(s);
+  } else if (!s->fault_active && s->seq >= s->next_fault) {
+    fault_begin(s);
+    if (!s->fault_active)
+      fault_schedule(s);
+  }
+}
