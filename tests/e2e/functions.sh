@@ -345,6 +345,21 @@ wait_log () {
   return 1
 }
 
+# flip NAME LBA [BS]: xor one byte in the middle of block LBA (of extent
+# 0, blocks of BS bytes, default 4096) of region $tmp/NAME, which must be
+# stopped: a corrupt sector.
+flip () {
+  python3 - "$tmp/$1/00/000/000" $(($2 * ${3:-4096} + 1000)) <<'PY'
+import sys
+path, off = sys.argv[1], int(sys.argv[2])
+with open(path, "r+b") as f:
+    f.seek(off)
+    b = f.read(1)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 0x5a]))
+PY
+}
+
 # stats_q EXPR: evaluate a python expression on the stats file $STATS
 # (default $tmp/stats.json; d = the document, ds = its downstairs list)
 # and print the result.

@@ -20,19 +20,6 @@ DS_EXTENT_SIZE=default
 DS_EXTENT_COUNT=2 # 256 MiB
 bs=4096
 
-# flip NAME LBA: xor one byte in the middle of block LBA of extent 0.
-flip () {
-  python3 - "$tmp/$1/00/000/000" $(($2 * bs + 1000)) <<'PY'
-import sys
-path, off = sys.argv[1], int(sys.argv[2])
-with open(path, "r+b") as f:
-    f.seek(off)
-    b = f.read(1)
-    f.seek(off)
-    f.write(bytes([b[0] ^ 0x5a]))
-PY
-}
-
 # crash: kill -9 nbdkit and every downstairs.
 crash () {
   kill -KILL "$NBDKIT_PID"
@@ -44,21 +31,8 @@ crash () {
 # settled: every downstairs holds every write sent so far (the stats file,
 # rewritten each second, shows no job in flight anywhere).
 settled () {
-  local i
-  for i in $(seq 100); do
-    python3 - "$tmp/stats.json" <<'PY' && return 0
-import json, sys
-try:
-    st = json.load(open(sys.argv[1]))
-except (OSError, ValueError):
-    sys.exit(1)
-ds = st["downstairs"]
-sys.exit(0 if all(d["state"] == "active" and d["inflight_jobs"] == 0
-                  for d in ds) else 1)
-PY
-    sleep 0.1
-  done
-  fail "the downstairs did not settle"
+  stats_wait 'all(x["state"] == "active" and x["inflight_jobs"] == 0
+                   for x in ds)' 10 || fail "the downstairs did not settle"
 }
 
 # copied N: the last reconciliation copied exactly N blocks, trimmed none.

@@ -15,32 +15,14 @@ requires nbdkit nbdsh python3
 DS_EXTENT_SIZE=256 DS_EXTENT_COUNT=64 volume_create
 volume_start
 S=$tmp/stats.json
+STATS=$S
 NBDKIT_VERBOSE=1 nbdkit_start timeout=3 stats="$S" || fail "nbdkit start"
 p2=${DS_PORT[ds2]}
 
-# q EXPR: evaluate a python expression on the stats file (d = the
-# document, ds = its downstairs list); prints the result.
-q () {
-  python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-ds = d["downstairs"]
-print(eval("(" + sys.argv[2] + ")"))' "$S" "$1"
-}
-
-# wait_q EXPR SECS: until EXPR is True (polled every 0.1 s).
-wait_q () {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    [ "$(q "$1" 2>/dev/null)" = True ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # 1. Three active downstairs, the document is complete.
-wait_q 'd["phase"] == "running" and [x["state"] for x in ds] == ["active"] * 3' 10 ||
+stats_wait 'd["phase"] == "running" and [x["state"] for x in ds] == ["active"] * 3' 10 ||
   { cat "$S" >&2; fail "not 3 active downstairs in $S"; }
-[ "$(q 'd["version"] == 1 and len(ds) == 3 and d["gen"] > 0 and
+[ "$(stats_q 'd["version"] == 1 and len(ds) == 3 and d["gen"] > 0 and
        d["size"] == 64 << 20 and
        ds[1]["address"] == "127.0.0.1:'"$p2"'" and
        all(k in x for x in ds for k in ("inflight_jobs", "inflight_bytes",
@@ -51,8 +33,8 @@ wait_q 'd["phase"] == "running" and [x["state"] for x in ds] == ["active"] * 3' 
   { cat "$S" >&2; fail "stats document incomplete"; }
 grep -q "downstairs 127.0.0.1:$p2: active" "$tmp/nbdkit.log" ||
   fail "no 'active' status line"
-w0=$(q 'd["volume"]["writes"]')
-r0=$(q 'd["volume"]["reads"]')
+w0=$(stats_q 'd["volume"]["writes"]')
+r0=$(stats_q 'd["volume"]["reads"]')
 
 # 2. Load for 4 s: 64 KiB writes and reads; p50 must be a number while it
 # runs, and every counter grows.
@@ -69,12 +51,12 @@ h.flush()
 ' > "$tmp/load.log" 2>&1 &
 lpid=$!
 PIDS+=($lpid)
-wait_q 'all(isinstance(x["latency_us"]["p50"], int) and
+stats_wait 'all(isinstance(x["latency_us"]["p50"], int) and
             x["latency_us"]["p99"] >= x["latency_us"]["p50"] > 0 for x in ds)' 6 ||
   { cat "$S" >&2; fail "no p50 latency during the load"; }
 wait "$lpid" || { cat "$tmp/load.log" >&2; fail "load failed"; }
 sleep 1.2
-[ "$(q 'd["volume"]["writes"] > '"$w0"' and d["volume"]["reads"] > '"$r0"' and
+[ "$(stats_q 'd["volume"]["writes"] > '"$w0"' and d["volume"]["reads"] > '"$r0"' and
        d["volume"]["write_bytes"] >= 65536 * (d["volume"]["writes"] - '"$w0"') and
        d["volume"]["flushes"] >= 1 and d["volume"]["errors"] == 0 and
        all(x["writes"] >= d["volume"]["writes"] and x["flushes"] >= 1 and
@@ -82,15 +64,15 @@ sleep 1.2
        sum(x["reads"] for x in ds) >= d["volume"]["reads"] and
        all(x["inflight_jobs"] == 0 for x in ds)')" = True ] ||
   { cat "$S" >&2; fail "counters did not grow as expected"; }
-echo "load: $(q 'd["volume"]')"
+echo "load: $(stats_q 'd["volume"]')"
 
 # 3. kill -9 ds2: it leaves "active" within a few seconds.
 ds_kill ds2 KILL
-wait_q 'ds[1]["state"] in ("faulted", "offline", "connecting")' 5 ||
+stats_wait 'ds[1]["state"] in ("faulted", "offline", "connecting")' 5 ||
   { cat "$S" >&2; fail "ds2 still active in $S"; }
 wait_log "downstairs 127.0.0.1:$p2: faulted: " 5 ||
   fail "no 'faulted' status line for ds2"
-[ "$(q 'ds[1]["faults"] >= 1 and ds[0]["state"] == ds[2]["state"] == "active"')" = True ] ||
+[ "$(stats_q 'ds[1]["faults"] >= 1 and ds[0]["state"] == ds[2]["state"] == "active"')" = True ] ||
   { cat "$S" >&2; fail "fault not counted"; }
 # Writes go on with two.
 nbdsh_run -u "$URI" -c 'h.pwrite(b"x" * 65536, 0); h.flush()' ||
@@ -100,13 +82,13 @@ nbdsh_run -u "$URI" -c 'h.pwrite(b"x" * 65536, 0); h.flush()' ||
 ds_start ds2 || fail "ds2 did not restart"
 seen=
 for i in $(seq 600); do
-  s=$(q 'ds[1]["state"]' 2>/dev/null) || s=
+  s=$(stats_q 'ds[1]["state"]' 2>/dev/null) || s=
   [ "$s" = live-repair ] && seen=1
   [ "$s" = active ] && break
   sleep 0.05
 done
 [ "$s" = active ] || { cat "$S" >&2; fail "ds2 not active again within 30 s"; }
-[ "$(q 'ds[1]["repair"]["extents_total"] == 64 and
+[ "$(stats_q 'ds[1]["repair"]["extents_total"] == 64 and
        ds[1]["repair"]["extents_done"] == 64 and ds[1]["reconnects"] >= 1')" = True ] ||
   { cat "$S" >&2; fail "repair progress not reported for ds2"; }
 grep -q "downstairs 127.0.0.1:$p2: live-repair 0/64" "$tmp/nbdkit.log" ||
@@ -125,7 +107,7 @@ grep "downstairs 127.0.0.1:$p2: " "$tmp/nbdkit.log" | sed 's/^/  /'
 
 # 5. At stop: phase stopped, every downstairs offline.
 nbdkit_stop || fail "nbdkit stop"
-[ "$(q 'd["phase"] == "stopped" and all(x["state"] == "offline" for x in ds)')" = True ] ||
+[ "$(stats_q 'd["phase"] == "stopped" and all(x["state"] == "offline" for x in ds)')" = True ] ||
   { cat "$S" >&2; fail "final stats not 'stopped'"; }
 [ ! -e "$S.tmp" ] || fail "$S.tmp left behind at stop"
 

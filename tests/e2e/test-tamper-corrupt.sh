@@ -17,19 +17,6 @@ bs=4096
 lba=5                   # in extent 0 (1024 blocks per extent)
 len=$((64 * bs))
 
-# flip DIR LBA: xor one byte in the middle of block LBA of extent 0.
-flip () {
-  python3 - "$tmp/$1/00/000/000" $(($2 * bs + 1000)) <<'PY'
-import sys
-path, off = sys.argv[1], int(sys.argv[2])
-with open(path, "r+b") as f:
-    f.seek(off)
-    b = f.read(1)
-    f.seek(off)
-    f.write(bytes([b[0] ^ 0x5a]))
-PY
-}
-
 # read_lba LBA TIMES: read block LBA TIMES times, compare with the data.
 read_lba () {
   nbdsh_run -u "$URI" -c "
