@@ -10,20 +10,13 @@ requires_build
 requires nbdkit python3
 NBDVERIFY=$top/build/tools/nbdverify
 [ -x "$NBDVERIFY" ] || skip "build/tools/nbdverify not built"
-FP=$top/tests/tools/faultproxy.py
 
 DS_EXTENT_SIZE=256 DS_EXTENT_COUNT=8 volume_create
 volume_start
-pport=$(free_port)
-python3 "$FP" --listen "127.0.0.1:$pport" \
-  --target "127.0.0.1:${DS_PORT[ds3]}" --control "$tmp/fp.sock" \
-  >> "$tmp/faultproxy.log" 2>&1 &
-PIDS+=($!)
-for i in $(seq 100); do [ -S "$tmp/fp.sock" ] && break; sleep 0.1; done
-[ -S "$tmp/fp.sock" ] || fail "faultproxy did not start"
-ctl () { python3 "$FP" --ctl "$tmp/fp.sock" "$@" > /dev/null; }
-real3=${DS_PORT[ds3]}
-DS_PORT[ds3]=$pport
+faultproxy_start ds3 || fail "faultproxy did not start"
+ctl () { fp_ctl ds3 "$@" > /dev/null; }
+pport=${DS_PORT[ds3]}
+real3=${REAL_PORT[ds3]}
 NBDKIT_VERBOSE=1 nbdkit_start timeout=3 stats="$tmp/stats.json"
 DS_PORT[ds3]=$real3
 

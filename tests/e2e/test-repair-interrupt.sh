@@ -14,7 +14,6 @@
 . "$(dirname "$0")/functions.sh"
 requires_build
 requires nbdkit nbdcopy python3 cmp
-FP=$top/tests/tools/faultproxy.py
 
 DS_EXTENT_SIZE=2048 DS_EXTENT_COUNT=4 volume_create   # 4 x 8 MiB
 volume_start
@@ -32,16 +31,10 @@ cp "$tmp/ds3/00/000/000" "$tmp/ds3-old-000"
 
 # ds1 behind a throttled proxy.
 volume_start
-pport=$(free_port)
-python3 "$FP" --listen "127.0.0.1:$pport" \
-  --target "127.0.0.1:${DS_PORT[ds1]}" --control "$tmp/fp.sock" \
-  >> "$tmp/faultproxy.log" 2>&1 &
-PIDS+=($!)
-for i in $(seq 100); do [ -S "$tmp/fp.sock" ] && break; sleep 0.1; done
-python3 "$FP" --ctl "$tmp/fp.sock" throttle 4000000 > /dev/null ||
-  fail "faultproxy did not start"
-real1=${DS_PORT[ds1]}
-DS_PORT[ds1]=$pport
+faultproxy_start ds1 || fail "faultproxy did not start"
+fp_ctl ds1 throttle 4000000 > /dev/null || fail "faultproxy did not answer"
+pport=${DS_PORT[ds1]}
+real1=${REAL_PORT[ds1]}
 
 # wait_file PATH SECS
 wait_file () {
