@@ -329,8 +329,8 @@ void up__drain(uv_async_t *a)
   }
   if (stopping)
     up__shutdown(up);
-  else
-    up__reconcile_poll(up); /* reconcile.c's thread may have finished */
+  else if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
+    up__reconcile_poll(up); /* reconcile.c's thread has finished */
 }
 
 /* The tracked job with this id, or NULL. */

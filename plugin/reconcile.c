@@ -534,4 +534,6 @@ void up__reconcile_poll(struct upstairs *up)
                    active);
   else if (res > 0)
     rec_running(up);
+  if (res != 0) /* handled: the drain need not call again */
+    __atomic_store_n(&rp->rec_result, 0, __ATOMIC_RELEASE);
 }

@@ -131,7 +131,8 @@ struct up_repair {
   uint8_t *rec_cand;
   unsigned rec_total;               /* extents to reconcile */
   unsigned rec_done;                /* atomic: extents done */
-  int rec_result;                   /* atomic: 1 ok, -1 failed, 0 running */
+  int rec_result;                   /* atomic: 1 ok, -1 failed, 0 running
+                                     * or already handled by the loop */
   int lr;                           /* live repair target, or -1 */
   uint64_t lr_start_ms;
   struct up_job *held_head, *held_tail;
