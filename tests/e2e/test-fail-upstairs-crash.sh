@@ -21,7 +21,9 @@ repaired=0
 for round in 1 2 3; do
   NBDKIT_VERBOSE=1 nbdkit_start timeout=3 || fail "round $round: no start"
   if [ "$round" -gt 1 ]; then
-    grep -q "reconciliation done" "$tmp/nbdkit.log" ||
+    # A crash right after a flush leaves nothing dirty: "0 of N to
+    # compare" is a reconciliation that found nothing to do.
+    grep -Eq "reconciliation done|reconciliation: 0 of" "$tmp/nbdkit.log" ||
       fail "round $round: no reconciliation after crash"
     grep -q "reconciliation done: [1-9][0-9]* extents compared" \
       "$tmp/nbdkit.log" && repaired=$((repaired + 1))
