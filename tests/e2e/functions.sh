@@ -120,7 +120,7 @@ stop_pid () {
 # Look for sanitizer reports in every log the test produced.
 check_sanitizer_logs () {
   local f bad=0
-  for f in "$tmp"/*.log; do
+  for f in "$tmp"/*.log "$tmp"/*/*.log; do
     [ -f "$f" ] || continue
     if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$f"; then
       echo "$test_name: sanitizer report in $(basename "$f"):" >&2
@@ -155,7 +155,7 @@ cleanup () {
   if [ -d "$tmp" ]; then
     check_sanitizer_logs || rc=1
     if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
-      for f in "$tmp"/*.log; do
+      for f in "$tmp"/*.log "$tmp"/*/*.log; do
         [ -s "$f" ] || continue
         echo "--- tail of $(basename "$f")" >&2
         tail -n 15 "$f" >&2

@@ -28,6 +28,13 @@ requires nbdkit
 SIM=$top/build/tools/crucible-sim
 [ -x "$SIM" ] || skip "build/tools/crucible-sim not built (run make check)"
 
+# Under SANITIZE=1 the plugin is built with ASan and nbdkit is not: the
+# sim starts nbdkit, so preload libasan for it (as nbdkit_cmd does) by
+# running the sim, and all it starts, with the runtime preloaded.
+if [ "${SANITIZE:-}" = 1 ]; then
+  export LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0
+fi
+
 seed=${SIM_SEED:-1}
 secs=${SIM_SECONDS:-60}
 

@@ -15,7 +15,7 @@ p1=${DS_PORT[ds1]} p2=${DS_PORT[ds2]} p3=${DS_PORT[ds3]}
 
 # 1. The same downstairs= twice.
 expect 1 "downstairs= twice" "downstairs=127.0.0.1:$p1 given twice" \
-  nbdkit -f -U "$tmp/x.sock" "$PLUGIN" downstairs=127.0.0.1:$p1 \
+  $(nbdkit_cmd) -f -U "$tmp/x.sock" "$PLUGIN" downstairs=127.0.0.1:$p1 \
   downstairs=127.0.0.1:$p2 downstairs=127.0.0.1:$p1 key=+"$KEYFILE"
 
 # 2. One region under two addresses (the default timeout: refused at once,
@@ -23,7 +23,7 @@ expect 1 "downstairs= twice" "downstairs=127.0.0.1:$p1 given twice" \
 grep -q '"instance":"' "$tmp/ds1/region.json" || fail "no instance in region.json"
 t0=$(date +%s)
 expect 1 "same region twice" "127.0.0.1:$p1 and localhost:$p1 are the same region|localhost:$p1 and 127.0.0.1:$p1 are the same region" \
-  nbdkit -f -U "$tmp/x.sock" "$PLUGIN" downstairs=127.0.0.1:$p1 \
+  $(nbdkit_cmd) -f -U "$tmp/x.sock" "$PLUGIN" downstairs=127.0.0.1:$p1 \
   downstairs=localhost:$p1 downstairs=127.0.0.1:$p2 key=+"$KEYFILE"
 [ $(($(date +%s) - t0)) -lt 10 ] || fail "took more than 10 s to refuse"
 
