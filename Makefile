@@ -96,6 +96,8 @@ run: all
 #   make soak [SEED=N] [SECONDS=S] [SIM_ARGS="--no flip"]
 # (SEED default: random, printed; SECONDS default 600.)
 SEED    ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+# Expanded once: the seed printed is the seed run.
+SEED    := $(SEED)
 SECONDS ?= 600
 soak: all $(B)/tools/crucible-sim
 	@echo "soak: SEED=$(SEED) SECONDS=$(SECONDS) $(SIM_ARGS)"
