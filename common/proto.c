@@ -31,7 +31,8 @@
  *   PING/PONG 8 u64 value                                          (16)
  *   EXTENT_FLUSH  8 u64 job_id, 16 u32 eid, 20 u32 pad, 24 u64 flush_no,
  *             32 u64 gen (!= 0)                                   (40)
- *   EXTENT_CLOSE, EXTENT_REOPEN  8 u64 job_id, 16 u32 eid, 20 u32 pad (24)
+ *   EXTENT_CLOSE, EXTENT_REOPEN, EXTENT_MARK  8 u64 job_id, 16 u32 eid,
+ *             20 u32 pad                                          (24)
  *   EXTENT_REPAIR 8 u64 job_id, 16 u32 eid, 20 u16 port (!= 0),
  *             22 u8 family (4|6), 23 u8 pad, 24 addr[16] (IPv4: 4 bytes,
  *             12 zero)                                            (40)
@@ -87,6 +88,7 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_EXTENT_CLOSE: return "EXTENT_CLOSE";
   case PROTO_T_EXTENT_REPAIR: return "EXTENT_REPAIR";
   case PROTO_T_EXTENT_REOPEN: return "EXTENT_REOPEN";
+  case PROTO_T_EXTENT_MARK: return "EXTENT_MARK";
   case PROTO_T_FILE_REQ: return "FILE_REQ";
   case PROTO_T_FILE_DATA: return "FILE_DATA";
   case PROTO_T_AUTH: return "AUTH";
@@ -657,7 +659,8 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
   case PROTO_T_EXTENT_FLUSH:
   case PROTO_T_EXTENT_CLOSE:
   case PROTO_T_EXTENT_REPAIR:
-  case PROTO_T_EXTENT_REOPEN: return dec_extent_op(b, len, m);
+  case PROTO_T_EXTENT_REOPEN:
+  case PROTO_T_EXTENT_MARK: return dec_extent_op(b, len, m);
   case PROTO_T_FILE_REQ: return dec_file_req(b, len, m);
   case PROTO_T_FILE_DATA: return dec_file_data(b, len, m);
   case PROTO_T_AUTH:

@@ -28,7 +28,7 @@
 
 /* 2: TRIM carries a version, READ may ask for contexts only, contexts may
  * say BAD (block-level reconciliation, docs/DESIGN.md). */
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 /* Hard cap on a frame: bounds every allocation a peer can cause. */
 #define PROTO_MAX_FRAME (64u * 1024 * 1024)
@@ -76,7 +76,9 @@ enum proto_type {
   /* Repair peer (target downstairs) -> source downstairs. */
   PROTO_T_FILE_REQ = 24,      /* a chunk of an extent file */
   PROTO_T_FILE_DATA = 25,     /* its answer */
-  /* 26..29 reserved for repair. */
+  /* Live repair: upstairs -> the downstairs being repaired. */
+  PROTO_T_EXTENT_MARK = 26,   /* dirty until EXTENT_FLUSH: FLUSH skips it */
+  /* 27..29 reserved for repair. */
   /* Authentication (common/auth.h), right after HELLO_OK. */
   PROTO_T_AUTH = 30,          /* client proof */
   PROTO_T_AUTH_OK = 31,       /* server proof */
@@ -104,7 +106,7 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_PING_LEN (PROTO_FRAME_HDR_LEN + 8)
 #define PROTO_CTX_LEN 48
 #define PROTO_EXTENT_FLUSH_LEN (PROTO_FRAME_HDR_LEN + 32)
-#define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* CLOSE, REOPEN */
+#define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* CLOSE, REOPEN, MARK */
 #define PROTO_EXTENT_REPAIR_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
@@ -263,7 +265,7 @@ struct proto_msg {
     struct proto_job_done job_done;
     struct proto_read_done read_done;
     uint64_t ping; /* PING, PONG */
-    struct proto_extent_op ext; /* EXTENT_FLUSH/CLOSE/REPAIR/REOPEN */
+    struct proto_extent_op ext; /* EXTENT_FLUSH/CLOSE/REPAIR/REOPEN/MARK */
     struct proto_file_req file_req;
     struct proto_file_data file_data;
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
