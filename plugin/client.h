@@ -53,9 +53,11 @@ struct cl {
   bool final;          /* never reconnect */
   bool was_active;     /* reached ACTIVE at some point */
   bool logged_late;    /* "not admitted" logged once */
-  bool lr;             /* ACTIVE but being live-repaired: no reads, and
-                          writes only to extents <= lr_limit */
-  int64_t lr_limit;    /* last extent repaired, -1 for none */
+  bool lr;             /* ACTIVE but being live-repaired (repair.c): every
+                          write, trim and flush, no reads, no quorum */
+  bool inst_known;     /* inst holds the region instance id last seen */
+  uint8_t inst[PROTO_UUID_LEN];
+
   uint64_t conn_ms;    /* when the current connection attempt began */
   uint64_t next_try_ms;/* reconnect not before this */
   unsigned backoff_ms; /* current reconnect delay */

@@ -24,13 +24,8 @@
 #define IO_READ_TRIES 3    /* one per replica */
 #define IO_NONCES 64       /* nonces per CSPRNG call when encrypting */
 
-struct up_range {
-  struct up_range *next;
-  uint64_t start, end; /* blocks, [start, end) */
-};
-
 /* Wait (with a deadline) until no held range overlaps r, then hold r. */
-static int range_lock(struct upstairs *up, struct up_range *r)
+int up__range_lock(struct upstairs *up, struct up_range *r)
 {
   struct timespec dl;
   bool busy = true;
@@ -55,7 +50,7 @@ static int range_lock(struct upstairs *up, struct up_range *r)
   return 0;
 }
 
-static void range_unlock(struct upstairs *up, struct up_range *r)
+void up__range_unlock(struct upstairs *up, struct up_range *r)
 {
   pthread_mutex_lock(&up->rl_lock);
   for (struct up_range **p = &up->ranges; *p; p = &(*p)->next)
@@ -500,11 +495,11 @@ int up_read(struct upstairs *up, void *buf, uint32_t count, uint64_t off)
     if (!bounce)
       return -ENOMEM;
   }
-  r = range_lock(up, &rg);
+  r = up__range_lock(up, &rg);
   if (r == 0) {
     r = io_run(up, PROTO_T_READ, rg.start, rg.end - rg.start, NULL,
                bounce ? bounce : buf);
-    range_unlock(up, &rg);
+    up__range_unlock(up, &rg);
   }
   if (r == 0 && bounce)
     memcpy(buf, bounce + off % bs, count);
@@ -562,11 +557,11 @@ static int io_write_or_trim(struct upstairs *up, const uint8_t *src,
   if (count > 0) {
     rg.start = off / bs;
     rg.end = (off + count + bs - 1) / bs;
-    r = range_lock(up, &rg);
+    r = up__range_lock(up, &rg);
     if (r < 0)
       return r;
     r = io_modify(up, src, count, off);
-    range_unlock(up, &rg);
+    up__range_unlock(up, &rg);
   }
   if (r == 0 && fua)
     r = up_flush(up);

@@ -124,11 +124,16 @@ static int job_fail_code(const struct up_job *job)
 /* Decide what can be decided; untrack when nothing is SENT any more. */
 static void job_eval(struct upstairs *up, struct up_job *job)
 {
-  unsigned ok = 0, pending = 0;
+  /* ok, pending: every downstairs; okf, pendf: full replicas only (not
+   * live-repair targets, which hold only part of the volume). */
+  unsigned ok = 0, pending = 0, okf = 0, pendf = 0;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    bool full = !(job->lr_mask & (1u << i));
     ok += job->ds[i] == DS_DONE;
     pending += job->ds[i] == DS_SENT;
+    okf += full && job->ds[i] == DS_DONE;
+    pendf += full && job->ds[i] == DS_SENT;
   }
   switch (job->type) {
   case PROTO_T_WRITE:
@@ -136,14 +141,14 @@ static void job_eval(struct upstairs *up, struct up_job *job)
     if (job->only) { /* chosen targets: done when they answered */
       if (pending == 0)
         job_decide(up, job, ok ? 0 : -EIO);
-    } else if (ok >= up->cfg.write_quorum)
+    } else if (okf >= 2 && ok >= up->cfg.write_quorum)
       job_decide(up, job, 0);
-    else if (ok + pending < up->cfg.write_quorum)
+    else if (okf + pendf < 2 || ok + pending < up->cfg.write_quorum)
       job_decide(up, job, job_fail_code(job));
     break;
-  case PROTO_T_FLUSH:
-    if (pending == 0)
-      job_decide(up, job, ok >= 2 ? 0 : job_fail_code(job));
+  case PROTO_T_FLUSH: /* a live-repair target's answer is not waited for */
+    if (pendf == 0)
+      job_decide(up, job, okf >= 2 ? 0 : job_fail_code(job));
     break;
   case PROTO_T_EXTENT_FLUSH: /* the caller reads ds[] per replica */
   default: /* READ: the caller checks each reply */
@@ -206,20 +211,19 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     proto_put_flush(job->frame, &f);
     break;
   }
+  up__xs_note(up, job);
 }
 
-/* May downstairs c get this job?  A live-repair target gets no READ, a
- * WRITE or TRIM only below its repair limit, and every FLUSH. */
-static bool job_wants(struct upstairs *up, const struct cl *c,
-                      const struct up_job *job)
+/* May downstairs c get this job?  A job aimed at chosen downstairs goes
+ * to those; otherwise a live-repair target gets every WRITE, TRIM and
+ * FLUSH (repair.c) and no READ. */
+static bool job_wants(const struct cl *c, const struct up_job *job)
 {
   if (c->state != CL_ACTIVE || (job->tried & (1u << c->idx)))
     return false;
-  if (!c->lr || job->type == PROTO_T_FLUSH)
-    return true;
-  if (job->type == PROTO_T_READ)
-    return false;
-  return (int64_t) geom_extent_of(&up->region, job->lba) <= c->lr_limit;
+  if (job->only)
+    return (job->only & (1u << c->idx)) != 0;
+  return !c->lr || job->type != PROTO_T_READ;
 }
 
 /* Which downstairs get this job: a bitmask. */
@@ -229,11 +233,9 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   int pick = -1;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (job_wants(up, &up->cl[i], job))
+    if (job_wants(&up->cl[i], job))
       mask |= 1u << i;
-  if (job->only)
-    return mask & job->only;
-  if (job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
+  if (job->only || job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
     return mask;
   /* Least in flight; ties rotate so idle replicas share the reads. */
   up->read_rr++;
@@ -258,8 +260,9 @@ static void job_check_behind(struct cl *c)
            (unsigned long long) c->inflight_bytes);
 }
 
-/* Send one drained job (or fail it at once, or hold it while its extent
- * is under repair). */
+/* Send one drained job (or fail it at once).  Jobs aimed at chosen
+ * downstairs (repair, heal) run with fewer than two active too: live
+ * repair rebuilds a replica from the last full one. */
 void up__job_start(struct upstairs *up, struct up_job *job)
 {
   unsigned mask;
@@ -270,15 +273,13 @@ void up__job_start(struct upstairs *up, struct up_job *job)
   running = job_phase_ok(up, job);
   pthread_mutex_unlock(&up->lock);
   if (fenced || !running ||
-      __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST) < 2) {
+      (!job->only && __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST) < 2)) {
     if (fenced && job->type != PROTO_T_READ)
       log_debug("write refused: fenced by a newer generation");
     job_decide(up, job, fenced && job->type != PROTO_T_READ ? -EROFS : -EIO);
     up__job_loop_put(job);
     return;
   }
-  if (up__repair_hold(up, job))
-    return;
   job->id = ++up->next_id;
   job_patch(up, job);
   job_track(up, job);
@@ -293,6 +294,12 @@ void up__job_start(struct upstairs *up, struct up_job *job)
     struct cl *c = &up->cl[i];
     if (!(mask & (1u << i)))
       continue;
+    if (c->lr) {
+      job->lr_mask |= 1u << i;
+      if ((job->type == PROTO_T_WRITE || job->type == PROTO_T_TRIM) &&
+          up__lr_before_send(up, c, job) < 0)
+        continue; /* faulted */
+    }
     if (cl_send_job(c, job) < 0) {
       cl_fault(c, "send failed, job %llu", (unsigned long long) job->id);
       continue;
@@ -327,10 +334,13 @@ void up__drain(uv_async_t *a)
       up__job_start(up, job);
     }
   }
-  if (stopping)
+  if (stopping) {
     up__shutdown(up);
-  else if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
+    return;
+  }
+  if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
     up__reconcile_poll(up); /* reconcile.c's thread has finished */
+  up__lr_poll(up);            /* repair.c's worker may have finished */
 }
 
 /* The tracked job with this id, or NULL. */
@@ -467,5 +477,5 @@ void up__fail_all(struct upstairs *up, int err)
     job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
     job_untrack(up, job);
   }
-  up__repair_fail_held(up, err);
 }
+

@@ -50,10 +50,6 @@
 
 #define REC_ROUNDS 3 /* decisions per block: winners that fail are excluded */
 
-/* Counters of one reconciliation, for the log. */
-struct rec_sum {
-  uint64_t copied, trimmed, unresolved;
-};
 
 /* Per block of the chunk being worked on. */
 struct rec_blk {
@@ -64,15 +60,17 @@ struct rec_blk {
   bool done;
 };
 
-/* One chunk of an extent: [lba, lba + n), what each replica said. */
+/* One chunk of an extent: [lba, lba + n), what each replica in part
+ * said (cand: those that may give blocks). */
 struct rec_chunk {
   struct upstairs *up;
+  const char *what; /* log prefix: "reconcile", "live repair" */
   uint32_t eid;
   uint64_t lba;
   uint32_t n;
-  unsigned cand;
+  unsigned cand, part;
   struct rec_blk *blk;
-  struct rec_sum *sum;
+  struct up_rec_sum *sum;
 };
 
 /* Do two replicas' contexts of a block name the same contents? */
@@ -137,18 +135,28 @@ static int rec_read_ctxs(struct rec_chunk *ch)
   struct up_job *jobs[UP_DOWNSTAIRS];
   int res[UP_DOWNSTAIRS];
 
+  struct up_job *by[UP_DOWNSTAIRS] = {NULL};
+  int at[UP_DOWNSTAIRS];
+  unsigned nj = 0;
+
   for (int d = 0; d < UP_DOWNSTAIRS; d++) {
-    jobs[d] = rec_job(PROTO_T_READ, ch->lba, ch->n, PROTO_IO_HDR_LEN, d);
-    if (!jobs[d]) {
-      rec_put_all(jobs, (unsigned) d);
+    at[d] = -1;
+    if (!(ch->part & (1u << d)))
+      continue;
+    jobs[nj] = rec_job(PROTO_T_READ, ch->lba, ch->n, PROTO_IO_HDR_LEN, d);
+    if (!jobs[nj]) {
+      rec_put_all(jobs, nj);
       return -ENOMEM;
     }
-    jobs[d]->ctx_only = true;
+    jobs[nj]->ctx_only = true;
+    at[d] = (int) nj++;
   }
-  up__run_jobs(ch->up, jobs, UP_DOWNSTAIRS, res);
+  up__run_jobs(ch->up, jobs, nj, res);
+  for (int d = 0; d < UP_DOWNSTAIRS; d++)
+    by[d] = at[d] >= 0 ? jobs[at[d]] : NULL;
   for (int d = 0; d < UP_DOWNSTAIRS; d++) {
-    const struct proto_read_done *r = jobs[d] ? &jobs[d]->reply[d] : NULL;
-    bool ok = r && res[d] == 0 && jobs[d]->ds[d] == DS_DONE &&
+    const struct proto_read_done *r = by[d] ? &by[d]->reply[d] : NULL;
+    bool ok = r && res[at[d]] == 0 && by[d]->ds[d] == DS_DONE &&
               r->n == ch->n;
     for (uint32_t i = 0; i < ch->n; i++) {
       struct up_rec_blk *b = &ch->blk[i].b[d];
@@ -160,9 +168,10 @@ static int rec_read_ctxs(struct rec_chunk *ch)
                                .hash = c.hash};
     }
   }
-  rec_put_all(jobs, UP_DOWNSTAIRS);
+  rec_put_all(jobs, nj);
   return 0;
 }
+
 
 /* Step 3 for every block not settled yet; true if any needs a copy. */
 static bool rec_decide_all(struct rec_chunk *ch)
@@ -180,9 +189,9 @@ static bool rec_decide_all(struct rec_chunk *ch)
         any |= k->b[d].ok && (k->b[d].flags & (PROTO_CTX_PRESENT |
                                                PROTO_CTX_BAD));
       if (any) {
-        log_error("reconcile: lba %llu (extent %u): no replica holds an "
+        log_error("%s: lba %llu (extent %u): no replica holds an "
                   "authentic copy of its newest version; left as it is",
-                  (unsigned long long) (ch->lba + i), ch->eid);
+                  ch->what, (unsigned long long) (ch->lba + i), ch->eid);
         ch->sum->unresolved++;
       }
       k->done = true;
@@ -233,7 +242,7 @@ static bool rec_verify(struct rec_chunk *ch, const struct proto_read_done *r,
     why = "its data came with other contexts than it reported";
   if (!why)
     return true;
-  log_warn("reconcile: downstairs %s: lba %llu: %s; trying the others",
+  log_warn("%s: downstairs %s: lba %llu: %s; trying the others", ch->what,
            ch->up->cl[b->w].name, (unsigned long long) (ch->lba + i), why);
   b->excl |= 1u << b->w;
   return false;
@@ -350,8 +359,8 @@ static int rec_chunk_run(struct rec_chunk *ch)
   }
   for (uint32_t i = 0; r == 0 && i < ch->n; i++)
     if (!ch->blk[i].done) {
-      log_error("reconcile: lba %llu (extent %u): no copy passed the check "
-                "in %d rounds; left as it is",
+      log_error("%s: lba %llu (extent %u): no copy passed the check "
+                "in %d rounds; left as it is", ch->what,
                 (unsigned long long) (ch->lba + i), ch->eid, REC_ROUNDS);
       ch->sum->unresolved++;
     }
@@ -377,25 +386,37 @@ static int rec_flush_extent(struct upstairs *up, uint32_t eid)
   return ok >= 2 ? 0 : -EIO;
 }
 
+int up__rec_range(struct upstairs *up, const char *what, uint32_t eid,
+                  uint64_t lba, uint32_t n, unsigned cand, unsigned part,
+                  struct up_rec_sum *sum)
+{
+  struct rec_blk *blk = calloc(n ? n : 1, sizeof *blk);
+  struct rec_chunk ch = {.up = up, .what = what, .eid = eid, .lba = lba,
+                         .n = n, .cand = cand, .part = part, .blk = blk,
+                         .sum = sum};
+  int r;
+
+  if (!blk)
+    return -ENOMEM;
+  r = rec_chunk_run(&ch);
+  free(blk);
+  return r;
+}
+
 /* One extent, chunk by chunk, then its flush. */
-static int rec_extent(struct upstairs *up, uint32_t eid, struct rec_blk *blk,
-                      struct rec_sum *sum)
+static int rec_extent(struct upstairs *up, uint32_t eid,
+                      struct up_rec_sum *sum)
 {
   uint32_t chunk = proto_max_job_blocks(PROTO_T_READ, up->region.block_size);
   uint64_t first = (uint64_t) eid * up->region.extent_size;
   uint64_t end = first + up->region.extent_size;
-  struct rec_sum before = *sum;
+  struct up_rec_sum before = *sum;
   int r = 0;
 
-  for (uint64_t lba = first; r == 0 && lba < end; lba += chunk) {
-    struct rec_chunk ch = {.up = up, .eid = eid, .lba = lba,
-                           .n = (uint32_t) (end - lba < chunk ? end - lba
-                                                              : chunk),
-                           .cand = up->rep.rec_cand[eid], .blk = blk,
-                           .sum = sum};
-    memset(blk, 0, (size_t) ch.n * sizeof *blk);
-    r = rec_chunk_run(&ch);
-  }
+  for (uint64_t lba = first; r == 0 && lba < end; lba += chunk)
+    r = up__rec_range(up, "reconcile", eid, lba,
+                      (uint32_t) (end - lba < chunk ? end - lba : chunk),
+                      up->rep.rec_cand[eid], (1u << UP_DOWNSTAIRS) - 1, sum);
   if (r == 0)
     r = rec_flush_extent(up, eid);
   if (r == 0 && (sum->copied != before.copied ||
@@ -418,20 +439,18 @@ static void rec_finish(struct upstairs *up, int result)
 
 int up__reconcile(struct upstairs *up)
 {
-  uint32_t chunk = proto_max_job_blocks(PROTO_T_READ, up->region.block_size);
-  struct rec_blk *blk = calloc(chunk, sizeof *blk);
-  struct rec_sum sum = {0, 0, 0};
-  int r = blk ? 0 : -ENOMEM;
+  struct up_rec_sum sum = {0, 0, 0};
+  int r = 0;
 
   for (uint32_t e = 0; r == 0 && e < up->region.extent_count; e++) {
     if (!up->rep.rec_cand[e])
       continue;
-    r = rec_extent(up, e, blk, &sum);
+    r = rec_extent(up, e, &sum);
     if (r < 0)
       log_error("reconcile extent %u failed: %s", e, log_strerror(-r));
     __atomic_add_fetch(&up->rep.rec_done, 1, __ATOMIC_SEQ_CST);
   }
-  free(blk);
+
   if (r == 0) /* one line an operator sees without -v */
     log_notice("reconciliation done: %u extents compared, %llu blocks copied, "
              "%llu trimmed, %llu without an authentic copy",
@@ -493,18 +512,32 @@ void up__reconcile_start(struct upstairs *up)
   struct up_repair *rp = &up->rep;
   uint32_t count = up->region.extent_count;
 
-  rp->lr = -1;
+  int first = -1;
+
   rp->rec_total = 0;
   rp->rec_done = 0;
   rp->rec_result = 0;
   free(rp->rec_cand);
   rp->rec_cand = calloc(count ? count : 1, 1);
-  if (!rp->rec_cand) {
+  if (!rp->rec_cand || up__xs_init(up) < 0) {
     up__start_fail(up, "reconciliation: out of memory");
     return;
   }
-  for (uint32_t e = 0; e < count; e++)
+  for (int i = 0; i < UP_DOWNSTAIRS && first < 0; i++)
+    if (up->cl[i].state == CL_ACTIVE)
+      first = i;
+  for (uint32_t e = 0; e < count; e++) {
     rp->rec_total += (rp->rec_cand[e] = rec_plan(up, e)) != 0;
+    if (!rp->rec_cand[e] && first >= 0) {
+      /* All agree: that is what an up-to-date replica holds.  The
+       * others get theirs from the EXTENT_FLUSH that ends their
+       * reconciliation (up__xs_note). */
+      struct proto_extent_state s;
+      rec_state(&up->cl[first], e, &s);
+      rp->xs[e] = (struct up_xstate){s.gen, s.flush};
+    }
+  }
+
   log_info("reconciliation: %u of %u extents to compare", rp->rec_total,
            count);
   if (rp->rec_total == 0) { /* never RECONCILE: up_start runs nothing */

@@ -1,21 +1,42 @@
-/* crucible-c upstairs: live repair (loop thread only; the driver's state
- * is struct up_repair, upstairs_int.h).  Reconciliation at start-up is
- * block level and lives in reconcile.c.
+/* crucible-c upstairs: resync and live repair (docs/DESIGN.md "Live
+ * repair"; the state is struct up_repair, upstairs_int.h).
  *
- * Live repair (phase RUNNING): a downstairs that comes back is activated
- * with our generation but marked lr: it gets no reads, it gets WRITE and
- * TRIM only for extents <= lr_limit, and every FLUSH.  Extents are then
- * copied one by one, in order, from the lowest-index fully active
- * downstairs; lr_limit advances after each.  IO that touches the extent
- * under repair is held (in order) until the extent is reopened
- * everywhere; IO to other extents and flushes go on.  When the last extent is done the
- * downstairs becomes fully active.
+ * What changed while a downstairs was away.  The loop keeps, per extent,
+ * the (gen, flush) that an up-to-date replica holds (xs) and the extents
+ * written or trimmed since the last FLUSH (wsf), as jobs get their ids
+ * (up__xs_note): a FLUSH sets xs of every extent in wsf to (gen, its
+ * number), an EXTENT_FLUSH that of its extent.  A replica whose extent
+ * state equals xs, that is clean there and that was not written there
+ * since the last FLUSH holds what the others hold: it received every job
+ * up to the FLUSH that gave it that number, in order.  So when a
+ * downstairs returns (up__lr_admit) its pending set is every extent where
+ * it is dirty, its state differs from xs, or wsf is set (all of them
+ * that hold anything if it is a different region: a replaced disk).
+ * Memory: 16 bytes and 5 bits per extent, whatever the outage.
  *
- * Any failure of a step faults the downstairs that failed (it reconnects
- * with backoff and starts over); the live repair restarts later.
+ * From its return the downstairs (the target, c->lr) gets every WRITE,
+ * TRIM and FLUSH, and no reads.  A FLUSH there must not level a pending
+ * extent (after a crash the next start would not compare it), so each
+ * pending extent is marked there (EXTENT_MARK: dirty until EXTENT_FLUSH,
+ * FLUSH skips it) before anything could: at admission if it is dirty
+ * there, else before the first WRITE/TRIM sent to it (up__lr_before_send).
+ *
+ * The worker thread then takes the pending extents in order, in chunks of
+ * at most 4 MiB, each under a range lock (guest requests on that chunk
+ * wait for one chunk, never for the extent): the sources' and the
+ * target's contexts are compared and the blocks that differ copied from
+ * the newest authentic source version, exactly as at start-up
+ * (up__rec_range, reconcile.c).  Guest writes that ran before the lock
+ * reach the target ahead of the compare (one stream per downstairs, id
+ * order); those after it, behind the copy.  Last, EXTENT_FLUSH of the
+ * extent to the sources and the target: all level, the mark gone, the
+ * pending bit cleared (up__xs_note).  When none is left, the target is
+ * active.  A source or the target lost abandons the work (epoch); it is
+ * issued again when possible, and a target that returns is compared
+ * afresh.  Only `only` jobs run while fewer than two are active, so a
+ * volume with one full replica left can still rebuild another.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,286 +44,531 @@
 #include "../common/log.h"
 #include "upstairs_int.h"
 
-static void rep_next(struct upstairs *up);
-
-/* Send one repair frame of the current step to downstairs i. */
-static int rep_send(struct upstairs *up, int i, uint16_t type)
+static bool bit_get(const uint64_t *m, uint32_t e)
 {
-  struct up_repair *rp = &up->rep;
-  struct cl *c = &up->cl[i];
-  struct cl *s = &up->cl[rp->src];
-  struct proto_extent_op o = {.job_id = ++up->next_id | UP_REPAIR_ID_BIT,
-                              .eid = rp->eid};
-  uint8_t buf[PROTO_EXTENT_REPAIR_LEN];
-
-  if (c->state != CL_ACTIVE)
-    return -1;
-  if (type == PROTO_T_EXTENT_REPAIR) {
-    if (s->addr.ss_family == AF_INET) {
-      const struct sockaddr_in *a = (const struct sockaddr_in *) &s->addr;
-      o.family = 4;
-      o.port = ntohs(a->sin_port);
-      memcpy(o.addr, &a->sin_addr, 4);
-    } else {
-      const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &s->addr;
-      o.family = 6;
-      o.port = ntohs(a->sin6_port);
-      memcpy(o.addr, &a->sin6_addr, 16);
-    }
-  }
-  rp->wait_id[i] = o.job_id;
-  rp->wait |= 1u << i;
-  if (up_debug_repair)
-    log_debug("repair: %s extent %u to %s, job %llu", proto_type_name(type),
-              rp->eid, c->name, (unsigned long long) o.job_id);
-  if (cl_send_copy(c, buf, proto_put_extent_op(buf, type, &o)) < 0) {
-    cl_fault(c, "send failed during repair");
-    return -1;
-  }
-  return 0;
+  return __atomic_load_n(&m[e / 64], __ATOMIC_ACQUIRE) & (1ull << (e % 64));
 }
 
-/* Start step st of the current extent. */
-static void rep_step(struct upstairs *up, enum up_rstep st)
+static void bit_set(uint64_t *m, uint32_t e)
 {
-  struct up_repair *rp = &up->rep;
-  unsigned all = rp->targets | (1u << rp->src);
-  static const uint16_t type[] = {0, PROTO_T_EXTENT_CLOSE,
-                                  PROTO_T_EXTENT_REPAIR,
-                                  PROTO_T_EXTENT_REOPEN};
-  unsigned mask = st == UP_RS_REPAIR ? rp->targets : all;
-
-  unsigned seq = ++rp->seq;
-
-  rp->step = st;
-  rp->wait = 0;
-  rp->step_ms = uv_now(&up->loop);
-  for (int i = 0; i < UP_DOWNSTAIRS && rp->seq == seq; i++)
-    if ((mask & (1u << i)) && rep_send(up, i, type[st]) < 0 &&
-        rp->seq == seq)
-      up__repair_lost(up, &up->cl[i]); /* if cl_close did not already */
+  __atomic_or_fetch(&m[e / 64], 1ull << (e % 64), __ATOMIC_RELEASE);
 }
 
-/* Start every job held while the extent was under repair, in order. */
-static void rep_release(struct upstairs *up)
+static void bit_clear(uint64_t *m, uint32_t e)
 {
-  struct up_job *job = up->rep.held_head, *next;
-
-  up->rep.held_head = up->rep.held_tail = NULL;
-  for (; job; job = next) {
-    next = job->next;
-    up__job_start(up, job);
-  }
+  __atomic_and_fetch(&m[e / 64], ~(1ull << (e % 64)), __ATOMIC_RELEASE);
 }
 
-/* The current extent is finished (ok) or abandoned. */
-static void rep_extent_end(struct upstairs *up, bool ok)
+static uint32_t bit_count(const uint64_t *m, size_t words)
+{
+  uint32_t n = 0;
+
+  for (size_t w = 0; w < words; w++)
+    n += (uint32_t) __builtin_popcountll(__atomic_load_n(&m[w],
+                                                         __ATOMIC_ACQUIRE));
+  return n;
+}
+
+int up__xs_init(struct upstairs *up)
 {
   struct up_repair *rp = &up->rep;
   uint32_t count = up->region.extent_count;
+  size_t words = count ? (count + 63) / 64 : 1;
+  bool ok;
 
-  rp->step = UP_RS_IDLE;
-  rp->wait = 0;
-  if (ok && rp->lr >= 0) {
-    struct cl *c = &up->cl[rp->lr];
-    c->lr_limit = rp->eid;
-    if (count < 10 || (rp->eid + 1) % (count / 10) == 0 ||
-        rp->eid + 1 == count)
-      log_info("live repair of %s: %u/%u extents", c->name, rp->eid + 1,
-               count);
-    up__ds_progress(up, c, rp->eid + 1, count);
+  if (rp->xs)
+    return 0;
+  rp->words = words;
+  rp->lr = -1;
+  rp->want = -1;
+  rp->xs = calloc(count ? count : 1, sizeof *rp->xs);
+  rp->wsf = calloc(words, sizeof *rp->wsf);
+  ok = rp->xs && rp->wsf;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    rp->pend[i] = calloc(words, sizeof *rp->pend[i]);
+    rp->mark[i] = calloc(words, sizeof *rp->mark[i]);
+    ok &= rp->pend[i] && rp->mark[i];
   }
-  rep_release(up);
-  rep_next(up);
+  if (!rp->mu_init) {
+    if (pthread_mutex_init(&rp->mu, NULL) != 0)
+      return -ENOMEM;
+    if (pthread_cond_init(&rp->cv, NULL) != 0) {
+      pthread_mutex_destroy(&rp->mu);
+      return -ENOMEM;
+    }
+    rp->mu_init = true;
+  }
+  return ok ? 0 : -ENOMEM; /* freed by up__repair_free */
 }
 
-/* Live repair: the next target to work on, or -1. */
-static int lr_pick(struct upstairs *up)
-{
-  for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (up->cl[i].state == CL_ACTIVE && up->cl[i].lr)
-      return i;
-  return -1;
-}
-
-/* Live repair of rp->lr is complete: it becomes fully active. */
-static void lr_finish(struct upstairs *up)
-{
-  struct cl *c = &up->cl[up->rep.lr];
-
-  c->lr = false;
-  __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
-  log_info("live repair of %s complete: %u extents in %.1f s; active again "
-           "(%u of 3)", c->name, up->region.extent_count,
-           (double) (uv_now(&up->loop) - up->rep.lr_start_ms) / 1000,
-           __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
-  up->rep.lr = -1;
-  up__ds_update(up, c);
-}
-
-/* Live repair: set up the next extent, or finish.  false if idle. */
-static bool lr_next(struct upstairs *up)
+void up__xs_note(struct upstairs *up, const struct up_job *job)
 {
   struct up_repair *rp = &up->rep;
-  int src = -1;
+  uint32_t e;
 
-  if (rp->lr >= 0 && (up->cl[rp->lr].state != CL_ACTIVE ||
-                      !up->cl[rp->lr].lr))
-    rp->lr = -1;
-  if (rp->lr >= 0 && up->cl[rp->lr].lr_limit + 1 >=
-                         (int64_t) up->region.extent_count)
-    lr_finish(up);
-  if (rp->lr < 0) {
-    rp->lr = lr_pick(up);
-    if (rp->lr < 0)
-      return false;
-    rp->lr_start_ms = uv_now(&up->loop);
-    log_info("live repair of %s: starting, %u extents", up->cl[rp->lr].name,
-             up->region.extent_count);
-  }
-  for (int i = 0; i < UP_DOWNSTAIRS && src < 0; i++)
-    if (up->cl[i].state == CL_ACTIVE && !up->cl[i].lr)
-      src = i;
-  if (src < 0)
-    return false; /* nothing to copy from: wait for one to return */
-  rp->src = src;
-  rp->targets = 1u << rp->lr;
-  rp->eid = (uint32_t) (up->cl[rp->lr].lr_limit + 1);
-  return true;
-}
-
-/* Pick the next piece of work and start it. */
-static void rep_next(struct upstairs *up)
-{
-  struct up_repair *rp = &up->rep;
-  enum up_phase ph = up__phase(up);
-
-  if (rp->step != UP_RS_IDLE)
+  if (!rp->xs)
     return;
-  if (ph == UP_PH_RUNNING && lr_next(up)) {
-    /* No EXTENT_FLUSH here: the copy may be dirty (the target rehashes
-     * it at open) and the next FLUSH makes all three agree; flushing
-     * only the source would leave its flush number apart. */
-    rep_step(up, UP_RS_CLOSE);
+  switch (job->type) {
+  case PROTO_T_WRITE:
+  case PROTO_T_TRIM:
+    bit_set(rp->wsf, geom_extent_of(&up->region, job->lba));
+    break;
+  case PROTO_T_FLUSH:
+    for (size_t w = 0; w < rp->words; w++) {
+      uint64_t m = rp->wsf[w];
+      rp->wsf[w] = 0;
+      for (; m; m &= m - 1)
+        rp->xs[w * 64 + (size_t) __builtin_ctzll(m)] =
+            (struct up_xstate){up->gen, job->flush_no};
+    }
+    break;
+  case PROTO_T_EXTENT_FLUSH:
+    e = (uint32_t) job->lba;
+    rp->xs[e] = (struct up_xstate){up->gen, job->flush_no};
+    bit_clear(rp->wsf, e);
+    for (int i = 0; i < UP_DOWNSTAIRS; i++)
+      if (!job->only || (job->only & (1u << i))) {
+        bit_clear(rp->pend[i], e);
+        bit_clear(rp->mark[i], e);
+      }
+    break;
+  default: break;
   }
 }
 
-void up__lr_admit(struct upstairs *up, struct cl *c)
+/* Send EXTENT_MARK(e) to c (loop thread, in its stream).  -1: faulted. */
+static int lr_mark(struct upstairs *up, struct cl *c, uint32_t e)
 {
-  c->lr = true;
-  c->lr_limit = -1;
-  log_info("downstairs %s is back (generation %llu): live repair queued",
-           c->name, (unsigned long long) up->gen);
-  up__ds_progress(up, c, 0, up->region.extent_count);
-  up__ds_update(up, c);
-  rep_next(up);
+  struct up_repair *rp = &up->rep;
+  struct proto_extent_op o = {.job_id = ++rp->mark_id | UP_REPAIR_ID_BIT,
+                              .eid = e};
+  uint8_t buf[PROTO_EXTENT_OP_LEN];
+
+  if (up_debug_repair)
+    log_debug("repair: EXTENT_MARK extent %u to %s, job %llu", e, c->name,
+              (unsigned long long) (o.job_id & ~UP_REPAIR_ID_BIT));
+  if (cl_send_copy(c, buf, proto_put_extent_op(buf, PROTO_T_EXTENT_MARK,
+                                               &o)) < 0) {
+    cl_fault(c, "send failed (EXTENT_MARK of extent %u)", e);
+    return -1;
+  }
+  bit_set(rp->mark[c->idx], e);
+  return 0;
+}
+
+int up__lr_before_send(struct upstairs *up, struct cl *c,
+                       const struct up_job *job)
+{
+  struct up_repair *rp = &up->rep;
+  uint32_t e = geom_extent_of(&up->region, job->lba);
+
+  if (!rp->xs || !bit_get(rp->pend[c->idx], e) ||
+      bit_get(rp->mark[c->idx], e))
+    return 0;
+  return lr_mark(up, c, e);
 }
 
 bool up__repair_on_done(struct upstairs *up, struct cl *c,
                         const struct proto_job_done *d)
 {
-  struct up_repair *rp = &up->rep;
-  unsigned bit = 1u << c->idx;
-
+  (void) up;
   if (!(d->job_id & UP_REPAIR_ID_BIT))
     return false;
-  if (!(rp->wait & bit) || rp->wait_id[c->idx] != d->job_id) {
-    /* The answer to a step that was abandoned (a peer was lost). */
-    if (up_debug_repair)
-      log_debug("repair: late answer from %s, job %llu", c->name,
-                (unsigned long long) (d->job_id & ~UP_REPAIR_ID_BIT));
-    return true;
-  }
-  rp->wait &= ~bit;
-  if (d->err) {
-    /* aborts via up__repair_lost */
-    cl_fault(c, "repair step failed on extent %u: %s", rp->eid,
+  if (d->err)
+    cl_fault(c, "EXTENT_MARK failed (job %llu): %s",
+             (unsigned long long) (d->job_id & ~UP_REPAIR_ID_BIT),
              log_strerror(d->err > 0 ? d->err : EIO));
-    return true;
-  }
-  if (rp->wait == 0) {
-    if (rp->step == UP_RS_REOPEN)
-      rep_extent_end(up, true);
-    else
-      rep_step(up, rp->step + 1);
-  }
   return true;
+}
+
+/* ---- the worker thread ---- */
+
+/* Has the loop abandoned or reissued the work of epoch? */
+static bool lr_stale(struct upstairs *up, unsigned epoch)
+{
+  return __atomic_load_n(&up->rep.epoch, __ATOMIC_ACQUIRE) != epoch;
+}
+
+/* Ask the loop to look at the worker's state. */
+static void lr_poke(struct upstairs *up)
+{
+  __atomic_store_n(&up->rep.poke, 1, __ATOMIC_RELEASE);
+  pthread_mutex_lock(&up->lock);
+  if (!up->stopping)
+    uv_async_send(&up->async); /* under the lock: see up_stop */
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* EXTENT_FLUSH of e to the sources and the target: 0 if the target and
+ * at least one source took it (a failing one was faulted). */
+static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
+{
+  struct up_job *job = up__job_new(PROTO_T_EXTENT_FLUSH, e, 0,
+                                   PROTO_EXTENT_FLUSH_LEN);
+  bool ok = false;
+  int res;
+
+  if (!job)
+    return -ENOMEM;
+  job->only = src | (1u << t);
+  up__run_jobs(up, &job, 1, &res);
+  if (job) {
+    bool one = false;
+    for (int d = 0; d < UP_DOWNSTAIRS; d++)
+      one |= (src & (1u << d)) && job->ds[d] == DS_DONE;
+    ok = res == 0 && one && job->ds[t] == DS_DONE;
+    up__job_put(job);
+  }
+  return ok ? 0 : -EIO;
+}
+
+/* Repair extent e of target t from the sources src. */
+static int lr_extent(struct upstairs *up, int t, unsigned src, unsigned epoch,
+                     uint32_t e)
+{
+  struct up_repair *rp = &up->rep;
+  uint32_t bs = up->region.block_size;
+  uint32_t chunk = proto_max_job_blocks(PROTO_T_READ, bs);
+  uint64_t first = (uint64_t) e * up->region.extent_size;
+  uint64_t end = first + up->region.extent_size;
+
+  for (uint64_t lba = first; lba < end; lba += chunk) {
+    uint32_t n = (uint32_t) (end - lba < chunk ? end - lba : chunk);
+    struct up_range rg = {.start = lba, .end = lba + n};
+    struct up_rec_sum sum = {0, 0, 0};
+    int r;
+
+    if (lr_stale(up, epoch))
+      return -ECANCELED;
+    if ((r = up__range_lock(up, &rg)) < 0)
+      return r;
+    r = up__rec_range(up, "live repair", e, lba, n, src, src | (1u << t),
+                      &sum);
+    up__range_unlock(up, &rg);
+    if (r < 0)
+      return r;
+    __atomic_add_fetch(&rp->bytes_done, (uint64_t) n * bs, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rp->copied_bytes, sum.copied * bs, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rp->blocks_copied, sum.copied, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rp->blocks_trimmed, sum.trimmed, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rp->unresolved, sum.unresolved, __ATOMIC_RELAXED);
+  }
+  if (lr_stale(up, epoch))
+    return -ECANCELED;
+  return lr_level(up, e, t, src);
+}
+
+/* Every extent still pending on t, in order. */
+static int lr_run(struct upstairs *up, int t, unsigned src, unsigned epoch)
+{
+  struct up_repair *rp = &up->rep;
+
+  for (uint32_t e = 0; e < up->region.extent_count; e++) {
+    int r;
+    if (lr_stale(up, epoch))
+      return -ECANCELED;
+    if (!bit_get(rp->pend[t], e))
+      continue;
+    if ((r = lr_extent(up, t, src, epoch, e)) < 0) {
+      if (r != -ECANCELED && !lr_stale(up, epoch))
+        log_warn("live repair of %s: extent %u: %s", up->cl[t].name, e,
+                 log_strerror(-r));
+      return r;
+    }
+    __atomic_add_fetch(&rp->ext_done, 1, __ATOMIC_RELAXED);
+  }
+  return 0;
+}
+
+static void *lr_worker(void *arg)
+{
+  struct upstairs *up = arg;
+  struct up_repair *rp = &up->rep;
+
+  pthread_mutex_lock(&rp->mu);
+  for (;;) {
+    int t, r;
+    unsigned src, epoch;
+    while (!rp->quit && rp->want < 0)
+      pthread_cond_wait(&rp->cv, &rp->mu);
+    if (rp->quit)
+      break;
+    t = rp->want;
+    src = rp->want_src;
+    epoch = rp->epoch;
+    rp->want = -1;
+    pthread_mutex_unlock(&rp->mu);
+    r = lr_run(up, t, src, epoch);
+    if (!lr_stale(up, epoch)) { /* done, or failed: the loop decides */
+      __atomic_store_n(&rp->fin_ok, r == 0, __ATOMIC_RELAXED);
+      __atomic_store_n(&rp->fin_epoch, epoch, __ATOMIC_RELEASE);
+      lr_poke(up);
+    }
+    pthread_mutex_lock(&rp->mu);
+  }
+  pthread_mutex_unlock(&rp->mu);
+  return NULL;
+}
+
+/* ---- the loop side ---- */
+
+static void lr_schedule(struct upstairs *up);
+
+/* Copy the worker's counters into the target's stats; log progress. */
+static void lr_progress(struct upstairs *up)
+{
+  struct up_repair *rp = &up->rep;
+  struct up_ds_stats *s;
+
+  if (rp->lr < 0)
+    return;
+  s = &up->dst[rp->lr];
+  s->rep_bytes_done = __atomic_load_n(&rp->bytes_done, __ATOMIC_RELAXED);
+  s->rep_bytes_total = rp->bytes_total;
+  s->rep_copied = __atomic_load_n(&rp->copied_bytes, __ATOMIC_RELAXED);
+  up__ds_progress(up, &up->cl[rp->lr],
+                  __atomic_load_n(&rp->ext_done, __ATOMIC_RELAXED),
+                  rp->ext_total);
+}
+
+/* Hand (t, src) to the worker under a new epoch, or take work away
+ * (t < 0). */
+static void lr_issue(struct upstairs *up, int t, unsigned src)
+{
+  struct up_repair *rp = &up->rep;
+  int r = 0;
+
+  pthread_mutex_lock(&rp->mu);
+  __atomic_add_fetch(&rp->epoch, 1, __ATOMIC_ACQ_REL);
+  rp->want = t;
+  rp->want_src = src;
+  if (t >= 0 && !rp->thr_started) {
+    r = pthread_create(&rp->thr, NULL, lr_worker, up);
+    rp->thr_started = r == 0;
+  }
+  pthread_cond_broadcast(&rp->cv);
+  pthread_mutex_unlock(&rp->mu);
+  if (r != 0) {
+    log_error("live repair: cannot start its thread: %s", log_strerror(r));
+    rp->lr = -1;
+  }
+}
+
+/* Target c is done: it takes reads and counts for quorum. */
+static void lr_finish(struct upstairs *up, struct cl *c, bool nothing)
+{
+  struct up_repair *rp = &up->rep;
+  double secs = (double) (uv_now(&up->loop) - rp->lr_start_ms) / 1000;
+
+  c->lr = false;
+  __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
+  if (nothing)
+    log_info("live repair of %s complete: nothing to compare; active again "
+             "(%u of 3)", c->name,
+             __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
+  else
+    log_info("live repair of %s complete: %u extents compared, %llu blocks "
+             "copied, %llu trimmed, %llu without an authentic copy, in "
+             "%.1f s; active again (%u of 3)", c->name, rp->ext_total,
+             (unsigned long long) rp->blocks_copied,
+             (unsigned long long) rp->blocks_trimmed,
+             (unsigned long long) rp->unresolved, secs,
+             __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
+  if (rp->lr == c->idx)
+    rp->lr = -1;
+  up__ds_update(up, c);
+  lr_schedule(up);
+}
+
+/* Start work if there is a target and a source and nothing runs. */
+static void lr_schedule(struct upstairs *up)
+{
+  struct up_repair *rp = &up->rep;
+  unsigned src = 0;
+  int t = -1;
+  char from[700] = "";
+  size_t len = 0;
+
+  if (rp->lr >= 0 || !rp->xs || up__phase(up) != UP_PH_RUNNING)
+    return;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    const struct cl *c = &up->cl[i];
+    if (c->state != CL_ACTIVE)
+      continue;
+    if (c->lr && t < 0)
+      t = i;
+    else if (!c->lr)
+      src |= 1u << i;
+  }
+  if (t < 0 || !src)
+    return; /* nothing to do, or nothing to copy from: wait */
+  rp->lr = t;
+  rp->src = src;
+  rp->lr_start_ms = uv_now(&up->loop);
+  rp->ext_total = bit_count(rp->pend[t], rp->words);
+  rp->bytes_total = (uint64_t) rp->ext_total * up->region.extent_size *
+                    up->region.block_size;
+  __atomic_store_n(&rp->ext_done, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&rp->bytes_done, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&rp->copied_bytes, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&rp->blocks_copied, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&rp->blocks_trimmed, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&rp->unresolved, 0, __ATOMIC_RELAXED);
+  up->dst[t].rep_start_ms = rp->lr_start_ms;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (src & (1u << i))
+      len += (size_t) snprintf(from + len, sizeof from - len, "%s%s",
+                               len ? " and " : "", up->cl[i].name);
+  log_info("live repair of %s: starting, %u of %u extents to compare, from "
+           "%s", up->cl[t].name, rp->ext_total, up->region.extent_count,
+           from);
+  lr_issue(up, t, src);
+  lr_progress(up);
+}
+
+void up__lr_admit(struct upstairs *up, struct cl *c)
+{
+  struct up_repair *rp = &up->rep;
+  int i = c->idx;
+  bool other = c->inst_known &&
+               memcmp(c->inst, c->hello.instance, sizeof c->inst) != 0;
+  uint32_t n = 0;
+
+  memcpy(c->inst, c->hello.instance, sizeof c->inst);
+  c->inst_known = true;
+  c->lr = true;
+  if (!rp->xs) { /* never (activation allocates): be safe */
+    cl_fault(c, "live repair: no extent table");
+    return;
+  }
+  memset(rp->pend[i], 0, rp->words * sizeof *rp->pend[i]);
+  memset(rp->mark[i], 0, rp->words * sizeof *rp->mark[i]);
+  for (uint32_t e = 0; e < up->region.extent_count; e++) {
+    struct proto_extent_state s;
+    const struct up_xstate *x = &rp->xs[e];
+    bool differ;
+    proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
+                           &s);
+    differ = s.dirty || s.gen != x->gen || s.flush != x->flush ||
+             bit_get(rp->wsf, e);
+    if (other) /* a replaced region: all that either side holds */
+      differ |= x->gen || x->flush || s.gen || s.flush;
+    if (differ) {
+      bit_set(rp->pend[i], e);
+      n++;
+    }
+  }
+  log_info("downstairs %s is back (generation %llu)%s: %u of %u extents "
+           "differ", c->name, (unsigned long long) up->gen,
+           other ? ", a different region than before" : "", n,
+           up->region.extent_count);
+  up->dst[i].rep_done = 0;
+  up->dst[i].rep_total = n;
+  up->dst[i].rep_bytes_done = up->dst[i].rep_copied = 0;
+  up->dst[i].rep_bytes_total = (uint64_t) n * up->region.extent_size *
+                               up->region.block_size;
+  if (n == 0) {
+    rp->lr_start_ms = uv_now(&up->loop);
+    lr_finish(up, c, true);
+    return;
+  }
+  /* A FLUSH would level the pending extents it holds dirty: mark them
+   * first (the others are marked before their first write). */
+  for (uint32_t e = 0; e < up->region.extent_count; e++) {
+    struct proto_extent_state s;
+    if (!bit_get(rp->pend[i], e))
+      continue;
+    proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
+                           &s);
+    if (s.dirty && lr_mark(up, c, e) < 0)
+      return; /* faulted */
+  }
+  up__ds_update(up, c);
+  lr_schedule(up);
+}
+
+/* Has the worker finished the current work?  Then finish the target, go
+ * over what is left, or (after an error, logged) leave it to the tick. */
+static void lr_check(struct upstairs *up)
+{
+  struct up_repair *rp = &up->rep;
+  bool ok;
+
+  if (rp->lr < 0 || __atomic_load_n(&rp->fin_epoch, __ATOMIC_ACQUIRE) !=
+                        __atomic_load_n(&rp->epoch, __ATOMIC_ACQUIRE))
+    return;
+  ok = __atomic_load_n(&rp->fin_ok, __ATOMIC_RELAXED);
+  lr_progress(up);
+  if (ok && bit_count(rp->pend[rp->lr], rp->words) == 0) {
+    lr_finish(up, &up->cl[rp->lr], false);
+    return;
+  }
+  rp->lr = -1;
+  if (ok)
+    lr_schedule(up);
+}
+
+void up__lr_poll(struct upstairs *up)
+{
+  if (__atomic_exchange_n(&up->rep.poke, 0, __ATOMIC_ACQ_REL))
+    lr_check(up);
 }
 
 void up__repair_lost(struct upstairs *up, struct cl *c)
 {
   struct up_repair *rp = &up->rep;
-  unsigned bit = 1u << c->idx;
 
-  if (rp->step == UP_RS_IDLE)
+  if (rp->lr < 0 || (c->idx != rp->lr && !(rp->src & (1u << c->idx))))
     return;
-  if (c->idx != rp->src && !(rp->targets & bit))
-    return;
-  log_warn("repair of extent %u abandoned: downstairs %s lost", rp->eid,
-           c->name);
-  if (rp->lr == c->idx)
-    rp->lr = -1;
-  rep_extent_end(up, false);
+  if (c->idx == rp->lr)
+    log_warn("live repair of %s interrupted: it was lost", c->name);
+  else
+    log_warn("live repair of %s interrupted: source %s lost",
+             up->cl[rp->lr].name, c->name);
+  rp->lr = -1;
+  lr_issue(up, -1, 0);
+  lr_schedule(up); /* from the sources left, if any */
 }
 
 void up__repair_tick(struct upstairs *up)
 {
-  struct up_repair *rp = &up->rep;
-  uint64_t tmo = up->cfg.timeout * 10000ull;
-
-  if (rp->step == UP_RS_IDLE) {
-    rep_next(up); /* a source may have returned */
-    return;
-  }
-  if (uv_now(&up->loop) - rp->step_ms < (tmo < 60000 ? 60000 : tmo))
-    return;
-  for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (rp->wait & (1u << i)) {
-      cl_fault(&up->cl[i], "repair step timed out on extent %u", rp->eid);
-    }
+  lr_check(up);
+  lr_progress(up);
+  lr_schedule(up);
 }
 
-bool up__repair_hold(struct upstairs *up, struct up_job *job)
+
+void up__repair_stop(struct upstairs *up)
 {
   struct up_repair *rp = &up->rep;
 
-  /* Only jobs on that extent wait: jobs on other extents never overlap
-   * them, and a FLUSH need only cover writes already acknowledged, which
-   * held ones are not.  Held jobs keep their order among themselves. */
-  if (rp->step == UP_RS_IDLE || job->type == PROTO_T_FLUSH ||
-      geom_extent_of(&up->region, job->lba) != rp->eid)
-    return false;
-  job->next = NULL;
-  if (rp->held_tail)
-    rp->held_tail->next = job;
-  else
-    rp->held_head = job;
-  rp->held_tail = job;
-  return true;
+  if (!rp->mu_init)
+    return;
+  pthread_mutex_lock(&rp->mu);
+  rp->quit = true;
+  __atomic_add_fetch(&rp->epoch, 1, __ATOMIC_ACQ_REL);
+  pthread_cond_broadcast(&rp->cv);
+  pthread_mutex_unlock(&rp->mu);
+  if (rp->thr_started) {
+    pthread_join(rp->thr, NULL);
+    rp->thr_started = false;
+  }
 }
 
-void up__repair_fail_held(struct upstairs *up, int err)
+void up__repair_free(struct upstairs *up)
 {
-  struct up_job *job = up->rep.held_head, *next;
+  struct up_repair *rp = &up->rep;
 
-  up->rep.held_head = up->rep.held_tail = NULL;
-  for (; job; job = next) {
-    bool first;
-    next = job->next;
-    pthread_mutex_lock(&up->lock);
-    first = !job->decided;
-    if (first) {
-      job->decided = true;
-      job->result = job->type == PROTO_T_READ ? -EIO : err;
-      if (job->req) {
-        job->req->pending--;
-        pthread_cond_broadcast(&job->req->cond);
-        job->req = NULL;
-      }
-    }
-    pthread_mutex_unlock(&up->lock);
-    if (first)
-      up__stats_decided(up, job, job->result);
-    up__job_loop_put(job);
+  up__repair_stop(up);
+  free(rp->xs);
+  free(rp->wsf);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    free(rp->pend[i]);
+    free(rp->mark[i]);
   }
+  if (rp->mu_init) {
+    pthread_mutex_destroy(&rp->mu);
+    pthread_cond_destroy(&rp->cv);
+  }
+  free(rp->rec_cand);
 }

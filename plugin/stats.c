@@ -148,6 +148,32 @@ enum up_dstate up__ds_state(struct upstairs *up, const struct cl *c)
   }
 }
 
+/* A live repair's progress: "E/N extents, D/T MiB compared, C MiB
+ * copied, R MB/s, ETA S s" (static buffer: loop thread only). */
+static const char *ds_repair_detail(struct upstairs *up, const struct cl *c)
+{
+  static char buf[200];
+  const struct up_ds_stats *s = &up->dst[c->idx];
+  uint64_t now = up->loop_init ? uv_now(&up->loop) : 0;
+  double secs = now > s->rep_start_ms ? (double) (now - s->rep_start_ms) / 1e3
+                                      : 0;
+  double rate = secs > 0 ? (double) s->rep_bytes_done / secs : 0;
+  double left = (double) (s->rep_bytes_total - s->rep_bytes_done);
+  char eta[32] = "?";
+
+  if (s->rep_bytes_done >= s->rep_bytes_total)
+    snprintf(eta, sizeof eta, "0");
+  else if (rate > 0)
+    snprintf(eta, sizeof eta, "%.0f", left / rate);
+  snprintf(buf, sizeof buf,
+           "%u/%u extents, %.1f/%.1f MiB compared, %.1f MiB copied, "
+           "%.0f MB/s, ETA %s s", s->rep_done, s->rep_total,
+           (double) s->rep_bytes_done / 1048576.0,
+           (double) s->rep_bytes_total / 1048576.0,
+           (double) s->rep_copied / 1048576.0, rate / 1e6, eta);
+  return buf;
+}
+
 /* The one status line format: "downstairs H:P: STATE[: why| n/m]".
  * progress: a live-repair progress line, not a change of state. */
 static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
@@ -170,6 +196,10 @@ static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
     snprintf(detail, sizeof detail, " %u/%u", s->rep_done, s->rep_total);
     c->prog_ms = up->loop_init ? uv_now(&up->loop) : 0;
     c->prog_done = s->rep_done;
+  }
+  if (progress && st == UP_DS_LIVE_REPAIR) {
+    log_msg(lv, "live repair of %s: %s", c->name, ds_repair_detail(up, c));
+    return;
   }
   log_msg(lv, "downstairs %s: %s%s", c->name, dstate_name[st], detail);
 }
@@ -377,9 +407,15 @@ static void stats_ds(struct upstairs *up, int i, struct jbuf *j)
   jb_lat(j, "p99", s->p99_us);
   jb_printf(j,
             "},\"errors\":%llu,\"faults\":%llu,\"reconnects\":%llu,"
-            "\"repair\":{\"extents_done\":%u,\"extents_total\":%u}}",
+            "\"repair\":{\"extents_done\":%u,\"extents_total\":%u,"
+            "\"bytes_done\":%llu,\"bytes_total\":%llu,"
+            "\"copied_bytes\":%llu}}",
             (unsigned long long) s->errors, (unsigned long long) s->faults,
-            (unsigned long long) s->reconnects, s->rep_done, s->rep_total);
+            (unsigned long long) s->reconnects, s->rep_done, s->rep_total,
+            (unsigned long long) s->rep_bytes_done,
+            (unsigned long long) s->rep_bytes_total,
+            (unsigned long long) s->rep_copied);
+
 }
 
 /* The whole document. */

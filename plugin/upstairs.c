@@ -445,10 +445,13 @@ void up__on_activated(struct upstairs *up, struct cl *c)
     up__lr_admit(up, c);
     return;
   }
+  memcpy(c->inst, c->hello.instance, sizeof c->inst); /* see up__lr_admit */
+  c->inst_known = true;
   __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
   up__handshake_step(up);
   up__ds_update(up, c);
 }
+
 
 /* Advance start-up after any client event or tick (loop thread). */
 void up__handshake_step(struct upstairs *up)
@@ -704,6 +707,7 @@ void up_stop(struct upstairs *up)
     up__shutdown(up);
     uv_run(&up->loop, UV_RUN_DEFAULT);
   }
+  up__repair_stop(up); /* its jobs were failed with the loop's */
   if (up->loop_init) {
     r = uv_loop_close(&up->loop);
     if (r < 0)
@@ -725,7 +729,8 @@ void up_free(struct upstairs *up)
   pthread_mutex_destroy(&up->rl_lock);
   pthread_mutex_destroy(&up->state_lock);
   up__vcache_free(up);
-  free(up->rep.rec_cand);
+  up__repair_free(up);
+
   pthread_cond_destroy(&up->start_cond);
   pthread_cond_destroy(&up->rl_cond);
   crypt_wipe(up, sizeof *up);

@@ -86,6 +86,8 @@ struct up_job {
   uint64_t version;  /* TRIM: the trim's version */
   bool ctx_only;     /* READ: contexts only (PROTO_F_CTX_ONLY) */
   bool sys;          /* reconciliation's own: may run before RUNNING */
+  unsigned lr_mask;  /* loop only: targets that were live-repair targets
+                      * when it was sent (their acks are not quorum) */
   /* Only to these downstairs (heal, reconciliation): decided when every
    * one answered, and never noted in the version cache. */
   unsigned only;
@@ -109,21 +111,50 @@ struct up_job {
   size_t frame_len;
 };
 
-/* Live-repair driver (repair.c, loop thread only).  One extent at a time
- * goes through the steps CLOSE (all involved) -> REPAIR (the target
- * copies from the source) -> REOPEN (all involved); each step waits for
- * every JOB_DONE.  IO touching the extent under repair is held in
- * held_head (in order) until the extent is done; other IO goes on. */
-enum up_rstep { UP_RS_IDLE = 0, UP_RS_CLOSE, UP_RS_REPAIR, UP_RS_REOPEN };
+/* What an up-to-date replica holds for one extent (repair.c). */
+struct up_xstate {
+  uint64_t gen, flush;
+};
+
+/* Resync and live repair (repair.c; docs/DESIGN.md "Live repair").
+ *
+ * The loop keeps, per extent, the (gen, flush) an up-to-date replica has
+ * (xs) and which extents were written since the last FLUSH (wsf), both
+ * updated as jobs get their ids.  A downstairs that returns is compared
+ * with them: the extents where it differs or is dirty are its pending set
+ * (pend), repaired block by block by the worker thread through ordinary
+ * jobs while guest IO goes on; each pending extent is marked (EXTENT_MARK)
+ * on it before anything could level it, and EXTENT_FLUSH ends its repair.
+ *
+ * Loop-only fields unless noted; mu guards the work hand-off. */
 struct up_repair {
-  enum up_rstep step;
-  uint32_t eid;
-  int src;                          /* index of the source downstairs */
-  unsigned targets;                 /* mask of targets */
-  unsigned wait;                    /* mask of JOB_DONEs still due */
-  uint64_t wait_id[UP_DOWNSTAIRS];
-  uint64_t step_ms;
-  unsigned seq;                     /* bumped by every step started */
+  struct up_xstate *xs;             /* [extent_count] */
+  uint64_t *wsf;                    /* bitmap: written since last FLUSH */
+  uint64_t *pend[UP_DOWNSTAIRS];    /* bitmap: still to repair there
+                                     * (the worker reads it, atomically) */
+  uint64_t *mark[UP_DOWNSTAIRS];    /* bitmap: EXTENT_MARK sent */
+  size_t words;                     /* of each bitmap */
+  int lr;                           /* target being worked on, or -1 */
+  unsigned src;                     /* its sources (mask) */
+  uint64_t lr_start_ms;
+  uint64_t mark_id;                 /* ids of loop-sent EXTENT_MARKs */
+  /* Hand-off to the worker (under mu). */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool mu_init, thr_started, quit;
+  pthread_t thr;
+  unsigned epoch;                   /* bumped whenever work is (re)issued
+                                     * or abandoned */
+  int want;                         /* target the worker should repair */
+  unsigned want_src;
+  /* Worker -> loop (atomic). */
+  unsigned fin_epoch;               /* epoch whose work ended */
+  bool fin_ok;                      /* ... and whether it succeeded */
+
+  int poke;                         /* the loop should look (async) */
+  uint32_t ext_done, ext_total;
+  uint64_t bytes_done, bytes_total, copied_bytes;
+  uint64_t blocks_copied, blocks_trimmed, unresolved;
   /* Reconciliation (reconcile.c): set by the loop on entering
    * RECONCILE, then read by the reconciling caller thread.  rec_cand[e]
    * is the mask of replicas whose (gen, flush) of extent e is the
@@ -133,9 +164,6 @@ struct up_repair {
   unsigned rec_done;                /* atomic: extents done */
   int rec_result;                   /* atomic: 1 ok, -1 failed, 0 running
                                      * or already handled by the loop */
-  int lr;                           /* live repair target, or -1 */
-  uint64_t lr_start_ms;
-  struct up_job *held_head, *held_tail;
 };
 
 /* Observability (stats.c, loop thread only).  A downstairs' state as
@@ -178,6 +206,8 @@ struct up_ds_stats {
   struct up_hist win;  /* replies in the current 1 s window */
   int64_t p50_us, p99_us; /* of the last window; -1: no reply in it */
   uint32_t rep_done, rep_total; /* current or last repair (extents) */
+  uint64_t rep_bytes_done, rep_bytes_total, rep_copied; /* bytes */
+  uint64_t rep_start_ms;        /* when it started */
 };
 
 /* The volume: jobs as callers see them (heal writes and read retries on
@@ -261,10 +291,23 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen);
 int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
 void up__shutdown(struct upstairs *up);
 
-/* repair.c: live repair, held IO. */
-/* Set in the job id of every repair step: its answer is told apart from
- * IO answers even after the step was abandoned. */
+/* repair.c: expected extent states, resync and live repair. */
+/* Set in the job id of every loop-sent EXTENT_MARK: its answer is told
+ * apart from IO answers. */
 #define UP_REPAIR_ID_BIT (1ull << 63)
+/* Allocate the tables (after activation: extent_count known). */
+int up__xs_init(struct upstairs *up);
+/* Free them and stop the worker (up_stop, after the loop is gone). */
+void up__repair_stop(struct upstairs *up);
+void up__repair_free(struct upstairs *up);
+/* Loop thread, as a job gets its id: keep xs/wsf/pend exact. */
+void up__xs_note(struct upstairs *up, const struct up_job *job);
+/* Loop thread, before sending WRITE/TRIM job to live-repair target c:
+ * mark its extent there first if it is pending.  -1 if that failed. */
+int up__lr_before_send(struct upstairs *up, struct cl *c,
+                       const struct up_job *job);
+/* Loop thread: the worker poked (async). */
+void up__lr_poll(struct upstairs *up);
 
 /* reconcile.c: block-level reconciliation at start (docs/DESIGN.md). */
 /* Loop thread, activated with >= 2: plan (rep.rec_cand), enter RECONCILE
@@ -288,20 +331,35 @@ struct up_rec_blk {
  * every excluded one). */
 int up__rec_decide(const struct up_rec_blk b[UP_DOWNSTAIRS], unsigned excluded,
                    unsigned *targets);
+/* Counters of one reconciliation or repair. */
+struct up_rec_sum {
+  uint64_t copied, trimmed, unresolved;
+};
+/* Compare blocks [lba, lba + n) of extent eid on the replicas in part,
+ * with candidates cand (a subset), and bring every one level with the
+ * newest authentic version (reconcile.c, any thread but the loop).  what
+ * prefixes log lines.  0, or -ENOMEM. */
+int up__rec_range(struct upstairs *up, const char *what, uint32_t eid,
+                  uint64_t lba, uint32_t n, unsigned cand, unsigned part,
+                  struct up_rec_sum *sum);
 /* A downstairs (re)joined a running volume: live-repair it. */
 void up__lr_admit(struct upstairs *up, struct cl *c);
-/* JOB_DONE for a repair step?  true if it was one (consumed). */
+/* JOB_DONE for a loop-sent EXTENT_MARK?  true if it was one (consumed). */
 bool up__repair_on_done(struct upstairs *up, struct cl *c,
                         const struct proto_job_done *d);
-/* c is closing: abort a repair step it takes part in. */
+/* c is closing: abandon repair work it takes part in. */
 void up__repair_lost(struct upstairs *up, struct cl *c);
-/* Tick: step timeouts. */
+/* Tick: progress, and start work a returning source made possible. */
 void up__repair_tick(struct upstairs *up);
-/* Hold job if it touches the extent under repair (or others are held):
- * true if held (the loop keeps its reference). */
-bool up__repair_hold(struct upstairs *up, struct up_job *job);
-/* Fail every held job (stop, fence). */
-void up__repair_fail_held(struct upstairs *up, int err);
+/* io.c: range locks (blocks [start, end)); every request holds one, and
+ * live repair holds one per chunk it compares. */
+struct up_range {
+  struct up_range *next;
+  uint64_t start, end;
+};
+int up__range_lock(struct upstairs *up, struct up_range *r);
+void up__range_unlock(struct upstairs *up, struct up_range *r);
+
 /* io.c: the caller side of the job API, also for heal.c and
  * reconcile.c.  A job from up__job_new has refs for the caller and the
  * loop and an uninitialised frame of frame_len bytes; up__job_discard
