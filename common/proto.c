@@ -31,11 +31,9 @@
  *   PING/PONG 8 u64 value                                          (16)
  *   EXTENT_FLUSH  8 u64 job_id, 16 u32 eid, 20 u32 pad, 24 u64 flush_no,
  *             32 u64 gen (!= 0)                                   (40)
- *   EXTENT_CLOSE, EXTENT_REOPEN, EXTENT_MARK  8 u64 job_id, 16 u32 eid,
- *             20 u32 pad                                          (24)
- *   EXTENT_REPAIR 8 u64 job_id, 16 u32 eid, 20 u16 port (!= 0),
- *             22 u8 family (4|6), 23 u8 pad, 24 addr[16] (IPv4: 4 bytes,
- *             12 zero)                                            (40)
+ *   EXTENT_MARK  8 u64 job_id, 16 u32 eid, 20 u32 pad             (24)
+ *   (types 21-23, EXTENT_CLOSE/REPAIR/REOPEN, retired in version 3:
+ *   unknown types, -ENOTSUP)
  *   FILE_REQ  8 u64 job_id, 16 u32 eid, 20 u8 file (0 data, 1 db),
  *             21 pad[3], 24 u64 offset, 32 u32 len (1..4 MiB), 36 u32 pad
  *                                                                 (40)
@@ -85,9 +83,6 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_PING: return "PING";
   case PROTO_T_PONG: return "PONG";
   case PROTO_T_EXTENT_FLUSH: return "EXTENT_FLUSH";
-  case PROTO_T_EXTENT_CLOSE: return "EXTENT_CLOSE";
-  case PROTO_T_EXTENT_REPAIR: return "EXTENT_REPAIR";
-  case PROTO_T_EXTENT_REOPEN: return "EXTENT_REOPEN";
   case PROTO_T_EXTENT_MARK: return "EXTENT_MARK";
   case PROTO_T_FILE_REQ: return "FILE_REQ";
   case PROTO_T_FILE_DATA: return "FILE_DATA";
@@ -293,9 +288,8 @@ size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
 size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
                            const struct proto_extent_op *o)
 {
-  size_t len = type == PROTO_T_EXTENT_FLUSH    ? PROTO_EXTENT_FLUSH_LEN
-               : type == PROTO_T_EXTENT_REPAIR ? PROTO_EXTENT_REPAIR_LEN
-                                               : PROTO_EXTENT_OP_LEN;
+  size_t len = type == PROTO_T_EXTENT_FLUSH ? PROTO_EXTENT_FLUSH_LEN
+                                            : PROTO_EXTENT_OP_LEN;
   memset(buf, 0, len);
   put_hdr(buf, (uint32_t) len, type);
   proto_le64(buf + 8, o->job_id);
@@ -303,10 +297,6 @@ size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
   if (type == PROTO_T_EXTENT_FLUSH) {
     proto_le64(buf + 24, o->flush_no);
     proto_le64(buf + 32, o->gen);
-  } else if (type == PROTO_T_EXTENT_REPAIR) {
-    proto_le16(buf + 20, o->port);
-    buf[22] = o->family;
-    memcpy(buf + 24, o->addr, 16);
   }
   return len;
 }
@@ -544,14 +534,14 @@ static int dec_u64(const uint8_t *b, size_t len, uint64_t *v)
   return 0;
 }
 
-/* EXTENT_FLUSH, EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN. */
+/* EXTENT_FLUSH, EXTENT_MARK.  The eid is bounded here by the protocol
+ * limit only; the downstairs answers one outside its region EINVAL. */
 static int dec_extent_op(const uint8_t *b, size_t len, struct proto_msg *m)
 {
   struct proto_extent_op *o = &m->u.ext;
-  size_t want = m->type == PROTO_T_EXTENT_FLUSH    ? PROTO_EXTENT_FLUSH_LEN
-                : m->type == PROTO_T_EXTENT_REPAIR ? PROTO_EXTENT_REPAIR_LEN
-                                                   : PROTO_EXTENT_OP_LEN;
-  if (len != want)
+  size_t want = m->type == PROTO_T_EXTENT_FLUSH ? PROTO_EXTENT_FLUSH_LEN
+                                                : PROTO_EXTENT_OP_LEN;
+  if (len != want || proto_rd32(b + 20))
     return -EPROTO;
   o->job_id = proto_rd64(b + 8);
   o->eid = proto_rd32(b + 16);
@@ -560,17 +550,8 @@ static int dec_extent_op(const uint8_t *b, size_t len, struct proto_msg *m)
   if (m->type == PROTO_T_EXTENT_FLUSH) {
     o->flush_no = proto_rd64(b + 24);
     o->gen = proto_rd64(b + 32);
-    return proto_rd32(b + 20) || o->gen == 0 ? -EPROTO : 0;
+    return o->gen == 0 ? -EPROTO : 0;
   }
-  if (m->type != PROTO_T_EXTENT_REPAIR)
-    return proto_rd32(b + 20) ? -EPROTO : 0;
-  o->port = proto_rd16(b + 20);
-  o->family = b[22];
-  memcpy(o->addr, b + 24, 16);
-  if (o->port == 0 || b[23] || (o->family != 4 && o->family != 6))
-    return -EPROTO;
-  if (o->family == 4 && !all_zero(b + 28, 12))
-    return -EPROTO;
   return 0;
 }
 
@@ -657,9 +638,6 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
   case PROTO_T_PING:
   case PROTO_T_PONG: return dec_u64(b, len, &m->u.ping);
   case PROTO_T_EXTENT_FLUSH:
-  case PROTO_T_EXTENT_CLOSE:
-  case PROTO_T_EXTENT_REPAIR:
-  case PROTO_T_EXTENT_REOPEN:
   case PROTO_T_EXTENT_MARK: return dec_extent_op(b, len, m);
   case PROTO_T_FILE_REQ: return dec_file_req(b, len, m);
   case PROTO_T_FILE_DATA: return dec_file_data(b, len, m);

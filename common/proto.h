@@ -27,7 +27,9 @@
 #include <stdint.h>
 
 /* 2: TRIM carries a version, READ may ask for contexts only, contexts may
- * say BAD (block-level reconciliation, docs/DESIGN.md). */
+ * say BAD (block-level reconciliation, docs/DESIGN.md).
+ * 3: EXTENT_MARK (live repair through the upstairs); EXTENT_CLOSE,
+ * EXTENT_REPAIR and EXTENT_REOPEN (the file-copy live repair) retired. */
 #define PROTO_VERSION 3
 
 /* Hard cap on a frame: bounds every allocation a peer can cause. */
@@ -68,12 +70,16 @@ enum proto_type {
   PROTO_T_READ_DONE = 15,    /* answer to READ */
   PROTO_T_PING = 16,
   PROTO_T_PONG = 17,
-  /* Repair: upstairs -> downstairs (answered by JOB_DONE). */
+  /* One extent: upstairs -> downstairs (answered by JOB_DONE). */
   PROTO_T_EXTENT_FLUSH = 20,  /* make one extent clean and durable */
-  PROTO_T_EXTENT_CLOSE = 21,  /* close its files (consistent on disk) */
-  PROTO_T_EXTENT_REPAIR = 22, /* replace it by the source's copy */
-  PROTO_T_EXTENT_REOPEN = 23, /* forget cached state, reopen lazily */
-  /* Repair peer (target downstairs) -> source downstairs. */
+  /* 21..23: EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN, retired in
+   * version 3 (no codec; a downstairs rejects them as unknown types).
+   * Kept as names, unused, only until plugin/repair.c drops the
+   * file-copy live repair; never reuse the numbers. */
+  PROTO_T_EXTENT_CLOSE = 21,  /* retired, unused */
+  PROTO_T_EXTENT_REPAIR = 22, /* retired, unused */
+  PROTO_T_EXTENT_REOPEN = 23, /* retired, unused */
+  /* Repair peer (`clone`) -> source downstairs. */
   PROTO_T_FILE_REQ = 24,      /* a chunk of an extent file */
   PROTO_T_FILE_DATA = 25,     /* its answer */
   /* Live repair: upstairs -> the downstairs being repaired. */
@@ -106,8 +112,8 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_PING_LEN (PROTO_FRAME_HDR_LEN + 8)
 #define PROTO_CTX_LEN 48
 #define PROTO_EXTENT_FLUSH_LEN (PROTO_FRAME_HDR_LEN + 32)
-#define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* CLOSE, REOPEN, MARK */
-#define PROTO_EXTENT_REPAIR_LEN (PROTO_FRAME_HDR_LEN + 32)
+#define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* EXTENT_MARK */
+#define PROTO_EXTENT_REPAIR_LEN (PROTO_FRAME_HDR_LEN + 32) /* retired, unused */
 #define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
 #define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32) /* AUTH, AUTH_OK */
@@ -215,14 +221,15 @@ struct proto_read_done {
   const uint8_t *data; /* n * block_size bytes */
 };
 
-/* EXTENT_FLUSH, EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN. */
+/* EXTENT_FLUSH, EXTENT_MARK. */
 enum proto_file { PROTO_FILE_EXTENT = 0, PROTO_FILE_DB = 1 };
 struct proto_extent_op {
   uint64_t job_id;
   uint32_t eid;
   uint64_t flush_no, gen; /* EXTENT_FLUSH; gen != 0 */
-  /* EXTENT_REPAIR: the source downstairs, family 4 (addr[0..3], rest
-   * zero) or 6; port != 0. */
+  /* Retired, unused: the source address of EXTENT_REPAIR, neither
+   * encoded nor decoded; kept only until plugin/repair.c stops
+   * setting it. */
   uint8_t family;
   uint16_t port;
   uint8_t addr[16];
@@ -265,7 +272,7 @@ struct proto_msg {
     struct proto_job_done job_done;
     struct proto_read_done read_done;
     uint64_t ping; /* PING, PONG */
-    struct proto_extent_op ext; /* EXTENT_FLUSH/CLOSE/REPAIR/REOPEN/MARK */
+    struct proto_extent_op ext; /* EXTENT_FLUSH, EXTENT_MARK */
     struct proto_file_req file_req;
     struct proto_file_data file_data;
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
@@ -335,8 +342,9 @@ size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
 size_t proto_put_ping(uint8_t *buf, uint16_t type /* PING or PONG */,
                       uint64_t v);
 
-/* Repair frames.  type is EXTENT_FLUSH, _CLOSE, _REPAIR or _REOPEN; the
- * fields the type does not use must be zero. */
+/* Extent frames: type is EXTENT_FLUSH (job_id, eid, flush_no, gen) or
+ * EXTENT_MARK (job_id, eid); the other fields are not sent.  buf must
+ * hold PROTO_EXTENT_FLUSH_LEN. */
 size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
                            const struct proto_extent_op *o);
 size_t proto_put_file_req(uint8_t *buf, const struct proto_file_req *r);

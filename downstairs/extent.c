@@ -46,6 +46,25 @@
  *    SQLite rolls back: nothing changed.
  * Power loss (not kill -9) between flushes may break I1 for unflushed
  * blocks: verify reports those and the upstairs heals them.
+ *
+ * THE MARK (live repair, EXTENT_MARK).  A replica that rejoins a running
+ * volume gets every write and flush while its extents are repaired one
+ * by one; a regular flush must not give an extent not yet repaired the
+ * (gen, flush) of the good replicas, or after a crash of the upstairs
+ * reconciliation would skip it and its stale blocks would survive.  So:
+ *  (M1) ext_mark commits repair=1 with dirty=1 before the upstairs sends
+ *       the first write to that extent; repair implies dirty.
+ *  (M2) a regular flush (always false) does nothing to a marked extent:
+ *       no fdatasync, no context cleanup, numbers unchanged, still dirty;
+ *       region.c does not even select it (an evicted one stays closed).
+ *  (M3) only ext_flush(always) (EXTENT_FLUSH, when its repair is done)
+ *       clears repair, in the transaction that sets the numbers.
+ * The mark's commit is not synced (synchronous=NORMAL): WAL commits reach
+ * the disk in order, so any later commit of this database that is
+ * durable carries it, and losing both leaves the extent's old (lower)
+ * numbers, which reconciliation compares anyway.  The contexts are kept
+ * as after any write (I1, I2 unchanged): a marked extent reopened after
+ * a crash is rehashed like every dirty one.
  */
 #include <assert.h>
 #include <errno.h>
@@ -459,13 +478,15 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   if (r == 0)
     r = open_db(e, dbpath);
   if (r == 0)
-    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta);
+    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta,
+                            &e->repair);
   if (r == 0 && e->meta.dirty)
     r = recover_dirty(e);
   if (r < 0) {
     ext_close(e);
     return r;
   }
+  assert(!e->repair || e->meta.dirty); /* M1 */
   e->meta_known = true;
   e->unsynced = false;
   /* All unknown; out of memory only costs the skip in ext_write. */
@@ -728,12 +749,12 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
 /* fdatasync, then (one transaction, synchronous=FULL so the commit itself
  * is durable) drop every context of a remembered block but the one whose
  * bytes the fdatasync just made durable (and the block's last row if it
- * is the unwritten one), and record flush/gen, dirty=0.  A clean extent
- * is left alone unless always (reconciliation levels every replica's
- * numbers, clean or not). */
+ * is the unwritten one), and record flush/gen, dirty=0 (and repair=0).
+ * A clean extent is left alone unless always (reconciliation levels every
+ * replica's numbers, clean or not), and so is a marked one (M2, M3). */
 int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
 {
-  if (!e->meta.dirty && !always)
+  if (!always && (!e->meta.dirty || e->repair))
     return 0;
   if (fdatasync(e->fd) < 0) {
     int r = -errno;
@@ -755,6 +776,8 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
     r = set_meta(e, "flush_number", flush_no);
   if (r == 0)
     r = set_meta(e, "dirty", 0);
+  if (r == 0 && e->repair) /* M3: only here, with the numbers */
+    r = set_meta(e, "repair", 0);
   if (r == 0)
     r = st_run(e, ST_COMMIT);
   if (r < 0)
@@ -765,7 +788,33 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
   e->meta.gen = gen;
   e->meta.flush = flush_no;
   e->meta.dirty = 0;
+  e->repair = false;
   seen_reset(&e->seen);
+  return 0;
+}
+
+/* M1: repair=1 and dirty=1 in one transaction, before any write the
+ * upstairs sends to the extent under live repair.  The contexts and the
+ * remembered table are untouched: the mark changes what a flush may do,
+ * not what the disk holds. */
+int ext_mark(struct ext *e)
+{
+  if (e->repair)
+    return 0;
+  int r = st_run(e, ST_BEGIN);
+  if (r == 0)
+    r = set_meta(e, "repair", 1);
+  if (r == 0 && !e->meta.dirty)
+    r = set_meta(e, "dirty", 1);
+  if (r == 0)
+    r = st_run(e, ST_COMMIT);
+  if (r < 0) {
+    rollback(e);
+    log_error("extent %u: mark: %s", e->eid, log_strerror(-r));
+    return r;
+  }
+  e->repair = true;
+  e->meta.dirty = 1;
   return 0;
 }
 

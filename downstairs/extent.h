@@ -14,6 +14,9 @@
  *           synchronous=FULL transaction
  *   open of a dirty extent: fdatasync, rehash every block that has rows,
  *           keep only the matching row (if one matches)
+ *   mark:   repair=1, dirty=1 COMMITTED (live repair, EXTENT_MARK): a
+ *           regular flush then leaves the extent alone (dirty, numbers
+ *           unchanged) until ext_flush(always) levels it and clears repair
  *
  * The "unwritten row" (no nonce/tag, hash 0, on_disk_hash = zero_hash;
  * version 0, or that of the trim that added it) is the candidate for a
@@ -73,9 +76,12 @@ struct ext {
    * usual.  NULL when closed (or out of memory: everything unknown). */
   uint8_t *has_rows;
   bool unsynced;             /* data written since the last fdatasync */
-  /* Cached metadata, valid when meta_known (kept across close). */
+  /* Cached metadata, valid when meta_known (kept across close).  repair
+   * is the `repair` row (EXTENT_MARK; a missing row is 0); repair
+   * implies meta.dirty. */
   bool meta_known;
   struct proto_extent_state meta;
+  bool repair;
 };
 
 /* Open the files of extent e->eid under the region directory dirfd
@@ -98,17 +104,25 @@ int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
 /* version: the trim's, kept in the unwritten row until the next flush
  * (reconciliation tells a newer trim from an older write by it). */
 int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version);
-/* Durable + cleanup + metadata; no-op (0) if the extent is clean, unless
- * always (then a clean extent just takes flush_no and gen). */
+/* Durable + cleanup + metadata; no-op (0) if the extent is clean or
+ * marked (repair), unless always (then a clean extent just takes
+ * flush_no and gen, and a marked one loses its mark in the same
+ * transaction). */
 int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always);
+/* EXTENT_MARK: set repair=1 and dirty=1 in one transaction (no fsync:
+ * SQLite commits in order, so no later commit of this extent is durable
+ * without it).  Until ext_flush(always) the extent stays dirty with its
+ * numbers.  Marking a marked extent does nothing. */
+int ext_mark(struct ext *e);
 /* Scrub: bad() for every block with contexts none of which matches. */
 int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
                void *arg, uint64_t *checked);
 
-/* Read (gen, flush, dirty) of extent eid without opening it for IO;
- * read_only opens the database with SQLITE_OPEN_READONLY (dump). */
+/* Read (gen, flush, dirty) and, if repair is not NULL, the repair mark
+ * of extent eid without opening it for IO; read_only opens the database
+ * with SQLITE_OPEN_READONLY (dump). */
 int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
-                  struct proto_extent_state *out);
+                  struct proto_extent_state *out, bool *repair);
 
 /* Create the files of extent eid from the seed database image (creation
  * of a region).  Creates the XX/YYY directories as needed. */

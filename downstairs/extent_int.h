@@ -9,6 +9,7 @@
 #ifndef CRUCIBLE_EXTENT_INT_H
 #define CRUCIBLE_EXTENT_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -19,7 +20,8 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-/* The metadata rows (gen_number, flush_number, dirty). */
+/* The metadata rows (gen_number, flush_number, dirty; repair, which
+ * regions made before EXTENT_MARK lack: a missing row is 0). */
 #define EXT__GET_META_SQL "SELECT name, value FROM metadata"
 
 /* Map a SQLite result code to a negative errno. */
@@ -37,8 +39,9 @@ int ext__zero_range(int fd, off_t off, off_t len);
 void ext__paths(const char *dir, uint32_t eid, char rel[GEOM_EXTENT_PATH_MAX],
                 char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db, size_t dblen);
 
-/* Step s (EXT__GET_META_SQL) into out; -EINVAL if a row is missing. */
+/* Step s (EXT__GET_META_SQL) into out and *repair (if not NULL);
+ * -EINVAL if gen_number, flush_number or dirty is missing. */
 int ext__read_meta_rows(struct sqlite3 *db, struct sqlite3_stmt *s,
-                        struct proto_extent_state *out);
+                        struct proto_extent_state *out, bool *repair);
 
 #endif

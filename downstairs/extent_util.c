@@ -129,9 +129,11 @@ void ext__paths(const char *dir, uint32_t eid,
 /* --- metadata and creation --------------------------------------------- */
 
 int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
-                          struct proto_extent_state *out)
+                        struct proto_extent_state *out, bool *repair)
 {
   int found = 0, rc;
+  if (repair)
+    *repair = false; /* no row: never marked (or made before the mark) */
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     const char *name = (const char *) sqlite3_column_text(s, 0);
     uint64_t v = (uint64_t) sqlite3_column_int64(s, 1);
@@ -143,6 +145,8 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
       out->flush = v, found |= 2;
     else if (strcmp(name, "dirty") == 0)
       out->dirty = v != 0, found |= 4;
+    else if (strcmp(name, "repair") == 0 && repair)
+      *repair = v != 0;
   }
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) {
@@ -155,7 +159,7 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
 /* --- creation and inspection ------------------------------------------ */
 
 int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
-                  struct proto_extent_state *out)
+                  struct proto_extent_state *out, bool *repair)
 {
   char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
   char path[PATH_MAX];
@@ -170,7 +174,8 @@ int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
     sqlite3_busy_timeout(db, 5000);
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v2(db, EXT__GET_META_SQL, -1, &s, NULL);
-  int r = rc == SQLITE_OK ? ext__read_meta_rows(db, s, out) : ext__sql_err(rc);
+  int r = rc == SQLITE_OK ? ext__read_meta_rows(db, s, out, repair)
+                            : ext__sql_err(rc);
   if (rc != SQLITE_OK)
     log_error("%s: %s", path, db ? sqlite3_errmsg(db) : "open");
   sqlite3_finalize(s);

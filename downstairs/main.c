@@ -345,7 +345,7 @@ static bool dump_row(const struct dump_region *rg, int n, uint32_t eid)
   for (int i = 0; i < n; i++) {
     int r = -ERANGE;
     if (eid < rg[i].m.def.extent_count)
-      r = ext_read_meta(rg[i].dir, eid, true, &st[i]);
+      r = ext_read_meta(rg[i].dir, eid, true, &st[i], NULL);
     if (r == 0) {
       printf(" | %10" PRIu64 " %10" PRIu64 " %5u", st[i].gen, st[i].flush,
              st[i].dirty);

@@ -26,7 +26,9 @@
  * across close, so region_flush also reaches evicted dirty extents;
  * extents never touched since region_open are assumed clean until
  * region_extent_states (which the upstairs always calls before
- * activating) has read them.
+ * activating) has read them.  The repair mark (region_extent_mark) is
+ * cached the same way; region_flush passes over a marked extent, open or
+ * not (extent.c, "THE MARK").
  *
  * region.json is read and written by region_json.c; extent.c does the
  * per-extent work.
@@ -521,13 +523,16 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
   return ret;
 }
 
-/* Under r->mu: is extent eid known dirty (and open, if want_open)? */
+/* Is extent eid known dirty and not marked for repair (and open, if
+ * open)?  A marked extent is skipped here, not only in ext_flush: if it
+ * was evicted, selecting it would reopen it, and reopening a dirty
+ * extent rehashes every block it has rows for, at every flush. */
 static bool flush_candidate(struct region *r, uint32_t eid, bool open)
 {
   pthread_mutex_lock(&r->mu);
   struct rext *re = r->ext[eid];
   bool yes = re && re->in_lru == open && re->x.meta_known &&
-             re->x.meta.dirty;
+             re->x.meta.dirty && !re->x.repair;
   pthread_mutex_unlock(&r->mu);
   return yes;
 }
@@ -576,6 +581,28 @@ int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,
   return ret;
 }
 
+int region_extent_mark(struct region *r, uint32_t eid)
+{
+  struct rext *re;
+  if (eid >= r->meta.def.extent_count)
+    return -EINVAL;
+  int ret = ext_get(r, eid, true, &re);
+  if (ret < 0)
+    return ret;
+  ret = ext_mark(&re->x);
+  ext_put(r, re);
+  return ret;
+}
+
+bool region_extent_is_open(struct region *r, uint32_t eid)
+{
+  pthread_mutex_lock(&r->mu);
+  bool open = eid < r->meta.def.extent_count && r->ext[eid] &&
+              r->ext[eid]->in_lru;
+  pthread_mutex_unlock(&r->mu);
+  return open;
+}
+
 int region_extent_close(struct region *r, uint32_t eid, bool forget)
 {
   struct rext *re;
@@ -613,7 +640,7 @@ int region_extent_states(struct region *r, struct proto_extent_state *states)
     if (ret < 0)
       return ret;
     if (!re->x.meta_known) {
-      ret = ext_read_meta(r->dir, eid, false, &re->x.meta);
+      ret = ext_read_meta(r->dir, eid, false, &re->x.meta, &re->x.repair);
       re->x.meta_known = ret == 0;
     }
     states[eid] = re->x.meta;

@@ -89,20 +89,34 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version);
 
 /* Make everything written so far durable: fsync data of every dirty
  * extent, then per dirty extent in one transaction drop stale contexts,
- * set flush_number = flush_no, gen_number = gen, dirty = 0. */
+ * set flush_number = flush_no, gen_number = gen, dirty = 0.  Extents
+ * marked by region_extent_mark are left as they are (see below). */
 int region_flush(struct region *r, uint64_t flush_no, uint64_t gen);
 /* The same; *nflushed = how many extents it flushed (for the log). */
 int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
                    uint32_t *nflushed);
 
-/* Repair (downstairs/repair.c, server_job.c).  The caller keeps every
- * other job off extent eid meanwhile.  region_extent_flush: ext_flush of
- * one extent, clean or not (it always takes flush_no and gen).  region_extent_close: close its files (database whole, WAL
- * checkpointed); forget also drops the cached (gen, flush, dirty), for
- * files that were replaced.  region_dirfd: the region directory. */
+/* One extent at a time (server_job.c, clone.c); the caller keeps every
+ * other job off extent eid meanwhile.  -EINVAL for an eid outside the
+ * region.
+ * region_extent_flush (EXTENT_FLUSH): ext_flush of one extent, clean or
+ * not (it always takes flush_no and gen) and marked or not (it clears
+ * the mark).
+ * region_extent_mark (EXTENT_MARK, live repair): the extent becomes
+ * dirty and marked, persistently: region_flush leaves it alone (no
+ * fsync, numbers unchanged, still dirty, an evicted one is not
+ * reopened) until region_extent_flush; region_extent_states reports it
+ * dirty.  Marking a marked extent succeeds and changes nothing.
+ * region_extent_close: close its files (database whole, WAL
+ * checkpointed; the FILE_REQ source side, clone); forget also drops the
+ * cached (gen, flush, dirty, mark), for files that were replaced.
+ * region_extent_is_open: are its files open (in the LRU)?  For tests.
+ * region_dirfd: the region directory. */
 int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,
                         uint64_t gen);
+int region_extent_mark(struct region *r, uint32_t eid);
 int region_extent_close(struct region *r, uint32_t eid, bool forget);
+bool region_extent_is_open(struct region *r, uint32_t eid);
 int region_dirfd(const struct region *r);
 
 /* Per-extent (gen, flush, dirty), states[extent_count]. */

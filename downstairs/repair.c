@@ -1,4 +1,5 @@
-/* crucible-c downstairs: extent repair copy (see repair.h). */
+/* crucible-c downstairs: the repair peer protocol and leftover repair
+ * copies (see repair.h). */
 #include "repair.h"
 
 #include <dirent.h>
@@ -383,51 +384,4 @@ int ds_repair_fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
     r = -errno;
   close(out);
   return r;
-}
-
-int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
-                    const struct sockaddr_storage *src, unsigned timeout_s,
-                    const struct auth_key *auth)
-{
-  struct rpaths p;
-  char copy[48], rep[48], dst[96];
-  size_t cap = DS_REPAIR_BUF_LEN;
-  uint8_t *buf = malloc(cap);
-  int fd = -1, r = buf ? 0 : -ENOMEM;
-
-  rpaths_init(&p, eid);
-  snprintf(copy, sizeof copy, "%s.copy", p.rel);
-  snprintf(rep, sizeof rep, "%s.replace", p.rel);
-  if (r == 0)
-    r = rm_dir(dirfd, copy);
-  if (r == 0 && mkdirat(dirfd, copy, 0755) < 0)
-    r = -errno;
-  if (r == 0)
-    r = fd = ds_repair_peer_open(def, src, timeout_s, auth, buf, cap, NULL);
-  snprintf(dst, sizeof dst, "%s/%s", copy, p.base);
-  if (r >= 0)
-    r = ds_repair_fetch_file(fd, dirfd, dst, eid, PROTO_FILE_EXTENT,
-                             def->extent_size * def->block_size, buf, cap,
-                             NULL, NULL);
-  snprintf(dst, sizeof dst, "%s/%s.db", copy, p.base);
-  if (r >= 0)
-    r = ds_repair_fetch_file(fd, dirfd, dst, eid, PROTO_FILE_DB, 0, buf, cap,
-                             NULL, NULL);
-  if (fd >= 0)
-    close(fd);
-  free(buf);
-  if (r >= 0)
-    r = fsync_at(dirfd, copy);
-  /* The commit point: from here on the new copy wins. */
-  if (r >= 0 && renameat(dirfd, copy, dirfd, rep) < 0)
-    r = -errno;
-  if (r >= 0)
-    r = fsync_at(dirfd, p.dir);
-  if (r >= 0)
-    r = finish_replace(dirfd, &p);
-  if (r < 0) {
-    log_error("extent %u: repair copy failed: %s", eid, log_strerror(-r));
-    rm_dir(dirfd, copy);
-  }
-  return r < 0 ? r : 0;
 }

@@ -1,27 +1,25 @@
-/* crucible-c downstairs: extent repair copy (docs/DESIGN.md "Repair copy").
+/* crucible-c downstairs: the repair peer protocol (FILE_REQ/FILE_DATA)
+ * and what interrupted repair copies left behind (docs/DESIGN.md,
+ * "Region on disk").
  *
- * Target side (ds_repair_fetch, blocking, on a worker thread): connect to
- * the source downstairs as a REPAIR_PEER, download the extent's data file
- * and database with FILE_REQ/FILE_DATA into XX/YYY/ZZZ.copy/, fsync the
- * files and the directory, rename it to ZZZ.replace/ (the commit point),
- * fsync, then move each file over the original (deleting any old -wal and
- * -shm first), fsync, rename to ZZZ.completed/ and delete it.
- *
- * Invariant: after kill -9 at any instant the extent is either entirely
- * old (no .replace/ yet: a leftover .copy/ is deleted) or entirely new
- * (.replace/ exists: ds_repair_recover finishes moving its files), never
- * half.  ds_repair_recover runs at region open, before any extent is
- * read; an interrupted repair itself is redone by the next reconciliation
- * because the target's extent state still differs from the source's.
- *
- * The pieces are shared with `crucible-downstairs clone` (clone.c), which
- * copies every extent of a live source into a new region:
- * ds_repair_peer_open is the only place that says HELLO as a repair peer,
- * ds_repair_fetch_file downloads one file.
+ * Client side, for `crucible-downstairs clone` (clone.c), which copies
+ * every extent of a live source into a new region: ds_repair_peer_open is
+ * the only place that says HELLO as a repair peer, ds_repair_fetch_file
+ * downloads one extent file in FILE_REQ chunks (blocking).
  *
  * Source side (ds_repair_read_chunk): a chunk of an extent file, read with
  * pread; the caller closes the extent first so its database is whole
- * (WAL checkpointed) and holds IO to that extent (the scheduler does).
+ * (WAL checkpointed) and keeps IO off that extent (the scheduler does).
+ *
+ * Leftovers (ds_repair_recover, at region open, before any extent is
+ * read): the file-copy live repair that replaced an extent's files
+ * downstairs-to-downstairs (EXTENT_REPAIR, retired with protocol version
+ * 3) committed a copy by renaming XX/YYY/ZZZ.copy/ to ZZZ.replace/.  A
+ * region last run by such a downstairs may still hold one: a .replace/ is
+ * finished (its files moved over the originals; a file already moved is
+ * absent, so this is idempotent), a .copy/ (never committed) and a
+ * .completed/ are deleted.  The extent is then entirely old or entirely
+ * new, never half.
  *
  * All functions return 0 or -errno.
  */
@@ -69,11 +67,6 @@ int ds_repair_fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
                          uint8_t file, uint64_t want_size, uint8_t *buf,
                          size_t cap, int (*tick)(void *arg, uint32_t n),
                          void *arg);
-
-/* Replace extent eid's files (closed by the caller) by the source's. */
-int ds_repair_fetch(int dirfd, const struct proto_region *def, uint32_t eid,
-                    const struct sockaddr_storage *src, unsigned timeout_s,
-                    const struct auth_key *auth);
 
 /* Finish or discard what interrupted repairs left (region open). */
 int ds_repair_recover(int dirfd, const struct proto_region *def);

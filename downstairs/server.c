@@ -5,7 +5,8 @@
  * the thread pool only when no earlier unfinished job conflicts with it:
  * WRITE/READ/TRIM conflict when they touch the same extent (a job never
  * spans two extents: one that would is answered EINVAL without running),
- * FLUSH conflicts with everything in both directions.  Jobs of a
+ * FLUSH conflicts with everything in both directions; the extent jobs
+ * EXTENT_FLUSH and EXTENT_MARK are ordered like a WRITE to their extent.  Jobs of a
  * connection that lost activation stay in the list and still finish
  * before later conflicting jobs; only their replies are dropped.  Replies
  * go out as jobs complete, in any order.  The region relies on this
@@ -15,10 +16,11 @@
  * jobs against a flat-array model over the wire.
  *
  * Connection states: NEW (only HELLO) -> NEGOTIATED (HELLO_OK sent;
- * EXTENT_STATES_REQ, ACTIVATE, PING) -> ACTIVE (IO jobs, the repair
- * frames EXTENT_*, EXTENT_STATES_REQ, PING).  A repair peer (another
- * downstairs copying an extent from us) stays NEGOTIATED and may send
- * only FILE_REQ and PING.  With an auth key, HELLO_OK asks for AUTH and
+ * EXTENT_STATES_REQ, ACTIVATE, PING) -> ACTIVE (IO jobs, EXTENT_FLUSH,
+ * EXTENT_MARK, EXTENT_STATES_REQ, PING).  A repair peer (`clone`
+ * copying the region from us) stays NEGOTIATED and may send only
+ * FILE_REQ and PING.  The retired EXTENT_CLOSE/REPAIR/REOPEN (21-23) are
+ * unknown types: a malformed frame.  With an auth key, HELLO_OK asks for AUTH and
  * nothing but AUTH is accepted until it proved the key (server_hello.c).
  * Anything else, or any malformed frame, gets
  * one log line, an ERROR frame, and the connection closed.
@@ -300,9 +302,7 @@ static bool frame_allowed(const struct ds_conn *c, uint16_t type)
   case PROTO_T_TRIM:
   case PROTO_T_FLUSH:
   case PROTO_T_EXTENT_FLUSH:
-  case PROTO_T_EXTENT_CLOSE:
-  case PROTO_T_EXTENT_REPAIR:
-  case PROTO_T_EXTENT_REOPEN: return st == DS_ACTIVE;
+  case PROTO_T_EXTENT_MARK: return st == DS_ACTIVE;
   default: return false;
   }
 }

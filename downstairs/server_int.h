@@ -101,12 +101,11 @@ struct ds_wreq {
 
 enum ds_job_kind {
   DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES,
-  /* repair: EXTENT_FLUSH/CLOSE/REPAIR/REOPEN (JOB_DONE), FILE_REQ */
-  DS_J_XFLUSH, DS_J_XCLOSE, DS_J_XREPAIR, DS_J_XREOPEN, DS_J_FILE
+  /* one extent: EXTENT_FLUSH, EXTENT_MARK (JOB_DONE) */
+  DS_J_XFLUSH, DS_J_XMARK,
+  /* a repair peer's (clone's) FILE_REQ (FILE_DATA) */
+  DS_J_FILE
 };
-
-/* Repair sources are given this long per socket operation. */
-#define DS_REPAIR_TIMEOUT_S 30
 
 struct ds_job {
   struct sched_job s; /* first: the scheduler hands it back */
@@ -126,11 +125,10 @@ struct ds_job {
                            * inside frame) */
   uint8_t *frame;         /* WRITE: the read buffer it took, or NULL */
   struct ds_wreq *reply;  /* READ, STATES, FILE: built by the worker */
-  /* Repair jobs: the extent, FILE_REQ fields, EXTENT_REPAIR source. */
+  /* Extent jobs and FILE_REQ: the extent; FILE_REQ's file and offset. */
   uint32_t eid;
   uint8_t file;
   uint64_t offset;
-  struct sockaddr_storage src;
 };
 
 /* server.c */
@@ -161,10 +159,11 @@ int ds_activate(struct ds_conn *c, const struct proto_activate *a);
 int ds_auth(struct ds_conn *c, const uint8_t mac[32]);
 
 /* server_job.c */
-/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, and the repair
- * frames EXTENT_*) from the active connection, EXTENT_STATES_REQ from any
- * negotiated one, or FILE_REQ from a repair peer.  Returns 0,
- * or -errno after which the connection has been closed. */
+/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, and the extent
+ * frames EXTENT_FLUSH, EXTENT_MARK) from the active connection,
+ * EXTENT_STATES_REQ from any negotiated one, or FILE_REQ from a repair
+ * peer.  Returns 0, or -errno after which the connection has been
+ * closed. */
 int ds_job_submit(struct ds_conn *c, const struct proto_msg *m);
 /* Connection c is closing: its jobs keep running, replies dropped. */
 void ds_jobs_detach(struct ds_server *srv, const struct ds_conn *c);

@@ -1,20 +1,20 @@
-/* crucible-c downstairs: IO jobs (WRITE, READ, TRIM, FLUSH) and the
- * EXTENT_STATES request, run on the libuv thread pool in the order the
- * scheduler allows (server_sched.h: overlapping jobs one at a time in
- * arrival order, FLUSH alone).  The region functions do the disk work;
- * this file turns frames into jobs and results into reply frames.
+/* crucible-c downstairs: IO jobs (WRITE, READ, TRIM, FLUSH), the extent
+ * jobs (EXTENT_FLUSH, EXTENT_MARK), FILE_REQ from a repair peer (clone)
+ * and the EXTENT_STATES request, run on the libuv thread pool in the
+ * order the scheduler allows (server_sched.h: jobs on one extent one at
+ * a time in arrival order, FLUSH alone).  The region functions do the
+ * disk work; this file turns frames into jobs and results into reply
+ * frames.
  *
  * A job is validated before it is queued: it must lie inside the region
  * and inside one extent (else EINVAL, answered at once without touching
- * the disk), and a read-only session may not WRITE or TRIM (EROFS).
+ * the disk), and a read-only session may not WRITE, TRIM, EXTENT_FLUSH
+ * or EXTENT_MARK (EROFS).
  */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include "../common/geom.h"
 #include "../common/log.h"
@@ -175,18 +175,6 @@ static void work_file(struct ds_job *j)
   j->reply = w;
 }
 
-/* EXTENT_REPAIR on a worker (target side): close, copy, forget. */
-static int work_xrepair(struct ds_job *j)
-{
-  struct region *rg = j->srv->region;
-  int r = region_extent_close(rg, j->eid, true);
-  if (r == 0)
-    r = ds_repair_fetch(region_dirfd(rg), &j->srv->def, j->eid, &j->src,
-                        DS_REPAIR_TIMEOUT_S, j->srv->opts->auth);
-  region_extent_close(rg, j->eid, true);
-  return r;
-}
-
 /* Thread pool: do the disk work.  Touches only the job and the region. */
 static void job_work(uv_work_t *req)
 {
@@ -202,9 +190,7 @@ static void job_work(uv_work_t *req)
   case DS_J_FILE: work_file(j); return;
   case DS_J_XFLUSH: r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
     break;
-  case DS_J_XCLOSE: r = region_extent_close(rg, j->eid, false); break;
-  case DS_J_XREOPEN: r = region_extent_close(rg, j->eid, true); break;
-  case DS_J_XREPAIR: r = work_xrepair(j); break;
+  case DS_J_XMARK: r = region_extent_mark(rg, j->eid); break;
   }
   j->err = r < 0 ? -r : 0;
 }
@@ -241,13 +227,14 @@ static void job_after(uv_work_t *req, int status)
   assert(status == 0); /* we never uv_cancel */
   (void) status;
   sched_done(&srv->sched, &j->s, job_start, srv);
-  if (j->kind >= DS_J_XFLUSH) {
+  if (j->kind == DS_J_XFLUSH || j->kind == DS_J_XMARK) {
     if (j->err)
-      log_error("repair job %llu extent %u: %s", (unsigned long long) j->job_id,
-                j->eid, log_strerror(j->err));
-    else if (j->kind == DS_J_XREPAIR)
-      log_info("extent %u repaired (job %llu)", j->eid,
-               (unsigned long long) j->job_id);
+      log_error("%s job %llu extent %u: %s",
+                j->kind == DS_J_XMARK ? "mark" : "extent flush",
+                (unsigned long long) j->job_id, j->eid, log_strerror(j->err));
+    else if (j->kind == DS_J_XMARK)
+      log_debug("extent %u marked for repair (job %llu)", j->eid,
+                (unsigned long long) j->job_id);
   } else if (j->kind == DS_J_FLUSH && !j->err) {
     log_info("flush %llu gen %llu: %u extents (job %llu)",
              (unsigned long long) j->flush_no, (unsigned long long) j->gen,
@@ -271,26 +258,6 @@ static void job_start(struct sched_job *s, void *arg)
   int r = uv_queue_work(&srv->loop, &j->work, job_work, job_after);
   assert(r == 0);
   (void) r;
-}
-
-/* Fields of an EXTENT_* job; the source address of EXTENT_REPAIR. */
-static void job_new_repair(struct ds_job *j, const struct proto_extent_op *o)
-{
-  j->job_id = o->job_id;
-  j->s.eid = j->eid = o->eid;
-  j->flush_no = o->flush_no;
-  j->gen = o->gen;
-  if (o->family == 4) {
-    struct sockaddr_in *a = (struct sockaddr_in *) &j->src;
-    a->sin_family = AF_INET;
-    a->sin_port = htons(o->port);
-    memcpy(&a->sin_addr, o->addr, 4);
-  } else {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *) &j->src;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(o->port);
-    memcpy(&a->sin6_addr, o->addr, 16);
-  }
 }
 
 /* Allocate a job for msg.  A big WRITE takes the read buffer holding its
@@ -333,8 +300,12 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
     j->file = m->u.file_req.file;
     j->offset = m->u.file_req.offset;
     j->n = m->u.file_req.len;
-  } else if (kind >= DS_J_XFLUSH) {
-    job_new_repair(j, &m->u.ext);
+  } else if (kind == DS_J_XFLUSH || kind == DS_J_XMARK) {
+    /* One extent: ordered with the IO on it like a WRITE there. */
+    j->job_id = m->u.ext.job_id;
+    j->s.eid = j->eid = m->u.ext.eid;
+    j->flush_no = m->u.ext.flush_no;
+    j->gen = m->u.ext.gen;
   } else {
     j->job_id = m->u.io.job_id;
     j->lba = m->u.io.lba;
@@ -359,10 +330,11 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
   return j;
 }
 
-/* Refuse (answered at once) a repair job naming no extent of the region,
- * a read-only session's, or an EXTENT_FLUSH of a foreign generation.
+/* Refuse (answered at once) an extent job or FILE_REQ naming no extent
+ * of the region (EINVAL), an EXTENT_FLUSH or EXTENT_MARK of a read-only
+ * session (EROFS), or an EXTENT_FLUSH of a foreign generation (EINVAL).
  * 0, or -1 when answered. */
-static int repair_check(struct ds_conn *c, const struct proto_msg *m,
+static int extent_check(struct ds_conn *c, const struct proto_msg *m,
                         enum ds_job_kind kind)
 {
   struct ds_server *srv = c->srv;
@@ -397,19 +369,18 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_FLUSH: kind = DS_J_FLUSH; break;
   case PROTO_T_FILE_REQ: kind = DS_J_FILE; break;
   case PROTO_T_EXTENT_FLUSH: kind = DS_J_XFLUSH; break;
-  case PROTO_T_EXTENT_CLOSE: kind = DS_J_XCLOSE; break;
-  case PROTO_T_EXTENT_REPAIR: kind = DS_J_XREPAIR; break;
-  case PROTO_T_EXTENT_REOPEN: kind = DS_J_XREOPEN; break;
+  case PROTO_T_EXTENT_MARK: kind = DS_J_XMARK; break;
   default: kind = DS_J_STATES; break;
   }
   /* Defence in depth (the state check in frame_allowed stops it too):
-   * IO and repair frames only from the one active connection. */
+   * IO and extent frames only from the one active connection. */
   if (kind != DS_J_STATES && kind != DS_J_FILE && c != srv->active) {
     ds_conn_fail(c, EPERM, "%s from a connection that is not the active "
                  "one", proto_type_name(m->type));
     return -EPERM;
   }
-  if (kind >= DS_J_XFLUSH && repair_check(c, m, kind) < 0)
+  if ((kind == DS_J_XFLUSH || kind == DS_J_XMARK || kind == DS_J_FILE) &&
+      extent_check(c, m, kind) < 0)
     return 0;
   if (kind == DS_J_WRITE || kind == DS_J_READ || kind == DS_J_TRIM) {
     int err = io_check(&srv->def, m->type, m->u.io.lba, m->u.io.n);

@@ -3,9 +3,10 @@
 # against a real crucible-downstairs on a small unencrypted region:
 #   handshake refusals, activation and takeover rules, a pipelined random
 #   job stream checked against a flat-array model (the job ordering rule),
-#   back-pressure, 5000 malformed frames, the connection cap with 200 idle
-#   connections, the idle timeout, EADDRINUSE, and a clean SIGTERM with
-#   jobs in flight.
+#   back-pressure, EXTENT_MARK (across a restart) and the retired
+#   EXTENT_CLOSE/REPAIR/REOPEN, 5000 malformed frames, the connection cap
+#   with 200 idle connections, the idle timeout, EADDRINUSE, and a clean
+#   SIGTERM with jobs in flight.
 . "$(dirname "$0")/functions.sh"
 
 requires python3 ss timeout
@@ -42,6 +43,20 @@ for s in smoke handshake takeover; do
   "${DSP[@]}" "$s" -p "$PORT" || fail "$s"
   alive "$s"
 done
+
+# EXTENT_MARK: FLUSH skips the marked extent; the mark survives a
+# restart of the downstairs until EXTENT_FLUSH levels the extent.
+"${DSP[@]}" mark -p "$PORT" || fail "mark"
+alive mark
+stop_pid "$PID" TERM || fail "exit status $? after SIGTERM (mark)"
+start_ds "$PORT" --max-conns 64
+"${DSP[@]}" mark-level -p "$PORT" || fail "mark-level"
+alive mark-level
+# The retired file-copy repair frames are unknown types now.
+"${DSP[@]}" retired -p "$PORT" || fail "retired"
+alive retired
+grep -q 'malformed ? frame (type 21' "$tmp/ds.log" ||
+  fail "EXTENT_CLOSE (21) not refused as an unknown frame type"
 "${DSP[@]}" model -p "$PORT" -n 3000 --seed "$SEED" || fail "model"
 "${DSP[@]}" backpressure -p "$PORT" -n 3000 || fail "backpressure"
 "${DSP[@]}" malformed -p "$PORT" -n 5000 --seed "$SEED" || fail "malformed"

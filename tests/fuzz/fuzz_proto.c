@@ -79,9 +79,7 @@ static size_t reencode(const struct proto_msg *m, uint32_t bs, uint8_t *out,
   case PROTO_T_PONG: return proto_put_ping(out, m->type, m->u.ping);
 #ifdef PROTO_EXTENT_FLUSH_LEN /* repair frames */
   case PROTO_T_EXTENT_FLUSH:
-  case PROTO_T_EXTENT_CLOSE:
-  case PROTO_T_EXTENT_REPAIR:
-  case PROTO_T_EXTENT_REOPEN:
+  case PROTO_T_EXTENT_MARK:
     return proto_put_extent_op(out, m->type, &m->u.ext);
   case PROTO_T_FILE_REQ: return proto_put_file_req(out, &m->u.file_req);
   case PROTO_T_FILE_DATA:

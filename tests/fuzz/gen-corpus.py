@@ -66,6 +66,8 @@ def proto_frames():
         (0, p.frame(p.T_READ_DONE, struct.pack("<QiI", 8, 5, 0))),
         (0, p.enc_ping(11)),
         (0, p.enc_ping(12, p.T_PONG)),
+        (0, p.enc_extent_flush(13, 1, 3, 4)),
+        (0, p.enc_extent_mark(14, 1)),
     ]
     return [bytes([BS_CODE[bs]]) + f for bs, f in out]
 
@@ -120,6 +122,12 @@ def ds_request_inputs():
     out.append(b"\x03" + b"".join(io[:4]))    # in 1-byte pieces
     out.append(b"\x01" + p.enc_write(11, 3, [w[2]]) + p.enc_flush(12, 2, 1) +
                p.enc_read(13, 3, 1) + p.enc_trim(14, 3, 1))
+    # EXTENT_MARK, a write and FLUSH on the marked extent, EXTENT_FLUSH
+    # (the harness activates with highest + 1: gen 2 matches only on a
+    # fresh region, otherwise EINVAL), an eid past the end.
+    out.append(b"\x01" + p.enc_extent_mark(15, 1) + p.enc_write(16, 65, [w[3]]) +
+               p.enc_flush(17, 3, 2) + p.enc_extent_flush(18, 1, 4, 2) +
+               p.enc_extent_mark(19, 99))
     hello = p.enc_hello(uuid=UUID, session=99, gen=1)
     out += [
         b"\x00" + hello,

@@ -17,6 +17,13 @@ CLI (each scenario exits 0 on success, 1 with a message on failure):
                                           hold N idle connections, count the
                                           ones still open after S seconds
   dsproto.py backpressure -p PORT [-n N]  N pipelined READs, replies read late
+  dsproto.py mark       -p PORT           EXTENT_MARK: FLUSH leaves the marked
+                                          extent dirty with its numbers;
+                                          leaves extent 1 marked
+  dsproto.py mark-level -p PORT           (after a restart) extent 1 still
+                                          marked; EXTENT_FLUSH levels it
+  dsproto.py retired    -p PORT           EXTENT_CLOSE/REPAIR/REOPEN (21-23)
+                                          are unknown frame types
   dsproto.py auth -p PORT --auth-key FILE  a downstairs run with --auth-key:
                                           no proof, wrong key, replayed
                                           handshake, repair peer refused;
@@ -34,7 +41,7 @@ import struct
 import sys
 import time
 
-PROTO_VERSION = 2
+PROTO_VERSION = 3
 MAX_FRAME = 64 * 1024 * 1024
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_JOB_BLOCKS = MAX_JOB_BYTES // 512
@@ -44,10 +51,14 @@ T_EXTENT_STATES_REQ, T_EXTENT_STATES = 4, 5
 T_ACTIVATE, T_ACTIVATE_OK, T_NO_LONGER_ACTIVE = 6, 7, 8
 T_WRITE, T_READ, T_FLUSH, T_TRIM = 10, 11, 12, 13
 T_JOB_DONE, T_READ_DONE, T_PING, T_PONG = 14, 15, 16, 17
-T_EXTENT_FLUSH, T_EXTENT_CLOSE, T_EXTENT_REPAIR, T_EXTENT_REOPEN = 20, 21, 22, 23
+T_EXTENT_FLUSH = 20
 T_FILE_REQ, T_FILE_DATA = 24, 25
+T_EXTENT_MARK = 26
 T_AUTH, T_AUTH_OK = 30, 31
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
+# Retired in protocol version 3 (the file-copy live repair): unknown
+# types to a downstairs now.  Their old 24-byte layout (40 for REPAIR).
+RETIRED_EXTENT_CLOSE_REPAIR_REOPEN = (21, 22, 23)
 
 ROLE_UPSTAIRS, ROLE_REPAIR_PEER = 1, 2
 CTX_LEN = 48
@@ -152,6 +163,17 @@ def enc_ping(v, ftype=T_PING):
 
 def enc_extent_states_req():
     return frame(T_EXTENT_STATES_REQ, b"")
+
+
+def enc_extent_flush(job_id, eid, flush_no, gen):
+    return frame(T_EXTENT_FLUSH, struct.pack("<QIIQQ", job_id, eid, 0,
+                                             flush_no, gen))
+
+
+def enc_extent_mark(job_id, eid, ftype=T_EXTENT_MARK):
+    """EXTENT_MARK (24 bytes); ftype 21 or 23 gives the retired
+    EXTENT_CLOSE / EXTENT_REOPEN, which had the same layout."""
+    return frame(ftype, struct.pack("<QII", job_id, eid, 0))
 
 
 # ---- decoder (what a downstairs sends) ----
@@ -303,6 +325,14 @@ class Conn:
     def ping(self, v):
         self.send(enc_ping(v))
         return self.expect(T_PONG)["value"]
+
+    def extent_mark(self, job_id, eid):
+        self.send(enc_extent_mark(job_id, eid))
+        return self._done(job_id)["err"]
+
+    def extent_flush(self, job_id, eid, flush_no, gen):
+        self.send(enc_extent_flush(job_id, eid, flush_no, gen))
+        return self._done(job_id)["err"]
 
     def _done(self, job_id, ftype=T_JOB_DONE):
         m = self.expect(ftype)
@@ -757,6 +787,119 @@ def scen_backpressure(a):
     print("backpressure: ok (%d reads pipelined)" % a.n)
 
 
+def fresh_blocks(bs, n=1):
+    return [os.urandom(bs) for _ in range(n)]
+
+
+def scen_mark(a):
+    """EXTENT_MARK (protocol 3): accepted only once activated; a marked
+    extent stays dirty with its numbers through FLUSH while IO to it goes
+    on; marking twice and marking a never-written extent are fine; an eid
+    outside the region is EINVAL (the connection stays).  Leaves extent 1
+    marked and dirty for mark-level (run after a restart)."""
+    c = Conn(a.host, a.port)
+    c.hello()
+    # Before ACTIVATE: not allowed, closed.
+    expect_error(c, enc_extent_mark(1, 0), errno.EPROTO, "not allowed")
+    c, gen = active_conn(a)
+    ok = c.hello_ok
+    bs, es, ec = ok["block_size"], ok["extent_size"], ok["extent_count"]
+    check(ec >= 2, "mark needs two extents")
+    b0, b1 = fresh_blocks(bs), fresh_blocks(bs)
+    check(c.write(1, 0, b0) == 0 and c.write(2, es, b1) == 0, "write")
+    f = max(s[1] for s in c.extent_states()) + 1
+    check(c.flush(3, f, gen) == 0, "flush")
+    st = c.extent_states()
+    check(st[0] == (gen, f, 0) and st[1] == (gen, f, 0),
+          "after the first flush: %r" % (st,))
+    # Mark extent 1 (twice: the second is a no-op), then write both.
+    check(c.extent_mark(4, 1) == 0, "EXTENT_MARK refused")
+    check(c.extent_mark(5, 1) == 0, "second EXTENT_MARK refused")
+    check(c.extent_states()[1] == (gen, f, 1), "marked extent not dirty")
+    b0, b1 = fresh_blocks(bs), fresh_blocks(bs)
+    check(c.write(6, 0, b0) == 0 and c.write(7, es + 1, b1) == 0, "write")
+    check(c.flush(8, f + 1, gen) == 0, "flush")
+    st = c.extent_states()
+    check(st[0] == (gen, f + 1, 0), "unmarked extent not flushed: %r" %
+          (st[0],))
+    check(st[1] == (gen, f, 1), "FLUSH touched the marked extent: %r" %
+          (st[1],))
+    r = c.read(9, es + 1, 1)
+    check(r["err"] == 0 and r["data"] == b1[0], "marked extent reads back")
+    # Pipelined: MARK, WRITE, FLUSH on extent 1 in one send; FLUSH waits
+    # for both and still skips it.
+    b1 = fresh_blocks(bs)
+    c.send(enc_extent_mark(10, 1) + enc_write(11, es + 2, b1) +
+           enc_flush(12, f + 2, gen))
+    got = {}
+    for _ in range(3):
+        m = c.expect(T_JOB_DONE)
+        got[m["job_id"]] = m["err"]
+    check(got == {10: 0, 11: 0, 12: 0}, "pipelined replies %r" % (got,))
+    st = c.extent_states()
+    check(st[1] == (gen, f, 1) and st[0] == (gen, f + 1, 0),
+          "after the pipelined FLUSH: %r" % (st,))
+    # Outside the region: EINVAL, and the connection goes on.
+    check(c.extent_mark(13, ec) == errno.EINVAL, "eid past the end")
+    check(c.ping(13) == 13, "connection gone after EINVAL")
+    # A read-only session may not mark.
+    c.close()
+    d = Conn(a.host, a.port)
+    d.hello(read_only=1)
+    d.activate(next_gen(d))
+    check(d.extent_mark(14, 0) == errno.EROFS, "read-only EXTENT_MARK")
+    check(d.extent_states()[0][2] == 0, "read-only EXTENT_MARK marked")
+    d.close()
+    print("mark: ok (extent 1 left marked: gen %d flush %d)" % (gen, f))
+
+
+def scen_mark_level(a):
+    """After a restart of the downstairs: extent 1 (marked by mark) is
+    still dirty and FLUSH still skips it; EXTENT_FLUSH levels it and
+    clears the mark, so the next write + FLUSH levels it as usual."""
+    c, gen = active_conn(a)
+    es = c.hello_ok["extent_size"]
+    bs = c.block_size
+    st = c.extent_states()
+    check(st[1][2] == 1 and st[1][1] < st[0][1],
+          "marked extent after the restart: %r" % (st,))
+    old = st[1]
+    b1 = fresh_blocks(bs)
+    check(c.write(1, es, b1) == 0, "write")
+    f = max(s[1] for s in st) + 1
+    check(c.flush(2, f, gen) == 0, "flush")
+    check(c.extent_states()[1] == old, "FLUSH after a restart touched the "
+          "marked extent")
+    check(c.extent_flush(3, 1, f + 1, gen) == 0, "EXTENT_FLUSH")
+    check(c.extent_states()[1] == (gen, f + 1, 0), "EXTENT_FLUSH did not "
+          "level it")
+    check(c.write(4, es + 1, b1) == 0, "write")
+    check(c.flush(5, f + 2, gen) == 0, "flush")
+    st = c.extent_states()
+    check(st[1] == (gen, f + 2, 0), "mark not cleared: %r" % (st[1],))
+    c.close()
+    print("mark-level: ok")
+
+
+def scen_retired(a):
+    """EXTENT_CLOSE, EXTENT_REPAIR and EXTENT_REOPEN (21-23, retired in
+    protocol 3) from the active connection: ERROR EPROTO (an unknown frame
+    type), closed; the downstairs keeps serving."""
+    for t in RETIRED_EXTENT_CLOSE_REPAIR_REOPEN:
+        c, gen = active_conn(a)
+        if t == 22:     # port 3810, IPv4 127.0.0.1
+            f = frame(t, struct.pack("<QIHBB16s", 1, 0, 3810, 4, 0,
+                                     bytes([127, 0, 0, 1]) + bytes(12)))
+        else:
+            f = enc_extent_mark(1, 0, ftype=t)
+        m = expect_error(c, f, errno.EPROTO, "type %d" % t)
+        check("malformed" in m["text"], "refusal text %r" % m["text"])
+    c, gen = active_conn(a)
+    check(c.ping(21) == 21, "downstairs not serving after the refusals")
+    c.close()
+    print("retired: ok")
+
+
 def scen_auth(a):
     key = read_auth_key(a.auth_key)
     # Learn the region (a uuid-less repair peer HELLO, as clone does).
@@ -822,7 +965,8 @@ def main():
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("scenario", choices=["hello", "smoke", "handshake",
                                         "takeover", "model", "malformed",
-                                        "idle", "backpressure", "auth"])
+                                        "idle", "backpressure", "auth",
+                                        "mark", "mark-level", "retired"])
     p.add_argument("--auth-key", default=None, help="auth key file")
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, required=True)
@@ -838,7 +982,7 @@ def main():
     if a.n is None:
         a.n = {"malformed": 5000, "idle": 200,
                "backpressure": 3000}.get(a.scenario, 0)
-    fn = globals()["scen_" + a.scenario]
+    fn = globals()["scen_" + a.scenario.replace("-", "_")]
     try:
         fn(a)
     except (Fail, DsError, ProtoError, EOFError, OSError) as e:

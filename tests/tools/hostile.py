@@ -25,9 +25,8 @@ upstairs stays the active connection).
   hostile.py loris -p PORT [--hold SECS]
       One slow-loris sender must be closed (idle timeout) within --hold.
 
-Every frame that would name a repair source (EXTENT_REPAIR) is pointed
-at 127.0.0.1 before it is sent: this tool never makes a downstairs
-connect past loopback.
+No frame makes a downstairs connect anywhere (EXTENT_REPAIR, which named
+a source downstairs, was retired with protocol version 3).
 """
 import argparse
 import errno
@@ -42,13 +41,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dsproto as p  # noqa: E402
 
-T_EXTENT_REPAIR = 22
-
 
 def sanitize(data):
-    """Walk the frames of a stream like the downstairs does; point every
-    EXTENT_REPAIR at 127.0.0.1 and turn every ACTIVATE into an unknown
-    type (99), so the stream can neither reach past loopback nor take
+    """Walk the frames of a stream like the downstairs does and turn
+    every ACTIVATE into an unknown type (99), so the stream cannot take
     the volume over."""
     b = bytearray(data)
     off = 0
@@ -59,9 +55,6 @@ def sanitize(data):
         t = struct.unpack_from("<H", b, off + 4)[0]
         if t == p.T_ACTIVATE:
             struct.pack_into("<H", b, off + 4, 99)
-        if t == T_EXTENT_REPAIR and len(b) - off >= 40:
-            b[off + 22] = 4
-            b[off + 24:off + 40] = bytes([127, 0, 0, 1]) + bytes(12)
         off += n
     return bytes(b)
 

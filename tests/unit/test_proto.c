@@ -243,28 +243,20 @@ static void roundtrip_repair(void)
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
         m.type == PROTO_T_EXTENT_FLUSH && m.u.ext.job_id == 41 &&
         m.u.ext.eid == 7 && m.u.ext.flush_no == 9 && m.u.ext.gen == 3);
-  for (uint16_t t = PROTO_T_EXTENT_CLOSE; t <= PROTO_T_EXTENT_REOPEN;
-       t += PROTO_T_EXTENT_REOPEN - PROTO_T_EXTENT_CLOSE) {
-    struct proto_extent_op c = {.job_id = 42, .eid = 8};
-    f = add();
-    f->len = proto_put_extent_op(f->b, t, &c);
-    CHECK(f->len == PROTO_EXTENT_OP_LEN);
-    CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == t &&
-          m.u.ext.job_id == 42 && m.u.ext.eid == 8);
-  }
-  struct proto_extent_op r = {.job_id = 43, .eid = 9, .family = 4,
-                              .port = 3810, .addr = {127, 0, 0, 1}};
+  /* EXTENT_MARK: EXTENT_CLOSE's old layout, job_id and eid; the
+   * highest eid the protocol allows. */
+  struct proto_extent_op k = {.job_id = 42, .eid = PROTO_MAX_EXTENTS - 1};
   f = add();
-  f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_REPAIR, &r);
+  f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_MARK, &k);
+  CHECK(f->len == PROTO_EXTENT_OP_LEN && f->len == 24);
+  CHECK(proto_rd32(f->b) == 24 && proto_rd16(f->b + 4) == 26 &&
+        proto_rd64(f->b + 8) == 42 &&
+        proto_rd32(f->b + 16) == PROTO_MAX_EXTENTS - 1 &&
+        proto_rd32(f->b + 20) == 0);
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
-        m.type == PROTO_T_EXTENT_REPAIR && m.u.ext.port == 3810 &&
-        m.u.ext.family == 4 && memcmp(m.u.ext.addr, r.addr, 16) == 0);
-  struct proto_extent_op r6 = {.job_id = 44, .eid = 1, .family = 6,
-                               .port = 1, .addr = {0xfe, 0x80, [15] = 1}};
-  f = add();
-  f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_REPAIR, &r6);
-  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.ext.family == 6 &&
-        memcmp(m.u.ext.addr, r6.addr, 16) == 0);
+        m.type == PROTO_T_EXTENT_MARK && m.u.ext.job_id == 42 &&
+        m.u.ext.eid == PROTO_MAX_EXTENTS - 1 && m.u.ext.gen == 0);
+  CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MARK), "EXTENT_MARK") == 0);
   struct proto_file_req q = {.job_id = 45, .eid = 2, .file = PROTO_FILE_DB,
                              .offset = 1 << 20, .len = 4096};
   f = add();
@@ -314,24 +306,45 @@ static void test_rejects_repair(void)
   b[20] = 1; /* pad */
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
   o.eid = PROTO_MAX_EXTENTS;
-  len = proto_put_extent_op(b, PROTO_T_EXTENT_CLOSE, &o);
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_FLUSH, &o);
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* EXTENT_MARK: eid out of range, each pad byte, every wrong length
+   * (EXTENT_FLUSH's 40 among them, with its tail zero). */
+  o = (struct proto_extent_op){.job_id = 1, .eid = PROTO_MAX_EXTENTS};
+  len = proto_put_extent_op(b, PROTO_T_EXTENT_MARK, &o);
+  CHECK(len == 24 && proto_decode(b, len, 0, &m) == -EPROTO);
   o.eid = 1;
-  len = proto_put_extent_op(b, PROTO_T_EXTENT_REOPEN, &o);
-  b[23] = 1; /* pad */
-  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
-  /* REPAIR: port 0, bad family, IPv4 with junk after the address. */
-  o = (struct proto_extent_op){.job_id = 1, .family = 4, .port = 0};
-  len = proto_put_extent_op(b, PROTO_T_EXTENT_REPAIR, &o);
-  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
-  o.port = 5;
-  o.family = 5;
-  len = proto_put_extent_op(b, PROTO_T_EXTENT_REPAIR, &o);
-  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
-  o.family = 4;
-  o.addr[4] = 1;
-  len = proto_put_extent_op(b, PROTO_T_EXTENT_REPAIR, &o);
-  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  for (int i = 20; i < 24; i++) {
+    len = proto_put_extent_op(b, PROTO_T_EXTENT_MARK, &o);
+    CHECK(proto_decode(b, len, 0, &m) == 0);
+    b[i] = 0x80; /* pad */
+    CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  }
+  for (size_t l = PROTO_FRAME_HDR_LEN; l <= PROTO_EXTENT_FLUSH_LEN; l++) {
+    if (l == PROTO_EXTENT_OP_LEN)
+      continue;
+    memset(b, 0, sizeof b);
+    proto_put_extent_op(b, PROTO_T_EXTENT_MARK, &o);
+    proto_le32(b, (uint32_t) l);
+    CHECK(proto_decode(b, l, 0, &m) == -EPROTO);
+  }
+  /* 21-23 (EXTENT_CLOSE/REPAIR/REOPEN) are retired: unknown types, in
+   * their old layouts (24 bytes; REPAIR 40). */
+  for (uint16_t t = 21; t <= 23; t++) {
+    size_t l = t == 22 ? 40 : 24;
+    memset(b, 0, sizeof b);
+    proto_le32(b, (uint32_t) l);
+    proto_le16(b + 4, t);
+    proto_le64(b + 8, 1);
+    proto_le32(b + 16, 1);
+    if (t == 22) { /* port 3810, IPv4 127.0.0.1 */
+      proto_le16(b + 20, 3810);
+      b[22] = 4;
+      b[24] = 127, b[27] = 1;
+    }
+    CHECK(proto_decode(b, l, 0, &m) == -ENOTSUP);
+    CHECK(strcmp(proto_type_name(t), "?") == 0);
+  }
   /* FILE_REQ: len 0, len too big, unknown file. */
   struct proto_file_req q = {.job_id = 1, .len = 0};
   len = proto_put_file_req(b, &q);
