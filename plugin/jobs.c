@@ -53,6 +53,9 @@ int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
   }
   job->req = req;
   req->pending++;
+  if (!job->only && !job->sys)
+    __atomic_add_fetch(&up->guest_jobs, 1, __ATOMIC_RELAXED);
+
   job->next = NULL;
   if (up->q_tail)
     up->q_tail->next = job;

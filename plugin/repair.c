@@ -39,6 +39,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 
 #include "../common/geom.h"
 #include "../common/log.h"
@@ -222,9 +225,42 @@ static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
   return ok ? 0 : -EIO;
 }
 
-/* Repair extent e of target t from the sources src. */
-static int lr_extent(struct upstairs *up, int t, unsigned src, unsigned epoch,
-                     uint32_t e)
+static uint64_t lr_now_us(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Guest IO goes first.  Idle, every worker copies at full speed.  When
+ * guest jobs arrived during a chunk (g0: the count before it, t0 its
+ * start), the first worker rests UP_LR_REST times as long as the chunk
+ * took and the others wait until the guest is quiet for UP_LR_QUIET_MS. */
+
+static void lr_yield(struct upstairs *up, int me, uint64_t g0, uint64_t t0,
+                     unsigned epoch)
+{
+  uint64_t g = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED);
+  uint64_t took = lr_now_us() - t0;
+
+  if (g == g0)
+    return;
+  if (me == 0) {
+    took *= UP_LR_REST;
+    usleep((useconds_t) (took < 2000000 ? took : 2000000));
+    return;
+  }
+  do {
+    g0 = g;
+    usleep(UP_LR_QUIET_MS * 1000);
+    g = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED);
+  } while (g != g0 && !lr_stale(up, epoch));
+}
+
+/* Repair extent e of target t from the sources src (worker me). */
+static int lr_extent(struct upstairs *up, int me, int t, unsigned src,
+                     unsigned epoch, uint32_t e)
 {
   struct up_repair *rp = &up->rep;
   uint32_t bs = up->region.block_size;
@@ -236,6 +272,8 @@ static int lr_extent(struct upstairs *up, int t, unsigned src, unsigned epoch,
     uint32_t n = (uint32_t) (end - lba < chunk ? end - lba : chunk);
     struct up_range rg = {.start = lba, .end = lba + n};
     struct up_rec_sum sum = {0, 0, 0};
+    uint64_t g0 = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED);
+    uint64_t t0 = lr_now_us();
     int r;
 
     if (lr_stale(up, epoch))
@@ -247,6 +285,7 @@ static int lr_extent(struct upstairs *up, int t, unsigned src, unsigned epoch,
     up__range_unlock(up, &rg);
     if (r < 0)
       return r;
+    lr_yield(up, me, g0, t0, epoch);
     __atomic_add_fetch(&rp->bytes_done, (uint64_t) n * bs, __ATOMIC_RELAXED);
     __atomic_add_fetch(&rp->copied_bytes, sum.copied * bs, __ATOMIC_RELAXED);
     __atomic_add_fetch(&rp->blocks_copied, sum.copied, __ATOMIC_RELAXED);
@@ -258,18 +297,23 @@ static int lr_extent(struct upstairs *up, int t, unsigned src, unsigned epoch,
   return lr_level(up, e, t, src);
 }
 
-/* Every extent still pending on t, in order. */
-static int lr_run(struct upstairs *up, int t, unsigned src, unsigned epoch)
+/* Every extent still pending on t, in order, shared with the other
+ * workers through the cursor. */
+static int lr_run(struct upstairs *up, int me, int t, unsigned src,
+                  unsigned epoch)
 {
   struct up_repair *rp = &up->rep;
 
-  for (uint32_t e = 0; e < up->region.extent_count; e++) {
+  for (;;) {
+    uint32_t e = __atomic_fetch_add(&rp->cursor, 1, __ATOMIC_ACQ_REL);
     int r;
+    if (e >= up->region.extent_count)
+      return 0;
     if (lr_stale(up, epoch))
       return -ECANCELED;
     if (!bit_get(rp->pend[t], e))
       continue;
-    if ((r = lr_extent(up, t, src, epoch, e)) < 0) {
+    if ((r = lr_extent(up, me, t, src, epoch, e)) < 0) {
       if (r != -ECANCELED && !lr_stale(up, epoch))
         log_warn("live repair of %s: extent %u: %s", up->cl[t].name, e,
                  log_strerror(-r));
@@ -280,30 +324,42 @@ static int lr_run(struct upstairs *up, int t, unsigned src, unsigned epoch)
   return 0;
 }
 
+/* One of UP_LR_WORKERS threads: each runs every piece of work issued
+ * (epoch) once; the last one to finish it reports to the loop. */
 static void *lr_worker(void *arg)
 {
   struct upstairs *up = arg;
   struct up_repair *rp = &up->rep;
+  unsigned mine = 0; /* the last epoch this worker ran */
+  int me;
 
   pthread_mutex_lock(&rp->mu);
+  me = rp->widx++;
   for (;;) {
     int t, r;
     unsigned src, epoch;
-    while (!rp->quit && rp->want < 0)
+    bool last;
+    while (!rp->quit && (rp->want < 0 || rp->epoch == mine))
       pthread_cond_wait(&rp->cv, &rp->mu);
     if (rp->quit)
       break;
     t = rp->want;
     src = rp->want_src;
-    epoch = rp->epoch;
-    rp->want = -1;
+    epoch = mine = rp->epoch;
     pthread_mutex_unlock(&rp->mu);
-    r = lr_run(up, t, src, epoch);
-    if (!lr_stale(up, epoch)) { /* done, or failed: the loop decides */
-      __atomic_store_n(&rp->fin_ok, r == 0, __ATOMIC_RELAXED);
+    r = lr_run(up, me, t, src, epoch);
+    pthread_mutex_lock(&rp->mu);
+    if (rp->epoch != epoch)
+      continue; /* abandoned or reissued meanwhile */
+    rp->fin_fail |= r < 0;
+    last = --rp->left == 0;
+    if (last) { /* done, or failed: the loop decides */
+      __atomic_store_n(&rp->fin_ok, !rp->fin_fail, __ATOMIC_RELAXED);
       __atomic_store_n(&rp->fin_epoch, epoch, __ATOMIC_RELEASE);
-      lr_poke(up);
     }
+    pthread_mutex_unlock(&rp->mu);
+    if (last)
+      lr_poke(up);
     pthread_mutex_lock(&rp->mu);
   }
   pthread_mutex_unlock(&rp->mu);
@@ -342,14 +398,17 @@ static void lr_issue(struct upstairs *up, int t, unsigned src)
   __atomic_add_fetch(&rp->epoch, 1, __ATOMIC_ACQ_REL);
   rp->want = t;
   rp->want_src = src;
-  if (t >= 0 && !rp->thr_started) {
-    r = pthread_create(&rp->thr, NULL, lr_worker, up);
-    rp->thr_started = r == 0;
+  __atomic_store_n(&rp->cursor, 0, __ATOMIC_RELEASE);
+  rp->fin_fail = false;
+  while (t >= 0 && rp->nthr < UP_LR_WORKERS && r == 0) {
+    r = pthread_create(&rp->thr[rp->nthr], NULL, lr_worker, up);
+    rp->nthr += r == 0;
   }
+  rp->left = rp->nthr;
   pthread_cond_broadcast(&rp->cv);
   pthread_mutex_unlock(&rp->mu);
-  if (r != 0) {
-    log_error("live repair: cannot start its thread: %s", log_strerror(r));
+  if (t >= 0 && rp->nthr == 0) {
+    log_error("live repair: cannot start its threads: %s", log_strerror(r));
     rp->lr = -1;
   }
 }
@@ -549,10 +608,9 @@ void up__repair_stop(struct upstairs *up)
   __atomic_add_fetch(&rp->epoch, 1, __ATOMIC_ACQ_REL);
   pthread_cond_broadcast(&rp->cv);
   pthread_mutex_unlock(&rp->mu);
-  if (rp->thr_started) {
-    pthread_join(rp->thr, NULL);
-    rp->thr_started = false;
-  }
+  for (; rp->nthr > 0; rp->nthr--)
+    pthread_join(rp->thr[rp->nthr - 1], NULL);
+
 }
 
 void up__repair_free(struct upstairs *up)

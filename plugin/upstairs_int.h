@@ -111,7 +111,18 @@ struct up_job {
   size_t frame_len;
 };
 
+/* Live-repair worker threads (repair.c): extents repaired at once. */
+#define UP_LR_WORKERS 3
+/* Guest quiet this long: every worker copies again (repair.c). */
+#define UP_LR_QUIET_MS 100
+/* Under guest IO one worker copies, resting this many times as long as
+ * each chunk took (docs/PERFORMANCE.md: the guest keeps >= 70 %). */
+#define UP_LR_REST 2
+
+
+
 /* What an up-to-date replica holds for one extent (repair.c). */
+
 struct up_xstate {
   uint64_t gen, flush;
 };
@@ -141,12 +152,17 @@ struct up_repair {
   /* Hand-off to the worker (under mu). */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  bool mu_init, thr_started, quit;
-  pthread_t thr;
+  bool mu_init, quit;
+  pthread_t thr[UP_LR_WORKERS];
+  unsigned nthr;                    /* started */
+  int widx;                         /* next worker index (under mu) */
   unsigned epoch;                   /* bumped whenever work is (re)issued
-                                     * or abandoned */
-  int want;                         /* target the worker should repair */
+                                     * or abandoned (atomic reads) */
+  int want;                         /* target the workers should repair */
   unsigned want_src;
+  unsigned left;                    /* workers yet to finish this epoch */
+  bool fin_fail;                    /* one of them failed */
+  uint32_t cursor;                  /* atomic: next extent to claim */
   /* Worker -> loop (atomic). */
   unsigned fin_epoch;               /* epoch whose work ended */
   bool fin_ok;                      /* ... and whether it succeeded */
@@ -251,6 +267,8 @@ struct upstairs {
   bool stopping;        /* under lock */
   bool fenced;          /* under lock */
   unsigned n_active;    /* atomic; downstairs taking IO */
+  uint64_t guest_jobs;  /* atomic; guest jobs submitted (repair yields) */
+
   struct up_job *q_head, *q_tail; /* submit queue */
 
   pthread_mutex_t rl_lock;
