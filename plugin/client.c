@@ -36,7 +36,7 @@ static void cl_net_frame(const struct cl *c, const char *dir,
   type = proto_rd16(frame + 4);
   v = len >= PROTO_FRAME_HDR_LEN + 8 ? proto_rd64(frame + 8) : 0;
   if ((type >= PROTO_T_WRITE && type <= PROTO_T_READ_DONE) ||
-      (type >= PROTO_T_EXTENT_FLUSH && type <= PROTO_T_EXTENT_REOPEN))
+      type == PROTO_T_EXTENT_FLUSH || type == PROTO_T_EXTENT_MARK)
     log_debug("net: %s: %s %s %sjob %llu (%zu bytes)", c->name, dir,
               proto_type_name(type), v & UP_REPAIR_ID_BIT ? "repair " : "",
               (unsigned long long) (v & ~UP_REPAIR_ID_BIT), len);

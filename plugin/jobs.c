@@ -8,6 +8,7 @@
  * the job from the in-flight list once nothing is SENT.  The invariants are
  * in upstairs_int.h.  Loop thread only, except up__submit.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,17 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "upstairs_int.h"
+
+/* Move ds[i] of job one step: NONE -> SENT, then SENT -> DONE, ERR or
+ * SKIP, exactly once each (upstairs_int.h). */
+static void job_step(struct up_job *job, int i, enum up_ds_state to)
+{
+  assert(i >= 0 && i < UP_DOWNSTAIRS);
+  assert(to == DS_SENT ? job->ds[i] == DS_NONE
+                       : job->ds[i] == DS_SENT &&
+                             (to == DS_DONE || to == DS_ERR || to == DS_SKIP));
+  job->ds[i] = (uint8_t) to;
+}
 
 /* Drop one reference (caller's or loop's); free on the last. */
 void up__job_put(struct up_job *job)
@@ -307,7 +319,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
       cl_fault(c, "send failed, job %llu", (unsigned long long) job->id);
       continue;
     }
-    job->ds[i] = DS_SENT;
+    job_step(job, i, DS_SENT);
     c->inflight++;
     c->inflight_bytes += job->frame_len;
   }
@@ -376,11 +388,11 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   c->inflight_bytes -= job->frame_len;
   up__stats_reply(up, c, job, d->err == 0);
   if (d->err == 0) {
-    job->ds[c->idx] = DS_DONE;
+    job_step(job, c->idx, DS_DONE);
     job_eval(up, job);
     return;
   }
-  job->ds[c->idx] = DS_ERR;
+  job_step(job, c->idx, DS_ERR);
   job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
   /* The reason first: job_eval may drop the last reference to job. */
   snprintf(why, sizeof why, "%s error: %s, job %llu",
@@ -410,11 +422,11 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
              d->err ? log_strerror(d->err > 0 ? d->err : EIO) : "short reply",
              (unsigned long long) job->id);
     free(buf);
-    job->ds[c->idx] = DS_ERR;
+    job_step(job, c->idx, DS_ERR);
   } else {
     job->reply_buf[c->idx] = buf;
     job->reply[c->idx] = *d;
-    job->ds[c->idx] = DS_DONE;
+    job_step(job, c->idx, DS_DONE);
   }
   job_eval(up, job);
 }
@@ -428,7 +440,7 @@ void up__ds_lost(struct upstairs *up, struct cl *c)
     next = job->next;
     if (job->ds[c->idx] != DS_SENT)
       continue;
-    job->ds[c->idx] = DS_SKIP;
+    job_step(job, c->idx, DS_SKIP);
     job_eval(up, job); /* may untrack job, never next */
   }
   c->inflight = 0;
@@ -473,7 +485,7 @@ void up__fail_all(struct upstairs *up, int err)
   while ((job = up->if_head) != NULL) {
     for (int i = 0; i < UP_DOWNSTAIRS; i++)
       if (job->ds[i] == DS_SENT) {
-        job->ds[i] = DS_SKIP;
+        job_step(job, i, DS_SKIP);
         up->cl[i].inflight--;
         up->cl[i].inflight_bytes -= job->frame_len;
       }

@@ -401,7 +401,7 @@ const char *up__blk_check(struct upstairs *up, const struct proto_read_done *r,
                           uint32_t i, uint64_t lba, uint8_t *out,
                           uint64_t *ver);
 
-/* jobs.c: start one drained job (also for released held jobs). */
+/* jobs.c: start one drained job. */
 void up__job_start(struct upstairs *up, struct up_job *job);
 /* upstairs.c */
 void up__set_phase(struct upstairs *up, enum up_phase ph);
