@@ -184,11 +184,16 @@ static bool rec_decide_all(struct rec_chunk *ch)
       continue;
     k->w = up__rec_decide(k->b, k->excl, &k->targets);
     if (k->w < 0) {
-      bool any = false;
-      for (int d = 0; d < UP_DOWNSTAIRS; d++)
+      bool any = false, heard = false;
+      for (int d = 0; d < UP_DOWNSTAIRS; d++) {
         any |= k->b[d].ok && (k->b[d].flags & (PROTO_CTX_PRESENT |
                                                PROTO_CTX_BAD));
-      if (any) {
+        heard |= k->b[d].ok && k->b[d].cand;
+      }
+      /* No candidate answered (each was lost, and faulted): nothing is
+       * known of this block, and the extent is compared again later. */
+      if (any && heard) {
+
         log_error("%s: lba %llu (extent %u): no replica holds an "
                   "authentic copy of its newest version; left as it is",
                   ch->what, (unsigned long long) (ch->lba + i), ch->eid);
