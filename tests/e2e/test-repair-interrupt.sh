@@ -3,13 +3,14 @@
 # identical replicas and the newest data.  Volume: 4 extents of 8 MiB,
 # filled; before each case ds3 is killed and the whole volume rewritten
 # (flushed), so its return starts a live repair of every extent.  To make
-# that repair last seconds, the links of the source ds1 and of the target
-# ds3 go through tests/tools/faultproxy.py throttled to 4 MB/s: repair
-# data flows source -> upstairs -> target, so the target's link bounds
-# it whichever replica serves as source (the source's throttle covers a
-# build that copies extents directly between downstairs).  "Mid-repair"
-# is seen in the stats file: ds3 in live-repair with
-# 1 <= repair.extents_done <= extents_total - 2.
+# that repair last seconds, every downstairs sits behind
+# tests/tools/faultproxy.py, throttled to 2 MB/s while a repair is to be
+# interrupted: repair data flows source -> upstairs -> target, so the
+# target's link bounds it whichever replica serves as source, and the
+# sources' links bound a build that copies extents directly between
+# downstairs.  "Mid-repair" is seen in the stats file: ds3 in live-repair
+# with 1 <= repair.extents_done <= extents_total - 2 (each 8 MiB extent
+# then takes about 4 s, more than the timeout of 5 s).
 #   a. kill -9 the target mid-repair, restart it: the repair completes,
 #      the data reads back, the replicas are identical.
 #   b. kill -9 the source ds1 mid-repair: with one active replica and one
@@ -24,12 +25,13 @@
 requires_build
 requires nbdkit nbdcopy nbdsh python3 cmp
 
-rate=4000000
+rate=2000000
 len=$((32 << 20))
 DS_EXTENT_SIZE=2048 DS_EXTENT_COUNT=4 volume_create   # 4 x 8 MiB
 volume_start
-faultproxy_start ds1 || fail "faultproxy for ds1 did not start"
-faultproxy_start ds3 || fail "faultproxy for ds3 did not start"
+for i in ds1 ds2 ds3; do
+  faultproxy_start $i || fail "faultproxy for $i did not start"
+done
 STATS=$tmp/stats.json
 NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
   fail "nbdkit did not start"
@@ -38,20 +40,19 @@ head -c $len /dev/urandom > "$tmp/a.img"
 head -c $len /dev/urandom > "$tmp/b.img"
 timeout 60 nbdcopy --flush "$tmp/a.img" "$URI" || fail "fill failed"
 
-# ds_up NAME: start downstairs NAME again behind its proxy, if it has one.
+# ds_up NAME: start downstairs NAME again behind its proxy.
 ds_up () {
   local name=$1 pport=${DS_PORT[$1]}
-  if [ -n "${REAL_PORT[$name]:-}" ]; then
-    ds_start "$name" "${REAL_PORT[$name]}" || return 1
-    DS_PORT[$name]=$pport
-  else
-    ds_start "$name"
-  fi
+  ds_start "$name" "${REAL_PORT[$name]}" || return 1
+  DS_PORT[$name]=$pport
 }
 
-# throttle BPS: both proxies (0 = off).
+# throttle BPS: every proxy (0 = off).
 throttle () {
-  fp_ctl ds1 throttle "$1" > /dev/null && fp_ctl ds3 throttle "$1" > /dev/null
+  local i
+  for i in ds1 ds2 ds3; do
+    fp_ctl $i throttle "$1" > /dev/null || return 1
+  done
 }
 
 # healthy SECS: wait until all three are active.
@@ -104,6 +105,7 @@ level () {
 echo "a. kill -9 the target mid-repair"
 stale "$tmp/b.img"
 ds_kill ds3 KILL
+throttle 0 || fail "faultproxy did not answer"
 ds_up ds3 || fail "a: ds3 did not restart"
 healthy 60 || { cat "$STATS" >&2; fail "a: ds3 not repaired after its restart"; }
 grep "live repair of 127.0.0.1:$p3: starting" "$tmp/nbdkit.log" | tail -n 2 |
