@@ -41,7 +41,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%) $(B)/tools/crucible-sim
 SIM_SRC    := $(wildcard tests/tools/sim/*.c)
 
-.PHONY: all deps check unit run soak install clean bench bench-smoke bench-link check-vm
+.PHONY: all deps check unit run soak install clean bench bench-smoke bench-link bench-resync check-vm
 all: $(B)/.deps crucible.so crucible-downstairs
 
 # Install missing Debian packages (as root) or print the apt-get line.
@@ -110,6 +110,8 @@ bench-smoke: all
 	@bash bench/bench.sh --smoke
 bench-link: all
 	@bash bench/bench-link.sh
+bench-resync: all
+	@bash bench/resync.sh
 
 # libFuzzer harnesses (tests/fuzz/) with clang, ASan and UBSan, built in
 # build/fuzz/; `make fuzz` runs each for FUZZ_SECONDS (tests/e2e/test-fuzz.sh).

@@ -1,109 +1,161 @@
 #!/usr/bin/env bash
-# An extent copy interrupted by kill -9 of either side leaves the target
-# extent old or new, never half, and the repair is redone later.  The
-# source (ds1) sits behind tests/tools/faultproxy.py throttled to 4 MB/s
-# so that each 8 MiB extent copy takes about two seconds.  Extent copies
-# are live repair's: ds3 joins a volume already serving on ds1 and ds2
-# (start-up reconciliation is block level and goes through the upstairs).
-#   1. kill -9 the target (ds3) mid-copy: its extent files are still the
-#      old ones, the .copy/ leftover is discarded at restart, and live
-#      repair then makes ds3 identical to ds1.
-#   2. kill -9 the source (ds1) mid-copy: the copy fails cleanly (the
-#      target's extent is unchanged, nothing left over) and the repair
-#      completes from ds2.
+# A live repair interrupted by kill -9 of any party ends with three
+# identical replicas and the newest data.  Volume: 4 extents of 8 MiB,
+# filled; before each case ds3 is killed and the whole volume rewritten
+# (flushed), so its return starts a live repair of every extent.  To make
+# that repair last seconds, every downstairs sits behind
+# tests/tools/faultproxy.py, throttled to 2 MB/s while a repair is to be
+# interrupted: repair data flows source -> upstairs -> target, so the
+# target's link bounds it whichever replica serves as source, and the
+# sources' links bound a build that copies extents directly between
+# downstairs.  "Mid-repair" is seen in the stats file: ds3 in live-repair
+# with 1 <= repair.extents_done <= extents_total - 2 (each 8 MiB extent
+# then takes about 4 s, more than the timeout of 5 s).
+#   a. kill -9 the target mid-repair, restart it: the repair completes,
+#      the data reads back, the replicas are identical.
+#   b. kill -9 the source ds1 mid-repair: with one active replica and one
+#      being repaired the volume is "failed" and a write fails with EIO
+#      (within the timeout, no hang); ds1 restarts; both end active, the
+#      data reads back, the replicas are identical.
+#   c. kill -9 nbdkit mid-repair, restart it: start-up reconciliation
+#      brings ds3 level; the data reads back, the replicas are identical.
+# "Identical": the volume stopped cleanly, every extent data file equal
+# on ds1, ds2 and ds3, `dump` without differences.
 . "$(dirname "$0")/functions.sh"
 requires_build
-requires nbdkit nbdcopy python3 cmp
+requires nbdkit nbdcopy nbdsh python3 cmp
 
+rate=2000000
+len=$((32 << 20))
 DS_EXTENT_SIZE=2048 DS_EXTENT_COUNT=4 volume_create   # 4 x 8 MiB
 volume_start
-nbdkit_start
-len=$((16 * 1024 * 1024))
-head -c $len /dev/urandom > "$tmp/old.img"
-head -c $len /dev/urandom > "$tmp/new.img"
-timeout 120 nbdcopy "$tmp/old.img" "$URI" || fail "writing old data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
-ds_kill ds3 KILL
-timeout 120 nbdcopy "$tmp/new.img" "$URI" || fail "writing new data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
-volume_stop
-cp "$tmp/ds3/00/000/000" "$tmp/ds3-old-000"
+for i in ds1 ds2 ds3; do
+  faultproxy_start $i || fail "faultproxy for $i did not start"
+done
+STATS=$tmp/stats.json
+NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
+  fail "nbdkit did not start"
+p3=${DS_PORT[ds3]}
+head -c $len /dev/urandom > "$tmp/a.img"
+head -c $len /dev/urandom > "$tmp/b.img"
+timeout 60 nbdcopy --flush "$tmp/a.img" "$URI" || fail "fill failed"
 
-# ds1 behind a throttled proxy.
-volume_start
-faultproxy_start ds1 || fail "faultproxy did not start"
-fp_ctl ds1 throttle 4000000 > /dev/null || fail "faultproxy did not answer"
-pport=${DS_PORT[ds1]}
-real1=${REAL_PORT[ds1]}
+# ds_up NAME: start downstairs NAME again behind its proxy.
+ds_up () {
+  local name=$1 pport=${DS_PORT[$1]}
+  ds_start "$name" "${REAL_PORT[$name]}" || return 1
+  DS_PORT[$name]=$pport
+}
 
-# wait_file PATH SECS
-wait_file () {
+# throttle BPS: every proxy (0 = off).
+throttle () {
   local i
-  for i in $(seq $(($2 * 20))); do [ -e "$1" ] && return 0; sleep 0.05; done
-  return 1
+  for i in ds1 ds2 ds3; do
+    fp_ctl $i throttle "$1" > /dev/null || return 1
+  done
 }
 
-# kill_mid_copy NAME: in the background, kill -9 NAME once ds3 is
-# copying extent 0.
-kill_mid_copy () {
-  local pid=${DS_PID[$1]}
-  ( wait_file "$tmp/ds3/00/000/000.copy/000" 60 && sleep 0.5 &&
-    kill -KILL "$pid" ) &
-  killer=$!
+# healthy SECS: wait until all three are active.
+healthy () {
+  stats_wait 'd["health"] == "healthy" and
+              [x["state"] for x in ds] == ["active"] * 3' "$1"
 }
 
-# 1. Kill the target mid-copy: ds3 joins late, live repair copies.
-ds_kill ds3 KILL
-NBDKIT_VERBOSE=1 nbdkit_start timeout=5 ||
-  fail "nbdkit did not start without the target"
-ds_start ds3 || fail "ds3 did not start"
-kill_mid_copy ds3
-wait "$killer" || fail "no copy in progress"
-ds_kill ds3 KILL
-cmp -s "$tmp/ds3/00/000/000" "$tmp/ds3-old-000" ||
-  fail "target extent changed by an interrupted copy"
-ds_start ds3 || fail "ds3 did not restart"
-grep -q "discarding an interrupted repair copy" "$tmp/ds3.log" ||
-  fail "leftover copy not discarded at restart"
-[ -e "$tmp/ds3/00/000/000.copy" ] && fail ".copy/ still there"
-wait_log "live repair of 127.0.0.1:${DS_PORT[ds3]} complete" 120 ||
-  fail "ds3 not repaired after the interrupted copy"
-nbdkit_stop
-DS_PORT[ds1]=$real1
-volume_stop
-for f in 00/000/000 00/000/001 00/000/000.db 00/000/001.db; do
-  cmp "$tmp/ds1/$f" "$tmp/ds3/$f" || fail "after repair: ds3 $f differs"
-done
-echo "target killed mid-copy: old kept, repaired later"
+# stale IMG: ds3 misses IMG written over the whole volume (flushed), then
+# returns through a throttled link and waits there mid-repair.
+stale () {
+  ds_kill ds3 KILL
+  stats_wait 'ds[2]["state"] != "active"' 20 || fail "ds3 still active"
+  timeout 60 nbdcopy --flush "$1" "$URI" || fail "writing $1 failed"
+  throttle $rate || fail "faultproxy did not answer"
+  ds_up ds3 || fail "ds3 did not restart"
+  stats_wait 'ds[2]["state"].startswith("live-repair") and
+              1 <= ds[2]["repair"]["extents_done"] <=
+                   ds[2]["repair"]["extents_total"] - 2' 60 ||
+    { cat "$STATS" >&2; fail "ds3 never seen mid-repair"; }
+  echo "  mid-repair: ds3 $(stats_q 'ds[2]["state"] + " " + str(ds[2]["repair"])')"
+}
 
-# 2. Make ds3 stale again, then kill the source mid-copy.
-volume_start
-DS_PORT[ds1]=$pport
-nbdkit_start || fail "nbdkit did not start"
+# level IMG WHAT: the volume reads back as IMG; stopped cleanly, the three
+# replicas hold identical extent data and `dump` shows no difference;
+# then everything is started again (throttle off).
+level () {
+  local f
+  rm -f "$tmp/out.img"
+  timeout 60 nbdcopy "$URI" "$tmp/out.img" || fail "$2: read back failed"
+  cmp "$1" "$tmp/out.img" || fail "$2: data differs"
+  volume_stop || fail "$2: clean stop failed"
+  for f in 00/000/000 00/000/001 00/000/002 00/000/003; do
+    cmp "$tmp/ds1/$f" "$tmp/ds2/$f" || fail "$2: ds2 $f differs from ds1"
+    cmp "$tmp/ds1/$f" "$tmp/ds3/$f" || fail "$2: ds3 $f differs from ds1"
+  done
+  "$DOWNSTAIRS" dump -d "$tmp/ds1" -d "$tmp/ds2" -d "$tmp/ds3" \
+    > "$tmp/dump.txt" || fail "$2: dump failed"
+  grep -q '\*' "$tmp/dump.txt" &&
+    { cat "$tmp/dump.txt" >&2; fail "$2: dump shows differences"; }
+  throttle 0 || fail "faultproxy did not answer"
+  for f in ds1 ds2 ds3; do ds_up $f || fail "$f did not restart"; done
+  NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
+    fail "nbdkit did not restart"
+  healthy 30 || fail "not healthy after a restart"
+  echo "$2: data read back, replicas identical"
+}
+
+# a. The target dies mid-repair.
+echo "a. kill -9 the target mid-repair"
+stale "$tmp/b.img"
 ds_kill ds3 KILL
-timeout 120 nbdcopy "$tmp/old.img" "$URI" || fail "rewriting failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
-nbdkit_stop
-cp "$tmp/ds3/00/000/000" "$tmp/ds3-old-000"
-: > "$tmp/nbdkit.log"
-NBDKIT_VERBOSE=1 nbdkit_start timeout=5 ||
-  fail "nbdkit did not start without ds3"
-ds_start ds3 || fail "ds3 did not restart"
-kill_mid_copy ds1
-wait "$killer" || fail "no copy in progress (2)"
-DS_PORT[ds1]=$real1
+throttle 0 || fail "faultproxy did not answer"
+ds_up ds3 || fail "a: ds3 did not restart"
+healthy 60 || { cat "$STATS" >&2; fail "a: ds3 not repaired after its restart"; }
+grep "live repair of 127.0.0.1:$p3: starting" "$tmp/nbdkit.log" | tail -n 2 |
+  sed 's/^/  /'
+level "$tmp/b.img" "a. target killed mid-repair"
+
+# b. A source dies mid-repair: 1 active + 1 repairing is not enough for IO.
+echo "b. kill -9 the source ds1 mid-repair"
+stale "$tmp/a.img"
 ds_kill ds1 KILL
-cmp -s "$tmp/ds3/00/000/000" "$tmp/ds3-old-000" ||
-  cmp "$tmp/ds3/00/000/000" "$tmp/ds2/00/000/000" ||
-  fail "target extent is neither old nor new"
-wait_log "live repair of 127.0.0.1:${DS_PORT[ds3]} complete" 120 ||
-  fail "ds3 not repaired from ds2 after the source died"
-timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "read back failed"
-cmp -n $len "$tmp/old.img" "$tmp/out.img" || fail "data differs"
-nbdkit_stop
-for n in ds2 ds3; do ds_kill $n; done
-[ -e "$tmp/ds3/00/000/000.copy" ] && fail ".copy/ left after a failed copy"
-for f in 00/000/000 00/000/001; do
-  cmp "$tmp/ds2/$f" "$tmp/ds3/$f" || fail "after repair from ds2: $f differs"
-done
-echo "source killed mid-copy: target intact, repaired from the other"
+stats_wait 'ds[0]["state"] != "active"' 10 || fail "b: ds1 still active"
+[ "$(stats_q 'ds[2]["state"] != "active" and d["health"] == "failed"')" = True ] ||
+  { cat "$STATS" >&2; fail "b: not 'failed' with ds1 dead and ds3 repairing"; }
+# The probe writes the bytes already there: whether or not it lands on
+# ds2 or ds3, the data stays a.img.
+t0=$(date +%s)
+timeout 60 env PATH=/usr/bin:$PATH nbdsh -u "$URI" -c "
+import errno, sys
+buf = open('$tmp/a.img', 'rb').read(65536)
+try:
+    h.pwrite(buf, 0)
+    h.flush()
+except nbd.Error as e:
+    print('write failed:', e.string)
+    sys.exit(0 if e.errnum == errno.EIO else 2)
+print('write succeeded')
+sys.exit(1)
+" > "$tmp/probe.log" 2>&1 || { rc=$?; cat "$tmp/probe.log" >&2
+  fail "b: a write with ds1 dead and ds3 repairing did not fail with EIO (exit $rc)"; }
+cat "$tmp/probe.log"
+echo "  EIO after $(($(date +%s) - t0)) s"
+throttle 0 || fail "faultproxy did not answer"
+ds_up ds1 || fail "b: ds1 did not restart"
+healthy 60 || { cat "$STATS" >&2; fail "b: ds1 and ds3 not both repaired"; }
+level "$tmp/a.img" "b. source killed mid-repair"
+
+# c. nbdkit dies mid-repair: reconciliation at start finishes the job.
+echo "c. kill -9 nbdkit mid-repair"
+stale "$tmp/b.img"
+stop_pid "$NBDKIT_PID" KILL || true
+NBDKIT_PID=
+throttle 0 || fail "faultproxy did not answer"
+n=$(wc -l < "$tmp/nbdkit.log")
+NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
+  fail "c: nbdkit did not restart"
+tail -n "+$((n + 1))" "$tmp/nbdkit.log" | grep 'reconciliation done' |
+  sed 's/^/  /'
+tail -n "+$((n + 1))" "$tmp/nbdkit.log" |
+  grep -q 'reconciliation done: [1-9][0-9]* extents compared' ||
+  fail "c: reconciliation at start compared no extent"
+healthy 30 || fail "c: not healthy after the restart"
+level "$tmp/b.img" "c. nbdkit killed mid-repair"
+echo "interrupted live repairs: target, source and nbdkit killed; replicas identical"

@@ -26,8 +26,11 @@ sleep 2
 ds_start ds2 || fail "ds2 did not restart"
 wait_log "live repair of 127.0.0.1:${DS_PORT[ds2]} complete" 60 ||
   fail "live repair of ds2 did not complete"
-grep -q "live repair of 127.0.0.1:${DS_PORT[ds2]}: 16/16 extents" \
-  "$tmp/nbdkit.log" || fail "no progress line"
+# The last progress line counts every extent the repair set out to do
+# (E/E: all 16 when every extent is copied, those that differ when only
+# they are compared).
+grep -q "live repair of 127.0.0.1:${DS_PORT[ds2]}: \([1-9][0-9]*\)/\1 extents" \
+  "$tmp/nbdkit.log" || fail "no final progress line (E/E extents)"
 wait "$wpid" || { cat "$tmp/w1.log" >&2; fail "writes failed during the fault or repair"; }
 "$NBDVERIFY" --uri "$URI" --state "$tmp/st" verify > "$tmp/v1.log" 2>&1 ||
   { cat "$tmp/v1.log" >&2; fail "verify after live repair failed"; }

@@ -5,10 +5,11 @@
 # and nbdkit with crucible.so, encrypted; 4 NBD connections issue random
 # reads, writes, FUA writes, trims, zeroes and flushes (1 B .. 32 MiB,
 # unaligned, across extents, trims up to the whole volume), every read
-# checked against a model, while downstairs are killed, stopped and
-# corrupted and nbdkit is killed or everything restarted cleanly.  At the
-# end: a verify=all read of the whole volume, `crucible-downstairs verify`
-# on each replica, and identical extent data on the three.
+# checked against a model, while downstairs are killed, stopped, corrupted
+# or away for a while (kill -9 or SIGTERM, some ops, back: a live repair
+# of what changed), and nbdkit is killed or everything restarted cleanly.
+# At the end: a verify=all read of the whole volume, `crucible-downstairs
+# verify` on each replica, and identical extent data on the three.
 #
 # First a self-check: a 2-second run with --inject-bug (one write recorded
 # under a wrong id in the model) must fail with MISMATCH, so the model is

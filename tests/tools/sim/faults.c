@@ -26,7 +26,8 @@ bool flip_block(struct sim *s, int i)
     if (pwrite(fd, &c, 1, off) != 1)
       fail(s, "flip: %s: %s", path, strerror(errno));
     close(fd);
-    s->flipped[b] = 1;
+    s->flipped[b] = FLIP_PENDING;
+    s->flips_pending++;
     s->corrupt_ds = i;
     s->flips_done++;
     event(s, "fault flip ds%d lba %" PRIu64 " (%s offset %jd) last "
@@ -37,6 +38,67 @@ bool flip_block(struct sim *s, int i)
   event(s, "fault flip ds%d: no written block untouched lately: skipped",
         i + 1);
   return false;
+}
+
+/* A write, trim or zero of [off, off+len) is issued: every flipped block
+ * it touches will be rewritten on every replica (sim.h), and the corrupt
+ * replica is no longer special once none of its flips is left.  Counted
+ * at issue, not at acknowledgement, so that the fault targets replay from
+ * the seed (which ops are acked by a given op number depends on timing). */
+void heal_flips(struct sim *s, uint64_t off, uint64_t len)
+{
+  if (!s->flips_pending)
+    return;
+  for (uint64_t b = off / BLOCK; b <= (off + len - 1) / BLOCK; b++) {
+    if (s->flipped[b] != FLIP_PENDING)
+      continue;
+    s->flipped[b] = FLIP_HEALED;
+    event(s, "flipped lba %" PRIu64 " rewritten (op at %" PRIu64 " len %"
+          PRIu64 ")", b, off, len);
+    if (--s->flips_pending == 0) {
+      event(s, "ds%d holds no unhealed flip", s->corrupt_ds + 1);
+      s->corrupt_ds = -1;
+      return;
+    }
+  }
+}
+
+/* Stop downstairs i cleanly (SIGTERM: it must exit 0) and wait until the
+ * upstairs sees it gone. */
+void ds_stop_clean(struct sim *s, int i)
+{
+  event(s, "fault SIGTERM ds%d pid %d", i + 1, s->ds[i].pid);
+  int st = proc_stop(&s->ds[i], SIGTERM, STOP_SECS);
+  if (st != 0)
+    fail(s, "ds%d did not exit cleanly on SIGTERM (status %d)", i + 1, st);
+  wait_not_active(s, i, 2.0 * s->o.timeout + 10);
+}
+
+/* The downstairs back from an away fault: once the stats file shows it
+ * active, log how long (seconds, ops) its resync took and what the repair
+ * reports.  Looks at most every 0.2 s; with wait, waits (bounded, no new
+ * ops) until it is active. */
+void away_check(struct sim *s, bool wait)
+{
+  char phase[32] = "", st[3][32] = {"", "", ""}, rep[256];
+  int i = s->away_ds;
+  if (i < 0 || (!wait && now() < s->away_next))
+    return;
+  s->away_next = now() + 0.2;
+  double end = now() + HEALTH_SECS;
+  while (!read_stats(s, phase, st) || strcmp(st[i], "active") != 0) {
+    if (!wait)
+      return;
+    if (now() > end)
+      fail(s, "ds%d not active %d s after it returned from away (state %s)",
+           i + 1, HEALTH_SECS, st[i]);
+    pump(s, 50);
+  }
+  read_repair(s, i, rep, sizeof rep);
+  event(s, "away: ds%d active again %.1f s and %" PRIu64 " ops after its "
+        "return%s; repair %s", i + 1, now() - s->away_t, s->seq - s->away_seq,
+        wait ? " (waited)" : "", rep);
+  s->away_ds = -1;
 }
 
 /* Take downstairs i down: kill -9 (and wait until the upstairs sees it)
@@ -62,13 +124,10 @@ void ds_up(struct sim *s, int i)
 {
   if (s->ds[i].pid == 0) {
     ds_start(s, i);
-    s->heal_ds = i;
     return;
   }
-  if (s->long_stop) {
+  if (s->long_stop)
     wait_not_active(s, i, 4.0 * s->o.timeout + 30);
-    s->heal_ds = i;
-  }
   event(s, "SIGCONT ds%d pid %d%s", i + 1, s->ds[i].pid,
         s->long_stop ? " (after it was faulted)" : "");
   kill(s->ds[i].pid, SIGCONT);
@@ -179,10 +238,8 @@ void crash_nbdkit(struct sim *s, int ds)
       retire(s, o);
   }
   s->crashing = false;
-  if (ds >= 0) {
+  if (ds >= 0)
     ds_start(s, ds);
-    s->heal_ds = ds;
-  }
   nbdkit_start(s, false);
   crash_check(s);
   /* Reconciliation may have copied a flipped block: read every block ever
@@ -221,14 +278,16 @@ void restart_all(struct sim *s)
   nbdkit_start(s, false);
 }
 
-/* The next fault class of the current round (a seeded permutation). */
+/* The next fault class of the current round (a seeded permutation of
+ * the enabled classes, away twice). */
 enum fclass next_class(struct sim *s)
 {
   if (s->round_pos == s->round_len) {
     s->round_len = 0;
     for (int c = 0; c < NFAULT; c++)
-      if (!(s->o.disabled & 1u << c))
-        s->round[s->round_len++] = c;
+      for (int k = 0; k < (c == F_AWAY ? 2 : 1); k++)
+        if (!(s->o.disabled & 1u << c))
+          s->round[s->round_len++] = c;
     for (int i = s->round_len - 1; i > 0; i--) {
       int j = rng_range(&s->rfault, 0, i), t = s->round[i];
       s->round[i] = s->round[j];
@@ -250,6 +309,7 @@ void fault_begin(struct sim *s)
   uint64_t short_dur = rng_range(&s->rfault, 3, 60);
   if (s->corrupt_ds >= 0)
     ds = s->corrupt_ds; /* never a second replica down or corrupt */
+  away_check(s, true);
   wait_healthy(s);
   s->nfaults[s->fc]++;
   s->fds = ds;
@@ -279,6 +339,16 @@ void fault_begin(struct sim *s)
   case F_RESTART:
     restart_all(s);
     return;
+  case F_AWAY: /* a short outage: resync what changed (fault_tick) */
+    if (kill9) {
+      ds_down(s, ds, true);
+    } else {
+      ds_stop_clean(s, ds);
+      s->away_clean++;
+    }
+    dur = rng_range(&s->rfault, 1, 300);
+    event(s, "away: ds%d for %" PRIu64 " ops", ds + 1, dur);
+    break;
   }
   if (s->ds[ds].stopped && !s->long_stop) {
     /* A short SIGSTOP ends well before the upstairs' timeout would fault
@@ -305,12 +375,20 @@ void fault_tick(struct sim *s)
 {
   if ((s->o.disabled & ((1u << NFAULT) - 1)) == (1u << NFAULT) - 1)
     return; /* every class disabled */
+  away_check(s, false);
   if (s->fault_active && s->seq >= s->fault_end) {
     s->no_flush = false;
     if (s->fc == F_DOWN_CRASH)
       crash_nbdkit(s, s->fds);
     else
       ds_up(s, s->fds);
+    if (s->fc == F_AWAY) {
+      s->away_ds = s->fds;
+      s->away_t = now();
+      s->away_next = now() + 0.2;
+      s->away_seq = s->seq;
+      event(s, "away: ds%d back", s->fds + 1);
+    }
     s->fault_active = false;
     fault_schedule(s);
   } else if (!s->fault_active && s->seq >= s->next_fault) {

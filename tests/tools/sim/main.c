@@ -8,11 +8,12 @@ void progress(struct sim *s)
   double t = now() - s->t_start;
   printf("crucible-sim: %5.0f s  ops %" PRIu64 " (r %" PRIu64 " w %" PRIu64
          " t %" PRIu64 " z %" PRIu64 " f %" PRIu64 ")  faults %" PRIu64
-         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
+         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
+         "/%" PRIu64 "\n",
          t, s->seq,
          s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM], s->nops[K_ZERO],
          s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1], s->nfaults[2],
-         s->nfaults[3], s->nfaults[4], s->nfaults[5]);
+         s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6]);
   fflush(stdout);
 }
 
@@ -104,6 +105,7 @@ void final_phase(struct sim *s)
 {
   if (s->fault_active)
     ds_up(s, s->fds);
+  away_check(s, true);
   wait_healthy(s);
   stop_all(s, false);
   nbdkit_start(s, true);
@@ -125,10 +127,11 @@ void summary(struct sim *s)
          s->nops[K_TRIM], s->nops[K_ZERO], s->nops[K_FLUSH]);
   printf("crucible-sim: faults kill-ds %" PRIu64 " stop-ds %" PRIu64
          " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %"
-         PRIu64 " restart %" PRIu64 " down-crash %" PRIu64 "; %" PRIu64
+         PRIu64 " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
+         " (%" PRIu64 " by SIGTERM); %" PRIu64
          " MiB checked after crashes%s\n", s->nfaults[0], s->nfaults[1],
          s->nfaults[2], s->flips_done, s->nfaults[3], s->nfaults[4],
-         s->nfaults[5], s->crash_checked >> 20,
+         s->nfaults[5], s->nfaults[6], s->away_clean, s->crash_checked >> 20,
          s->o.lenient ? " (lenient)" : "");
 }
 
@@ -138,8 +141,8 @@ void __attribute__((noreturn)) usage(void)
           "usage: crucible-sim --dir DIR [--seed N] [--seconds S] "
           "[--extent-count N]\n"
           "         [--timeout SECS] [--downstairs BIN] [--plugin SO]\n"
-          "         [--no kill-ds|stop-ds|flip|kill-nbdkit|restart|down-crash]"
-          "... [--inject-bug] [--lenient-crash]\n");
+          "         [--no kill-ds|stop-ds|flip|kill-nbdkit|restart|down-crash|"
+          "away]... [--inject-bug] [--lenient-crash]\n");
   exit(2);
 }
 
@@ -212,7 +215,7 @@ int main(int argc, char **argv)
   signal(SIGINT, on_signal);
   signal(SIGPIPE, SIG_IGN);
   s->t_start = now();
-  s->corrupt_ds = s->heal_ds = -1;
+  s->corrupt_ds = s->away_ds = -1;
   s->inject_pending = s->o.inject;
   rng_seed(&s->rops, s->o.seed);
   rng_seed(&s->rfault, s->o.seed ^ 0x6a09e667f3bcc909ull);

@@ -265,9 +265,11 @@ void issue(struct sim *s, const struct op *t)
     content(o->wid, o->off, o->len, o->buf);
   if (o->k == K_FLUSH)
     o->mark = ulog_end(&s->L);
-  if (o->k != K_READ && o->k != K_FLUSH)
+  if (o->k != K_READ && o->k != K_FLUSH) {
     for (uint64_t b = o->off / BLOCK; b <= (o->off + o->len - 1) / BLOCK; b++)
       s->blk_mod[b] = o->seq;
+    heal_flips(s, o->off, o->len);
+  }
   s->busy[o->conn]++;
   if (submit(s, o) < 0)
     fail(s, "submit %s op %" PRIu64 ": %s", kind_name[o->k], o->seq,

@@ -227,7 +227,7 @@ bool read_stats(struct sim *s, char phase[32], char st[3][32])
 }
 
 /* Wait until phase running and all three active (in-flight ops go on,
- * no new ones); then a flip healed by a live repair is forgotten. */
+ * no new ones). */
 void wait_healthy(struct sim *s)
 {
   char phase[32] = "", st[3][32] = {"", "", ""};
@@ -242,14 +242,27 @@ void wait_healthy(struct sim *s)
            "ds3 %s", HEALTH_SECS, phase, st[0], st[1], st[2]);
     pump(s, 50);
   }
-  if (s->heal_ds >= 0 && s->heal_ds == s->corrupt_ds) {
-    event(s, "ds%d live-repaired: its flipped block is healed",
-          s->corrupt_ds + 1);
-    s->corrupt_ds = -1;
-  }
-  s->heal_ds = -1;
   if (now() - t0 > 1)
     event(s, "waited %.1f s for all active", now() - t0);
+}
+
+/* The "repair" object of downstairs i in the stats file, as text (for
+ * the log; whatever fields this build reports), or "?". */
+void read_repair(struct sim *s, int i, char *out, size_t n)
+{
+  char buf[16384];
+  FILE *f = fopen(s->stats, "r");
+  size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  const char *p = buf, *e;
+  if (f)
+    fclose(f);
+  buf[len] = 0;
+  snprintf(out, n, "?");
+  for (int k = 0; k <= i && p; k++)
+    if ((p = strstr(p, "\"repair\":{")))
+      p += 9;
+  if (p && (e = strchr(p, '}')))
+    snprintf(out, n, "%.*s", (int)(e - p + 1), p);
 }
 
 /* Wait until the stats file shows downstairs i not active. */

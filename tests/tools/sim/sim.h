@@ -58,17 +58,31 @@
  * down-crash (kill -9 a downstairs, 3-60 ops on the other two, half the
  * time with no flush among them, kill -9 nbdkit, start the downstairs
  * and then nbdkit: reconciliation meets a replica that missed
- * acknowledged writes, flushed or not).
+ * acknowledged writes, flushed or not) and away (a downstairs stops,
+ * half the time by kill -9, half by a clean SIGTERM that must exit 0,
+ * for 1-300 ops, then restarts on its port: the live repair of a short
+ * outage, resyncing what changed while it was away under the ops that
+ * follow; the time and ops from its return until the stats file shows
+ * it active are logged, and the next fault waits for that, bounded).
  * They come in rounds, each round a seeded permutation of the enabled
- * classes, the next one a seeded number of ops after the last ended.
+ * classes (away twice: a short outage is what a real volume meets most,
+ * and a partial resync has more corners than a full copy), the next one
+ * a seeded number of ops after the last ended.
  * Survivable: one fault at a time; before each one new ops wait (in-flight
  * ones complete) until the stats file shows phase running and all three
  * downstairs active; a killed downstairs must show as not active before
  * the run goes on.  A block is flipped at most once in a run (never on two
  * replicas), only if no op issued in the last MAX_INFLIGHT ops touched it
- * (so it is on that replica), and a replica holding a flip not yet healed
- * by a live repair (a SIGSTOP flip that ended before the upstairs faulted
- * it) is the only downstairs later faults may take down.
+ * (so it is on that replica), and a replica holding a flipped block that
+ * no write, trim or zero issued since touches is the only downstairs later
+ * faults may take down.  Such an op rewrites the whole block on every
+ * replica (the upstairs writes 4 KiB blocks, read-modify-write for parts);
+ * a replica that was away gets it from the live repair of its changed
+ * extent, one in flight at a crash of nbdkit from reconciliation if it
+ * landed anywhere (if nowhere, the flip stays on its one replica: the rule
+ * is a margin, not what correctness rests on).  A live repair alone heals
+ * nothing: it compares only the extents that changed, not the flipped
+ * one.
  *
  * Replay.  Ops and faults come from two PRNG streams of the seed and
  * faults fire at fixed op numbers (new ops wait for a fault's conditions),
@@ -118,18 +132,21 @@
 #define SECTOR 512
 #define BLOCK 4096
 #define MIXED 0x80000000u         /* sector id: index of per-byte ids */
+#define FLIP_PENDING 1            /* flipped[]: corrupt on corrupt_ds */
+#define FLIP_HEALED 2             /* flipped[]: rewritten since */
 #define HIST 128                  /* events kept in memory */
 #define HIST_SHOW 50              /* events printed on failure */
 #define CHUNK (1u << 20)          /* post-crash and final read size */
 #define HEALTH_SECS 180           /* bound on waiting for all active */
 #define START_SECS 120            /* bound on a process coming up */
 #define STOP_SECS 60              /* bound on a clean stop */
-#define NFAULT 6
+#define NFAULT 7
+#define ROUND_MAX (NFAULT + 1) /* away twice per round */
 
 enum kind { K_READ, K_WRITE, K_TRIM, K_ZERO, K_FLUSH };
 extern const char *const kind_name[5];
 enum fclass { F_KILL_DS, F_STOP_DS, F_FLIP, F_KILL_NBDKIT, F_RESTART,
-              F_DOWN_CRASH };
+              F_DOWN_CRASH, F_AWAY };
 extern const char *const fault_name[NFAULT];
 
 /* xoshiro256** seeded by splitmix64. */
@@ -199,7 +216,7 @@ struct sim {
   uint64_t size, extent_bytes, seq;
   uint32_t next_wid;
   uint64_t *blk_mod;   /* per 4 KiB block: seq of the last op touching it */
-  uint8_t *flipped;    /* per block: flipped once */
+  uint8_t *flipped;    /* per block: 0, FLIP_PENDING or FLIP_HEALED */
   bool crashing;
   /* processes */
   struct proc ds[3], nbdkit;
@@ -210,13 +227,17 @@ struct sim {
   enum fclass fc;
   int fds;              /* target downstairs of the active fault */
   int corrupt_ds;       /* holds an unhealed flip, or -1 */
-  int heal_ds;          /* restarted: its repair heals corrupt_ds */
+  uint64_t flips_pending; /* blocks flipped and not rewritten since */
   bool no_flush;        /* down-crash outage: flushes become writes */
   uint64_t fault_end, next_fault;
-  int round[NFAULT], round_pos, round_len;
+  int round[ROUND_MAX], round_pos, round_len;
+  int away_ds;          /* returned from an away fault, not active yet */
+  double away_t, away_next; /* when it returned; next stats look */
+  uint64_t away_seq;    /* op number when it returned */
   bool inject_pending;
   /* counters */
   uint64_t nops[5], bytes[5], nfaults[NFAULT], crash_checked, flips_done;
+  uint64_t away_clean;  /* away faults that stopped it with SIGTERM */
   double t_start;
   FILE *logf;
   char hist[HIST][200];
@@ -277,6 +298,7 @@ void ds_start(struct sim *s, int i);
 void setup_volume(struct sim *s);
 void read_geometry(struct sim *s);
 bool read_stats(struct sim *s, char phase[32], char st[3][32]);
+void read_repair(struct sim *s, int i, char *out, size_t n);
 void wait_healthy(struct sim *s);
 void wait_not_active(struct sim *s, int i, double secs);
 
@@ -305,6 +327,9 @@ void flush_all(struct sim *s);
 
 /* faults.c */
 bool flip_block(struct sim *s, int i);
+void heal_flips(struct sim *s, uint64_t off, uint64_t len);
+void ds_stop_clean(struct sim *s, int i);
+void away_check(struct sim *s, bool wait);
 void ds_down(struct sim *s, int i, bool kill9);
 void ds_up(struct sim *s, int i);
 void check_chunk(struct sim *s, uint64_t off, uint64_t n,

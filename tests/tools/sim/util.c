@@ -4,7 +4,8 @@
 const char *const kind_name[5] = {"read", "write", "trim", "zero",
                                         "flush"};
 const char *const fault_name[NFAULT] = {
-    "kill-ds", "stop-ds", "flip", "kill-nbdkit", "restart", "down-crash"};
+    "kill-ds", "stop-ds", "flip", "kill-nbdkit", "restart", "down-crash",
+    "away"};
 struct sim *g_sim;
 
 /* ---- small helpers ---------------------------------------------------- */
