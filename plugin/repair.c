@@ -95,8 +95,13 @@ int up__xs_init(struct upstairs *up)
   if (!rp->mu_init) {
     if (pthread_mutex_init(&rp->mu, NULL) != 0)
       return -ENOMEM;
+    if (pthread_mutex_init(&rp->gate, NULL) != 0) {
+      pthread_mutex_destroy(&rp->mu);
+      return -ENOMEM;
+    }
     if (pthread_cond_init(&rp->cv, NULL) != 0) {
       pthread_mutex_destroy(&rp->mu);
+      pthread_mutex_destroy(&rp->gate);
       return -ENOMEM;
     }
     rp->mu_init = true;
@@ -233,34 +238,27 @@ static uint64_t lr_now_us(void)
   return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
-/* Guest IO goes first.  Idle, every worker copies at full speed.  When
- * guest jobs arrived during a chunk (g0: the count before it, t0 its
- * start), the first worker rests UP_LR_REST times as long as the chunk
- * took and the others wait until the guest is quiet for UP_LR_QUIET_MS. */
-
-static void lr_yield(struct upstairs *up, int me, uint64_t g0, uint64_t t0,
-                     unsigned epoch)
+/* Compare one chunk (under its range lock). */
+static int lr_chunk(struct upstairs *up, int t, unsigned src, uint32_t e,
+                    uint64_t lba, uint32_t n, struct up_rec_sum *sum)
 {
-  uint64_t g = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED);
-  uint64_t took = lr_now_us() - t0;
+  struct up_range rg = {.start = lba, .end = lba + n};
+  int r = up__range_lock(up, &rg);
 
-  if (g == g0)
-    return;
-  if (me == 0) {
-    took *= UP_LR_REST;
-    usleep((useconds_t) (took < 2000000 ? took : 2000000));
-    return;
-  }
-  do {
-    g0 = g;
-    usleep(UP_LR_QUIET_MS * 1000);
-    g = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED);
-  } while (g != g0 && !lr_stale(up, epoch));
+  if (r < 0)
+    return r;
+  r = up__rec_range(up, "live repair", e, lba, n, src, src | (1u << t), sum);
+  up__range_unlock(up, &rg);
+  return r;
 }
 
-/* Repair extent e of target t from the sources src (worker me). */
-static int lr_extent(struct upstairs *up, int me, int t, unsigned src,
-                     unsigned epoch, uint32_t e)
+/* Repair extent e of target t from the sources src.  Guest IO goes
+ * first: idle, every worker copies at once; once guest jobs arrived
+ * during a worker's last chunk (busy), its chunks pass through the gate
+ * one at a time among all workers, each followed by a rest UP_LR_REST
+ * times as long as it took, gate held. */
+static int lr_extent(struct upstairs *up, int t, unsigned src, unsigned epoch,
+                     uint32_t e, bool *busy)
 {
   struct up_repair *rp = &up->rep;
   uint32_t bs = up->region.block_size;
@@ -270,22 +268,28 @@ static int lr_extent(struct upstairs *up, int me, int t, unsigned src,
 
   for (uint64_t lba = first; lba < end; lba += chunk) {
     uint32_t n = (uint32_t) (end - lba < chunk ? end - lba : chunk);
-    struct up_range rg = {.start = lba, .end = lba + n};
     struct up_rec_sum sum = {0, 0, 0};
     uint64_t g0 = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED);
-    uint64_t t0 = lr_now_us();
+    uint64_t t0 = lr_now_us(), took;
+    bool gated = *busy;
     int r;
 
     if (lr_stale(up, epoch))
       return -ECANCELED;
-    if ((r = up__range_lock(up, &rg)) < 0)
-      return r;
-    r = up__rec_range(up, "live repair", e, lba, n, src, src | (1u << t),
-                      &sum);
-    up__range_unlock(up, &rg);
+    if (gated)
+      pthread_mutex_lock(&rp->gate);
+    r = lr_chunk(up, t, src, e, lba, n, &sum);
+    took = lr_now_us() - t0;
+    *busy = __atomic_load_n(&up->guest_jobs, __ATOMIC_RELAXED) != g0;
+    if (gated) {
+      if (*busy && r == 0) {
+        took *= UP_LR_REST;
+        usleep((useconds_t) (took < 2000000 ? took : 2000000));
+      }
+      pthread_mutex_unlock(&rp->gate);
+    }
     if (r < 0)
       return r;
-    lr_yield(up, me, g0, t0, epoch);
     __atomic_add_fetch(&rp->bytes_done, (uint64_t) n * bs, __ATOMIC_RELAXED);
     __atomic_add_fetch(&rp->copied_bytes, sum.copied * bs, __ATOMIC_RELAXED);
     __atomic_add_fetch(&rp->blocks_copied, sum.copied, __ATOMIC_RELAXED);
@@ -299,10 +303,10 @@ static int lr_extent(struct upstairs *up, int me, int t, unsigned src,
 
 /* Every extent still pending on t, in order, shared with the other
  * workers through the cursor. */
-static int lr_run(struct upstairs *up, int me, int t, unsigned src,
-                  unsigned epoch)
+static int lr_run(struct upstairs *up, int t, unsigned src, unsigned epoch)
 {
   struct up_repair *rp = &up->rep;
+  bool busy = false;
 
   for (;;) {
     uint32_t e = __atomic_fetch_add(&rp->cursor, 1, __ATOMIC_ACQ_REL);
@@ -313,7 +317,7 @@ static int lr_run(struct upstairs *up, int me, int t, unsigned src,
       return -ECANCELED;
     if (!bit_get(rp->pend[t], e))
       continue;
-    if ((r = lr_extent(up, me, t, src, epoch, e)) < 0) {
+    if ((r = lr_extent(up, t, src, epoch, e, &busy)) < 0) {
       if (r != -ECANCELED && !lr_stale(up, epoch))
         log_warn("live repair of %s: extent %u: %s", up->cl[t].name, e,
                  log_strerror(-r));
@@ -331,10 +335,8 @@ static void *lr_worker(void *arg)
   struct upstairs *up = arg;
   struct up_repair *rp = &up->rep;
   unsigned mine = 0; /* the last epoch this worker ran */
-  int me;
 
   pthread_mutex_lock(&rp->mu);
-  me = rp->widx++;
   for (;;) {
     int t, r;
     unsigned src, epoch;
@@ -347,7 +349,7 @@ static void *lr_worker(void *arg)
     src = rp->want_src;
     epoch = mine = rp->epoch;
     pthread_mutex_unlock(&rp->mu);
-    r = lr_run(up, me, t, src, epoch);
+    r = lr_run(up, t, src, epoch);
     pthread_mutex_lock(&rp->mu);
     if (rp->epoch != epoch)
       continue; /* abandoned or reissued meanwhile */
@@ -626,6 +628,7 @@ void up__repair_free(struct upstairs *up)
   }
   if (rp->mu_init) {
     pthread_mutex_destroy(&rp->mu);
+    pthread_mutex_destroy(&rp->gate);
     pthread_cond_destroy(&rp->cv);
   }
   free(rp->rec_cand);

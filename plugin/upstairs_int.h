@@ -113,10 +113,9 @@ struct up_job {
 
 /* Live-repair worker threads (repair.c): extents repaired at once. */
 #define UP_LR_WORKERS 3
-/* Guest quiet this long: every worker copies again (repair.c). */
-#define UP_LR_QUIET_MS 100
-/* Under guest IO one worker copies, resting this many times as long as
- * each chunk took (docs/PERFORMANCE.md: the guest keeps >= 70 %). */
+/* Under guest IO one chunk is compared at a time, followed by a rest
+ * this many times as long as it took (docs/PERFORMANCE.md: the guest
+ * keeps >= 70 % of its write rate). */
 #define UP_LR_REST 2
 
 
@@ -155,7 +154,7 @@ struct up_repair {
   bool mu_init, quit;
   pthread_t thr[UP_LR_WORKERS];
   unsigned nthr;                    /* started */
-  int widx;                         /* next worker index (under mu) */
+  pthread_mutex_t gate;             /* one chunk at a time under guest IO */
   unsigned epoch;                   /* bumped whenever work is (re)issued
                                      * or abandoned (atomic reads) */
   int want;                         /* target the workers should repair */
