@@ -15,8 +15,9 @@
 # (verify=one is only measured and printed for B: its version cache
 # (plugin/vcache.c) lives for one activation, and a replica can only be
 # rolled back while its daemon is stopped; one that rejoins a running
-# nbdkit is live-repaired in full, so an in-run rollback cannot be staged
-# here: that part is skipped, the cache is covered by tests/unit/
+# nbdkit is compared on every extent whose numbers differ from what an
+# up-to-date replica holds, so an in-run rollback cannot be staged here
+# without forging them (freshness, issue 12): that part is skipped, the cache is covered by tests/unit/
 # test_vcache.c and whole-volume rollback by test-rollback-volume.sh.)
 . "$(dirname "$0")/functions.sh"
 requires_build
