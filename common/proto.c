@@ -602,8 +602,10 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
     return -EPROTO;
   m->type = proto_rd16(b + 4);
   m->flags = proto_rd16(b + 6);
-  if (m->flags & ~PROTO_F_CTX_ONLY ||
-      (m->flags && m->type != PROTO_T_READ && m->type != PROTO_T_READ_DONE))
+  if (m->flags & ~(PROTO_F_CTX_ONLY | PROTO_F_VERSIONS) ||
+      (m->flags && m->type != PROTO_T_READ && m->type != PROTO_T_READ_DONE) ||
+      ((m->flags & PROTO_F_VERSIONS) &&
+       (m->type != PROTO_T_READ || !(m->flags & PROTO_F_CTX_ONLY))))
     return -EPROTO;
   switch (m->type) {
   case PROTO_T_HELLO: return dec_hello(b, len, m);

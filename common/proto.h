@@ -52,6 +52,10 @@
  * READ_DONE, which then carries n contexts and no data.  Reconciliation
  * compares replicas block by block this way without moving data. */
 #define PROTO_F_CTX_ONLY 1u
+/* READ only, with CTX_ONLY: the contexts from the metadata alone (per
+ * block its newest version, written or trimmed; no data read, never BAD):
+ * the upstairs' freshness check of the replicas it reads no data from. */
+#define PROTO_F_VERSIONS 2u
 
 enum proto_type {
   PROTO_T_HELLO = 1,

@@ -656,6 +656,31 @@ static int match_range(struct ext *e, uint64_t blk, uint32_t n,
   return 0;
 }
 
+int ext_versions(struct ext *e, uint64_t blk, uint32_t n,
+                 struct proto_ctx *ctxs)
+{
+  sqlite3_stmt *s = e->st[ST_SELECT_RANGE];
+  struct proto_ctx c;
+  int rc;
+  assert(n > 0 && blk + n <= e->extent_size);
+  memset(ctxs, 0, (size_t) n * sizeof *ctxs);
+  sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    uint64_t i = (uint64_t) sqlite3_column_int64(s, 0) - blk;
+    assert(i < n);
+    ctx_from_row(s, &c);
+    if (c.version >= ctxs[i].version)
+      ctxs[i] = c;
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) {
+    log_error("extent %u: select: %s", e->eid, sqlite3_errmsg(e->db));
+    return ext__sql_err(rc);
+  }
+  return 0;
+}
+
 int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
              uint8_t *data)
 {

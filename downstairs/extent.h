@@ -99,6 +99,10 @@ void ext_close(struct ext *e);
 int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const struct proto_ctx *ctxs, const uint64_t *odh,
               const uint8_t *data);
+/* Per block of [blk, blk+n) its newest context (written or the unwritten
+ * row; zero if none) from the metadata alone: no data read. */
+int ext_versions(struct ext *e, uint64_t blk, uint32_t n,
+                 struct proto_ctx *ctxs);
 int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
              uint8_t *data);
 /* version: the trim's, kept in the unwritten row until the next flush

@@ -512,6 +512,18 @@ int region_read(struct region *r, uint64_t lba, uint32_t n,
   return ret;
 }
 
+int region_versions(struct region *r, uint64_t lba, uint32_t n,
+                    struct proto_ctx *ctxs)
+{
+  struct rext *re;
+  int ret = io_extent(r, lba, n, &re);
+  if (ret < 0)
+    return ret;
+  ret = ext_versions(&re->x, lba % r->meta.def.extent_size, n, ctxs);
+  ext_put(r, re);
+  return ret;
+}
+
 int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
 {
   struct rext *re;

@@ -80,6 +80,10 @@ int region_write(struct region *r, uint64_t lba, uint32_t n,
  * whose on_disk_hash matches the bytes read; if none matches (corruption,
  * or a crash between flushes), the newest context with PROTO_CTX_BAD and
  * the bytes as they are. */
+/* The newest context of each of n blocks at lba, from the metadata only
+ * (no data read, never PROTO_CTX_BAD): what the replica claims to hold. */
+int region_versions(struct region *r, uint64_t lba, uint32_t n,
+                    struct proto_ctx *ctxs);
 int region_read(struct region *r, uint64_t lba, uint32_t n,
                 struct proto_ctx *ctxs, uint8_t *data);
 

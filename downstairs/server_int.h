@@ -116,6 +116,7 @@ struct ds_job {
   uint64_t job_id, lba, flush_no, gen;
   uint64_t version;       /* TRIM: the trim's version */
   bool ctx_only;          /* READ: reply with contexts only */
+  bool versions;          /* READ: ... from the metadata, no data read */
   uint32_t n;
   uint32_t nflushed;      /* FLUSH: extents it flushed (logged) */
   size_t acct;            /* bytes accounted to conn */

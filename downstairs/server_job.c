@@ -83,7 +83,8 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
 
 /* READ on a worker: the reply frame is allocated and filled here.  A
  * contexts-only READ still reads the data, to say which blocks match
- * none of their contexts (PROTO_CTX_BAD), but sends none of it. */
+ * none of their contexts (PROTO_CTX_BAD), but sends none of it; with
+ * PROTO_F_VERSIONS it reads only the metadata. */
 static void work_read(struct ds_job *j)
 {
   uint32_t bs = j->srv->def.block_size;
@@ -93,8 +94,11 @@ static void work_read(struct ds_job *j)
   size_t dlen = (size_t) j->n * bs;
   struct ds_wreq *w = ds_wreq_new(data_off + (j->ctx_only ? 0 : dlen));
   struct proto_ctx *ctxs = calloc(j->n, sizeof *ctxs);
-  uint8_t *data = j->ctx_only ? malloc(dlen) : w ? w->data + data_off : NULL;
-  if (!w || !ctxs || !data) {
+  uint8_t *data = j->versions  ? NULL
+                  : j->ctx_only ? malloc(dlen)
+                  : w           ? w->data + data_off
+                                : NULL;
+  if (!w || !ctxs || (!data && !j->versions)) {
     free(w);
     free(ctxs);
     if (j->ctx_only)
@@ -102,7 +106,8 @@ static void work_read(struct ds_job *j)
     j->err = ENOMEM; /* the loop thread sends a short READ_DONE */
     return;
   }
-  int r = region_read(j->srv->region, j->lba, j->n, ctxs, data);
+  int r = j->versions ? region_versions(j->srv->region, j->lba, j->n, ctxs)
+                      : region_read(j->srv->region, j->lba, j->n, ctxs, data);
   if (r < 0) {
     j->err = -r;
     w->len = proto_put_read_done_hdr(w->data, j->job_id, j->err, 0, bs, 0);
@@ -312,6 +317,7 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
     j->n = m->u.io.n;
     j->version = m->u.io.version;
     j->ctx_only = m->type == PROTO_T_READ && (m->flags & PROTO_F_CTX_ONLY);
+    j->versions = m->type == PROTO_T_READ && (m->flags & PROTO_F_VERSIONS);
     j->s.eid = geom_extent_of(&c->srv->def, j->lba);
   }
   if (kind == DS_J_WRITE) {

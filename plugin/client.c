@@ -132,6 +132,12 @@ static void on_job_written(uv_write_t *w, int status)
 /* Send job->frame unchanged; the job stays alive until written. */
 int cl_send_job(struct cl *c, struct up_job *job)
 {
+  return cl_send_job_frame(c, job, job->frame, job->frame_len);
+}
+
+int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
+                      size_t len)
+{
   uv_write_t *w;
   uv_buf_t b;
   int r;
@@ -142,7 +148,7 @@ int cl_send_job(struct cl *c, struct up_job *job)
   if (!w)
     return -ENOMEM;
   w->data = job;
-  b = uv_buf_init((char *) job->frame, (unsigned) job->frame_len);
+  b = uv_buf_init((char *) frame, (unsigned) len);
   job->loop_refs++;
   r = uv_write(w, (uv_stream_t *) &c->tcp, &b, 1, on_job_written);
   if (r < 0) {
@@ -150,7 +156,7 @@ int cl_send_job(struct cl *c, struct up_job *job)
     free(w);
     return r;
   }
-  cl_net_frame(c, "sent", job->frame, job->frame_len);
+  cl_net_frame(c, "sent", frame, len);
   c->last_tx_ms = uv_now(c->tcp.loop);
   return 0;
 }

@@ -98,6 +98,9 @@ int cl_connect(struct cl *c);
 /* Send a frame the caller keeps alive until the write callback: the job
  * (may be NULL for small control frames copied here) gets a loop ref. */
 int cl_send_job(struct cl *c, struct up_job *job);
+/* The same with another frame the job owns (READ's versions frame). */
+int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
+                      size_t len);
 int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len);
 /* Close the connection; reason is logged when log is set.  final: never
  * reconnect.  Jobs outstanding on it are skipped (jobs.c). */

@@ -1,7 +1,7 @@
 /* crucible-c: the nbdkit plugin entry points.
  *
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
- *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=one|all]
+ *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=fresh|one|all]
  *        [timeout=SECS] [state=FILE [accept-rollback=true]] [stats=FILE]
  *        [auth-key=+FILE|-]
  *
@@ -229,11 +229,16 @@ static int crucible_config(const char *key, const char *value)
       return -1;
     cfg.write_quorum = (unsigned) u;
   } else if (strcmp(key, "verify") == 0) {
-    if (strcmp(value, "one") && strcmp(value, "all")) {
-      nbdkit_error("verify=%s: expected one or all", value);
+    if (strcmp(value, "fresh") == 0)
+      cfg.verify = UP_VERIFY_FRESH;
+    else if (strcmp(value, "one") == 0)
+      cfg.verify = UP_VERIFY_ONE;
+    else if (strcmp(value, "all") == 0)
+      cfg.verify = UP_VERIFY_ALL;
+    else {
+      nbdkit_error("verify=%s: expected fresh, one or all", value);
       return -1;
     }
-    cfg.verify_all = strcmp(value, "all") == 0;
   } else if (strcmp(key, "state") == 0) {
     return crucible_config_path(key, value, cfg.state_path,
                                 sizeof cfg.state_path);
@@ -287,7 +292,9 @@ static int crucible_config_complete(void)
   "key=BASE64|-|+FILE    32-byte AES key; omit for an unencrypted region.\n" \
   "gen=N                 Generation to activate (default: highest + 1).\n" \
   "write-quorum=2|3      Acks needed before a write completes (2).\n" \
-  "verify=one|all        Read one replica, or all and take the newest.\n" \
+  "verify=fresh|one|all  Data from one replica, versions from the others\n" \
+  "                      (fresh); one: no freshness check (weaker: a\n" \
+  "                      rolled-back replica can serve old data); all.\n" \
   "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
   "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
   "accept-rollback=true  Start even if state= detects a rollback.\n" \

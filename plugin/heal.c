@@ -62,6 +62,28 @@ void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
   up__job_put(job);
 }
 
+void up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d)
+{
+  struct up_job *job = up__job_new(PROTO_T_TRIM, lba, 1, PROTO_TRIM_LEN);
+  int r = -ENOMEM;
+
+  if (!job)
+    return;
+  memset(job->frame, 0, PROTO_TRIM_LEN);
+  job->only = 1u << d;
+  job->version = version;
+  if (up__run_jobs(up, &job, 1, &r) < 0 || !job)
+    return;
+  if (r == 0)
+    log_warn("healed downstairs %s lba %llu to zeroes (version %llu, job "
+             "%llu)", up->cl[d].name, (unsigned long long) lba,
+             (unsigned long long) version, (unsigned long long) job->id);
+  else
+    log_warn("heal of downstairs %s lba %llu failed: %s", up->cl[d].name,
+             (unsigned long long) lba, log_strerror(-r));
+  up__job_put(job);
+}
+
 /* Is block i of bad job b (from downstairs d) worse than the good one
  * (version gver)? */
 static bool heal_needed(struct upstairs *up, struct up_job *b, int d,
@@ -69,10 +91,11 @@ static bool heal_needed(struct upstairs *up, struct up_job *b, int d,
 {
   uint64_t ver;
 
-  if (b->ds[d] == DS_ERR)
+  if ((b->failed & (1u << d)))
     return true;
-  if (b->ds[d] != DS_DONE || b->reply[d].n != b->n)
-    return false;
+  if (!(b->seen & (1u << d)) || (b->vmask & (1u << d)) ||
+      b->reply[d].n != b->n)
+    return false; /* a versions-only answer holds no data to judge */
   if (!heal_check(up, &b->reply[d], i, b->lba + i, scratch, &ver))
     return true;
   return ver < gver;
@@ -85,7 +108,7 @@ void up__heal_read(struct upstairs *up, struct up_job *good,
   int gd = -1;
 
   for (int d = 0; d < UP_DOWNSTAIRS && gd < 0; d++)
-    if (good->ds[d] == DS_DONE && good->reply[d].n == good->n)
+    if ((good->seen & (1u << d)) && !(good->vmask & (1u << d)) && good->reply[d].n == good->n)
       gd = d;
   if (!scratch || gd < 0) {
     free(scratch);

@@ -280,7 +280,7 @@ const char *up__blk_check(struct upstairs *up,
   return NULL;
 }
 
-/* verify=one: the single reply must be good for every block. */
+/* verify=one: the data reply must be good for every block. */
 static int read_verify_one(struct upstairs *up, struct up_job *job,
                            uint8_t *dst)
 {
@@ -288,7 +288,7 @@ static int read_verify_one(struct upstairs *up, struct up_job *job,
   uint64_t ver;
 
   for (int d = 0; d < UP_DOWNSTAIRS; d++) {
-    if (job->ds[d] != DS_DONE)
+    if (!(job->seen & (1u << d)) || (job->vmask & (1u << d)))
       continue;
     for (uint32_t i = 0; i < job->n; i++) {
       const char *why = up__blk_check(up, &job->reply[d], i, job->lba + i,
@@ -304,6 +304,188 @@ static int read_verify_one(struct upstairs *up, struct up_job *job,
     }
     return 0;
   }
+  return -EIO;
+}
+
+/* What replica d said of block i of job: version and whether written. */
+static void fresh_ctx(const struct up_job *job, int d, uint32_t i,
+                      struct proto_ctx *c)
+{
+  proto_ctx_get(job->reply[d].ctxs + (size_t) i * PROTO_CTX_LEN, c);
+}
+
+/* Read block lba from d alone and check it: 0 and the plaintext in out if
+ * it authenticates as written with version >= want; its reply is kept in
+ * *held (caller puts it) for healing others. */
+static int fresh_prove(struct upstairs *up, int d, uint64_t lba,
+                       uint64_t want, uint8_t *out, struct up_job **held)
+{
+  struct up_job *job = up__job_new(PROTO_T_READ, lba, 1, PROTO_IO_HDR_LEN);
+  struct proto_ctx c;
+  uint64_t ver;
+  int res;
+
+  *held = NULL;
+  if (!job)
+    return -ENOMEM;
+  memset(job->frame, 0, PROTO_IO_HDR_LEN);
+  job->only = 1u << d;
+  up__run_jobs(up, &job, 1, &res);
+  if (!job)
+    return -EIO;
+  *held = job;
+  if (res < 0 || !(job->seen & (1u << d)))
+    return -EIO;
+  proto_ctx_get(job->reply[d].ctxs, &c);
+  if (up__blk_check(up, &job->reply[d], 0, lba, out, &ver) ||
+      !(c.flags & PROTO_CTX_PRESENT) || ver < want)
+    return -EBADMSG;
+  return 0;
+}
+
+/* Ask the loop to fault downstairs d (a caller thread cannot). */
+static void fresh_fault(struct upstairs *up, int d, const char *why)
+{
+  pthread_mutex_lock(&up->lock);
+  if (!up->fault_req[d]) {
+    up->fault_req[d] = true;
+    snprintf(up->fault_why[d], sizeof up->fault_why[d], "%s", why);
+  }
+  if (!up->stopping)
+    uv_async_send(&up->async);
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* Do two answers name the same contents?  Zeroes equal zeroes, whatever
+ * trim made them (a flush forgets a trim's version). */
+static bool fresh_same(const struct proto_ctx *a, const struct proto_ctx *b)
+{
+  bool pa = a->flags & PROTO_CTX_PRESENT, pb = b->flags & PROTO_CTX_PRESENT;
+
+  return (!pa && !pb) || (pa && pb && a->version == b->version);
+}
+
+/* Serve the written version top that replica d claims (proven by its
+ * data); heal every replica in stale with it.  0, -EIO (lost), or
+ * -EBADMSG (d lied: faulted). */
+static int fresh_take(struct upstairs *up, struct up_job *job, int d,
+                      uint64_t lba, uint64_t top, unsigned stale, uint8_t *out)
+{
+  struct up_job *held;
+  char why[160];
+  int r = fresh_prove(up, d, lba, top, out, &held);
+
+  if (r == 0) {
+    for (int o = 0; o < UP_DOWNSTAIRS; o++)
+      if (stale & (1u << o)) {
+        log_warn("downstairs %s: read lba %llu: older than version %llu on "
+                 "%s (stale or rolled back), job %llu", up->cl[o].name,
+                 (unsigned long long) lba, (unsigned long long) top,
+                 up->cl[d].name, (unsigned long long) job->id);
+        up__heal_block(up, &held->reply[d], 0, lba, o);
+      }
+  } else if (r == -EBADMSG) {
+    snprintf(why, sizeof why, "claims version %llu of lba %llu and cannot "
+             "produce it (a lie)", (unsigned long long) top,
+             (unsigned long long) lba);
+    log_error("downstairs %s: %s; faulting it, job %llu", up->cl[d].name,
+              why, (unsigned long long) job->id);
+    fresh_fault(up, d, why);
+  }
+  if (held)
+    up__job_put(held);
+  return r;
+}
+
+/* One block of read_fresh: the data replica p's answer is in out.
+ * Honest, up-to-date replicas agree exactly, so the rule is: p's
+ * contents are served when another replica names the same; a newer
+ * written version claimed against it must be proven (and then wins); a
+ * replica that cannot prove its claim is faulted as a liar; otherwise two
+ * replicas agreeing outvote a third; and one against one with nothing to
+ * prove fails the read (EIO) rather than guess. */
+static int fresh_block(struct upstairs *up, struct up_job *job, int p,
+                       unsigned others, uint32_t i, uint8_t *out)
+{
+  uint64_t lba = job->lba + i, top = 0;
+  struct proto_ctx cp, c[UP_DOWNSTAIRS];
+  unsigned agree = 0, differ = 0;
+  int claimant = -1, r;
+
+  fresh_ctx(job, p, i, &cp);
+  for (int d = 0; d < UP_DOWNSTAIRS; d++) {
+    if (!(others & (1u << d)))
+      continue;
+    fresh_ctx(job, d, i, &c[d]);
+    if (fresh_same(&c[d], &cp)) {
+      agree |= 1u << d;
+      continue;
+    }
+    differ |= 1u << d;
+    if ((c[d].flags & PROTO_CTX_PRESENT) && c[d].version > cp.version &&
+        c[d].version > top) {
+      top = c[d].version;
+      claimant = d;
+    }
+  }
+  if (!differ)
+    return 0;
+  if (claimant >= 0) { /* a newer written version: proven, it wins */
+    r = fresh_take(up, job, claimant, lba, top,
+                   ((1u << p) | agree | differ) & ~(1u << claimant), out);
+    if (r != -EBADMSG)
+      return r;
+    differ &= ~(1u << claimant); /* the liar's word is void */
+    if (!differ && !agree) {
+      /* It was the only other word: p stands, proven by its tag, but
+       * with no one to confirm it the read is tried again. */
+      return -EIO;
+    }
+  }
+  if (agree) { /* p confirmed: every other answer is stale */
+    for (int d = 0; d < UP_DOWNSTAIRS; d++) {
+      if (!(differ & (1u << d)))
+        continue;
+      log_warn("downstairs %s: read lba %llu: %s %llu where %s holds "
+               "version %llu (stale or rolled back), job %llu",
+               up->cl[d].name, (unsigned long long) lba,
+               c[d].flags & PROTO_CTX_PRESENT ? "version" : "zeroes, version",
+               (unsigned long long) c[d].version, up->cl[p].name,
+               (unsigned long long) cp.version, (unsigned long long) job->id);
+      if (cp.flags & PROTO_CTX_PRESENT)
+        up__heal_block(up, &job->reply[p], i, lba, d);
+      else
+        up__heal_zero(up, lba, cp.version, d);
+    }
+    return 0;
+  }
+  /* No one confirms p.  Two others agreeing with each other outvote it. */
+  for (int d = 0; d < UP_DOWNSTAIRS; d++)
+    for (int e = d + 1; e < UP_DOWNSTAIRS; e++) {
+      if (!(differ & (1u << d)) || !(differ & (1u << e)) ||
+          !fresh_same(&c[d], &c[e]))
+        continue;
+      log_warn("downstairs %s: read lba %llu: outvoted by %s and %s, job "
+               "%llu", up->cl[p].name, (unsigned long long) lba,
+               up->cl[d].name, up->cl[e].name, (unsigned long long) job->id);
+      if (c[d].flags & PROTO_CTX_PRESENT)
+        return fresh_take(up, job, d, lba, c[d].version, 1u << p, out) == 0
+                   ? 0 : -EIO;
+      memset(out, 0, up->region.block_size);
+      up__heal_zero(up, lba, c[d].version > c[e].version ? c[d].version
+                                                         : c[e].version, p);
+      return 0;
+    }
+  log_error("read lba %llu: %s and %s disagree (version %llu%s, version "
+            "%llu%s) and neither can be proven; not served, job %llu",
+            (unsigned long long) lba, up->cl[p].name,
+            up->cl[__builtin_ctz(differ)].name,
+            (unsigned long long) cp.version,
+            cp.flags & PROTO_CTX_PRESENT ? "" : " zeroes",
+            (unsigned long long) c[__builtin_ctz(differ)].version,
+            c[__builtin_ctz(differ)].flags & PROTO_CTX_PRESENT ? ""
+                                                               : " zeroes",
+            (unsigned long long) job->id);
   return -EIO;
 }
 
@@ -324,9 +506,9 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
     unsigned bad = 0;
     for (int d = 0; d < UP_DOWNSTAIRS; d++) {
       const char *why;
-      if (job->ds[d] == DS_ERR)
+      if ((job->failed & (1u << d)))
         bad |= 1u << d;
-      if (job->ds[d] != DS_DONE)
+      if (!(job->seen & (1u << d)))
         continue;
       why = up__blk_check(up, &job->reply[d], i, job->lba + i, tmp, &ver[d]);
       if (why) {
@@ -348,9 +530,9 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
       if (d == bd || best == 0)
         continue; /* nothing written: nothing to copy */
       if (!(bad & (1u << d)) &&
-          (job->ds[d] != DS_DONE || ver[d] >= best))
+          (!(job->seen & (1u << d)) || ver[d] >= best))
         continue;
-      if (job->ds[d] == DS_DONE && !(bad & (1u << d)))
+      if ((job->seen & (1u << d)) && !(bad & (1u << d)))
         log_warn("downstairs %s: read lba %llu: version %llu older than "
                  "%llu on %s (rollback), job %llu", up->cl[d].name,
                  (unsigned long long) (job->lba + i),
@@ -361,6 +543,44 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
   }
   free(tmp);
   return 0;
+}
+
+/* The freshness check (verify=fresh), after the data reply passed
+ * read_verify_one into dst.  Per block, the versions the other replicas
+ * claim (read in the same round, job->vmask) are compared with the one
+ * served; honest, up-to-date replicas agree exactly (the range lock keeps
+ * overlapping writes out), so any difference is a stale or lying one:
+ *   - a claim older than the data's: that replica is stale, healed;
+ *   - a newer written claim: its data is read (fresh_prove) and must
+ *     authenticate with at least that version; then it is served and the
+ *     stale ones healed, else the claimant lied and is faulted;
+ *   - a newer trim (zeroes) cannot be proven: it is served only if another
+ *     replica agrees with it, ignored (and healed) if another agrees with
+ *     the data, and the read fails (EIO) when two replicas disagree with
+ *     nothing to tell them apart.
+ * The data's own zero answer is weighed the same way.  No versions reply
+ * at all: not served (one replica's word is not enough). */
+static int read_fresh(struct upstairs *up, struct up_job *job, uint8_t *dst)
+{
+  uint32_t bs = up->region.block_size;
+  unsigned others = job->seen & job->vmask;
+  int p = -1, r = 0;
+
+  for (int d = 0; d < UP_DOWNSTAIRS && p < 0; d++)
+    if (job->seen & job->dmask & (1u << d))
+      p = d;
+  if (p < 0)
+    return -EIO;
+  if (!others) {
+    log_error("read lba %llu n %u: no other downstairs answered with its "
+              "versions; not served on the word of %s alone, job %llu",
+              (unsigned long long) job->lba, job->n, up->cl[p].name,
+              (unsigned long long) job->id);
+    return -EIO;
+  }
+  for (uint32_t i = 0; i < job->n && r == 0; i++)
+    r = fresh_block(up, job, p, others, i, dst + (size_t) i * bs);
+  return r;
 }
 
 /* Verify a decided READ job into dst, retrying other replicas on any
@@ -376,19 +596,19 @@ static int read_finish(struct upstairs *up, struct up_job *job, int res,
 
   for (int attempt = 0;; attempt++) {
     struct up_req req;
-    for (int d = 0; d < UP_DOWNSTAIRS; d++)
-      if (job->ds[d] != DS_NONE)
-        tried |= 1u << d;
+    tried |= job->sent & ~job->vmask;
     if (res == 0)
-      r = up->cfg.verify_all ? read_verify_all(up, job, dst)
-                             : read_verify_one(up, job, dst);
+      r = up->cfg.verify == UP_VERIFY_ALL ? read_verify_all(up, job, dst)
+          : read_verify_one(up, job, dst);
+    if (r == 0 && up->cfg.verify == UP_VERIFY_FRESH)
+      r = read_fresh(up, job, dst);
     if (r == 0 && nbad)
       up__heal_read(up, job, bad, nbad);
     if (r < 0 && res != -EROFS && nbad < IO_READ_TRIES)
       bad[nbad++] = job;
     else
       up__job_put(job);
-    if (r == 0 || res == -EROFS || up->cfg.verify_all ||
+    if (r == 0 || res == -EROFS || up->cfg.verify == UP_VERIFY_ALL ||
         attempt + 1 >= IO_READ_TRIES || tried == (1u << UP_DOWNSTAIRS) - 1)
       break;
     r = -EIO;

@@ -89,6 +89,11 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
   if (first) {
     job->decided = true;
     job->result = result;
+    for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+      job->seen |= (unsigned) (job->ds[i] == DS_DONE) << i;
+      job->failed |= (unsigned) (job->ds[i] == DS_ERR) << i;
+      job->sent |= (unsigned) (job->ds[i] != DS_NONE) << i;
+    }
     if (job->type == PROTO_T_FLUSH && result == 0 && job->flush_dirty &&
         job->flush_no > up->acked_flush)
       up->acked_flush = job->flush_no;
@@ -136,6 +141,36 @@ static int job_fail_code(const struct up_job *job)
   return e > 0 ? -e : -EIO;
 }
 
+/* Did a data reply arrive (a versions-only one does not count)? */
+static bool job_data_ok(const struct up_job *job)
+{
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (job->ds[i] == DS_DONE && !(job->vmask & (1u << i)))
+      return true;
+  return false;
+}
+
+/* A fresh READ may be decided before every reply is in: once its data
+ * replica answered and one versions reply arrived (freshness needs one
+ * other replica's word; a hung one must not hold every read), or once its
+ * data replica failed (the caller tries another). */
+static bool read_ready(const struct up_job *job)
+{
+  bool data_done = false, data_out = false, ver = false;
+
+  if (!job->vmask)
+    return false;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    if (job->dmask & (1u << i)) {
+      data_done |= job->ds[i] == DS_DONE;
+      data_out |= job->ds[i] == DS_SENT;
+    } else if (job->vmask & (1u << i)) {
+      ver |= job->ds[i] == DS_DONE;
+    }
+  }
+  return !data_out && (!data_done || ver);
+}
+
 /* Decide what can be decided; untrack when nothing is SENT any more. */
 static void job_eval(struct upstairs *up, struct up_job *job)
 {
@@ -165,8 +200,12 @@ static void job_eval(struct upstairs *up, struct up_job *job)
     if (pendf == 0)
       job_decide(up, job, okf >= 2 ? 0 : job_fail_code(job));
     break;
+  case PROTO_T_READ:
+    if (pending == 0 || read_ready(job))
+      job_decide(up, job, job_data_ok(job) ? 0 : -EIO);
+    break;
   case PROTO_T_EXTENT_FLUSH: /* the caller reads ds[] per replica */
-  default: /* READ: the caller checks each reply */
+  default:
     if (pending == 0)
       job_decide(up, job, ok ? 0 : -EIO);
     break;
@@ -210,6 +249,8 @@ static void job_patch(struct upstairs *up, struct up_job *job)
   case PROTO_T_READ:
     proto_put_read(job->frame, job->id, job->lba, job->n,
                    job->ctx_only ? PROTO_F_CTX_ONLY : 0);
+    proto_put_read(job->vframe, job->id, job->lba, job->n,
+                   PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
     break;
   case PROTO_T_EXTENT_FLUSH: {
     struct proto_extent_op o = {.job_id = job->id, .eid = (uint32_t) job->lba,
@@ -250,7 +291,8 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (job_wants(&up->cl[i], job))
       mask |= 1u << i;
-  if (job->only || job->type != PROTO_T_READ || up->cfg.verify_all || !mask)
+  if (job->only || job->type != PROTO_T_READ ||
+      up->cfg.verify == UP_VERIFY_ALL || !mask)
     return mask;
   /* Least in flight; ties rotate so idle replicas share the reads. */
   up->read_rr++;
@@ -261,7 +303,15 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
       best = up->cl[i].inflight;
     }
   }
-  return 1u << pick;
+  job->dmask = 1u << pick;
+  if (up->cfg.verify == UP_VERIFY_FRESH) {
+    /* Versions from every other full replica, those a retry no longer
+     * reads data from included: one is enough, all are asked. */
+    for (int i = 0; i < UP_DOWNSTAIRS; i++)
+      if (i != pick && up->cl[i].state == CL_ACTIVE && !up->cl[i].lr)
+        job->vmask |= 1u << i;
+  }
+  return job->dmask | job->vmask;
 }
 
 /* Fault a downstairs that fell too far behind: writes acked by the
@@ -315,7 +365,9 @@ void up__job_start(struct upstairs *up, struct up_job *job)
           up__lr_before_send(up, c, job) < 0)
         continue; /* faulted */
     }
-    if (cl_send_job(c, job) < 0) {
+    if ((job->vmask & (1u << i)
+             ? cl_send_job_frame(c, job, job->vframe, sizeof job->vframe)
+             : cl_send_job(c, job)) < 0) {
       cl_fault(c, "send failed, job %llu", (unsigned long long) job->id);
       continue;
     }
@@ -335,11 +387,23 @@ void up__drain(uv_async_t *a)
   struct up_job *job, *next;
   bool stopping;
 
+  char why[UP_DOWNSTAIRS][160];
+  bool fault[UP_DOWNSTAIRS];
+
   pthread_mutex_lock(&up->lock);
   job = up->q_head;
   up->q_head = up->q_tail = NULL;
   stopping = up->stopping;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    fault[i] = up->fault_req[i];
+    up->fault_req[i] = false;
+    memcpy(why[i], up->fault_why[i], sizeof why[i]);
+  }
   pthread_mutex_unlock(&up->lock);
+  for (int i = 0; i < UP_DOWNSTAIRS && !stopping; i++)
+    if (fault[i] && up->cl[i].state == CL_ACTIVE)
+      cl_fault(&up->cl[i], "%s", why[i]); /* before the jobs: a retry
+                                             asks the others */
   for (; job; job = next) {
     next = job->next;
     if (stopping) {
@@ -411,6 +475,13 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
   if (!job || job->ds[c->idx] != DS_SENT || job->type != PROTO_T_READ) {
     free(buf);
     job_bad_reply(c, d->job_id);
+    return;
+  }
+  if (d->err == 0 &&
+      (d->data == NULL) != (job->ctx_only || (job->vmask & (1u << c->idx)))) {
+    free(buf);
+    cl_fault(c, "READ_DONE %s data for job %llu", d->data ? "with" : "without",
+             (unsigned long long) d->job_id);
     return;
   }
   c->inflight--;

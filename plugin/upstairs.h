@@ -35,6 +35,13 @@
 #define UP_DOWNSTAIRS 3
 #define UP_DEFAULT_TIMEOUT 30
 
+/* Reads: FRESH (default) reads the data from one replica and only the
+ * block versions from the others, so no single replica can serve an old
+ * version; ONE trusts the one replica read (weaker: a rolled-back replica
+ * whose metadata was forged can serve old data); ALL reads every replica
+ * and takes the newest authentic version. */
+enum up_verify { UP_VERIFY_FRESH = 0, UP_VERIFY_ONE, UP_VERIFY_ALL };
+
 struct up_config {
   char host[UP_DOWNSTAIRS][PARSE_HOST_MAX];
   uint16_t port[UP_DOWNSTAIRS];
@@ -42,7 +49,7 @@ struct up_config {
   uint8_t key[CRYPT_KEY_LEN]; /* wiped by up_new after copying */
   uint64_t gen;               /* 0: one above the highest any reports */
   unsigned write_quorum;      /* 2 (default) or 3 */
-  bool verify_all;            /* read every replica, take newest authentic */
+  enum up_verify verify;      /* how reads are checked (UP_VERIFY_*) */
   unsigned timeout;           /* seconds, default UP_DEFAULT_TIMEOUT */
   char state_path[1024];      /* "": no rollback state file */
   bool accept_rollback;       /* start even if the state file says rollback */

@@ -88,6 +88,10 @@ struct up_job {
   bool sys;          /* reconciliation's own: may run before RUNNING */
   unsigned lr_mask;  /* loop only: targets that were live-repair targets
                       * when it was sent (their acks are not quorum) */
+  /* READ with verify=fresh (jobs.c): dmask gets the data, vmask only the
+   * versions (vframe: the same READ with CTX_ONLY|VERSIONS). */
+  unsigned dmask, vmask;
+  uint8_t vframe[PROTO_IO_HDR_LEN];
   /* Only to these downstairs (heal, reconciliation): decided when every
    * one answered, and never noted in the version cache. */
   unsigned only;
@@ -103,6 +107,10 @@ struct up_job {
   /* Outcome, under up->lock. */
   bool decided;
   int result;          /* 0 or -errno */
+  /* At the decision: downstairs that answered (reply[] valid) and that
+   * failed.  A READ may be decided before every reply is in (freshness
+   * needs one versions reply): the caller uses these, never ds[]. */
+  unsigned seen, failed, sent;
   struct up_req *req;  /* NULL once the caller gave up */
   uint8_t *reply_buf[UP_DOWNSTAIRS]; /* READ_DONE frames, owned */
   struct proto_read_done reply[UP_DOWNSTAIRS];
@@ -265,6 +273,9 @@ struct upstairs {
   enum up_phase phase;  /* under lock */
   bool stopping;        /* under lock */
   bool fenced;          /* under lock */
+  /* A caller found downstairs i lying (io.c): the loop faults it. */
+  bool fault_req[UP_DOWNSTAIRS];     /* under lock */
+  char fault_why[UP_DOWNSTAIRS][160];
   unsigned n_active;    /* atomic; downstairs taking IO */
   uint64_t guest_jobs;  /* atomic; guest jobs submitted (repair yields) */
 
@@ -418,6 +429,8 @@ void up__heal_read(struct upstairs *up, struct up_job *good,
  * wait for it (same rules: the caller holds the range lock). */
 void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
                     uint32_t i, uint64_t lba, int d);
+/* heal.c: the same for zeroes: a TRIM of lba with that version. */
+void up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d);
 
 /* vcache.c: newest version written per LBA (bounded, lossy). */
 #define UP_VCACHE_SLOTS 65536u /* 1 MiB */
