@@ -267,6 +267,30 @@ static void test_mark_ext(void)
   close(dirfd);
 }
 
+/* A database edited to say repair=1 but dirty=0 (no path of ours
+ * writes that) still reads as a marked, dirty extent. */
+static void test_mark_hand_edited(void)
+{
+  const char *dir = newdir();
+  struct proto_region d = geom(BS, ES, EC, 0);
+  struct region *r;
+  char p[256];
+  sqlite3 *db;
+  CHECK(region_create(dir, &d) == 0);
+  snprintf(p, sizeof p, "%s/00/000/001.db", dir);
+  CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "INSERT INTO metadata VALUES('repair', 1);", NULL,
+                     NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK(meta_row(dir, 1, "dirty") == 0);
+  CHECK(region_open(dir, &r) == 0);
+  CHECK(state_is(r, 1, 0, 0, 1));
+  CHECK(region_flush(r, 1, 1) == 0 && state_is(r, 1, 0, 0, 1));
+  CHECK(region_extent_flush(r, 1, 2, 1) == 0 && state_is(r, 1, 1, 2, 0));
+  region_close(r);
+  CHECK(meta_row(dir, 1, "repair") == 0);
+}
+
 int main(void)
 {
   static const struct region_test tests[] = {
@@ -274,7 +298,8 @@ int main(void)
       {"mark_unwritten", test_mark_unwritten},
       {"mark_kill", test_mark_kill},
       {"mark_evicted", test_mark_evicted},
-      {"mark_ext", test_mark_ext}};
+      {"mark_ext", test_mark_ext},
+      {"mark_hand_edited", test_mark_hand_edited}};
   return region_tests_run("test_region_mark", tests,
                           sizeof tests / sizeof tests[0]);
 }
