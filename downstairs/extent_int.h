@@ -39,8 +39,9 @@ int ext__zero_range(int fd, off_t off, off_t len);
 void ext__paths(const char *dir, uint32_t eid, char rel[GEOM_EXTENT_PATH_MAX],
                 char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db, size_t dblen);
 
-/* Step s (EXT__GET_META_SQL) into out and *repair (if not NULL);
- * -EINVAL if gen_number, flush_number or dirty is missing. */
+/* Step s (EXT__GET_META_SQL) into out and *repair (if not NULL); a
+ * marked extent is reported dirty.  -EINVAL if gen_number, flush_number
+ * or dirty is missing. */
 int ext__read_meta_rows(struct sqlite3 *db, struct sqlite3_stmt *s,
                         struct proto_extent_state *out, bool *repair);
 

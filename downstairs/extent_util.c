@@ -132,8 +132,7 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
                         struct proto_extent_state *out, bool *repair)
 {
   int found = 0, rc;
-  if (repair)
-    *repair = false; /* no row: never marked (or made before the mark) */
+  bool marked = false; /* no row: never marked (or made before the mark) */
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     const char *name = (const char *) sqlite3_column_text(s, 0);
     uint64_t v = (uint64_t) sqlite3_column_int64(s, 1);
@@ -145,10 +144,17 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
       out->flush = v, found |= 2;
     else if (strcmp(name, "dirty") == 0)
       out->dirty = v != 0, found |= 4;
-    else if (strcmp(name, "repair") == 0 && repair)
-      *repair = v != 0;
+    else if (strcmp(name, "repair") == 0)
+      marked = v != 0;
   }
   sqlite3_reset(s);
+  /* A marked extent is dirty (extent.c, M1), whatever a database that
+   * was edited by hand says: it must be rehashed at open and reported
+   * dirty. */
+  if (marked)
+    out->dirty = 1;
+  if (repair)
+    *repair = marked;
   if (rc != SQLITE_DONE) {
     log_error("metadata: %s", sqlite3_errmsg(db));
     return ext__sql_err(rc);
