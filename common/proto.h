@@ -77,12 +77,8 @@ enum proto_type {
   /* One extent: upstairs -> downstairs (answered by JOB_DONE). */
   PROTO_T_EXTENT_FLUSH = 20,  /* make one extent clean and durable */
   /* 21..23: EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN, retired in
-   * version 3 (no codec; a downstairs rejects them as unknown types).
-   * Kept as names, unused, only until plugin/repair.c drops the
-   * file-copy live repair; never reuse the numbers. */
-  PROTO_T_EXTENT_CLOSE = 21,  /* retired, unused */
-  PROTO_T_EXTENT_REPAIR = 22, /* retired, unused */
-  PROTO_T_EXTENT_REOPEN = 23, /* retired, unused */
+   * version 3 (the file-copy live repair; a downstairs rejects them as
+   * unknown types): never reuse the numbers. */
   /* Repair peer (`clone`) -> source downstairs. */
   PROTO_T_FILE_REQ = 24,      /* a chunk of an extent file */
   PROTO_T_FILE_DATA = 25,     /* its answer */
@@ -117,7 +113,6 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_CTX_LEN 48
 #define PROTO_EXTENT_FLUSH_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* EXTENT_MARK */
-#define PROTO_EXTENT_REPAIR_LEN (PROTO_FRAME_HDR_LEN + 32) /* retired, unused */
 #define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
 #define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32) /* AUTH, AUTH_OK */
@@ -231,12 +226,6 @@ struct proto_extent_op {
   uint64_t job_id;
   uint32_t eid;
   uint64_t flush_no, gen; /* EXTENT_FLUSH; gen != 0 */
-  /* Retired, unused: the source address of EXTENT_REPAIR, neither
-   * encoded nor decoded; kept only until plugin/repair.c stops
-   * setting it. */
-  uint8_t family;
-  uint16_t port;
-  uint8_t addr[16];
 };
 
 /* FILE_REQ: bytes [offset, offset + len) of one extent file. */

@@ -167,6 +167,11 @@ static void build_and_roundtrip(void)
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_READ &&
         m.u.io.n == 5 && m.flags == PROTO_F_CTX_ONLY);
   f = add();
+  f->len = proto_put_read(f->b, 1009, 9, 5,
+                          PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
+  CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_READ &&
+        m.flags == (PROTO_F_CTX_ONLY | PROTO_F_VERSIONS));
+  f = add();
   f->len = proto_put_trim(f->b, 1002, 8, 2, (7ull << 32) | 9);
   CHECK(f->len == PROTO_TRIM_LEN);
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_TRIM &&
@@ -420,11 +425,19 @@ static void test_rejects(void)
   len += PROTO_CTX_LEN + BS;
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
 
-  /* CTX_ONLY on a frame other than READ / READ_DONE, or a WRITE context
-   * claiming BAD. */
+  /* CTX_ONLY on a frame other than READ / READ_DONE, VERSIONS without
+   * CTX_ONLY or on anything but READ, or a WRITE context claiming BAD. */
   len = proto_put_trim(b, 1, 0, 1, 0);
   proto_le16(b + 6, PROTO_F_CTX_ONLY);
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
+  len = proto_put_read(b, 1, 0, 1, PROTO_F_VERSIONS);
+  CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
+  len = proto_put_read_done_hdr(b, 1, 0, 1, BS, PROTO_F_CTX_ONLY);
+  memset(b + len, 0, PROTO_CTX_LEN);
+  proto_le32(b, (uint32_t) (len + PROTO_CTX_LEN));
+  CHECK(proto_decode(b, len + PROTO_CTX_LEN, BS, &m) == 0);
+  proto_le16(b + 6, PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
+  CHECK(proto_decode(b, len + PROTO_CTX_LEN, BS, &m) == -EPROTO);
   len = proto_put_write_hdr(b, 1, 0, 1, BS);
   c = (struct proto_ctx){.flags = PROTO_CTX_PRESENT | PROTO_CTX_BAD};
   proto_ctx_put(b + len, &c);
