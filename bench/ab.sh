@@ -5,7 +5,8 @@
 #   bash bench/ab.sh DIR_A DIR_B [JOBS] [RUNS]
 #
 # DIR_A and DIR_B each hold a crucible.so and a crucible-downstairs (copy
-# them out of two builds).  For each of RUNS (3) rounds, A then B: three
+# them out of two builds), and optionally nbdkit.args: extra nbdkit
+# parameters, one per line (the same build with verify=one vs fresh).  For each of RUNS (3) rounds, A then B: three
 # downstairs + nbdkit on a fresh 256 MiB encrypted volume (16 MiB
 # extents), one sequential fill, then each job of JOBS (default: seqwrite
 # seqread randwrite32 randread32 randwrite1 fsync1) for BENCH_RUNTIME (3)
@@ -19,7 +20,7 @@
 set -u -o pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 2 ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 A=$(cd "$1" && pwd) B=$(cd "$2" && pwd)
 JOBS=${3:-"seqwrite seqread randwrite32 randread32 randwrite1 fsync1"}
 RUNS=${4:-3}
@@ -64,6 +65,8 @@ one() {
     args+=("downstairs=127.0.0.1:$port")
   done
   make_keyfile "$td/key"
+  # Extra nbdkit parameters of this build (one per line), e.g. verify=one.
+  [ -f "$dir/nbdkit.args" ] && while read -r a; do [ -n "$a" ] && args+=("$a"); done < "$dir/nbdkit.args"
   spawn "$log" nbdkit -f --log=stderr -U "$td/s" "$dir/crucible.so" "${args[@]}" "key=+$td/key"
   pids+=("$SPAWNED")
   wait_socket "$td/s" "$SPAWNED" 30 || { say "nbdkit did not start"; return 1; }

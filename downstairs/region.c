@@ -507,19 +507,8 @@ int region_read(struct region *r, uint64_t lba, uint32_t n,
   int ret = io_extent(r, lba, n, &re);
   if (ret < 0)
     return ret;
-  ret = ext_read(&re->x, lba % r->meta.def.extent_size, n, ctxs, data);
-  ext_put(r, re);
-  return ret;
-}
-
-int region_versions(struct region *r, uint64_t lba, uint32_t n,
-                    struct proto_ctx *ctxs)
-{
-  struct rext *re;
-  int ret = io_extent(r, lba, n, &re);
-  if (ret < 0)
-    return ret;
-  ret = ext_versions(&re->x, lba % r->meta.def.extent_size, n, ctxs);
+  ret = data ? ext_read(&re->x, lba % r->meta.def.extent_size, n, ctxs, data)
+             : ext_versions(&re->x, lba % r->meta.def.extent_size, n, ctxs);
   ext_put(r, re);
   return ret;
 }

@@ -79,11 +79,9 @@ int region_write(struct region *r, uint64_t lba, uint32_t n,
  * unflushed trim's, else 0).  A written block gets the stored context
  * whose on_disk_hash matches the bytes read; if none matches (corruption,
  * or a crash between flushes), the newest context with PROTO_CTX_BAD and
- * the bytes as they are. */
-/* The newest context of each of n blocks at lba, from the metadata only
- * (no data read, never PROTO_CTX_BAD): what the replica claims to hold. */
-int region_versions(struct region *r, uint64_t lba, uint32_t n,
-                    struct proto_ctx *ctxs);
+ * the bytes as they are.  data NULL: the newest context of each block
+ * from the metadata only (no data read, never PROTO_CTX_BAD), what the
+ * replica claims to hold (PROTO_F_VERSIONS). */
 int region_read(struct region *r, uint64_t lba, uint32_t n,
                 struct proto_ctx *ctxs, uint8_t *data);
 

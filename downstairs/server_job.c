@@ -106,8 +106,7 @@ static void work_read(struct ds_job *j)
     j->err = ENOMEM; /* the loop thread sends a short READ_DONE */
     return;
   }
-  int r = j->versions ? region_versions(j->srv->region, j->lba, j->n, ctxs)
-                      : region_read(j->srv->region, j->lba, j->n, ctxs, data);
+  int r = region_read(j->srv->region, j->lba, j->n, ctxs, data);
   if (r < 0) {
     j->err = -r;
     w->len = proto_put_read_done_hdr(w->data, j->job_id, j->err, 0, bs, 0);
