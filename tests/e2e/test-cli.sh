@@ -36,7 +36,7 @@ expect 1 "plugin: timeout=abc" "timeout=abc: expected" \
   "${nbd[@]}" "${ds[@]}" timeout=abc
 expect 1 "plugin: write-quorum=1" "write-quorum=1: expected" \
   "${nbd[@]}" "${ds[@]}" write-quorum=1
-expect 1 "plugin: verify=most" "verify=most: expected one or all" \
+expect 1 "plugin: verify=most" "verify=most: expected fresh, one or all" \
   "${nbd[@]}" "${ds[@]}" verify=most
 expect 1 "plugin: gen=0" "gen=0: expected" "${nbd[@]}" "${ds[@]}" gen=0
 printf 'short\n' > "$tmp/short.key"
