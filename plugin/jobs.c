@@ -248,7 +248,8 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     break;
   case PROTO_T_READ:
     proto_put_read(job->frame, job->id, job->lba, job->n,
-                   job->ctx_only ? PROTO_F_CTX_ONLY : 0);
+                   (job->ctx_only ? PROTO_F_CTX_ONLY : 0) |
+                       (job->versions ? PROTO_F_VERSIONS : 0));
     proto_put_read(job->vframe, job->id, job->lba, job->n,
                    PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
     break;

@@ -68,7 +68,7 @@ struct rec_chunk {
   uint32_t eid;
   uint64_t lba;
   uint32_t n;
-  unsigned cand, part;
+  unsigned cand, part, vers;
   struct rec_blk *blk;
   struct up_rec_sum *sum;
 };
@@ -149,6 +149,7 @@ static int rec_read_ctxs(struct rec_chunk *ch)
       return -ENOMEM;
     }
     jobs[nj]->ctx_only = true;
+    jobs[nj]->versions = (ch->vers >> d) & 1;
     at[d] = (int) nj++;
   }
   up__run_jobs(ch->up, jobs, nj, res);
@@ -393,12 +394,12 @@ static int rec_flush_extent(struct upstairs *up, uint32_t eid)
 
 int up__rec_range(struct upstairs *up, const char *what, uint32_t eid,
                   uint64_t lba, uint32_t n, unsigned cand, unsigned part,
-                  struct up_rec_sum *sum)
+                  unsigned vers, struct up_rec_sum *sum)
 {
   struct rec_blk *blk = calloc(n ? n : 1, sizeof *blk);
   struct rec_chunk ch = {.up = up, .what = what, .eid = eid, .lba = lba,
-                         .n = n, .cand = cand, .part = part, .blk = blk,
-                         .sum = sum};
+                         .n = n, .cand = cand, .part = part, .vers = vers,
+                         .blk = blk, .sum = sum};
   int r;
 
   if (!blk)
@@ -421,7 +422,8 @@ static int rec_extent(struct upstairs *up, uint32_t eid,
   for (uint64_t lba = first; r == 0 && lba < end; lba += chunk)
     r = up__rec_range(up, "reconcile", eid, lba,
                       (uint32_t) (end - lba < chunk ? end - lba : chunk),
-                      up->rep.rec_cand[eid], (1u << UP_DOWNSTAIRS) - 1, sum);
+                      up->rep.rec_cand[eid], (1u << UP_DOWNSTAIRS) - 1, 0,
+                      sum);
   if (r == 0)
     r = rec_flush_extent(up, eid);
   if (r == 0 && (sum->copied != before.copied ||

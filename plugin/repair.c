@@ -247,7 +247,10 @@ static int lr_chunk(struct upstairs *up, int t, unsigned src, uint32_t e,
 
   if (r < 0)
     return r;
-  r = up__rec_range(up, "live repair", e, lba, n, src, src | (1u << t), sum);
+  /* The sources (serving the guest) only look up their versions; the
+   * target reads its blocks so that a BAD one is replaced. */
+  r = up__rec_range(up, "live repair", e, lba, n, src, src | (1u << t), src,
+                    sum);
   up__range_unlock(up, &rg);
   return r;
 }

@@ -85,6 +85,7 @@ struct up_job {
   bool flush_dirty;  /* FLUSH: writes or trims were sent before it */
   uint64_t version;  /* TRIM: the trim's version */
   bool ctx_only;     /* READ: contexts only (PROTO_F_CTX_ONLY) */
+  bool versions;     /* ... from the metadata alone (PROTO_F_VERSIONS) */
   bool sys;          /* reconciliation's own: may run before RUNNING */
   unsigned lr_mask;  /* loop only: targets that were live-repair targets
                       * when it was sent (their acks are not quorum) */
@@ -365,11 +366,13 @@ struct up_rec_sum {
 };
 /* Compare blocks [lba, lba + n) of extent eid on the replicas in part,
  * with candidates cand (a subset), and bring every one level with the
- * newest authentic version (reconcile.c, any thread but the loop).  what
- * prefixes log lines.  0, or -ENOMEM. */
+ * newest authentic version (reconcile.c, any thread but the loop).  The
+ * replicas in vers are asked for versions only (metadata, no data read,
+ * no BAD: a bad winner then fails the upstairs' check and is excluded).
+ * what prefixes log lines.  0, or -ENOMEM. */
 int up__rec_range(struct upstairs *up, const char *what, uint32_t eid,
                   uint64_t lba, uint32_t n, unsigned cand, unsigned part,
-                  struct up_rec_sum *sum);
+                  unsigned vers, struct up_rec_sum *sum);
 /* A downstairs (re)joined a running volume: live-repair it. */
 void up__lr_admit(struct upstairs *up, struct cl *c);
 /* JOB_DONE for a loop-sent EXTENT_MARK?  true if it was one (consumed). */
