@@ -7,7 +7,10 @@
 # unaligned, across extents, trims up to the whole volume), every read
 # checked against a model, while downstairs are killed, stopped, corrupted
 # or away for a while (kill -9 or SIGTERM, some ops, back: a live repair
-# of what changed), and nbdkit is killed or everything restarted cleanly.
+# of what changed) or rolled back (put back to an older copy of its
+# region with its extent metadata forged: only the read path's freshness
+# check, issue 12, keeps its old blocks out of reads; `--no rollback`
+# leaves it out), and nbdkit is killed or everything restarted cleanly.
 # At the end: a verify=all read of the whole volume, `crucible-downstairs
 # verify` on each replica, and identical extent data on the three.
 #

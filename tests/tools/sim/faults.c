@@ -101,6 +101,17 @@ void away_check(struct sim *s, bool wait)
   s->away_ds = -1;
 }
 
+/* Downstairs i is back from an away (or rollback) fault: away_check
+ * logs its resync and the next fault waits until it is active. */
+void away_back(struct sim *s, int i)
+{
+  s->away_ds = i;
+  s->away_t = now();
+  s->away_next = now() + 0.2;
+  s->away_seq = s->seq;
+  event(s, "away: ds%d back", i + 1);
+}
+
 /* Take downstairs i down: kill -9 (and wait until the upstairs sees it)
  * or SIGSTOP. */
 void ds_down(struct sim *s, int i, bool kill9)
@@ -307,8 +318,8 @@ void fault_begin(struct sim *s)
   s->long_stop = rng_range(&s->rfault, 0, 1);
   uint64_t dur = rng_range(&s->rfault, 20, 300);
   uint64_t short_dur = rng_range(&s->rfault, 3, 60);
-  if (s->corrupt_ds >= 0)
-    ds = s->corrupt_ds; /* never a second replica down or corrupt */
+  if (special_ds(s) >= 0)
+    ds = special_ds(s); /* never a second replica down, corrupt or stale */
   away_check(s, true);
   wait_healthy(s);
   s->nfaults[s->fc]++;
@@ -349,6 +360,11 @@ void fault_begin(struct sim *s)
     dur = rng_range(&s->rfault, 1, 300);
     event(s, "away: ds%d for %" PRIu64 " ops", ds + 1, dur);
     break;
+  case F_ROLLBACK: /* copy now, restore after dur ops (rollback.c) */
+    rollback_copy(s, ds);
+    event(s, "rollback: ds%d put back to the copy after %" PRIu64 " ops",
+          ds + 1, dur);
+    break;
   }
   if (s->ds[ds].stopped && !s->long_stop) {
     /* A short SIGSTOP ends well before the upstairs' timeout would fault
@@ -380,15 +396,12 @@ void fault_tick(struct sim *s)
     s->no_flush = false;
     if (s->fc == F_DOWN_CRASH)
       crash_nbdkit(s, s->fds);
+    else if (s->fc == F_ROLLBACK)
+      rollback_restore(s, s->fds);
     else
       ds_up(s, s->fds);
-    if (s->fc == F_AWAY) {
-      s->away_ds = s->fds;
-      s->away_t = now();
-      s->away_next = now() + 0.2;
-      s->away_seq = s->seq;
-      event(s, "away: ds%d back", s->fds + 1);
-    }
+    if (s->fc == F_AWAY)
+      away_back(s, s->fds);
     s->fault_active = false;
     fault_schedule(s);
   } else if (!s->fault_active && s->seq >= s->next_fault) {

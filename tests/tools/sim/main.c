@@ -9,11 +9,12 @@ void progress(struct sim *s)
   printf("crucible-sim: %5.0f s  ops %" PRIu64 " (r %" PRIu64 " w %" PRIu64
          " t %" PRIu64 " z %" PRIu64 " f %" PRIu64 ")  faults %" PRIu64
          "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
-         "/%" PRIu64 "\n",
+         "/%" PRIu64 "/%" PRIu64 "\n",
          t, s->seq,
          s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM], s->nops[K_ZERO],
          s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1], s->nfaults[2],
-         s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6]);
+         s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
+         s->nfaults[7]);
   fflush(stdout);
 }
 
@@ -103,7 +104,9 @@ void final_replicas(struct sim *s)
 
 void final_phase(struct sim *s)
 {
-  if (s->fault_active)
+  if (s->fault_active && s->fc == F_ROLLBACK)
+    rollback_restore(s, s->fds); /* its replica is up: finish the attack */
+  else if (s->fault_active)
     ds_up(s, s->fds);
   away_check(s, true);
   wait_healthy(s);
@@ -128,10 +131,11 @@ void summary(struct sim *s)
   printf("crucible-sim: faults kill-ds %" PRIu64 " stop-ds %" PRIu64
          " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %"
          PRIu64 " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
-         " (%" PRIu64 " by SIGTERM); %" PRIu64
-         " MiB checked after crashes%s\n", s->nfaults[0], s->nfaults[1],
-         s->nfaults[2], s->flips_done, s->nfaults[3], s->nfaults[4],
-         s->nfaults[5], s->nfaults[6], s->away_clean, s->crash_checked >> 20,
+         " (%" PRIu64 " by SIGTERM) rollback %" PRIu64 " (%" PRIu64
+         " restores); %" PRIu64 " MiB checked after crashes%s\n",
+         s->nfaults[0], s->nfaults[1], s->nfaults[2], s->flips_done,
+         s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
+         s->away_clean, s->nfaults[7], s->rollbacks, s->crash_checked >> 20,
          s->o.lenient ? " (lenient)" : "");
 }
 
@@ -142,7 +146,7 @@ void __attribute__((noreturn)) usage(void)
           "[--extent-count N]\n"
           "         [--timeout SECS] [--downstairs BIN] [--plugin SO]\n"
           "         [--no kill-ds|stop-ds|flip|kill-nbdkit|restart|down-crash|"
-          "away]... [--inject-bug] [--lenient-crash]\n");
+          "away|rollback]... [--inject-bug] [--lenient-crash]\n");
   exit(2);
 }
 
@@ -215,7 +219,7 @@ int main(int argc, char **argv)
   signal(SIGINT, on_signal);
   signal(SIGPIPE, SIG_IGN);
   s->t_start = now();
-  s->corrupt_ds = s->away_ds = -1;
+  s->corrupt_ds = s->away_ds = s->stale_ds = -1;
   s->inject_pending = s->o.inject;
   rng_seed(&s->rops, s->o.seed);
   rng_seed(&s->rfault, s->o.seed ^ 0x6a09e667f3bcc909ull);
@@ -234,6 +238,10 @@ int main(int argc, char **argv)
   model_init(&s->D, s->size);
   s->blk_mod = calloc(s->size / BLOCK, sizeof *s->blk_mod);
   s->flipped = calloc(s->size / BLOCK, 1);
+  s->stale = calloc(s->size / BLOCK, 1);
+  s->snap_stale = calloc(s->size / BLOCK, 1);
+  if (!s->blk_mod || !s->flipped || !s->stale || !s->snap_stale)
+    fail(s, "out of memory");
   for (int i = 0; i < 3; i++)
     ds_start(s, i);
   nbdkit_start(s, false);

@@ -269,6 +269,7 @@ void issue(struct sim *s, const struct op *t)
     for (uint64_t b = o->off / BLOCK; b <= (o->off + o->len - 1) / BLOCK; b++)
       s->blk_mod[b] = o->seq;
     heal_flips(s, o->off, o->len);
+    heal_stale(s, o->off, o->len);
   }
   s->busy[o->conn]++;
   if (submit(s, o) < 0)

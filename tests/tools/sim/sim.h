@@ -2,7 +2,7 @@
  *
  *   crucible-sim --dir DIR [--seed N] [--seconds S] [--extent-count N]
  *                [--timeout SECS] [--downstairs BIN] [--plugin SO]
- *                [--no CLASS]... [--inject-bug]
+ *                [--no CLASS]... [--inject-bug] [--lenient-crash]
  *
  * It creates three encrypted regions with create's default geometry
  * (128 MiB extents of 4 KiB blocks, --extent-count of them), runs three
@@ -63,7 +63,33 @@
  * for 1-300 ops, then restarts on its port: the live repair of a short
  * outage, resyncing what changed while it was away under the ops that
  * follow; the time and ops from its return until the stats file shows
- * it active are logged, and the next fault waits for that, bounded).
+ * it active are logged, and the next fault waits for that, bounded) and
+ * rollback (rollback.c: a replica put back to an older copy of its own
+ * region with its extent metadata forged, so that nothing at its return
+ * looks different: issue 12's attacker).  The fault begins with a copy:
+ * every op issued so far is flushed (so the replica holds all of them),
+ * it stops cleanly (SIGTERM, exit 0), its region directory is copied, and
+ * it starts again at once (resynced like an away).  After 20-300 ops of
+ * normal life it is put back: once it is active, every op so far is
+ * flushed (every extent clean and level on all three), it stops cleanly,
+ * the rows of each extent's metadata table (gen_number, flush_number,
+ * dirty) are read (the values it reports now, which equal what the
+ * others report: it was active until a moment ago and got every flush;
+ * the others' databases cannot be opened while they run, SQLite
+ * locking_mode=EXCLUSIVE, and one fault at a time keeps them running),
+ * its directory is replaced by the copy (its current region.json kept),
+ * each restored extent database gets those rows back (sqlite3 C API),
+ * the copy is deleted, it starts again, and no op is issued until it is
+ * active: its return looks like a clean restart, no extent is pending,
+ * nothing is compared, and every block written, trimmed or zeroed since
+ * the copy may be older there.  Only the read path's freshness check
+ * stands between it and a read (verify=one, the pre-issue-12 default,
+ * serves the old data: the class exists to prove the check).  The sim
+ * passes no verify= to nbdkit during the run (the default mode) and
+ * verify=all only for the final read, so the class never meets
+ * verify=one on purpose; there is no option to pass other nbdkit
+ * parameters.  A run ending inside the fault puts the replica back before
+ * the final read.
  * They come in rounds, each round a seeded permutation of the enabled
  * classes (away twice: a short outage is what a real volume meets most,
  * and a partial resync has more corners than a full copy), the next one
@@ -82,7 +108,16 @@
  * landed anywhere (if nowhere, the flip stays on its one replica: the rule
  * is a margin, not what correctness rests on).  A live repair alone heals
  * nothing: it compares only the extents that changed, not the flipped
- * one.
+ * one.  A rolled-back replica is special the same way: every block a
+ * write, trim or zero issued since the copy touched (and every block
+ * still stale on it when the copy was taken) is marked stale on it, a
+ * write, trim or zero issued since the restore clears the blocks it
+ * touches, and while any is marked, later faults (a second rollback
+ * included) may take down only that replica: one replica holding
+ * rolled-back blocks at a time, never a second one down or rolled back
+ * beside it.  Corrupt and rolled-back replica are then always the same
+ * one (each rule picks the other's replica while it holds).  Heals by
+ * reads (the freshness check's) are not counted.
  *
  * Replay.  Ops and faults come from two PRNG streams of the seed and
  * faults fire at fixed op numbers (new ops wait for a fault's conditions),
@@ -140,13 +175,13 @@
 #define HEALTH_SECS 180           /* bound on waiting for all active */
 #define START_SECS 120            /* bound on a process coming up */
 #define STOP_SECS 60              /* bound on a clean stop */
-#define NFAULT 7
+#define NFAULT 8
 #define ROUND_MAX (NFAULT + 1) /* away twice per round */
 
 enum kind { K_READ, K_WRITE, K_TRIM, K_ZERO, K_FLUSH };
 extern const char *const kind_name[5];
 enum fclass { F_KILL_DS, F_STOP_DS, F_FLIP, F_KILL_NBDKIT, F_RESTART,
-              F_DOWN_CRASH, F_AWAY };
+              F_DOWN_CRASH, F_AWAY, F_ROLLBACK };
 extern const char *const fault_name[NFAULT];
 
 /* xoshiro256** seeded by splitmix64. */
@@ -234,10 +269,17 @@ struct sim {
   int away_ds;          /* returned from an away fault, not active yet */
   double away_t, away_next; /* when it returned; next stats look */
   uint64_t away_seq;    /* op number when it returned */
+  /* rollback (rollback.c) */
+  uint64_t snap_seq;    /* op number when DIR/snap was taken */
+  uint8_t *snap_stale;  /* per block: stale on the copied replica */
+  uint8_t *stale;       /* per block: may be older on stale_ds */
+  int stale_ds;         /* holds rolled-back blocks, or -1 */
+  uint64_t stale_pending; /* blocks marked in stale */
   bool inject_pending;
   /* counters */
   uint64_t nops[5], bytes[5], nfaults[NFAULT], crash_checked, flips_done;
   uint64_t away_clean;  /* away faults that stopped it with SIGTERM */
+  uint64_t rollbacks;   /* rollback faults that restored a copy */
   double t_start;
   FILE *logf;
   char hist[HIST][200];
@@ -330,6 +372,7 @@ bool flip_block(struct sim *s, int i);
 void heal_flips(struct sim *s, uint64_t off, uint64_t len);
 void ds_stop_clean(struct sim *s, int i);
 void away_check(struct sim *s, bool wait);
+void away_back(struct sim *s, int i);
 void ds_down(struct sim *s, int i, bool kill9);
 void ds_up(struct sim *s, int i);
 void check_chunk(struct sim *s, uint64_t off, uint64_t n,
@@ -343,6 +386,12 @@ enum fclass next_class(struct sim *s);
 void fault_begin(struct sim *s);
 void fault_schedule(struct sim *s);
 void fault_tick(struct sim *s);
+
+/* rollback.c */
+int special_ds(struct sim *s);
+void rollback_copy(struct sim *s, int i);
+void rollback_restore(struct sim *s, int i);
+void heal_stale(struct sim *s, uint64_t off, uint64_t len);
 
 /* main.c */
 void progress(struct sim *s);
