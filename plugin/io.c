@@ -365,17 +365,20 @@ static bool fresh_same(const struct proto_ctx *a, const struct proto_ctx *b)
   return (!pa && !pb) || (pa && pb && a->version == b->version);
 }
 
-/* Serve the written version top that replica d claims (proven by its
- * data); heal every replica in stale with it.  0, -EIO (lost), or
- * -EBADMSG (d lied: faulted). */
+/* Serve the written version top that replica d claims, proven by its
+ * data (read into a scratch block, so out keeps p's data if it fails);
+ * heal every replica in stale with it.  0, -EIO (lost), or -EBADMSG (d
+ * cannot produce it: a lie, d faulted). */
 static int fresh_take(struct upstairs *up, struct up_job *job, int d,
                       uint64_t lba, uint64_t top, unsigned stale, uint8_t *out)
 {
-  struct up_job *held;
+  struct up_job *held = NULL;
+  uint8_t *tmp = malloc(up->region.block_size);
   char why[160];
-  int r = fresh_prove(up, d, lba, top, out, &held);
+  int r = tmp ? fresh_prove(up, d, lba, top, tmp, &held) : -ENOMEM;
 
   if (r == 0) {
+    memcpy(out, tmp, up->region.block_size);
     for (int o = 0; o < UP_DOWNSTAIRS; o++)
       if (stale & (1u << o)) {
         log_warn("downstairs %s: read lba %llu: older than version %llu on "
@@ -392,99 +395,98 @@ static int fresh_take(struct upstairs *up, struct up_job *job, int d,
               why, (unsigned long long) job->id);
     fresh_fault(up, d, why);
   }
+  free(tmp);
   if (held)
     up__job_put(held);
   return r;
 }
 
-/* One block of read_fresh: the data replica p's answer is in out.
- * Honest, up-to-date replicas agree exactly, so the rule is: p's
- * contents are served when another replica names the same; a newer
- * written version claimed against it must be proven (and then wins); a
- * replica that cannot prove its claim is faulted as a liar; otherwise two
- * replicas agreeing outvote a third; and one against one with nothing to
- * prove fails the read (EIO) rather than guess. */
+/* One block of read_fresh; p's answer (data, authenticated) is in out.
+ * Honest, up-to-date replicas agree exactly, so any difference is a
+ * stale or lying replica, and the rule is:
+ *   - W, the newest written version anyone reports, beats every written
+ *     answer with a lower version and every zero answer whose trim
+ *     version is known and lower; it must be proven (authentic data with
+ *     that version) by a replica that holds it, else that replica lied
+ *     and is faulted;
+ *   - zeroes whose version a flush forgot (0), or a newer trim, are not
+ *     beaten by W and cannot be proven: between them and W the majority
+ *     decides (two of three), and one against one fails the read (EIO)
+ *     rather than guess;
+ *   - the losers are healed to the winner. */
 static int fresh_block(struct upstairs *up, struct up_job *job, int p,
                        unsigned others, uint32_t i, uint8_t *out)
 {
-  uint64_t lba = job->lba + i, top = 0;
-  struct proto_ctx cp, c[UP_DOWNSTAIRS];
-  unsigned agree = 0, differ = 0;
-  int claimant = -1, r;
+  uint64_t lba = job->lba + i, top = 0, zver = 0;
+  unsigned all = others | (1u << p), hold = 0, zero = 0, beaten = 0;
+  struct proto_ctx c[UP_DOWNSTAIRS];
+  bool same = true;
+  int holder = -1;
 
-  fresh_ctx(job, p, i, &cp);
-  for (int d = 0; d < UP_DOWNSTAIRS; d++) {
-    if (!(others & (1u << d)))
-      continue;
-    fresh_ctx(job, d, i, &c[d]);
-    if (fresh_same(&c[d], &cp)) {
-      agree |= 1u << d;
-      continue;
-    }
-    differ |= 1u << d;
-    if ((c[d].flags & PROTO_CTX_PRESENT) && c[d].version > cp.version &&
-        c[d].version > top) {
-      top = c[d].version;
-      claimant = d;
-    }
-  }
-  if (!differ)
-    return 0;
-  if (claimant >= 0) { /* a newer written version: proven, it wins */
-    r = fresh_take(up, job, claimant, lba, top,
-                   ((1u << p) | agree | differ) & ~(1u << claimant), out);
-    if (r != -EBADMSG)
-      return r;
-    differ &= ~(1u << claimant); /* the liar's word is void */
-    if (!differ && !agree) {
-      /* It was the only other word: p stands, proven by its tag, but
-       * with no one to confirm it the read is tried again. */
-      return -EIO;
-    }
-  }
-  if (agree) { /* p confirmed: every other answer is stale */
-    for (int d = 0; d < UP_DOWNSTAIRS; d++) {
-      if (!(differ & (1u << d)))
-        continue;
-      log_warn("downstairs %s: read lba %llu: %s %llu where %s holds "
-               "version %llu (stale or rolled back), job %llu",
-               up->cl[d].name, (unsigned long long) lba,
-               c[d].flags & PROTO_CTX_PRESENT ? "version" : "zeroes, version",
-               (unsigned long long) c[d].version, up->cl[p].name,
-               (unsigned long long) cp.version, (unsigned long long) job->id);
-      if (cp.flags & PROTO_CTX_PRESENT)
-        up__heal_block(up, &job->reply[p], i, lba, d);
-      else
-        up__heal_zero(up, lba, cp.version, d);
-    }
-    return 0;
-  }
-  /* No one confirms p.  Two others agreeing with each other outvote it. */
   for (int d = 0; d < UP_DOWNSTAIRS; d++)
-    for (int e = d + 1; e < UP_DOWNSTAIRS; e++) {
-      if (!(differ & (1u << d)) || !(differ & (1u << e)) ||
-          !fresh_same(&c[d], &c[e]))
-        continue;
-      log_warn("downstairs %s: read lba %llu: outvoted by %s and %s, job "
-               "%llu", up->cl[p].name, (unsigned long long) lba,
-               up->cl[d].name, up->cl[e].name, (unsigned long long) job->id);
-      if (c[d].flags & PROTO_CTX_PRESENT)
-        return fresh_take(up, job, d, lba, c[d].version, 1u << p, out) == 0
-                   ? 0 : -EIO;
-      memset(out, 0, up->region.block_size);
-      up__heal_zero(up, lba, c[d].version > c[e].version ? c[d].version
-                                                         : c[e].version, p);
+    if (all & (1u << d)) {
+      fresh_ctx(job, d, i, &c[d]);
+      same &= fresh_same(&c[d], &c[p]);
+      if ((c[d].flags & PROTO_CTX_PRESENT) && c[d].version > top)
+        top = c[d].version;
+    }
+  if (same)
+    return 0;
+  for (int d = 0; d < UP_DOWNSTAIRS; d++) {
+    if (!(all & (1u << d)))
+      continue;
+    if (c[d].flags & PROTO_CTX_PRESENT) {
+      if (c[d].version == top) {
+        hold |= 1u << d;
+        if (holder < 0 || d == p)
+          holder = d;
+      } else {
+        beaten |= 1u << d;
+      }
+    } else if (top && c[d].version && c[d].version < top) {
+      beaten |= 1u << d;
+    } else {
+      zero |= 1u << d;
+      if (c[d].version > zver)
+        zver = c[d].version;
+    }
+  }
+  if (!zero || (__builtin_popcount(hold) >= 2 &&
+                __builtin_popcount(zero) == 1)) {
+    /* W wins (nothing it cannot beat, or two hold it against one). */
+    if (holder == p) {
+      for (int d = 0; d < UP_DOWNSTAIRS; d++)
+        if ((beaten | zero) & (1u << d)) {
+          log_warn("downstairs %s: read lba %llu: %s %llu where %s holds "
+                   "version %llu (stale or rolled back), job %llu",
+                   up->cl[d].name, (unsigned long long) lba,
+                   c[d].flags & PROTO_CTX_PRESENT ? "version"
+                                                  : "zeroes, version",
+                   (unsigned long long) c[d].version, up->cl[p].name,
+                   (unsigned long long) top, (unsigned long long) job->id);
+          up__heal_block(up, &job->reply[p], i, lba, d);
+        }
       return 0;
     }
-  log_error("read lba %llu: %s and %s disagree (version %llu%s, version "
-            "%llu%s) and neither can be proven; not served, job %llu",
-            (unsigned long long) lba, up->cl[p].name,
-            up->cl[__builtin_ctz(differ)].name,
-            (unsigned long long) cp.version,
-            cp.flags & PROTO_CTX_PRESENT ? "" : " zeroes",
-            (unsigned long long) c[__builtin_ctz(differ)].version,
-            c[__builtin_ctz(differ)].flags & PROTO_CTX_PRESENT ? ""
-                                                               : " zeroes",
+    return fresh_take(up, job, holder, lba, top, beaten | zero, out) == 0
+               ? 0 : -EIO;
+  }
+  if (__builtin_popcount(zero) >= 2) { /* zeroes, two against one */
+    memset(out, 0, up->region.block_size);
+    for (int d = 0; d < UP_DOWNSTAIRS; d++)
+      if ((hold | beaten) & (1u << d)) {
+        log_warn("downstairs %s: read lba %llu: version %llu where two "
+                 "others hold zeroes (stale or rolled back), job %llu",
+                 up->cl[d].name, (unsigned long long) lba,
+                 (unsigned long long) c[d].version,
+                 (unsigned long long) job->id);
+        up__heal_zero(up, lba, zver, d);
+      }
+    return 0;
+  }
+  log_error("read lba %llu: replicas disagree (zeroes against version "
+            "%llu) and none can be proven; not served, job %llu",
+            (unsigned long long) lba, (unsigned long long) top,
             (unsigned long long) job->id);
   return -EIO;
 }
@@ -525,6 +527,37 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
     if (bd < 0) {
       free(tmp);
       return -EIO;
+    }
+    if (best > 0) {
+      /* Zeroes whose trim version a flush forgot cannot be proven newer:
+       * two replicas holding them outvote one newer write (a replica
+       * rolled back to before the trim), as in read_fresh. */
+      unsigned nz = 0, nb = 0;
+      uint64_t zv = 0;
+      for (int d = 0; d < UP_DOWNSTAIRS; d++) {
+        struct proto_ctx c;
+        if (!(job->seen & (1u << d)) || (bad & (1u << d)))
+          continue;
+        nb += ver[d] == best;
+        if (ver[d] == 0) {
+          nz++;
+          proto_ctx_get(job->reply[d].ctxs + (size_t) i * PROTO_CTX_LEN, &c);
+          zv = c.version > zv ? c.version : zv;
+        }
+      }
+      if (nz >= 2 && nb < 2) {
+        memset(dst + (size_t) i * bs, 0, bs);
+        for (int d = 0; d < UP_DOWNSTAIRS; d++)
+          if ((job->seen & (1u << d)) && ver[d] > 0) {
+            log_warn("downstairs %s: read lba %llu: version %llu where two "
+                     "others hold zeroes (rollback), job %llu",
+                     up->cl[d].name, (unsigned long long) (job->lba + i),
+                     (unsigned long long) ver[d],
+                     (unsigned long long) job->id);
+            up__heal_zero(up, job->lba + i, zv, d);
+          }
+        continue;
+      }
     }
     for (int d = 0; d < UP_DOWNSTAIRS; d++) {
       if (d == bd || best == 0)

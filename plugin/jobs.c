@@ -151,12 +151,15 @@ static bool job_data_ok(const struct up_job *job)
 }
 
 /* A fresh READ may be decided before every reply is in: once its data
- * replica answered and one versions reply arrived (freshness needs one
- * other replica's word; a hung one must not hold every read), or once its
- * data replica failed (the caller tries another). */
-static bool read_ready(const struct up_job *job)
+ * replica failed (the caller tries another), or once its data and one
+ * versions reply arrived and every other versions reply still out is
+ * from a downstairs silent for UP_FRESH_LIVE_MS (a hung one must not hold
+ * every read; a live one is waited for, so that all answers are weighed
+ * and a stale one is healed). */
+static bool read_ready(struct upstairs *up, const struct up_job *job)
 {
-  bool data_done = false, data_out = false, ver = false;
+  bool data_done = false, data_out = false, ver = false, live = false;
+  uint64_t now = uv_now(&up->loop);
 
   if (!job->vmask)
     return false;
@@ -166,9 +169,11 @@ static bool read_ready(const struct up_job *job)
       data_out |= job->ds[i] == DS_SENT;
     } else if (job->vmask & (1u << i)) {
       ver |= job->ds[i] == DS_DONE;
+      live |= job->ds[i] == DS_SENT &&
+              now - up->cl[i].last_rx_ms < UP_FRESH_LIVE_MS;
     }
   }
-  return !data_out && (!data_done || ver);
+  return !data_out && (!data_done || (ver && !live));
 }
 
 /* Decide what can be decided; untrack when nothing is SENT any more. */
@@ -201,7 +206,7 @@ static void job_eval(struct upstairs *up, struct up_job *job)
       job_decide(up, job, okf >= 2 ? 0 : job_fail_code(job));
     break;
   case PROTO_T_READ:
-    if (pending == 0 || read_ready(job))
+    if (pending == 0 || read_ready(up, job))
       job_decide(up, job, job_data_ok(job) ? 0 : -EIO);
     break;
   case PROTO_T_EXTENT_FLUSH: /* the caller reads ds[] per replica */

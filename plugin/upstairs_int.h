@@ -53,6 +53,9 @@
  * the volume activates with the two others instead of waiting out
  * timeout (a silent or slow one still gets the whole timeout). */
 #define UP_REFUSED_GRACE_MS 2000
+/* Fresh reads wait for the versions reply of a downstairs that answered
+ * anything this recently (jobs.c read_ready). */
+#define UP_FRESH_LIVE_MS 200
 /* Reconnect delay doubles from 1 s up to this. */
 #define UP_BACKOFF_MAX_MS 8000
 
