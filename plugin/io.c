@@ -423,6 +423,7 @@ static int fresh_block(struct upstairs *up, struct up_job *job, int p,
   bool same = true;
   int holder = -1;
 
+  fresh_ctx(job, p, i, &c[p]); /* first: every other is compared with it */
   for (int d = 0; d < UP_DOWNSTAIRS; d++)
     if (all & (1u << d)) {
       fresh_ctx(job, d, i, &c[d]);
