@@ -417,6 +417,10 @@ const char *up__blk_check(struct upstairs *up, const struct proto_read_done *r,
                           uint32_t i, uint64_t lba, uint8_t *out,
                           uint64_t *ver);
 
+/* readcheck.c: check decided READ job into dst by cfg.verify (heals what
+ * it finds stale or bad): 0, -EBADMSG (the data failed: read another
+ * replica), or -EIO. */
+int up__read_check(struct upstairs *up, struct up_job *job, uint8_t *dst);
 /* jobs.c: start one drained job. */
 void up__job_start(struct upstairs *up, struct up_job *job);
 /* upstairs.c */
