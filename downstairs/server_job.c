@@ -377,6 +377,17 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_EXTENT_MARK: kind = DS_J_XMARK; break;
   default: kind = DS_J_STATES; break;
   }
+  /* The active upstairs reconnecting (same session, authenticated by
+   * now): its old connection is dead to it.  Closed here, before the
+   * states barrier, so that jobs still in transit on it can no longer
+   * change an extent after its state was reported (live repair trusts
+   * the states it gets). */
+  if (kind == DS_J_STATES && !c->repair_peer && srv->active &&
+      srv->active != c && srv->active->session_id == c->session_id) {
+    struct ds_conn *old = srv->active;
+    srv->active = NULL;
+    ds_conn_close(old, 0, "replaced by a new connection of its session");
+  }
   /* Defence in depth (the state check in frame_allowed stops it too):
    * IO and extent frames only from the one active connection. */
   if (kind != DS_J_STATES && kind != DS_J_FILE && c != srv->active) {
