@@ -100,6 +100,29 @@ int up__rec_decide(const struct up_rec_blk b[UP_DOWNSTAIRS], unsigned excluded,
   }
   if (w < 0)
     return -1;
+  if (b[w].flags & PROTO_CTX_PRESENT) {
+    /* Zeroes whose trim version a flush forgot (version 0) are not
+     * older than any write: a replica rolled back to before the trim
+     * holds the write.  Between them the majority decides; one against
+     * one cannot be decided (-2: left, reads of it fail loudly). */
+    unsigned hold = 0, z0 = 0;
+    int zi = -1;
+    for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+      if (!b[i].ok || !b[i].cand || (b[i].flags & PROTO_CTX_BAD) ||
+          (excluded & (1u << i)))
+        continue;
+      if (rec_same(&b[i], &b[w]))
+        hold++;
+      else if (!(b[i].flags & PROTO_CTX_PRESENT) && b[i].version == 0) {
+        z0++;
+        zi = zi < 0 ? i : zi;
+      }
+    }
+    if (z0 > hold)
+      w = zi;
+    else if (z0 == hold)
+      return -2;
+  }
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (i != w && b[i].ok &&
         ((excluded & (1u << i)) || !rec_same(&b[i], &b[w])))
@@ -184,6 +207,15 @@ static bool rec_decide_all(struct rec_chunk *ch)
     if (k->done)
       continue;
     k->w = up__rec_decide(k->b, k->excl, &k->targets);
+    if (k->w == -2) {
+      log_error("%s: lba %llu (extent %u): one replica holds a write, as "
+                "many hold zeroes a flush left without a version; no "
+                "majority, left as it is", ch->what,
+                (unsigned long long) (ch->lba + i), ch->eid);
+      ch->sum->unresolved++;
+      k->done = true;
+      continue;
+    }
     if (k->w < 0) {
       bool any = false, heard = false;
       for (int d = 0; d < UP_DOWNSTAIRS; d++) {

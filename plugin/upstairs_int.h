@@ -360,7 +360,10 @@ struct up_rec_blk {
 /* The winner (newest version among candidates that answered, are not
  * BAD and not in excluded; lowest index on ties), or -1 if none; *targets
  * gets every other replica that answered and holds something else (and
- * every excluded one). */
+ * every excluded one).  Except: a written winner against zeroes of
+ * version 0 (a flushed trim, or never written) held by more eligible
+ * candidates loses to them, and by as many is -2 (undecided, nothing
+ * moves). */
 int up__rec_decide(const struct up_rec_blk b[UP_DOWNSTAIRS], unsigned excluded,
                    unsigned *targets);
 /* Counters of one reconciliation or repair. */

@@ -71,6 +71,18 @@ static void hand_cases(void)
   /* One that did not answer is neither winner nor target. */
   b[0].ok = false;
   CHECK(up__rec_decide(b, 0, &t) == 1 && t == 0);
+  /* A replica rolled back to before a trim that the others flushed (their
+   * zeroes lost the trim's version): two zeroes outvote the old write,
+   * one against one is undecided. */
+  b[0] = blk(true, P, 9);
+  b[1] = b[2] = blk(true, 0, 0);
+  CHECK(up__rec_decide(b, 0, &t) == 1 && t == 1u);
+  b[2].ok = false;
+  CHECK(up__rec_decide(b, 0, &t) == -2);
+  /* A write two hold beats a replica that never saw it. */
+  b[0] = b[1] = blk(true, P, 9);
+  b[2] = blk(true, 0, 0);
+  CHECK(up__rec_decide(b, 0, &t) == 0 && t == 4u);
   /* No eligible copy at all: no winner, nothing moves. */
   b[0] = blk(true, P | BAD, 9);
   b[1] = blk(false, P, 3);
@@ -107,9 +119,32 @@ static void all_cases(void)
         CHECK(w == -1 && t == 0);
         continue;
       }
-      CHECK(w >= 0 && (elig >> w & 1) && b[w].version == best);
-      for (int i = 0; i < w; i++) /* ties: the lowest index */
-        CHECK(!(elig >> i & 1) || b[i].version < best);
+      /* The newest eligible copy, unless it is a write and zeroes of
+       * version 0 are held by more (they win) or as many (undecided). */
+      int nw = -1;
+      unsigned hold = 0, z0 = 0;
+      for (int i = 0; i < 3; i++)
+        if ((elig >> i & 1) && b[i].version == best && nw < 0)
+          nw = i;
+      if (b[nw].flags & P)
+        for (int i = 0; i < 3; i++) {
+          if (!(elig >> i & 1))
+            continue;
+          hold += same(&b[i], &b[nw]);
+          z0 += !(b[i].flags & P) && b[i].version == 0;
+        }
+      if (z0 && z0 == hold) {
+        CHECK(w == -2);
+        continue;
+      }
+      if (z0 > hold) {
+        CHECK(w >= 0 && (elig >> w & 1) && !(b[w].flags & P) &&
+              b[w].version == 0);
+      } else {
+        CHECK(w >= 0 && (elig >> w & 1) && b[w].version == best);
+        for (int i = 0; i < w; i++) /* ties: the lowest index */
+          CHECK(!(elig >> i & 1) || b[i].version < best);
+      }
       CHECK(!(t >> w & 1));
       for (int i = 0; i < 3; i++) {
         if (!b[i].ok)
