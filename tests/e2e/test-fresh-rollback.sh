@@ -148,31 +148,7 @@ done
 # replaced by the A copy (region.json and seed.db stay B's) and its
 # extent metadata forged to ds2's values.
 reset () {
-  local i d f
-  for i in $VOLUME; do
-    rm -rf "${tmp:?}/$i"
-    cp -a "$tmp/$i.B" "$tmp/$i"
-  done
-  for d in "$tmp"/ds1.A/[0-9A-F][0-9A-F]; do # the extent tree(s)
-    rm -rf "$tmp/ds1/${d##*/}"
-    cp -a "$d" "$tmp/ds1/${d##*/}"
-  done
-  (cd "$tmp/ds1" && find . -name '*.db' ! -name seed.db) > "$tmp/dbs"
-  while read -r f; do
-    sqlite3 -batch "$tmp/ds2/$f" "SELECT 'UPDATE metadata SET value = ' ||
-      value || ' WHERE name = ''' || name || ''';' FROM metadata WHERE name
-      IN ('gen_number', 'flush_number', 'dirty')" > "$tmp/forge.sql" ||
-      fail "reading ds2's metadata of $f failed"
-    [ "$(wc -l < "$tmp/forge.sql")" = 3 ] ||
-      fail "test bug: $f: ds2 has no gen_number/flush_number/dirty"
-    sqlite3 -batch "$tmp/ds1/$f" < "$tmp/forge.sql" ||
-      fail "forging ds1's metadata of $f failed"
-  done < "$tmp/dbs"
-  # Nothing at start-up may look different, yet the data is A's.
-  "$DOWNSTAIRS" dump -d "$tmp/ds1" -d "$tmp/ds2" -d "$tmp/ds3" \
-    > "$tmp/dump.txt" 2>&1 || fail "dump failed"
-  grep -q '\*' "$tmp/dump.txt" &&
-    { cat "$tmp/dump.txt" >&2; fail "test bug: the forged ds1 still differs"; }
+  rollback_forge
   for lba in $lbas; do
     same_block "$lba" ds1 ds1.A ||
       fail "test bug: ds1 does not hold A for lba $lba"
