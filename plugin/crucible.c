@@ -29,6 +29,7 @@
 #include "../common/log.h"
 #include "../common/parse.h"
 #include "../common/geom.h"
+#include "replygate.h"
 #include "upstairs.h"
 #include "upstairs_int.h"
 
@@ -38,6 +39,35 @@
 NBDKIT_DLL_PUBLIC int crucible_debug_io = 0;
 NBDKIT_DLL_PUBLIC int crucible_debug_net = 0;
 NBDKIT_DLL_PUBLIC int crucible_debug_repair = 0;
+
+/* nbdkit 1.32.4 to 1.33.9 (Debian bookworm has 1.32.5) abort() in
+ * raw_send_socket (`sock >= 0') when a client hangs up with several
+ * replies of one connection in flight: one worker thread's send fails
+ * with EPIPE and closes the socket while another, already past its
+ * status check, waits for the write lock, then sends to fd -1.  It kills
+ * nbdkit and every other client with it; nbdcopy hangs up like that at
+ * its first EIO (any plugin: `nbdcopy -- [ nbdkit --filter=error pattern
+ * 50M error-pread-rate=0.05 ] null:` aborts every time here).  Fixed
+ * upstream by commit 9d82aa4f ("server: Don't assert on send if client
+ * hangs up early", 1.33.10).  On those versions requests still run in
+ * parallel, but their returns pass the reply gate (replygate.h): an
+ * error waits until every earlier reply is out, and for a while after it
+ * returns go one at a time.  parallel=false serializes each connection
+ * instead (one worker, no race at all, at 0.31x rand read 4k qd32). */
+#if NBDKIT_VERSION_MAJOR == 1 &&                                     \
+    ((NBDKIT_VERSION_MINOR == 32 && NBDKIT_VERSION_MICRO >= 4) ||    \
+     (NBDKIT_VERSION_MINOR == 33 && NBDKIT_VERSION_MICRO < 10))
+#define CRUCIBLE_SEND_RACE 1
+#else
+#define CRUCIBLE_SEND_RACE 0
+#endif
+
+/* The gate's spacing and how long it stays after an error (replygate.h):
+ * 20 ms is ~1000 times a reply's send here; 2 s covers a client's exit
+ * after an error. */
+#define CRUCIBLE_GATE_SPACE_NS (20u * 1000 * 1000)
+#define CRUCIBLE_GATE_HOLD_NS (2000u * 1000 * 1000)
+static struct replygate gate;
 
 static struct up_config cfg;
 static unsigned n_downstairs;
@@ -62,6 +92,7 @@ static void crucible_load(void)
 {
   log_set_sink(crucible_log_sink);
   log_set_level(LOG_DEBUG); /* nbdkit_debug shows only with -v */
+  rg_init(&gate, 0, 0); /* armed in config_complete */
 }
 
 /* Unload: wipe the key copy if get_ready never consumed it. */
@@ -69,6 +100,7 @@ static void crucible_unload(void)
 {
   crypt_wipe(cfg.key, sizeof cfg.key);
   auth_key_wipe(&cfg.auth);
+  rg_destroy(&gate);
 }
 
 /* A secret parameter (key=, auth-key=) as nbdkit_read_password takes it
@@ -283,6 +315,8 @@ static int crucible_config_complete(void)
                      cfg.port[i]);
         return -1;
       }
+  if (CRUCIBLE_SEND_RACE && parallel != 0)
+    rg_init(&gate, CRUCIBLE_GATE_SPACE_NS, CRUCIBLE_GATE_HOLD_NS);
   return 0;
 }
 
@@ -299,7 +333,7 @@ static int crucible_config_complete(void)
   "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
   "accept-rollback=true  Start even if state= detects a rollback.\n" \
     "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \
-  "parallel=true|false   Parallel requests per connection (unsafe here).\n" \
+  "parallel=true|false   Parallel requests per connection (true).\n" \
   "auth-key=+FILE|-      Key the downstairs' --auth-key: prove it, demand proof.\n" \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 
@@ -394,9 +428,17 @@ static int crucible_block_size(void *handle, uint32_t *minimum,
   return 0;
 }
 
+/* A request succeeded (the reply gate, see CRUCIBLE_SEND_RACE). */
+static int crucible_ok(void)
+{
+  rg_return(&gate, false);
+  return 0;
+}
+
 /* Set errno from a negative return, as one nbdkit passes through. */
 static int crucible_err(int r)
 {
+  rg_return(&gate, true);
   switch (-r) {
   case EIO:
   case EROFS:
@@ -417,7 +459,7 @@ static int crucible_pread(void *handle, void *buf, uint32_t count,
   int r = up_read(up, buf, count, offset);
   (void) handle;
   (void) flags;
-  return r < 0 ? crucible_err(r) : 0;
+  return r < 0 ? crucible_err(r) : crucible_ok();
 }
 
 static int crucible_pwrite(void *handle, const void *buf, uint32_t count,
@@ -425,7 +467,7 @@ static int crucible_pwrite(void *handle, const void *buf, uint32_t count,
 {
   int r = up_write(up, buf, count, offset, flags & NBDKIT_FLAG_FUA);
   (void) handle;
-  return r < 0 ? crucible_err(r) : 0;
+  return r < 0 ? crucible_err(r) : crucible_ok();
 }
 
 static int crucible_flush(void *handle, uint32_t flags)
@@ -433,7 +475,7 @@ static int crucible_flush(void *handle, uint32_t flags)
   int r = up_flush(up);
   (void) handle;
   (void) flags;
-  return r < 0 ? crucible_err(r) : 0;
+  return r < 0 ? crucible_err(r) : crucible_ok();
 }
 
 static int crucible_trim(void *handle, uint32_t count, uint64_t offset,
@@ -441,7 +483,7 @@ static int crucible_trim(void *handle, uint32_t count, uint64_t offset,
 {
   int r = up_trim(up, count, offset, flags & NBDKIT_FLAG_FUA);
   (void) handle;
-  return r < 0 ? crucible_err(r) : 0;
+  return r < 0 ? crucible_err(r) : crucible_ok();
 }
 
 /* Zero = trim: unwritten blocks read as zeroes. */
@@ -450,7 +492,7 @@ static int crucible_zero(void *handle, uint32_t count, uint64_t offset,
 {
   int r = up_trim(up, count, offset, flags & NBDKIT_FLAG_FUA);
   (void) handle;
-  return r < 0 ? crucible_err(r) : 0;
+  return r < 0 ? crucible_err(r) : crucible_ok();
 }
 
 static int crucible_can_true(void *handle)
@@ -465,41 +507,16 @@ static int crucible_can_fua(void *handle)
   return NBDKIT_FUA_NATIVE;
 }
 
+
+/* The most a connection may get; .thread_model may lower it. */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
-/* nbdkit 1.32.4 to 1.33.9 (Debian bookworm has 1.32.5) abort() in
- * raw_send_socket (`sock >= 0') when a client hangs up with several
- * replies of one connection in flight: one worker thread's send fails
- * with EPIPE and closes the socket while another waits for the write
- * lock, then sends to fd -1.  It kills nbdkit, so every other client
- * with it (nbdcopy hangs up at its first EIO; kill -9 of any client
- * does it too).  Fixed upstream by commit 9d82aa4f ("server: Don't
- * assert on send if client hangs up early", 1.33.10).  On those
- * versions serialize requests per connection: one worker per connection,
- * so no reply of it can race another.  Connections still run in
- * parallel (we advertise multi-conn), and the volume's work is encryption
- * on the caller threads and round trips that other connections overlap;
- * measured here, nbdcopy and qemu-img copies of 128 MiB were no slower. */
-#if NBDKIT_VERSION_MAJOR == 1 &&                                     \
-    ((NBDKIT_VERSION_MINOR == 32 && NBDKIT_VERSION_MICRO >= 4) ||    \
-     (NBDKIT_VERSION_MINOR == 33 && NBDKIT_VERSION_MICRO < 10))
-#define CRUCIBLE_SEND_RACE 1
-#else
-#define CRUCIBLE_SEND_RACE 0
-#endif
-
-/* The thread model (nbdkit asks after config_complete): parallel= if
- * given, else serialized on the nbdkit versions with the send race.
- * Measured here (bench/ab.sh, one fio connection at iodepth 32):
- * serialized costs 0.53x rand write 4k, 0.31x rand read 4k, 0.77x seq
- * write; several connections (nbdcopy) do not lose.  parallel=true buys
- * it back at the risk above, for benchmarks and known clients. */
+/* The thread model (nbdkit asks after config_complete): parallel unless
+ * parallel=false (see CRUCIBLE_SEND_RACE for the price measured). */
 static int crucible_thread_model(void)
 {
-  bool par = parallel >= 0 ? parallel : !CRUCIBLE_SEND_RACE;
-
-  return par ? NBDKIT_THREAD_MODEL_PARALLEL
-             : NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
+  return parallel != 0 ? NBDKIT_THREAD_MODEL_PARALLEL
+                       : NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
 }
 
 static struct nbdkit_plugin plugin = {

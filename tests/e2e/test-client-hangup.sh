@@ -5,8 +5,9 @@
 # EIO while others return data; nbdcopy gives up at the first error and
 # hangs up with replies still being sent.  nbdkit 1.32.4..1.33.9 then
 # abort()ed in raw_send_socket (`sock >= 0`) when two worker threads of
-# one connection replied at once (upstream commit 9d82aa4f); the plugin
-# serializes requests per connection on those versions.  nbdkit must
+# one connection replied at once (upstream commit 9d82aa4f); the plugin's
+# reply gate (plugin/replygate.h) prevents that with parallel requests
+# (without it this test aborts nbdkit in round 1).  nbdkit must
 # survive each round and serve the next client once the downstairs are
 # back.
 # timeout: 400
