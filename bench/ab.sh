@@ -13,7 +13,7 @@
 # seconds with no ramp.  One line per job and build: MB/s, IOPS, p99 and
 # the CPU time per unit of nbdkit and of a downstairs (mean of three): µs
 # per MB for seq jobs, µs per IO otherwise, read from /proc/PID/stat
-# around the job.  Then the medians per job and build.
+# around the job; and the context switches per IO of each (all threads).  Then the medians per job and build.
 # BENCH_PERF=nbdkit|ds0 also records `perf record -g` of that process per
 # job into perf-JOB-BUILD-RUN.data in the current directory.
 
@@ -48,6 +48,14 @@ job_opts() {
 
 # CPU seconds of each pid, space separated.
 cpus() { local p; for p in "$@"; do printf '%s ' "$(cpu_seconds "$p")"; done; }
+# Context switches (voluntary + not) of each pid's live threads.
+ctxs() {
+  local p
+  for p in "$@"; do
+    cat /proc/"$p"/task/*/status 2>/dev/null |
+      awk '/ctxt_switches/ {n += $2} END {printf "%d ", n}'
+  done
+}
 
 # One round for build NAME in DIR: start, fill, every job, stop.
 one() {
@@ -76,7 +84,7 @@ one() {
     $(job_opts fill) --output-format=json --output="$td/fill.json" >>"$log" 2>&1 ||
     { say "fill failed"; return 1; }
   for job in $JOBS; do
-    c0=$(cpus "${pids[@]}"); pp=""
+    c0=$(cpus "${pids[@]}"); x0=$(ctxs "${pids[@]}"); pp=""
     case $PERF in
       nbdkit) perf record -g -o "perf-$job-$name-$run.data" -p "${pids[3]}" -- sleep "$RT" >/dev/null 2>&1 & pp=$! ;;
       ds0) perf record -g -o "perf-$job-$name-$run.data" -p "${pids[0]}" -- sleep "$RT" >/dev/null 2>&1 & pp=$! ;;
@@ -87,10 +95,10 @@ one() {
       --runtime="$RT" --output-format=json --output="$td/$job.json" >>"$log" 2>&1 ||
       say "$name $job: fio failed"
     [ -n "$pp" ] && wait "$pp"
-    c1=$(cpus "${pids[@]}")
-    python3 - "$td/$job.json" "$job" "$name" "$c0" "$c1" >>"$OUTS" <<'PY'
+    c1=$(cpus "${pids[@]}"); x1=$(ctxs "${pids[@]}")
+    python3 - "$td/$job.json" "$job" "$name" "$c0" "$c1" "$x0" "$x1" >>"$OUTS" <<'PY'
 import json, sys
-f, job, name, c0, c1 = sys.argv[1:]
+f, job, name, c0, c1, x0, x1 = sys.argv[1:]
 try:
     d = json.load(open(f))["jobs"][0]
 except (OSError, ValueError, KeyError, IndexError):
@@ -101,11 +109,14 @@ ios = r["total_ios"] + w["total_ios"]
 p99 = max(x["clat_ns"].get("percentile", {}).get("99.000000", 0) for x in (r, w)) / 1e3
 unit = mb if job.startswith("seq") else ios
 dc = [b - a for a, b in zip(map(float, c0.split()), map(float, c1.split()))]
+dx = [b - a for a, b in zip(map(float, x0.split()), map(float, x1.split()))]
 print(json.dumps({"job": job, "build": name,
                   "mbs": (r["bw_bytes"] + w["bw_bytes"]) / 1e6,
                   "iops": r["iops"] + w["iops"], "p99_us": p99,
                   "cpu_ds": sum(dc[:3]) / 3 / unit * 1e6 if unit else 0,
-                  "cpu_nbdkit": dc[3] / unit * 1e6 if unit else 0}))
+                  "cpu_nbdkit": dc[3] / unit * 1e6 if unit else 0,
+                  "cs_ds": sum(dx[:3]) / 3 / ios if ios else 0,
+                  "cs_nbdkit": dx[3] / ios if ios else 0}))
 PY
   done
   stop_pids "${pids[@]}"
@@ -120,17 +131,19 @@ done
 python3 - "$OUTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("%-12s %-5s %9s %9s %9s %12s %12s" % ("job", "build", "MB/s", "IOPS",
-      "p99 us", "cpu nbdkit", "cpu ds"))
+print("%-12s %-5s %9s %9s %9s %12s %12s %8s %8s" % ("job", "build", "MB/s",
+      "IOPS", "p99 us", "cpu nbdkit", "cpu ds", "cs/IO nk", "cs/IO ds"))
 for r in rows:
-    print("%-12s %-5s %9.1f %9.0f %9.0f %12.1f %12.1f" % (r["job"], r["build"],
-          r["mbs"], r["iops"], r["p99_us"], r["cpu_nbdkit"], r["cpu_ds"]))
+    print("%-12s %-5s %9.1f %9.0f %9.0f %12.1f %12.1f %8.2f %8.2f" % (r["job"],
+          r["build"], r["mbs"], r["iops"], r["p99_us"], r["cpu_nbdkit"],
+          r["cpu_ds"], r["cs_nbdkit"], r["cs_ds"]))
 print("medians (cpu: us per MB for seq jobs, us per IO otherwise):")
 for job in dict.fromkeys(r["job"] for r in rows):
     for b in ("A", "B"):
         sel = [r for r in rows if r["job"] == job and r["build"] == b]
         if sel:
             m = lambda k: statistics.median(x[k] for x in sel)
-            print("%-12s %-5s %9.1f %9.0f %9.0f %12.1f %12.1f" % (job, b,
-                  m("mbs"), m("iops"), m("p99_us"), m("cpu_nbdkit"), m("cpu_ds")))
+            print("%-12s %-5s %9.1f %9.0f %9.0f %12.1f %12.1f %8.2f %8.2f" % (
+                  job, b, m("mbs"), m("iops"), m("p99_us"), m("cpu_nbdkit"),
+                  m("cpu_ds"), m("cs_nbdkit"), m("cs_ds")))
 PY

@@ -246,27 +246,19 @@ static void seen_reset(struct ext_seen *s)
 /* Are all of [blk, blk+n) known to have rows? */
 static bool rows_known(const struct ext *e, uint64_t blk, uint32_t n)
 {
-  if (e->has_rows == NULL)
-    return false;
-  for (uint64_t b = blk; b < blk + n; b++)
-    if (!(e->has_rows[b / 8] & (1u << (b % 8))))
-      return false;
-  return true;
+  return ext__bm_all(e->has_rows, blk, n);
 }
 
 /* Only after a COMMIT that gave each block of [blk, blk+n) a row. */
 static void rows_mark(struct ext *e, uint64_t blk, uint32_t n)
 {
-  if (e->has_rows != NULL)
-    for (uint64_t b = blk; b < blk + n; b++)
-      e->has_rows[b / 8] |= (uint8_t) (1u << (b % 8));
+  ext__bm_set(e->has_rows, blk, n);
 }
 
 /* Before (or instead of) anything that may delete rows of block b. */
 static void rows_unknown(struct ext *e, uint64_t b)
 {
-  if (e->has_rows != NULL)
-    e->has_rows[b / 8] &= (uint8_t) ~(1u << (b % 8));
+  ext__bm_clear(e->has_rows, b, 1);
 }
 
 /* --- open / close ----------------------------------------------------- */
@@ -491,6 +483,7 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   e->unsynced = false;
   /* All unknown; out of memory only costs the skip in ext_write. */
   e->has_rows = calloc((size_t) (e->extent_size / 8 + 1), 1);
+  e->allocated = calloc((size_t) (e->extent_size / 8 + 1), 1);
   return 0;
 }
 
@@ -511,6 +504,8 @@ void ext_close(struct ext *e)
   seen_reset(&e->seen);
   free(e->has_rows);
   e->has_rows = NULL;
+  free(e->allocated);
+  e->allocated = NULL;
 }
 
 /* --- IO --------------------------------------------------------------- */
@@ -531,10 +526,14 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
   size_t bs = e->block_size, len = (size_t) n * bs;
   off_t off = (off_t) (blk * bs);
   assert(n > 0 && blk + n <= e->extent_size);
-  int r = ext__reserve(e->fd, off, (off_t) len);
-  if (r < 0) {
-    log_error("extent %u: fallocate: %s", e->eid, log_strerror(-r));
-    return r;
+  int r = 0;
+  if (!ext__bm_all(e->allocated, blk, n)) {
+    r = ext__reserve(e->fd, off, (off_t) len);
+    if (r < 0) {
+      log_error("extent %u: fallocate: %s", e->eid, log_strerror(-r));
+      return r;
+    }
+    ext__bm_set(e->allocated, blk, n);
   }
   r = st_run(e, ST_BEGIN);
   if (r == 0 && !e->meta.dirty)
@@ -757,6 +756,7 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
   }
   e->meta.dirty = 1;
   e->unsynced = true;
+  ext__bm_clear(e->allocated, blk, n); /* punched (or unknown) */
   r = ext__zero_range(e->fd, (off_t) (blk * bs), (off_t) ((uint64_t) n * bs));
   if (r < 0) { /* old bytes or zeroes, or torn: keep every row */
     log_error("extent %u: punch hole: %s", e->eid, log_strerror(-r));

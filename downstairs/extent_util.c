@@ -68,10 +68,35 @@ int ext__pread_full(int fd, uint8_t *buf, size_t len, off_t off)
 }
 
 /* ENOSPC and EIO come back as they are: never retried. */
+bool ext__bm_all(const uint8_t *bm, uint64_t blk, uint64_t n)
+{
+  if (bm == NULL)
+    return false;
+  for (uint64_t b = blk; b < blk + n; b++)
+    if (!(bm[b / 8] & (1u << (b % 8))))
+      return false;
+  return true;
+}
+
+void ext__bm_set(uint8_t *bm, uint64_t blk, uint64_t n)
+{
+  if (bm != NULL)
+    for (uint64_t b = blk; b < blk + n; b++)
+      bm[b / 8] |= (uint8_t) (1u << (b % 8));
+}
+
+void ext__bm_clear(uint8_t *bm, uint64_t blk, uint64_t n)
+{
+  if (bm != NULL)
+    for (uint64_t b = blk; b < blk + n; b++)
+      bm[b / 8] &= (uint8_t) ~(1u << (b % 8));
+}
+
 int ext__pwrite_full(int fd, const uint8_t *buf, size_t len, off_t off)
 {
   while (len > 0) {
-    ssize_t r = pwrite(fd, buf, len, off);
+    ssize_t r = pwrite(fd, buf, len < EXT__PWRITE_PIECE ? len : EXT__PWRITE_PIECE,
+                       off);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)
