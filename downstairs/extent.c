@@ -515,6 +515,101 @@ static void bind_blob(sqlite3_stmt *s, int col, const void *p, int len)
   sqlite3_bind_blob(s, col, p, len, SQLITE_STATIC);
 }
 
+/* Under the open transaction: one write's rows.  First, before the new
+ * rows ("has no row" means before this write), the unwritten row for
+ * blocks without rows; skipped when every block is known to have rows
+ * (has_rows).  A block an earlier write of the same group gave rows gets
+ * none (the statement adds only where no row exists), as in sequence. */
+static int write_rows(struct ext *e, const struct ext_wr *w)
+{
+  int r = 0;
+  if (!rows_known(e, w->blk, w->n)) {
+    sqlite3_stmt *u = e->st[ST_ADD_UNWRITTEN];
+    sqlite3_bind_int64(u, 1, (sqlite3_int64) w->blk);
+    sqlite3_bind_int64(u, 2, (sqlite3_int64) (w->blk + w->n));
+    sqlite3_bind_int64(u, 3, (sqlite3_int64) e->zero_hash);
+    r = st_run(e, ST_ADD_UNWRITTEN);
+  }
+  sqlite3_stmt *s = e->st[ST_INSERT];
+  for (uint32_t i = 0; r == 0 && i < w->n; i++) {
+    assert(w->ctxs[i].version != 0);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64) (w->blk + i));
+    sqlite3_bind_int64(s, 2, (sqlite3_int64) w->ctxs[i].version);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64) w->ctxs[i].hash);
+    bind_blob(s, 4, w->ctxs[i].nonce, PROTO_NONCE_LEN);
+    bind_blob(s, 5, w->ctxs[i].tag, PROTO_TAG_LEN);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64) w->odh[i]);
+    r = st_run(e, ST_INSERT);
+  }
+  return r;
+}
+
+/* After COMMIT: one write's bytes. */
+static int write_data(struct ext *e, const struct ext_wr *w)
+{
+  size_t bs = e->block_size;
+  rows_mark(e, w->blk, w->n); /* committed: every block now has rows */
+  int r = ext__pwrite_full(e->fd, w->data, (size_t) w->n * bs,
+                           (off_t) (w->blk * bs));
+  if (r < 0) {
+    /* The disk may hold old, new or (EIO) torn bytes: forget the blocks
+     * so the next flush keeps all their contexts. */
+    log_error("extent %u: pwrite: %s", e->eid, log_strerror(-r));
+    seen_forget(&e->seen, w->blk, w->n);
+    return r;
+  }
+  for (uint32_t i = 0; i < w->n; i++)
+    if (seen_set(&e->seen, (uint32_t) (w->blk + i), EXT_SEEN_LIVE,
+                 w->odh[i]) < 0)
+      log_warn("extent %u: out of memory remembering block %" PRIu64,
+               e->eid, w->blk + i);
+  return 0;
+}
+
+void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw)
+{
+  size_t bs = e->block_size;
+  unsigned live = 0;
+  for (unsigned k = 0; k < nw; k++) {
+    if (w[k].err)
+      continue;
+    assert(w[k].n > 0 && w[k].blk + w[k].n <= e->extent_size);
+    if (!ext__bm_all(e->allocated, w[k].blk, w[k].n)) {
+      w[k].err = ext__reserve(e->fd, (off_t) (w[k].blk * bs),
+                              (off_t) ((size_t) w[k].n * bs));
+      if (w[k].err < 0) {
+        log_error("extent %u: fallocate: %s", e->eid,
+                  log_strerror(-w[k].err));
+        continue;
+      }
+      ext__bm_set(e->allocated, w[k].blk, w[k].n);
+    }
+    live++;
+  }
+  if (live == 0)
+    return;
+  int r = st_run(e, ST_BEGIN);
+  if (r == 0 && !e->meta.dirty)
+    r = set_meta(e, "dirty", 1);
+  for (unsigned k = 0; k < nw && r == 0; k++)
+    if (!w[k].err)
+      r = write_rows(e, &w[k]);
+  if (r == 0)
+    r = st_run(e, ST_COMMIT);
+  if (r < 0) {
+    rollback(e);
+    for (unsigned k = 0; k < nw; k++)
+      if (!w[k].err)
+        w[k].err = r;
+    return;
+  }
+  e->meta.dirty = 1;
+  e->unsynced = true;
+  for (unsigned k = 0; k < nw; k++)
+    if (!w[k].err)
+      w[k].err = write_data(e, &w[k]);
+}
+
 /* Order (I1): reserve space, then dirty=1, the unwritten row for blocks
  * without rows and the new contexts in ONE transaction, COMMIT, and only
  * then pwrite.  Old contexts stay: after a crash either the old or the
@@ -523,64 +618,9 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const struct proto_ctx *ctxs, const uint64_t *odh,
               const uint8_t *data)
 {
-  size_t bs = e->block_size, len = (size_t) n * bs;
-  off_t off = (off_t) (blk * bs);
-  assert(n > 0 && blk + n <= e->extent_size);
-  int r = 0;
-  if (!ext__bm_all(e->allocated, blk, n)) {
-    r = ext__reserve(e->fd, off, (off_t) len);
-    if (r < 0) {
-      log_error("extent %u: fallocate: %s", e->eid, log_strerror(-r));
-      return r;
-    }
-    ext__bm_set(e->allocated, blk, n);
-  }
-  r = st_run(e, ST_BEGIN);
-  if (r == 0 && !e->meta.dirty)
-    r = set_meta(e, "dirty", 1);
-  /* Before the new rows: "has no row" means before this write.  Blocks
-   * known to have rows (has_rows) need no unwritten row: skip the
-   * statement when every block of the range is known. */
-  if (r == 0 && !rows_known(e, blk, n)) {
-    sqlite3_stmt *u = e->st[ST_ADD_UNWRITTEN];
-    sqlite3_bind_int64(u, 1, (sqlite3_int64) blk);
-    sqlite3_bind_int64(u, 2, (sqlite3_int64) (blk + n));
-    sqlite3_bind_int64(u, 3, (sqlite3_int64) e->zero_hash);
-    r = st_run(e, ST_ADD_UNWRITTEN);
-  }
-  sqlite3_stmt *s = e->st[ST_INSERT];
-  for (uint32_t i = 0; r == 0 && i < n; i++) {
-    assert(ctxs[i].version != 0);
-    sqlite3_bind_int64(s, 1, (sqlite3_int64) (blk + i));
-    sqlite3_bind_int64(s, 2, (sqlite3_int64) ctxs[i].version);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64) ctxs[i].hash);
-    bind_blob(s, 4, ctxs[i].nonce, PROTO_NONCE_LEN);
-    bind_blob(s, 5, ctxs[i].tag, PROTO_TAG_LEN);
-    sqlite3_bind_int64(s, 6, (sqlite3_int64) odh[i]);
-    r = st_run(e, ST_INSERT);
-  }
-  if (r == 0)
-    r = st_run(e, ST_COMMIT);
-  if (r < 0) {
-    rollback(e);
-    return r;
-  }
-  e->meta.dirty = 1;
-  e->unsynced = true;
-  rows_mark(e, blk, n); /* committed: every block now has rows */
-  r = ext__pwrite_full(e->fd, data, len, off);
-  if (r < 0) {
-    /* The disk may hold old, new or (EIO) torn bytes: forget the blocks
-     * so the next flush keeps all their contexts. */
-    log_error("extent %u: pwrite: %s", e->eid, log_strerror(-r));
-    seen_forget(&e->seen, blk, n);
-    return r;
-  }
-  for (uint32_t i = 0; i < n; i++)
-    if (seen_set(&e->seen, (uint32_t) (blk + i), EXT_SEEN_LIVE, odh[i]) < 0)
-      log_warn("extent %u: out of memory remembering block %" PRIu64,
-               e->eid, blk + i);
-  return 0;
+  struct ext_wr w = {blk, n, ctxs, odh, data, 0};
+  ext_write_group(e, &w, 1);
+  return w.err;
 }
 
 static void ctx_from_row(sqlite3_stmt *s, struct proto_ctx *c)

@@ -104,6 +104,18 @@ void ext_close(struct ext *e);
 int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const struct proto_ctx *ctxs, const uint64_t *odh,
               const uint8_t *data);
+/* One write of a group. */
+struct ext_wr {
+  uint64_t blk;
+  uint32_t n;
+  const struct proto_ctx *ctxs;
+  const uint64_t *odh;
+  const uint8_t *data;
+  int err; /* in: nonzero skips it; out: 0 or -errno */
+};
+/* Writes in order, as ext_write each, but their rows in ONE transaction
+ * (group commit); each gets its own result. */
+void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw);
 /* Per block of [blk, blk+n) its newest context (written or the unwritten
  * row; zero if none) from the metadata alone: no data read. */
 int ext_versions(struct ext *e, uint64_t blk, uint32_t n,

@@ -452,41 +452,72 @@ static int check_range(const struct region *r, uint64_t lba, uint64_t n)
   return 0;
 }
 
-int region_write(struct region *r, uint64_t lba, uint32_t n,
-                 const struct proto_ctx *ctxs, const uint8_t *data)
+/* One write's checks, before anything is touched (all or nothing): in
+ * range, no version 0 (the unwritten row's, extent.c), every block's hash.
+ * Fills x (odh malloc'd into *odh).  0 or -errno. */
+static int write_check(struct region *r, const struct region_wr *w,
+                       uint64_t **odh, struct ext_wr *x)
 {
   const struct proto_region *d = &r->meta.def;
   size_t bs = d->block_size;
-  int ret = check_range(r, lba, n);
+  int ret = check_range(r, w->lba, w->n);
   if (ret < 0)
     return ret;
-  uint64_t *odh = malloc((size_t) n * sizeof *odh);
-  if (odh == NULL)
+  *odh = malloc((size_t) w->n * sizeof **odh);
+  if (*odh == NULL)
     return -ENOMEM;
-  /* Check every block before touching anything: all or nothing.  Version
-   * 0 is the unwritten row's (extent.c); no real write has it. */
-  for (uint32_t i = 0; i < n && ret == 0; i++) {
-    const uint8_t *b = data + i * bs;
-    if (ctxs[i].version == 0) {
-      ret = -EINVAL;
-      break;
-    }
-    odh[i] = crypt_hash_plain(b, bs);
-    uint64_t h = d->encrypted
-                     ? crypt_hash_cipher(ctxs[i].nonce, ctxs[i].tag, b, bs)
-                     : odh[i];
-    if (h != ctxs[i].hash)
-      ret = -EBADMSG;
+  for (uint32_t i = 0; i < w->n; i++) {
+    const uint8_t *b = w->data + i * bs;
+    const struct proto_ctx *c = &w->ctxs[i];
+    if (c->version == 0)
+      return -EINVAL;
+    (*odh)[i] = crypt_hash_plain(b, bs);
+    uint64_t h = d->encrypted ? crypt_hash_cipher(c->nonce, c->tag, b, bs)
+                              : (*odh)[i];
+    if (h != c->hash)
+      return -EBADMSG;
+  }
+  *x = (struct ext_wr){.blk = w->lba % d->extent_size, .n = w->n,
+                       .ctxs = w->ctxs, .odh = *odh, .data = w->data};
+  return 0;
+}
+
+void region_write_group(struct region *r, struct region_wr *w, unsigned nw)
+{
+  const struct proto_region *d = &r->meta.def;
+  struct ext_wr *x = calloc(nw, sizeof *x);
+  uint64_t **odh = calloc(nw, sizeof *odh);
+  unsigned live = 0;
+  for (unsigned k = 0; k < nw; k++) {
+    w[k].err = !x || !odh ? -ENOMEM : write_check(r, &w[k], &odh[k], &x[k]);
+    if (!w[k].err && geom_extent_of(d, w[k].lba) != geom_extent_of(d, w[0].lba))
+      w[k].err = -EINVAL; /* the caller groups by extent */
+    if (x)
+      x[k].err = w[k].err ? w[k].err : 0;
+    live += !w[k].err;
   }
   struct rext *re;
-  if (ret == 0)
-    ret = ext_get(r, geom_extent_of(d, lba), true, &re);
-  if (ret == 0) {
-    ret = ext_write(&re->x, lba % d->extent_size, n, ctxs, odh, data);
+  int ret = live ? ext_get(r, geom_extent_of(d, w[0].lba), true, &re) : 0;
+  if (live && ret == 0) {
+    ext_write_group(&re->x, x, nw);
     ext_put(r, re);
   }
+  for (unsigned k = 0; k < nw; k++) {
+    if (!w[k].err)
+      w[k].err = ret < 0 ? ret : x[k].err;
+    if (odh)
+      free(odh[k]);
+  }
   free(odh);
-  return ret;
+  free(x);
+}
+
+int region_write(struct region *r, uint64_t lba, uint32_t n,
+                 const struct proto_ctx *ctxs, const uint8_t *data)
+{
+  struct region_wr w = {lba, n, ctxs, data, 0};
+  region_write_group(r, &w, 1);
+  return w.err;
 }
 
 /* Check that [lba, lba+n) lies inside one extent and take that extent

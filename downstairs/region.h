@@ -73,6 +73,17 @@ int region_set_kcv(struct region *r, const struct proto_kcv *kcv);
  * for the whole call. */
 int region_write(struct region *r, uint64_t lba, uint32_t n,
                  const struct proto_ctx *ctxs, const uint8_t *data);
+/* Several writes into one extent, in order, each as region_write (its own
+ * checks and result in err), their rows in one transaction (group
+ * commit: the downstairs joins the queued writes of an extent). */
+struct region_wr {
+  uint64_t lba;
+  uint32_t n;
+  const struct proto_ctx *ctxs;
+  const uint8_t *data;
+  int err; /* out: 0 or -errno */
+};
+void region_write_group(struct region *r, struct region_wr *w, unsigned nw);
 
 /* Read n blocks at lba into data (n * block_size) and ctxs.  A block never
  * written (or trimmed) gets ctxs[i].flags = 0 and zero data (version: its

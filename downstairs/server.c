@@ -85,7 +85,8 @@ static void wreq_done(struct ds_wreq *w)
 static void conn_abort(struct ds_conn *c, const char *why);
 static void conn_read_stop(struct ds_conn *c);
 
-/* A frame was written (or dropped at close): release and free it. */
+/* Frames were written (or dropped at close): release and free them (w
+ * and the ones chained to it by a cork). */
 static void on_write(uv_write_t *req, int status)
 {
   struct ds_wreq *w = req->data;
@@ -94,7 +95,11 @@ static void on_write(uv_write_t *req, int status)
     log_info("%s: write: %s", c->peer, uv_strerror(status));
     conn_abort(c, NULL);
   }
-  wreq_done(w);
+  while (w) {
+    struct ds_wreq *next = w->cnext;
+    wreq_done(w);
+    w = next;
+  }
 }
 
 /* Queue w on c (takes ownership).  On a closing connection the frame is
@@ -103,8 +108,18 @@ static void on_write(uv_write_t *req, int status)
 int ds_conn_send(struct ds_conn *c, struct ds_wreq *w)
 {
   w->conn = c;
+  w->cnext = NULL;
   if (c->closing) {
     wreq_done(w);
+    return 0;
+  }
+  if (c->corked) {
+    if (c->cork_tail)
+      c->cork_tail->cnext = w;
+    else
+      c->cork_head = w;
+    c->cork_tail = w;
+    c->ncork++;
     return 0;
   }
   w->req.data = w;
@@ -116,6 +131,50 @@ int ds_conn_send(struct ds_conn *c, struct ds_wreq *w)
     conn_abort(c, NULL);
   }
   return r;
+}
+
+void ds_conn_cork(struct ds_conn *c)
+{
+  c->corked = true;
+}
+
+/* The corked frames in one uv_write: the first frame's request carries
+ * the chain, freed together in on_write. */
+void ds_conn_uncork(struct ds_conn *c)
+{
+  enum { MAXB = 64 };
+  c->corked = false;
+  while (c->cork_head) {
+    uv_buf_t b[MAXB];
+    unsigned n = 0;
+    struct ds_wreq *first = c->cork_head, *w = first, *last = NULL;
+    for (; w && n < MAXB; last = w, w = w->cnext)
+      b[n++] = uv_buf_init((char *) w->data, (unsigned) w->len);
+    c->cork_head = w;
+    if (!w)
+      c->cork_tail = NULL;
+    last->cnext = NULL;
+    c->ncork -= n;
+    if (c->closing) {
+      on_write(&first->req, UV_ECANCELED);
+      continue;
+    }
+    first->req.data = first;
+    int r = uv_write(&first->req, (uv_stream_t *) &c->tcp, b, n, on_write);
+    if (r < 0) {
+      log_info("%s: write: %s", c->peer, uv_strerror(r));
+      on_write(&first->req, UV_ECANCELED);
+      if (c->cork_tail)
+        c->cork_tail->cnext = NULL;
+      first = c->cork_head;
+      c->cork_head = c->cork_tail = NULL;
+      c->ncork = 0;
+      if (first)
+        on_write(&first->req, UV_ECANCELED);
+      conn_abort(c, NULL);
+      return;
+    }
+  }
 }
 
 /* Send a copy of a small frame. */
@@ -186,6 +245,7 @@ static void on_close(uv_handle_t *h)
 static void conn_closing(struct ds_conn *c)
 {
   struct ds_server *srv = c->srv;
+  ds_conn_uncork(c); /* what was sent before the close goes first */
   c->closing = true;
   srv->nlive--;
   c->closing_ms = uv_now(&srv->loop);
@@ -222,6 +282,7 @@ void ds_conn_close(struct ds_conn *c, int err, const char *why)
   if (c->closing)
     return;
   log_info("%s: closing: %s", c->peer, why);
+  ds_conn_uncork(c);
   if (err > 0) {
     uint8_t f[PROTO_ERROR_HDR_LEN + PROTO_MAX_MSG];
     size_t n = proto_put_error(f, err, 0, why);
@@ -644,6 +705,7 @@ static void server_stop(struct ds_server *srv, const char *why)
   uv_close((uv_handle_t *) &srv->sigterm, NULL);
   uv_close((uv_handle_t *) &srv->sweep, NULL);
   ds_jobs_drop_waiting(srv);
+  ds_jobs_fini(srv);
   for (struct ds_conn *c = srv->conns; c; c = c->next)
     conn_abort(c, NULL);
 }
@@ -748,6 +810,7 @@ int ds_server_run(const struct ds_server_opts *opts_in)
     loop_teardown(&srv);
     return r;
   }
+  ds_jobs_init(&srv);
   uv_signal_init(&srv.loop, &srv.sigint);
   uv_signal_init(&srv.loop, &srv.sigterm);
   srv.sigint.data = srv.sigterm.data = &srv;

@@ -66,6 +66,11 @@ struct ds_conn {
   size_t cur_len;
   bool taken;
   size_t jobs, bytes; /* accounted until the reply is written */
+  /* Corked (ds_conn_cork): frames sent meanwhile wait here and leave in
+   * one uv_write (one writev) at ds_conn_uncork. */
+  bool corked;
+  struct ds_wreq *cork_head, *cork_tail;
+  unsigned ncork;
 };
 
 struct ds_server {
@@ -86,7 +91,23 @@ struct ds_server {
   bool have_session;
   uint64_t session_id;
   struct sched sched;
+  /* Jobs the scheduler started and not yet handed to the thread pool,
+   * in start order (server_job.c): once per loop turn (prepare and check
+   * handles) they go out as at most DS_BATCHES work items. */
+  struct ds_job *ready_head, *ready_tail;
+  size_t nready;
+  /* ready_flush's scratch: extent -> its batch (open addressing). */
+  struct ds_batch_slot *bslot;
+  size_t bslot_cap; /* power of two, >= 2 * nready when used */
+  uv_prepare_t ready_prepare;
+  uv_check_t ready_check;
   bool stopping;
+};
+
+/* One batch of ready_flush: its extent, first and last job. */
+struct ds_batch_slot {
+  uint32_t eid;
+  struct ds_job *lead, *tail;
 };
 
 /* One outgoing frame; freed by the write callback. */
@@ -95,6 +116,7 @@ struct ds_wreq {
   struct ds_conn *conn;
   size_t acct_bytes; /* released from conn->bytes when written */
   bool acct_job;     /* releases one conn->jobs when written */
+  struct ds_wreq *cnext; /* written in one uv_write with these (cork) */
   size_t len;
   uint8_t data[];
 };
@@ -109,7 +131,9 @@ enum ds_job_kind {
 
 struct ds_job {
   struct sched_job s; /* first: the scheduler hands it back */
-  uv_work_t work;
+  uv_work_t work;       /* of the batch this job leads */
+  struct ds_job *rnext; /* srv's ready list, then the rest of its batch */
+  bool done;            /* worker: done (a WRITE group did it) */
   struct ds_server *srv;
   struct ds_conn *conn; /* NULL once the connection closed */
   enum ds_job_kind kind;
@@ -141,6 +165,10 @@ void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
 /* Send a copy of a small frame; 0 or -errno (connection then closing). */
 int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
 int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
+/* Hold frames sent to c until ds_conn_uncork, then write them at once
+ * (closing the connection uncorks first). */
+void ds_conn_cork(struct ds_conn *c);
+void ds_conn_uncork(struct ds_conn *c);
 /* Frames at least this long are taken by their job, not copied. */
 #define DS_TAKE_MIN (64 * 1024)
 /* Give the frame being handled (starting at the read buffer, at least
@@ -170,5 +198,9 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m);
 void ds_jobs_detach(struct ds_server *srv, const struct ds_conn *c);
 /* Shutdown: forget jobs that never started. */
 void ds_jobs_drop_waiting(struct ds_server *srv);
+/* The ready list's handles (ds_server_run, before the loop runs). */
+void ds_jobs_init(struct ds_server *srv);
+/* Stop them (before the loop's last run). */
+void ds_jobs_fini(struct ds_server *srv);
 
 #endif

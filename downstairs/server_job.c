@@ -179,10 +179,9 @@ static void work_file(struct ds_job *j)
   j->reply = w;
 }
 
-/* Thread pool: do the disk work.  Touches only the job and the region. */
-static void job_work(uv_work_t *req)
+/* Do one job's disk work.  Touches only the job and the region. */
+static void job_work_one(struct ds_job *j)
 {
-  struct ds_job *j = req->data;
   struct region *rg = j->srv->region;
   int r = 0;
   switch (j->kind) {
@@ -221,15 +220,51 @@ static void job_reply(struct ds_job *j)
   ds_conn_send(c, j->reply);
 }
 
+/* The WRITEs of the group starting at j (j and the next jobs of its
+ * extent in the batch, up to one that is not a WRITE), in one call:
+ * rows in one transaction.  Marks them done. */
+static void write_group(struct ds_job *j)
+{
+  enum { MAXG = 64 };
+  struct region_wr w[MAXG];
+  struct ds_job *g[MAXG];
+  unsigned n = 0;
+  for (struct ds_job *p = j; p && n < MAXG; p = p->rnext) {
+    if (p->s.eid != j->s.eid || p->done)
+      continue;
+    if (p->kind != DS_J_WRITE)
+      break;
+    g[n] = p;
+    w[n++] = (struct region_wr){.lba = p->lba, .n = p->n, .ctxs = p->ctxs,
+                                .data = p->data};
+  }
+  region_write_group(j->srv->region, w, n);
+  for (unsigned k = 0; k < n; k++) {
+    g[k]->err = w[k].err < 0 ? -w[k].err : 0;
+    g[k]->done = true;
+  }
+}
+
+/* Thread pool: a batch's jobs in order (those of one extent are in
+ * arrival order; consecutive WRITEs of one extent are a group). */
+static void batch_work(uv_work_t *req)
+{
+  for (struct ds_job *j = req->data; j; j = j->rnext) {
+    if (j->done)
+      continue;
+    if (j->kind == DS_J_WRITE)
+      write_group(j);
+    else
+      job_work_one(j);
+  }
+}
+
 static void job_start(struct sched_job *s, void *arg);
 
 /* Loop thread: the job finished; let the ones it held back start. */
-static void job_after(uv_work_t *req, int status)
+static void job_after_one(struct ds_job *j)
 {
-  struct ds_job *j = req->data;
   struct ds_server *srv = j->srv;
-  assert(status == 0); /* we never uv_cancel */
-  (void) status;
   sched_done(&srv->sched, &j->s, job_start, srv);
   if (j->kind == DS_J_XFLUSH || j->kind == DS_J_XMARK) {
     if (j->err)
@@ -252,16 +287,150 @@ static void job_after(uv_work_t *req, int status)
   job_free(j);
 }
 
-/* Scheduler callback: queue the job on the thread pool. */
+/* Loop thread: a batch finished.  Its replies to one connection leave in
+ * one write (cork); jobs it held back go to the ready list. */
+static void batch_after(uv_work_t *req, int status)
+{
+  struct ds_job *j = req->data;
+  struct ds_conn *c = j->conn;
+  assert(status == 0); /* we never uv_cancel */
+  (void) status;
+  if (c)
+    ds_conn_cork(c);
+  while (j) {
+    struct ds_job *next = j->rnext;
+    job_after_one(j);
+    j = next;
+  }
+  if (c)
+    ds_conn_uncork(c);
+}
+
+static void batch_queue(struct ds_server *srv, struct ds_job *lead)
+{
+  lead->work.data = lead;
+  /* Only fails for a NULL work_cb. */
+  int r = uv_queue_work(&srv->loop, &lead->work, batch_work, batch_after);
+  assert(r == 0);
+  (void) r;
+}
+
+/* Grow the extent -> batch table to hold 2 * n slots; false on ENOMEM. */
+static bool bslot_reserve(struct ds_server *srv, size_t n)
+{
+  size_t cap = srv->bslot_cap ? srv->bslot_cap : 64;
+  while (cap < 2 * n)
+    cap *= 2;
+  if (cap == srv->bslot_cap)
+    return true;
+  struct ds_batch_slot *t = malloc(cap * sizeof *t);
+  if (!t)
+    return false;
+  free(srv->bslot);
+  srv->bslot = t;
+  srv->bslot_cap = cap;
+  return true;
+}
+
+/* Hand the ready jobs to the thread pool: one batch per extent (its
+ * jobs in start order: a group, server_sched.h), jobs of different
+ * extents in parallel; a barrier is alone (it starts only when nothing
+ * else runs).  Without memory for the table, one batch for all. */
+static void ready_flush(struct ds_server *srv)
+{
+  struct ds_job *j = srv->ready_head, *next;
+  size_t n = srv->nready;
+  if (!j)
+    return;
+  srv->ready_head = srv->ready_tail = NULL;
+  srv->nready = 0;
+  bool table = n > 1 && bslot_reserve(srv, n);
+  size_t mask = srv->bslot_cap - 1;
+  if (table)
+    for (size_t i = 0; i <= mask; i++)
+      srv->bslot[i].lead = NULL;
+  struct ds_job *one = NULL, *one_tail = NULL;
+  for (; j; j = next) {
+    next = j->rnext;
+    j->rnext = NULL;
+    sched_submitted(&j->s);
+    if (!table) {
+      if (one_tail)
+        one_tail->rnext = j;
+      else
+        one = j;
+      one_tail = j;
+      continue;
+    }
+    size_t i = ((uint32_t) (j->s.eid * 2654435761u)) & mask;
+    while (srv->bslot[i].lead && srv->bslot[i].eid != j->s.eid)
+      i = (i + 1) & mask;
+    struct ds_batch_slot *b = &srv->bslot[i];
+    if (b->lead) {
+      b->tail->rnext = j;
+    } else {
+      b->eid = j->s.eid;
+      b->lead = j;
+    }
+    b->tail = j;
+  }
+  if (one)
+    batch_queue(srv, one);
+  if (table)
+    for (size_t i = 0; i <= mask; i++)
+      if (srv->bslot[i].lead)
+        batch_queue(srv, srv->bslot[i].lead);
+}
+
+static void on_ready_prepare(uv_prepare_t *h)
+{
+  ready_flush(h->data);
+}
+
+static void on_ready_check(uv_check_t *h)
+{
+  ready_flush(h->data);
+}
+
+void ds_jobs_init(struct ds_server *srv)
+{
+  uv_prepare_init(&srv->loop, &srv->ready_prepare);
+  uv_check_init(&srv->loop, &srv->ready_check);
+  srv->ready_prepare.data = srv->ready_check.data = srv;
+  /* Before the loop blocks (jobs started by timers or close callbacks)
+   * and after each poll (frames read, batches finished).  Unref'd: they
+   * keep nothing alive. */
+  uv_prepare_start(&srv->ready_prepare, on_ready_prepare);
+  uv_check_start(&srv->ready_check, on_ready_check);
+  uv_unref((uv_handle_t *) &srv->ready_prepare);
+  uv_unref((uv_handle_t *) &srv->ready_check);
+}
+
+void ds_jobs_fini(struct ds_server *srv)
+{
+  ready_flush(srv); /* started jobs run; their replies are dropped */
+  uv_close((uv_handle_t *) &srv->ready_prepare, NULL);
+  uv_close((uv_handle_t *) &srv->ready_check, NULL);
+  free(srv->bslot);
+  srv->bslot = NULL;
+  srv->bslot_cap = 0;
+}
+
+/* Scheduler callback: the job joins the ready list (submitted at the
+ * end of this loop turn, or at once when the server is stopping). */
 static void job_start(struct sched_job *s, void *arg)
 {
   struct ds_job *j = (struct ds_job *) s;
   struct ds_server *srv = arg;
-  j->work.data = j;
-  /* Only fails for a NULL work_cb. */
-  int r = uv_queue_work(&srv->loop, &j->work, job_work, job_after);
-  assert(r == 0);
-  (void) r;
+  j->rnext = NULL;
+  if (srv->ready_tail)
+    srv->ready_tail->rnext = j;
+  else
+    srv->ready_head = j;
+  srv->ready_tail = j;
+  srv->nready++;
+  if (srv->stopping)
+    ready_flush(srv);
 }
 
 /* Allocate a job for msg.  A big WRITE takes the read buffer holding its

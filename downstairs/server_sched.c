@@ -1,7 +1,8 @@
 /* crucible-c downstairs: job ordering (see server_sched.h for the rule).
  *
- * Invariant, asserted whenever a job starts: no job earlier in the list
- * that is still unfinished conflicts with it.  Liveness: after
+ * Invariant, asserted whenever a job starts: every job earlier in the
+ * list that is still unfinished and conflicts with it is joinable (a
+ * queued group on its extent, server_sched.h).  Liveness: after
  * sched_done(), every job whose earlier jobs are all non-conflicting is
  * running (tests/unit/test_server_sched.c checks both against a naive
  * model on random job streams).
@@ -59,15 +60,17 @@ static void set_clear(struct sched *s)
   }
 }
 
-/* Insert eid; returns 1 if it was already present. */
-static int set_test_add(struct sched *s, uint32_t eid)
+/* Is eid present?  With add, insert it too. */
+static int set_test(struct sched *s, uint32_t eid, bool add)
 {
   size_t mask = s->set_cap - 1;
   size_t i = ((uint32_t) (eid * 2654435761u)) & mask;
   for (;; i = (i + 1) & mask) {
     if (s->set_stamp[i] != s->stamp) {
-      s->set_stamp[i] = s->stamp;
-      s->set_key[i] = eid;
+      if (add) {
+        s->set_stamp[i] = s->stamp;
+        s->set_key[i] = eid;
+      }
       return 0;
     }
     if (s->set_key[i] == eid)
@@ -80,17 +83,31 @@ static int set_test_add(struct sched *s, uint32_t eid)
 static int may_run(const struct sched_job *j)
 {
   for (const struct sched_job *p = j->prev; p; p = p->prev)
-    if (sched_conflict(p, j))
+    if (sched_conflict(p, j) && !sched_joinable(p, j))
       return 0;
   return 1;
 }
 #endif
+
+/* Mark j started. */
+static void start_job(struct sched_job *j)
+{
+  j->running = true;
+  j->queued = true;
+}
+
+void sched_submitted(struct sched_job *j)
+{
+  assert(j->running);
+  j->queued = false;
+}
 
 int sched_add(struct sched *s, struct sched_job *j)
 {
   if (set_reserve(s, s->count + 1) < 0)
     return -ENOMEM;
   j->running = false;
+  j->queued = false;
   j->next = NULL;
   j->prev = s->tail;
   if (s->tail)
@@ -100,9 +117,9 @@ int sched_add(struct sched *s, struct sched_job *j)
   s->tail = j;
   s->count++;
   for (const struct sched_job *p = j->prev; p; p = p->prev)
-    if (sched_conflict(p, j))
+    if (sched_conflict(p, j) && !sched_joinable(p, j))
       return 0;
-  j->running = true;
+  start_job(j);
   return 1;
 }
 
@@ -127,28 +144,31 @@ void sched_remove(struct sched *s, struct sched_job *j)
   unlink_job(s, j);
 }
 
-/* One pass in arrival order, remembering the extents of the jobs passed:
- * a job may start iff its extent is not among them; a barrier may start
- * only at the head, and nothing after a barrier may start. */
+/* One pass in arrival order, remembering the extents of the jobs passed
+ * that block (all but queued ones): a job may start iff its extent is not
+ * among them; a barrier may start only at the head, and nothing after a
+ * barrier may start. */
 void sched_done(struct sched *s, struct sched_job *j, sched_start_fn start,
                 void *arg)
 {
-  assert(j->running);
+  assert(j->running && !j->queued);
   unlink_job(s, j);
   set_clear(s);
   for (struct sched_job *p = s->head; p; p = p->next) {
     if (p->barrier) {
       if (p == s->head && !p->running) {
-        p->running = true;
+        start_job(p);
         start(p, arg);
       }
       break;
     }
-    int seen = set_test_add(s, p->eid);
-    if (!p->running && !seen) {
+    int blocked = set_test(s, p->eid, false);
+    if (!p->running && !blocked) {
       assert(may_run(p));
-      p->running = true;
+      start_job(p);
       start(p, arg);
     }
+    if (!(p->running && p->queued))
+      set_test(s, p->eid, true);
   }
 }

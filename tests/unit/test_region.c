@@ -288,6 +288,29 @@ static void kwrite(struct region *r, uint64_t lba, uint32_t n, uint64_t *v,
     _exit(5);
 }
 
+/* The same n blocks as one group of single-block writes (group commit:
+ * one transaction), the first block written twice. */
+static void kwrite_group(struct region *r, uint64_t lba, uint32_t n,
+                         uint64_t *v, uint64_t *s)
+{
+  static uint8_t buf[(KCH + 1) * KBS];
+  struct proto_ctx c[KCH + 1];
+  struct region_wr w[KCH + 1];
+  fill(buf, (size_t) (n + 1) * KBS, s);
+  for (uint32_t i = 0; i <= n; i++) {
+    memset(&c[i], 0, sizeof c[i]);
+    c[i].version = (*v)++;
+    c[i].hash = crypt_hash_plain(buf + i * KBS, KBS);
+    c[i].flags = PROTO_CTX_PRESENT;
+    w[i] = (struct region_wr){.lba = lba + (i < n ? i : 0), .n = 1,
+                              .ctxs = &c[i], .data = buf + i * KBS};
+  }
+  region_write_group(r, w, n + 1);
+  for (uint32_t i = 0; i <= n; i++)
+    if (w[i].err < 0)
+      _exit(5);
+}
+
 /* The child, until killed: mostly first writes to never-written blocks
  * (the window the unwritten row closes: committed, not yet written);
  * trims of written blocks, most rewritten at once (before a flush);
@@ -316,7 +339,10 @@ static void kill9_child(const char *dir, uint64_t seed, int wfd)
     } else if (k < 30 && fresh > KCH) {
       kwrite(r, old, 1, &v, &s); /* maybe a trimmed block */
     } else {
-      kwrite(r, fresh, (uint32_t) n, &v, &s);
+      if (k < 65)
+        kwrite(r, fresh, (uint32_t) n, &v, &s);
+      else
+        kwrite_group(r, fresh, (uint32_t) n, &v, &s);
       fresh += n;
     }
     if (op == 40 && write(wfd, "x", 1) != 1) /* some ops done */
@@ -496,6 +522,45 @@ static void test_threads(void)
   region_close(r);
 }
 
+/* region_write_group: in order, each its own result; the last write of
+ * a block wins; a bad hash fails only its write; another extent is
+ * refused; rows as after the same writes one by one. */
+static void test_write_group(void)
+{
+  const char *dir = newdir();
+  struct proto_region d = geom(BS, ES, EC, 0);
+  struct region *r;
+  uint8_t b[5][BS], out[3 * BS];
+  struct proto_ctx c[5], rc[3];
+  uint64_t s = 99;
+  CHECK(region_create(dir, &d) == 0);
+  CHECK(region_open(dir, &r) == 0);
+  for (int i = 0; i < 5; i++) {
+    fill(b[i], BS, &s);
+    mkctx(&c[i], b[i], 10 + (uint64_t) i);
+  }
+  c[2].hash ^= 1; /* its data does not match */
+  struct region_wr w[5] = {
+      {.lba = 3, .n = 1, .ctxs = &c[0], .data = b[0]},
+      {.lba = 3, .n = 1, .ctxs = &c[1], .data = b[1]},
+      {.lba = 4, .n = 1, .ctxs = &c[2], .data = b[2]},
+      {.lba = 5, .n = 1, .ctxs = &c[3], .data = b[3]},
+      {.lba = ES + 1, .n = 1, .ctxs = &c[4], .data = b[4]}};
+  region_write_group(r, w, 5);
+  CHECK(w[0].err == 0 && w[1].err == 0 && w[3].err == 0);
+  CHECK(w[2].err == -EBADMSG);
+  CHECK(w[4].err == -EINVAL);
+  CHECK(region_read(r, 3, 3, rc, out) == 0);
+  CHECK(memcmp(out, b[1], BS) == 0 && rc[0].version == 11);
+  CHECK(rc[1].flags == 0 && all_zero(out + BS, BS)); /* refused: unwritten */
+  CHECK(memcmp(out + 2 * BS, b[3], BS) == 0 && rc[2].version == 13);
+  CHECK(region_read(r, ES + 1, 1, rc, out) == 0 && rc[0].flags == 0);
+  region_close(r);
+  /* Block 3: the unwritten row and both writes' rows (kept until a
+   * flush), as two region_write calls would leave. */
+  CHECK(count_rows(dir, "00/000/000", 3) == 3);
+}
+
 int main(void)
 {
   static const struct region_test tests[] = {
@@ -505,6 +570,7 @@ int main(void)
       {"model", test_model},
       {"crash_sim", test_crash_sim},
       {"kill9", test_kill9},
+      {"write_group", test_write_group},
       {"paths_lru", test_paths_lru},
       {"threads", test_threads}};
   return region_tests_run("test_region", tests, sizeof tests / sizeof tests[0]);
