@@ -722,6 +722,21 @@ static void write_json(const char *path)
     die(path);
 }
 
+/* Remove the files this program made and their directory. */
+static void remove_workdir(void)
+{
+  static const char *const names[] = {"extent64k", "extent1m", "extent.db",
+                                      "extent.db-wal", "extent.db-shm"};
+  char path[4200];
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", workdir, names[i]);
+    if (unlink(path) < 0 && errno != ENOENT)
+      fprintf(stderr, "prims: unlink %s: %s\n", path, strerror(errno));
+  }
+  if (rmdir(workdir) < 0)
+    fprintf(stderr, "prims: rmdir %s: %s\n", workdir, strerror(errno));
+}
+
 static void usage(void)
 {
   fprintf(stderr, "usage: prims [--json FILE] [--dir DIR] [--reps N]\n");
@@ -771,9 +786,6 @@ int main(int argc, char **argv)
 
   if (json)
     write_json(json);
-  char cmd[4300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "prims: could not remove %s\n", workdir);
+  remove_workdir();
   return 0;
 }
