@@ -104,8 +104,12 @@ soak: all $(B)/tools/crucible-sim
 	@SIM_SEED=$(SEED) SIM_SECONDS=$(SECONDS) SIM_ARGS="$(SIM_ARGS)" \
 	  bash tests/e2e/test-sim.sh
 
-bench: all
+bench: all $(B)/bench/prims
 	@bash bench/bench.sh
+# The per-primitive cost model (bench/prims.c), only for `make bench`.
+$(B)/bench/prims: bench/prims.c $(B)/.flags $(B)/.deps
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 bench-smoke: all
 	@bash bench/bench.sh --smoke
 bench-link: all

@@ -19,6 +19,11 @@
 # BENCH_TMPDIR (where volumes live; default /tmp) BENCH_RESULTS (dir).
 # Results: table on stdout, bench/results/<timestamp>.json (+ latest.json)
 # and <timestamp>.png.  A target that fails is reported and skipped.
+# CPU per unit: utime+stime (/proc/PID/stat, all threads) and context
+# switches (/proc/PID/task/*/status) of every server process, sampled
+# inside each job's measured part (after fio's ramp; the fill is outside)
+# and divided by fio's rate x the window (run_job).  A full run also runs
+# build/bench/prims once: the model ceiling the report compares with.
 
 set -u -o pipefail
 . "$(dirname "$0")/lib.sh"
@@ -27,7 +32,7 @@ SMOKE=0
 for a in "$@"; do
   case $a in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument: $a"; exit 2 ;;
   esac
 done
@@ -71,13 +76,13 @@ TS=$(date -u +%Y%m%dT%H%M%SZ)
 
 # run.json: what report.py needs to know about this run.
 python3 - "$RUN/run.json" "$SMOKE" "$SIZE_MIB" "$RUNTIME" "$RAMP" \
-  "$TS" "$TARGETS" "$JOBS" "$EXTENT_BLOCKS" <<'EOF'
+  "$TS" "$TARGETS" "$JOBS" "$EXTENT_BLOCKS" "$(getconf CLK_TCK)" <<'EOF'
 import json, os, platform, sys
-p, smoke, size, rt, ramp, ts, targets, jobs, eb = sys.argv[1:]
+p, smoke, size, rt, ramp, ts, targets, jobs, eb, tck = sys.argv[1:]
 json.dump({"mode": "smoke" if smoke == "1" else "full",
            "size_mib": int(size), "runtime_s": int(rt), "ramp_s": int(ramp),
            "timestamp": ts, "targets": targets.split(), "jobs": jobs.split(),
-           "base": "file", "extent_blocks": int(eb),
+           "base": "file", "extent_blocks": int(eb), "clk_tck": int(tck),
            "host": {"nproc": os.cpu_count(), "kernel": platform.release(),
                     "loadavg_start": os.getloadavg()}},
           open(p, "w"), indent=1)
@@ -98,9 +103,10 @@ job_opts() {
   esac
 }
 
-# Run one fio job against URI; output json+ to OUT.  fill is not time
-# based (it writes the whole volume once); every job has a hard timeout.
-run_fio() {
+# The fio command of one job against URI, output json+ to OUT, in FIO_CMD.
+# fill is not time based (it writes the whole volume once); every job has
+# a hard timeout.
+fio_cmd() {
   local uri=$1 job=$2 out=$3 tb=() lim
   if [ "$job" = fill ]; then
     tb=(--runtime=180); lim=200
@@ -108,11 +114,82 @@ run_fio() {
     tb=(--time_based --runtime="$RUNTIME" --ramp_time="$RAMP")
     lim=$((RUNTIME + RAMP + 60))
   fi
-  # shellcheck disable=SC2046
-  timeout -k 5 "$lim" fio --name="$job" --ioengine=nbd --uri="$uri" \
-    --direct=1 --randseed=1 --randrepeat=1 --size="${SIZE_MIB}M" \
-    $(job_opts "$job") "${tb[@]}" --output-format=json+ --output="$out" \
-    >>"$TLOG" 2>&1
+  # shellcheck disable=SC2207
+  FIO_CMD=(timeout -k 5 "$lim" fio --name="$job" --ioengine=nbd --uri="$uri"
+    --direct=1 --randseed=1 --randrepeat=1 --size="${SIZE_MIB}M"
+    $(job_opts "$job") "${tb[@]}" --output-format=json+ --output="$out")
+}
+
+# Run one fio job in the foreground (the fill).
+run_fio() {
+  fio_cmd "$@"
+  "${FIO_CMD[@]}" >>"$TLOG" 2>&1
+}
+
+# CPU and context switches of every server process of the target, one
+# line: "EPOCH name:ticks:switches ...".  ticks: utime+stime of all
+# threads, dead ones included (/proc/PID/stat); switches: voluntary +
+# nonvoluntary of the live threads (/proc/PID/task/*/status), so it is
+# only meaningful between two samples with the same threads alive.
+# Reads everything in one grep (no error for a thread that just exited).
+usage_sample() {
+  local pc pid stats=() tasks=()
+  for pc in "${PROCS[@]}"; do
+    pid=${pc##*:}
+    stats+=("/proc/$pid/stat"); tasks+=(/proc/"$pid"/task/*/status)
+  done
+  { grep -sH '' "${stats[@]}"; grep -sH ctxt_switches "${tasks[@]}"; } |
+    awk -v procs="${PROCS[*]}" -v t="${EPOCHREALTIME/,/.}" '
+      { split($0, a, "/"); pid = a[3] }
+      /^\/proc\/[0-9]+\/stat:/ { sub(/^.*\) /, ""); tk[pid] = $12 + $13 }
+      /ctxt_switches/ { cs[pid] += $NF }
+      END {
+        n = split(procs, p, " "); printf "%s", t
+        for (i = 1; i <= n; i++) {
+          split(p[i], q, ":"); printf " %s:%d:%d", q[1], tk[q[2]], cs[q[2]]
+        }
+        print ""
+      }'
+}
+
+# Sleep until the sum of the seconds S... after the EPOCHREALTIME value T0.
+# Usage: sleep_until T0 S...
+sleep_until() {
+  local t0=$1; shift
+  sleep "$(awk -v t0="$t0" -v n="${EPOCHREALTIME/,/.}" -v s="$*" \
+    'BEGIN { k = split(s, a, " "); for (i = 1; i <= k; i++) t0 += a[i]
+             d = t0 - n; printf "%.3f", (d > 0 ? d : 0) }')"
+}
+
+# Where the CPU window sits in a job (s): it opens WIN_START after the
+# ramp (fio's own start-up, connecting included, takes well under that)
+# and closes WIN_END before the end, so both samples fall inside fio's
+# measured part with the connection's threads alive.  report.py divides
+# by units = fio's rate (IOPS or MB/s of the measured part) x window.
+WIN_START=0.5
+WIN_END=0.25
+
+# Run one measured job (fio in the background) and sample usage_sample
+# into OUT's .usage file four times: before fio, at the window's opening
+# and closing, after fio; then "alive 0|1" (fio still ran at the close).
+run_job() {
+  local out=$3 usage=${3%.json}.usage pid t0 rc alive=1
+  fio_cmd "$@"
+  usage_sample >"$usage"
+  "${FIO_CMD[@]}" >>"$TLOG" 2>&1 &
+  pid=$!
+  ALL_PIDS+=("$pid")
+  t0=${EPOCHREALTIME/,/.}
+  sleep_until "$t0" "$RAMP" "$WIN_START"
+  usage_sample >>"$usage"
+  sleep_until "$t0" "$RAMP" "$RUNTIME" "-$WIN_END"
+  kill -0 "$pid" 2>/dev/null || alive=0
+  usage_sample >>"$usage"
+  wait "$pid"; rc=$?
+  forget_pids "$pid"
+  usage_sample >>"$usage"
+  echo "alive $alive" >>"$usage"
+  return $rc
 }
 
 # Targets.  Each start_* sets URI, appends "name:pid" to PROCS and returns
@@ -260,7 +337,7 @@ run_target() {
     failed="precondition (seq write fill) failed"
   else
     for job in $JOBS; do
-      if ! run_fio "$URI" "$job" "$OUT/$job.json"; then
+      if ! run_job "$URI" "$job" "$OUT/$job.json"; then
         failed="fio $job failed"
         rm -f "$OUT/$job.json"
         break
@@ -291,6 +368,18 @@ say "targets: $TARGETS; jobs: $JOBS; ${SIZE_MIB} MiB, ${RUNTIME}s/job"
 for t in $TARGETS; do
   declare -F "start_$t" >/dev/null || { say "unknown target $t"; exit 2; }
 done
+# The cost of each primitive (bench/prims.c), once per full run, for the
+# model ceiling in the report; not in smoke runs (it takes ~10 s).
+PRIMS=$ROOT/build/bench/prims
+if [ $SMOKE = 0 ]; then
+  if [ -x "$PRIMS" ]; then
+    say "primitives: $PRIMS"
+    "$PRIMS" --json "$RUN/prims.json" --dir "$BT" >"$RUN/prims.txt" 2>&1 ||
+      { say "prims failed:"; cat "$RUN/prims.txt" >&2; rm -f "$RUN/prims.json"; }
+  else
+    say "$PRIMS not built (make bench builds it): no model ceiling"
+  fi
+fi
 for t in $TARGETS; do run_target "$t"; done
 
 rc=0

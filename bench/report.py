@@ -9,6 +9,19 @@ Input layout (written by bench.sh):
                                  "rss_kib": {proc: kib}, "cpu_s": {proc: s},
                                  "desc": str}
   RUN/<target>/<job>.json       fio --output-format=json+ output
+  RUN/<target>/<job>.usage      four lines "EPOCH name:ticks:switches ...":
+                                before fio, window open, window close,
+                                after fio; then "alive 0|1"
+  RUN/prims.json                build/bench/prims (full runs only)
+
+CPU per unit: the server processes' CPU ticks and context switches
+between the window's two samples (inside fio's measured part, after the
+ramp) over units = fio's rate (MB/s for seq jobs, IOPS otherwise) x the
+window.  Per job: cpu_us_per_unit {proc: us}, cs_per_io {proc: n}, unit
+"MB" or "io"; cpu_us_per_unit_job is the same CPU taken around the whole
+fio run (ramp, connect and disconnect included) over the IOs fio counted,
+kept as a cross-check.  For crucible targets with prims.json, "ceiling"
+holds the model ceiling of the job (see model_ceiling) and the ratios.
 
 Latencies are completion latencies (clat).  For a mixed job the read and
 write histograms are merged before taking percentiles.  For the fsync job
@@ -65,6 +78,7 @@ def parse_fio(path, job):
     rd, wr = j["read"], j["write"]
     out = {
         "mb_s": (rd["bw_bytes"] + wr["bw_bytes"]) / 1e6,
+        "io_mb": (rd["io_bytes"] + wr["io_bytes"]) / 1e6,
         "iops": rd["iops"] + wr["iops"],
         "read_ios": rd["total_ios"],
         "write_ios": wr["total_ios"],
@@ -96,6 +110,56 @@ def parse_fio(path, job):
     return out
 
 
+def read_usage(path):
+    """The samples of a .usage file: [(t, {proc: (ticks, switches)})], alive."""
+    samples, alive = [], False
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if not w:
+                continue
+            if w[0] == "alive":
+                alive = w[1:] == ["1"]
+                continue
+            procs = {}
+            for item in w[1:]:
+                name, ticks, cs = item.rsplit(":", 2)
+                procs[name] = (int(ticks), int(cs))
+            samples.append((float(w[0]), procs))
+    return samples, alive
+
+
+def add_cpu(r, job, path, tck):
+    """CPU per unit and context switches per IO of each server process."""
+    samples, alive = read_usage(path)
+    if len(samples) != 4:
+        return
+    seq = job.startswith("seq")
+    rate = r["mb_s"] if seq else r["iops"]
+    ios = r["read_ios"] + r["write_ios"]
+    units_job = r["io_mb"] if seq else ios
+    r["unit"] = "MB" if seq else "io"
+    (tb, b), (t0, w0), (t1, w1), (ta, a) = samples
+
+    def per(d, units):
+        return d / units if units else 0.0
+    r["cpu_us_per_unit_job"] = {
+        p: per((a[p][0] - b[p][0]) / tck * 1e6, units_job) for p in b}
+    if not alive:
+        # fio ended before the window closed: only the whole run is left.
+        r["cpu_window"] = "whole job (fio ended early)"
+        r["cpu_us_per_unit"] = dict(r["cpu_us_per_unit_job"])
+        r["cs_per_io"] = {}
+        return
+    win = t1 - t0
+    r["cpu_window"] = "measured part"
+    r["cpu_window_s"] = win
+    r["cpu_us_per_unit"] = {
+        p: per((w1[p][0] - w0[p][0]) / tck * 1e6, rate * win) for p in w0}
+    r["cs_per_io"] = {
+        p: per(w1[p][1] - w0[p][1], r["iops"] * win) for p in w0}
+
+
 def load_run(run):
     """Collect run.json, every target's meta and job figures."""
     with open(os.path.join(run, "run.json")) as f:
@@ -117,9 +181,17 @@ def load_run(run):
                 jobs[job] = parse_fio(jp, job)
             except (ValueError, KeyError, json.JSONDecodeError) as e:
                 jobs[job] = {"error": str(e)}
+                continue
+            up = os.path.join(tdir, job + ".usage")
+            if os.path.exists(up):
+                add_cpu(jobs[job], job, up, cfg.get("clk_tck", 100))
         meta["jobs"] = jobs
         targets[t] = meta
     cfg["results"] = targets
+    pp = os.path.join(run, "prims.json")
+    if os.path.exists(pp):
+        with open(pp) as f:
+            cfg["prims"] = json.load(f)
     return cfg
 
 
@@ -208,6 +280,149 @@ def print_table(cfg, out=sys.stdout):
         print("  %-16s %s" % (t, ", ".join(parts)), file=out)
 
 
+MIB_MB = 1048576 / 1e6  # a 1 MiB IO in MB
+
+
+def short(proc):
+    """downstairs0 -> ds0, nbdkit-file0 -> file0 (table cells only)."""
+    return proc.replace("downstairs", "ds").replace("nbdkit-file", "file")
+
+
+def print_cpu_table(cfg, out=sys.stdout):
+    """CPU per unit and context switches per IO of each server process."""
+    res = cfg["results"]
+    print("", file=out)
+    print("CPU per unit in each job's measured part: us of CPU per IO (per "
+          "MB for seq jobs) of each server process, (context switches per "
+          "IO):", file=out)
+    print("%-21s  %-14s  %-4s %8s  %s" % ("job", "target", "unit", "total",
+                                         "per process"), file=out)
+    for job in cfg["jobs"]:
+        first = True
+        for t in cfg["targets"]:
+            r = res[t].get("jobs", {}).get(job)
+            name = LABELS.get(job, job) if first else ""
+            first = False
+            if not r or "cpu_us_per_unit" not in r:
+                print("%-21s  %-14s  %s" % (name, t, "-"), file=out)
+                continue
+            cpu, cs = r["cpu_us_per_unit"], r.get("cs_per_io", {})
+            cells = ["%s %s (%s)" % (short(p), fmt(v, digits=1),
+                                      "%.1f" % cs[p] if p in cs else "-")
+                     for p, v in cpu.items()]
+            print("%-21s  %-14s  %-4s %8s  %s" % (
+                name, t, r["unit"], fmt(sum(cpu.values()), digits=1),
+                ", ".join(cells)), file=out)
+
+
+def model_ceiling(pr, job, enc):
+    """The lowest CPU per unit the pipeline could have for job, from the
+    CPU cost of its primitives (prims.json): (upstairs, [each downstairs],
+    unit), or None for a job not modelled.  Only the work every IO must
+    do: no wake-ups (the streaming TCP figures, as when requests queue),
+    no allocation, no bookkeeping.  Encrypted: the upstairs encrypts and
+    hashes each block, each downstairs hashes it twice (the on-disk hash
+    and the check of the upstairs' hash); reads (verify=fresh) go to one
+    replica for data and to the two others for versions."""
+    def c(k):
+        return pr[k]["cpu_us"]
+    up_w = c("gcm_enc_4k") + c("xxh3_4k") if enc else c("xxh3_4k")
+    up_r = c("gcm_dec_4k") if enc else c("xxh3_4k")
+    ds_w = (2 if enc else 1) * c("xxh3_4k")
+    small = c("tcp_send_small") + c("tcp_recv_small")
+    if job in ("randwrite32", "randwrite1", "fsync1"):
+        up = up_w + 3 * (c("tcp_send_4k") + c("tcp_recv_small"))
+        ds = (c("tcp_recv_4k") + ds_w + c("sqlite_txn_1") + c("pwrite_4k")
+              + c("tcp_send_small"))
+        if job == "fsync1":  # + one flush: a commit and an fdatasync each
+            up += 3 * small
+            ds += small + c("sqlite_txn_1") + c("fdatasync_4k")
+        return up, [ds] * 3, "io"
+    if job == "randread32":
+        up = (3 * c("tcp_send_small") + c("tcp_recv_4k")
+              + 2 * c("tcp_recv_small") + up_r)
+        data = (c("tcp_recv_small") + c("pread_4k") + c("sqlite_select_1")
+                + c("xxh3_4k") + c("tcp_send_4k"))
+        ver = small + c("sqlite_select_1")
+        return up, [data, ver, ver], "io"
+    if job == "seqwrite":
+        up = 256 * up_w + 3 * (c("tcp_send_1m") + c("tcp_recv_small"))
+        ds = (c("tcp_recv_1m") + 256 * ds_w + 16 * c("pwrite_64k")
+              + c("sqlite_txn_256") + c("tcp_send_small"))
+        return up / MIB_MB, [ds / MIB_MB] * 3, "MB"
+    if job == "seqread":
+        up = (3 * c("tcp_send_small") + c("tcp_recv_1m")
+              + 2 * c("tcp_recv_small") + 256 * up_r)
+        data = (c("tcp_recv_small") + 16 * c("pread_64k")
+                + c("sqlite_select_256") + 256 * c("xxh3_4k")
+                + c("tcp_send_1m"))
+        ver = small + c("sqlite_select_256")
+        return up / MIB_MB, [data / MIB_MB, ver / MIB_MB, ver / MIB_MB], "MB"
+    return None
+
+
+def add_ceilings(cfg):
+    """Each crucible job's measured CPU per unit against the ceiling."""
+    pr = cfg.get("prims", {}).get("primitives")
+    if not pr:
+        return
+    for t, meta in cfg["results"].items():
+        if not t.startswith(CRUCIBLE_PREFIX):
+            continue
+        for job, r in meta.get("jobs", {}).items():
+            cpu = r.get("cpu_us_per_unit")
+            try:
+                m = model_ceiling(pr, job, t != "crucible-plain")
+            except KeyError:
+                m = None
+            if not cpu or not m:
+                continue
+            up, ds, unit = m
+            dsm = [v for p, v in cpu.items() if p.startswith("downstairs")]
+            meas_ds = sum(dsm) / len(dsm) if dsm else 0.0
+            total = up + sum(ds)
+            r["ceiling"] = {
+                "unit": unit, "nbdkit": up, "downstairs": ds,
+                "downstairs_mean": sum(ds) / len(ds), "total": total,
+                "ratio_total": ratio(sum(cpu.values()), total),
+                "ratio_nbdkit": ratio(cpu.get("nbdkit", 0), up),
+                "ratio_downstairs": ratio(meas_ds, sum(ds) / len(ds))}
+
+
+def print_ceiling(cfg, out=sys.stdout):
+    """The primitives, then each crucible job against its model ceiling."""
+    pr = cfg.get("prims", {}).get("primitives")
+    if not pr:
+        return
+    print("", file=out)
+    print("primitives (build/bench/prims, CPU us per op, median):", file=out)
+    items = ["%s %.2f" % (k, v["cpu_us"]) for k, v in pr.items()]
+    for i in range(0, len(items), 5):
+        print("  " + ", ".join(items[i:i + 5]), file=out)
+    rows = [(job, t, cfg["results"][t]["jobs"][job])
+            for job in cfg["jobs"] for t in cfg["targets"]
+            if "ceiling" in cfg["results"][t].get("jobs", {}).get(job, {})]
+    if not rows:
+        return
+    print("model ceiling (lowest CPU per unit the pipeline could have, "
+          "docs/PERFORMANCE.md) vs measured:", file=out)
+    print("%-21s  %-14s  %-4s %9s %9s %9s %9s  %7s %7s %7s" % (
+        "job", "target", "unit", "ceil nbdk", "ceil ds", "ceil tot",
+        "meas tot", "x tot", "x nbdk", "x ds"), file=out)
+    last = None
+    for job, t, r in rows:
+        c = r["ceiling"]
+        print("%-21s  %-14s  %-4s %9.1f %9.1f %9.1f %9.1f  %7.2f %7.2f %7.2f"
+              % (LABELS.get(job, job) if job != last else "", t, c["unit"],
+                 c["nbdkit"], c["downstairs_mean"], c["total"],
+                 sum(r["cpu_us_per_unit"].values()), c["ratio_total"] or 0,
+                 c["ratio_nbdkit"] or 0, c["ratio_downstairs"] or 0),
+              file=out)
+        last = job
+    print("(ceil ds: mean of the three; x = measured / ceiling; randrw is "
+          "not modelled)", file=out)
+
+
 def smoke_check(cfg):
     """Problems that make a smoke run fail: failures and zero figures."""
     bad = []
@@ -225,11 +440,14 @@ def smoke_check(cfg):
             for k in ("mb_s", "iops", "p50_us", "p99_us"):
                 if not r.get(k):
                     bad.append("%s/%s: %s is zero" % (t, job, k))
+            if not sum(r.get("cpu_us_per_unit", {}).values()):
+                bad.append("%s/%s: no CPU per unit" % (t, job))
     return bad
 
 
 def chart(cfg, png, tmp):
-    """PNG: throughput relative to nbdkit file, and p99 latency (log)."""
+    """PNG: throughput relative to nbdkit file, p99 latency (log) and the
+    total CPU per unit of the server processes (log)."""
     gp = shutil.which("gnuplot")
     if not gp:
         return "gnuplot not found: chart skipped"
@@ -257,11 +475,22 @@ def chart(cfg, png, tmp):
                 row.append("%.1f" % r["p99_us"] if r.get("p99_us")
                            else "NaN")
             f.write(" ".join(row) + "\n")
+    cpu = os.path.join(tmp, "chart_cpu.dat")
+    with open(cpu, "w") as f:
+        f.write("job " + " ".join('"%s"' % t for t in targets) + "\n")
+        for job in cfg["jobs"]:
+            row = ['"%s"' % LABELS.get(job, job)]
+            for t in targets:
+                c = cfg["results"][t]["jobs"].get(job, {}).get(
+                    "cpu_us_per_unit", {})
+                row.append("%.1f" % sum(c.values()) if sum(c.values())
+                           else "NaN")
+            f.write(" ".join(row) + "\n")
     n = len(targets)
     script = """
-set terminal pngcairo size 1400,900 noenhanced font ",10"
+set terminal pngcairo size 1400,1300 noenhanced font ",10"
 set output '%(png)s'
-set multiplot layout 2,1 title 'crucible-c bench %(ts)s (%(size)d MiB volume, %(rt)ss/job)'
+set multiplot layout 3,1 title 'crucible-c bench %(ts)s (%(size)d MiB volume, %(rt)ss/job)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -276,8 +505,11 @@ set ylabel 'us (log)'
 set logscale y
 set yrange [*:*]
 plot for [i=2:%(last)d] '%(lat)s' using i:xtic(1) title columnheader(i)
+set title 'CPU per unit, all server processes (us per IO; per MB for seq jobs)'
+set ylabel 'us (log)'
+plot for [i=2:%(last)d] '%(cpu)s' using i:xtic(1) title columnheader(i)
 unset multiplot
-""" % {"png": png, "dat": dat, "lat": lat, "last": n + 1,
+""" % {"png": png, "dat": dat, "lat": lat, "cpu": cpu, "last": n + 1,
        "ts": cfg.get("timestamp", ""), "size": cfg.get("size_mib", 0),
        "rt": cfg.get("runtime_s", "?")}
     sp = os.path.join(tmp, "chart.gp")
@@ -305,7 +537,10 @@ def main():
     cfg = load_run(a.run)
     cfg.setdefault("host", {})["loadavg_end"] = os.getloadavg()
     add_ratios(cfg)
+    add_ceilings(cfg)
     print_table(cfg)
+    print_cpu_table(cfg)
+    print_ceiling(cfg)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(cfg, f, indent=1, sort_keys=True)
