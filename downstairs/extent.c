@@ -720,13 +720,18 @@ int ext_versions(struct ext *e, uint64_t blk, uint32_t n,
   return 0;
 }
 
-int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
-             uint8_t *data)
+static int read_blocks(struct ext *e, uint64_t blk, uint32_t n,
+                       struct proto_ctx *ctxs, uint8_t *data, bool cached)
 {
   size_t bs = e->block_size;
   uint64_t nw = 0;
   assert(n > 0 && blk + n <= e->extent_size);
-  int r = ext__pread_full(e->fd, data, (size_t) n * bs, (off_t) (blk * bs));
+  int r = cached ? ext__pread_cached(e->fd, data, (size_t) n * bs,
+                                     (off_t) (blk * bs))
+                 : ext__pread_full(e->fd, data, (size_t) n * bs,
+                                   (off_t) (blk * bs));
+  if (r == -EAGAIN && cached)
+    return r;
   if (r < 0) {
     log_error("extent %u: pread: %s", e->eid, log_strerror(-r));
     return r;
@@ -741,6 +746,18 @@ int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
     if (ctxs[i].flags == 0)
       memset(data + i * bs, 0, bs);
   return 0;
+}
+
+int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
+             uint8_t *data)
+{
+  return read_blocks(e, blk, n, ctxs, data, false);
+}
+
+int ext_read_cached(struct ext *e, uint64_t blk, uint32_t n,
+                    struct proto_ctx *ctxs, uint8_t *data)
+{
+  return read_blocks(e, blk, n, ctxs, data, true);
 }
 
 /* Under an open transaction: the unwritten row added (OR REPLACE) to

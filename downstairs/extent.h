@@ -122,6 +122,10 @@ int ext_versions(struct ext *e, uint64_t blk, uint32_t n,
                  struct proto_ctx *ctxs);
 int ext_read(struct ext *e, uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
              uint8_t *data);
+/* ext_read from the page cache only: -EAGAIN (nothing changed) if any of
+ * the bytes would need the disk. */
+int ext_read_cached(struct ext *e, uint64_t blk, uint32_t n,
+                    struct proto_ctx *ctxs, uint8_t *data);
 /* version: the trim's, kept in the unwritten row until the next flush
  * (reconciliation tells a newer trim from an older write by it). */
 int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version);

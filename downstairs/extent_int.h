@@ -34,6 +34,9 @@ void ext__bm_set(uint8_t *bm, uint64_t blk, uint64_t n);
 void ext__bm_clear(uint8_t *bm, uint64_t blk, uint64_t n);
 
 int ext__pread_full(int fd, uint8_t *buf, size_t len, off_t off);
+/* All of it from the page cache (preadv2 RWF_NOWAIT), else -EAGAIN
+ * (nothing usable read: not cached, short, or unsupported). */
+int ext__pread_cached(int fd, uint8_t *buf, size_t len, off_t off);
 /* pwrite in pieces of at most EXT__PWRITE_PIECE: a big pwrite makes the
  * page cache hold big folios, and every later 4 KiB write into one then
  * walks all its buffer heads (ext4 on 6.x kernels: a 4 KiB pwrite after

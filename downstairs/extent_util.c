@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -68,6 +69,18 @@ int ext__pread_full(int fd, uint8_t *buf, size_t len, off_t off)
 }
 
 /* ENOSPC and EIO come back as they are: never retried. */
+int ext__pread_cached(int fd, uint8_t *buf, size_t len, off_t off)
+{
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  ssize_t r;
+  do
+    r = preadv2(fd, &iov, 1, off, RWF_NOWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EAGAIN && errno != EOPNOTSUPP && errno != EINVAL)
+    return -errno;
+  return r == (ssize_t) len ? 0 : -EAGAIN;
+}
+
 bool ext__bm_all(const uint8_t *bm, uint64_t blk, uint64_t n)
 {
   if (bm == NULL)

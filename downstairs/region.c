@@ -531,6 +531,42 @@ static int io_extent(struct region *r, uint64_t lba, uint32_t n,
   return ret;
 }
 
+/* ext_get of an extent already open whose lock is free, else -EAGAIN
+ * (never waits, never opens). */
+static int ext_get_now(struct region *r, uint32_t eid, struct rext **out)
+{
+  pthread_mutex_lock(&r->mu);
+  struct rext *re = r->ext[eid];
+  if (re == NULL || !re->in_lru || pthread_mutex_trylock(&re->mu) != 0) {
+    pthread_mutex_unlock(&r->mu);
+    return -EAGAIN;
+  }
+  re->users++;
+  if (re != r->head) {
+    lru_unlink(r, re);
+    lru_push(r, re);
+  }
+  pthread_mutex_unlock(&r->mu);
+  *out = re;
+  return 0;
+}
+
+int region_read_now(struct region *r, uint64_t lba, uint32_t n,
+                    struct proto_ctx *ctxs, uint8_t *data)
+{
+  struct rext *re;
+  int ret = check_range(r, lba, n);
+  if (ret == 0)
+    ret = ext_get_now(r, geom_extent_of(&r->meta.def, lba), &re);
+  if (ret < 0)
+    return ret;
+  uint64_t blk = lba % r->meta.def.extent_size;
+  ret = data ? ext_read_cached(&re->x, blk, n, ctxs, data)
+             : ext_versions(&re->x, blk, n, ctxs);
+  ext_put(r, re);
+  return ret;
+}
+
 int region_read(struct region *r, uint64_t lba, uint32_t n,
                 struct proto_ctx *ctxs, uint8_t *data)
 {

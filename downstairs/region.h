@@ -95,6 +95,11 @@ void region_write_group(struct region *r, struct region_wr *w, unsigned nw);
  * replica claims to hold (PROTO_F_VERSIONS). */
 int region_read(struct region *r, uint64_t lba, uint32_t n,
                 struct proto_ctx *ctxs, uint8_t *data);
+/* region_read without waiting: -EAGAIN (nothing done) unless the extent
+ * is open, its lock free and every byte in the page cache, so the loop
+ * thread may serve it without a hand-off to a worker. */
+int region_read_now(struct region *r, uint64_t lba, uint32_t n,
+                    struct proto_ctx *ctxs, uint8_t *data);
 
 /* Blocks become unwritten: data zeroed (hole punched); until the next
  * flush they report the trim's version (0 allowed). */

@@ -96,6 +96,7 @@ struct ds_server {
    * handles) they go out as at most DS_BATCHES work items. */
   struct ds_job *ready_head, *ready_tail;
   size_t nready;
+  bool flushing; /* inside ready_flush */
   /* ready_flush's scratch: extent -> its batch (open addressing). */
   struct ds_batch_slot *bslot;
   size_t bslot_cap; /* power of two, >= 2 * nready when used */

@@ -84,8 +84,9 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
 /* READ on a worker: the reply frame is allocated and filled here.  A
  * contexts-only READ still reads the data, to say which blocks match
  * none of their contexts (PROTO_CTX_BAD), but sends none of it; with
- * PROTO_F_VERSIONS it reads only the metadata. */
-static void work_read(struct ds_job *j)
+ * PROTO_F_VERSIONS it reads only the metadata.  now: on the loop thread,
+ * -EAGAIN (nothing done) where it would wait (region_read_now). */
+static int work_read(struct ds_job *j, bool now)
 {
   uint32_t bs = j->srv->def.block_size;
   uint16_t flags = j->ctx_only ? PROTO_F_CTX_ONLY : 0;
@@ -103,10 +104,20 @@ static void work_read(struct ds_job *j)
     free(ctxs);
     if (j->ctx_only)
       free(data);
+    if (now)
+      return -EAGAIN; /* let a worker try */
     j->err = ENOMEM; /* the loop thread sends a short READ_DONE */
-    return;
+    return 0;
   }
-  int r = region_read(j->srv->region, j->lba, j->n, ctxs, data);
+  int r = now ? region_read_now(j->srv->region, j->lba, j->n, ctxs, data)
+              : region_read(j->srv->region, j->lba, j->n, ctxs, data);
+  if (r == -EAGAIN && now) {
+    free(w);
+    free(ctxs);
+    if (j->ctx_only)
+      free(data);
+    return r;
+  }
   if (r < 0) {
     j->err = -r;
     w->len = proto_put_read_done_hdr(w->data, j->job_id, j->err, 0, bs, 0);
@@ -119,6 +130,7 @@ static void work_read(struct ds_job *j)
     free(data);
   free(ctxs);
   j->reply = w;
+  return 0;
 }
 
 /* EXTENT_STATES_REQ on a worker: every extent's (gen, flush, dirty). */
@@ -188,7 +200,7 @@ static void job_work_one(struct ds_job *j)
   case DS_J_WRITE: r = region_write(rg, j->lba, j->n, j->ctxs, j->data); break;
   case DS_J_TRIM: r = region_trim(rg, j->lba, j->n, j->version); break;
   case DS_J_FLUSH: r = region_flush_n(rg, j->flush_no, j->gen, &j->nflushed); break;
-  case DS_J_READ: work_read(j); return;
+  case DS_J_READ: work_read(j, false); return;
   case DS_J_STATES: work_states(j); return;
   case DS_J_FILE: work_file(j); return;
   case DS_J_XFLUSH: r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
@@ -306,6 +318,38 @@ static void batch_after(uv_work_t *req, int status)
     ds_conn_uncork(c);
 }
 
+/* A batch of READs on the loop thread, each as long as it needs no
+ * disk and no wait (region_read_now: the hand-off to a worker and back
+ * costs more than a cached read); from the first that would wait on, the
+ * rest goes to a worker as a batch. */
+static void batch_queue(struct ds_server *srv, struct ds_job *lead);
+
+static bool batch_reads(const struct ds_job *j)
+{
+  for (; j; j = j->rnext)
+    if (j->kind != DS_J_READ)
+      return false;
+  return true;
+}
+
+static void batch_now(struct ds_server *srv, struct ds_job *j)
+{
+  struct ds_conn *c = j->conn;
+  if (c)
+    ds_conn_cork(c);
+  while (j) {
+    if (work_read(j, true) == -EAGAIN) {
+      batch_queue(srv, j);
+      break;
+    }
+    struct ds_job *next = j->rnext;
+    job_after_one(j);
+    j = next;
+  }
+  if (c)
+    ds_conn_uncork(c);
+}
+
 static void batch_queue(struct ds_server *srv, struct ds_job *lead)
 {
   lead->work.data = lead;
@@ -332,16 +376,36 @@ static bool bslot_reserve(struct ds_server *srv, size_t n)
   return true;
 }
 
+static void ready_flush_once(struct ds_server *srv);
+
+/* Run a batch: READs on the loop thread where they can, else a worker. */
+static void batch_run(struct ds_server *srv, struct ds_job *lead)
+{
+  if (!srv->stopping && batch_reads(lead))
+    batch_now(srv, lead);
+  else
+    batch_queue(srv, lead);
+}
+
 /* Hand the ready jobs to the thread pool: one batch per extent (its
  * jobs in start order: a group, server_sched.h), jobs of different
  * extents in parallel; a barrier is alone (it starts only when nothing
- * else runs).  Without memory for the table, one batch for all. */
+ * else runs).  Without memory for the table, one batch for all.  Jobs
+ * the batches run here start others: those go out in the next round. */
 static void ready_flush(struct ds_server *srv)
+{
+  if (srv->flushing) /* a job started inside (stopping): the loop below */
+    return;
+  srv->flushing = true;
+  while (srv->ready_head)
+    ready_flush_once(srv);
+  srv->flushing = false;
+}
+
+static void ready_flush_once(struct ds_server *srv)
 {
   struct ds_job *j = srv->ready_head, *next;
   size_t n = srv->nready;
-  if (!j)
-    return;
   srv->ready_head = srv->ready_tail = NULL;
   srv->nready = 0;
   bool table = n > 1 && bslot_reserve(srv, n);
@@ -375,11 +439,11 @@ static void ready_flush(struct ds_server *srv)
     b->tail = j;
   }
   if (one)
-    batch_queue(srv, one);
-  if (table)
+    batch_run(srv, one);
+  if (table) /* collect first: batch_run may start jobs (not here: ready) */
     for (size_t i = 0; i <= mask; i++)
       if (srv->bslot[i].lead)
-        batch_queue(srv, srv->bslot[i].lead);
+        batch_run(srv, srv->bslot[i].lead);
 }
 
 static void on_ready_prepare(uv_prepare_t *h)
