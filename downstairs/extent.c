@@ -416,6 +416,31 @@ static const char PRAGMAS[] = "PRAGMA locking_mode=EXCLUSIVE;"
                               "PRAGMA cache_size=-512;"
                               "PRAGMA busy_timeout=5000;";
 
+/* After every commit (replaces SQLite's auto-checkpoint, same rule). */
+static int wal_hook(void *arg, struct sqlite3 *db, const char *name,
+                    int pages)
+{
+  struct ext *e = arg;
+  e->wal_pages = pages;
+  if (pages >= EXT_WAL_CHECKPOINT) {
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                              NULL);
+    e->wal_pages = 0; /* the next commit restarts the file */
+  }
+  return SQLITE_OK;
+}
+
+bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w,
+                      unsigned nw)
+{
+  if (e->db == NULL || e->wal_pages >= EXT_WAL_CHECKPOINT - EXT_WAL_MARGIN)
+    return false;
+  for (unsigned k = 0; k < nw; k++)
+    if (!w[k].err && !ext__bm_all(e->allocated, w[k].blk, w[k].n))
+      return false;
+  return true;
+}
+
 static int open_db(struct ext *e, const char *dbpath)
 {
   int rc = sqlite3_open_v2(dbpath, &e->db,
@@ -431,6 +456,8 @@ static int open_db(struct ext *e, const char *dbpath)
     sqlite3_free(msg);
     return ext__sql_err(rc);
   }
+  e->wal_pages = 0;
+  sqlite3_wal_hook(e->db, wal_hook, e);
   for (int i = 0; i < ST_COUNT_; i++) {
     rc = sqlite3_prepare_v3(e->db, st_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                             &e->st[i], NULL);

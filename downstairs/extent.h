@@ -80,6 +80,7 @@ struct ext {
    * all set skips fallocate (~7 us per 4 KiB write here).  NULL when
    * closed or out of memory. */
   uint8_t *allocated;
+  int wal_pages;             /* frames in the -wal file after the last commit */
   bool unsynced;             /* data written since the last fdatasync */
   /* Cached metadata, valid when meta_known (kept across close).  repair
    * is the `repair` row (EXTENT_MARK; a missing row is 0); repair
@@ -104,6 +105,14 @@ void ext_close(struct ext *e);
 int ext_write(struct ext *e, uint64_t blk, uint32_t n,
               const struct proto_ctx *ctxs, const uint64_t *odh,
               const uint8_t *data);
+/* Checkpoint the WAL (which syncs) once a commit leaves this many pages
+ * in it: SQLite's own default, done by our WAL hook so that the loop
+ * thread can tell when a commit would checkpoint (ext_write_now_ok). */
+#define EXT_WAL_CHECKPOINT 1000
+/* Up to this many pages below it a commit cannot reach it (a group of up
+ * to 64 writes of a few rows each). */
+#define EXT_WAL_MARGIN 256
+
 /* One write of a group. */
 struct ext_wr {
   uint64_t blk;
@@ -116,6 +125,10 @@ struct ext_wr {
 /* Writes in order, as ext_write each, but their rows in ONE transaction
  * (group commit); each gets its own result. */
 void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw);
+/* Would ext_write_group need no wait for w: every block already reserved
+ * (no fallocate) and no checkpoint due (no sync)? */
+bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w,
+                      unsigned nw);
 /* Per block of [blk, blk+n) its newest context (written or the unwritten
  * row; zero if none) from the metadata alone: no data read. */
 int ext_versions(struct ext *e, uint64_t blk, uint32_t n,

@@ -482,7 +482,11 @@ static int write_check(struct region *r, const struct region_wr *w,
   return 0;
 }
 
-void region_write_group(struct region *r, struct region_wr *w, unsigned nw)
+static int ext_get_now(struct region *r, uint32_t eid, struct rext **out);
+
+/* now: only without waiting (region_write_group_now), else -EAGAIN. */
+static int write_group(struct region *r, struct region_wr *w, unsigned nw,
+                       bool now)
 {
   const struct proto_region *d = &r->meta.def;
   struct ext_wr *x = calloc(nw, sizeof *x);
@@ -497,11 +501,17 @@ void region_write_group(struct region *r, struct region_wr *w, unsigned nw)
     live += !w[k].err;
   }
   struct rext *re;
-  int ret = live ? ext_get(r, geom_extent_of(d, w[0].lba), true, &re) : 0;
+  uint32_t eid = geom_extent_of(d, w[0].lba);
+  int ret = !live ? 0 : now ? ext_get_now(r, eid, &re) : ext_get(r, eid, true, &re);
+  if (live && ret == 0 && now && !ext_write_now_ok(&re->x, x, nw)) {
+    ext_put(r, re);
+    ret = -EAGAIN;
+  }
   if (live && ret == 0) {
     ext_write_group(&re->x, x, nw);
     ext_put(r, re);
   }
+  bool again = now && (!x || !odh || ret == -EAGAIN);
   for (unsigned k = 0; k < nw; k++) {
     if (!w[k].err)
       w[k].err = ret < 0 ? ret : x[k].err;
@@ -510,6 +520,18 @@ void region_write_group(struct region *r, struct region_wr *w, unsigned nw)
   }
   free(odh);
   free(x);
+  return again ? -EAGAIN : 0;
+}
+
+void region_write_group(struct region *r, struct region_wr *w, unsigned nw)
+{
+  write_group(r, w, nw, false);
+}
+
+int region_write_group_now(struct region *r, struct region_wr *w,
+                           unsigned nw)
+{
+  return write_group(r, w, nw, true);
 }
 
 int region_write(struct region *r, uint64_t lba, uint32_t n,

@@ -84,6 +84,11 @@ struct region_wr {
   int err; /* out: 0 or -errno */
 };
 void region_write_group(struct region *r, struct region_wr *w, unsigned nw);
+/* region_write_group without waiting, for the loop thread: -EAGAIN with
+ * nothing written (the err fields then mean nothing) unless the extent is
+ * open, its lock free, every block reserved and no checkpoint due. */
+int region_write_group_now(struct region *r, struct region_wr *w,
+                           unsigned nw);
 
 /* Read n blocks at lba into data (n * block_size) and ctxs.  A block never
  * written (or trimmed) gets ctxs[i].flags = 0 and zero data (version: its

@@ -324,12 +324,54 @@ static void batch_after(uv_work_t *req, int status)
  * rest goes to a worker as a batch. */
 static void batch_queue(struct ds_server *srv, struct ds_job *lead);
 
-static bool batch_reads(const struct ds_job *j)
+/* WRITE batches of at most this many bytes may run on the loop thread
+ * (hashing bigger ones is better spread over the workers). */
+#define DS_NOW_WRITE_MAX (256u * 1024)
+#define DS_NOW_WRITES 64
+
+/* All READs (1), all WRITEs small enough (2), else 0. */
+static int batch_now_kind(const struct ds_job *j)
 {
-  for (; j; j = j->rnext)
-    if (j->kind != DS_J_READ)
-      return false;
-  return true;
+  size_t bytes = 0;
+  unsigned n = 0;
+  enum ds_job_kind k = j->kind;
+  if (k != DS_J_READ && k != DS_J_WRITE)
+    return 0;
+  for (; j; j = j->rnext, n++) {
+    if (j->kind != k)
+      return 0;
+    bytes += (size_t) j->n * j->srv->def.block_size;
+  }
+  if (k == DS_J_READ)
+    return 1;
+  return bytes <= DS_NOW_WRITE_MAX && n <= DS_NOW_WRITES ? 2 : 0;
+}
+
+/* A small WRITE batch (one extent) on the loop thread in one group, or
+ * (-EAGAIN: it would wait) all of it to a worker. */
+static void batch_now_writes(struct ds_server *srv, struct ds_job *lead)
+{
+  struct region_wr w[DS_NOW_WRITES];
+  unsigned n = 0;
+  for (struct ds_job *j = lead; j; j = j->rnext)
+    w[n++] = (struct region_wr){.lba = j->lba, .n = j->n, .ctxs = j->ctxs,
+                                .data = j->data};
+  if (region_write_group_now(srv->region, w, n) == -EAGAIN) {
+    batch_queue(srv, lead);
+    return;
+  }
+  struct ds_conn *c = lead->conn;
+  if (c)
+    ds_conn_cork(c);
+  n = 0;
+  for (struct ds_job *j = lead, *next; j; j = next) {
+    next = j->rnext;
+    j->err = w[n].err < 0 ? -w[n].err : 0;
+    n++;
+    job_after_one(j);
+  }
+  if (c)
+    ds_conn_uncork(c);
 }
 
 static void batch_now(struct ds_server *srv, struct ds_job *j)
@@ -378,11 +420,15 @@ static bool bslot_reserve(struct ds_server *srv, size_t n)
 
 static void ready_flush_once(struct ds_server *srv);
 
-/* Run a batch: READs on the loop thread where they can, else a worker. */
+/* Run a batch: READs and small WRITEs on the loop thread where they need
+ * no wait, else a worker. */
 static void batch_run(struct ds_server *srv, struct ds_job *lead)
 {
-  if (!srv->stopping && batch_reads(lead))
+  int k = srv->stopping ? 0 : batch_now_kind(lead);
+  if (k == 1)
     batch_now(srv, lead);
+  else if (k == 2)
+    batch_now_writes(srv, lead);
   else
     batch_queue(srv, lead);
 }

@@ -25,6 +25,7 @@
 #include "../../downstairs/region.h"
 
 #include "test_region.h"
+#include "../../downstairs/extent.h"
 
 static void test_create_open(void)
 {
@@ -596,6 +597,45 @@ static void test_read_now(void)
   if (rn == -EAGAIN)
     printf("read_now: uncached block -> EAGAIN\n");
   CHECK(region_read(r, 10, 1, rc, out) == 0 && memcmp(out, b, BS) == 0);
+  /* region_write_group_now: a block never reserved (fallocate due) or a
+   * closed extent: -EAGAIN, nothing written; a reserved one: written. */
+  uint8_t nb[BS];
+  struct proto_ctx nc;
+  fill(nb, BS, &s);
+  mkctx(&nc, nb, 6);
+  struct region_wr w = {.lba = 11, .n = 1, .ctxs = &nc, .data = nb};
+  CHECK(region_write_group_now(r, &w, 1) == -EAGAIN);
+  CHECK(region_read(r, 11, 1, rc, out) == 0 && rc[0].flags == 0);
+  w.lba = 10;
+  CHECK(region_write_group_now(r, &w, 1) == 0 && w.err == 0);
+  CHECK(region_read(r, 10, 1, rc, out) == 0 && rc[0].version == 6);
+  CHECK(memcmp(out, nb, BS) == 0);
+  w.lba = ES + 3; /* extent 1: not open */
+  CHECK(region_write_group_now(r, &w, 1) == -EAGAIN);
+  nc.hash ^= 1; /* a refused write is answered, not deferred */
+  w.lba = 10;
+  CHECK(region_write_group_now(r, &w, 1) == 0 && w.err == -EBADMSG);
+  region_close(r);
+}
+
+/* The WAL hook that replaces SQLite's auto-checkpoint still bounds the
+ * -wal file: 4000 commits of one extent (~2 pages each) stay under
+ * EXT_WAL_CHECKPOINT + a commit's pages. */
+static void test_wal_bounded(void)
+{
+  const char *dir = newdir_fast();
+  struct proto_region d = geom(BS, ES, EC, 0);
+  struct region *r;
+  uint64_t s = 5;
+  struct stat st;
+  char p[256];
+  CHECK(region_create(dir, &d) == 0);
+  CHECK(region_open(dir, &r) == 0);
+  for (uint64_t v = 1; v <= 4000; v++)
+    CHECK(write1(r, v % ES, v, NULL, &s) == 0);
+  snprintf(p, sizeof p, "%s/00/000/000.db-wal", dir);
+  CHECK(stat(p, &st) == 0);
+  CHECK(st.st_size < (off_t) (EXT_WAL_CHECKPOINT + 64) * (4096 + 24));
   region_close(r);
 }
 
@@ -610,6 +650,7 @@ int main(void)
       {"kill9", test_kill9},
       {"write_group", test_write_group},
       {"read_now", test_read_now},
+      {"wal_bounded", test_wal_bounded},
       {"paths_lru", test_paths_lru},
       {"threads", test_threads}};
   return region_tests_run("test_region", tests, sizeof tests / sizeof tests[0]);
