@@ -330,6 +330,10 @@ run_target() {
   mkdir -p "$TD" "$OUT"
   PROCS=(); ERR=""; URI=""; RSS_JSON="{}"; CPU_JSON="{}"
   t0=$SECONDS
+  # The previous target's dirty pages would otherwise be written back
+  # during this one's jobs (the target run second lost write+flush and
+  # rand write in both orders tried, 2026-12-02).
+  sync
   say "$t: starting"
   if ! "start_$t"; then
     failed=$ERR
