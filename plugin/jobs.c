@@ -97,9 +97,14 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
     if (job->type == PROTO_T_FLUSH && result == 0 && job->flush_dirty &&
         job->flush_no > up->acked_flush)
       up->acked_flush = job->flush_no;
+    /* One wake-up per request: its caller waits for pending == 0
+     * (up__req_wait, the only waiter on req->cond), so waking it for
+     * each of a request's jobs only makes it sleep again.  Signalled
+     * under the lock: once pending is 0 the caller may return and
+     * destroy the condvar. */
     if (job->req) {
-      job->req->pending--;
-      pthread_cond_broadcast(&job->req->cond);
+      if (--job->req->pending == 0)
+        pthread_cond_signal(&job->req->cond);
       job->req = NULL;
     }
   }

@@ -71,7 +71,8 @@ enum up_phase {
 
 enum up_ds_state { DS_NONE = 0, DS_SENT, DS_DONE, DS_ERR, DS_SKIP };
 
-/* One caller request: the caller waits on cond until pending == 0. */
+/* One caller request: its one caller thread waits on cond until pending
+ * == 0; the loop signals cond only when pending reaches 0. */
 struct up_req {
   pthread_cond_t cond;
   unsigned pending; /* jobs not decided yet (under up->lock) */
