@@ -20,6 +20,17 @@ struct cl_copy {
   uint8_t data[];
 };
 
+/* Job frames for one downstairs, written together by one uv_write: the
+ * frames (bufs, owned by their jobs) and the job each holds a loop
+ * reference of.  Reused from the connection's pool. */
+struct cl_batch {
+  uv_write_t w;
+  struct cl_batch *next; /* pool */
+  unsigned n, cap;
+  uv_buf_t *bufs;
+  struct up_job **jobs;
+};
+
 static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
                         const struct proto_msg *m, bool *taken);
 
@@ -99,6 +110,7 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
   uv_buf_t b;
   int r;
 
+  cl_flush(c); /* frames leave in the order they were sent */
   if (c->state == CL_CLOSING || c->state == CL_GONE || c->state == CL_IDLE)
     return -ENOTCONN;
   cp = malloc(sizeof *cp + len);
@@ -117,14 +129,24 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
   return 0;
 }
 
-/* A job frame was written (or cancelled): drop that loop reference. */
-static void on_job_written(uv_write_t *w, int status)
+/* Drop the loop reference of every frame in batch q (written or
+ * cancelled) and put q back into c's pool. */
+static void cl_batch_release(struct cl *c, struct cl_batch *q)
+{
+  for (unsigned i = 0; i < q->n; i++)
+    up__job_loop_put(q->jobs[i]);
+  q->n = 0;
+  q->next = c->bpool;
+  c->bpool = q;
+}
+
+/* A batch of job frames was written (or cancelled by close): drop the
+ * loop reference each frame holds, exactly once. */
+static void on_batch_written(uv_write_t *w, int status)
 {
   struct cl *c = w->handle->data;
-  struct up_job *job = w->data;
 
-  free(w);
-  up__job_loop_put(job);
+  cl_batch_release(c, w->data);
   if (status < 0 && status != UV_ECANCELED)
     cl_close(c, false, "write failed");
 }
@@ -138,27 +160,53 @@ int cl_send_job(struct cl *c, struct up_job *job)
 int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
                       size_t len)
 {
-  uv_write_t *w;
-  uv_buf_t b;
-  int r;
+  struct cl_batch *q = c->batch;
 
   if (c->state != CL_ACTIVE)
     return -ENOTCONN;
-  w = malloc(sizeof *w);
-  if (!w)
-    return -ENOMEM;
-  w->data = job;
-  b = uv_buf_init((char *) frame, (unsigned) len);
-  job->loop_refs++;
-  r = uv_write(w, (uv_stream_t *) &c->tcp, &b, 1, on_job_written);
-  if (r < 0) {
-    job->loop_refs--;
-    free(w);
-    return r;
+  if (!q) {
+    if ((q = c->bpool) != NULL)
+      c->bpool = q->next;
+    else if (!(q = calloc(1, sizeof *q)))
+      return -ENOMEM;
+    c->batch = q;
   }
+  if (q->n == q->cap) {
+    unsigned cap = q->cap ? 2 * q->cap : 16;
+    uv_buf_t *b = realloc(q->bufs, cap * sizeof *b);
+    struct up_job **j = b ? realloc(q->jobs, cap * sizeof *j) : NULL;
+    if (b)
+      q->bufs = b;
+    if (!j)
+      return -ENOMEM;
+    q->jobs = j;
+    q->cap = cap;
+  }
+  q->bufs[q->n] = uv_buf_init((char *) frame, (unsigned) len);
+  q->jobs[q->n++] = job;
+  job->loop_refs++;
   cl_net_frame(c, "sent", frame, len);
   c->last_tx_ms = uv_now(c->tcp.loop);
   return 0;
+}
+
+/* Hand the frames batched since the last flush to libuv as one uv_write
+ * (one writev for the lot when the socket takes them at once). */
+void cl_flush(struct cl *c)
+{
+  struct cl_batch *q = c->batch;
+  int r;
+
+  if (!q || q->n == 0)
+    return;
+  c->batch = NULL;
+  q->w.data = q;
+  r = uv_write(&q->w, (uv_stream_t *) &c->tcp, q->bufs, q->n,
+               on_batch_written);
+  if (r < 0) {
+    cl_batch_release(c, q);
+    cl_fault(c, "send failed: %s", uv_strerror(r));
+  }
 }
 
 /* The handle is closed: the connection may be retried unless final. */
@@ -197,6 +245,10 @@ void cl_close(struct cl *c, bool final, const char *why)
     return;
   }
   c->state = CL_CLOSING;
+  if (c->batch) { /* never handed to libuv: cancelled here */
+    cl_batch_release(c, c->batch);
+    c->batch = NULL;
+  }
   if (was == CL_ACTIVE) {
     if (!c->lr)
       __atomic_sub_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
@@ -225,6 +277,13 @@ void cl_free(struct cl *c)
   c->rx = NULL;
   free(c->states);
   c->states = NULL;
+  while (c->bpool) {
+    struct cl_batch *q = c->bpool;
+    c->bpool = q->next;
+    free(q->bufs);
+    free(q->jobs);
+    free(q);
+  }
 }
 
 /* Offer free space at the end of the receive buffer, growing it so the

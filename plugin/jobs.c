@@ -424,6 +424,9 @@ void up__drain(uv_async_t *a)
       up__job_start(up, job);
     }
   }
+  /* One write per downstairs for the whole pass (client.c batches). */
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_flush(&up->cl[i]);
   if (stopping) {
     up__shutdown(up);
     return;
