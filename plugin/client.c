@@ -14,6 +14,9 @@
 /* Smallest free space offered to a read: amortises syscalls for small
  * frames (JOB_DONE is 24 bytes) without growing the buffer for each. */
 #define CL_RX_CHUNK (64u * 1024)
+/* READ_DONE frames up to this size (versions-only replies, a few data
+ * blocks) are copied out of the receive buffer; larger ones take it. */
+#define CL_RX_COPY_MAX (16u * 1024)
 
 struct cl_copy {
   uv_write_t w;
@@ -342,6 +345,7 @@ static void cl_process(struct cl *c)
     int64_t fl = proto_frame_len(frame, c->rx_len);
     uint32_t bs = c->have_hello ? c->hello.region.block_size : 0;
     struct proto_msg m;
+    uint8_t *own = NULL; /* a copy of a small READ_DONE */
     bool taken = false;
     int r;
 
@@ -352,16 +356,28 @@ static void cl_process(struct cl *c)
     if (fl == 0 || (size_t) fl > c->rx_len)
       return;
     cl_net_frame(c, "received", frame, (size_t) fl);
+    if (proto_rd16(frame + 4) == PROTO_T_READ_DONE && c->state == CL_ACTIVE &&
+        (size_t) fl <= CL_RX_COPY_MAX) {
+      /* A small reply is copied out whole: cheaper than giving the
+       * receive buffer away and allocating and filling a new one. */
+      if (!(own = malloc((size_t) fl))) {
+        cl_close(c, false, "out of memory");
+        return;
+      }
+      memcpy(own, frame, (size_t) fl);
+      base = frame = own;
+    }
     r = proto_decode(frame, (size_t) fl, bs, &m);
     if (r < 0) {
       char why[96];
+      free(own);
       snprintf(why, sizeof why, "bad frame (%s): %s",
                proto_type_name(proto_rd16(frame + 4)), log_strerror(-r));
       log_warn("downstairs %s: %s", c->name, why);
       cl_close(c, false, why);
       return;
     }
-    if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE) {
+    if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE && !own) {
       if (cl_detach_rx(c, (size_t) fl) < 0) {
         cl_close(c, false, "out of memory");
         return;
@@ -372,6 +388,8 @@ static void cl_process(struct cl *c)
       continue;
     }
     cl_dispatch(c, base, frame, &m, &taken);
+    if (own && !taken)
+      free(own);
     c->rx_off += (size_t) fl;
     c->rx_len -= (size_t) fl;
     if (c->rx_len == 0)
