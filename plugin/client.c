@@ -14,10 +14,24 @@
 /* Smallest free space offered to a read: amortises syscalls for small
  * frames (JOB_DONE is 24 bytes) without growing the buffer for each. */
 #define CL_RX_CHUNK (64u * 1024)
+/* READ_DONE frames up to this size (versions-only replies, a few data
+ * blocks) are copied out of the receive buffer; larger ones take it. */
+#define CL_RX_COPY_MAX (16u * 1024)
 
 struct cl_copy {
   uv_write_t w;
   uint8_t data[];
+};
+
+/* Job frames for one downstairs, written together by one uv_write: the
+ * frames (bufs, owned by their jobs) and the job each holds a loop
+ * reference of.  Reused from the connection's pool. */
+struct cl_batch {
+  uv_write_t w;
+  struct cl_batch *next; /* pool */
+  unsigned n, cap;
+  uv_buf_t *bufs;
+  struct up_job **jobs;
 };
 
 static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
@@ -99,6 +113,7 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
   uv_buf_t b;
   int r;
 
+  cl_flush(c); /* frames leave in the order they were sent */
   if (c->state == CL_CLOSING || c->state == CL_GONE || c->state == CL_IDLE)
     return -ENOTCONN;
   cp = malloc(sizeof *cp + len);
@@ -117,14 +132,24 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
   return 0;
 }
 
-/* A job frame was written (or cancelled): drop that loop reference. */
-static void on_job_written(uv_write_t *w, int status)
+/* Drop the loop reference of every frame in batch q (written or
+ * cancelled) and put q back into c's pool. */
+static void cl_batch_release(struct cl *c, struct cl_batch *q)
+{
+  for (unsigned i = 0; i < q->n; i++)
+    up__job_loop_put(q->jobs[i]);
+  q->n = 0;
+  q->next = c->bpool;
+  c->bpool = q;
+}
+
+/* A batch of job frames was written (or cancelled by close): drop the
+ * loop reference each frame holds, exactly once. */
+static void on_batch_written(uv_write_t *w, int status)
 {
   struct cl *c = w->handle->data;
-  struct up_job *job = w->data;
 
-  free(w);
-  up__job_loop_put(job);
+  cl_batch_release(c, w->data);
   if (status < 0 && status != UV_ECANCELED)
     cl_close(c, false, "write failed");
 }
@@ -138,27 +163,53 @@ int cl_send_job(struct cl *c, struct up_job *job)
 int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
                       size_t len)
 {
-  uv_write_t *w;
-  uv_buf_t b;
-  int r;
+  struct cl_batch *q = c->batch;
 
   if (c->state != CL_ACTIVE)
     return -ENOTCONN;
-  w = malloc(sizeof *w);
-  if (!w)
-    return -ENOMEM;
-  w->data = job;
-  b = uv_buf_init((char *) frame, (unsigned) len);
-  job->loop_refs++;
-  r = uv_write(w, (uv_stream_t *) &c->tcp, &b, 1, on_job_written);
-  if (r < 0) {
-    job->loop_refs--;
-    free(w);
-    return r;
+  if (!q) {
+    if ((q = c->bpool) != NULL)
+      c->bpool = q->next;
+    else if (!(q = calloc(1, sizeof *q)))
+      return -ENOMEM;
+    c->batch = q;
   }
+  if (q->n == q->cap) {
+    unsigned cap = q->cap ? 2 * q->cap : 16;
+    uv_buf_t *b = realloc(q->bufs, cap * sizeof *b);
+    struct up_job **j = b ? realloc(q->jobs, cap * sizeof *j) : NULL;
+    if (b)
+      q->bufs = b;
+    if (!j)
+      return -ENOMEM;
+    q->jobs = j;
+    q->cap = cap;
+  }
+  q->bufs[q->n] = uv_buf_init((char *) frame, (unsigned) len);
+  q->jobs[q->n++] = job;
+  job->loop_refs++;
   cl_net_frame(c, "sent", frame, len);
   c->last_tx_ms = uv_now(c->tcp.loop);
   return 0;
+}
+
+/* Hand the frames batched since the last flush to libuv as one uv_write
+ * (one writev for the lot when the socket takes them at once). */
+void cl_flush(struct cl *c)
+{
+  struct cl_batch *q = c->batch;
+  int r;
+
+  if (!q || q->n == 0)
+    return;
+  c->batch = NULL;
+  q->w.data = q;
+  r = uv_write(&q->w, (uv_stream_t *) &c->tcp, q->bufs, q->n,
+               on_batch_written);
+  if (r < 0) {
+    cl_batch_release(c, q);
+    cl_fault(c, "send failed: %s", uv_strerror(r));
+  }
 }
 
 /* The handle is closed: the connection may be retried unless final. */
@@ -197,6 +248,10 @@ void cl_close(struct cl *c, bool final, const char *why)
     return;
   }
   c->state = CL_CLOSING;
+  if (c->batch) { /* never handed to libuv: cancelled here */
+    cl_batch_release(c, c->batch);
+    c->batch = NULL;
+  }
   if (was == CL_ACTIVE) {
     if (!c->lr)
       __atomic_sub_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
@@ -225,6 +280,13 @@ void cl_free(struct cl *c)
   c->rx = NULL;
   free(c->states);
   c->states = NULL;
+  while (c->bpool) {
+    struct cl_batch *q = c->bpool;
+    c->bpool = q->next;
+    free(q->bufs);
+    free(q->jobs);
+    free(q);
+  }
 }
 
 /* Offer free space at the end of the receive buffer, growing it so the
@@ -283,6 +345,7 @@ static void cl_process(struct cl *c)
     int64_t fl = proto_frame_len(frame, c->rx_len);
     uint32_t bs = c->have_hello ? c->hello.region.block_size : 0;
     struct proto_msg m;
+    uint8_t *own = NULL; /* a copy of a small READ_DONE */
     bool taken = false;
     int r;
 
@@ -293,16 +356,28 @@ static void cl_process(struct cl *c)
     if (fl == 0 || (size_t) fl > c->rx_len)
       return;
     cl_net_frame(c, "received", frame, (size_t) fl);
+    if (proto_rd16(frame + 4) == PROTO_T_READ_DONE && c->state == CL_ACTIVE &&
+        (size_t) fl <= CL_RX_COPY_MAX) {
+      /* A small reply is copied out whole: cheaper than giving the
+       * receive buffer away and allocating and filling a new one. */
+      if (!(own = malloc((size_t) fl))) {
+        cl_close(c, false, "out of memory");
+        return;
+      }
+      memcpy(own, frame, (size_t) fl);
+      base = frame = own;
+    }
     r = proto_decode(frame, (size_t) fl, bs, &m);
     if (r < 0) {
       char why[96];
+      free(own);
       snprintf(why, sizeof why, "bad frame (%s): %s",
                proto_type_name(proto_rd16(frame + 4)), log_strerror(-r));
       log_warn("downstairs %s: %s", c->name, why);
       cl_close(c, false, why);
       return;
     }
-    if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE) {
+    if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE && !own) {
       if (cl_detach_rx(c, (size_t) fl) < 0) {
         cl_close(c, false, "out of memory");
         return;
@@ -313,6 +388,8 @@ static void cl_process(struct cl *c)
       continue;
     }
     cl_dispatch(c, base, frame, &m, &taken);
+    if (own && !taken)
+      free(own);
     c->rx_off += (size_t) fl;
     c->rx_len -= (size_t) fl;
     if (c->rx_len == 0)

@@ -29,6 +29,7 @@
 
 struct upstairs;
 struct up_job;
+struct cl_batch;
 
 enum cl_state {
   CL_IDLE = 0,
@@ -72,6 +73,10 @@ struct cl {
   uv_tcp_t tcp;
   uv_connect_t conn;
 
+  /* Job frames sent since the last cl_flush (NULL: none), and spent
+   * batches kept for reuse; both owned. */
+  struct cl_batch *batch, *bpool;
+
   uint8_t *rx;         /* receive buffer, owned */
   size_t rx_off, rx_len, rx_cap;
 
@@ -95,12 +100,18 @@ void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
 int cl_resolve(struct cl *c, const char *host, uint16_t port);
 /* Start connecting (from IDLE).  0 or -errno (also recorded in why). */
 int cl_connect(struct cl *c);
-/* Send a frame the caller keeps alive until the write callback: the job
- * (may be NULL for small control frames copied here) gets a loop ref. */
+/* Queue job->frame for c; the job gets a loop ref, dropped once the
+ * frame is written or cancelled.  Frames queued this way leave at the
+ * next cl_flush, all in one uv_write (jobs.c flushes at the end of each
+ * drain pass). */
 int cl_send_job(struct cl *c, struct up_job *job);
 /* The same with another frame the job owns (READ's versions frame). */
 int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
                       size_t len);
+/* Write the queued job frames now (a failure faults c). */
+void cl_flush(struct cl *c);
+/* Send a control frame (copied, so buf may be on the stack), after the
+ * job frames queued before it. */
 int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len);
 /* Close the connection; reason is logged when log is set.  final: never
  * reconnect.  Jobs outstanding on it are skipped (jobs.c). */

@@ -75,7 +75,9 @@ void up__req_init(struct up_req *req)
 
 /* Wait for jobs[0..nj) of req; res[i] gets each outcome.  A job still
  * undecided at the deadline is abandoned (-EIO): the loop then finishes
- * it on its own and never touches req again. */
+ * it on its own and never touches req again.  The loop lowers pending
+ * only at the end of its turn (jobs.c up__wake_flush), so a job may be
+ * decided and still hold req: detaching it is what tells the loop. */
 void up__req_wait(struct upstairs *up, struct up_req *req,
                      struct up_job **jobs, unsigned nj, int *res)
 {
@@ -89,10 +91,10 @@ void up__req_wait(struct upstairs *up, struct up_req *req,
       break;
   for (unsigned i = 0; i < nj; i++) {
     res[i] = jobs[i]->decided ? jobs[i]->result : -EIO;
-    if (!jobs[i]->decided && jobs[i]->req) {
+    if (jobs[i]->req) {
       jobs[i]->req = NULL;
       req->pending--;
-      late = true;
+      late |= !jobs[i]->decided;
     }
   }
   pthread_mutex_unlock(&up->lock);

@@ -79,7 +79,51 @@ int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
   return 0;
 }
 
-/* Set the outcome once and wake the caller (if it still waits). */
+/* Wake the callers of every job decided since the last call: one lock
+ * round and one signal per finished request for a whole loop turn
+ * (up__before_poll), instead of a lock round per job while the woken
+ * callers contend for that lock.  A caller past its deadline detached
+ * its jobs (req NULL) and is not touched. */
+void up__wake_flush(struct upstairs *up)
+{
+  unsigned n = up->nwake;
+
+  if (n == 0)
+    return;
+  up->nwake = 0;
+  pthread_mutex_lock(&up->lock);
+  for (unsigned i = 0; i < n; i++) {
+    struct up_job *job = up->wake[i];
+    if (job->req) {
+      if (--job->req->pending == 0)
+        pthread_cond_signal(&job->req->cond);
+      job->req = NULL;
+    }
+  }
+  pthread_mutex_unlock(&up->lock);
+  for (unsigned i = 0; i < n; i++)
+    up__job_loop_put(up->wake[i]);
+}
+
+/* Keep decided job for up__wake_flush (a loop ref held meanwhile).
+ * false if out of memory: the caller wakes it now. */
+static bool job_wake_later(struct upstairs *up, struct up_job *job)
+{
+  if (up->nwake == up->wake_cap) {
+    unsigned cap = up->wake_cap ? 2 * up->wake_cap : 64;
+    struct up_job **w = realloc(up->wake, cap * sizeof *w);
+    if (!w)
+      return false;
+    up->wake = w;
+    up->wake_cap = cap;
+  }
+  job->loop_refs++;
+  up->wake[up->nwake++] = job;
+  return true;
+}
+
+/* Set the outcome once; its caller (if it still waits) is woken at the
+ * end of the loop turn (up__wake_flush). */
 static void job_decide(struct upstairs *up, struct up_job *job, int result)
 {
   bool first;
@@ -97,9 +141,14 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
     if (job->type == PROTO_T_FLUSH && result == 0 && job->flush_dirty &&
         job->flush_no > up->acked_flush)
       up->acked_flush = job->flush_no;
-    if (job->req) {
-      job->req->pending--;
-      pthread_cond_broadcast(&job->req->cond);
+    /* One wake-up per request: its caller waits for pending == 0
+     * (up__req_wait, the only waiter on req->cond), so waking it for
+     * each of a request's jobs only makes it sleep again.  Signalled
+     * under the lock: once pending is 0 the caller may return and
+     * destroy the condvar. */
+    if (job->req && !job_wake_later(up, job)) {
+      if (--job->req->pending == 0)
+        pthread_cond_signal(&job->req->cond);
       job->req = NULL;
     }
   }
@@ -419,6 +468,9 @@ void up__drain(uv_async_t *a)
       up__job_start(up, job);
     }
   }
+  /* One write per downstairs for the whole pass (client.c batches). */
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_flush(&up->cl[i]);
   if (stopping) {
     up__shutdown(up);
     return;
@@ -426,6 +478,15 @@ void up__drain(uv_async_t *a)
   if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
     up__reconcile_poll(up); /* reconcile.c's thread has finished */
   up__lr_poll(up);            /* repair.c's worker may have finished */
+}
+
+void up__before_poll(uv_prepare_t *p)
+{
+  struct upstairs *up = p->data;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    cl_flush(&up->cl[i]);
+  up__wake_flush(up);
 }
 
 /* The tracked job with this id, or NULL. */

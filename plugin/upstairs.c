@@ -602,6 +602,12 @@ static int up_loop_init(struct upstairs *up)
   up->tick.data = up;
   if ((r = uv_timer_start(&up->tick, on_tick, 1000, 1000)) < 0)
     return r;
+  if ((r = uv_prepare_init(&up->loop, &up->prep)) < 0)
+    return r;
+  up->prep.data = up;
+  up->prep_init = true;
+  if ((r = uv_prepare_start(&up->prep, up__before_poll)) < 0)
+    return r;
   up->start_ms = uv_now(&up->loop);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (cl_resolve(&up->cl[i], up->cfg.host[i], up->cfg.port[i]) == 0)
@@ -680,9 +686,12 @@ void up__shutdown(struct upstairs *up)
   up__fail_all(up, -EIO);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     cl_close(&up->cl[i], true, "stopped");
+  up__wake_flush(up); /* every job was decided */
   up__stats_write(up); /* the last one: phase stopped (or failed) */
   uv_close((uv_handle_t *) &up->tick, NULL);
   uv_close((uv_handle_t *) &up->async, NULL);
+  if (up->prep_init)
+    uv_close((uv_handle_t *) &up->prep, NULL);
 }
 
 /* Stop the loop thread and join it; the upstairs takes no more IO. */
@@ -730,6 +739,7 @@ void up_free(struct upstairs *up)
   pthread_mutex_destroy(&up->state_lock);
   up__vcache_free(up);
   up__repair_free(up);
+  free(up->wake);
 
   pthread_cond_destroy(&up->start_cond);
   pthread_cond_destroy(&up->rl_cond);

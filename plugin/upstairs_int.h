@@ -18,7 +18,8 @@
  *     WRITE/TRIM/FLUSH frame to all active downstairs in that same order,
  *     so each downstairs sees overlapping jobs in send order.
  *   - ds[i] goes NONE -> SENT -> DONE | ERR | SKIP exactly once.
- *   - The job is "decided" once (result set, req signalled): a write or
+ *   - The job is "decided" once (result set; req signalled at the end of
+ *     that loop turn, up__wake_flush): a write or
  *     trim when quorum acks arrived or can no longer arrive, a flush or
  *     read when nothing is SENT any more.  It stays on the in-flight list
  *     until nothing is SENT, then the loop drops its ref once its pending
@@ -71,10 +72,13 @@ enum up_phase {
 
 enum up_ds_state { DS_NONE = 0, DS_SENT, DS_DONE, DS_ERR, DS_SKIP };
 
-/* One caller request: the caller waits on cond until pending == 0. */
+/* One caller request: its one caller thread waits on cond until pending
+ * == 0; the loop lowers pending for the jobs decided in one loop turn at
+ * its end (up__wake_flush) and signals cond only when it reaches 0. */
 struct up_req {
   pthread_cond_t cond;
-  unsigned pending; /* jobs not decided yet (under up->lock) */
+  unsigned pending; /* jobs whose outcome the caller was not given yet
+                     * (under up->lock) */
 };
 
 struct up_job {
@@ -297,6 +301,10 @@ struct upstairs {
   bool shut;                        /* up__shutdown ran */
   uv_async_t async;
   uv_timer_t tick;
+  uv_prepare_t prep;                /* before each poll: up__before_poll */
+  bool prep_init;
+  struct up_job **wake;             /* decided, caller not woken yet */
+  unsigned nwake, wake_cap;         /* (each holds a loop ref) */
   uint64_t start_ms, activate_ms;
   uint64_t next_id;
   unsigned read_rr;
@@ -490,6 +498,11 @@ void up__stats_write(struct upstairs *up);
 
 /* jobs.c: loop side of the job tracker. */
 void up__drain(uv_async_t *a);
+/* Wake the callers of the jobs decided since the last call. */
+void up__wake_flush(struct upstairs *up);
+/* Prepare callback, once per loop turn before it polls: write every
+ * downstairs' batched frames (cl_flush), then up__wake_flush. */
+void up__before_poll(uv_prepare_t *p);
 void up__on_job_done(struct upstairs *up, struct cl *c,
                      const struct proto_job_done *d);
 void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
