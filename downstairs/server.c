@@ -44,6 +44,7 @@
 #include <sys/socket.h>
 
 #include "../common/geom.h"
+#include "../common/list.h"
 #include "../common/log.h"
 #include "extent.h"
 #include "server_int.h"
@@ -114,11 +115,7 @@ int ds_conn_send(struct ds_conn *c, struct ds_wreq *w)
     return 0;
   }
   if (c->corked) {
-    if (c->cork_tail)
-      c->cork_tail->cnext = w;
-    else
-      c->cork_head = w;
-    c->cork_tail = w;
+    FIFO_PUSH(c->cork_head, c->cork_tail, w, cnext);
     c->ncork++;
     return 0;
   }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../common/geom.h"
+#include "../common/list.h"
 #include "../common/log.h"
 #include "repair.h"
 #include "server_int.h"
@@ -532,12 +533,7 @@ static void job_start(struct sched_job *s, void *arg)
 {
   struct ds_job *j = (struct ds_job *) s;
   struct ds_server *srv = arg;
-  j->rnext = NULL;
-  if (srv->ready_tail)
-    srv->ready_tail->rnext = j;
-  else
-    srv->ready_head = j;
-  srv->ready_tail = j;
+  FIFO_PUSH(srv->ready_head, srv->ready_tail, j, rnext);
   srv->nready++;
   if (srv->stopping)
     ready_flush(srv);

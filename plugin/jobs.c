@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../common/geom.h"
+#include "../common/list.h"
 #include "../common/log.h"
 #include "upstairs_int.h"
 
@@ -68,12 +69,7 @@ int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
   if (!job->only && !job->sys)
     __atomic_add_fetch(&up->guest_jobs, 1, __ATOMIC_RELAXED);
 
-  job->next = NULL;
-  if (up->q_tail)
-    up->q_tail->next = job;
-  else
-    up->q_head = job;
-  up->q_tail = job;
+  FIFO_PUSH(up->q_head, up->q_tail, job, next);
   uv_async_send(&up->async); /* under the lock: see up_stop */
   pthread_mutex_unlock(&up->lock);
   return 0;
