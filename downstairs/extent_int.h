@@ -24,6 +24,27 @@ struct sqlite3_stmt;
  * regions made before EXTENT_MARK lack: a missing row is 0). */
 #define EXT__GET_META_SQL "SELECT name, value FROM metadata"
 
+/* Prepared statements, one set per open extent (indexes into e->st;
+ * their SQL is in extent.c). */
+enum {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_INSERT,
+  ST_ADD_UNWRITTEN,
+  ST_TRIM_ROWS,
+  ST_TRIM_UNWRITTEN,
+  ST_SELECT_RANGE,
+  ST_DELETE_STALE,
+  ST_DELETE_UNWRITTEN,
+  ST_SET_META,
+  ST_SYNC_FULL,
+  ST_SYNC_NORMAL,
+  ST_ALL_ROWS,
+  ST_GET_META,
+  ST_COUNT_
+};
+
 /* Map a SQLite result code to a negative errno. */
 int ext__sql_err(int rc);
 
