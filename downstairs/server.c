@@ -63,128 +63,7 @@ static const char *state_name(enum ds_conn_state s)
   return s == DS_NEW ? "NEW" : s == DS_NEGOTIATED ? "NEGOTIATED" : "ACTIVE";
 }
 
-/* ---- writing ---- */
-
-struct ds_wreq *ds_wreq_new(size_t len)
-{
-  struct ds_wreq *w = malloc(sizeof *w + len);
-  if (!w)
-    return NULL;
-  memset(w, 0, sizeof *w);
-  w->len = len;
-  return w;
-}
-
-/* Release the accounting of a written (or dropped) frame and free it. */
-static void wreq_done(struct ds_wreq *w)
-{
-  if (w->conn && (w->acct_job || w->acct_bytes))
-    ds_conn_release(w->conn, w->acct_job, w->acct_bytes);
-  free(w);
-}
-
-static void conn_abort(struct ds_conn *c, const char *why);
 static void conn_read_stop(struct ds_conn *c);
-
-/* Frames were written (or dropped at close): release and free them (w
- * and the ones chained to it by a cork). */
-static void on_write(uv_write_t *req, int status)
-{
-  struct ds_wreq *w = req->data;
-  struct ds_conn *c = w->conn;
-  if (status < 0 && status != UV_ECANCELED && !c->closing) {
-    log_info("%s: write: %s", c->peer, uv_strerror(status));
-    conn_abort(c, NULL);
-  }
-  while (w) {
-    struct ds_wreq *next = w->cnext;
-    wreq_done(w);
-    w = next;
-  }
-}
-
-/* Queue w on c (takes ownership).  On a closing connection the frame is
- * dropped.  Returns 0 or a negative errno (the connection is then being
- * closed). */
-int ds_conn_send(struct ds_conn *c, struct ds_wreq *w)
-{
-  w->conn = c;
-  w->cnext = NULL;
-  if (c->closing) {
-    wreq_done(w);
-    return 0;
-  }
-  if (c->corked) {
-    FIFO_PUSH(c->cork_head, c->cork_tail, w, cnext);
-    c->ncork++;
-    return 0;
-  }
-  w->req.data = w;
-  uv_buf_t b = uv_buf_init((char *) w->data, (unsigned) w->len);
-  int r = uv_write(&w->req, (uv_stream_t *) &c->tcp, &b, 1, on_write);
-  if (r < 0) {
-    log_info("%s: write: %s", c->peer, uv_strerror(r));
-    wreq_done(w);
-    conn_abort(c, NULL);
-  }
-  return r;
-}
-
-void ds_conn_cork(struct ds_conn *c)
-{
-  c->corked = true;
-}
-
-/* The corked frames in one uv_write: the first frame's request carries
- * the chain, freed together in on_write. */
-void ds_conn_uncork(struct ds_conn *c)
-{
-  enum { MAXB = 64 };
-  c->corked = false;
-  while (c->cork_head) {
-    uv_buf_t b[MAXB];
-    unsigned n = 0;
-    struct ds_wreq *first = c->cork_head, *w = first, *last = NULL;
-    for (; w && n < MAXB; last = w, w = w->cnext)
-      b[n++] = uv_buf_init((char *) w->data, (unsigned) w->len);
-    c->cork_head = w;
-    if (!w)
-      c->cork_tail = NULL;
-    last->cnext = NULL;
-    c->ncork -= n;
-    if (c->closing) {
-      on_write(&first->req, UV_ECANCELED);
-      continue;
-    }
-    first->req.data = first;
-    int r = uv_write(&first->req, (uv_stream_t *) &c->tcp, b, n, on_write);
-    if (r < 0) {
-      log_info("%s: write: %s", c->peer, uv_strerror(r));
-      on_write(&first->req, UV_ECANCELED);
-      if (c->cork_tail)
-        c->cork_tail->cnext = NULL;
-      first = c->cork_head;
-      c->cork_head = c->cork_tail = NULL;
-      c->ncork = 0;
-      if (first)
-        on_write(&first->req, UV_ECANCELED);
-      conn_abort(c, NULL);
-      return;
-    }
-  }
-}
-
-/* Send a copy of a small frame. */
-int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len)
-{
-  struct ds_wreq *w = ds_wreq_new(len);
-  if (!w) {
-    ds_conn_close(c, 0, "out of memory");
-    return -ENOMEM;
-  }
-  memcpy(w->data, frame, len);
-  return ds_conn_send(c, w);
-}
 
 /* ---- back-pressure ---- */
 
@@ -253,7 +132,7 @@ static void conn_closing(struct ds_conn *c)
 }
 
 /* Close now, dropping unsent frames (peer gone, write error, shutdown). */
-static void conn_abort(struct ds_conn *c, const char *why)
+void ds_conn_abort(struct ds_conn *c, const char *why)
 {
   if (why)
     log_info("%s: closing: %s", c->peer, why);
@@ -290,7 +169,7 @@ void ds_conn_close(struct ds_conn *c, int err, const char *why)
   conn_closing(c);
   c->shutdown.data = c;
   if (uv_shutdown(&c->shutdown, (uv_stream_t *) &c->tcp, on_shutdown) < 0)
-    conn_abort(c, NULL);
+    ds_conn_abort(c, NULL);
 }
 
 /* printf-style ds_conn_close. */
@@ -429,7 +308,7 @@ static void conn_read_start(struct ds_conn *c)
   if (r < 0) {
     char why[96];
     snprintf(why, sizeof why, "read start: %s", uv_strerror(r));
-    conn_abort(c, why);
+    ds_conn_abort(c, why);
     return;
   }
   c->reading = true;
@@ -539,13 +418,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
   struct ds_conn *c = s->data;
   (void) b;
   if (nread == UV_EOF) {
-    conn_abort(c, "peer closed the connection");
+    ds_conn_abort(c, "peer closed the connection");
     return;
   }
   if (nread < 0) {
     char why[96];
     snprintf(why, sizeof why, "read: %s", uv_strerror((int) nread));
-    conn_abort(c, why);
+    ds_conn_abort(c, why);
     return;
   }
   c->len += (size_t) nread;
@@ -646,14 +525,14 @@ static void on_connection(uv_stream_t *l, int status)
   srv->nlive++;
   c->last_frame_ms = uv_now(&srv->loop);
   if (uv_accept(l, (uv_stream_t *) &c->tcp) != 0) {
-    conn_abort(c, NULL);
+    ds_conn_abort(c, NULL);
     return;
   }
   conn_peer_name(c);
   if (srv->nlive > srv->opts->max_conns) {
     log_warn("%s: refused: already %u connections (max %u)", c->peer,
              srv->nlive - 1, srv->opts->max_conns);
-    conn_abort(c, NULL);
+    ds_conn_abort(c, NULL);
     return;
   }
   conn_sockopts(c);
@@ -676,7 +555,7 @@ static void on_sweep(uv_timer_t *t)
     next = c->next;
     if (c->closing) {
       if (now - c->closing_ms > DS_CLOSE_GRACE_MS)
-        conn_abort(c, NULL);
+        ds_conn_abort(c, NULL);
     } else if (!c->throttled && now - c->last_frame_ms > idle_ms) {
       ds_conn_fail(c, ETIMEDOUT, "idle for %u s", srv->opts->idle_timeout);
     } else if (c->state != DS_ACTIVE && !c->repair_peer && hs_ms < idle_ms && now - c->last_frame_ms > hs_ms) {
@@ -704,7 +583,7 @@ static void server_stop(struct ds_server *srv, const char *why)
   ds_jobs_drop_waiting(srv);
   ds_jobs_fini(srv);
   for (struct ds_conn *c = srv->conns; c; c = c->next)
-    conn_abort(c, NULL);
+    ds_conn_abort(c, NULL);
 }
 
 /* SIGINT or SIGTERM: stop gracefully. */

@@ -1,5 +1,6 @@
 /* crucible-c downstairs: server internals shared by server.c (listener,
- * connections, handshake) and server_job.c (IO jobs, replies).
+ * connections, reading, closing), server_write.c (outgoing frames),
+ * server_hello.c (handshake) and server_job.c (IO jobs, replies).
  *
  * Ownership: struct ds_server lives on ds_server_run()'s stack.  A
  * struct ds_conn is malloc'd on accept and freed in its close callback.
@@ -158,6 +159,9 @@ struct ds_job {
 };
 
 /* server.c */
+/* Close now, dropping unsent frames (peer gone, write error, shutdown);
+ * why (may be NULL) is logged. */
+void ds_conn_abort(struct ds_conn *c, const char *why);
 /* Close gracefully: log why, send ERROR(err, why) first if err > 0. */
 void ds_conn_close(struct ds_conn *c, int err, const char *why);
 /* printf-style ds_conn_close. */
@@ -165,6 +169,7 @@ void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Send a copy of a small frame; 0 or -errno (connection then closing). */
 int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
+/* server_write.c */
 int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
 /* Hold frames sent to c until ds_conn_uncork, then write them at once
  * (closing the connection uncorks first). */
