@@ -419,7 +419,7 @@ static int rec_flush_extent(struct upstairs *up, uint32_t eid)
   job->sys = true;
   up__run_jobs(up, &job, 1, &res);
   for (int d = 0; job && d < UP_DOWNSTAIRS; d++)
-    ok += job->ds[d] == DS_DONE;
+    ok += (job->seen >> d) & 1u; /* the decision's record, not ds[] */
   rec_put_all(&job, 1);
   return ok >= 2 ? 0 : -EIO;
 }

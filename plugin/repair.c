@@ -223,8 +223,8 @@ static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
   if (job) {
     bool one = false;
     for (int d = 0; d < UP_DOWNSTAIRS; d++)
-      one |= (src & (1u << d)) && job->ds[d] == DS_DONE;
-    ok = res == 0 && one && job->ds[t] == DS_DONE;
+      one |= (src & job->seen & (1u << d)) != 0;
+    ok = res == 0 && one && (job->seen & (1u << t));
     up__job_put(job);
   }
   return ok ? 0 : -EIO;
