@@ -28,6 +28,10 @@ void geom_extent_path(uint32_t eid, char buf[GEOM_EXTENT_PATH_MAX])
 
 void geom_uuid_format(const uint8_t u[PROTO_UUID_LEN], char out[37])
 {
+  if (geom_uuid_is_zero(u)) {
+    snprintf(out, 37, "none");
+    return;
+  }
   snprintf(out, 37,
            "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
            "%02x%02x%02x%02x%02x%02x",

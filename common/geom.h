@@ -51,7 +51,8 @@ static inline uint64_t geom_left_in_extent(const struct proto_region *r,
 /* "XX/YYY/ZZZ" into buf (GEOM_EXTENT_PATH_MAX bytes). */
 void geom_extent_path(uint32_t eid, char buf[GEOM_EXTENT_PATH_MAX]);
 
-/* UUID text form, 36 chars + NUL; parse returns 0 or -EINVAL. */
+/* UUID text form, 36 chars + NUL ("none" for the all-zero uuid of a
+ * region of no volume yet); parse returns 0 or -EINVAL. */
 void geom_uuid_format(const uint8_t uuid[PROTO_UUID_LEN], char out[37]);
 int geom_uuid_parse(const char *s, uint8_t uuid[PROTO_UUID_LEN]);
 bool geom_uuid_is_zero(const uint8_t uuid[PROTO_UUID_LEN]);

@@ -17,8 +17,9 @@
  *   ERROR     8 i32 err, 12 u32 pad, 16 u64 job_id, 24 text     (24 + text)
  *   EXTENT_STATES 8 u32 count, 12 u32 pad, 16 count * {u64 gen,
  *             u64 flush, u8 dirty, 7 pad}                       (16 + 24n)
- *   ACTIVATE  8 u64 gen, 16 u8 set_kcv, 17 pad[3], 20 nonce[12],
- *             32 tag[16]                                          (48)
+ *   ACTIVATE  8 u64 gen, 16 u8 set_kcv, 17 u8 set_uuid, 18 pad[2],
+ *             20 nonce[12], 32 tag[16], 48 uuid[16] (all zero
+ *             unless set_uuid, never all zero with it)           (64)
  *   ACTIVATE_OK, NO_LONGER_ACTIVE  8 u64 gen                      (16)
  *   WRITE, READ  8 u64 job_id, 16 u64 lba, 24 u32 n, 28 u32 pad    (32)
  *             WRITE continues with n contexts, then n blocks
@@ -191,8 +192,11 @@ size_t proto_put_activate(uint8_t *buf, const struct proto_activate *a)
   put_hdr(buf, PROTO_ACTIVATE_LEN, PROTO_T_ACTIVATE);
   proto_le64(buf + 8, a->gen);
   buf[16] = a->set_kcv;
+  buf[17] = a->set_uuid;
   memcpy(buf + 20, a->kcv.nonce, PROTO_NONCE_LEN);
   memcpy(buf + 32, a->kcv.tag, PROTO_TAG_LEN);
+  if (a->set_uuid)
+    memcpy(buf + 48, a->uuid, PROTO_UUID_LEN);
   return PROTO_ACTIVATE_LEN;
 }
 
@@ -448,10 +452,15 @@ static int dec_activate(const uint8_t *b, size_t len, struct proto_msg *m)
     return -EPROTO;
   a->gen = proto_rd64(b + 8);
   a->set_kcv = b[16];
-  if (!is_bool(a->set_kcv) || !all_zero(b + 17, 3))
+  a->set_uuid = b[17];
+  if (!is_bool(a->set_kcv) || !is_bool(a->set_uuid) || !all_zero(b + 18, 2))
+    return -EPROTO;
+  /* The uuid is there exactly when set_uuid says so. */
+  if (all_zero(b + 48, PROTO_UUID_LEN) == (a->set_uuid != 0))
     return -EPROTO;
   memcpy(a->kcv.nonce, b + 20, PROTO_NONCE_LEN);
   memcpy(a->kcv.tag, b + 32, PROTO_TAG_LEN);
+  memcpy(a->uuid, b + 48, PROTO_UUID_LEN);
   return 0;
 }
 

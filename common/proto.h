@@ -30,7 +30,7 @@
  * say BAD (block-level reconciliation, docs/DESIGN.md).
  * 3: EXTENT_MARK (live repair through the upstairs); EXTENT_CLOSE,
  * EXTENT_REPAIR and EXTENT_REOPEN (the file-copy live repair) retired. */
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4
 
 /* Hard cap on a frame: bounds every allocation a peer can cause. */
 #define PROTO_MAX_FRAME (64u * 1024 * 1024)
@@ -101,7 +101,7 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_EXTENT_STATES_REQ_LEN PROTO_FRAME_HDR_LEN
 #define PROTO_EXTENT_STATES_HDR_LEN (PROTO_FRAME_HDR_LEN + 8) /* + 24*n */
 #define PROTO_EXTENT_STATE_LEN 24
-#define PROTO_ACTIVATE_LEN (PROTO_FRAME_HDR_LEN + 40)
+#define PROTO_ACTIVATE_LEN (PROTO_FRAME_HDR_LEN + 56)
 #define PROTO_ACTIVATE_OK_LEN (PROTO_FRAME_HDR_LEN + 8)
 #define PROTO_NO_LONGER_ACTIVE_LEN (PROTO_FRAME_HDR_LEN + 8)
 #define PROTO_IO_HDR_LEN (PROTO_FRAME_HDR_LEN + 24) /* WRITE, READ */
@@ -189,6 +189,11 @@ struct proto_activate {
   uint64_t gen;
   uint8_t set_kcv; /* region has none yet: store this one */
   struct proto_kcv kcv;
+  /* Version 4: the region has no volume uuid yet (made by `create`
+   * without -u, HELLO_OK uuid all zero): adopt this one.  Never zero when
+   * set; a region that has one refuses a different one. */
+  uint8_t set_uuid;
+  uint8_t uuid[PROTO_UUID_LEN];
 };
 
 /* WRITE, READ, TRIM. */

@@ -60,7 +60,8 @@ static const char CREATE_HELP[] =
     "Create a region (one replica) in DIR (created if missing; must be "
     "empty).\n"
     "  -d, --dir DIR          region directory\n"
-    "  -u, --uuid UUID        volume uuid (default: random)\n"
+    "  -u, --uuid UUID        volume uuid (default: none; the region takes\n"
+    "                         its volume's when the upstairs first starts)\n"
     "      --block-size N     bytes per block, power of two 512..65536 "
     "(4096)\n"
     "      --extent-size N    blocks per extent (32768)\n"
@@ -120,7 +121,8 @@ static const char IMPORT_HELP[] =
     "way.\n"
     "  -d, --dir DIR          region directory\n"
     "  -i, --input FILE       raw image to read\n"
-    "  -u, --uuid UUID        new region: volume uuid (default: random)\n"
+    "  -u, --uuid UUID        new region: volume uuid (default: none, taken\n"
+    "                         from the volume at first start)\n"
     "      --block-size N     new region: bytes per block (4096)\n"
     "      --extent-size N    new region: blocks per extent (32768)\n";
 

@@ -157,13 +157,6 @@ int region_create(const char *dir, struct proto_region *def)
   struct region_meta m = { .def = *def };
   if (geom_check(def) < 0)
     return -EINVAL;
-  if (geom_uuid_is_zero(m.def.uuid)) {
-    int r = crypt_random(m.def.uuid, PROTO_UUID_LEN);
-    if (r < 0)
-      return r;
-    m.def.uuid[6] = (uint8_t) ((m.def.uuid[6] & 0x0f) | 0x40); /* v4 */
-    m.def.uuid[8] = (uint8_t) ((m.def.uuid[8] & 0x3f) | 0x80);
-  }
   if (mkdir(dir, 0755) < 0 && errno != EEXIST)
     return -errno;
   int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -279,7 +272,7 @@ uint64_t region_highest_gen(const struct region *r)
 
 /* Apply one change to a copy, persist it, and only then adopt it. */
 static int meta_update(struct region *r, const uint64_t *gen,
-                       const struct proto_kcv *kcv)
+                       const struct proto_kcv *kcv, const uint8_t *uuid)
 {
   pthread_mutex_lock(&r->meta_mu);
   struct region_meta m = r->meta;
@@ -288,6 +281,14 @@ static int meta_update(struct region *r, const uint64_t *gen,
   if (kcv) {
     m.kcv = *kcv;
     m.has_kcv = true;
+  }
+  if (uuid) {
+    if (!geom_uuid_is_zero(m.def.uuid)) {
+      int same = memcmp(m.def.uuid, uuid, PROTO_UUID_LEN) == 0;
+      pthread_mutex_unlock(&r->meta_mu);
+      return same ? 0 : -EEXIST;
+    }
+    memcpy(m.def.uuid, uuid, PROTO_UUID_LEN);
   }
   int ret = region_meta_write(r->dirfd, &m);
   if (ret == 0)
@@ -298,7 +299,7 @@ static int meta_update(struct region *r, const uint64_t *gen,
 
 int region_set_highest_gen(struct region *r, uint64_t gen)
 {
-  return meta_update(r, &gen, NULL);
+  return meta_update(r, &gen, NULL, NULL);
 }
 
 int region_get_kcv(const struct region *r, struct proto_kcv *kcv)
@@ -314,7 +315,14 @@ int region_get_kcv(const struct region *r, struct proto_kcv *kcv)
 
 int region_set_kcv(struct region *r, const struct proto_kcv *kcv)
 {
-  return meta_update(r, NULL, kcv);
+  return meta_update(r, NULL, kcv, NULL);
+}
+
+int region_set_uuid(struct region *r, const uint8_t uuid[PROTO_UUID_LEN])
+{
+  if (geom_uuid_is_zero(uuid))
+    return -EINVAL;
+  return meta_update(r, NULL, NULL, uuid);
 }
 
 /* --- the extent table and LRU ----------------------------------------- */

@@ -42,8 +42,9 @@
 struct region;
 
 /* Create a new region in dir (created if missing; must be empty or
- * absent: -EEXIST if it holds a region.json).  def->uuid all zero means
- * generate one (written back into *def).  Extent files are created sparse. */
+ * absent: -EEXIST if it holds a region.json).  def->uuid all zero makes a
+ * region of no volume yet: it adopts the uuid its first ACTIVATE names
+ * (region_set_uuid).  Extent files are created sparse. */
 int region_create(const char *dir, struct proto_region *def);
 /* 0 if the directory dirfd has no entries but "." and "..", -ENOTEMPTY
  * if it has, or -errno. */
@@ -65,6 +66,10 @@ int region_set_highest_gen(struct region *r, uint64_t gen);
 /* 1 and *kcv filled if the region stores one, else 0. */
 int region_get_kcv(const struct region *r, struct proto_kcv *kcv);
 int region_set_kcv(struct region *r, const struct proto_kcv *kcv);
+/* Give a region made without a uuid its volume's (persisted before it
+ * returns; region_def shows it after).  0 if it has none yet or already
+ * this one, -EEXIST if it has another, -EINVAL for an all-zero uuid. */
+int region_set_uuid(struct region *r, const uint8_t uuid[PROTO_UUID_LEN]);
 
 /* Write n blocks at lba (inside one extent).  ctxs[i] describes block i;
  * the region checks that ctxs[i].hash matches the data (crypt_hash_cipher

@@ -1,9 +1,12 @@
 /* crucible-c downstairs: region.json, the region's own small JSON file.
  *
  *   {"version":1,"block_size":4096,"extent_size":{"value":N,"shift":12},
- *    "extent_count":M,"uuid":"<36 chars>","encrypted":true,
+ *    "extent_count":M,"uuid":"<36 chars>"|null,"encrypted":true,
  *    "highest_gen":G,"kcv":"<base64 of nonce||tag>"|null,
  *    "instance":"<36 chars>"}
+ *
+ * "uuid" null: a region made without one (`create` without -u) that
+ * takes its volume's at the first activation (region_set_uuid).
  *
  * "instance" is a random 128-bit id of this replica (uuid format), made
  * when region.json is first written and kept by every rewrite; the
@@ -47,8 +50,13 @@ static unsigned log2u(uint32_t v)
 /* Serialize m into buf (REGION_JSON_MAX). */
 static int json_format(const struct region_meta *m, char *buf)
 {
-  char uuid[37], inst[37], kcv[BASE64_ENCODED_LEN(KCV_LEN) + 2] = "null";
-  geom_uuid_format(m->def.uuid, uuid);
+  char uuid[40] = "null", inst[37];
+  char kcv[BASE64_ENCODED_LEN(KCV_LEN) + 2] = "null";
+  if (!geom_uuid_is_zero(m->def.uuid)) {
+    uuid[0] = '"';
+    geom_uuid_format(m->def.uuid, uuid + 1);
+    strcat(uuid, "\"");
+  }
   geom_uuid_format(m->instance, inst);
   if (m->has_kcv) {
     uint8_t raw[KCV_LEN];
@@ -61,7 +69,7 @@ static int json_format(const struct region_meta *m, char *buf)
   int n = snprintf(buf, REGION_JSON_MAX,
                    "{\"version\":1,\"block_size\":%" PRIu32
                    ",\"extent_size\":{\"value\":%" PRIu64 ",\"shift\":%u},"
-                   "\"extent_count\":%" PRIu32 ",\"uuid\":\"%s\","
+                   "\"extent_count\":%" PRIu32 ",\"uuid\":%s,"
                    "\"encrypted\":%s,\"highest_gen\":%" PRIu64
                    ",\"kcv\":%s,\"instance\":\"%s\"}\n",
                    m->def.block_size, m->def.extent_size,
@@ -217,8 +225,12 @@ static int jp_field(struct jp *j, int k, struct region_meta *m,
     m->def.extent_count = (uint32_t) v;
     return 0;
   case 4:
-    return jp_str(j, s, sizeof s) < 0 ? -EINVAL
-                                      : geom_uuid_parse(s, m->def.uuid);
+    if (jp_word(j, "null") == 0)
+      return 0; /* no volume yet: all zero */
+    if (jp_str(j, s, sizeof s) < 0 || geom_uuid_parse(s, m->def.uuid) < 0 ||
+        geom_uuid_is_zero(m->def.uuid))
+      return -EINVAL;
+    return 0;
   case 5:
     if (jp_word(j, "true") == 0)
       m->def.encrypted = 1;

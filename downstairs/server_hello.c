@@ -6,7 +6,9 @@
  * EACCES and close.
  *
  * HELLO is refused (ERROR, then close) for another protocol version, a
- * uuid that is neither zero nor the region's, or (upstairs only) an
+ * uuid that is neither zero nor the region's (a region of no volume yet,
+ * made by `create` without -u, accepts any: ACTIVATE names the uuid it
+ * adopts, persisted before anything else), or (upstairs only) an
  * encryption flag that differs from the region's.  A repair peer may name
  * no uuid: `crucible-downstairs clone` learns the region from HELLO_OK.
  * ACTIVATE(gen) is refused for gen 0, gen below the region's highest
@@ -35,7 +37,9 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
                  PROTO_VERSION);
     return -1;
   }
-  if (!geom_uuid_is_zero(h->uuid) &&
+  /* A region of no volume yet (uuid all zero) answers any uuid: it takes
+   * its volume's at ACTIVATE. */
+  if (!geom_uuid_is_zero(h->uuid) && !geom_uuid_is_zero(d->uuid) &&
       memcmp(h->uuid, d->uuid, PROTO_UUID_LEN) != 0) {
     char a[37], b[37];
     geom_uuid_format(d->uuid, a);
@@ -137,6 +141,41 @@ static int activate_kcv(struct ds_conn *c, const struct proto_activate *a)
   return 0;
 }
 
+/* Volume uuid part of ACTIVATE: a region of no volume yet takes the one
+ * named (persisted first: the key check value it may store next is bound
+ * to it); one that has a uuid must be named it or nothing. */
+static int activate_uuid(struct ds_conn *c, const struct proto_activate *a)
+{
+  struct ds_server *srv = c->srv;
+  bool none = geom_uuid_is_zero(srv->def.uuid);
+  char have[37], want[37];
+
+  if (!a->set_uuid) {
+    if (!none)
+      return 0;
+    ds_conn_fail(c, EINVAL, "region has no volume uuid yet and ACTIVATE "
+                 "names none");
+    return -1;
+  }
+  geom_uuid_format(srv->def.uuid, have);
+  geom_uuid_format(a->uuid, want);
+  int r = region_set_uuid(srv->region, a->uuid);
+  if (r == -EEXIST) {
+    ds_conn_fail(c, EINVAL, "region uuid mismatch: region %s, upstairs %s",
+                 have, want);
+    return -1;
+  }
+  if (r < 0) {
+    ds_conn_fail(c, -r, "storing volume uuid: %s", log_strerror(-r));
+    return -1;
+  }
+  if (none) {
+    memcpy(srv->def.uuid, a->uuid, PROTO_UUID_LEN);
+    log_info("%s: region adopts volume uuid %s", c->peer, want);
+  }
+  return 0;
+}
+
 /* ACTIVATE(gen): the generation rules of server.h, persisted before the
  * reply; the previous active connection is told and closed. */
 int ds_activate(struct ds_conn *c, const struct proto_activate *a)
@@ -162,7 +201,7 @@ int ds_activate(struct ds_conn *c, const struct proto_activate *a)
     log_warn("%s: generation %llu re-activated by session %016llx "
              "(the activating session is not known since restart)",
              c->peer, g, (unsigned long long) c->session_id);
-  if (activate_kcv(c, a) < 0)
+  if (activate_uuid(c, a) < 0 || activate_kcv(c, a) < 0)
     return -1;
   if (a->gen > high) {
     int r = region_set_highest_gen(srv->region, a->gen);

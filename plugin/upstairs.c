@@ -180,7 +180,9 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
   const struct proto_hello_ok *h = &c->hello;
   const struct proto_region *a = &up->region, *b = &h->region;
 
-  if (memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0 ||
+  /* A region of no volume yet (uuid zero) takes ours at ACTIVATE. */
+  if ((!geom_uuid_is_zero(b->uuid) &&
+       memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0) ||
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
       a->extent_count != b->extent_count || a->encrypted != b->encrypted)
     return up_refuse_rejoin(c, -1, "now serves another region");
@@ -265,23 +267,30 @@ int up__on_hello(struct upstairs *up, struct cl *c)
   return 0;
 }
 
-/* All ready downstairs must serve the same region. */
-static int up_check_agree(struct upstairs *up, struct cl *ref)
+/* All ready downstairs must serve the same region: one geometry and
+ * encrypted flag, and one volume uuid among those that have one (a region
+ * made by `create` without -u has none and adopts the volume's).  *named
+ * is the first ready one that has a uuid, or NULL. */
+static int up_check_agree(struct upstairs *up, struct cl *ref,
+                          struct cl **named)
 {
   const struct proto_region *a = &ref->hello.region;
 
+  *named = NULL;
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
     const struct proto_region *b = &c->hello.region;
     const char *what = NULL;
 
-    if (c == ref || c->state != CL_READY)
+    if (c->state != CL_READY)
       continue;
-    if (memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0)
-      what = "region uuid";
-    else if (a->block_size != b->block_size ||
-             a->extent_size != b->extent_size ||
-             a->extent_count != b->extent_count)
+    if (!geom_uuid_is_zero(b->uuid) && !*named)
+      *named = c;
+    if (c == ref)
+      continue;
+    if (a->block_size != b->block_size ||
+        a->extent_size != b->extent_size ||
+        a->extent_count != b->extent_count)
       what = "region geometry";
     else if (a->encrypted != b->encrypted)
       what = "encrypted flag";
@@ -291,7 +300,52 @@ static int up_check_agree(struct upstairs *up, struct cl *ref)
       return -1;
     }
   }
+  for (int i = 0; *named && i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    const uint8_t *u = c->hello.region.uuid;
+
+    if (c->state == CL_READY && !geom_uuid_is_zero(u) &&
+        memcmp(u, (*named)->hello.region.uuid, PROTO_UUID_LEN) != 0) {
+      up__start_fail(up, "downstairs %s: region uuid differs from %s: "
+                     "create all three with the same -u UUID, or without -u",
+                     c->name, (*named)->name);
+      return -1;
+    }
+  }
   return 0;
+}
+
+/* The volume's uuid: the one its regions name (named), or a new random
+ * (version 4) uuid when none has one yet.  0 or -1 after failing the
+ * start. */
+static int up_pick_uuid(struct upstairs *up, const struct cl *named)
+{
+  uint8_t *u = up->region.uuid;
+  char text[37];
+
+  if (named) {
+    memcpy(u, named->hello.region.uuid, PROTO_UUID_LEN);
+    return 0;
+  }
+  if (crypt_random(u, PROTO_UUID_LEN) < 0) {
+    up__start_fail(up, "no random bytes for a new volume uuid");
+    return -1;
+  }
+  u[6] = (uint8_t) ((u[6] & 0x0f) | 0x40);
+  u[8] = (uint8_t) ((u[8] & 0x3f) | 0x80);
+  geom_uuid_format(u, text);
+  log_notice("new volume: uuid %s (no region had one yet)", text);
+  return 0;
+}
+
+/* ACTIVATE's uuid part for c: ours, when its region has none yet. */
+static void up_activate_uuid(struct upstairs *up, const struct cl *c,
+                             struct proto_activate *a)
+{
+  if (!geom_uuid_is_zero(c->hello.region.uuid))
+    return;
+  a->set_uuid = 1;
+  memcpy(a->uuid, up->region.uuid, PROTO_UUID_LEN);
 }
 
 /* Pick the generation and first flush number from every ready replica.
@@ -360,17 +414,18 @@ static int up_pick_kcv(struct upstairs *up, struct proto_kcv *kcv, bool *any)
 static void up_go_activate(struct upstairs *up)
 {
   struct proto_kcv kcv = {{0}, {0}};
-  struct cl *ref = NULL;
+  struct cl *ref = NULL, *named;
   bool have_kcv;
 
   for (int i = 0; i < UP_DOWNSTAIRS && !ref; i++)
     if (up->cl[i].state == CL_READY)
       ref = &up->cl[i];
-  if (up_check_agree(up, ref) < 0)
+  if (up_check_agree(up, ref, &named) < 0)
     return;
   up->region = ref->hello.region;
   up->block_count = geom_blocks(&up->region);
-  if (up__state_check(up) < 0 || up_pick_gen(up) < 0 ||
+  if (up_pick_uuid(up, named) < 0 || up__state_check(up) < 0 ||
+      up_pick_gen(up) < 0 ||
       up_pick_kcv(up, &kcv, &have_kcv) < 0)
     return;
   up->activate_ms = uv_now(&up->loop);
@@ -387,6 +442,7 @@ static void up_go_activate(struct upstairs *up)
       continue;
     }
     a.set_kcv = up->key && !c->hello.has_kcv;
+    up_activate_uuid(up, c, &a);
     c->state = CL_ACTIVATING;
     if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
       cl_close(c, false, "write failed");
@@ -427,6 +483,7 @@ static void up_readmit(struct upstairs *up)
         crypt_kcv_make(up->key, up->region.uuid, a.kcv.nonce,
                        a.kcv.tag) == 0)
       a.set_kcv = 1;
+    up_activate_uuid(up, c, &a);
     c->state = CL_ACTIVATING;
     if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
       cl_close(c, false, "write failed");

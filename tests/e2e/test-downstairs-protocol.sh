@@ -19,7 +19,7 @@ SEED=${SEED:-$RANDOM}
 echo "$test_name: seed $SEED"
 
 "$DOWNSTAIRS" create -d "$tmp/r" --extent-count 2 --extent-size 64 \
-  --block-size 4096 >> "$tmp/create.log" 2>&1 || fail "create"
+  --block-size 4096 -u "$VOL_UUID" >> "$tmp/create.log" 2>&1 || fail "create"
 
 # start_ds PORT ARGS...: run the downstairs on $tmp/r, sets PID.
 start_ds () {
@@ -35,6 +35,18 @@ start_ds () {
 alive () {
   kill -0 "$PID" 2>/dev/null || fail "downstairs died during $1"
 }
+
+# A region made without -u adopts the uuid of its first ACTIVATE.
+"$DOWNSTAIRS" create -d "$tmp/ra" --extent-count 1 --extent-size 64 \
+  >> "$tmp/create.log" 2>&1 || fail "create a region without -u"
+APORT=$(free_port)
+"$DOWNSTAIRS" run -d "$tmp/ra" -p "$APORT" -a 127.0.0.1 >> "$tmp/ds.log" 2>&1 &
+PID=$!
+PIDS+=($PID)
+wait_port "$APORT" "$PID" || fail "downstairs did not start on $APORT"
+"${DSP[@]}" adopt -p "$APORT" || fail "adopt"
+alive adopt
+stop_pid "$PID" TERM || fail "exit status $? after SIGTERM (adopt)"
 
 PORT=$(free_port)
 start_ds "$PORT" --max-conns 64

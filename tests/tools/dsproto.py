@@ -41,7 +41,7 @@ import struct
 import sys
 import time
 
-PROTO_VERSION = 3
+PROTO_VERSION = 4
 MAX_FRAME = 64 * 1024 * 1024
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_JOB_BLOCKS = MAX_JOB_BYTES // 512
@@ -116,9 +116,10 @@ def read_auth_key(path):
         return f.read().rstrip(b"\r\n")
 
 
-def enc_activate(gen, set_kcv=0, nonce=bytes(12), tag=bytes(16)):
-    return frame(T_ACTIVATE, struct.pack("<QB3x12s16s", gen, set_kcv, nonce,
-                                         tag))
+def enc_activate(gen, set_kcv=0, nonce=bytes(12), tag=bytes(16), uuid=None):
+    return frame(T_ACTIVATE, struct.pack("<QBB2x12s16s16s", gen, set_kcv,
+                                         0 if uuid is None else 1, nonce, tag,
+                                         uuid or bytes(16)))
 
 
 def enc_ctx(version, hsh, nonce=bytes(12), tag=bytes(16), flags=CTX_PRESENT):
@@ -515,6 +516,36 @@ def scen_handshake(a):
         f.close()
     e.close()
     print("handshake: ok")
+
+
+def scen_adopt(a):
+    """A region made without -u (uuid null) answers any HELLO uuid and
+    adopts the uuid its first ACTIVATE names; then it is that volume's."""
+    c = Conn(a.host, a.port)
+    ok = c.hello(uuid=os.urandom(16))
+    check(ok["uuid"] == bytes(16), "region of no volume reports a uuid")
+    g = next_gen(c)
+    expect_error(c, enc_activate(g), errno.EINVAL, "no volume uuid")
+    u = os.urandom(16)
+    c = Conn(a.host, a.port)
+    c.hello()
+    c.activate(g, uuid=u)
+    c.close()
+    d = Conn(a.host, a.port)
+    check(d.hello()["uuid"] == u, "adopted uuid not in HELLO_OK")
+    d.activate(g + 1, uuid=u)                 # the same again: fine
+    expect_error(Conn(a.host, a.port), enc_hello(uuid=os.urandom(16)),
+                 errno.EINVAL, "uuid mismatch")
+    e = Conn(a.host, a.port)
+    e.hello()
+    expect_error(e, enc_activate(g + 2, uuid=os.urandom(16)), errno.EINVAL,
+                 "uuid mismatch")
+    f = Conn(a.host, a.port)
+    f.hello()
+    f.activate(g + 2)                         # naming none: fine now
+    f.close()
+    d.close()
+    print("adopt: ok")
 
 
 def scen_takeover(a):
@@ -966,7 +997,8 @@ def main():
     p.add_argument("scenario", choices=["hello", "smoke", "handshake",
                                         "takeover", "model", "malformed",
                                         "idle", "backpressure", "auth",
-                                        "mark", "mark-level", "retired"])
+                                        "mark", "mark-level", "retired",
+                                        "adopt"])
     p.add_argument("--auth-key", default=None, help="auth key file")
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, required=True)

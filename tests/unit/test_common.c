@@ -94,6 +94,9 @@ static void test_geom(void)
   geom_uuid_format(uuid, u);
   CHECK(strcmp(u, "00112233-4455-6677-8899-aabbccddeeff") == 0);
   CHECK(geom_uuid_parse(u, back) == 0 && memcmp(uuid, back, 16) == 0);
+  memset(back, 0, 16);
+  geom_uuid_format(back, u);
+  CHECK(strcmp(u, "none") == 0);
   CHECK(geom_uuid_parse("00112233-4455-6677-8899-aabbccddeef", back) ==
         -EINVAL);
   CHECK(geom_uuid_parse("00112233x4455-6677-8899-aabbccddeeff", back) ==

@@ -117,7 +117,32 @@ static void build_and_roundtrip(void)
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.activate.gen == 12 &&
         m.u.activate.set_kcv == 1 &&
         memcmp(m.u.activate.kcv.tag, a.kcv.tag, 16) == 0 &&
-        memcmp(m.u.activate.kcv.nonce, a.kcv.nonce, 12) == 0);
+        memcmp(m.u.activate.kcv.nonce, a.kcv.nonce, 12) == 0 &&
+        m.u.activate.set_uuid == 0);
+  /* set_uuid carries a uuid, never zero; without it the bytes are zero. */
+  a.set_uuid = 1;
+  fill(a.uuid, 16, 8);
+  f = add();
+  f->len = proto_put_activate(f->b, &a);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.activate.set_uuid == 1 &&
+        memcmp(m.u.activate.uuid, a.uuid, 16) == 0);
+  {
+    uint8_t t[PROTO_ACTIVATE_LEN];
+    memcpy(t, f->b, sizeof t);
+    memset(t + 48, 0, 16); /* set_uuid with a zero uuid */
+    CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+    memcpy(t, f->b, sizeof t);
+    t[17] = 0;             /* a uuid without set_uuid */
+    CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+    memcpy(t, f->b, sizeof t);
+    t[17] = 2;             /* not a boolean */
+    CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+    memcpy(t, f->b, sizeof t);
+    t[18] = 1;             /* pad */
+    CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+  }
+  a.set_uuid = 0;
+  memset(a.uuid, 0, 16);
 
   f = add();
   f->len = proto_put_activate_ok(f->b, 12);

@@ -34,15 +34,28 @@ static void test_create_open(void)
   struct region *r;
   CHECK(region_open(dir, &r) == -ENOENT);
   CHECK(region_create(dir, &d) == 0);
-  CHECK(!geom_uuid_is_zero(d.uuid));
+  CHECK(geom_uuid_is_zero(d.uuid)); /* no volume yet */
   CHECK(region_create(dir, &d2) == -EEXIST);
   CHECK(region_open(dir, &r) == 0);
   const struct proto_region *g = region_def(r);
   CHECK(g->block_size == BS && g->extent_size == ES &&
         g->extent_count == EC && !g->encrypted);
-  CHECK(memcmp(g->uuid, d.uuid, PROTO_UUID_LEN) == 0);
+  CHECK(geom_uuid_is_zero(g->uuid));
   struct region *r2;
   CHECK(region_open(dir, &r2) == -EBUSY); /* one daemon per region */
+  /* It adopts one uuid, persisted; the same again is fine, another not. */
+  uint8_t u1[PROTO_UUID_LEN], u2[PROTO_UUID_LEN], z[PROTO_UUID_LEN] = {0};
+  memset(u1, 0x11, sizeof u1);
+  memset(u2, 0x22, sizeof u2);
+  CHECK(region_set_uuid(r, z) == -EINVAL);
+  CHECK(region_set_uuid(r, u1) == 0);
+  CHECK(memcmp(region_def(r)->uuid, u1, PROTO_UUID_LEN) == 0);
+  CHECK(region_set_uuid(r, u1) == 0);
+  CHECK(region_set_uuid(r, u2) == -EEXIST);
+  region_close(r);
+  CHECK(region_open(dir, &r) == 0);
+  CHECK(memcmp(region_def(r)->uuid, u1, PROTO_UUID_LEN) == 0);
+  CHECK(region_set_uuid(r, u2) == -EEXIST);
   region_close(r);
 
   /* Given uuid, non-empty directory, bad geometry. */
