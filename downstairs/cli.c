@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +27,48 @@ int cli_load_auth_key(const char *path, struct auth_key *k)
   if (r < 0)
     cli_error("--auth-key %s: %s", path, why ? why : log_strerror(-r));
   return r < 0 ? -1 : 0;
+}
+
+/* Bind and listen on the first address addr resolves to that binds.
+ * SO_REUSEADDR: a restarted downstairs must be able to bind its port
+ * while connections of the previous instance sit in TIME_WAIT (up to
+ * 60 s); it does not let two live listeners share the port (that would
+ * be SO_REUSEPORT). */
+int cli_listen(const char *addr, uint16_t port, int *fd)
+{
+  struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+                            .ai_family = AF_UNSPEC,
+                            .ai_socktype = SOCK_STREAM };
+  struct addrinfo *res, *ai;
+  char service[8];
+  int err = 0, one = 1;
+
+  snprintf(service, sizeof service, "%u", port);
+  int r = getaddrinfo(addr, service, &hints, &res);
+  if (r != 0) {
+    cli_error("cannot resolve address '%s' (-a): %s", addr,
+              r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+    return -1;
+  }
+  for (ai = res; ai; ai = ai->ai_next) {
+    int s = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                   ai->ai_protocol);
+    if (s < 0) {
+      err = errno;
+      continue;
+    }
+    if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+        bind(s, ai->ai_addr, ai->ai_addrlen) == 0 && listen(s, 128) == 0) {
+      freeaddrinfo(res);
+      *fd = s;
+      return 0;
+    }
+    err = errno;
+    close(s);
+  }
+  freeaddrinfo(res);
+  cli_error("listen %s:%u: %s", addr, port, log_strerror(err));
+  return -1;
 }
 
 /* One line: "crucible-downstairs: CMD: message". */

@@ -26,6 +26,10 @@ int cli_parse_num(const char *opt, const char *s, uint64_t max,
 void cli_open_error(const char *dir, int r);
 /* --auth-key FILE into *k, or one error line and -1. */
 int cli_load_auth_key(const char *path, struct auth_key *k);
+/* A TCP socket bound to addr (an IP address or a host name) and port and
+ * listening, in *fd; or one error line ("listen ADDR:PORT: address
+ * already in use", "cannot resolve address 'X': ...") and -1. */
+int cli_listen(const char *addr, uint16_t port, int *fd);
 /* Progress on stderr, in the style its kind (terminal or not) wants. */
 void cli_progress(struct progress *p, const char *label, uint64_t total);
 

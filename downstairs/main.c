@@ -323,6 +323,12 @@ static int cmd_run(int argc, char **argv)
     cli_open_error(so.dir, r);
     return 1;
   }
+  if (cli_listen(so.addr, so.port, &so.listen_fd) < 0) {
+    auth_key_wipe(&auth);
+    region_close(so.region);
+    return 2;
+  }
+  so.have_listen_fd = true;
   r = ds_server_run(&so);
   auth_key_wipe(&auth);
   region_close(so.region);

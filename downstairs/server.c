@@ -597,7 +597,21 @@ static int server_listen(struct ds_server *srv)
 {
   const struct ds_server_opts *o = srv->opts;
   struct sockaddr_storage ss;
-  int r = uv_ip4_addr(o->addr, o->port, (struct sockaddr_in *) &ss);
+  int r;
+  if (o->have_listen_fd) {
+    r = uv_tcp_init(&srv->loop, &srv->listener);
+    if (r == 0)
+      r = uv_tcp_open(&srv->listener, o->listen_fd);
+    srv->listener.data = srv;
+    if (r == 0)
+      r = uv_listen((uv_stream_t *) &srv->listener, 128, on_connection);
+    if (r != 0) {
+      log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
+      uv_close((uv_handle_t *) &srv->listener, NULL);
+    }
+    return r;
+  }
+  r = uv_ip4_addr(o->addr, o->port, (struct sockaddr_in *) &ss);
   if (r != 0)
     r = uv_ip6_addr(o->addr, o->port, (struct sockaddr_in6 *) &ss);
   if (r != 0) {

@@ -23,6 +23,7 @@
 #ifndef CRUCIBLE_SERVER_H
 #define CRUCIBLE_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../common/auth.h"
@@ -33,6 +34,12 @@ struct ds_server_opts {
   struct region *region; /* opened by the caller; not freed by the server */
   const char *addr;      /* listen address, default "0.0.0.0" */
   uint16_t port;
+  /* Set: listen_fd is a socket already bound to addr:port and listening
+   * (`run` binds it first, to refuse a busy port or a bad address in one
+   * line before anything starts); else the server binds addr, an IP
+   * address. */
+  bool have_listen_fd;
+  int listen_fd;
   unsigned max_conns;    /* connection cap (default 64) */
   unsigned idle_timeout; /* seconds without a frame before closing (120) */
   unsigned handshake_timeout; /* the same before activation (10) */

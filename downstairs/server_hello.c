@@ -53,8 +53,10 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   if (h->role != PROTO_ROLE_REPAIR_PEER && h->encrypted != d->encrypted) {
     ds_conn_fail(c, EINVAL, "%s",
                  d->encrypted
-                     ? "region is encrypted but the upstairs has no key"
-                     : "region is not encrypted but the upstairs has a key");
+                     ? "region is encrypted but the upstairs has no key: "
+                       "add key=+FILE (the volume's key)"
+                     : "region is not encrypted but the upstairs has a key: "
+                       "remove key=");
     return -1;
   }
   struct proto_hello_ok ok;

@@ -405,8 +405,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
   if (nread < 0) {
     char why[96];
-    snprintf(why, sizeof why, "connection %s",
-             nread == UV_EOF ? "closed" : uv_strerror((int) nread));
+    /* uv_strerror already says "connection reset by peer". */
+    snprintf(why, sizeof why, "%s",
+             nread == UV_EOF ? "connection closed"
+                             : uv_strerror((int) nread));
     cl_close(c, false, why);
     return;
   }
@@ -519,8 +521,8 @@ static void cl_log_refusal(struct cl *c, const char *why, const char *msg)
  * start-up (which fails), until the next reconnect while running. */
 static void cl_refuse(struct cl *c, const char *why, const char *msg)
 {
-  cl_log_refusal(c, why, msg);
-  up__start_fail(c->up, "downstairs %s: %s", c->name, msg);
+  if (!up__start_fail(c->up, "downstairs %s: %s", c->name, msg))
+    cl_log_refusal(c, why, msg);
   cl_drop(c, why);
 }
 
@@ -655,9 +657,9 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
      * its type and the reason) and closes.  ESTALE is its answer to an
      * ACTIVATE below a generation it accepted: a newer upstairs exists,
      * the one refusal that is final while running. */
-    cl_log_refusal(c, m->u.error.text, m->u.error.text);
-    if (c->state != CL_ACTIVE)
-      up__start_fail(c->up, "downstairs %s: %s", c->name, m->u.error.text);
+    if (c->state == CL_ACTIVE ||
+        !up__start_fail(c->up, "downstairs %s: %s", c->name, m->u.error.text))
+      cl_log_refusal(c, m->u.error.text, m->u.error.text);
     if (m->u.error.err == ESTALE)
       cl_close(c, true, m->u.error.text);
     else

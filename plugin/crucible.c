@@ -14,10 +14,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
@@ -30,6 +35,7 @@
 #include "../common/parse.h"
 #include "../common/geom.h"
 #include "replygate.h"
+#include "syslogline.h"
 #include "upstairs.h"
 #include "upstairs_int.h"
 
@@ -75,17 +81,37 @@ static int parallel = -1; /* parallel=: -1 unset (see crucible_thread_model) */
 static struct upstairs *up;
 static int dummy_handle;
 
-/* Forward common/log.h lines to nbdkit. */
+/* Is fd 2 /dev/null?  Then nbdkit forked into the background without -v
+ * and sends its own messages to syslog (server/background.c and
+ * log.c of nbdkit 1.32). */
+static bool crucible_stderr_is_null(void)
+{
+  struct stat a, b;
+
+  return fstat(STDERR_FILENO, &a) == 0 && stat("/dev/null", &b) == 0 &&
+         S_ISCHR(a.st_mode) && a.st_rdev == b.st_rdev;
+}
+
+/* Forward common/log.h lines to nbdkit.  nbdkit 1.32 has two channels
+ * for plugins: nbdkit_error (always shown, as "error:") and nbdkit_debug
+ * (only with -v).  Status worth seeing without -v (a downstairs active,
+ * degraded, repaired) is not an error, so warnings and notices go where
+ * nbdkit's own messages go, in its format but with their own level:
+ * stderr ("nbdkit: crucible: notice: ...") or, when nbdkit runs in the
+ * background, syslog at LOG_WARNING / LOG_NOTICE. */
 static void crucible_log_sink(enum log_level level, const char *msg)
 {
-  if (level == LOG_ERROR)
+  if (level == LOG_ERROR) {
     nbdkit_error("%s", msg);
-  else if (level == LOG_WARN)
-    nbdkit_error("warning: %s", msg);
-  else if (level == LOG_NOTICE) /* nbdkit has no other non-debug channel */
-    nbdkit_error("notice: %s", msg);
-  else
+  } else if (level == LOG_WARN || level == LOG_NOTICE) {
+    const char *tag = level == LOG_WARN ? "warning" : "notice";
+    if (crucible_stderr_is_null())
+      syslog_line(level == LOG_WARN, tag, msg);
+    else
+      fprintf(stderr, "nbdkit: crucible: %s: %s\n", tag, msg);
+  } else {
     nbdkit_debug("%s", msg);
+  }
 }
 
 static void crucible_load(void)
@@ -106,6 +132,18 @@ static void crucible_unload(void)
 /* A secret parameter (key=, auth-key=) as nbdkit_read_password takes it
  * (VALUE, -, -FD, +FILE) into *text (caller wipes and frees).  +FILE is
  * read here so that an error names the parameter. */
+/* A secret file readable by group or others gets a warning (as ssh
+ * warns of an unprotected private key); it is still used. */
+static void crucible_check_secret_mode(const char *param, int fd,
+                                       const char *path)
+{
+  struct stat st;
+
+  if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+    log_warn("%s=+%s: the file is readable by group or others (mode %03o): "
+             "chmod 600 it", param, path, (unsigned) (st.st_mode & 0777));
+}
+
 static int crucible_read_secret(const char *param, const char *value,
                                 char **text)
 {
@@ -117,9 +155,25 @@ static int crucible_read_secret(const char *param, const char *value,
     return nbdkit_read_password(value, text);
   fd = open(value + 1, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    nbdkit_error("%s=+%s: %s", param, value + 1, log_strerror(errno));
+    int e = errno;
+    uint8_t probe[CRYPT_KEY_LEN + 4];
+    size_t plen = 0;
+    /* One base64 key in 64 starts with '+': given inline, it reads as
+     * +FILE.  Never echo what may be a key. */
+    if (e == ENOENT &&
+        base64_decode(value, probe, sizeof probe, &plen) == 0 &&
+        plen == CRYPT_KEY_LEN) {
+      crypt_wipe(probe, sizeof probe);
+      nbdkit_error("%s=+...: no such file, and the value looks like an "
+                   "inline key: a key that starts with '+' must be given "
+                   "in a file (%s=+FILE)", param, param);
+      return -1;
+    }
+    crypt_wipe(probe, sizeof probe);
+    nbdkit_error("%s=+%s: %s", param, value + 1, log_strerror(e));
     return -1;
   }
+  crucible_check_secret_mode(param, fd, value + 1);
   while (len < sizeof buf - 1) {
     ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
     if (n < 0 && errno == EINTR)
@@ -209,6 +263,24 @@ static int crucible_config_num(const char *key, const char *value,
   return 0;
 }
 
+/* key=BOOL: 1 or 0, or one error line naming the parameter.  The words
+ * nbdkit_parse_bool takes, which would say only "could not decipher
+ * boolean" without the parameter. */
+static int crucible_config_bool(const char *key, const char *value)
+{
+  static const char *const yes[] = { "1", "true", "yes", "on" };
+  static const char *const no[] = { "0", "false", "no", "off" };
+
+  for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+    if (strcasecmp(value, yes[i]) == 0)
+      return 1;
+    if (strcasecmp(value, no[i]) == 0)
+      return 0;
+  }
+  nbdkit_error("%s=%s: expected true or false", key, value);
+  return -1;
+}
+
 /* key=FILE as an absolute path into buf (nbdkit changes directory). */
 static int crucible_config_path(const char *key, const char *value, char *buf,
                                 size_t size)
@@ -239,8 +311,8 @@ static int crucible_config(const char *key, const char *value)
 
   if (strcmp(key, "downstairs") == 0) {
     if (n_downstairs >= UP_DOWNSTAIRS) {
-      nbdkit_error("need exactly 3 downstairs=, got more");
-      return -1;
+      n_downstairs++; /* counted, so config_complete says how many */
+      return 0;
     }
     if (parse_hostport(value, cfg.host[n_downstairs],
                        &cfg.port[n_downstairs]) < 0 ||
@@ -278,12 +350,12 @@ static int crucible_config(const char *key, const char *value)
     return crucible_config_path(key, value, cfg.stats_path,
                                 sizeof cfg.stats_path);
   } else if (strcmp(key, "accept-rollback") == 0) {
-    int b = nbdkit_parse_bool(value);
+    int b = crucible_config_bool(key, value);
     if (b < 0)
       return -1;
     cfg.accept_rollback = b;
-    } else if (strcmp(key, "parallel") == 0) {
-    if ((parallel = nbdkit_parse_bool(value)) < 0)
+  } else if (strcmp(key, "parallel") == 0) {
+    if ((parallel = crucible_config_bool(key, value)) < 0)
       return -1;
   } else if (strcmp(key, "timeout") == 0) {
     if (crucible_config_num(key, value, 1, 3600, " seconds", &u) < 0)
@@ -292,6 +364,25 @@ static int crucible_config(const char *key, const char *value)
   } else {
     nbdkit_error("unknown parameter '%s' (nbdkit crucible --help lists "
                  "them)", key);
+    return -1;
+  }
+  return 0;
+}
+
+/* A downstairs= host name must resolve now: a name that does not exist
+ * is a mistake to report at configuration, not an outage to wait out.
+ * A temporary failure (EAI_AGAIN: no DNS yet) is left to the reconnects. */
+static int crucible_check_host(const char *host, uint16_t port)
+{
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+  struct addrinfo *res = NULL;
+  int r = getaddrinfo(host, NULL, &hints, &res);
+
+  if (res)
+    freeaddrinfo(res);
+  if (r == EAI_NONAME || r == EAI_FAIL || r == EAI_NODATA) {
+    nbdkit_error("downstairs=%s:%u: cannot resolve host '%s': %s", host, port,
+                 host, gai_strerror(r));
     return -1;
   }
   return 0;
@@ -306,6 +397,9 @@ static int crucible_config_complete(void)
     nbdkit_error("need exactly 3 downstairs=, got %u", n_downstairs);
     return -1;
   }
+  for (unsigned i = 0; i < UP_DOWNSTAIRS; i++)
+    if (crucible_check_host(cfg.host[i], cfg.port[i]) < 0)
+      return -1;
   for (unsigned i = 0; i < UP_DOWNSTAIRS; i++)
     for (unsigned j = i + 1; j < UP_DOWNSTAIRS; j++)
       if (cfg.port[i] == cfg.port[j] &&

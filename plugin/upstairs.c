@@ -105,20 +105,24 @@ uint32_t up_block_size(const struct upstairs *up)
 }
 
 /* Record why start-up failed and wake up_start (first failure wins). */
-void up__start_fail(struct upstairs *up, const char *fmt, ...)
+bool up__start_fail(struct upstairs *up, const char *fmt, ...)
 {
   va_list ap;
+  bool starting;
 
   pthread_mutex_lock(&up->lock);
-  if (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING ||
-      up->phase == UP_PH_RECONCILE) {
+  starting = up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING ||
+             up->phase == UP_PH_RECONCILE;
+  if (starting) {
     va_start(ap, fmt);
     vsnprintf(up->err, sizeof up->err, fmt, ap);
     va_end(ap);
     up->phase = UP_PH_FAILED;
     pthread_cond_broadcast(&up->start_cond);
   }
+  starting = starting || up->phase == UP_PH_FAILED;
   pthread_mutex_unlock(&up->lock);
+  return starting;
 }
 
 /* Set the phase and wake up_start if it is an outcome (loop thread). */
@@ -249,13 +253,13 @@ int up__on_hello(struct upstairs *up, struct cl *c)
     return 1;
   }
   if (h->region.encrypted && !up->cfg.have_key) {
-    up__start_fail(up, "downstairs %s: region is encrypted but no key= "
-                   "was given", c->name);
+    up__start_fail(up, "downstairs %s: region is encrypted but the upstairs "
+                   "has no key: add key=+FILE (the volume's key)", c->name);
     return -1;
   }
   if (!h->region.encrypted && up->cfg.have_key) {
-    up__start_fail(up, "downstairs %s: region is not encrypted but key= "
-                   "was given", c->name);
+    up__start_fail(up, "downstairs %s: region is not encrypted but the "
+                   "upstairs has a key: remove key=", c->name);
     return -1;
   }
   if (h->has_kcv && up->key &&

@@ -325,7 +325,11 @@ void up__handshake_step(struct upstairs *up);
 int up__on_hello(struct upstairs *up, struct cl *c);
 /* ACTIVATE_OK from c. */
 void up__on_activated(struct upstairs *up, struct cl *c);
-void up__start_fail(struct upstairs *up, const char *fmt, ...)
+/* Fail the start with one line (up_error; the first failure wins).
+ * true if the start is failing (now or before): the caller then logs
+ * nothing itself, or the user would read the reason twice; false once
+ * running (log it). */
+bool up__start_fail(struct upstairs *up, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void up__fence(struct upstairs *up, struct cl *c, uint64_t gen);
 int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);

@@ -16,7 +16,7 @@ requires_build
 requires nbdkit nbdcopy nbdsh cmp python3
 DSPROTO=$top/tests/tools/dsproto.py
 
-head -c 32 /dev/urandom | base64 > "$tmp/auth.key"
+(umask 077; head -c 32 /dev/urandom | base64 > "$tmp/auth.key")
 head -c 32 /dev/urandom | base64 > "$tmp/wrong.key"
 secret=$(cat "$tmp/auth.key")
 

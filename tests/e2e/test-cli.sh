@@ -39,7 +39,7 @@ expect 1 "plugin: write-quorum=1" "write-quorum=1: expected" \
 expect 1 "plugin: verify=most" "verify=most: expected fresh, one or all" \
   "${nbd[@]}" "${ds[@]}" verify=most
 expect 1 "plugin: gen=0" "gen=0: expected" "${nbd[@]}" "${ds[@]}" gen=0
-printf 'short\n' > "$tmp/short.key"
+(umask 077; printf 'short\n' > "$tmp/short.key")
 expect 1 "plugin: auth-key too short" "auth-key: auth key is shorter" \
   "${nbd[@]}" "${ds[@]}" auth-key=+"$tmp/short.key"
 expect 1 "plugin: auth-key missing file" "auth-key" \
@@ -50,6 +50,35 @@ expect 1 "plugin: two downstairs" "exactly 3 downstairs" \
   "${nbd[@]}" "${ds[@]:0:2}"
 expect 1 "plugin: bad downstairs" "downstairs=nohost: expected HOST:PORT" \
   "${nbd[@]}" downstairs=nohost
+expect 1 "plugin: four downstairs" "need exactly 3 downstairs=, got 4" \
+  "${nbd[@]}" "${ds[@]}" downstairs=127.0.0.1:4
+expect 1 "plugin: accept-rollback=maybe" "accept-rollback=maybe: expected true or false" \
+  "${nbd[@]}" "${ds[@]}" accept-rollback=maybe
+expect 1 "plugin: parallel=sometimes" "parallel=sometimes: expected true or false" \
+  "${nbd[@]}" "${ds[@]}" parallel=sometimes
+expect 1 "plugin: host that does not resolve" \
+  "downstairs=nosuch.invalid:1: cannot resolve host 'nosuch.invalid'" \
+  "${nbd[@]}" downstairs=nosuch.invalid:1 "${ds[@]:1}"
+# An inline base64 key that starts with '+' reads as key=+FILE: the error
+# says so, and never shows the key.
+while :; do
+  k=$(head -c 32 /dev/urandom | base64 -w0)
+  case $k in +*) break ;; esac
+done
+expect 1 "plugin: inline key starting with +" \
+  "looks like an inline key: a key that starts with '\+' must be given in a file" \
+  "${nbd[@]}" "${ds[@]}" "key=$k"
+! grep -qF -- "${k#+}" "$tmp/err" || fail "the inline key was printed"
+expect 1 "plugin: key file missing" "key=\+$tmp/none.key: No such file" \
+  "${nbd[@]}" "${ds[@]}" key=+"$tmp/none.key"
+# A key file others can read: warned about (ssh's rule), still used.
+(umask 022; head -c 32 /dev/urandom | base64 -w0 > "$tmp/open.key")
+timeout 30 "${nbd[@]}" "${ds[@]}" key=+"$tmp/open.key" timeout=1 \
+  > /dev/null 2> "$tmp/err" && fail "started without downstairs"
+grep -q "^nbdkit: crucible: warning: key=+$tmp/open.key: the file is readable by group or others (mode 644): chmod 600 it$" \
+  "$tmp/err" || { cat "$tmp/err"; fail "no warning for a key file of mode 644"; }
+grep -q "notice\|warning" <(grep "nbdkit: error:" "$tmp/err") &&
+  { cat "$tmp/err"; fail "a notice or warning printed as an error"; }
 
 # --- crucible-downstairs -------------------------------------------------
 D=$DOWNSTAIRS
@@ -87,8 +116,12 @@ expect 2 "too many dump dirs" "too many -d" \
 
 "$D" create -d "$tmp/enc" --encrypted --extent-size 64 --extent-count 2 \
   > "$tmp/out" || fail "create failed"
-grep -Eq "^created $tmp/enc: uuid [0-9a-f-]{36}, 512 KiB \(524288 bytes\), 2 extents of 64 x 4096-byte blocks, encrypted$" \
+grep -Eq "^created $tmp/enc: uuid none, 512 KiB \(524288 bytes\), 2 extents of 64 x 4096-byte blocks, encrypted$" \
   "$tmp/out" || { cat "$tmp/out"; fail "create summary"; }
+"$D" create -d "$tmp/named" -u "$VOL_UUID" --extent-size 64 --extent-count 1 \
+  > "$tmp/out" || fail "create -u failed"
+grep -q "^created $tmp/named: uuid $VOL_UUID, " "$tmp/out" ||
+  { cat "$tmp/out"; fail "create -u summary"; }
 expect 1 "create over a region" "region already exists" \
   "$D" create -d "$tmp/enc"
 mkdir "$tmp/full"; touch "$tmp/full/f"
@@ -120,6 +153,18 @@ expect 1 "run --auth-key too short" "auth key is shorter than 16 bytes" \
 
 # A running downstairs locks its region: every other subcommand refuses.
 ds_start enc
+# Its port is taken: one line, exit 2; -a takes a host name, and a name
+# that does not resolve is refused the same way.
+expect 2 "run on a busy port" "listen 127.0.0.1:${DS_PORT[enc]}: Address already in use" \
+  "$D" run -d "$tmp/named" -p "${DS_PORT[enc]}" -a 127.0.0.1
+expect 2 "run -a nosuch.invalid" "cannot resolve address 'nosuch.invalid'" \
+  "$D" run -d "$tmp/named" -p "$(free_port)" -a nosuch.invalid
+lp=$(free_port)
+"$D" run -d "$tmp/named" -p "$lp" -a localhost > "$tmp/lh.log" 2>&1 &
+lpid=$!
+PIDS+=($lpid)
+wait_port "$lp" "$lpid" || { cat "$tmp/lh.log"; fail "run -a localhost"; }
+stop_pid "$lpid" TERM || fail "run -a localhost: exit status $?"
 for c in "verify -d $tmp/enc" "dump -d $tmp/enc" \
          "export -d $tmp/enc -o $tmp/o.img" \
          "import -d $tmp/enc -i $tmp/small.img" \
@@ -159,6 +204,24 @@ for c in create run dump verify export import clone; do
   MANWIDTH=80 man -l man/crucible-downstairs.8 | grep -q "^ *$c\b" ||
     fail "man page lacks $c"
 done
+# Every option each --help lists is in the man page: its long form, or
+# the short form its --help line gives.
+page=$(MANWIDTH=200 man -l man/crucible-downstairs.8 2>/dev/null)
+for c in create run dump verify export import clone; do
+  while read -r short long; do
+    [ -n "$long" ] || fail "cannot read the options of $c --help"
+    grep -qF -- "$long" <<< "$page" && continue
+    [ "$short" != none ] &&
+      grep -qE -- "(^|[[ ])$short( |\]|$)" <<< "$page" && continue
+    fail "crucible-downstairs $c --help lists $long, the man page does not"
+  done < <("$D" "$c" --help |
+           sed -nE 's/^ +(-[a-z]), (--[a-z][a-z-]*).*/\1 \2/p;
+                    s/^ +(--[a-z][a-z-]*).*/none \1/p')
+done
+ppage=$(MANWIDTH=200 man -l man/nbdkit-crucible-plugin.1 2>/dev/null)
+while read -r p; do
+  grep -qE "^ *$p" <<< "$ppage" || fail "nbdkit --help lists $p, the man page does not"
+done < <(grep -oE '^[a-z-]+=' "$tmp/help")
 echo "man pages: ok"
 
 # --- make install --------------------------------------------------------

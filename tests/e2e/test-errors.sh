@@ -47,6 +47,24 @@ expect_error "write-quorum=4" "quorum" \
 expect_error "bad downstairs address" "downstairs|address|port|host" \
   "${nbd[@]}" "$ds1" "$ds2" downstairs=127.0.0.1:notaport "$key"
 
+# Key trouble is one line naming the fix, however many downstairs refuse.
+rm -f "$tmp/err.sock"
+expect 1 "no key, strictly" \
+  "region is encrypted but the upstairs has no key: add key=\\+FILE" \
+  "${nbd[@]}" "$ds1" "$ds2" "$ds3"
+pds=()
+for n in p1 p2 p3; do
+  "$DOWNSTAIRS" create -d "$tmp/$n" --extent-size 64 --extent-count 1 \
+    > /dev/null 2>&1 || fail "create $n"
+  ds_start "$n" || fail "start $n"
+  pds+=("downstairs=127.0.0.1:${DS_PORT[$n]}")
+done
+rm -f "$tmp/err.sock"
+expect 1 "a key for unencrypted regions" \
+  "region is not encrypted but the upstairs has a key: remove key=" \
+  "${nbd[@]}" "${pds[@]}" "$key"
+for n in p1 p2 p3; do ds_kill "$n"; done
+
 # A region with another uuid among the three.
 ds_create odd -u "$(cat /proc/sys/kernel/random/uuid)"
 ds_start odd
