@@ -221,8 +221,8 @@ static bool read_ready(struct upstairs *up, const struct up_job *job)
   return !data_out && (!data_done || (ver && !live));
 }
 
-/* Decide what can be decided; untrack when nothing is SENT any more. */
-static void job_eval(struct upstairs *up, struct up_job *job)
+bool up__job_rule(const struct up_job *job, unsigned write_quorum,
+                  bool fresh_ready, int *result)
 {
   /* ok, pending: every downstairs; okf, pendf: full replicas only (not
    * live-repair targets, which hold only part of the volume). */
@@ -239,28 +239,42 @@ static void job_eval(struct upstairs *up, struct up_job *job)
   case PROTO_T_WRITE:
   case PROTO_T_TRIM:
     if (job->only) { /* chosen targets: done when they answered */
-      if (pending == 0)
-        job_decide(up, job, ok ? 0 : -EIO);
-    } else if (okf >= 2 && ok >= up->cfg.write_quorum)
-      job_decide(up, job, 0);
-    else if (okf + pendf < 2 || ok + pending < up->cfg.write_quorum)
-      job_decide(up, job, job_fail_code(job));
-    break;
+      *result = ok ? 0 : -EIO;
+      return pending == 0;
+    }
+    if (okf >= 2 && ok >= write_quorum) {
+      *result = 0;
+      return true;
+    }
+    *result = job_fail_code(job);
+    return okf + pendf < 2 || ok + pending < write_quorum;
   case PROTO_T_FLUSH: /* a live-repair target's answer is not waited for */
-    if (pendf == 0)
-      job_decide(up, job, okf >= 2 ? 0 : job_fail_code(job));
-    break;
+    *result = okf >= 2 ? 0 : job_fail_code(job);
+    return pendf == 0;
   case PROTO_T_READ:
-    if (pending == 0 || read_ready(up, job))
-      job_decide(up, job, job_data_ok(job) ? 0 : -EIO);
-    break;
-  case PROTO_T_EXTENT_FLUSH: /* the caller reads ds[] per replica */
+    *result = job_data_ok(job) ? 0 : -EIO;
+    return pending == 0 || fresh_ready;
+  case PROTO_T_EXTENT_FLUSH: /* the caller reads seen/failed per replica */
   default:
-    if (pending == 0)
-      job_decide(up, job, ok ? 0 : -EIO);
-    break;
+    *result = ok ? 0 : -EIO;
+    return pending == 0;
   }
-  if (pending == 0)
+}
+
+/* Decide what can be decided; untrack when nothing is SENT any more. */
+static void job_eval(struct upstairs *up, struct up_job *job)
+{
+  bool pending = false;
+  int result;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    pending |= job->ds[i] == DS_SENT;
+  if (up__job_rule(job, up->cfg.write_quorum,
+                   job->type == PROTO_T_READ && pending &&
+                       read_ready(up, job),
+                   &result))
+    job_decide(up, job, result);
+  if (!pending)
     job_untrack(up, job);
 }
 

@@ -127,6 +127,21 @@ struct up_job {
   size_t frame_len;
 };
 
+/* The decision rule of one job (jobs.c; pure: reads job->type, only,
+ * lr_mask, ds[], ds_err[], vmask): true and *result (0 or -errno) once
+ * its outcome is known, false while it must wait.  WRITE/TRIM: success
+ * once 2 full replicas (not live-repair targets) and write_quorum in all
+ * acked, failure once that cannot happen (the downstairs' errno if every
+ * one that failed says the same, else EIO); with `only`, when every
+ * target answered, success if one did.  FLUSH: when every full replica
+ * answered, success if 2 did.  READ: when nothing is SENT, or at once if
+ * fresh_ready (verify=fresh: read_ready), success if a data reply came.
+ * Others: when nothing is SENT, success if one answered.  Once true, the
+ * same outcome holds whatever replies follow (tests/unit/test_jobs.c
+ * checks it against a model). */
+bool up__job_rule(const struct up_job *job, unsigned write_quorum,
+                  bool fresh_ready, int *result);
+
 /* Live-repair worker threads (repair.c): extents repaired at once. */
 #define UP_LR_WORKERS 3
 /* Under guest IO one chunk is compared at a time, followed by a rest
