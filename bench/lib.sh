@@ -14,19 +14,14 @@ BT=""
 # Print a message to stderr with the script's name.
 say() { echo "bench: $*" >&2; }
 
-# Kill the given pids (TERM, then KILL after ~5 s) and reap them.
+# Kill the given pids (TERM, then KILL after ~5 s) and reap them: TERM
+# to all first, so they stop together (scripts/proc.sh for each).
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/proc.sh"
 stop_pids() {
-  local p i alive
+  local p
   [ $# -eq 0 ] && return 0
   kill -TERM "$@" 2>/dev/null
-  for i in $(seq 50); do
-    alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.1
-  done
-  kill -KILL "$@" 2>/dev/null
-  for p in "$@"; do wait "$p" 2>/dev/null; done
+  for p in "$@"; do proc_stop "$p" TERM 5 bench || true; done
   return 0
 }
 

@@ -75,19 +75,10 @@ chmod 600 "$VAR/key"
 PIDS=()
 NBDKIT_PID=
 
-# Stop one pid: SIGTERM, wait up to 30 s, then SIGKILL.
+# Stop one pid: SIGTERM, wait up to 30 s, then SIGKILL (scripts/proc.sh).
+. ./scripts/proc.sh
 stop_pid () {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "run-local: pid $pid ignored SIGTERM for 30 s: SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
+  proc_stop "$1" TERM 30 run-local || true
 }
 
 # Ctrl-C, TERM, or a child died: stop nbdkit first (clients are cut off,

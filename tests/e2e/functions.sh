@@ -12,7 +12,9 @@
 #   volume_create          # regions ds1 ds2 ds3, one uuid
 #   volume_start           # three downstairs on free ports
 #   nbdkit_start           # nbdkit on $SOCK, URI in $URI
-#   ... nbdcopy in.img "$URI" ...
+#   random_image "$tmp/in.img" $((16 << 20))
+#   volume_fill "$tmp/in.img"    # nbdcopy --flush in
+#   volume_check "$tmp/in.img"   # nbdcopy out + cmp
 #
 # Environment: SANITIZE=1 preloads libasan into nbdkit (the plugin is
 # built with ASan, nbdkit is not); NBDKIT_VERBOSE=1 adds -v to nbdkit;
@@ -22,6 +24,7 @@ set -e
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$top"
+. "$top/scripts/proc.sh"
 DOWNSTAIRS=$top/crucible-downstairs
 PLUGIN=$top/crucible.so
 test_name=$(basename "$0" .sh)
@@ -102,19 +105,7 @@ s.close()'
 # the process's exit status (137 if it had to be killed), or 0 if it was
 # already gone.
 stop_pid () {
-  local pid=$1 sig=${2:-TERM} i rc=0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; return $rc; }
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 200); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "$test_name: pid $pid did not exit on SIG$sig within 20 s: SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || rc=$?
-  return $rc
+  proc_stop "$1" "${2:-TERM}" 20 "$test_name"
 }
 
 # Look for sanitizer reports in every log the test produced.
@@ -441,6 +432,29 @@ rollback_forge () {
 # may lack the nbd module).
 nbdsh_run () {
   PATH=/usr/bin:$PATH nbdsh "$@"
+}
+
+# random_image FILE BYTES: FILE of BYTES random bytes.
+random_image () {
+  head -c "$2" /dev/urandom > "$1"
+}
+
+# volume_fill IMG [WHAT]: copy IMG onto the volume from offset 0 (nbdcopy
+# with a flush at the end); fails the test saying WHAT on error.
+volume_fill () {
+  timeout 200 nbdcopy --flush "$1" "$URI" || fail "${2:-fill}: nbdcopy in failed"
+}
+
+# volume_check IMG [WHAT]: the volume's first size-of-IMG bytes read back
+# equal to IMG (nbdcopy out, cmp); fails the test saying WHAT.
+volume_check () {
+  local len
+  len=$(stat -c %s "$1")
+  rm -f "$tmp/check.img"
+  timeout 200 nbdcopy "$URI" "$tmp/check.img" ||
+    fail "${2:-check}: nbdcopy out failed"
+  cmp -n "$len" "$1" "$tmp/check.img" || fail "${2:-check}: data differs"
+  rm -f "$tmp/check.img"
 }
 
 # size_of URI: volume size in bytes.

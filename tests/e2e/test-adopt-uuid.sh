@@ -41,9 +41,8 @@ u=$(uuid_of ds1)
   fail "the three regions adopted different uuids: $u $(uuid_of ds2) $(uuid_of ds3)"
 grep -q "$u" "$tmp/nbdkit.log" || fail "nbdkit log does not name uuid $u"
 grep -q "adopts volume uuid $u" "$tmp/ds2.log" || fail "ds2 did not log the adoption"
-head -c 8M /dev/urandom > "$tmp/a.img"
-timeout 120 nbdcopy "$tmp/a.img" "$URI" || fail "write"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush"
+random_image "$tmp/a.img" 8M
+volume_fill "$tmp/a.img" "write"
 stop_pid "$NBDKIT_PID" KILL || true
 NBDKIT_PID=
 nbdkit_start stats="$tmp/stats.json" || fail "restart after kill -9"

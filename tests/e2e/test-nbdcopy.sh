@@ -14,7 +14,7 @@ volume_start
 nbdkit_start
 
 len=$((48 * 1024 * 1024))
-head -c $len /dev/urandom > "$tmp/in.img"
+random_image "$tmp/in.img" $len
 timeout 200 nbdcopy "$tmp/in.img" "$URI" || fail "nbdcopy in failed"
 timeout 200 nbdcopy "$URI" "$tmp/out.img" || fail "nbdcopy out failed"
 cmp -n $len "$tmp/in.img" "$tmp/out.img" || fail "data read back differs"

@@ -18,10 +18,8 @@ len=$((8 * 1024 * 1024))
 yes "${marker}0123456789abcde" | head -c $len > "$tmp/plain.img"
 grep -qa "$marker" "$tmp/plain.img" || fail "test bug: no marker in input"
 
-timeout 120 nbdcopy "$tmp/plain.img" "$URI" || fail "nbdcopy in failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
-timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "nbdcopy out failed"
-cmp -n $len "$tmp/plain.img" "$tmp/out.img" || fail "data read back differs"
+volume_fill "$tmp/plain.img" "nbdcopy in"
+volume_check "$tmp/plain.img" "data read back differs"
 rm -f "$tmp/out.img"
 # While running (WAL files still present) ...
 hits=$(grep -rac "$marker" "$tmp/ds1" "$tmp/ds2" "$tmp/ds3" | grep -v ':0$' || true)

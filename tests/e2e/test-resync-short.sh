@@ -41,7 +41,7 @@ rm -f "$tmp/fill.img"
 # ds3 away while 4 MiB of one extent change (flushed on ds1 and ds2).
 ds_kill ds3 KILL
 stats_wait 'ds[2]["state"] != "active"' 20 || fail "ds3 still active"
-head -c $len /dev/urandom > "$tmp/new.img"
+random_image "$tmp/new.img" $len
 nbdsh_run -u "$URI" -c "
 h.pwrite(open('$tmp/new.img', 'rb').read(), $off)
 h.flush()

@@ -12,24 +12,22 @@ requires nbdkit nbdcopy nbdsh cmp
 
 bs=4096
 len=$((300 * bs))       # extent 0
-head -c $len /dev/urandom > "$tmp/old.img"
-head -c $len /dev/urandom > "$tmp/new.img"
+random_image "$tmp/old.img" $len
+random_image "$tmp/new.img" $len
 state=$tmp/volume.state
 
 volume_create
 volume_start
 nbdkit_start state="$state" || fail "first start failed"
 [ -f "$state" ] || fail "state file not created on first use"
-timeout 120 nbdcopy "$tmp/old.img" "$URI" || fail "writing old data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+volume_fill "$tmp/old.img" "writing old data"
 volume_stop || fail "stop failed"
 for i in $VOLUME; do cp -a "$tmp/$i" "$tmp/$i.old"; done
 old_state=$(cat "$state")
 
 volume_start
 nbdkit_start state="$state" || fail "second start failed"
-timeout 120 nbdcopy "$tmp/new.img" "$URI" || fail "writing new data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+volume_fill "$tmp/new.img" "writing new data"
 volume_stop || fail "stop failed"
 [ "$(cat "$state")" != "$old_state" ] ||
   fail "state file did not move on after a flush: $old_state"

@@ -15,9 +15,8 @@ len=$((2048 * bs))      # extents 0 and 1
 volume_create
 volume_start
 nbdkit_start
-head -c $len /dev/urandom > "$tmp/in.img"
-timeout 120 nbdcopy "$tmp/in.img" "$URI" || fail "write failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+random_image "$tmp/in.img" $len
+volume_fill "$tmp/in.img" "write"
 volume_stop || fail "stop failed"
 
 "$DOWNSTAIRS" verify -d "$tmp/ds2" > "$tmp/verify-clean.out" 2>&1 ||

@@ -16,14 +16,12 @@ volume_start
 nbdkit_start
 
 len=$((8 * 1024 * 1024))
-head -c $len /dev/urandom > "$tmp/old.img"
-head -c $len /dev/urandom > "$tmp/new.img"
-timeout 120 nbdcopy "$tmp/old.img" "$URI" || fail "writing old data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+random_image "$tmp/old.img" $len
+random_image "$tmp/new.img" $len
+volume_fill "$tmp/old.img" "writing old data"
 
 ds_kill ds3 KILL
-timeout 120 nbdcopy "$tmp/new.img" "$URI" || fail "writing new data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush on two failed"
+volume_fill "$tmp/new.img" "writing new data"
 volume_stop
 "$DOWNSTAIRS" dump -d "$tmp/ds1" -d "$tmp/ds3" > "$tmp/dump-before.txt" ||
   true

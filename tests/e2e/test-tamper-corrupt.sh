@@ -33,9 +33,8 @@ for i in range($2):
 volume_create
 volume_start
 nbdkit_start
-head -c $len /dev/urandom > "$tmp/in.img"
-timeout 120 nbdcopy "$tmp/in.img" "$URI" || fail "write failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+random_image "$tmp/in.img" $len
+volume_fill "$tmp/in.img" "write"
 volume_stop || fail "stop failed"
 
 # 1. One replica corrupted: right data, logged with downstairs and LBA.
@@ -48,9 +47,7 @@ read_lba $lba 9 || fail "a read of the corrupted block returned wrong data"
 grep -E "downstairs 127\.0\.0\.1:${DS_PORT[ds1]}: read lba $lba: (bad (hash|tag)|stored bytes match none of its contexts)" \
   "$tmp/nbdkit.log" ||
   fail "nbdkit log does not name ds1 (port ${DS_PORT[ds1]}) and lba $lba"
-rm -f "$tmp/out.img"
-timeout 120 nbdcopy "$URI" "$tmp/out.img" || fail "read back failed"
-cmp -n $len "$tmp/in.img" "$tmp/out.img" || fail "read back differs"
+volume_check "$tmp/in.img" "read back differs"
 grep "healed downstairs" "$tmp/nbdkit.log" || true
 grep -qE "healed downstairs 127\.0\.0\.1:${DS_PORT[ds1]} lba $lba\b" \
   "$tmp/nbdkit.log" || fail "no 'healed downstairs' line for ds1 lba $lba"

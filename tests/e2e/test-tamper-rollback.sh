@@ -25,21 +25,19 @@ requires nbdkit nbdcopy nbdsh cmp sqlite3
 
 bs=4096
 len=$((256 * bs))       # extent 0 only
-head -c $len /dev/urandom > "$tmp/old.img"
-head -c $len /dev/urandom > "$tmp/new.img"
+random_image "$tmp/old.img" $len
+random_image "$tmp/new.img" $len
 
 volume_create
 volume_start
 nbdkit_start
-timeout 120 nbdcopy "$tmp/old.img" "$URI" || fail "writing old data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+volume_fill "$tmp/old.img" "writing old data"
 volume_stop || fail "stop failed"
 cp -a "$tmp/ds1" "$tmp/ds1.old"
 
 volume_start
 nbdkit_start
-timeout 120 nbdcopy "$tmp/new.img" "$URI" || fail "writing new data failed"
-nbdsh_run -u "$URI" -c 'h.flush()' || fail "flush failed"
+volume_fill "$tmp/new.img" "writing new data"
 volume_stop || fail "stop failed"
 
 # restore [forge]: put ds1's old extent files back, keep its region.json;
