@@ -162,6 +162,11 @@ int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
 int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
                   struct proto_extent_state *out, bool *repair);
 
+/* Remove whatever files of extent eid exist (data, database, its WAL and
+ * shared memory): the leftovers of an extend that crashed before its
+ * region.json.  0 (also when none existed) or -errno. */
+int ext_remove(int dirfd, uint32_t eid);
+
 /* Create the files of extent eid from the seed database image (creation
  * of a region).  Creates the XX/YYY directories as needed. */
 int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,

@@ -241,6 +241,21 @@ static int write_file(int dirfd, const char *rel, const uint8_t *p,
   return r;
 }
 
+int ext_remove(int dirfd, uint32_t eid)
+{
+  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char side[GEOM_EXTENT_PATH_MAX + 8];
+  ext__paths(NULL, eid, rel, reldb, NULL, 0);
+  const char *paths[] = { rel, reldb, side, side };
+  for (int i = 0; i < 4; i++) {
+    if (i >= 2)
+      snprintf(side, sizeof side, "%s%s", reldb, i == 2 ? "-wal" : "-shm");
+    if (unlinkat(dirfd, paths[i], 0) < 0 && errno != ENOENT)
+      return -errno;
+  }
+  return 0;
+}
+
 int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
                const uint8_t *seed, size_t seed_len)
 {

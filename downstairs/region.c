@@ -77,6 +77,7 @@ struct region {
   pthread_mutex_t meta_mu;
   struct region_meta meta;
   uint64_t zero_hash; /* crypt_hash_plain of a zero block */
+  pthread_mutex_t extend_mu; /* one region_extend at a time */
   pthread_mutex_t mu;
   struct rext **ext; /* extent_count slots, NULL until first use */
   struct rext *head, *tail; /* LRU of open extents, most recent at head */
@@ -230,6 +231,7 @@ int region_open(const char *dir, struct region **out)
   }
   pthread_mutex_init(&r->mu, NULL);
   pthread_mutex_init(&r->meta_mu, NULL);
+  pthread_mutex_init(&r->extend_mu, NULL);
   raise_nofile();
   *out = r;
   return 0;
@@ -252,6 +254,7 @@ void region_close(struct region *r)
   close(r->dirfd); /* releases the flock */
   pthread_mutex_destroy(&r->mu);
   pthread_mutex_destroy(&r->meta_mu);
+  pthread_mutex_destroy(&r->extend_mu);
   free(r->dir);
   free(r);
 }
@@ -272,10 +275,13 @@ uint64_t region_highest_gen(const struct region *r)
 
 /* Apply one change to a copy, persist it, and only then adopt it. */
 static int meta_update(struct region *r, const uint64_t *gen,
-                       const struct proto_kcv *kcv, const uint8_t *uuid)
+                       const struct proto_kcv *kcv, const uint8_t *uuid,
+                       const uint32_t *count)
 {
   pthread_mutex_lock(&r->meta_mu);
   struct region_meta m = r->meta;
+  if (count)
+    m.def.extent_count = *count;
   if (gen)
     m.highest_gen = *gen;
   if (kcv) {
@@ -299,7 +305,7 @@ static int meta_update(struct region *r, const uint64_t *gen,
 
 int region_set_highest_gen(struct region *r, uint64_t gen)
 {
-  return meta_update(r, &gen, NULL, NULL);
+  return meta_update(r, &gen, NULL, NULL, NULL);
 }
 
 int region_get_kcv(const struct region *r, struct proto_kcv *kcv)
@@ -315,14 +321,65 @@ int region_get_kcv(const struct region *r, struct proto_kcv *kcv)
 
 int region_set_kcv(struct region *r, const struct proto_kcv *kcv)
 {
-  return meta_update(r, NULL, kcv, NULL);
+  return meta_update(r, NULL, kcv, NULL, NULL);
 }
 
 int region_set_uuid(struct region *r, const uint8_t uuid[PROTO_UUID_LEN])
 {
   if (geom_uuid_is_zero(uuid))
     return -EINVAL;
-  return meta_update(r, NULL, NULL, uuid);
+  return meta_update(r, NULL, NULL, uuid, NULL);
+}
+
+int region_extend(struct region *r, uint32_t count)
+{
+  pthread_mutex_lock(&r->extend_mu);
+  pthread_mutex_lock(&r->meta_mu);
+  struct proto_region def = r->meta.def;
+  pthread_mutex_unlock(&r->meta_mu);
+  uint32_t old = def.extent_count;
+  int ret = 0;
+  def.extent_count = count;
+  if (count < old || geom_check(&def) < 0)
+    ret = -EINVAL;
+  if (ret < 0 || count == old) {
+    pthread_mutex_unlock(&r->extend_mu);
+    return ret;
+  }
+  char path[PATH_MAX];
+  uint8_t *seed = NULL;
+  size_t seed_len = 0;
+  snprintf(path, sizeof path, "%s/seed.db", r->dir);
+  ret = read_whole(path, &seed, &seed_len);
+  for (uint32_t eid = old; ret == 0 && eid < count; eid++) {
+    ret = ext_remove(r->dirfd, eid);
+    if (ret == 0)
+      ret = ext_create(r->dirfd, eid, def.extent_size * def.block_size, seed,
+                       seed_len);
+    if (ret < 0)
+      log_error("%s: extend: extent %u: %s", r->dir, eid, log_strerror(-ret));
+  }
+  free(seed);
+  if (ret == 0 && syncfs(r->dirfd) < 0)
+    ret = -errno;
+  /* The table first (its new slots stay unused until the count says
+   * they exist), then the count, persisted. */
+  if (ret == 0) {
+    pthread_mutex_lock(&r->mu);
+    struct rext **t = realloc(r->ext, count * sizeof *t);
+    if (t) {
+      memset(t + old, 0, (count - old) * sizeof *t);
+      r->ext = t;
+    }
+    pthread_mutex_unlock(&r->mu);
+    ret = t ? 0 : -ENOMEM;
+  }
+  if (ret == 0)
+    ret = meta_update(r, NULL, NULL, NULL, &count);
+  if (ret == 0)
+    log_info("%s: extended from %u to %u extents", r->dir, old, count);
+  pthread_mutex_unlock(&r->extend_mu);
+  return ret;
 }
 
 /* --- the extent table and LRU ----------------------------------------- */

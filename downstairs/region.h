@@ -70,6 +70,14 @@ int region_set_kcv(struct region *r, const struct proto_kcv *kcv);
  * returns; region_def shows it after).  0 if it has none yet or already
  * this one, -EEXIST if it has another, -EINVAL for an all-zero uuid. */
 int region_set_uuid(struct region *r, const uint8_t uuid[PROTO_UUID_LEN]);
+/* Grow the region to count extents (online: the new extents are used only
+ * once the upstairs knows of them).  Their files are created (after
+ * removing any a crashed extend left) and synced, then region.json is
+ * rewritten with the new count, the commit point: a crash before it
+ * leaves the old region, after it the new one.  0 (also when it already
+ * has count), -EINVAL to shrink or for a geometry geom_check refuses,
+ * -errno.  Extends are serialized; IO to the old extents goes on. */
+int region_extend(struct region *r, uint32_t count);
 
 /* Write n blocks at lba (inside one extent).  ctxs[i] describes block i;
  * the region checks that ctxs[i].hash matches the data (crypt_hash_cipher
