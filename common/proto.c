@@ -33,6 +33,8 @@
  *   EXTENT_FLUSH  8 u64 job_id, 16 u32 eid, 20 u32 pad, 24 u64 flush_no,
  *             32 u64 gen (!= 0)                                   (40)
  *   EXTENT_MARK  8 u64 job_id, 16 u32 eid, 20 u32 pad             (24)
+ *   EXTEND    8 u64 job_id, 16 u32 extent_count (1..PROTO_MAX_EXTENTS-1),
+ *             20 u32 pad                                          (24)
  *   (types 21-23, EXTENT_CLOSE/REPAIR/REOPEN, retired in version 3:
  *   unknown types, -ENOTSUP)
  *   FILE_REQ  8 u64 job_id, 16 u32 eid, 20 u8 file (0 data, 1 db),
@@ -85,6 +87,7 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_PONG: return "PONG";
   case PROTO_T_EXTENT_FLUSH: return "EXTENT_FLUSH";
   case PROTO_T_EXTENT_MARK: return "EXTENT_MARK";
+  case PROTO_T_EXTEND: return "EXTEND";
   case PROTO_T_FILE_REQ: return "FILE_REQ";
   case PROTO_T_FILE_DATA: return "FILE_DATA";
   case PROTO_T_AUTH: return "AUTH";
@@ -561,7 +564,7 @@ static int dec_extent_op(const uint8_t *b, size_t len, struct proto_msg *m)
     o->gen = proto_rd64(b + 32);
     return o->gen == 0 ? -EPROTO : 0;
   }
-  return 0;
+  return m->type == PROTO_T_EXTEND && o->eid == 0 ? -EPROTO : 0;
 }
 
 static int dec_file_req(const uint8_t *b, size_t len, struct proto_msg *m)
@@ -649,7 +652,8 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
   case PROTO_T_PING:
   case PROTO_T_PONG: return dec_u64(b, len, &m->u.ping);
   case PROTO_T_EXTENT_FLUSH:
-  case PROTO_T_EXTENT_MARK: return dec_extent_op(b, len, m);
+  case PROTO_T_EXTENT_MARK:
+  case PROTO_T_EXTEND: return dec_extent_op(b, len, m);
   case PROTO_T_FILE_REQ: return dec_file_req(b, len, m);
   case PROTO_T_FILE_DATA: return dec_file_data(b, len, m);
   case PROTO_T_AUTH:

@@ -89,7 +89,11 @@ enum proto_type {
   PROTO_T_AUTH = 30,          /* client proof */
   PROTO_T_AUTH_OK = 31,       /* server proof */
   /* 32..39 reserved for auth. */
-  PROTO_T_MAX_ = 40
+  /* Version 4, from the active upstairs (answered by JOB_DONE): grow the
+   * region to a number of extents (the eid field of an extent op, the
+   * same 24 bytes as EXTENT_MARK); a barrier like FLUSH. */
+  PROTO_T_EXTEND = 45,
+  PROTO_T_MAX_ = 48
 };
 
 enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
@@ -270,7 +274,8 @@ struct proto_msg {
     struct proto_job_done job_done;
     struct proto_read_done read_done;
     uint64_t ping; /* PING, PONG */
-    struct proto_extent_op ext; /* EXTENT_FLUSH, EXTENT_MARK */
+    struct proto_extent_op ext; /* EXTENT_FLUSH, EXTENT_MARK, EXTEND
+                                   (eid: the new extent count) */
     struct proto_file_req file_req;
     struct proto_file_data file_data;
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */

@@ -127,6 +127,8 @@ enum ds_job_kind {
   DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES,
   /* one extent: EXTENT_FLUSH, EXTENT_MARK (JOB_DONE) */
   DS_J_XFLUSH, DS_J_XMARK,
+  /* the region grows: EXTEND (JOB_DONE), a barrier */
+  DS_J_EXTEND,
   /* a repair peer's (clone's) FILE_REQ (FILE_DATA) */
   DS_J_FILE
 };

@@ -207,6 +207,7 @@ static void job_work_one(struct ds_job *j)
   case DS_J_XFLUSH: r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
     break;
   case DS_J_XMARK: r = region_extent_mark(rg, j->eid); break;
+  case DS_J_EXTEND: r = region_extend(rg, j->eid); break;
   }
   j->err = r < 0 ? -r : 0;
 }
@@ -287,6 +288,16 @@ static void job_after_one(struct ds_job *j)
     else if (j->kind == DS_J_XMARK)
       log_debug("extent %u marked for repair (job %llu)", j->eid,
                 (unsigned long long) j->job_id);
+  } else if (j->kind == DS_J_EXTEND) {
+    /* Jobs to the new extents pass io_check from now on. */
+    if (!j->err)
+      srv->def.extent_count = region_def(srv->region)->extent_count;
+    if (j->err)
+      log_error("extend to %u extents (job %llu): %s", j->eid,
+                (unsigned long long) j->job_id, log_strerror(j->err));
+    else
+      log_info("extended to %u extents (job %llu)", j->eid,
+               (unsigned long long) j->job_id);
   } else if (j->kind == DS_J_FLUSH && !j->err) {
     log_info("flush %llu gen %llu: %u extents (job %llu)",
              (unsigned long long) j->flush_no, (unsigned long long) j->gen,
@@ -579,6 +590,10 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
     j->file = m->u.file_req.file;
     j->offset = m->u.file_req.offset;
     j->n = m->u.file_req.len;
+  } else if (kind == DS_J_EXTEND) {
+    j->job_id = m->u.ext.job_id;
+    j->eid = m->u.ext.eid; /* the new extent count */
+    j->s.barrier = true;
   } else if (kind == DS_J_XFLUSH || kind == DS_J_XMARK) {
     /* One extent: ordered with the IO on it like a WRITE there. */
     j->job_id = m->u.ext.job_id;
@@ -650,6 +665,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_FILE_REQ: kind = DS_J_FILE; break;
   case PROTO_T_EXTENT_FLUSH: kind = DS_J_XFLUSH; break;
   case PROTO_T_EXTENT_MARK: kind = DS_J_XMARK; break;
+  case PROTO_T_EXTEND: kind = DS_J_EXTEND; break;
   default: kind = DS_J_STATES; break;
   }
   /* The active upstairs reconnecting (same session, authenticated by
@@ -682,6 +698,12 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
       reply_status(c, kind, m->u.io.job_id, err, 0);
       return 0;
     }
+  }
+  /* A read-only session may not grow the region. */
+  if (kind == DS_J_EXTEND && c->read_only) {
+    ds_conn_charge(c, 0);
+    reply_status(c, kind, m->u.ext.job_id, EROFS, 0);
+    return 0;
   }
   /* A flush records its generation in every dirty extent, and
    * reconciliation trusts it: only the generation this connection

@@ -46,7 +46,17 @@ PIDS+=($PID)
 wait_port "$APORT" "$PID" || fail "downstairs did not start on $APORT"
 "${DSP[@]}" adopt -p "$APORT" || fail "adopt"
 alive adopt
+# EXTEND grows it; the new count survives a restart.
+"${DSP[@]}" extend -p "$APORT" --expect-open 1 || fail "extend"
+alive extend
 stop_pid "$PID" TERM || fail "exit status $? after SIGTERM (adopt)"
+"$DOWNSTAIRS" run -d "$tmp/ra" -p "$APORT" -a 127.0.0.1 >> "$tmp/ds.log" 2>&1 &
+PID=$!
+PIDS+=($PID)
+wait_port "$APORT" "$PID" || fail "downstairs did not restart on $APORT"
+"${DSP[@]}" extend -p "$APORT" --expect-open 3 || fail "extend after a restart"
+stop_pid "$PID" TERM || fail "exit status $? after SIGTERM (extend)"
+grep -q "extended to 3 extents" "$tmp/ds.log" || fail "no 'extended' log line"
 
 PORT=$(free_port)
 start_ds "$PORT" --max-conns 64

@@ -55,6 +55,7 @@ T_EXTENT_FLUSH = 20
 T_FILE_REQ, T_FILE_DATA = 24, 25
 T_EXTENT_MARK = 26
 T_AUTH, T_AUTH_OK = 30, 31
+T_EXTEND = 45
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 # Retired in protocol version 3 (the file-copy live repair): unknown
 # types to a downstairs now.  Their old 24-byte layout (40 for REPAIR).
@@ -175,6 +176,11 @@ def enc_extent_mark(job_id, eid, ftype=T_EXTENT_MARK):
     """EXTENT_MARK (24 bytes); ftype 21 or 23 gives the retired
     EXTENT_CLOSE / EXTENT_REOPEN, which had the same layout."""
     return frame(ftype, struct.pack("<QII", job_id, eid, 0))
+
+
+def enc_extend(job_id, count):
+    """EXTEND (protocol 4): grow the region to count extents."""
+    return frame(T_EXTEND, struct.pack("<QII", job_id, count, 0))
 
 
 # ---- decoder (what a downstairs sends) ----
@@ -329,6 +335,10 @@ class Conn:
 
     def extent_mark(self, job_id, eid):
         self.send(enc_extent_mark(job_id, eid))
+        return self._done(job_id)["err"]
+
+    def extend(self, job_id, count):
+        self.send(enc_extend(job_id, count))
         return self._done(job_id)["err"]
 
     def extent_flush(self, job_id, eid, flush_no, gen):
@@ -546,6 +556,47 @@ def scen_adopt(a):
     f.close()
     d.close()
     print("adopt: ok")
+
+
+def scen_extend(a):
+    """EXTEND (protocol 4): only once activated; grows the region (HELLO_OK
+    and EXTENT_STATES show the new count, IO to the new extents works and
+    reads zeroes first); a smaller count is EINVAL, the same count a
+    no-op; a read-only session gets EROFS.  --expect-open N: the count the
+    region must have on entry (run twice across a restart: persisted)."""
+    c = Conn(a.host, a.port)
+    c.hello()
+    expect_error(c, enc_extend(1, 8), errno.EPROTO, "not allowed")
+    c, gen = active_conn(a)
+    ok = c.hello_ok
+    bs, es, ec = ok["block_size"], ok["extent_size"], ok["extent_count"]
+    if a.expect_open is not None:
+        check(ec == a.expect_open, "region has %d extents, want %d" %
+              (ec, a.expect_open))
+    check(c.read(1, ec * es, 1)["err"] == errno.EINVAL,
+          "IO beyond the region accepted")
+    if ec > 1:
+        check(c.extend(2, ec - 1) == errno.EINVAL, "shrink accepted")
+    check(c.extend(3, ec) == 0, "same count refused")
+    check(c.extend(4, ec + 2) == 0, "EXTEND refused")
+    check(len(c.extent_states()) == ec + 2, "EXTENT_STATES not grown")
+    r = c.read(5, (ec + 1) * es + 3, 1)
+    check(r["err"] == 0 and r["data"] == bytes(bs), "new extent not zero")
+    blk = fresh_blocks(bs)
+    check(c.write(6, (ec + 1) * es + 3, blk) == 0, "write to a new extent")
+    check(c.flush(7, max(s[1] for s in c.extent_states()) + 1, gen) == 0,
+          "flush")
+    check(c.read(8, (ec + 1) * es + 3, 1)["data"] == blk[0], "read back")
+    c.close()
+    d = Conn(a.host, a.port)
+    check(d.hello()["extent_count"] == ec + 2, "HELLO_OK not grown")
+    d.close()
+    e = Conn(a.host, a.port)
+    e.hello(read_only=1)
+    e.activate(next_gen(e))
+    check(e.extend(9, ec + 3) == errno.EROFS, "read-only EXTEND accepted")
+    e.close()
+    print("extend: ok (%d -> %d extents)" % (ec, ec + 2))
 
 
 def scen_takeover(a):
@@ -998,7 +1049,7 @@ def main():
                                         "takeover", "model", "malformed",
                                         "idle", "backpressure", "auth",
                                         "mark", "mark-level", "retired",
-                                        "adopt"])
+                                        "adopt", "extend"])
     p.add_argument("--auth-key", default=None, help="auth key file")
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, required=True)

@@ -286,6 +286,18 @@ static void roundtrip_repair(void)
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
         m.type == PROTO_T_EXTENT_MARK && m.u.ext.job_id == 42 &&
         m.u.ext.eid == PROTO_MAX_EXTENTS - 1 && m.u.ext.gen == 0);
+  /* EXTEND: the same 24 bytes, eid = the new extent count (never 0). */
+  {
+    struct proto_extent_op x = {.job_id = 43, .eid = 9};
+    uint8_t t[PROTO_EXTENT_OP_LEN];
+    CHECK(proto_put_extent_op(t, PROTO_T_EXTEND, &x) == 24 &&
+          proto_rd16(t + 4) == 45);
+    CHECK(proto_decode(t, sizeof t, 0, &m) == 0 && m.type == PROTO_T_EXTEND &&
+          m.u.ext.job_id == 43 && m.u.ext.eid == 9);
+    x.eid = 0;
+    proto_put_extent_op(t, PROTO_T_EXTEND, &x);
+    CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+  }
   CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MARK), "EXTENT_MARK") == 0);
   struct proto_file_req q = {.job_id = 45, .eid = 2, .file = PROTO_FILE_DB,
                              .offset = 1 << 20, .len = 4096};
