@@ -14,9 +14,13 @@
  *      The downstairs marks PROTO_CTX_BAD every block whose bytes match
  *      none of its contexts: such a block is never a source.
  *   3. Per block (up__rec_decide, unit-tested): the winner is the newest
- *      version among candidates that are not BAD.  Versions of writes and
- *      of trims share one counter, so a trim newer than a write wins, and
- *      a write that two replicas hold beats an older one the third holds.
+ *      version any replica holds that is not BAD (candidates only break
+ *      ties: a higher extent number does not prove a replica holds
+ *      everything, see up__rec_decide).  Versions of writes and of trims
+ *      share one counter, so a trim newer than a write wins, and a write
+ *      that two replicas hold beats an older one the third holds; a write
+ *      against zeroes whose trim version a flush forgot goes to the
+ *      majority.
  *      Every replica that holds something else is a target.
  *   4. A written winner's block is read with its data and checked here
  *      (GCM with the key, the hash on a plain region) and against what its
@@ -85,42 +89,60 @@ static bool rec_same(const struct up_rec_blk *a, const struct up_rec_blk *b)
   return pa && pb && a->version == b->version && a->hash == b->hash;
 }
 
+/* May replica i's copy be weighed (answered, not BAD, not excluded)? */
+static bool rec_eligible(const struct up_rec_blk *b, int i, unsigned excluded)
+{
+  return b[i].ok && !(b[i].flags & PROTO_CTX_BAD) && !(excluded & (1u << i));
+}
+
 int up__rec_decide(const struct up_rec_blk b[UP_DOWNSTAIRS], unsigned excluded,
                    unsigned *targets)
 {
   int w = -1;
 
   *targets = 0;
+  /* Versions are authenticated (the GCM tag binds them, and a written
+   * winner's data is checked before it moves), so the newest version any
+   * replica holds wins, candidate or not: a higher (gen, flush) does not
+   * mean a replica holds everything the others do, since a heal or a
+   * repair write to one replica raises only its extent's number at the
+   * next flush (a rolled-back replica that was healed then looks
+   * newest). */
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    if (!b[i].ok || !b[i].cand || (b[i].flags & PROTO_CTX_BAD) ||
-        (excluded & (1u << i)))
+    if (!rec_eligible(b, i, excluded))
       continue;
-    if (w < 0 || b[i].version > b[w].version)
+    if (w < 0 || b[i].version > b[w].version ||
+        (b[i].version == b[w].version && b[i].cand && !b[w].cand))
       w = i;
   }
   if (w < 0)
     return -1;
   if (b[w].flags & PROTO_CTX_PRESENT) {
     /* Zeroes whose trim version a flush forgot (version 0) are not
-     * older than any write: a replica rolled back to before the trim
-     * holds the write.  Between them the majority decides; one against
-     * one cannot be decided (-2: left, reads of it fail loudly). */
-    unsigned hold = 0, z0 = 0;
+     * older than any write: a replica rolled back or away before the
+     * trim holds the write.  Between them the majority of the replicas
+     * that answered decides; on a tie the candidates (highest (gen,
+     * flush): a replica below them missed a flush) decide if they are
+     * all on one side; else it cannot be decided (-2: left, reads of it
+     * fail loudly). */
+    unsigned hold = 0, z0 = 0, chold = 0, cz0 = 0;
     int zi = -1;
     for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-      if (!b[i].ok || !b[i].cand || (b[i].flags & PROTO_CTX_BAD) ||
-          (excluded & (1u << i)))
+      if (!rec_eligible(b, i, excluded))
         continue;
-      if (rec_same(&b[i], &b[w]))
+      if (rec_same(&b[i], &b[w])) {
         hold++;
-      else if (!(b[i].flags & PROTO_CTX_PRESENT) && b[i].version == 0) {
+        chold += b[i].cand;
+      } else if (!(b[i].flags & PROTO_CTX_PRESENT) && b[i].version == 0) {
         z0++;
-        zi = zi < 0 ? i : zi;
+        cz0 += b[i].cand;
+        if (zi < 0 || (b[i].cand && !b[zi].cand))
+          zi = i;
       }
     }
-    if (z0 > hold)
+    if (z0 > hold || (z0 == hold && z0 && cz0 && !chold))
       w = zi;
-    else if (z0 == hold)
+    else if (z0 == hold && z0 && !(chold && !cz0))
       return -2;
   }
   for (int i = 0; i < UP_DOWNSTAIRS; i++)

@@ -384,13 +384,14 @@ struct up_rec_blk {
   uint32_t flags;    /* PROTO_CTX_PRESENT, PROTO_CTX_BAD */
   uint64_t version, hash;
 };
-/* The winner (newest version among candidates that answered, are not
- * BAD and not in excluded; lowest index on ties), or -1 if none; *targets
- * gets every other replica that answered and holds something else (and
- * every excluded one).  Except: a written winner against zeroes of
- * version 0 (a flushed trim, or never written) held by more eligible
- * candidates loses to them, and by as many is -2 (undecided, nothing
- * moves). */
+/* The winner (newest version among the replicas that answered, are not
+ * BAD and not in excluded, candidate or not; a candidate, then the lowest
+ * index, on ties), or -1 if none; *targets gets every other replica that
+ * answered and holds something else (and every excluded one).  Except: a
+ * written winner against zeroes of version 0 (a flushed trim, or never
+ * written) held by more eligible replicas loses to them; by as many, the
+ * side that holds candidates while the other holds none wins, else -2
+ * (undecided, nothing moves). */
 int up__rec_decide(const struct up_rec_blk b[UP_DOWNSTAIRS], unsigned excluded,
                    unsigned *targets);
 /* Counters of one reconciliation or repair. */

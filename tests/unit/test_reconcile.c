@@ -4,9 +4,11 @@
  * every combination of what three replicas can say of one block (answered
  * or not, candidate or behind on flushes, zero or written at various
  * versions, BAD) and every exclusion set is checked against properties a
- * naive model states: the winner is the newest eligible version, nothing
- * ineligible ever wins, and applying the copies makes every replica that
- * answered hold the winner's contents. */
+ * naive model states: the winner is the newest version of any replica
+ * that answered and is not BAD or excluded (candidates only break ties:
+ * a higher extent number does not prove a replica holds everything),
+ * nothing ineligible ever wins, and applying the copies makes every
+ * replica that answered hold the winner's contents. */
 #include <string.h>
 
 #include "../../plugin/upstairs_int.h"
@@ -86,8 +88,31 @@ static void hand_cases(void)
   /* No eligible copy at all: no winner, nothing moves. */
   b[0] = blk(true, P | BAD, 9);
   b[1] = blk(false, P, 3);
+  b[1].ok = false;
   b[2].ok = false;
   CHECK(up__rec_decide(b, 0, &t) == -1 && t == 0);
+  /* The soak's bug (seed 20261202): replica 1 was rolled back to before a
+   * write, then healed on other blocks of the extent, so the next flush
+   * raised only its extent number: it alone is a candidate.  Its zeroes
+   * must not trim the write the two others hold. */
+  b[0] = blk(false, P, 9);
+  b[1] = blk(true, 0, 0);
+  b[2] = blk(false, P, 9);
+  CHECK(up__rec_decide(b, 0, &t) == 0 && t == 2u);
+  /* Also a newer write than the candidate's. */
+  b[1] = blk(true, P, 7);
+  CHECK(up__rec_decide(b, 0, &t) == 0 && t == 2u);
+  /* One against one: the candidate's side decides (a replica behind on
+   * flushes may have missed the trim), whichever side it is on. */
+  b[1] = blk(true, 0, 0);
+  b[2].ok = false;
+  CHECK(up__rec_decide(b, 0, &t) == 1 && t == 1u);
+  b[0] = blk(true, P, 9);
+  b[1] = blk(false, 0, 0);
+  CHECK(up__rec_decide(b, 0, &t) == 0 && t == 2u);
+  /* ... and two candidates split one against one stay undecided. */
+  b[1] = blk(true, 0, 0);
+  CHECK(up__rec_decide(b, 0, &t) == -2);
 }
 
 /* Every combination against the model's properties. */
@@ -107,7 +132,7 @@ static void all_cases(void)
         unsigned s = k % NS;
         b[i] = blk(s / NW == 1, what[s % NW].flags, what[s % NW].ver);
         b[i].ok = s / NW != 2;
-        if (b[i].ok && b[i].cand && !(b[i].flags & BAD) && !(ex >> i & 1)) {
+        if (b[i].ok && !(b[i].flags & BAD) && !(ex >> i & 1)) {
           if (!elig || b[i].version > best)
             best = b[i].version;
           elig |= 1u << i;
@@ -119,31 +144,39 @@ static void all_cases(void)
         CHECK(w == -1 && t == 0);
         continue;
       }
-      /* The newest eligible copy, unless it is a write and zeroes of
-       * version 0 are held by more (they win) or as many (undecided). */
+      /* The newest copy of any replica that answered, is not BAD and not
+       * excluded (a candidate first on ties), unless it is a write and
+       * zeroes of version 0 are held by more (they win) or as many (the
+       * side with candidates when the other has none, else undecided). */
       int nw = -1;
-      unsigned hold = 0, z0 = 0;
+      unsigned hold = 0, z0 = 0, chold = 0, cz0 = 0;
       for (int i = 0; i < 3; i++)
-        if ((elig >> i & 1) && b[i].version == best && nw < 0)
+        if ((elig >> i & 1) && b[i].version == best &&
+            (nw < 0 || (b[i].cand && !b[nw].cand)))
           nw = i;
       if (b[nw].flags & P)
         for (int i = 0; i < 3; i++) {
           if (!(elig >> i & 1))
             continue;
-          hold += same(&b[i], &b[nw]);
-          z0 += !(b[i].flags & P) && b[i].version == 0;
+          if (same(&b[i], &b[nw])) {
+            hold++;
+            chold += b[i].cand;
+          } else if (!(b[i].flags & P) && b[i].version == 0) {
+            z0++;
+            cz0 += b[i].cand;
+          }
         }
-      if (z0 && z0 == hold) {
+      bool zero_wins = z0 > hold || (z0 && z0 == hold && cz0 && !chold);
+      bool write_wins = !zero_wins && !(z0 && z0 == hold && !(chold && !cz0));
+      if (!zero_wins && !write_wins) {
         CHECK(w == -2);
         continue;
       }
-      if (z0 > hold) {
+      if (zero_wins) {
         CHECK(w >= 0 && (elig >> w & 1) && !(b[w].flags & P) &&
               b[w].version == 0);
       } else {
         CHECK(w >= 0 && (elig >> w & 1) && b[w].version == best);
-        for (int i = 0; i < w; i++) /* ties: the lowest index */
-          CHECK(!(elig >> i & 1) || b[i].version < best);
       }
       CHECK(!(t >> w & 1));
       for (int i = 0; i < 3; i++) {
