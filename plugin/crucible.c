@@ -339,7 +339,7 @@ static int crucible_config_complete(void)
   "                      (fresh); one: no freshness check (weaker: a\n" \
   "                      rolled-back replica can serve old data); all.\n" \
   "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
-  "max-behind=SIZE       Fault a downstairs lagging by this much, 16M..64G (512M).\n" \
+  "max-behind=SIZE       Fault a downstairs that lags by SIZE (512M).\n" \
   "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
   "accept-rollback=true  Start even if state= detects a rollback.\n" \
     "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \

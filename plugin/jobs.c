@@ -385,9 +385,11 @@ static void job_check_behind(struct upstairs *up, struct cl *c)
   lag = c->inflight_bytes > most ? c->inflight_bytes - most : 0;
   if (c->inflight <= UP_MAX_BEHIND_JOBS && lag <= up->cfg.max_behind)
     return;
-  cl_fault(c, "too far behind (%u jobs, %llu bytes in flight, %llu more "
-           "than the others)", c->inflight,
-           (unsigned long long) c->inflight_bytes, (unsigned long long) lag);
+  cl_fault(c,
+           "too far behind (%u jobs, %llu bytes in flight, %llu more "
+           "than the others)",
+           c->inflight, (unsigned long long) c->inflight_bytes,
+           (unsigned long long) lag);
 }
 
 /* Send one drained job (or fail it at once).  Jobs aimed at chosen

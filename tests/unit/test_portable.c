@@ -34,13 +34,13 @@ static void tohex(const uint8_t *p, size_t n, char *out)
 }
 
 /* CHECK that p[0..n) is the hex string want, printing what it is. */
-#define CHECK_HEX(p, n, want)                                                \
-  do {                                                                       \
-    char got_[2 * 256 + 1];                                                  \
-    tohex((p), (n), got_);                                                   \
-    if (strcmp(got_, (want)) != 0)                                           \
-      fprintf(stderr, "%s:%d: %s is %s\n", __FILE__, __LINE__, #p, got_);    \
-    CHECK(strcmp(got_, (want)) == 0);                                        \
+#define CHECK_HEX(p, n, want)                                             \
+  do {                                                                    \
+    char got_[2 * 256 + 1];                                               \
+    tohex((p), (n), got_);                                                \
+    if (strcmp(got_, (want)) != 0)                                        \
+      fprintf(stderr, "%s:%d: %s is %s\n", __FILE__, __LINE__, #p, got_); \
+    CHECK(strcmp(got_, (want)) == 0);                                     \
   } while (0)
 
 #define CHECK_U64(v, want)                                                   \
@@ -71,8 +71,9 @@ static void test_block(void)
   CHECK(crypt_block_encrypt_nonce(k, uuid, lba, ver, plain, 4096, ct, nonce,
                                   tag) == 0);
   CHECK_HEX(tag, sizeof tag, "00c7e76431cefad6916453a34cb01754");
-  CHECK_HEX(ct, 32, "5690c340be3cff091fb1043c398aaa1a"
-                    "10b81e2553303d9c3eca7f2ef4b8abb9");
+  CHECK_HEX(ct, 32,
+            "5690c340be3cff091fb1043c398aaa1a"
+            "10b81e2553303d9c3eca7f2ef4b8abb9");
   CHECK_HEX(ct + 4096 - 16, 16, "96eb7bd18ed2ff478903c131dcb93d54");
   CHECK_U64(crypt_hash_cipher(nonce, tag, ct, 4096), 0x13be94c8582b3714ull);
   CHECK_U64(crypt_hash_plain(plain, 4096), 0xbe855965eae8486bull);
@@ -95,19 +96,27 @@ static void test_wire(void)
   uint8_t b[256];
   proto_ctx_put(b, &c);
   /* version, hash, nonce, tag, flags: little-endian, no padding. */
-  CHECK_HEX(b, PROTO_CTX_LEN, "0807060504030201" "f8f7f6f5f4f3f2f1"
-                              "808182838485868788898a8b"
-                              "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf" "03000000");
+  CHECK_HEX(b, PROTO_CTX_LEN,
+            "0807060504030201"
+            "f8f7f6f5f4f3f2f1"
+            "808182838485868788898a8b"
+            "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+            "03000000");
   struct proto_ctx back;
   proto_ctx_get(b, &back);
   CHECK(back.version == c.version && back.hash == c.hash &&
         back.flags == c.flags && memcmp(back.tag, c.tag, sizeof c.tag) == 0);
-  size_t n = proto_put_write_hdr(b, 0xa1a2a3a4a5a6a7a8ull, 0x8000000000000001ull,
-                                 3, 4096);
+  size_t n = proto_put_write_hdr(b, 0xa1a2a3a4a5a6a7a8ull,
+                                 0x8000000000000001ull, 3, 4096);
   CHECK(n > 0 && n <= sizeof b);
   /* length (32 + 3 contexts + 3 blocks), type 10, flags, job, lba, n. */
-  CHECK_HEX(b, n, "b0300000" "0a000000" "a8a7a6a5a4a3a2a1"
-                  "0100000000000080" "03000000" "00000000");
+  CHECK_HEX(b, n,
+            "b0300000"
+            "0a000000"
+            "a8a7a6a5a4a3a2a1"
+            "0100000000000080"
+            "03000000"
+            "00000000");
   char p[GEOM_EXTENT_PATH_MAX];
   geom_extent_path(0xfedcba98u, p);
   CHECK(strcmp(p, "FE/DCB/A98") == 0);
@@ -127,8 +136,9 @@ static void test_high_bytes(void)
   CHECK(base64_decode("QUJD\xa0", out, sizeof out, &len) == -EINVAL);
   CHECK(geom_uuid_parse("00112233-4455-6677-8899-aabbccddeef\xe6", u) ==
         -EINVAL);
-  CHECK(geom_uuid_parse("\xb0\xb1" "112233-4455-6677-8899-aabbccddeeff", u) ==
-        -EINVAL);
+  CHECK(geom_uuid_parse("\xb0\xb1"
+                        "112233-4455-6677-8899-aabbccddeeff",
+                        u) == -EINVAL);
   CHECK(parse_u64("1\xb2", UINT64_MAX, &v) < 0);
   CHECK(parse_u64("\xb9", UINT64_MAX, &v) < 0);
   CHECK(parse_hostport("host:38\xb1", host, &port) < 0);
