@@ -11,12 +11,14 @@
 requires_build
 requires nbdkit nbdcopy nbdsh cmp
 
+nbd=($(nbdkit_cmd) -f "$PLUGIN" downstairs=127.0.0.1:1
+     downstairs=127.0.0.1:2 downstairs=127.0.0.1:3)
 expect 1 "max-behind=1M" "max-behind=1M: must be 16M..64G" \
-  nbdkit -f "$PLUGIN" downstairs=127.0.0.1:1 downstairs=127.0.0.1:2 \
-  downstairs=127.0.0.1:3 max-behind=1M
-expect 1 "max-behind=junk" "max-behind|junk" \
-  nbdkit -f "$PLUGIN" downstairs=127.0.0.1:1 downstairs=127.0.0.1:2 \
-  downstairs=127.0.0.1:3 max-behind=junk
+  "${nbd[@]}" max-behind=1M
+expect 1 "max-behind=65G" "max-behind=65G: must be 16M..64G" \
+  "${nbd[@]}" max-behind=65G
+expect 1 "max-behind=junk" "could not parse size string \(junk\)" \
+  "${nbd[@]}" max-behind=junk
 
 DS_EXTENT_SIZE=default DS_EXTENT_COUNT=default
 volume_create
