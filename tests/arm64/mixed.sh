@@ -33,7 +33,8 @@ if [ -z "$QEMU" ]; then
   done
 fi
 [ -n "$QEMU" ] || skip "requires qemu-aarch64(-static) (make cross-deps)"
-file -L "$ARM_BIN" 2> /dev/null | grep -q aarch64 ||
+# ELF e_machine (offset 18, little-endian) 183 = EM_AARCH64.
+[ "$(od -An -tu2 -j18 -N2 "$ARM_BIN" | tr -d ' ')" = 183 ] ||
   fail "$ARM_BIN is not an aarch64 binary"
 NATIVE=$DOWNSTAIRS
 
