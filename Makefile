@@ -6,11 +6,19 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make check-vm   boot a Linux guest under qemu on a volume (tests/vm)
 #   make SANITIZE=1 check   the same under ASan+UBSan
+#   make cross ARCH=arm64   crucible.so and crucible-downstairs for aarch64
+#                           in build/arm64/ (Debian's cross gcc, multiarch)
+#   make check-arm64        its unit tests and a mixed volume under qemu-user
+#   make check-unsigned-char   unit tests built with -funsigned-char
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc
 PKGS     := nbdkit libcrypto libuv sqlite3 libxxhash
+PKG_CONFIG ?= pkg-config
+# The step that installs the build's packages ($(B)/.deps): a cross build
+# runs scripts/cross-deps.sh instead.
+DEPS_SH  ?= scripts/deps.sh
 
 B        := build
 CFLAGS   ?= -O2 -g
@@ -18,8 +26,8 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fPIC -pthread \
             -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
 # Deferred (=): on a fresh machine the packages arrive during this very
 # make run (the $(B)/.deps step), after the Makefile was parsed.
-LDLIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
-CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
+CPPFLAGS += $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
@@ -45,9 +53,9 @@ SIM_SRC    := $(wildcard tests/tools/sim/*.c)
 all: $(B)/.deps crucible.so crucible-downstairs
 
 # Install missing Debian packages (as root) or print the apt-get line.
-$(B)/.deps: scripts/deps.sh
+$(B)/.deps: $(DEPS_SH)
 	@mkdir -p $(B)
-	@sh scripts/deps.sh
+	@sh $(DEPS_SH)
 	@touch $@
 deps:
 	@sh scripts/deps.sh
@@ -63,10 +71,11 @@ $(B)/%.o: %.c $(B)/.flags $(B)/.deps
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-crucible.so: $(PLUGIN_OBJ) $(COMMON_OBJ)
+# $(B)/...: the same products of another build directory (make cross).
+crucible.so $(B)/crucible.so: $(PLUGIN_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
-crucible-downstairs: $(DS_OBJ) $(COMMON_OBJ)
+crucible-downstairs $(B)/crucible-downstairs: $(DS_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(DS_LIB_OBJ) $(UP_LIB_OBJ) $(B)/.flags
@@ -151,6 +160,44 @@ install: all
 	install -m 755 crucible.so $(DESTDIR)$(PLUGINDIR)/nbdkit-crucible-plugin.so
 	install -m 644 man/nbdkit-crucible-plugin.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/crucible-downstairs.8 $(DESTDIR)$(MANDIR)/man8/
+
+# Cross build (docs: README "Raspberry Pi").  A second make of this file
+# with B=build/$(ARCH), the cross compiler and the target's pkg-config
+# files (Debian multiarch); nbdkit's plugin header is arch-independent
+# and its nbdkit.pc empty, so nbdkit is left out of the target's PKGS.
+# Native builds are untouched: nothing of build/$(ARCH) is linked into
+# them.  Never sanitized (ASan does not run under qemu-user).
+ARCH     ?= arm64
+ifeq ($(ARCH),arm64)
+TRIPLE   := aarch64-linux-gnu
+QEMU_ARCH := aarch64
+endif
+XB       := $(B)/$(ARCH)
+XMAKE     = PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLE)/pkgconfig:/usr/share/pkgconfig \
+            ARCH=$(ARCH) $(MAKE) --no-print-directory B=$(XB) SANITIZE= \
+            CC=$(TRIPLE)-gcc PKGS="libcrypto libuv sqlite3 libxxhash" \
+            DEPS_SH=scripts/cross-deps.sh
+.PHONY: cross cross-deps cross-unit check-arm64 check-unsigned-char
+cross-deps:
+	@ARCH=$(ARCH) sh scripts/cross-deps.sh
+cross:
+	@test -n "$(TRIPLE)" || { echo "cross: ARCH=$(ARCH) unknown (arm64)" >&2; exit 2; }
+	+@$(XMAKE) $(XB)/crucible.so $(XB)/crucible-downstairs
+cross-unit: cross
+	+@$(XMAKE) $(UNIT_BIN:$(B)/%=$(XB)/%)
+# The target's unit tests under qemu-user, then the mixed volume
+# (native nbdkit + crucible.so, downstairs of both architectures).
+check-arm64: all cross-unit
+	@XB=$(XB) QEMU_ARCH=$(QEMU_ARCH) \
+	  bash tests/arm64/run.sh
+
+# The unit tests built with -funsigned-char (arm64's char) on this host,
+# in build/uchar/, so char-signedness bugs show on x86 (part of check).
+UB       := $(B)/uchar
+check-unsigned-char: $(B)/.deps
+	+@CFLAGS="-O2 -g -funsigned-char" $(MAKE) --no-print-directory -s \
+	  B=$(UB) $(UNIT_BIN:$(B)/%=$(UB)/%)
+	@sh tests/arm64/unit.sh $(UB)/tests
 
 # Boot a Linux guest under qemu on a crucible volume (not part of check).
 check-vm: all

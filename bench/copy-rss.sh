@@ -9,7 +9,9 @@
 # downstairs < 128 MiB.  Exits non-zero if the copy fails or a budget is
 # exceeded.  Environment: COPY_GIB (4), BENCH_EXTENT_BLOCKS (4096: 16 MiB
 # extents, so a 4 GiB volume has 256 extents and the open-extent LRU is
-# exercised), BENCH_TMPDIR (where the regions live; needs 3 x COPY_GIB).
+# exercised), BENCH_TMPDIR (where the regions live; needs 3 x COPY_GIB),
+# COPY_NBDKIT_OPTS (nbdkit options, e.g. "--threads=2": README's Pi
+# configuration) and COPY_PLUGIN_ARGS (more plugin parameters).
 
 set -u -o pipefail
 . "$(dirname "$0")/lib.sh"
@@ -38,8 +40,9 @@ for i in 0 1 2; do
   args+=("downstairs=127.0.0.1:$port")
 done
 make_keyfile "$BT/key"
-spawn "$LOG" nbdkit -f --log=stderr -U "$BT/nbd.sock" "$ROOT/crucible.so" \
-  "${args[@]}" "key=+$BT/key"
+# shellcheck disable=SC2086 # word lists on purpose
+spawn "$LOG" nbdkit -f --log=stderr ${COPY_NBDKIT_OPTS:-} -U "$BT/nbd.sock" \
+  "$ROOT/crucible.so" "${args[@]}" "key=+$BT/key" ${COPY_PLUGIN_ARGS:-}
 NBP=$SPAWNED
 wait_socket "$BT/nbd.sock" "$NBP" 30 || { say "nbdkit did not start"; exit 1; }
 

@@ -3,7 +3,7 @@
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
  *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=fresh|one|all]
  *        [timeout=SECS] [state=FILE [accept-rollback=true]] [stats=FILE]
- *        [auth-key=+FILE|-]
+ *        [auth-key=+FILE|-] [max-behind=SIZE]
  *
  * One upstairs per nbdkit process, shared by every connection (so
  * can_multi_conn).  Everything real lives in upstairs.c; this file parses
@@ -361,6 +361,15 @@ static int crucible_config(const char *key, const char *value)
     if (crucible_config_num(key, value, 1, 3600, " seconds", &u) < 0)
       return -1;
     cfg.timeout = (unsigned) u;
+  } else if (strcmp(key, "max-behind") == 0) {
+    int64_t sz = nbdkit_parse_size(value);
+    if (sz < 0)
+      return -1;
+    if ((uint64_t) sz < UP_MIN_BEHIND || (uint64_t) sz > UP_MAX_BEHIND) {
+      nbdkit_error("max-behind=%s: must be 16M..64G", value);
+      return -1;
+    }
+    cfg.max_behind = (uint64_t) sz;
   } else {
     nbdkit_error("unknown parameter '%s' (nbdkit crucible --help lists "
                  "them)", key);
@@ -424,6 +433,7 @@ static int crucible_config_complete(void)
   "                      (fresh); one: no freshness check (weaker: a\n" \
   "                      rolled-back replica can serve old data); all.\n" \
   "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
+  "max-behind=SIZE       Fault a downstairs that lags by SIZE (512M).\n" \
   "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
   "accept-rollback=true  Start even if state= detects a rollback.\n" \
     "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \

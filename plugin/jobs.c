@@ -380,14 +380,30 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
 }
 
 /* Fault a downstairs that fell too far behind: writes acked by the
- * others pile up for it without bound otherwise. */
-static void job_check_behind(struct cl *c)
+ * others pile up for it without bound otherwise (the upstairs' memory:
+ * max-behind= is what a Raspberry Pi lowers).  Its lag is what it has in
+ * flight beyond the most loaded other full replica: what that one has
+ * answered (with the third: a quorum) and this one has not.  Requests in
+ * flight to all three, or a replica merely slower than the fastest, are
+ * nobody's lag.  With no other replica, all of it. */
+static void job_check_behind(struct upstairs *up, struct cl *c)
 {
-  if (c->state != CL_ACTIVE || (c->inflight <= UP_MAX_BEHIND_JOBS &&
-                                c->inflight_bytes <= UP_MAX_BEHIND_BYTES))
+  uint64_t most = 0, lag;
+  if (c->state != CL_ACTIVE)
     return;
-  cl_fault(c, "too far behind (%u jobs, %llu bytes in flight)", c->inflight,
-           (unsigned long long) c->inflight_bytes);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    const struct cl *o = &up->cl[i];
+    if (o != c && o->state == CL_ACTIVE && !o->lr && o->inflight_bytes > most)
+      most = o->inflight_bytes;
+  }
+  lag = c->inflight_bytes > most ? c->inflight_bytes - most : 0;
+  if (c->inflight <= UP_MAX_BEHIND_JOBS && lag <= up->cfg.max_behind)
+    return;
+  cl_fault(c,
+           "too far behind (%u jobs, %llu bytes in flight, %llu more "
+           "than the others)",
+           c->inflight, (unsigned long long) c->inflight_bytes,
+           (unsigned long long) lag);
 }
 
 /* Send one drained job (or fail it at once).  Jobs aimed at chosen
@@ -442,7 +458,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
   }
   job_eval(up, job);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    job_check_behind(&up->cl[i]);
+    job_check_behind(up, &up->cl[i]);
 }
 
 /* Async callback: drain the whole submit queue in order (or shut down). */

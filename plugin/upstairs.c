@@ -47,11 +47,14 @@ int up_new(struct up_config *cfg, struct upstairs **out)
     cfg->write_quorum = 2;
   if (cfg->timeout == 0)
     cfg->timeout = UP_DEFAULT_TIMEOUT;
+  if (cfg->max_behind == 0)
+    cfg->max_behind = UP_MAX_BEHIND_BYTES;
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (!cfg->host[i][0] || cfg->port[i] == 0)
       r = -EINVAL;
   if (cfg->write_quorum < 2 || cfg->write_quorum > 3 ||
-      cfg->gen >= (1ull << 32))
+      cfg->gen >= (1ull << 32) || cfg->max_behind < UP_MIN_BEHIND ||
+      cfg->max_behind > UP_MAX_BEHIND)
     r = -EINVAL;
   up = r == 0 ? calloc(1, sizeof *up) : NULL;
   if (r == 0 && !up)

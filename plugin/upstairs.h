@@ -34,6 +34,9 @@
 
 #define UP_DOWNSTAIRS 3
 #define UP_DEFAULT_TIMEOUT 30
+/* max-behind= bounds (bytes): at least a few of the largest jobs. */
+#define UP_MIN_BEHIND (16ull * 1024 * 1024)
+#define UP_MAX_BEHIND (64ull * 1024 * 1024 * 1024)
 
 /* Reads: FRESH (default) reads the data from one replica and only the
  * block versions from the others, so no single replica can serve an old
@@ -56,6 +59,8 @@ struct up_config {
   char stats_path[1024];      /* "": no stats file (stats.c) */
   struct auth_key auth;       /* len 0: downstairs must not ask for auth;
                                  wiped with the upstairs (up_free) */
+  uint64_t max_behind;        /* bytes a downstairs may lag the others
+                                 (jobs.c); 0: UP_MAX_BEHIND_BYTES */
 };
 
 struct upstairs;

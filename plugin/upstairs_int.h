@@ -45,8 +45,10 @@
 /* Extra time a caller waits beyond timeout before giving up on the loop
  * (a backstop: the loop's own timer faults downstairs at timeout). */
 #define UP_WAIT_SLACK_S 3
-/* A downstairs with more than this in flight is faulted (too far behind
- * the others, which acked the same writes long ago). */
+/* A downstairs with more than this in flight, or this many bytes more
+ * than the most loaded other full replica (max-behind=, default), is
+ * faulted: too far behind the others, which acked the same writes long
+ * ago, and the upstairs holds those frames for it alone. */
 #define UP_MAX_BEHIND_JOBS 4096
 #define UP_MAX_BEHIND_BYTES (512ull * 1024 * 1024)
 /* Start-up: a downstairs whose port refuses connections (nothing

@@ -12,7 +12,7 @@ requires nbdkit man groff
 # --- nbdkit conventions --------------------------------------------------
 $(nbdkit_cmd) "$PLUGIN" --help > "$tmp/help" 2>&1 || fail "nbdkit --help failed"
 for p in downstairs key gen write-quorum verify timeout state \
-         accept-rollback stats auth-key; do
+         accept-rollback stats auth-key max-behind; do
   [ "$(grep -c "^$p=" "$tmp/help")" = 1 ] ||
     { cat "$tmp/help"; fail "--help: no single line for $p="; }
 done
@@ -196,7 +196,7 @@ for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8; do
 done
 # Every plugin parameter and every subcommand is documented.
 for p in downstairs key gen write-quorum verify timeout state \
-         accept-rollback stats auth-key; do
+         accept-rollback stats auth-key max-behind; do
   MANWIDTH=80 man -l man/nbdkit-crucible-plugin.1 | grep -q "^ *$p=" ||
     fail "man page lacks $p="
 done

@@ -58,8 +58,11 @@ static void test_file(void)
     exit(1);
   }
   pthread_mutex_init(&up->lock, NULL);
+  /* The third name: UTF-8 (bytes >= 0x80: negative as a signed char, as
+   * on x86) passes as it is, a quote and a control byte are escaped. */
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    cl_init(&up->cl[i], up, i, "127.0.0.1", (uint16_t) (3810 + i));
+    cl_init(&up->cl[i], up, i, i < 2 ? "127.0.0.1" : "h\xc3\xa9\"q\x01",
+            (uint16_t) (3810 + i));
     up->dst[i].p50_us = up->dst[i].p99_us = -1;
   }
   up->dst[1].p50_us = 120;
@@ -77,6 +80,7 @@ static void test_file(void)
   CHECK(strncmp(buf, "{\"version\":1,", 13) == 0);
   CHECK(strstr(buf, "\"phase\":\"connecting\""));
   CHECK(strstr(buf, "\"address\":\"127.0.0.1:3811\",\"state\":\"offline\""));
+  CHECK(strstr(buf, "\"address\":\"h\xc3\xa9\\\"q\\u0001:3812\""));
   CHECK(strstr(buf, "\"latency_us\":{\"p50\":120,\"p99\":900}"));
   CHECK(strstr(buf, "\"latency_us\":{\"p50\":null,\"p99\":null}"));
   CHECK(strstr(buf, "\"volume\":{\"reads\":0,\"writes\":3,"));
