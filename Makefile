@@ -1,5 +1,5 @@
 # crucible-c: replicated, encrypted network block store.
-#   make            build crucible.so and crucible-downstairs
+#   make            build crucible.so, crucible-downstairs and crucible-admin
 #   make check      build and run every test (last line: N passed, N failed)
 #   make run        start a local volume: three downstairs + nbdkit
 #   make soak       the randomized whole-system test: SEED=N SECONDS=S
@@ -50,7 +50,7 @@ TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%) $(B)/tools/crucible-sim
 SIM_SRC    := $(wildcard tests/tools/sim/*.c)
 
 .PHONY: all deps check unit run soak install clean bench bench-smoke bench-link bench-resync check-vm
-all: $(B)/.deps crucible.so crucible-downstairs
+all: $(B)/.deps crucible.so crucible-downstairs crucible-admin
 
 # Install missing Debian packages (as root) or print the apt-get line.
 $(B)/.deps: $(DEPS_SH)
@@ -77,6 +77,10 @@ crucible.so $(B)/crucible.so: $(PLUGIN_OBJ) $(COMMON_OBJ)
 
 crucible-downstairs $(B)/crucible-downstairs: $(DS_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The admin socket's client: one file, no library.
+crucible-admin $(B)/crucible-admin: $(B)/admin/crucible-admin.o
+	$(CC) $(LDFLAGS) -o $@ $^
 
 $(B)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(DS_LIB_OBJ) $(UP_LIB_OBJ) $(B)/.flags
 	@mkdir -p $(@D)
@@ -156,10 +160,11 @@ MANDIR    = $(PREFIX)/share/man
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR) \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
-	install -m 755 crucible-downstairs $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 crucible-downstairs crucible-admin $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 crucible.so $(DESTDIR)$(PLUGINDIR)/nbdkit-crucible-plugin.so
 	install -m 644 man/nbdkit-crucible-plugin.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 644 man/crucible-downstairs.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 man/crucible-downstairs.8 man/crucible-admin.8 \
+	  $(DESTDIR)$(MANDIR)/man8/
 
 # Cross build (docs: README "Raspberry Pi").  A second make of this file
 # with B=build/$(ARCH), the cross compiler and the target's pkg-config
@@ -204,6 +209,6 @@ check-vm: all
 	@bash tests/vm/check-vm.sh
 
 clean:
-	rm -rf $(B) crucible.so crucible-downstairs
+	rm -rf $(B) crucible.so crucible-downstairs crucible-admin
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

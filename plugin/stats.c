@@ -391,6 +391,8 @@ static void stats_ds(struct upstairs *up, int i, struct jbuf *j)
 
   jb_printf(j, "%s\n  {\"address\":", i ? "," : "");
   jb_str(j, c->name);
+  jb_printf(j, ",\"reason\":");
+  jb_str(j, c->why);
   jb_printf(j,
             ",\"state\":\"%s\",\"inflight_jobs\":%u,"
             "\"inflight_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
@@ -418,26 +420,29 @@ static void stats_ds(struct upstairs *up, int i, struct jbuf *j)
 
 }
 
+static const char *const phase_name[] = {
+    [UP_PH_NEW] = "connecting",        [UP_PH_CONNECT] = "connecting",
+    [UP_PH_ACTIVATING] = "connecting", [UP_PH_RECONCILE] = "reconciling",
+    [UP_PH_RUNNING] = "running",       [UP_PH_FAILED] = "failed",
+    [UP_PH_STOPPED] = "stopped",
+};
+
 /* The whole document. */
 static void stats_render(struct upstairs *up, struct jbuf *j)
 {
-  static const char *const phase[] = {
-      [UP_PH_NEW] = "connecting",        [UP_PH_CONNECT] = "connecting",
-      [UP_PH_ACTIVATING] = "connecting", [UP_PH_RECONCILE] = "reconciling",
-      [UP_PH_RUNNING] = "running",       [UP_PH_FAILED] = "failed",
-      [UP_PH_STOPPED] = "stopped",
-  };
   const struct up_vol_stats *v = &up->vst;
   bool known = up->block_count > 0;
   unsigned nactive;
+  enum up_health h = vol_health(up, &nactive);
 
   jb_printf(j,
             "{\"version\":1,\"time\":%lld,\"phase\":\"%s\","
-            "\"health\":\"%s\",\"gen\":%llu,"
-            "\"size\":%llu,\"downstairs\":[",
-            (long long) time(NULL), phase[up__phase(up)],
-            health_name[vol_health(up, &nactive)],
+            "\"health\":\"%s\",\"active\":%u,\"gen\":%llu,"
+            "\"flush\":%llu,\"size\":%llu,\"downstairs\":[",
+            (long long) time(NULL), phase_name[up__phase(up)],
+            health_name[h], nactive,
             (unsigned long long) up->gen,
+            (unsigned long long) (up->flush_no ? up->flush_no - 1 : 0),
             (unsigned long long) (known ? geom_size(&up->region) : 0));
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     stats_ds(up, i, j);
@@ -476,6 +481,61 @@ static int stats_save(const char *path, const char *tmp, const char *buf,
   if (r < 0)
     unlink(tmp);
   return r;
+}
+
+/* The status as lines for a person (admin socket, text). */
+static void status_text(struct upstairs *up, struct jbuf *j)
+{
+  unsigned nactive;
+  enum up_health h = vol_health(up, &nactive);
+
+  jb_printf(j, "volume: %s (%u of 3 downstairs active), %s, generation "
+            "%llu, flush %llu, %llu bytes\n", health_name[h], nactive,
+            phase_name[up__phase(up)], (unsigned long long) up->gen,
+            (unsigned long long) (up->flush_no ? up->flush_no - 1 : 0),
+            (unsigned long long) (up->block_count ? geom_size(&up->region)
+                                                  : 0));
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    const struct cl *c = &up->cl[i];
+    const struct up_ds_stats *s = &up->dst[i];
+    enum up_dstate st = up__ds_state(up, c);
+    jb_printf(j, "downstairs %s: %s", c->name, dstate_name[st]);
+    if (st != UP_DS_ACTIVE && c->why[0])
+      jb_printf(j, " (%s)", c->why);
+    jb_printf(j, ", %u jobs in flight, %llu errors, %llu faults, %llu "
+              "reconnects", c->inflight, (unsigned long long) s->errors,
+              (unsigned long long) s->faults,
+              (unsigned long long) s->reconnects);
+    if (s->rep_total)
+      jb_printf(j, ", repair %u/%u extents, %llu of %llu MiB compared",
+                s->rep_done, s->rep_total,
+                (unsigned long long) (s->rep_bytes_done >> 20),
+                (unsigned long long) (s->rep_bytes_total >> 20));
+    jb_printf(j, "\n");
+  }
+}
+
+size_t up__status_render(struct upstairs *up, bool json, char *buf,
+                         size_t cap)
+{
+  struct jbuf j;
+
+  j.len = 0;
+  j.over = false;
+  if (json) {
+    jb_printf(&j, "{\"version\":1,\"ok\":true,\"command\":\"status\","
+              "\"status\":");
+    stats_render(up, &j);
+    if (!j.over && j.len && j.b[j.len - 1] == '\n')
+      j.len--;
+    jb_printf(&j, "}\n");
+  } else {
+    status_text(up, &j);
+  }
+  if (j.over || j.len > cap)
+    return 0;
+  memcpy(buf, j.b, j.len);
+  return j.len;
 }
 
 void up__stats_write(struct upstairs *up)

@@ -672,6 +672,8 @@ static int up_loop_init(struct upstairs *up)
   up->prep_init = true;
   if ((r = uv_prepare_start(&up->prep, up__before_poll)) < 0)
     return r;
+  if ((r = up__admin_start(up)) < 0)
+    return r;
   up->start_ms = uv_now(&up->loop);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (cl_resolve(&up->cl[i], up->cfg.host[i], up->cfg.port[i]) == 0)
@@ -702,12 +704,14 @@ int up_start(struct upstairs *up)
     }
   }
   up->phase = UP_PH_CONNECT;
+  up->err[0] = '\0';
   r = up_loop_init(up);
   if (r == 0)
     r = -pthread_create(&up->thread, NULL, up_thread, up);
   if (r < 0) {
-    snprintf(up->err, sizeof up->err, "cannot start the loop: %s",
-             log_strerror(-r));
+    if (!up->err[0])
+      snprintf(up->err, sizeof up->err, "cannot start the loop: %s",
+               log_strerror(-r));
     up->phase = UP_PH_FAILED;
     up_stop(up);
     return r;
@@ -752,6 +756,7 @@ void up__shutdown(struct upstairs *up)
     cl_close(&up->cl[i], true, "stopped");
   up__wake_flush(up); /* every job was decided */
   up__stats_write(up); /* the last one: phase stopped (or failed) */
+  up__admin_stop(up);
   uv_close((uv_handle_t *) &up->tick, NULL);
   uv_close((uv_handle_t *) &up->async, NULL);
   if (up->prep_init)

@@ -316,6 +316,11 @@ struct upstairs {
   uv_loop_t loop;
   bool loop_init;
   bool shut;                        /* up__shutdown ran */
+  /* admin.c: the admin socket (admin=PATH) and its open connections. */
+  uv_pipe_t admin;
+  bool admin_on;
+  unsigned admin_conns;
+  struct adm_conn *admin_head;
   uv_async_t async;
   uv_timer_t tick;
   uv_prepare_t prep;                /* before each poll: up__before_poll */
@@ -492,6 +497,16 @@ int up__state_load(struct upstairs *up);
 int up__state_save(struct upstairs *up, uint64_t gen, uint64_t flush);
 int up__state_check(struct upstairs *up);
 int up__state_commit(struct upstairs *up);
+
+/* admin.c: listen on cfg.admin_path (none: nothing), before the loop
+ * thread starts; 0 or a negative errno with up->err set.  _stop (loop
+ * thread, at shutdown) closes it and its connections, removes the file. */
+int up__admin_start(struct upstairs *up);
+void up__admin_stop(struct upstairs *up);
+/* stats.c: the status the admin socket serves, in buf (cap bytes):
+ * json (a reply object) or text.  Its length, or 0 if it did not fit. */
+size_t up__status_render(struct upstairs *up, bool json, char *buf,
+                         size_t cap);
 
 /* stats.c: the stats file (stats=FILE) and the per-downstairs status
  * lines.  Loop thread only (or the caller thread once the loop is gone). */

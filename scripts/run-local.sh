@@ -131,6 +131,7 @@ fi
 setsid nbdkit -f "${listen[@]}" "$PLUGIN" \
   "downstairs=127.0.0.1:${PORTS[0]}" "downstairs=127.0.0.1:${PORTS[1]}" \
   "downstairs=127.0.0.1:${PORTS[2]}" key=+"$VAR/key" stats="$VAR/stats.json" \
+  admin="$(cd "$VAR" && pwd)/admin.sock" \
   "${EXTRA[@]}" \
   >> "$VAR/nbdkit.log" 2>&1 < /dev/null &
 NBDKIT_PID=$!
@@ -162,6 +163,7 @@ else
 EOF
 fi
 cat <<EOF
+Health: ./crucible-admin -s $VAR/admin.sock status
 Statistics (JSON, rewritten every second): $VAR/stats.json
 Flush or disconnect clients, then Ctrl-C here to stop everything.
 EOF

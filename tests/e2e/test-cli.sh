@@ -12,7 +12,7 @@ requires nbdkit man groff
 # --- nbdkit conventions --------------------------------------------------
 $(nbdkit_cmd) "$PLUGIN" --help > "$tmp/help" 2>&1 || fail "nbdkit --help failed"
 for p in downstairs key gen write-quorum verify timeout state \
-         accept-rollback stats auth-key max-behind; do
+         accept-rollback stats auth-key max-behind admin; do
   [ "$(grep -c "^$p=" "$tmp/help")" = 1 ] ||
     { cat "$tmp/help"; fail "--help: no single line for $p="; }
 done
@@ -187,7 +187,7 @@ grep -q '^verify: 2 MiB in ' "$tmp/err" || fail "verify progress summary"
 echo "preallocate, verify: ok"
 
 # --- man pages -----------------------------------------------------------
-for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8; do
+for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8 man/crucible-admin.8; do
   groff -ww -man -Tutf8 -z "$m" 2> "$tmp/w" || fail "groff $m"
   MANWIDTH=80 man --warnings -l "$m" > "$tmp/page" 2>> "$tmp/w" ||
     fail "man -l $m"
@@ -196,7 +196,7 @@ for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8; do
 done
 # Every plugin parameter and every subcommand is documented.
 for p in downstairs key gen write-quorum verify timeout state \
-         accept-rollback stats auth-key max-behind; do
+         accept-rollback stats auth-key max-behind admin; do
   MANWIDTH=80 man -l man/nbdkit-crucible-plugin.1 | grep -q "^ *$p=" ||
     fail "man page lacks $p="
 done
@@ -231,8 +231,10 @@ make -s -o all install DESTDIR="$tmp/dest" PREFIX=/usr/local > "$tmp/install.log
 (cd "$tmp/dest" && find . -type f | sort) > "$tmp/files"
 cat > "$tmp/want" <<EOF
 .$plugindir/nbdkit-crucible-plugin.so
+./usr/local/bin/crucible-admin
 ./usr/local/bin/crucible-downstairs
 ./usr/local/share/man/man1/nbdkit-crucible-plugin.1
+./usr/local/share/man/man8/crucible-admin.8
 ./usr/local/share/man/man8/crucible-downstairs.8
 EOF
 sort -o "$tmp/want" "$tmp/want"
