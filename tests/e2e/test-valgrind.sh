@@ -62,6 +62,10 @@ for i in \$(seq 600); do
 done
 grep -q "live repair of 127.0.0.1:${DS_PORT[ds3]} complete" "$tmp/vg-nbdkit.log"
 nbdsh -u "\$uri" -c 'assert h.pread(65536, 262144) == b"z" * 65536'
+# The admin socket: a status in both formats and one bad request.
+"$top/crucible-admin" -s "$tmp/admin.sock" status | grep -q "^volume: healthy"
+"$top/crucible-admin" -s "$tmp/admin.sock" --json status | grep -q '"ok":true'
+! "$top/crucible-admin" -s "$tmp/admin.sock" frob 2> /dev/null
 EOF
 
 # nbdkit --run forks (the server runs in the child): one log per process.
@@ -70,7 +74,7 @@ NBDKIT_VALGRIND=1 timeout 300 "${VG[@]}" --log-file="$tmp/vg-nbdkit.%p.txt" \
   nbdkit -f -v -U - "$PLUGIN" \
   downstairs=127.0.0.1:$p1 downstairs=127.0.0.1:${DS_PORT[ds2]} \
   downstairs=127.0.0.1:${DS_PORT[ds3]} key=+"$KEYFILE" timeout=20 \
-  --run "bash $tmp/client.sh \"\$uri\"" > "$tmp/vg-nbdkit.log" 2>&1 || rc=$?
+  admin="$tmp/admin.sock" --run "bash $tmp/client.sh \"\$uri\"" > "$tmp/vg-nbdkit.log" 2>&1 || rc=$?
 [ -f "$tmp/ds3b.pid" ] && PIDS+=($(cat "$tmp/ds3b.pid"))
 DS_PID[ds3]=
 [ $rc = 0 ] || {
