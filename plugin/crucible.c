@@ -37,7 +37,6 @@
 #include "replygate.h"
 #include "syslogline.h"
 #include "upstairs.h"
-#include "upstairs_int.h"
 
 #define CRUCIBLE_VERSION "0.1.0"
 
@@ -456,9 +455,9 @@ static int crucible_get_ready(void)
 {
   int r;
 
-  up_debug_io = crucible_debug_io;
-  up_debug_net = crucible_debug_net;
-  up_debug_repair = crucible_debug_repair;
+  cfg.debug_io = crucible_debug_io != 0;
+  cfg.debug_net = crucible_debug_net != 0;
+  cfg.debug_repair = crucible_debug_repair != 0;
   /* A core dump (or a debugger attached by the same user) of this process
    * would hold the expanded AES key in plain text: with a key, make the
    * process non-dumpable (no core file, no ptrace by non-root). */
@@ -493,7 +492,7 @@ static void crucible_cleanup(void)
 {
   int r;
 
-  if (up && up__phase(up) == UP_PH_RUNNING) {
+  if (up && up_running(up)) {
     r = up_flush(up);
     if (r < 0)
       nbdkit_error("flush at stop: %s (extents written since the last "

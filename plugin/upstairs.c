@@ -43,6 +43,9 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   int r = 0;
 
   *out = NULL;
+  up_debug_io = cfg->debug_io;
+  up_debug_net = cfg->debug_net;
+  up_debug_repair = cfg->debug_repair;
   if (cfg->write_quorum == 0)
     cfg->write_quorum = 2;
   if (cfg->timeout == 0)
@@ -792,6 +795,11 @@ void up_stop(struct upstairs *up)
       log_error("uv_loop_close: %s", uv_strerror(r));
     up->loop_init = false;
   }
+}
+
+bool up_running(struct upstairs *up)
+{
+  return up__phase(up) == UP_PH_RUNNING;
 }
 
 /* Stop if needed, wipe the key and free. */

@@ -58,6 +58,10 @@ struct up_config {
   bool accept_rollback;       /* start even if the state file says rollback */
   char stats_path[1024];      /* "": no stats file (stats.c) */
   char admin_path[108];       /* "": no admin socket (admin.c) */
+  /* Debug log switches (nbdkit's -D crucible.io=1, .net=1, .repair=1):
+   * every job sent; every connection event and frame; every repair
+   * decision and live-repair progress.  Process-wide, set by up_new. */
+  bool debug_io, debug_net, debug_repair;
   struct auth_key auth;       /* len 0: downstairs must not ask for auth;
                                  wiped with the upstairs (up_free) */
   uint64_t max_behind;        /* bytes a downstairs may lag the others
@@ -78,6 +82,8 @@ int up_new(struct up_config *cfg, struct upstairs **out);
 int up_start(struct upstairs *up);
 const char *up_error(const struct upstairs *up);
 
+/* Did up_start succeed, and no up_stop or fence since? */
+bool up_running(struct upstairs *up);
 uint64_t up_size(const struct upstairs *up);       /* bytes */
 uint32_t up_block_size(const struct upstairs *up); /* region block size */
 

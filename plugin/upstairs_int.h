@@ -465,7 +465,7 @@ void up__job_start(struct upstairs *up, struct up_job *job);
 void up__set_phase(struct upstairs *up, enum up_phase ph);
 enum up_phase up__phase(struct upstairs *up);
 
-/* Debug switches (crucible.c copies nbdkit's -D crucible.io=1 etc.). */
+/* Debug switches (up_new copies them from struct up_config). */
 extern int up_debug_io, up_debug_net, up_debug_repair;
 
 /* heal.c: after good is verified (reading caller, range lock held),
