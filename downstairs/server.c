@@ -593,55 +593,22 @@ static void on_signal(uv_signal_t *s, int signum)
   server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-/* Bind and listen on opts->addr:port.  0 or a negative errno (logged). */
+/* Listen on opts->listen_fd (bound by the caller: cli_listen).  0 or a
+ * negative errno (logged). */
 static int server_listen(struct ds_server *srv)
 {
   const struct ds_server_opts *o = srv->opts;
-  struct sockaddr_storage ss;
-  int r;
-  if (o->have_listen_fd) {
-    r = uv_tcp_init(&srv->loop, &srv->listener);
-    if (r == 0)
-      r = uv_tcp_open(&srv->listener, o->listen_fd);
-    srv->listener.data = srv;
-    if (r == 0)
-      r = uv_listen((uv_stream_t *) &srv->listener, 128, on_connection);
-    if (r != 0) {
-      log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
-      uv_close((uv_handle_t *) &srv->listener, NULL);
-    }
-    return r;
-  }
-  r = uv_ip4_addr(o->addr, o->port, (struct sockaddr_in *) &ss);
-  if (r != 0)
-    r = uv_ip6_addr(o->addr, o->port, (struct sockaddr_in6 *) &ss);
-  if (r != 0) {
-    log_error("listen %s:%u: not an IP address", o->addr, o->port);
-    return -EINVAL;
-  }
-  r = uv_tcp_init_ex(&srv->loop, &srv->listener, ss.ss_family);
-  if (r != 0) {
-    log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
-    return r;
-  }
+  int r = uv_tcp_init(&srv->loop, &srv->listener);
+  if (r == 0)
+    r = uv_tcp_open(&srv->listener, o->listen_fd);
   srv->listener.data = srv;
-  /* SO_REUSEADDR: a restarted downstairs must be able to bind its port
-   * while connections of the previous instance sit in TIME_WAIT (up to
-   * 60 s), or a quick restart after a crash fails with EADDRINUSE.  It
-   * does not let two live listeners share the port (that would be
-   * SO_REUSEPORT).  libuv sets it too; we say so explicitly. */
-  int fd, one = 1;
-  if (uv_fileno((uv_handle_t *) &srv->listener, &fd) == 0)
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  r = uv_tcp_bind(&srv->listener, (const struct sockaddr *) &ss, 0);
   if (r == 0)
     r = uv_listen((uv_stream_t *) &srv->listener, 128, on_connection);
   if (r != 0) {
     log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
     uv_close((uv_handle_t *) &srv->listener, NULL);
-    return r;
   }
-  return 0;
+  return r;
 }
 
 /* Close whatever handles remain and release the loop. */
@@ -681,6 +648,10 @@ int ds_server_run(const struct ds_server_opts *opts_in)
   /* A peer closing while we write must give us EPIPE, not kill us. */
   signal(SIGPIPE, SIG_IGN);
 
+  if (!opts.have_listen_fd) {
+    log_error("server: no listening socket given");
+    return -EINVAL;
+  }
   memset(&srv, 0, sizeof srv);
   srv.opts = &opts;
   srv.region = opts.region;

@@ -34,10 +34,10 @@ struct ds_server_opts {
   struct region *region; /* opened by the caller; not freed by the server */
   const char *addr;      /* listen address, default "0.0.0.0" */
   uint16_t port;
-  /* Set: listen_fd is a socket already bound to addr:port and listening
-   * (`run` binds it first, to refuse a busy port or a bad address in one
-   * line before anything starts); else the server binds addr, an IP
-   * address. */
+  /* A socket bound to addr:port and listening (cli_listen: `run` binds
+   * it first, to refuse a busy port or a bad address in one line before
+   * anything starts); the server owns it from ds_server_run on.
+   * have_listen_fd must be set. */
   bool have_listen_fd;
   int listen_fd;
   unsigned max_conns;    /* connection cap (default 64) */

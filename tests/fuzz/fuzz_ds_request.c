@@ -36,6 +36,7 @@
 
 #include "../../common/log.h"
 #include "../../common/proto.h"
+#include "../../downstairs/cli.h"
 #include "../../downstairs/region.h"
 #include "../../downstairs/server.h"
 
@@ -112,6 +113,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   opts = (struct ds_server_opts){ .dir = dir, .region = r,
                                   .addr = "127.0.0.1", .port = port,
                                   .max_conns = 64, .idle_timeout = 30 };
+  if (cli_listen(opts.addr, opts.port, &opts.listen_fd) < 0)
+    abort();
+  opts.have_listen_fd = true;
   pthread_t th;
   if (pthread_create(&th, NULL, server_thread, NULL) != 0)
     abort();
