@@ -312,8 +312,13 @@ static int rec_copy_run(struct rec_chunk *ch, uint32_t i, uint32_t j)
   up__run_jobs(up, &src, 1, &rd);
   r = src ? &src->reply[w] : NULL;
   if (!src || rd < 0 || src->ds[w] != DS_DONE || r->n != n) {
-    for (uint32_t k = i; k < j; k++) /* lost or failing: others, please */
-      ch->blk[k].excl |= 1u << w;
+    /* Lost or failing, so faulted: what its contexts said is void, and
+     * it is no target either (excl would make it one).  If it came back
+     * meanwhile, a write now would reach the new connection, outside the
+     * work its admission planned: unmarked, after an EXTENT_FLUSH, so
+     * the next FLUSH would give that extent a number there alone. */
+    for (uint32_t k = i; k < j; k++)
+      ch->blk[k].b[w].ok = false;
     rec_put_all(&src, 1);
     free(scratch);
     return 0;

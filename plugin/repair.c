@@ -109,7 +109,31 @@ int up__xs_init(struct upstairs *up)
   return ok ? 0 : -ENOMEM; /* freed by up__repair_free */
 }
 
-void up__xs_note(struct upstairs *up, const struct up_job *job)
+/* Who takes live repair's EXTENT_FLUSH of e, chosen (only) when it was
+ * made: decided again here, as it gets its number (loop thread), because
+ * xs[e] takes that number and whoever does not take it is no longer
+ * level there.  Every active replica not pending on e takes it: it holds
+ * what the sources hold (level at admission, every write since), even if
+ * it is no source of this work (admitted while it ran: a target waiting
+ * its turn, or one with nothing to compare); left out, it would keep the
+ * old number, not pending, for good.  A replica pending on e takes it
+ * only as the current target (rp->lr): a source of the work that was
+ * lost and readmitted since (pending again) must be compared first. */
+static unsigned lr_level_set(struct upstairs *up, unsigned only, uint32_t e)
+{
+  const struct up_repair *rp = &up->rep;
+  unsigned set = 0;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    if (up->cl[i].state != CL_ACTIVE)
+      continue;
+    if (!bit_get(rp->pend[i], e) || (i == rp->lr && (only & (1u << i))))
+      set |= 1u << i;
+  }
+  return set;
+}
+
+void up__xs_note(struct upstairs *up, struct up_job *job)
 {
   struct up_repair *rp = &up->rep;
   uint32_t e;
@@ -132,6 +156,8 @@ void up__xs_note(struct upstairs *up, const struct up_job *job)
     break;
   case PROTO_T_EXTENT_FLUSH:
     e = (uint32_t) job->lba;
+    if (job->only)
+      job->only = lr_level_set(up, job->only, e);
     rp->xs[e] = (struct up_xstate){up->gen, job->flush_no};
     bit_clear(rp->wsf, e);
     for (int i = 0; i < UP_DOWNSTAIRS; i++)
@@ -225,6 +251,11 @@ static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
     for (int d = 0; d < UP_DOWNSTAIRS; d++)
       one |= (src & job->seen & (1u << d)) != 0;
     ok = res == 0 && one && (job->seen & (1u << t));
+    if (up_debug_repair)
+      log_debug("repair: EXTENT_FLUSH extent %u flush %llu to mask %x "
+                "(target %s): taken by mask %x", e,
+                (unsigned long long) job->flush_no, job->only,
+                up->cl[t].name, job->seen);
     up__job_put(job);
   }
   return ok ? 0 : -EIO;
