@@ -20,8 +20,9 @@
  *      Every replica that holds something else is a target.
  *   4. A written winner's block is read with its data and checked here
  *      (GCM with the key, the hash on a plain region) and against what its
- *      contexts said; one that fails is excluded for that block and the
- *      block decided again.  It is then written, as stored (same version,
+ *      contexts said; one that fails is excluded for that block (and
+ *      healed: a target) and the block decided again; one whose read is
+ *      lost (faulted) drops out of the chunk, winner and target alike.  It is then written, as stored (same version,
  *      nonce, tag), to each target alone, whose downstairs checks the hash
  *      before it commits (region_write); a zero winner becomes a TRIM with
  *      the winner's version.  A block no candidate holds authentically is

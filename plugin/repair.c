@@ -29,8 +29,9 @@
  * (up__rec_range, reconcile.c).  Guest writes that ran before the lock
  * reach the target ahead of the compare (one stream per downstairs, id
  * order); those after it, behind the copy.  Last, EXTENT_FLUSH of the
- * extent to the sources and the target: all level, the mark gone, the
- * pending bit cleared (up__xs_note).  When none is left, the target is
+ * extent to the target and every active replica not pending there (the
+ * sources and any admitted meanwhile, lr_level_set): all level, the mark
+ * gone, the pending bit cleared (up__xs_note).  When none is left, the target is
  * active.  A source or the target lost abandons the work (epoch); it is
  * issued again when possible, and a target that returns is compared
  * afresh.  Only `only` jobs run while fewer than two are active, so a
@@ -233,8 +234,9 @@ static void lr_poke(struct upstairs *up)
   pthread_mutex_unlock(&up->lock);
 }
 
-/* EXTENT_FLUSH of e to the sources and the target: 0 if the target and
- * at least one source took it (a failing one was faulted). */
+/* EXTENT_FLUSH of e to the sources and the target (and every other
+ * replica level there: lr_level_set): 0 if the target and at least one
+ * source took it (a failing one was faulted). */
 static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
 {
   struct up_job *job = up__job_new(PROTO_T_EXTENT_FLUSH, e, 0,
