@@ -24,8 +24,9 @@
  *      Every replica that holds something else is a target.
  *   4. A written winner's block is read with its data and checked here
  *      (GCM with the key, the hash on a plain region) and against what its
- *      contexts said; one that fails is excluded for that block and the
- *      block decided again.  It is then written, as stored (same version,
+ *      contexts said; one that fails is excluded for that block (and
+ *      healed: a target) and the block decided again; one whose read is
+ *      lost (faulted) drops out of the chunk, winner and target alike.  It is then written, as stored (same version,
  *      nonce, tag), to each target alone, whose downstairs checks the hash
  *      before it commits (region_write); a zero winner becomes a TRIM with
  *      the winner's version.  A block no candidate holds authentically is
@@ -334,8 +335,13 @@ static int rec_copy_run(struct rec_chunk *ch, uint32_t i, uint32_t j)
   up__run_jobs(up, &src, 1, &rd);
   r = src ? &src->reply[w] : NULL;
   if (!src || rd < 0 || src->ds[w] != DS_DONE || r->n != n) {
-    for (uint32_t k = i; k < j; k++) /* lost or failing: others, please */
-      ch->blk[k].excl |= 1u << w;
+    /* Lost or failing, so faulted: what its contexts said is void, and
+     * it is no target either (excl would make it one).  If it came back
+     * meanwhile, a write now would reach the new connection, outside the
+     * work its admission planned: unmarked, after an EXTENT_FLUSH, so
+     * the next FLUSH would give that extent a number there alone. */
+    for (uint32_t k = i; k < j; k++)
+      ch->blk[k].b[w].ok = false;
     rec_put_all(&src, 1);
     free(scratch);
     return 0;

@@ -29,8 +29,9 @@
  * (up__rec_range, reconcile.c).  Guest writes that ran before the lock
  * reach the target ahead of the compare (one stream per downstairs, id
  * order); those after it, behind the copy.  Last, EXTENT_FLUSH of the
- * extent to the sources and the target: all level, the mark gone, the
- * pending bit cleared (up__xs_note).  When none is left, the target is
+ * extent to the target and every active replica not pending there (the
+ * sources and any admitted meanwhile, lr_level_set): all level, the mark
+ * gone, the pending bit cleared (up__xs_note).  When none is left, the target is
  * active.  A source or the target lost abandons the work (epoch); it is
  * issued again when possible, and a target that returns is compared
  * afresh.  Only `only` jobs run while fewer than two are active, so a
@@ -109,7 +110,31 @@ int up__xs_init(struct upstairs *up)
   return ok ? 0 : -ENOMEM; /* freed by up__repair_free */
 }
 
-void up__xs_note(struct upstairs *up, const struct up_job *job)
+/* Who takes live repair's EXTENT_FLUSH of e, chosen (only) when it was
+ * made: decided again here, as it gets its number (loop thread), because
+ * xs[e] takes that number and whoever does not take it is no longer
+ * level there.  Every active replica not pending on e takes it: it holds
+ * what the sources hold (level at admission, every write since), even if
+ * it is no source of this work (admitted while it ran: a target waiting
+ * its turn, or one with nothing to compare); left out, it would keep the
+ * old number, not pending, for good.  A replica pending on e takes it
+ * only as the current target (rp->lr): a source of the work that was
+ * lost and readmitted since (pending again) must be compared first. */
+static unsigned lr_level_set(struct upstairs *up, unsigned only, uint32_t e)
+{
+  const struct up_repair *rp = &up->rep;
+  unsigned set = 0;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    if (up->cl[i].state != CL_ACTIVE)
+      continue;
+    if (!bit_get(rp->pend[i], e) || (i == rp->lr && (only & (1u << i))))
+      set |= 1u << i;
+  }
+  return set;
+}
+
+void up__xs_note(struct upstairs *up, struct up_job *job)
 {
   struct up_repair *rp = &up->rep;
   uint32_t e;
@@ -132,6 +157,8 @@ void up__xs_note(struct upstairs *up, const struct up_job *job)
     break;
   case PROTO_T_EXTENT_FLUSH:
     e = (uint32_t) job->lba;
+    if (job->only)
+      job->only = lr_level_set(up, job->only, e);
     rp->xs[e] = (struct up_xstate){up->gen, job->flush_no};
     bit_clear(rp->wsf, e);
     for (int i = 0; i < UP_DOWNSTAIRS; i++)
@@ -207,8 +234,9 @@ static void lr_poke(struct upstairs *up)
   pthread_mutex_unlock(&up->lock);
 }
 
-/* EXTENT_FLUSH of e to the sources and the target: 0 if the target and
- * at least one source took it (a failing one was faulted). */
+/* EXTENT_FLUSH of e to the sources and the target (and every other
+ * replica level there: lr_level_set): 0 if the target and at least one
+ * source took it (a failing one was faulted). */
 static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
 {
   struct up_job *job = up__job_new(PROTO_T_EXTENT_FLUSH, e, 0,
@@ -225,6 +253,11 @@ static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
     for (int d = 0; d < UP_DOWNSTAIRS; d++)
       one |= (src & job->seen & (1u << d)) != 0;
     ok = res == 0 && one && (job->seen & (1u << t));
+    if (up_debug_repair)
+      log_debug("repair: EXTENT_FLUSH extent %u flush %llu to mask %x "
+                "(target %s): taken by mask %x", e,
+                (unsigned long long) job->flush_no, job->only,
+                up->cl[t].name, job->seen);
     up__job_put(job);
   }
   return ok ? 0 : -EIO;

@@ -367,7 +367,7 @@ int up__xs_init(struct upstairs *up);
 void up__repair_stop(struct upstairs *up);
 void up__repair_free(struct upstairs *up);
 /* Loop thread, as a job gets its id: keep xs/wsf/pend exact. */
-void up__xs_note(struct upstairs *up, const struct up_job *job);
+void up__xs_note(struct upstairs *up, struct up_job *job);
 /* Loop thread, before sending WRITE/TRIM job to live-repair target c:
  * mark its extent there first if it is pending.  -1 if that failed. */
 int up__lr_before_send(struct upstairs *up, struct cl *c,
