@@ -41,7 +41,7 @@ import struct
 import sys
 import time
 
-PROTO_VERSION = 3
+PROTO_VERSION = 4
 MAX_FRAME = 64 * 1024 * 1024
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_JOB_BLOCKS = MAX_JOB_BYTES // 512
@@ -55,6 +55,7 @@ T_EXTENT_FLUSH = 20
 T_FILE_REQ, T_FILE_DATA = 24, 25
 T_EXTENT_MARK = 26
 T_AUTH, T_AUTH_OK = 30, 31
+T_EXTENT_MAP_REQ, T_EXTENT_MAP = 41, 42
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 # Retired in protocol version 3 (the file-copy live repair): unknown
 # types to a downstairs now.  Their old 24-byte layout (40 for REPAIR).
@@ -147,6 +148,12 @@ def enc_write(job_id, lba, blocks, versions=None, hashes=None):
 
 def enc_read(job_id, lba, n):
     return enc_io(T_READ, job_id, lba, n)
+
+
+def enc_extent_map_req(job_id, lba, n):
+    """EXTENT_MAP_REQ (32 bytes, READ's layout): which blocks may hold
+    data."""
+    return enc_io(T_EXTENT_MAP_REQ, job_id, lba, n)
 
 
 def enc_trim(job_id, lba, n, version=0):
