@@ -199,3 +199,25 @@ sys.stdout.buffer.write(h.pread(6 << 20, 512 << 20))') \
   <(dd if="$tmp/copy.img" bs=1M skip=512 count=6 status=none) ||
   fail "data under the lies does not read back"
 echo "lies outvoted: map and reads keep the data"
+
+# 4. Too few answers: ds3 down, ds1 cannot map extent 4 (its data file cut
+# short: the extent fails to open), ds2 lies about the extent's first MiB
+# (the reads above healed its earlier lie: deleted again).  One answer is
+# not enough to call anything a hole: extent 4 must be data throughout
+# (ds2's word alone would make a hole of written data), the rest still
+# matches the model.
+nbdkit_stop || fail "nbdkit stop"
+for i in $VOLUME; do ds_kill "$i"; done
+truncate -s $((128 * MiB - 4096)) "$tmp/ds1/00/000/004"
+sqlite3 -batch "$tmp/ds2/00/000/004.db" \
+  "DELETE FROM block_context WHERE block < 256; SELECT changes();" \
+  > "$tmp/lie.out" || fail "editing ds2 failed"
+[ "$(cat "$tmp/lie.out")" = 256 ] || fail "test bug: ds2 had no rows there"
+ds_start ds1
+ds_start ds2
+nbdkit_start stats="$STATS" || fail "nbdkit start with two"
+echo "w $((512 * MiB)) $((128 * MiB))" >> "$tmp/ops" # the model only
+model
+check_map "one answer for extent 4"
+grep -q "block status lba $((512 * 256)) failed" "$tmp/nbdkit.log" ||
+  fail "test bug: ds1 answered extent 4"
