@@ -30,6 +30,8 @@ static size_t job_bytes(const struct ds_job *j, uint32_t block_size)
     return (size_t) j->n * block_size;
   if (j->kind == DS_J_FILE)
     return DS_REPAIR_CHUNK;
+  if (j->kind == DS_J_MAP)
+    return proto_map_bytes(j->n);
   return 0;
 }
 
