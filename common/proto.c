@@ -43,6 +43,11 @@
  *   FILE_DATA 8 u64 job_id, 16 i32 err, 20 u32 n (<= 4 MiB, 0 if err),
  *             24 u64 file_size, 32 u64 offset; n bytes        (40 + n)
  *   AUTH, AUTH_OK  8 mac[32]                                      (40)
+ *   EXTENT_MAP_REQ  8 u64 job_id, 16 u64 lba, 24 u32 n (1..1M), 28 u32 pad
+ *                                                                 (32)
+ *   EXTENT_MAP  8 u64 job_id, 16 i32 err, 20 u32 n (0 if err); bitmap of
+ *             (n + 7) / 8 bytes, bit i = block lba + i may hold data,
+ *             unused high bits of the last byte zero      (24 + bitmap)
  *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
  *             44 u32 flags                                        (48)
  *
@@ -92,6 +97,8 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_FILE_DATA: return "FILE_DATA";
   case PROTO_T_AUTH: return "AUTH";
   case PROTO_T_AUTH_OK: return "AUTH_OK";
+  case PROTO_T_EXTENT_MAP_REQ: return "EXTENT_MAP_REQ";
+  case PROTO_T_EXTENT_MAP: return "EXTENT_MAP";
   default: return "?";
   }
 }
@@ -290,6 +297,24 @@ size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
   proto_le32(buf + 16, (uint32_t) err);
   proto_le32(buf + 20, n);
   return PROTO_READ_DONE_HDR_LEN;
+}
+
+size_t proto_put_extent_map_req(uint8_t *buf, uint64_t job_id, uint64_t lba,
+                                uint32_t n)
+{
+  return put_io(buf, PROTO_T_EXTENT_MAP_REQ, PROTO_EXTENT_MAP_REQ_LEN, job_id,
+                lba, n);
+}
+
+size_t proto_put_extent_map_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
+                                uint32_t n)
+{
+  size_t len = PROTO_EXTENT_MAP_HDR_LEN + proto_map_bytes(n);
+  put_hdr(buf, (uint32_t) len, PROTO_T_EXTENT_MAP);
+  proto_le64(buf + 8, job_id);
+  proto_le32(buf + 16, (uint32_t) err);
+  proto_le32(buf + 20, n);
+  return PROTO_EXTENT_MAP_HDR_LEN;
 }
 
 size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
@@ -538,6 +563,43 @@ static int dec_read_done(const uint8_t *b, size_t len, uint32_t block_size,
   return check_ctxs(r->ctxs, r->n, 0);
 }
 
+static int dec_map_req(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_io *io = &m->u.io;
+  if (len != PROTO_EXTENT_MAP_REQ_LEN || proto_rd32(b + 28))
+    return -EPROTO;
+  io->job_id = proto_rd64(b + 8);
+  io->lba = proto_rd64(b + 16);
+  io->n = proto_rd32(b + 24);
+  if (io->n == 0 || io->n > PROTO_MAX_MAP_BLOCKS ||
+      io->lba > UINT64_MAX - io->n)
+    return -EPROTO;
+  return 0;
+}
+
+static int dec_map(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_extent_map *x = &m->u.map;
+  if (len < PROTO_EXTENT_MAP_HDR_LEN)
+    return -EPROTO;
+  x->job_id = proto_rd64(b + 8);
+  x->err = (int32_t) proto_rd32(b + 16);
+  x->n = proto_rd32(b + 20);
+  x->bits = NULL;
+  if (x->err < 0)
+    return -EPROTO;
+  if (x->err)
+    return x->n == 0 && len == PROTO_EXTENT_MAP_HDR_LEN ? 0 : -EPROTO;
+  if (x->n == 0 || x->n > PROTO_MAX_MAP_BLOCKS ||
+      len != PROTO_EXTENT_MAP_HDR_LEN + proto_map_bytes(x->n))
+    return -EPROTO;
+  x->bits = b + PROTO_EXTENT_MAP_HDR_LEN;
+  /* Bits past n must be zero: one frame, one meaning. */
+  if ((x->n & 7) && (x->bits[x->n / 8] >> (x->n & 7)))
+    return -EPROTO;
+  return 0;
+}
+
 static int dec_u64(const uint8_t *b, size_t len, uint64_t *v)
 {
   if (len != PROTO_FRAME_HDR_LEN + 8)
@@ -656,6 +718,8 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
   case PROTO_T_EXTEND: return dec_extent_op(b, len, m);
   case PROTO_T_FILE_REQ: return dec_file_req(b, len, m);
   case PROTO_T_FILE_DATA: return dec_file_data(b, len, m);
+  case PROTO_T_EXTENT_MAP_REQ: return dec_map_req(b, len, m);
+  case PROTO_T_EXTENT_MAP: return dec_map(b, len, m);
   case PROTO_T_AUTH:
   case PROTO_T_AUTH_OK:
     if (len != PROTO_AUTH_LEN)

@@ -29,7 +29,10 @@
 /* 2: TRIM carries a version, READ may ask for contexts only, contexts may
  * say BAD (block-level reconciliation, docs/DESIGN.md).
  * 3: EXTENT_MARK (live repair through the upstairs); EXTENT_CLOSE,
- * EXTENT_REPAIR and EXTENT_REOPEN (the file-copy live repair) retired. */
+ * EXTENT_REPAIR and EXTENT_REOPEN (the file-copy live repair) retired.
+ * 4: EXTENT_MAP_REQ / EXTENT_MAP (block status: which blocks may hold
+ * data); ACTIVATE names the uuid a region of no volume yet adopts;
+ * EXTEND grows a region. */
 #define PROTO_VERSION 4
 
 /* Hard cap on a frame: bounds every allocation a peer can cause. */
@@ -43,6 +46,9 @@
  * list of at most this many blocks).  1M blocks: 4 GiB with 4 KiB blocks,
  * more than any extent `create` makes by default. */
 #define PROTO_MAX_TRIM_BLOCKS (1u << 20)
+/* Most blocks one EXTENT_MAP_REQ may name: its answer is a bitmap of one
+ * bit per block (128 KiB at most), and it never crosses an extent. */
+#define PROTO_MAX_MAP_BLOCKS (1u << 20)
 #define PROTO_MAX_EXTENTS (1u << 24)
 #define PROTO_MAX_MSG 1024 /* error text */
 
@@ -89,6 +95,10 @@ enum proto_type {
   PROTO_T_AUTH = 30,          /* client proof */
   PROTO_T_AUTH_OK = 31,       /* server proof */
   /* 32..39 reserved for auth. */
+  /* Block status: upstairs -> downstairs, ordered like a READ. */
+  PROTO_T_EXTENT_MAP_REQ = 41, /* which blocks of a range may hold data */
+  PROTO_T_EXTENT_MAP = 42,     /* its answer: a bitmap */
+  /* 43..44 reserved (a status peer, not built yet). */
   /* Version 4, from the active upstairs (answered by JOB_DONE): grow the
    * region to a number of extents (the eid field of an extent op, the
    * same 24 bytes as EXTENT_MARK); a barrier like FLUSH. */
@@ -120,6 +130,8 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
 #define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32) /* AUTH, AUTH_OK */
+#define PROTO_EXTENT_MAP_REQ_LEN PROTO_IO_HDR_LEN
+#define PROTO_EXTENT_MAP_HDR_LEN (PROTO_FRAME_HDR_LEN + 16) /* + bitmap */
 
 #define PROTO_UUID_LEN 16
 #define PROTO_NONCE_LEN 12
@@ -229,6 +241,16 @@ struct proto_read_done {
   const uint8_t *data; /* n * block_size bytes */
 };
 
+/* EXTENT_MAP: bit i (byte i / 8, bit i % 8) set = block lba + i may hold
+ * data; clear = it reads as zeroes (never written, or trimmed).  n bits,
+ * the unused high bits of the last byte zero; n == 0 when err != 0. */
+struct proto_extent_map {
+  uint64_t job_id;
+  int32_t err;
+  uint32_t n;
+  const uint8_t *bits; /* (n + 7) / 8 bytes */
+};
+
 /* EXTENT_FLUSH, EXTENT_MARK. */
 enum proto_file { PROTO_FILE_EXTENT = 0, PROTO_FILE_DB = 1 };
 struct proto_extent_op {
@@ -269,7 +291,7 @@ struct proto_msg {
     } extent_states;
     struct proto_activate activate;
     uint64_t gen;  /* ACTIVATE_OK, NO_LONGER_ACTIVE */
-    struct proto_io io;
+    struct proto_io io; /* WRITE, READ, TRIM, EXTENT_MAP_REQ */
     struct proto_flush flush;
     struct proto_job_done job_done;
     struct proto_read_done read_done;
@@ -278,11 +300,12 @@ struct proto_msg {
                                    (eid: the new extent count) */
     struct proto_file_req file_req;
     struct proto_file_data file_data;
+    struct proto_extent_map map;
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
   } u;
 };
 
-/* The most blocks one job of this type (WRITE, READ, TRIM) may name at
+/* The most blocks one job of this type (WRITE, READ, TRIM, EXTENT_MAP_REQ) may name at
  * this block size: the single rule the encoder's callers (the upstairs'
  * splitter) and every decoder apply. */
 static inline uint32_t proto_max_job_blocks(uint16_t type, uint32_t block_size)
@@ -291,6 +314,8 @@ static inline uint32_t proto_max_job_blocks(uint16_t type, uint32_t block_size)
 
   if (type == PROTO_T_TRIM)
     return PROTO_MAX_TRIM_BLOCKS;
+  if (type == PROTO_T_EXTENT_MAP_REQ)
+    return PROTO_MAX_MAP_BLOCKS;
   n = block_size ? PROTO_MAX_JOB_BYTES / block_size : PROTO_MAX_JOB_BLOCKS;
   return n < PROTO_MAX_JOB_BLOCKS ? n : PROTO_MAX_JOB_BLOCKS;
 }
@@ -353,6 +378,18 @@ size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
 size_t proto_put_file_req(uint8_t *buf, const struct proto_file_req *r);
 /* FILE_DATA header; the frame continues with n bytes. */
 size_t proto_put_file_data_hdr(uint8_t *buf, const struct proto_file_data *d);
+
+/* EXTENT_MAP_REQ of blocks [lba, lba + n). */
+size_t proto_put_extent_map_req(uint8_t *buf, uint64_t job_id, uint64_t lba,
+                                uint32_t n);
+/* EXTENT_MAP header; the frame continues with (n + 7) / 8 bitmap bytes
+ * (none when err != 0, and then n must be 0). */
+size_t proto_put_extent_map_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
+                                uint32_t n);
+static inline size_t proto_map_bytes(uint32_t n)
+{
+  return ((size_t) n + 7) / 8;
+}
 
 /* AUTH or AUTH_OK (type) carrying a 32-byte HMAC. */
 size_t proto_put_auth(uint8_t *buf, uint16_t type, const uint8_t mac[32]);

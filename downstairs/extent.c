@@ -216,6 +216,15 @@ static void seen_forget(struct ext_seen *s, uint64_t blk, uint64_t n)
       s->slots[i].state = EXT_SEEN_FORGOTTEN;
 }
 
+bool ext__seen_zero(const struct ext *e, uint32_t block)
+{
+  const struct ext_seen *s = &e->seen;
+  if (s->cap == 0)
+    return false;
+  const struct ext_seen_slot *sl = seen_find((struct ext_seen *) s, block);
+  return sl->state == EXT_SEEN_LIVE && sl->hash == e->zero_hash;
+}
+
 static void seen_reset(struct ext_seen *s)
 {
   free(s->slots);
@@ -596,6 +605,10 @@ void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw)
   }
   if (live == 0)
     return;
+  /* Block status, before any row exists (extent_map.c, B1). */
+  for (unsigned k = 0; k < nw; k++)
+    if (!w[k].err)
+      ext_map_set(e, w[k].blk, w[k].n);
   int r = st_run(e, ST_BEGIN);
   if (r == 0 && !e->meta.dirty)
     r = set_meta(e, "dirty", 1);
@@ -690,6 +703,7 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
     log_error("extent %u: punch hole: %s", e->eid, log_strerror(-r));
     seen_forget(&e->seen, blk, n);
   } else {
+    ext_map_clear(e, blk, n); /* reads zeroes from now on (B1) */
     for (uint32_t i = 0; i < nrows; i++)
       if (seen_set(&e->seen, rows[i], EXT_SEEN_LIVE, e->zero_hash) < 0)
         log_warn("extent %u: out of memory remembering block %" PRIu32,

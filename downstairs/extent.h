@@ -88,6 +88,11 @@ struct ext {
   bool meta_known;
   struct proto_extent_state meta;
   bool repair;
+  /* Block status (extent_map.c, "THE MAP"): bit per block, set where it
+   * may hold data, valid when map_known (NULL: none does).  Kept across
+   * close, like meta. */
+  bool map_known;
+  uint8_t *map;
 };
 
 /* Open the files of extent e->eid under the region directory dirfd
@@ -155,6 +160,20 @@ int ext_mark(struct ext *e);
 /* Scrub: bad() for every block with contexts none of which matches. */
 int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
                void *arg, uint64_t *checked);
+
+/* Block status (extent_map.c).  ext_map_probe: an extent not open whose
+ * data file has no allocated block becomes known empty (no SQLite);
+ * ext_map_load: from the rows of the open (recovered) extent, unless
+ * known; ext_map_get: n bits for [blk, blk+n) into bits ((n+7)/8 bytes,
+ * bit i = block blk+i may hold data; all set if the map is not known);
+ * ext_map_set/clear: a write is about to commit / a trim punched its
+ * hole; ext_map_forget: drop it (files replaced, region closed). */
+int ext_map_probe(struct ext *e, int dirfd);
+int ext_map_load(struct ext *e);
+void ext_map_get(const struct ext *e, uint64_t blk, uint32_t n, uint8_t *bits);
+void ext_map_set(struct ext *e, uint64_t blk, uint32_t n);
+void ext_map_clear(struct ext *e, uint64_t blk, uint32_t n);
+void ext_map_forget(struct ext *e);
 
 /* Read (gen, flush, dirty) and, if repair is not NULL, the repair mark
  * of extent eid without opening it for IO; read_only opens the database

@@ -45,6 +45,12 @@ enum {
   ST_COUNT_
 };
 
+struct ext;
+/* extent.c: are the last bytes written to block since the last flush
+ * remembered as zeroes (a trim whose hole was punched, or a recovered
+ * one)?  Then its disk holds zeroes, whatever older rows it keeps. */
+bool ext__seen_zero(const struct ext *e, uint32_t block);
+
 /* Map a SQLite result code to a negative errno. */
 int ext__sql_err(int rc);
 

@@ -247,6 +247,7 @@ void region_close(struct region *r)
       continue;
     assert(re->users == 0);
     ext_close(&re->x);
+    ext_map_forget(&re->x);
     pthread_mutex_destroy(&re->mu);
     free(re);
   }
@@ -678,6 +679,33 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
   return ret;
 }
 
+int region_extent_map(struct region *r, uint64_t lba, uint32_t n,
+                      uint8_t *bits)
+{
+  struct rext *re;
+  uint32_t eid = geom_extent_of(&r->meta.def, lba);
+  int ret = check_range(r, lba, n);
+  if (ret == 0)
+    ret = ext_get(r, eid, false, &re);
+  if (ret < 0)
+    return ret;
+  /* Known (kept across eviction), or an unopened extent with nothing
+   * allocated: no SQLite. */
+  if (!re->x.map_known && re->x.db == NULL)
+    ret = ext_map_probe(&re->x, r->dirfd);
+  if (ret == 0 && !re->x.map_known) {
+    ext_put(r, re);
+    ret = ext_get(r, eid, true, &re);
+    if (ret < 0)
+      return ret;
+    ret = ext_map_load(&re->x);
+  }
+  if (ret == 0)
+    ext_map_get(&re->x, lba % r->meta.def.extent_size, n, bits);
+  ext_put(r, re);
+  return ret;
+}
+
 /* Is extent eid known dirty and not marked for repair (and open, if
  * open)?  A marked extent is skipped here, not only in ext_flush: if it
  * was evicted, selecting it would reopen it, and reopening a dirty
@@ -776,8 +804,10 @@ int region_extent_close(struct region *r, uint32_t eid, bool forget)
   pthread_mutex_unlock(&r->mu);
   if (was_open)
     ext_close(&re->x);
-  if (forget)
+  if (forget) {
     re->x.meta_known = false;
+    ext_map_forget(&re->x);
+  }
   ext_put(r, re);
   return 0;
 }

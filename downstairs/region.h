@@ -119,6 +119,14 @@ int region_read(struct region *r, uint64_t lba, uint32_t n,
 int region_read_now(struct region *r, uint64_t lba, uint32_t n,
                     struct proto_ctx *ctxs, uint8_t *data);
 
+/* Block status of n blocks at lba (inside one extent) into bits
+ * ((n + 7) / 8 bytes, bit i = block lba + i may hold data; a clear bit
+ * reads as zeroes).  From the in-memory map of the extent (extent_map.c,
+ * "THE MAP"), loaded at most once per region_open: an extent that was
+ * never opened and has nothing allocated needs no SQLite at all. */
+int region_extent_map(struct region *r, uint64_t lba, uint32_t n,
+                      uint8_t *bits);
+
 /* Blocks become unwritten: data zeroed (hole punched); until the next
  * flush they report the trim's version (0 allowed). */
 int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version);

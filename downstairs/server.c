@@ -236,6 +236,7 @@ static bool frame_allowed(const struct ds_conn *c, uint16_t type)
   case PROTO_T_PING: return st != DS_NEW;
   case PROTO_T_WRITE:
   case PROTO_T_READ:
+  case PROTO_T_EXTENT_MAP_REQ:
   case PROTO_T_TRIM:
   case PROTO_T_FLUSH:
   case PROTO_T_EXTENT_FLUSH:

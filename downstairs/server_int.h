@@ -130,7 +130,9 @@ enum ds_job_kind {
   /* the region grows: EXTEND (JOB_DONE), a barrier */
   DS_J_EXTEND,
   /* a repair peer's (clone's) FILE_REQ (FILE_DATA) */
-  DS_J_FILE
+  DS_J_FILE,
+  /* block status: EXTENT_MAP_REQ (EXTENT_MAP), ordered like a READ */
+  DS_J_MAP
 };
 
 struct ds_job {
@@ -153,7 +155,7 @@ struct ds_job {
   const uint8_t *data;    /* WRITE: n * block_size (same allocation, or
                            * inside frame) */
   uint8_t *frame;         /* WRITE: the read buffer it took, or NULL */
-  struct ds_wreq *reply;  /* READ, STATES, FILE: built by the worker */
+  struct ds_wreq *reply;  /* READ, STATES, FILE, MAP: built by the worker */
   /* Extent jobs and FILE_REQ: the extent; FILE_REQ's file and offset. */
   uint32_t eid;
   uint8_t file;
@@ -196,8 +198,8 @@ int ds_activate(struct ds_conn *c, const struct proto_activate *a);
 int ds_auth(struct ds_conn *c, const uint8_t mac[32]);
 
 /* server_job.c */
-/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, and the extent
- * frames EXTENT_FLUSH, EXTENT_MARK) from the active connection,
+/* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, EXTENT_MAP_REQ,
+ * and the extent frames EXTENT_FLUSH, EXTENT_MARK) from the active connection,
  * EXTENT_STATES_REQ from any negotiated one, or FILE_REQ from a repair
  * peer.  Returns 0, or -errno after which the connection has been
  * closed. */

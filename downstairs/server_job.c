@@ -1,4 +1,5 @@
-/* crucible-c downstairs: IO jobs (WRITE, READ, TRIM, FLUSH), the extent
+/* crucible-c downstairs: IO jobs (WRITE, READ, TRIM, FLUSH), block status
+ * (EXTENT_MAP_REQ: a READ as far as ordering goes), the extent
  * jobs (EXTENT_FLUSH, EXTENT_MARK), FILE_REQ from a repair peer (clone)
  * and the EXTENT_STATES request, run on the libuv thread pool in the
  * order the scheduler allows (server_sched.h: jobs on one extent one at
@@ -9,7 +10,7 @@
  * A job is validated before it is queued: it must lie inside the region
  * and inside one extent (else EINVAL, answered at once without touching
  * the disk), and a read-only session may not WRITE, TRIM, EXTENT_FLUSH
- * or EXTENT_MARK (EROFS).
+ * or EXTENT_MARK (EROFS); it may READ and ask for block status.
  */
 #include <assert.h>
 #include <errno.h>
@@ -29,6 +30,8 @@ static size_t job_bytes(const struct ds_job *j, uint32_t block_size)
     return (size_t) j->n * block_size;
   if (j->kind == DS_J_FILE)
     return DS_REPAIR_CHUNK;
+  if (j->kind == DS_J_MAP)
+    return proto_map_bytes(j->n);
   return 0;
 }
 
@@ -62,6 +65,7 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
 {
   size_t len = kind == DS_J_READ   ? PROTO_READ_DONE_HDR_LEN
                : kind == DS_J_FILE ? PROTO_FILE_DATA_HDR_LEN
+               : kind == DS_J_MAP  ? PROTO_EXTENT_MAP_HDR_LEN
                                    : PROTO_JOB_DONE_LEN;
   struct ds_wreq *w = ds_wreq_new(len);
   if (!w) {
@@ -77,6 +81,8 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
   else if (kind == DS_J_FILE)
     proto_put_file_data_hdr(w->data, &(struct proto_file_data){
                                          .job_id = job_id, .err = err});
+  else if (kind == DS_J_MAP)
+    proto_put_extent_map_hdr(w->data, job_id, err, 0);
   else
     proto_put_job_done(w->data, job_id, err);
   ds_conn_send(c, w);
@@ -132,6 +138,28 @@ static int work_read(struct ds_job *j, bool now)
   free(ctxs);
   j->reply = w;
   return 0;
+}
+
+/* EXTENT_MAP_REQ on a worker: the extent's block map (region.c), no
+ * data read.  On failure no reply is built (an error-only EXTENT_MAP
+ * follows, reply_status). */
+static void work_map(struct ds_job *j)
+{
+  struct ds_wreq *w =
+      ds_wreq_new(PROTO_EXTENT_MAP_HDR_LEN + proto_map_bytes(j->n));
+  if (!w) {
+    j->err = ENOMEM;
+    return;
+  }
+  int r = region_extent_map(j->srv->region, j->lba, j->n,
+                            w->data + PROTO_EXTENT_MAP_HDR_LEN);
+  if (r < 0) {
+    j->err = -r;
+    free(w);
+    return;
+  }
+  proto_put_extent_map_hdr(w->data, j->job_id, 0, j->n);
+  j->reply = w;
 }
 
 /* EXTENT_STATES_REQ on a worker: every extent's (gen, flush, dirty). */
@@ -204,6 +232,7 @@ static void job_work_one(struct ds_job *j)
   case DS_J_READ: work_read(j, false); return;
   case DS_J_STATES: work_states(j); return;
   case DS_J_FILE: work_file(j); return;
+  case DS_J_MAP: work_map(j); return;
   case DS_J_XFLUSH: r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
     break;
   case DS_J_XMARK: r = region_extent_mark(rg, j->eid); break;
@@ -666,6 +695,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_EXTENT_FLUSH: kind = DS_J_XFLUSH; break;
   case PROTO_T_EXTENT_MARK: kind = DS_J_XMARK; break;
   case PROTO_T_EXTEND: kind = DS_J_EXTEND; break;
+  case PROTO_T_EXTENT_MAP_REQ: kind = DS_J_MAP; break;
   default: kind = DS_J_STATES; break;
   }
   /* The active upstairs reconnecting (same session, authenticated by
@@ -689,9 +719,10 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   if ((kind == DS_J_XFLUSH || kind == DS_J_XMARK || kind == DS_J_FILE) &&
       extent_check(c, m, kind) < 0)
     return 0;
-  if (kind == DS_J_WRITE || kind == DS_J_READ || kind == DS_J_TRIM) {
+  if (kind == DS_J_WRITE || kind == DS_J_READ || kind == DS_J_TRIM ||
+      kind == DS_J_MAP) {
     int err = io_check(&srv->def, m->type, m->u.io.lba, m->u.io.n);
-    if (!err && c->read_only && kind != DS_J_READ)
+    if (!err && c->read_only && kind != DS_J_READ && kind != DS_J_MAP)
       err = EROFS;
     if (err) {
       ds_conn_charge(c, 0);

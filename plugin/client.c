@@ -50,7 +50,8 @@ static void cl_net_frame(const struct cl *c, const char *dir,
   type = proto_rd16(frame + 4);
   v = len >= PROTO_FRAME_HDR_LEN + 8 ? proto_rd64(frame + 8) : 0;
   if ((type >= PROTO_T_WRITE && type <= PROTO_T_READ_DONE) ||
-      type == PROTO_T_EXTENT_FLUSH || type == PROTO_T_EXTENT_MARK)
+      type == PROTO_T_EXTENT_FLUSH || type == PROTO_T_EXTENT_MARK ||
+      type == PROTO_T_EXTENT_MAP_REQ || type == PROTO_T_EXTENT_MAP)
     log_debug("net: %s: %s %s %sjob %llu (%zu bytes)", c->name, dir,
               proto_type_name(type), v & UP_REPAIR_ID_BIT ? "repair " : "",
               (unsigned long long) (v & ~UP_REPAIR_ID_BIT), len);
@@ -700,6 +701,11 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
       break;
     *taken = true;
     up__on_read_done(c->up, c, base, &m->u.read_done);
+    return;
+  case PROTO_T_EXTENT_MAP:
+    if (c->state != CL_ACTIVE)
+      break;
+    up__on_extent_map(c->up, c, &m->u.map);
     return;
   case PROTO_T_PING:
     if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PONG, m->u.ping)))

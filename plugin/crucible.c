@@ -602,6 +602,27 @@ static int crucible_zero(void *handle, uint32_t count, uint64_t offset,
   return r < 0 ? crucible_err(r) : crucible_ok();
 }
 
+/* One run of up_extents into nbdkit's list. */
+static int crucible_add_extent(void *arg, uint64_t off, uint64_t len,
+                               bool zero)
+{
+  if (nbdkit_add_extent(arg, off, len,
+                        zero ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0) <
+      0)
+    return errno ? -errno : -EIO;
+  return 0;
+}
+
+/* Block status: holes where every answering replica holds nothing. */
+static int crucible_extents(void *handle, uint32_t count, uint64_t offset,
+                            uint32_t flags, struct nbdkit_extents *extents)
+{
+  int r = up_extents(up, count, offset, flags & NBDKIT_FLAG_REQ_ONE,
+                     crucible_add_extent, extents);
+  (void) handle;
+  return r < 0 ? crucible_err(r) : crucible_ok();
+}
+
 static int crucible_can_true(void *handle)
 {
   (void) handle;
@@ -653,6 +674,8 @@ static struct nbdkit_plugin plugin = {
   .can_fua = crucible_can_fua,
   .can_trim = crucible_can_true,
   .can_zero = crucible_can_true,
+  .can_extents = crucible_can_true,
+  .extents = crucible_extents,
   .errno_is_preserved = 1,
 };
 

@@ -18,6 +18,13 @@
 #include "../common/log.h"
 #include "upstairs_int.h"
 
+/* Jobs that only read (READ, EXTENT_MAP_REQ): a fenced upstairs gets
+ * EIO for them, not EROFS, and a live-repair target none of them. */
+static bool job_reads(const struct up_job *job)
+{
+  return job->type == PROTO_T_READ || job->type == PROTO_T_EXTENT_MAP_REQ;
+}
+
 /* Move ds[i] of job one step: NONE -> SENT, then SENT -> DONE, ERR or
  * SKIP, exactly once each (upstairs_int.h). */
 static void job_step(struct up_job *job, int i, enum up_ds_state to)
@@ -317,6 +324,9 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     proto_put_read(job->vframe, job->id, job->lba, job->n,
                    PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
     break;
+  case PROTO_T_EXTENT_MAP_REQ:
+    proto_put_extent_map_req(job->frame, job->id, job->lba, job->n);
+    break;
   case PROTO_T_EXTENT_FLUSH: {
     struct proto_extent_op o = {.job_id = job->id, .eid = (uint32_t) job->lba,
                                 .flush_no = up->flush_no++, .gen = up->gen};
@@ -337,14 +347,15 @@ static void job_patch(struct upstairs *up, struct up_job *job)
 
 /* May downstairs c get this job?  A job aimed at chosen downstairs goes
  * to those; otherwise a live-repair target gets every WRITE, TRIM and
- * FLUSH (repair.c) and no READ. */
+ * FLUSH (repair.c) and no READ or EXTENT_MAP_REQ (its map is partial).
+ * Every other active downstairs gets an EXTENT_MAP_REQ (extents.c). */
 static bool job_wants(const struct cl *c, const struct up_job *job)
 {
   if (c->state != CL_ACTIVE || (job->tried & (1u << c->idx)))
     return false;
   if (job->only)
     return (job->only & (1u << c->idx)) != 0;
-  return !c->lr || job->type != PROTO_T_READ;
+  return !c->lr || !job_reads(job);
 }
 
 /* Which downstairs get this job: a bitmask. */
@@ -420,9 +431,9 @@ void up__job_start(struct upstairs *up, struct up_job *job)
   pthread_mutex_unlock(&up->lock);
   if (fenced || !running ||
       (!job->only && __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST) < 2)) {
-    if (fenced && job->type != PROTO_T_READ)
+    if (fenced && !job_reads(job))
       log_debug("write refused: fenced by a newer generation");
-    job_decide(up, job, fenced && job->type != PROTO_T_READ ? -EROFS : -EIO);
+    job_decide(up, job, fenced && !job_reads(job) ? -EROFS : -EIO);
     up__job_loop_put(job);
     return;
   }
@@ -537,7 +548,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   struct up_job *job = job_find(up, d->job_id);
   char why[128];
 
-  if (!job || job->ds[c->idx] != DS_SENT || job->type == PROTO_T_READ) {
+  if (!job || job->ds[c->idx] != DS_SENT || job_reads(job)) {
     job_bad_reply(c, d->job_id);
     return;
   }
@@ -595,6 +606,45 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
   job_eval(up, job);
 }
 
+/* EXTENT_MAP: keep a copy of the bitmap in the job for the caller
+ * (extents.c).  An error answer counts as no answer; a bitmap of another
+ * length than asked is a broken peer. */
+void up__on_extent_map(struct upstairs *up, struct cl *c,
+                       const struct proto_extent_map *d)
+{
+  struct up_job *job = job_find(up, d->job_id);
+  uint8_t *bits = NULL;
+
+  if (!job || job->ds[c->idx] != DS_SENT ||
+      job->type != PROTO_T_EXTENT_MAP_REQ) {
+    job_bad_reply(c, d->job_id);
+    return;
+  }
+  if (d->err == 0 && d->n != job->n) {
+    cl_fault(c, "EXTENT_MAP of %u blocks for %u, job %llu", d->n, job->n,
+             (unsigned long long) d->job_id);
+    return;
+  }
+  c->inflight--;
+  c->inflight_bytes -= job->frame_len;
+  up__stats_reply(up, c, job, d->err == 0);
+  if (d->err == 0 && (bits = malloc(proto_map_bytes(d->n))) != NULL)
+    memcpy(bits, d->bits, proto_map_bytes(d->n));
+  if (!bits) {
+    log_warn("downstairs %s: block status lba %llu failed: %s, job %llu",
+             c->name, (unsigned long long) job->lba,
+             log_strerror(d->err ? d->err : ENOMEM),
+             (unsigned long long) job->id);
+    job_step(job, c->idx, DS_ERR);
+  } else {
+    job->reply_buf[c->idx] = bits;
+    job->reply[c->idx].n = d->n;
+    job->reply[c->idx].data = bits;
+    job_step(job, c->idx, DS_DONE);
+  }
+  job_eval(up, job);
+}
+
 /* c is gone: every job still outstanding on it is skipped for it. */
 void up__ds_lost(struct upstairs *up, struct cl *c)
 {
@@ -643,7 +693,7 @@ void up__fail_all(struct upstairs *up, int err)
   pthread_mutex_unlock(&up->lock);
   for (; job; job = next) {
     next = job->next;
-    job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
+    job_decide(up, job, job_reads(job) ? -EIO : err);
     up__job_loop_put(job);
   }
   while ((job = up->if_head) != NULL) {
@@ -653,7 +703,7 @@ void up__fail_all(struct upstairs *up, int err)
         up->cl[i].inflight--;
         up->cl[i].inflight_bytes -= job->frame_len;
       }
-    job_decide(up, job, job->type == PROTO_T_READ ? -EIO : err);
+    job_decide(up, job, job_reads(job) ? -EIO : err);
     job_untrack(up, job);
   }
 }

@@ -301,6 +301,7 @@ void up__stats_reply(struct upstairs *up, struct cl *c,
     s->write_bytes += bytes;
     break;
   case PROTO_T_TRIM: s->trims++; break;
+  case PROTO_T_EXTENT_MAP_REQ: break; /* block status: no data moves */
   default: s->flushes++; break;
   }
 }
@@ -327,6 +328,7 @@ void up__stats_decided(struct upstairs *up, const struct up_job *job,
     v->write_bytes += bytes;
     break;
   case PROTO_T_TRIM: v->trims++; break;
+  case PROTO_T_EXTENT_MAP_REQ: break;
   default: v->flushes++; break;
   }
 }

@@ -94,6 +94,18 @@ int up_write(struct upstairs *up, const void *buf, uint32_t count,
  * blocks at the edges are zeroed by read-modify-write. */
 int up_trim(struct upstairs *up, uint32_t count, uint64_t off, bool fua);
 int up_flush(struct upstairs *up);
+/* Block status of [off, off+count) (plugin/extents.c): add(arg, off,
+ * len, zero) for consecutive runs in bytes, in order, from the block
+ * holding off on (the first run may start before off; the last may end
+ * past off + count; together they may also cover less than asked, at
+ * least one block, and with req_one only the first extent).  zero: the
+ * run reads as zeroes on every replica that answered (at least two, and
+ * every active one was asked); otherwise it may hold data.  add returns
+ * 0 or -errno (which ends the call).  0 or -errno (-EIO when no replica
+ * could answer). */
+int up_extents(struct upstairs *up, uint32_t count, uint64_t off, bool req_one,
+               int (*add)(void *arg, uint64_t off, uint64_t len, bool zero),
+               void *arg);
 
 /* Stop the loop thread (failing anything still waiting), join it. */
 void up_stop(struct upstairs *up);

@@ -86,7 +86,8 @@ struct up_req {
 struct up_job {
   struct up_job *next, *prev; /* submit queue, then in-flight list */
   uint16_t type;              /* PROTO_T_WRITE, READ, TRIM, FLUSH,
-                               * EXTENT_FLUSH (reconcile.c) */
+                               * EXTENT_FLUSH (reconcile.c),
+                               * EXTENT_MAP_REQ (extents.c) */
   uint64_t id;                /* assigned by the loop */
   uint64_t lba;               /* EXTENT_FLUSH: the extent */
   uint32_t n;
@@ -122,7 +123,9 @@ struct up_job {
    * needs one versions reply): the caller uses these, never ds[]. */
   unsigned seen, failed, sent;
   struct up_req *req;  /* NULL once the caller gave up */
-  uint8_t *reply_buf[UP_DOWNSTAIRS]; /* READ_DONE frames, owned */
+  uint8_t *reply_buf[UP_DOWNSTAIRS]; /* READ_DONE frames (EXTENT_MAP:
+                                      * the bitmap, also in reply[].data),
+                                      * owned */
   struct proto_read_done reply[UP_DOWNSTAIRS];
 
   uint8_t *frame; /* owned; sent unchanged to every downstairs */
@@ -544,6 +547,8 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
                      const struct proto_job_done *d);
 void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
                       const struct proto_read_done *d);
+void up__on_extent_map(struct upstairs *up, struct cl *c,
+                       const struct proto_extent_map *d);
 void up__ds_lost(struct upstairs *up, struct cl *c);
 void up__check_timeouts(struct upstairs *up);
 void up__fail_all(struct upstairs *up, int err);

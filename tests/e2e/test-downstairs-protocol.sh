@@ -3,7 +3,8 @@
 # against a real crucible-downstairs on a small unencrypted region:
 #   handshake refusals, activation and takeover rules, a pipelined random
 #   job stream checked against a flat-array model (the job ordering rule),
-#   back-pressure, EXTENT_MARK (across a restart) and the retired
+#   back-pressure, EXTENT_MARK (across a restart), EXTENT_MAP_REQ
+#   (block status), the retired
 #   EXTENT_CLOSE/REPAIR/REOPEN, 5000 malformed frames, the connection cap
 #   with 200 idle connections, the idle timeout, EADDRINUSE, and a clean
 #   SIGTERM with jobs in flight.
@@ -74,6 +75,9 @@ stop_pid "$PID" TERM || fail "exit status $? after SIGTERM (mark)"
 start_ds "$PORT" --max-conns 64
 "${DSP[@]}" mark-level -p "$PORT" || fail "mark-level"
 alive mark-level
+# Block status (EXTENT_MAP_REQ, protocol 4).
+"${DSP[@]}" map -p "$PORT" || fail "map"
+alive map
 # The retired file-copy repair frames are unknown types now.
 "${DSP[@]}" retired -p "$PORT" || fail "retired"
 alive retired

@@ -68,6 +68,10 @@ def proto_frames():
         (0, p.enc_ping(12, p.T_PONG)),
         (0, p.enc_extent_flush(13, 1, 3, 4)),
         (0, p.enc_extent_mark(14, 1)),
+        (0, p.enc_extent_map_req(15, 64, 64)),
+        (0, p.frame(p.T_EXTENT_MAP, struct.pack("<QiI", 15, 0, 11) +
+                    bytes([0xa5, 0x05]))),
+        (0, p.frame(p.T_EXTENT_MAP, struct.pack("<QiI", 16, 5, 0))),
     ]
     return [bytes([BS_CODE[bs]]) + f for bs, f in out]
 
@@ -116,6 +120,9 @@ def ds_request_inputs():
         p.enc_flush(9, 1, 1),
         p.enc_ping(10),
         p.enc_extent_states_req(),
+        p.enc_extent_map_req(20, 0, 64),
+        p.enc_extent_map_req(21, 60, 8),      # crosses extents 0/1: EINVAL
+        p.enc_extent_map_req(22, nblocks, 1),  # past the end
     ]
     out = [b"\x01" + f for f in io]
     out.append(b"\x01" + b"".join(io))

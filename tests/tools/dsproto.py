@@ -55,6 +55,7 @@ T_EXTENT_FLUSH = 20
 T_FILE_REQ, T_FILE_DATA = 24, 25
 T_EXTENT_MARK = 26
 T_AUTH, T_AUTH_OK = 30, 31
+T_EXTENT_MAP_REQ, T_EXTENT_MAP = 41, 42
 T_EXTEND = 45
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 # Retired in protocol version 3 (the file-copy live repair): unknown
@@ -151,6 +152,12 @@ def enc_read(job_id, lba, n):
     return enc_io(T_READ, job_id, lba, n)
 
 
+def enc_extent_map_req(job_id, lba, n):
+    """EXTENT_MAP_REQ (32 bytes, READ's layout): which blocks may hold
+    data."""
+    return enc_io(T_EXTENT_MAP_REQ, job_id, lba, n)
+
+
 def enc_trim(job_id, lba, n, version=0):
     return enc_io(T_TRIM, job_id, lba, n, struct.pack("<Q", version))
 
@@ -220,6 +227,12 @@ def decode(ftype, body, block_size=0):
         m["data"] = body[16 + CTX_LEN * n:]
     elif ftype in (T_PING, T_PONG):
         (m["value"],) = struct.unpack("<Q", body)
+    elif ftype == T_EXTENT_MAP:
+        m["job_id"], m["err"], n = struct.unpack_from("<QiI", body)
+        if len(body) != 16 + (n + 7) // 8:
+            raise ProtoError("EXTENT_MAP length %d for n=%d" % (len(body), n))
+        bits = body[16:]
+        m["data"] = [(bits[i // 8] >> (i % 8)) & 1 for i in range(n)]
     elif ftype == T_FILE_DATA:
         (m["job_id"], m["err"], n, m["file_size"],
          m["offset"]) = struct.unpack_from("<QiIQQ", body)
@@ -332,6 +345,12 @@ class Conn:
     def ping(self, v):
         self.send(enc_ping(v))
         return self.expect(T_PONG)["value"]
+
+    def extent_map(self, job_id, lba, n):
+        """EXTENT_MAP_REQ: (err, [1 where the block may hold data])."""
+        self.send(enc_extent_map_req(job_id, lba, n))
+        m = self._done(job_id, T_EXTENT_MAP)
+        return m["err"], m["data"]
 
     def extent_mark(self, job_id, eid):
         self.send(enc_extent_mark(job_id, eid))
@@ -768,6 +787,7 @@ def sample_frames(rnd, bs, es, nblocks, gen):
         enc_write(rnd.getrandbits(63), lba, [d]),
         enc_write(1, lba, [d, d]), enc_read(2, lba, rnd.randint(1, 8)),
         enc_trim(3, lba, 1), enc_flush(4, 1, gen),
+        enc_extent_map_req(7, lba, rnd.randint(1, es)),
         enc_io(T_READ, 5, nblocks - 1, MAX_JOB_BLOCKS),
         enc_io(T_WRITE, 6, lba, 1, enc_ctx(1, 0, flags=3) + d),
         frame(T_JOB_DONE, struct.pack("<QiI", 1, 0, 0)),
@@ -963,6 +983,51 @@ def scen_mark_level(a):
     print("mark-level: ok")
 
 
+def scen_map(a):
+    """EXTENT_MAP_REQ (protocol 4): not before ACTIVATE; a never-written
+    extent is all holes; written blocks are data, trimmed ones holes, in
+    a pipelined stream (the map sees every write sent before it); a range
+    crossing an extent or past the end is EINVAL (the connection stays);
+    a read-only session may ask; n = 0 is a malformed frame."""
+    c = Conn(a.host, a.port)
+    c.hello()
+    expect_error(c, enc_extent_map_req(1, 0, 1), errno.EPROTO, "not allowed")
+    c, gen = active_conn(a)
+    ok = c.hello_ok
+    bs, es, ec = ok["block_size"], ok["extent_size"], ok["extent_count"]
+    check(ec >= 2 and es >= 8, "map needs two extents of 8 blocks")
+    err, bits = c.extent_map(2, es, es)
+    # Extent 1 may hold data from earlier scenarios: trim it all first.
+    check(c.trim(3, es, es) == 0, "trim")
+    err, bits = c.extent_map(4, es, es)
+    check(err == 0 and bits == [0] * es, "trimmed extent: %r" % (bits,))
+    # Pipelined: writes, a trim, the map, in one send.
+    b = fresh_blocks(bs, 3)
+    c.send(enc_write(5, es + 1, b) + enc_trim(6, es + 2, 1) +
+           enc_extent_map_req(7, es, 8))
+    got = {}
+    for _ in range(3):
+        m = c.recv()
+        got[m["job_id"]] = m
+    check(got[5]["err"] == 0 and got[6]["err"] == 0, "write/trim failed")
+    check(got[7]["type"] == T_EXTENT_MAP and got[7]["err"] == 0 and
+          got[7]["data"] == [0, 1, 0, 1, 0, 0, 0, 0],
+          "pipelined map: %r" % (got[7],))
+    err, bits = c.extent_map(8, es + 3, 1)
+    check(err == 0 and bits == [1], "sub-range: %r" % (bits,))
+    check(c.extent_map(9, es - 1, 2)[0] == errno.EINVAL, "crossing extents")
+    check(c.extent_map(10, es * ec, 1)[0] == errno.EINVAL, "past the end")
+    check(c.ping(11) == 11, "connection gone after EINVAL")
+    c.close()
+    d = Conn(a.host, a.port)
+    d.hello(read_only=1)
+    d.activate(next_gen(d))
+    err, bits = d.extent_map(12, es, 4)
+    check(err == 0 and bits == [0, 1, 0, 1], "read-only map: %r" % (bits,))
+    expect_error(d, enc_extent_map_req(13, 0, 0), errno.EPROTO, "malformed")
+    print("map: ok")
+
+
 def scen_retired(a):
     """EXTENT_CLOSE, EXTENT_REPAIR and EXTENT_REOPEN (21-23, retired in
     protocol 3) from the active connection: ERROR EPROTO (an unknown frame
@@ -1049,7 +1114,7 @@ def main():
                                         "takeover", "model", "malformed",
                                         "idle", "backpressure", "auth",
                                         "mark", "mark-level", "retired",
-                                        "adopt", "extend"])
+                                        "adopt", "extend", "map"])
     p.add_argument("--auth-key", default=None, help="auth key file")
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, required=True)

@@ -17,8 +17,9 @@ struct frame {
   size_t len;
 };
 
-static struct frame frames[48];
+static struct frame frames[64];
 static void roundtrip_repair(void);
+static void roundtrip_map(void);
 static int nframes;
 
 static struct frame *add(void)
@@ -259,6 +260,122 @@ static void build_and_roundtrip(void)
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == PROTO_T_PONG &&
         m.u.ping == 32);
   roundtrip_repair();
+  roundtrip_map();
+}
+
+/* Block status frames: every field survives, at the exact lengths. */
+static void roundtrip_map(void)
+{
+  struct proto_msg m;
+  struct frame *f = add();
+  f->len = proto_put_extent_map_req(f->b, 51, 32768, PROTO_MAX_MAP_BLOCKS);
+  CHECK(f->len == PROTO_EXTENT_MAP_REQ_LEN && f->len == 32);
+  CHECK(proto_rd16(f->b + 4) == 41);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
+        m.type == PROTO_T_EXTENT_MAP_REQ && m.u.io.job_id == 51 &&
+        m.u.io.lba == 32768 && m.u.io.n == PROTO_MAX_MAP_BLOCKS);
+  CHECK(proto_max_job_blocks(PROTO_T_EXTENT_MAP_REQ, 4096) ==
+        PROTO_MAX_MAP_BLOCKS);
+  CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MAP_REQ), "EXTENT_MAP_REQ") ==
+        0);
+  CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MAP), "EXTENT_MAP") == 0);
+  /* 11 blocks: 2 bitmap bytes, the 5 unused high bits zero. */
+  f = add();
+  f->len = proto_put_extent_map_hdr(f->b, 52, 0, 11);
+  CHECK(f->len == PROTO_EXTENT_MAP_HDR_LEN && proto_rd32(f->b) == 24 + 2);
+  CHECK(proto_rd16(f->b + 4) == 42);
+  f->b[f->len] = 0xa5;
+  f->b[f->len + 1] = 0x05;
+  f->len += 2;
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
+        m.type == PROTO_T_EXTENT_MAP && m.u.map.job_id == 52 &&
+        m.u.map.err == 0 && m.u.map.n == 11 &&
+        m.u.map.bits == f->b + PROTO_EXTENT_MAP_HDR_LEN &&
+        m.u.map.bits[0] == 0xa5 && m.u.map.bits[1] == 0x05);
+  /* A multiple of 8 uses every bit of its last byte. */
+  f = add();
+  f->len = proto_put_extent_map_hdr(f->b, 53, 0, 16);
+  f->b[f->len] = 0xff;
+  f->b[f->len + 1] = 0xff;
+  f->len += 2;
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.map.n == 16);
+  f = add();
+  f->len = proto_put_extent_map_hdr(f->b, 54, EIO, 0);
+  CHECK(f->len == 24);
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.u.map.err == EIO &&
+        m.u.map.n == 0 && m.u.map.bits == NULL);
+}
+
+/* Malformed block status frames. */
+static void test_rejects_map(void)
+{
+  struct proto_msg m;
+  uint8_t b[MAXF] = {0};
+  size_t len;
+
+  /* REQ: n 0, n past the limit, lba + n wrapping, each pad byte, a flag,
+   * every wrong length. */
+  len = proto_put_extent_map_req(b, 1, 0, 0);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  len = proto_put_extent_map_req(b, 1, 0, PROTO_MAX_MAP_BLOCKS + 1);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  len = proto_put_extent_map_req(b, 1, UINT64_MAX - 1, 2);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  for (int i = 28; i < 32; i++) {
+    len = proto_put_extent_map_req(b, 1, 0, 1);
+    CHECK(proto_decode(b, len, 0, &m) == 0);
+    b[i] = 1;
+    CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  }
+  len = proto_put_extent_map_req(b, 1, 0, 1);
+  proto_le16(b + 6, PROTO_F_CTX_ONLY);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  for (size_t l = PROTO_FRAME_HDR_LEN; l <= 40; l++) {
+    if (l == PROTO_EXTENT_MAP_REQ_LEN)
+      continue;
+    memset(b, 0, sizeof b);
+    proto_put_extent_map_req(b, 1, 0, 1);
+    proto_le32(b, (uint32_t) l);
+    CHECK(proto_decode(b, l, 0, &m) == -EPROTO);
+  }
+  /* MAP: bitmap one byte short or long, a bit past n, error with a
+   * bitmap or a count, a negative error, n 0 or past the limit, pad
+   * byte of the error frame's count. */
+  memset(b, 0, sizeof b);
+  len = proto_put_extent_map_hdr(b, 1, 0, 9) + 2;
+  CHECK(proto_decode(b, len, 0, &m) == 0);
+  CHECK(proto_decode(b, len - 1, 0, &m) == -EPROTO);
+  proto_le32(b, (uint32_t) (len + 1));
+  CHECK(proto_decode(b, len + 1, 0, &m) == -EPROTO);
+  proto_le32(b, (uint32_t) len);
+  for (int bit = 1; bit < 8; bit++) {
+    b[PROTO_EXTENT_MAP_HDR_LEN + 1] = (uint8_t) (1u << bit);
+    CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  }
+  b[PROTO_EXTENT_MAP_HDR_LEN + 1] = 1;
+  CHECK(proto_decode(b, len, 0, &m) == 0);
+  len = proto_put_extent_map_hdr(b, 1, EIO, 0) + 1;
+  proto_le32(b, (uint32_t) len);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  len = proto_put_extent_map_hdr(b, 1, EIO, 0);
+  proto_le32(b + 20, 1);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  len = proto_put_extent_map_hdr(b, 1, -5, 0);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  len = proto_put_extent_map_hdr(b, 1, 0, 0);
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* n past the limit with a length that matches it: still refused. */
+  size_t big = PROTO_EXTENT_MAP_HDR_LEN + proto_map_bytes(PROTO_MAX_MAP_BLOCKS
+                                                          + 8);
+  uint8_t *h = calloc(1, big);
+  CHECK(h != NULL);
+  if (h) {
+    proto_put_extent_map_hdr(h, 1, 0, PROTO_MAX_MAP_BLOCKS + 8);
+    CHECK(proto_decode(h, big, 0, &m) == -EPROTO);
+    proto_put_extent_map_hdr(h, 1, 0, PROTO_MAX_MAP_BLOCKS);
+    CHECK(proto_decode(h, big - 1, 0, &m) == 0);
+    free(h);
+  }
 }
 
 /* Repair frames: every field survives encode + decode. */
@@ -546,6 +663,9 @@ static void check_inside(const struct proto_msg *m, const uint8_t *b,
   } else if (m->type == PROTO_T_FILE_DATA) {
     CHECK(m->u.file_data.data >= b &&
           m->u.file_data.data + m->u.file_data.n <= end);
+  } else if (m->type == PROTO_T_EXTENT_MAP && m->u.map.n) {
+    CHECK(m->u.map.bits >= b &&
+          m->u.map.bits + proto_map_bytes(m->u.map.n) <= end);
   } else if (m->type == PROTO_T_EXTENT_STATES) {
     CHECK(m->u.extent_states.states +
               (size_t) m->u.extent_states.count * PROTO_EXTENT_STATE_LEN <=
@@ -599,6 +719,7 @@ int main(void)
   build_and_roundtrip();
   test_rejects();
   test_rejects_repair();
+  test_rejects_map();
   test_prefixes_and_mutations();
   return test_done("test_proto");
 }
