@@ -393,14 +393,15 @@ static void stats_ds(struct upstairs *up, int i, struct jbuf *j)
 
   jb_printf(j, "%s\n  {\"address\":", i ? "," : "");
   jb_str(j, c->name);
-  jb_printf(j, ",\"reason\":");
+  jb_printf(j, ",\"state\":\"%s\",\"reason\":",
+            dstate_name[up__ds_state(up, c)]);
   jb_str(j, c->why);
   jb_printf(j,
-            ",\"state\":\"%s\",\"inflight_jobs\":%u,"
+            ",\"inflight_jobs\":%u,"
             "\"inflight_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
             "\"trims\":%llu,\"flushes\":%llu,\"read_bytes\":%llu,"
             "\"write_bytes\":%llu,\"latency_us\":{",
-            dstate_name[up__ds_state(up, c)], c->inflight,
+            c->inflight,
             (unsigned long long) c->inflight_bytes,
             (unsigned long long) s->reads, (unsigned long long) s->writes,
             (unsigned long long) s->trims, (unsigned long long) s->flushes,
