@@ -119,7 +119,9 @@ int up__xs_init(struct upstairs *up)
  * its turn, or one with nothing to compare); left out, it would keep the
  * old number, not pending, for good.  A replica pending on e takes it
  * only as the current target (rp->lr): a source of the work that was
- * lost and readmitted since (pending again) must be compared first. */
+ * lost and readmitted since (pending again) must be compared first.
+ * None at all: a bit past the downstairs, so that the job still goes to
+ * chosen ones (only != 0), that is to none, and levels no one. */
 static unsigned lr_level_set(struct upstairs *up, unsigned only, uint32_t e)
 {
   const struct up_repair *rp = &up->rep;
@@ -131,7 +133,7 @@ static unsigned lr_level_set(struct upstairs *up, unsigned only, uint32_t e)
     if (!bit_get(rp->pend[i], e) || (i == rp->lr && (only & (1u << i))))
       set |= 1u << i;
   }
-  return set;
+  return set ? set : 1u << UP_DOWNSTAIRS;
 }
 
 void up__xs_note(struct upstairs *up, struct up_job *job)
