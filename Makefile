@@ -42,7 +42,7 @@ TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%) $(B)/tools/crucible-sim
 SIM_SRC    := $(wildcard tests/tools/sim/*.c)
 
 .PHONY: all deps check unit run soak install clean bench bench-smoke bench-link bench-resync check-vm
-all: $(B)/.deps crucible.so crucible-downstairs
+all: $(B)/.deps crucible.so crucible-downstairs crucible-admin
 
 # Install missing Debian packages (as root) or print the apt-get line.
 $(B)/.deps: scripts/deps.sh
@@ -68,6 +68,10 @@ crucible.so: $(PLUGIN_OBJ) $(COMMON_OBJ)
 
 crucible-downstairs: $(DS_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The admin socket's client (admin/): libc only.
+crucible-admin: $(B)/admin/crucible-admin.o
+	$(CC) $(LDFLAGS) -o $@ $^
 
 $(B)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(DS_LIB_OBJ) $(UP_LIB_OBJ) $(B)/.flags
 	@mkdir -p $(@D)
@@ -148,6 +152,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR) \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 crucible-downstairs $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 crucible-admin $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/crucible-admin.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 755 crucible.so $(DESTDIR)$(PLUGINDIR)/nbdkit-crucible-plugin.so
 	install -m 644 man/nbdkit-crucible-plugin.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/crucible-downstairs.8 $(DESTDIR)$(MANDIR)/man8/
@@ -157,6 +163,6 @@ check-vm: all
 	@bash tests/vm/check-vm.sh
 
 clean:
-	rm -rf $(B) crucible.so crucible-downstairs
+	rm -rf $(B) crucible.so crucible-downstairs crucible-admin
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -3,7 +3,7 @@
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
  *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=fresh|one|all]
  *        [timeout=SECS] [state=FILE [accept-rollback=true]] [stats=FILE]
- *        [auth-key=+FILE|-]
+ *        [auth-key=+FILE|-] [admin=PATH]
  *
  * One upstairs per nbdkit process, shared by every connection (so
  * can_multi_conn).  Everything real lives in upstairs.c; this file parses
@@ -277,6 +277,9 @@ static int crucible_config(const char *key, const char *value)
   } else if (strcmp(key, "stats") == 0) {
     return crucible_config_path(key, value, cfg.stats_path,
                                 sizeof cfg.stats_path);
+  } else if (strcmp(key, "admin") == 0) {
+    return crucible_config_path(key, value, cfg.admin_path,
+                                sizeof cfg.admin_path);
   } else if (strcmp(key, "accept-rollback") == 0) {
     int b = nbdkit_parse_bool(value);
     if (b < 0)
@@ -334,6 +337,7 @@ static int crucible_config_complete(void)
   "accept-rollback=true  Start even if state= detects a rollback.\n" \
     "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \
   "parallel=true|false   Parallel requests per connection (true).\n" \
+  "admin=PATH            Admin socket (mode 0600) for crucible-admin.\n" \
   "auth-key=+FILE|-      Key the downstairs' --auth-key: prove it, demand proof.\n" \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 

@@ -54,6 +54,7 @@ struct up_config {
   char state_path[1024];      /* "": no rollback state file */
   bool accept_rollback;       /* start even if the state file says rollback */
   char stats_path[1024];      /* "": no stats file (stats.c) */
+  char admin_path[108];       /* "": no admin socket (admin.c) */
   struct auth_key auth;       /* len 0: downstairs must not ask for auth;
                                  wiped with the upstairs (up_free) */
 };
