@@ -49,6 +49,10 @@
  *     repair {extents_done, extents_total} (the current or last repair:
  *     live repair counts every extent, reconciliation the extents that
  *     differed at start; 0/0 if none);
+ *   flush (the next flush number); per downstairs also connected and
+ *   last_error (its last failure, or null); scrub {state, runs, rate,
+ *   extents_done/total, bytes_done/total, blocks_bad, blocks_stale,
+ *   blocks_healed, blocks_unhealable, start, end, why} (scrub.c);
  *   volume: reads, writes, trims, flushes, read_bytes, write_bytes,
  *     errors: jobs as the callers submitted them (a request is split at
  *     extent boundaries and 4 MiB); heal writes and read retries on
