@@ -43,7 +43,7 @@ PY
 touch "$tmp/notsock"
 volume_create
 volume_start
-if timeout 30 nbdkit -f -U "$tmp/x.sock" "$PLUGIN" \
+if timeout 30 $(nbdkit_cmd) -f -U "$tmp/x.sock" "$PLUGIN" \
     downstairs=127.0.0.1:${DS_PORT[ds1]} downstairs=127.0.0.1:${DS_PORT[ds2]} \
     downstairs=127.0.0.1:${DS_PORT[ds3]} key=+$KEYFILE \
     admin="$tmp/notsock" > "$tmp/refuse.log" 2>&1; then
