@@ -12,7 +12,7 @@ requires nbdkit man groff
 # --- nbdkit conventions --------------------------------------------------
 $(nbdkit_cmd) "$PLUGIN" --help > "$tmp/help" 2>&1 || fail "nbdkit --help failed"
 for p in downstairs key gen write-quorum verify timeout state \
-         accept-rollback stats auth-key; do
+         accept-rollback stats auth-key admin; do
   [ "$(grep -c "^$p=" "$tmp/help")" = 1 ] ||
     { cat "$tmp/help"; fail "--help: no single line for $p="; }
 done
@@ -54,7 +54,7 @@ expect 1 "plugin: bad downstairs" "downstairs=nohost: expected HOST:PORT" \
 # --- crucible-downstairs -------------------------------------------------
 D=$DOWNSTAIRS
 "$D" --help | grep -q '^Usage:' || fail "--help"
-for c in create run dump verify export import clone; do
+for c in create run dump verify export import clone status; do
   "$D" "$c" --help > "$tmp/h" || fail "$c --help: exit status $?"
   grep -q "^Usage: crucible-downstairs $c " "$tmp/h" || fail "$c --help"
   grep -q "  $c " <("$D" --help) || fail "--help does not list $c"
@@ -142,7 +142,7 @@ grep -q '^verify: 2 MiB in ' "$tmp/err" || fail "verify progress summary"
 echo "preallocate, verify: ok"
 
 # --- man pages -----------------------------------------------------------
-for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8; do
+for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8 man/crucible-admin.8; do
   groff -ww -man -Tutf8 -z "$m" 2> "$tmp/w" || fail "groff $m"
   MANWIDTH=80 man --warnings -l "$m" > "$tmp/page" 2>> "$tmp/w" ||
     fail "man -l $m"
@@ -151,11 +151,11 @@ for m in man/nbdkit-crucible-plugin.1 man/crucible-downstairs.8; do
 done
 # Every plugin parameter and every subcommand is documented.
 for p in downstairs key gen write-quorum verify timeout state \
-         accept-rollback stats auth-key; do
+         accept-rollback stats auth-key admin; do
   MANWIDTH=80 man -l man/nbdkit-crucible-plugin.1 | grep -q "^ *$p=" ||
     fail "man page lacks $p="
 done
-for c in create run dump verify export import clone; do
+for c in create run dump verify export import clone status; do
   MANWIDTH=80 man -l man/crucible-downstairs.8 | grep -q "^ *$c\b" ||
     fail "man page lacks $c"
 done
@@ -168,8 +168,10 @@ make -s -o all install DESTDIR="$tmp/dest" PREFIX=/usr/local > "$tmp/install.log
 (cd "$tmp/dest" && find . -type f | sort) > "$tmp/files"
 cat > "$tmp/want" <<EOF
 .$plugindir/nbdkit-crucible-plugin.so
+./usr/local/bin/crucible-admin
 ./usr/local/bin/crucible-downstairs
 ./usr/local/share/man/man1/nbdkit-crucible-plugin.1
+./usr/local/share/man/man8/crucible-admin.8
 ./usr/local/share/man/man8/crucible-downstairs.8
 EOF
 sort -o "$tmp/want" "$tmp/want"
@@ -178,6 +180,8 @@ $(nbdkit_cmd) "$tmp/dest$plugindir/nbdkit-crucible-plugin.so" --dump-plugin |
   grep -q '^crucible_version=' || fail "installed plugin does not load"
 "$tmp/dest/usr/local/bin/crucible-downstairs" --help > /dev/null ||
   fail "installed binary does not run"
+"$tmp/dest/usr/local/bin/crucible-admin" --help | grep -q '^usage: crucible-admin' ||
+  fail "installed crucible-admin does not run"
 echo "make install: ok"
 
 # --- contrib -------------------------------------------------------------
