@@ -52,6 +52,9 @@ struct up_admin {
   int wake[2];       /* pipe: stop the thread */
   pthread_t thr;
   bool started;
+  bool stopped;      /* up__admin_stop ran (the struct lives on until
+                      * up__admin_free: the loop may still run
+                      * up__admin_on_async until it is joined) */
   /* The loop's answer to a status request (under mu). */
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -541,8 +544,9 @@ void up__admin_stop(struct upstairs *up)
 {
   struct up_admin *a = up->adm;
 
-  if (!a)
+  if (!a || a->stopped)
     return;
+  a->stopped = true;
   if (a->started) {
     ssize_t n = write(a->wake[1], "x", 1);
     (void) n; /* a full pipe wakes it as well */
@@ -552,6 +556,14 @@ void up__admin_stop(struct upstairs *up)
   close(a->wake[0]);
   close(a->wake[1]);
   unlink(up->cfg.admin_path);
+}
+
+void up__admin_free(struct upstairs *up)
+{
+  struct up_admin *a = up->adm;
+
+  if (!a)
+    return;
   pthread_mutex_destroy(&a->mu);
   pthread_cond_destroy(&a->cv);
   free(a->out.b);

@@ -759,6 +759,7 @@ void up_free(struct upstairs *up)
   pthread_mutex_destroy(&up->rl_lock);
   pthread_mutex_destroy(&up->state_lock);
   pthread_mutex_destroy(&up->adm_err_lock);
+  up__admin_free(up);
   up__scrub_free(up);
   up__vcache_free(up);
   up__repair_free(up);

@@ -513,6 +513,8 @@ int up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d);
 int up__admin_open(struct upstairs *up);
 int up__admin_start(struct upstairs *up);
 void up__admin_stop(struct upstairs *up);
+/* Free it (up_free, once the loop thread is gone). */
+void up__admin_free(struct upstairs *up);
 void up__admin_on_async(uv_async_t *a);
 /* Note an error for `status` (any thread): one line, newest kept. */
 void up__admin_note(struct upstairs *up, const char *fmt, ...)
