@@ -1,138 +1,185 @@
-/* crucible-admin: one command to a running crucible volume's admin socket
- * (the plugin's admin=PATH; protocol in docs/DESIGN.md, "Admin socket").
+/* crucible-admin: the command-line client of the plugin's admin socket
+ * (admin=PATH; protocol in docs/DESIGN.md "Admin socket").
  *
  *   crucible-admin -s PATH [--json] status
+ *   crucible-admin -s PATH [--json] scrub start [--rate MB/s]
+ *   crucible-admin -s PATH [--json] scrub status
  *
- * Sends "1 json|text COMMAND ARGS...", prints the reply as it comes (the
- * server renders text and JSON itself, so this client parses nothing but
- * the first bytes of the reply to know whether it is a refusal).  Exit
- * status: 0 ok, 1 the command was refused or failed (its one error line
- * printed on stderr), 2 usage error or no answer from the socket.
+ * Sends one request line, prints the reply: the server renders both
+ * forms, so this client parses no JSON.  A json reply starts with
+ * {"version":1,"ok":true or "ok":false; a text reply with "ok\n" or
+ * "error: ...".  Exit status 0 ok, 1 the command failed (the error in
+ * one line on stderr), 2 usage or connection error.
  */
 #include <errno.h>
-#include <getopt.h>
-#include <signal.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#define PROG "crucible-admin"
-#define LINE_MAX_ 1024
+#define ADM_REPLY_MAX (1024 * 1024)
+#define ADM_TIMEOUT_MS 15000
 
-static const char HELP[] =
-    "Usage: " PROG " -s PATH [--json] COMMAND [ARGS...]\n"
-    "Send one command to the admin socket of a running volume (the plugin's\n"
-    "admin=PATH) and print the answer.\n"
-    "  -s, --socket PATH      the admin socket\n"
-    "  -j, --json             print the answer as JSON (default: text)\n"
-    "  -h, --help             this text\n"
-    "Commands:\n"
-    "  status                 health, each downstairs' state, generation,\n"
-    "                         flush number, jobs in flight, repair progress\n"
-    "Exit status: 0 ok, 1 the command failed, 2 usage error or no answer.\n";
-
-static int usage(const char *fmt, const char *arg)
+static void usage(FILE *f)
 {
-  fprintf(stderr, "%s: ", PROG);
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, " (try '%s --help')\n", PROG);
-  return 2;
+  fprintf(f, "usage: crucible-admin -s PATH [--json] status\n"
+             "       crucible-admin -s PATH [--json] scrub start [--rate "
+             "MB/s]\n"
+             "       crucible-admin -s PATH [--json] scrub status\n");
+}
+
+/* Connect to path: the fd, or -1 (error printed). */
+static int adm_connect(const char *path)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int fd;
+
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "crucible-admin: %s: path too long\n", path);
+    return -1;
+  }
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+    fprintf(stderr, "crucible-admin: %s: %s\n", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Read the whole reply (until EOF) into a NUL-terminated buffer. */
+static char *adm_read_reply(int fd, size_t *len)
+{
+  char *buf = malloc(ADM_REPLY_MAX + 1);
+  size_t n = 0;
+
+  if (!buf)
+    return NULL;
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, ADM_TIMEOUT_MS);
+    ssize_t k;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      errno = r == 0 ? ETIMEDOUT : errno;
+      free(buf);
+      return NULL;
+    }
+    k = read(fd, buf + n, ADM_REPLY_MAX - n);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0) {
+      free(buf);
+      return NULL;
+    }
+    if (k == 0 || (n += (size_t) k) == ADM_REPLY_MAX)
+      break;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
 }
 
 int main(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      {"socket", required_argument, NULL, 's'},
-      {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},
-      {0}};
   const char *path = NULL;
+  char line[1024];
+  size_t len = 0, off = 0;
   bool json = false;
-  char line[LINE_MAX_ + 2];
-  size_t len;
-  int c;
+  char *reply;
+  int i, fd, n;
 
-  while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
-    switch (c) {
-    case 's': path = optarg; break;
-    case 'j': json = true; break;
-    case 'h': fputs(HELP, stdout); return 0;
-    case ':': return usage("option '%s' needs a value", argv[optind - 1]);
-    default: return usage("unknown option '%s'", argv[optind - 1]);
+  for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
+      path = argv[++i];
+    else if (strcmp(argv[i], "--json") == 0)
+      json = true;
+    else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else {
+      usage(stderr);
+      return 2;
     }
   }
-  if (!path)
-    return usage("%s", "missing -s PATH");
-  if (optind >= argc)
-    return usage("%s", "missing COMMAND");
-  len = (size_t) snprintf(line, sizeof line, "1 %s", json ? "json" : "text");
-  for (int i = optind; i < argc; i++) {
-    if (!argv[i][0] || strchr(argv[i], ' ') || strchr(argv[i], '\n'))
-      return usage("argument '%s' is empty or has a space or newline",
-                   argv[i]);
-    len += (size_t) snprintf(line + len, sizeof line - len, " %s", argv[i]);
-    if (len >= LINE_MAX_)
-      return usage("%s", "command line longer than 1024 bytes");
-  }
-  line[len++] = '\n';
-
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof sa.sun_path)
-    return usage("socket path '%s' too long", path);
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  signal(SIGPIPE, SIG_IGN);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
-    fprintf(stderr, "%s: %s: %s (is nbdkit running with admin=%s?)\n", PROG,
-            path, strerror(errno), path);
+  if (!path || i >= argc) {
+    usage(stderr);
     return 2;
   }
-  struct timeval tv = {.tv_sec = 30};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  for (size_t off = 0; off < len;) {
-    ssize_t n = write(fd, line + off, len - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      fprintf(stderr, "%s: %s: send: %s\n", PROG, path, strerror(errno));
+  /* The command line as it is; the server checks it.  Only refuse what
+   * would break the one-line framing. */
+  n = snprintf(line, sizeof line, "crucible-admin 1 %s", json ? "json"
+                                                              : "text");
+  for (; i < argc; i++) {
+    if (strpbrk(argv[i], " \t\r\n") || !argv[i][0]) {
+      fprintf(stderr, "crucible-admin: argument '%s': no blanks allowed\n",
+              argv[i]);
       return 2;
     }
-    off += (size_t) n;
-  }
-  /* The reply, to the end; a refusal is one line, printed on stderr. */
-  static char reply[1 << 20];
-  size_t got = 0;
-  for (;;) {
-    ssize_t n = read(fd, reply + got, sizeof reply - 1 - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      fprintf(stderr, "%s: %s: no answer: %s\n", PROG, path, strerror(errno));
+    n += snprintf(line + n, sizeof line - (size_t) n, " %s", argv[i]);
+    if ((size_t) n >= sizeof line - 1) {
+      fprintf(stderr, "crucible-admin: command too long\n");
       return 2;
     }
-    if (n == 0 || got + (size_t) n >= sizeof reply - 1) {
-      got += (size_t) (n > 0 ? n : 0);
-      break;
-    }
-    got += (size_t) n;
   }
+  line[n++] = '\n';
+  if ((fd = adm_connect(path)) < 0)
+    return 2;
+  while (off < (size_t) n) {
+    ssize_t k = send(fd, line + off, (size_t) n - off, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      fprintf(stderr, "crucible-admin: %s: send: %s\n", path,
+              strerror(errno));
+      close(fd);
+      return 2;
+    }
+    off += (size_t) k;
+  }
+  shutdown(fd, SHUT_WR);
+  reply = adm_read_reply(fd, &len);
   close(fd);
-  reply[got] = '\0';
-  if (got == 0) {
-    fprintf(stderr, "%s: %s: the socket closed without an answer\n", PROG,
-            path);
+  if (!reply) {
+    fprintf(stderr, "crucible-admin: %s: no reply: %s\n", path,
+            strerror(errno));
     return 2;
   }
-  bool refused = json ? strncmp(reply, "{\"version\":1,\"ok\":false", 23) == 0
-                      : strncmp(reply, "error: ", 7) == 0;
-  if (refused && !json) {
-    fprintf(stderr, "%s: %s", PROG, reply + 7);
+  if (json) {
+    bool ok = strncmp(reply, "{\"version\":1,\"ok\":true", 22) == 0;
+    bool err = strncmp(reply, "{\"version\":1,\"ok\":false", 23) == 0;
+    if (!ok && !err) {
+      fprintf(stderr, "crucible-admin: %s: not a crucible-admin reply\n",
+              path);
+      free(reply);
+      return 2;
+    }
+    fwrite(reply, 1, len, stdout);
+    free(reply);
+    return ok ? 0 : 1;
+  }
+  if (strncmp(reply, "ok\n", 3) == 0) {
+    fwrite(reply + 3, 1, len - 3, stdout);
+    free(reply);
+    return 0;
+  }
+  if (strncmp(reply, "error: ", 7) == 0) {
+    char *nl = strchr(reply, '\n');
+    if (nl)
+      *nl = '\0';
+    fprintf(stderr, "crucible-admin: %s\n", reply + 7);
+    free(reply);
     return 1;
   }
-  fputs(reply, refused ? stderr : stdout);
-  return refused ? 1 : 0;
+  fprintf(stderr, "crucible-admin: %s: not a crucible-admin reply\n", path);
+  free(reply);
+  return 2;
 }

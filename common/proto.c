@@ -48,6 +48,12 @@
  *   EXTENT_MAP  8 u64 job_id, 16 i32 err, 20 u32 n (0 if err); bitmap of
  *             (n + 7) / 8 bytes, bit i = block lba + i may hold data,
  *             unused high bits of the last byte zero      (24 + bitmap)
+ *   STATUS_REQ     (header only)                                  (8)
+ *   STATUS    8 u32 block_size, 12 u32 extent_count, 16 u64 extent_size,
+ *             24 uuid[16], 40 u8 encrypted, 41 u8 has_active, 42 u16 pad,
+ *             44 u32 connections, 48 u64 highest_gen, 56 u64 session,
+ *             64 u64 idle_ms, 72 instance[16], 88 u64 pad,
+ *             96 peer[64] (printable, NUL-terminated, zero-padded)  (168)
  *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
  *             44 u32 flags                                        (48)
  *
@@ -99,6 +105,8 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_AUTH_OK: return "AUTH_OK";
   case PROTO_T_EXTENT_MAP_REQ: return "EXTENT_MAP_REQ";
   case PROTO_T_EXTENT_MAP: return "EXTENT_MAP";
+  case PROTO_T_STATUS_REQ: return "STATUS_REQ";
+  case PROTO_T_STATUS: return "STATUS";
   default: return "?";
   }
 }
@@ -165,6 +173,32 @@ size_t proto_put_auth(uint8_t *buf, uint16_t type, const uint8_t mac[32])
   put_hdr(buf, PROTO_AUTH_LEN, type);
   memcpy(buf + 8, mac, 32);
   return PROTO_AUTH_LEN;
+}
+
+size_t proto_put_status_req(uint8_t *buf)
+{
+  return put_hdr(buf, PROTO_STATUS_REQ_LEN, PROTO_T_STATUS_REQ);
+}
+
+size_t proto_put_status(uint8_t *buf, const struct proto_status *s)
+{
+  size_t pl = strnlen(s->active_peer, PROTO_STATUS_PEER_LEN - 1);
+
+  memset(buf, 0, PROTO_STATUS_LEN);
+  put_hdr(buf, PROTO_STATUS_LEN, PROTO_T_STATUS);
+  proto_le32(buf + 8, s->region.block_size);
+  proto_le32(buf + 12, s->region.extent_count);
+  proto_le64(buf + 16, s->region.extent_size);
+  memcpy(buf + 24, s->region.uuid, PROTO_UUID_LEN);
+  buf[40] = s->region.encrypted;
+  buf[41] = s->has_active;
+  proto_le32(buf + 44, s->connections);
+  proto_le64(buf + 48, s->highest_gen);
+  proto_le64(buf + 56, s->active_session);
+  proto_le64(buf + 64, s->idle_ms);
+  memcpy(buf + 72, s->instance, PROTO_UUID_LEN);
+  memcpy(buf + 96, s->active_peer, pl);
+  return PROTO_STATUS_LEN;
 }
 
 size_t proto_put_error(uint8_t *buf, int32_t err, uint64_t job_id,
@@ -391,6 +425,41 @@ void proto_extent_state_get(const uint8_t *p, struct proto_extent_state *s)
 
 /* ---- decoding ---- */
 
+/* STATUS: every pad zero, booleans 0/1, the peer text printable and
+ * NUL-terminated with zeroes after it. */
+static int dec_status(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_status *s = &m->u.status;
+  const uint8_t *p = b + 96;
+  size_t pl;
+
+  if (len != PROTO_STATUS_LEN)
+    return -EPROTO;
+  memset(s, 0, sizeof *s);
+  s->region.block_size = proto_rd32(b + 8);
+  s->region.extent_count = proto_rd32(b + 12);
+  s->region.extent_size = proto_rd64(b + 16);
+  memcpy(s->region.uuid, b + 24, PROTO_UUID_LEN);
+  s->region.encrypted = b[40];
+  s->has_active = b[41];
+  s->connections = proto_rd32(b + 44);
+  s->highest_gen = proto_rd64(b + 48);
+  s->active_session = proto_rd64(b + 56);
+  s->idle_ms = proto_rd64(b + 64);
+  memcpy(s->instance, b + 72, PROTO_UUID_LEN);
+  if (!is_bool(s->region.encrypted) || !is_bool(s->has_active) ||
+      proto_rd16(b + 42) || proto_rd64(b + 88))
+    return -EPROTO;
+  pl = strnlen((const char *) p, PROTO_STATUS_PEER_LEN);
+  if (pl == PROTO_STATUS_PEER_LEN)
+    return -EPROTO;
+  for (size_t i = 0; i < PROTO_STATUS_PEER_LEN; i++)
+    if ((i < pl && (p[i] < 0x20 || p[i] >= 0x7f)) || (i > pl && p[i]))
+      return -EPROTO;
+  memcpy(s->active_peer, p, pl);
+  return 0;
+}
+
 static int dec_hello(const uint8_t *b, size_t len, struct proto_msg *m)
 {
   struct proto_hello *h = &m->u.hello;
@@ -401,7 +470,8 @@ static int dec_hello(const uint8_t *b, size_t len, struct proto_msg *m)
   h->read_only = b[13];
   h->encrypted = b[14];
   if (b[15] || !is_bool(h->read_only) || !is_bool(h->encrypted) ||
-      (h->role != PROTO_ROLE_UPSTAIRS && h->role != PROTO_ROLE_REPAIR_PEER))
+      (h->role != PROTO_ROLE_UPSTAIRS && h->role != PROTO_ROLE_REPAIR_PEER &&
+       h->role != PROTO_ROLE_STATUS))
     return -EPROTO;
   memcpy(h->uuid, b + 16, PROTO_UUID_LEN);
   h->session_id = proto_rd64(b + 32);
@@ -726,6 +796,8 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
       return -EPROTO;
     memcpy(m->u.auth_mac, b + 8, sizeof m->u.auth_mac);
     return 0;
+  case PROTO_T_STATUS_REQ: return len == PROTO_STATUS_REQ_LEN ? 0 : -EPROTO;
+  case PROTO_T_STATUS: return dec_status(b, len, m);
   default: return -ENOTSUP;
   }
 }

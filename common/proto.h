@@ -98,15 +98,20 @@ enum proto_type {
   /* Block status: upstairs -> downstairs, ordered like a READ. */
   PROTO_T_EXTENT_MAP_REQ = 41, /* which blocks of a range may hold data */
   PROTO_T_EXTENT_MAP = 42,     /* its answer: a bitmap */
-  /* 43..44 reserved (a status peer, not built yet). */
   /* Version 4, from the active upstairs (answered by JOB_DONE): grow the
    * region to a number of extents (the eid field of an extent op, the
    * same 24 bytes as EXTENT_MARK); a barrier like FLUSH. */
   PROTO_T_EXTEND = 45,
+  PROTO_T_STATUS_REQ = 43,    /* a status peer's one question */
+  PROTO_T_STATUS = 44,        /* its answer (struct proto_status) */
   PROTO_T_MAX_ = 48
 };
 
-enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
+enum proto_role {
+  PROTO_ROLE_UPSTAIRS = 1,
+  PROTO_ROLE_REPAIR_PEER = 2,
+  PROTO_ROLE_STATUS = 3 /* `crucible-downstairs status`: STATUS_REQ only */
+};
 
 /* Fixed header lengths (frame header included). */
 #define PROTO_HELLO_LEN (PROTO_FRAME_HDR_LEN + 72)
@@ -132,6 +137,9 @@ enum proto_role { PROTO_ROLE_UPSTAIRS = 1, PROTO_ROLE_REPAIR_PEER = 2 };
 #define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32) /* AUTH, AUTH_OK */
 #define PROTO_EXTENT_MAP_REQ_LEN PROTO_IO_HDR_LEN
 #define PROTO_EXTENT_MAP_HDR_LEN (PROTO_FRAME_HDR_LEN + 16) /* + bitmap */
+#define PROTO_STATUS_REQ_LEN PROTO_FRAME_HDR_LEN
+#define PROTO_STATUS_PEER_LEN 64 /* NUL-terminated, zero-padded */
+#define PROTO_STATUS_LEN (PROTO_FRAME_HDR_LEN + 160)
 
 #define PROTO_UUID_LEN 16
 #define PROTO_NONCE_LEN 12
@@ -193,6 +201,18 @@ struct proto_hello_ok {
   uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* server nonce (auth.h) */
   uint8_t instance[PROTO_UUID_LEN]; /* random id of this region (replica),
                                        made at create time */
+};
+
+/* STATUS: a running downstairs, without the data key. */
+struct proto_status {
+  struct proto_region region;
+  uint8_t instance[PROTO_UUID_LEN];
+  uint64_t highest_gen;
+  uint32_t connections;   /* live connections, this one included */
+  uint8_t has_active;     /* an upstairs session is activated */
+  uint64_t active_session;
+  uint64_t idle_ms;       /* since its last frame (0 without one) */
+  char active_peer[PROTO_STATUS_PEER_LEN]; /* its address, "" without */
 };
 
 struct proto_error {
@@ -302,6 +322,7 @@ struct proto_msg {
     struct proto_file_data file_data;
     struct proto_extent_map map;
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
+    struct proto_status status;
   } u;
 };
 
@@ -393,6 +414,9 @@ static inline size_t proto_map_bytes(uint32_t n)
 
 /* AUTH or AUTH_OK (type) carrying a 32-byte HMAC. */
 size_t proto_put_auth(uint8_t *buf, uint16_t type, const uint8_t mac[32]);
+size_t proto_put_status_req(uint8_t *buf);
+/* active_peer is truncated to PROTO_STATUS_PEER_LEN - 1 bytes. */
+size_t proto_put_status(uint8_t *buf, const struct proto_status *s);
 
 /* Block contexts and extent states in bulk areas. */
 void proto_ctx_put(uint8_t *p, const struct proto_ctx *c);

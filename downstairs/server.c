@@ -229,6 +229,8 @@ static bool frame_allowed(const struct ds_conn *c, uint16_t type)
   if (c->repair_peer)
     return st == DS_NEGOTIATED &&
            (type == PROTO_T_FILE_REQ || type == PROTO_T_PING);
+  if (c->status_peer) /* status.c: one question, nothing else */
+    return st == DS_NEGOTIATED && type == PROTO_T_STATUS_REQ;
   switch (type) {
   case PROTO_T_HELLO: return st == DS_NEW;
   case PROTO_T_ACTIVATE: return st == DS_NEGOTIATED;
@@ -272,6 +274,7 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   case PROTO_T_HELLO: return ds_hello(c, &m.u.hello);
   case PROTO_T_ACTIVATE: return ds_activate(c, &m.u.activate);
   case PROTO_T_AUTH: return ds_auth(c, m.u.auth_mac);
+  case PROTO_T_STATUS_REQ: return ds_status(c);
   case PROTO_T_PING: {
     struct ds_wreq *w = ds_wreq_new(PROTO_PING_LEN);
     if (!w) {

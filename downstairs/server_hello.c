@@ -49,8 +49,9 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
     return -1;
   }
   /* A repair peer copies files it does not interpret; one that names no
-   * uuid is a `clone` learning the region from HELLO_OK. */
-  if (h->role != PROTO_ROLE_REPAIR_PEER && h->encrypted != d->encrypted) {
+   * uuid is a `clone` learning the region from HELLO_OK.  A status peer
+   * (`status`) holds no key either. */
+  if (h->role == PROTO_ROLE_UPSTAIRS && h->encrypted != d->encrypted) {
     ds_conn_fail(c, EINVAL, "%s",
                  d->encrypted
                      ? "region is encrypted but the upstairs has no key: "
@@ -88,8 +89,11 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   c->session_id = h->session_id;
   c->read_only = h->read_only;
   c->repair_peer = h->role == PROTO_ROLE_REPAIR_PEER;
+  c->status_peer = h->role == PROTO_ROLE_STATUS;
   c->state = DS_NEGOTIATED;
-  if (c->repair_peer)
+  if (c->status_peer)
+    log_info("%s: hello: status peer", c->peer);
+  else if (c->repair_peer)
     log_info("%s: hello: repair peer", c->peer);
   else
     log_info("%s: hello: session %016llx gen %llu%s", c->peer,

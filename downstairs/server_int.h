@@ -50,6 +50,7 @@ struct ds_conn {
   uint64_t session_id; /* from HELLO */
   bool read_only;
   bool repair_peer;       /* HELLO role REPAIR_PEER: FILE_REQ only */
+  bool status_peer;       /* HELLO role STATUS: STATUS_REQ only (status.c) */
   bool need_auth;         /* HELLO_OK asked for AUTH: nothing else yet */
   uint8_t auth_t[32];     /* handshake transcript hash (auth.h) */
   bool closing;           /* uv_shutdown or uv_close started */
@@ -196,6 +197,8 @@ void ds_conn_release(struct ds_conn *c, bool job, size_t bytes);
 int ds_hello(struct ds_conn *c, const struct proto_hello *h);
 int ds_activate(struct ds_conn *c, const struct proto_activate *a);
 int ds_auth(struct ds_conn *c, const uint8_t mac[32]);
+/* status.c: answer a status peer's STATUS_REQ (then it closes). */
+int ds_status(struct ds_conn *c);
 
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, EXTENT_MAP_REQ,

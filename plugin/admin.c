@@ -1,318 +1,572 @@
-/* crucible-c upstairs: the admin socket (admin=PATH), on the loop thread.
+/* crucible-c upstairs: the admin socket (admin=PATH; docs/DESIGN.md
+ * "Admin socket").
  *
- * A Unix socket of mode 0600 that answers one request per connection,
- * in the manner of Ceph's daemon admin socket: the client sends ONE line
+ * A Unix stream socket, mode 0600, served by one thread of its own, so
+ * no admin client can ever hold up IO: it takes one connection at a
+ * time, reads ONE request line (at most ADM_LINE_MAX bytes, within
+ * ADM_IO_MS), writes ONE reply (within ADM_IO_MS) and closes.  A slow or
+ * hostile client costs other admin clients at most 2 * ADM_IO_MS.
  *
- *     VERSION FORMAT COMMAND [ARGS...]\n        e.g. "1 json status"
+ *   request: "crucible-admin 1 FORMAT COMMAND [ARGS...]\n"
+ *            FORMAT json | text
+ *   reply (json): one JSON object and "\n":
+ *            {"version":1,"ok":true,"command":"...",...}
+ *            {"version":1,"ok":false,"code":"...","error":"..."}
+ *   reply (text): "ok\n" then human text, or "error: MESSAGE\n".
+ * A request whose format cannot be read is answered in json.
  *
- * (VERSION 1; FORMAT json or text; words of printable ASCII separated by
- * single spaces, at most UP_ADMIN_LINE bytes) and reads the reply until
- * the server closes: in json, one object and a newline,
- *     {"version":1,"ok":true,"command":"status","status":{...}}
- *     {"version":1,"ok":false,"error":"unknown command 'frob'"}
- * in text, human-readable lines, or one line "error: ..." for a refusal.
- * A later command (snapshot, extend, rekey) is one more name in the
- * table; a client that speaks another VERSION gets an error naming the
- * one we speak.
- *
- * The loop thread owns everything here, so a command reads the volume's
- * state (stats.c) without locks; nothing here blocks: a slow client is a
- * connection waiting for its line, closed after UP_ADMIN_IDLE_MS, and at
- * most UP_ADMIN_CONNS are open (more are closed at once).  Bad input is an
- * error reply, then close.  The socket file is removed at shutdown.
+ * Commands: status; scrub start [--rate MB/s]; scrub status.  The state
+ * status reports belongs to the loop thread: the admin thread asks the
+ * loop to render it (adm_async, up__admin_on_async) and waits at most
+ * ADM_LOOP_MS.  up__admin_stop runs before the loop stops, so adm_async
+ * is never sent after it is closed.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/parse.h"
 #include "upstairs_int.h"
 
-#define UP_ADMIN_LINE 1024
-#define UP_ADMIN_CONNS 16
-#define UP_ADMIN_IDLE_MS 5000
-#define UP_ADMIN_REPLY 16384
+#define ADM_VERSION 1
+#define ADM_LINE_MAX 1024
+#define ADM_IO_MS 2000
+#define ADM_LOOP_MS 5000
+#define ADM_OUT_MAX (64 * 1024)
+#define ADM_ARGS 8
 
-struct adm_conn {
-  struct adm_conn *prev, *next; /* up->admin_head */
-  uv_pipe_t pipe;
-  uv_timer_t timer;
-  uv_write_t wr;
-  struct upstairs *up;
-  char line[UP_ADMIN_LINE + 1];
-  size_t len;
-  bool answered;
-  int closing; /* handles still to close */
-  char out[UP_ADMIN_REPLY];
+enum adm_want { ADM_NONE = 0, ADM_TEXT, ADM_JSON };
+
+struct up_admin {
+  int lfd;           /* listening socket */
+  int wake[2];       /* pipe: stop the thread */
+  pthread_t thr;
+  bool started;
+  bool stopped;      /* up__admin_stop ran (the struct lives on until
+                      * up__admin_free: the loop may still run
+                      * up__admin_on_async until it is joined) */
+  /* The loop's answer to a status request (under mu). */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  enum adm_want want;
+  bool done;
+  struct up_jbuf out;
 };
 
-static void adm_closed(uv_handle_t *h)
+void up__admin_note(struct upstairs *up, const char *fmt, ...)
 {
-  struct adm_conn *a = h->data;
+  char *slot, ts[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  va_list ap;
+  size_t n;
 
-  if (--a->closing == 0) {
-    struct upstairs *up = a->up;
-    if (a->prev)
-      a->prev->next = a->next;
-    else
-      up->admin_head = a->next;
-    if (a->next)
-      a->next->prev = a->prev;
-    up->admin_conns--;
-    free(a);
-  }
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+  pthread_mutex_lock(&up->adm_err_lock);
+  slot = up->adm_err[up->adm_nerr % UP_ERR_RING];
+  n = (size_t) snprintf(slot, UP_ERR_LEN, "%s", ts);
+  va_start(ap, fmt);
+  if (n < UP_ERR_LEN)
+    vsnprintf(slot + n, UP_ERR_LEN - n, fmt, ap);
+  va_end(ap);
+  up->adm_nerr++;
+  pthread_mutex_unlock(&up->adm_err_lock);
 }
 
-static void adm_close(struct adm_conn *a)
+/* Is path a socket nobody listens on (left by a crash)?  0 if nothing
+ * is there or it was stale (removed); else -1 and up->err says why. */
+static int adm_clear_stale(struct upstairs *up, const char *path)
 {
-  if (a->closing)
-    return;
-  a->closing = 2;
-  uv_close((uv_handle_t *) &a->pipe, adm_closed);
-  uv_close((uv_handle_t *) &a->timer, adm_closed);
-}
-
-static void adm_written(uv_write_t *w, int status)
-{
-  (void) status;
-  adm_close(w->data);
-}
-
-/* Send a->out (len bytes) and close once it is written. */
-static void adm_send(struct adm_conn *a, size_t len)
-{
-  uv_buf_t b = uv_buf_init(a->out, (unsigned) len);
-
-  a->answered = true;
-  uv_read_stop((uv_stream_t *) &a->pipe);
-  a->wr.data = a;
-  if (uv_write(&a->wr, (uv_stream_t *) &a->pipe, &b, 1, adm_written) < 0)
-    adm_close(a);
-}
-
-/* A refusal in the request's format (json unless it said text). */
-static void adm_error(struct adm_conn *a, bool json, const char *why)
-{
-  int n;
-
-  if (json)
-    n = snprintf(a->out, sizeof a->out,
-                 "{\"version\":1,\"ok\":false,\"error\":\"%s\"}\n", why);
-  else
-    n = snprintf(a->out, sizeof a->out, "error: %s\n", why);
-  adm_send(a, n > 0 && (size_t) n < sizeof a->out ? (size_t) n
-                                                    : sizeof a->out - 1);
-}
-
-/* Answer one whole request line (NUL-terminated, no newline). */
-static void adm_request(struct adm_conn *a)
-{
-  char *words[8], why[160], *save = NULL, *p;
-  unsigned n = 0;
-  bool json = true;
-
-  for (p = a->line; *p; p++)
-    if (*p < 0x20 || *p > 0x7e) {
-      adm_error(a, true, "the request is not one line of printable ASCII");
-      return;
-    }
-  for (p = strtok_r(a->line, " ", &save); p && n < 8;
-       p = strtok_r(NULL, " ", &save))
-    words[n++] = p;
-  if (n >= 2 && strcmp(words[1], "text") == 0)
-    json = false;
-  if (n < 3) {
-    adm_error(a, json, "expected: VERSION FORMAT COMMAND [ARGS] "
-              "(e.g. '1 json status')");
-    return;
-  }
-  if (strcmp(words[0], "1") != 0) {
-    adm_error(a, json, "admin protocol version not supported (this plugin "
-              "speaks version 1)");
-    return;
-  }
-  if (strcmp(words[1], "json") != 0 && strcmp(words[1], "text") != 0) {
-    adm_error(a, true, "format must be json or text");
-    return;
-  }
-  if (strcmp(words[2], "status") == 0) {
-    size_t len;
-    if (n != 3) {
-      adm_error(a, json, "status takes no arguments");
-      return;
-    }
-    len = up__status_render(a->up, json, a->out, sizeof a->out);
-    if (len == 0) {
-      adm_error(a, json, "status does not fit the reply");
-      return;
-    }
-    adm_send(a, len);
-    return;
-  }
-  snprintf(why, sizeof why, "unknown command '%.40s' (commands: status)",
-           words[2]);
-  adm_error(a, json, why);
-}
-
-static void adm_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-  struct adm_conn *a = h->data;
-
-  (void) hint;
-  *b = uv_buf_init(a->line + a->len, (unsigned) (UP_ADMIN_LINE - a->len));
-}
-
-static void adm_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
-{
-  struct adm_conn *a = s->data;
-  char *nl;
-
-  (void) b;
-  if (a->answered || a->closing)
-    return;
-  if (nread < 0) {
-    adm_close(a);
-    return;
-  }
-  a->len += (size_t) nread;
-  a->line[a->len] = '\0';
-  nl = memchr(a->line, '\n', a->len);
-  if (nl) {
-    *nl = '\0';
-    if (nl > a->line && nl[-1] == '\r')
-      nl[-1] = '\0';
-    adm_request(a);
-  } else if (a->len >= UP_ADMIN_LINE) {
-    adm_error(a, true, "request longer than 1024 bytes");
-  }
-}
-
-static void adm_idle(uv_timer_t *t)
-{
-  struct adm_conn *a = t->data;
-
-  if (!a->answered)
-    adm_error(a, true, "no request line within 5 s");
-}
-
-static void adm_connection(uv_stream_t *srv, int status)
-{
-  struct upstairs *up = srv->data;
-  struct adm_conn *a;
-
-  if (status < 0)
-    return;
-  a = calloc(1, sizeof *a);
-  if (!a)
-    return; /* the pending connection stays in the backlog */
-  a->up = up;
-  uv_pipe_init(&up->loop, &a->pipe, 0);
-  uv_timer_init(&up->loop, &a->timer);
-  a->pipe.data = a->timer.data = a;
-  a->next = up->admin_head;
-  if (a->next)
-    a->next->prev = a;
-  up->admin_head = a;
-  up->admin_conns++;
-  if (uv_accept(srv, (uv_stream_t *) &a->pipe) < 0 ||
-      up->admin_conns > UP_ADMIN_CONNS) {
-    adm_close(a);
-    return;
-  }
-  uv_timer_start(&a->timer, adm_idle, UP_ADMIN_IDLE_MS, 0);
-  if (uv_read_start((uv_stream_t *) &a->pipe, adm_alloc, adm_read) < 0)
-    adm_close(a);
-}
-
-/* A file at path that is a socket nobody answers on is a stale one: 0
- * (removed, or none there), or -1 with why set. */
-static int adm_clear(const char *path, char *why, size_t len)
-{
-  struct stat st;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct stat st;
   int fd, r;
 
   if (lstat(path, &st) < 0) {
     if (errno == ENOENT)
       return 0;
-    snprintf(why, len, "%s", log_strerror(errno));
+    snprintf(up->err, sizeof up->err, "admin=%.400s: %s", path,
+             log_strerror(errno));
     return -1;
   }
   if (!S_ISSOCK(st.st_mode)) {
-    snprintf(why, len, "exists and is not a socket");
+    snprintf(up->err, sizeof up->err, "admin=%.400s: exists and is not a "
+             "socket (not removed)", path);
     return -1;
   }
   snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    snprintf(why, len, "socket: %s", log_strerror(errno));
+    snprintf(up->err, sizeof up->err, "socket: %s", log_strerror(errno));
     return -1;
   }
   r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
   close(fd);
   if (r == 0) {
-    snprintf(why, len, "another process is serving it");
+    snprintf(up->err, sizeof up->err, "admin=%.400s: in use (another "
+             "process serves it)", path);
     return -1;
   }
-  if (unlink(path) < 0 && errno != ENOENT) {
-    snprintf(why, len, "removing a stale socket: %s", log_strerror(errno));
+  if (errno != ECONNREFUSED || unlink(path) < 0) {
+    snprintf(up->err, sizeof up->err, "admin=%.400s: exists and cannot be "
+             "replaced: %s", path, log_strerror(errno));
     return -1;
   }
+  log_info("admin socket %s: removed a stale socket", path);
   return 0;
+}
+
+int up__admin_open(struct upstairs *up)
+{
+  const char *path = up->cfg.admin_path;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct up_admin *a;
+  int fd;
+
+  if (!path[0])
+    return 0;
+  if (strlen(path) >= sizeof sa.sun_path) {
+    snprintf(up->err, sizeof up->err, "admin=%.400s: path longer than %zu "
+             "bytes", path, sizeof sa.sun_path - 1);
+    return -ENAMETOOLONG;
+  }
+  if (adm_clear_stale(up, path) < 0)
+    return -EEXIST;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  /* Linux creates the socket file with the socket inode's mode: 0600
+   * from the first instant, not after a chmod that races a connect. */
+  if (fd < 0 || fchmod(fd, 0600) < 0 ||
+      bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 ||
+      chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+    int e = errno;
+    snprintf(up->err, sizeof up->err, "admin=%.400s: %s", path,
+             log_strerror(e));
+    if (fd >= 0)
+      close(fd);
+    return -e;
+  }
+  a = calloc(1, sizeof *a);
+  if (a)
+    a->out.b = malloc(ADM_OUT_MAX);
+  if (!a || !a->out.b || pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+    if (a)
+      free(a->out.b);
+    free(a);
+    close(fd);
+    unlink(path);
+    snprintf(up->err, sizeof up->err, "admin=%.400s: out of memory", path);
+    return -ENOMEM;
+  }
+  a->out.cap = ADM_OUT_MAX;
+  a->lfd = fd;
+  pthread_mutex_init(&a->mu, NULL);
+  {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cv, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+  up->adm = a;
+  return 0;
+}
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static int64_t adm_now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read one request line into buf (NUL-terminated, no newline): 0, or
+ * why not (a reply's error text). */
+static const char *adm_read_line(int fd, char *buf, size_t cap)
+{
+  int64_t end = adm_now_ms() + ADM_IO_MS;
+  size_t len = 0;
+
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int64_t left = end - adm_now_ms();
+    ssize_t n;
+    char *nl;
+    if (left <= 0)
+      return "request not complete within 2 s";
+    if (poll(&p, 1, (int) left) < 0 && errno != EINTR)
+      return "poll failed";
+    n = read(fd, buf + len, cap - 1 - len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      continue;
+    if (n < 0)
+      return "read failed";
+    if (n == 0)
+      return "connection closed before a whole request line";
+    if (memchr(buf + len, '\0', (size_t) n))
+      return "request is not text (NUL byte)";
+    len += (size_t) n;
+    buf[len] = '\0';
+    if ((nl = strchr(buf, '\n'))) {
+      *nl = '\0';
+      if (nl > buf && nl[-1] == '\r')
+        nl[-1] = '\0';
+      return NULL;
+    }
+    if (len >= cap - 1)
+      return "request line longer than 1024 bytes";
+  }
+}
+
+/* Write all of buf within ADM_IO_MS (a client that does not read loses
+ * its reply). */
+static void adm_write_all(int fd, const char *buf, size_t len)
+{
+  int64_t end = adm_now_ms() + ADM_IO_MS;
+
+  while (len > 0) {
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int64_t left = end - adm_now_ms();
+    ssize_t n;
+    if (left <= 0 || (poll(&p, 1, (int) left) < 0 && errno != EINTR))
+      return;
+    n = send(fd, buf, len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      continue;
+    if (n <= 0)
+      return;
+    buf += n;
+    len -= (size_t) n;
+  }
+}
+
+/* Half-close, then read and drop what the client still sends, for a
+ * bounded time: closing with unread input would reset the connection
+ * and the client could lose the reply (an over-long line, garbage). */
+static void adm_linger(int fd)
+{
+  int64_t end = adm_now_ms() + 500;
+  char junk[4096];
+  size_t total = 0;
+
+  shutdown(fd, SHUT_WR);
+  while (total < 1024 * 1024) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int64_t left = end - adm_now_ms();
+    ssize_t n;
+    if (left <= 0 || poll(&p, 1, (int) left) <= 0)
+      return;
+    n = read(fd, junk, sizeof junk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;
+    total += (size_t) n;
+  }
+}
+
+/* A reply being built. */
+struct adm_reply {
+  struct up_jbuf j;
+  bool json;
+};
+
+/* Set the reply to one error. */
+static void adm_error(struct adm_reply *r, const char *code, const char *fmt,
+                      ...) __attribute__((format(printf, 3, 4)));
+static void adm_error(struct adm_reply *r, const char *code, const char *fmt,
+                      ...)
+{
+  char msg[300];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  r->j.len = 0;
+  r->j.over = false;
+  if (r->json) {
+    up__jb_printf(&r->j, "{\"version\":%d,\"ok\":false,\"code\":\"%s\","
+                  "\"error\":", ADM_VERSION, code);
+    up__jb_str(&r->j, msg);
+    up__jb_printf(&r->j, "}\n");
+  } else {
+    for (char *p = msg; *p; p++)
+      if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+        *p = '?';
+    up__jb_printf(&r->j, "error: %s\n", msg);
+  }
+}
+
+/* Start an ok reply for command cmd. */
+static void adm_ok(struct adm_reply *r, const char *cmd)
+{
+  if (r->json)
+    up__jb_printf(&r->j, "{\"version\":%d,\"ok\":true,\"command\":\"%s\"",
+                  ADM_VERSION, cmd);
+  else
+    up__jb_printf(&r->j, "ok\n");
+}
+
+/* Loop thread: render what the admin thread asked for. */
+void up__admin_on_async(uv_async_t *h)
+{
+  struct upstairs *up = h->data;
+  struct up_admin *a = up->adm;
+  struct up_jbuf *j;
+
+  if (!a)
+    return;
+  pthread_mutex_lock(&a->mu);
+  j = &a->out;
+  if (a->want != ADM_NONE && !a->done) {
+    j->len = 0;
+    j->over = false;
+    if (a->want == ADM_TEXT) {
+      up__status_text(up, j);
+    } else {
+      uint64_t nerr;
+      bool first = true;
+      up__jb_printf(j, ",\"status\":");
+      up__stats_render(up, j);
+      up__jb_printf(j, ",\"errors\":[");
+      pthread_mutex_lock(&up->adm_err_lock);
+      nerr = up->adm_nerr;
+      for (uint64_t k = nerr > UP_ERR_RING ? nerr - UP_ERR_RING : 0; k < nerr;
+           k++) {
+        up__jb_printf(j, "%s", first ? "" : ",");
+        up__jb_str(j, up->adm_err[k % UP_ERR_RING]);
+        first = false;
+      }
+      pthread_mutex_unlock(&up->adm_err_lock);
+      up__jb_printf(j, "]");
+    }
+    a->done = true;
+    pthread_cond_broadcast(&a->cv);
+  }
+  pthread_mutex_unlock(&a->mu);
+}
+
+/* status: the loop renders it into a->out; append it to r. */
+static void adm_status(struct upstairs *up, struct adm_reply *r)
+{
+  struct up_admin *a = up->adm;
+  struct timespec dl;
+  bool done;
+
+  clock_gettime(CLOCK_MONOTONIC, &dl);
+  dl.tv_sec += ADM_LOOP_MS / 1000;
+  pthread_mutex_lock(&a->mu);
+  a->want = r->json ? ADM_JSON : ADM_TEXT;
+  a->done = false;
+  uv_async_send(&up->adm_async);
+  while (!a->done &&
+         pthread_cond_timedwait(&a->cv, &a->mu, &dl) != ETIMEDOUT)
+    ;
+  done = a->done;
+  a->want = ADM_NONE;
+  if (done && !a->out.over) {
+    adm_ok(r, "status");
+    up__jb_printf(&r->j, "%.*s", (int) a->out.len, a->out.b);
+    if (r->json)
+      up__jb_printf(&r->j, "}\n");
+  }
+  pthread_mutex_unlock(&a->mu);
+  if (!done)
+    adm_error(r, "failed", "the volume's loop did not answer within %d s",
+              ADM_LOOP_MS / 1000);
+  else if (a->out.over)
+    adm_error(r, "failed", "status too large to render");
+}
+
+/* scrub start [--rate MB/s] | scrub status. */
+static void adm_scrub(struct upstairs *up, struct adm_reply *r, char **arg,
+                      int narg)
+{
+  uint64_t mbs = UP_SCRUB_DEFAULT_RATE;
+  int e;
+
+  if (narg >= 1 && strcmp(arg[0], "status") == 0 && narg == 1) {
+    adm_ok(r, "scrub status");
+    if (r->json) {
+      up__jb_printf(&r->j, ",\"scrub\":");
+      up__scrub_json(up, &r->j, true);
+      up__jb_printf(&r->j, "}\n");
+    } else {
+      up__scrub_text(up, &r->j);
+    }
+    return;
+  }
+  if (narg < 1 || strcmp(arg[0], "start") != 0 ||
+      (narg != 1 && narg != 3) ||
+      (narg == 3 && (strcmp(arg[1], "--rate") != 0 ||
+                     parse_u64(arg[2], 100000, &mbs) < 0 || mbs == 0))) {
+    adm_error(r, "usage", "usage: scrub start [--rate MB/s (1..100000)] | "
+              "scrub status");
+    return;
+  }
+  e = up__scrub_start(up, mbs * 1000000);
+  if (e == -EBUSY)
+    adm_error(r, "busy", "a scrub is already running (see scrub status)");
+  else if (e == -EIO)
+    adm_error(r, "failed", "the volume is not running");
+  else if (e < 0)
+    adm_error(r, "failed", "cannot start the scrub: %s", log_strerror(-e));
+  else {
+    adm_ok(r, "scrub start");
+    if (r->json)
+      up__jb_printf(&r->j, ",\"rate_mbs\":%llu}\n", (unsigned long long) mbs);
+    else
+      up__jb_printf(&r->j, "scrub started at %llu MB/s\n",
+                    (unsigned long long) mbs);
+  }
+}
+
+/* Parse and run one request line into r. */
+static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
+{
+  char *tok[ADM_ARGS + 4], *save = NULL;
+  int n = 0;
+
+  for (char *p = line; *p; p++)
+    if ((unsigned char) *p < 0x20 && *p != '\t') {
+      adm_error(r, "usage", "request is not one line of text");
+      return;
+    }
+  for (char *t = strtok_r(line, " \t", &save); t;
+       t = strtok_r(NULL, " \t", &save)) {
+    if (n == (int) (sizeof tok / sizeof tok[0])) {
+      adm_error(r, "usage", "too many arguments");
+      return;
+    }
+    tok[n++] = t;
+  }
+  if (n < 1 || strcmp(tok[0], "crucible-admin") != 0) {
+    adm_error(r, "usage", "not a crucible-admin request (expected "
+              "'crucible-admin %d json|text COMMAND [ARGS]')", ADM_VERSION);
+    return;
+  }
+  if (n < 2 || strcmp(tok[1], "1") != 0) {
+    adm_error(r, "version", "unsupported protocol version '%.20s' (this "
+              "server speaks %d)", n < 2 ? "" : tok[1], ADM_VERSION);
+    return;
+  }
+  if (n < 3 || (strcmp(tok[2], "json") != 0 && strcmp(tok[2], "text") != 0)) {
+    adm_error(r, "usage", "format must be json or text");
+    return;
+  }
+  r->json = strcmp(tok[2], "json") == 0;
+  if (n < 4) {
+    adm_error(r, "usage", "no command (status, scrub start, scrub status)");
+    return;
+  }
+  if (strcmp(tok[3], "status") == 0 && n == 4)
+    adm_status(up, r);
+  else if (strcmp(tok[3], "scrub") == 0)
+    adm_scrub(up, r, tok + 4, n - 4);
+  else
+    adm_error(r, "unknown-command", "unknown command '%.40s' (status, scrub "
+              "start, scrub status)", tok[3]);
+}
+
+/* One connection: one request, one reply, close. */
+static void adm_serve(struct upstairs *up, int fd)
+{
+  char line[ADM_LINE_MAX + 1], buf[ADM_OUT_MAX + 512];
+  struct adm_reply r = {.j = {.b = buf, .cap = sizeof buf}, .json = true};
+  const char *why = adm_read_line(fd, line, sizeof line);
+
+  if (why)
+    adm_error(&r, "usage", "%s", why);
+  else
+    adm_request(up, line, &r);
+  if (r.j.over)
+    adm_error(&r, "failed", "reply too large");
+  adm_write_all(fd, r.j.b, r.j.len);
+  adm_linger(fd);
+}
+
+static void *adm_thread(void *arg)
+{
+  struct upstairs *up = arg;
+  struct up_admin *a = up->adm;
+
+  for (;;) {
+    struct pollfd p[2] = {{.fd = a->lfd, .events = POLLIN},
+                          {.fd = a->wake[0], .events = POLLIN}};
+    int fd;
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      log_error("admin socket: poll: %s", log_strerror(errno));
+      return NULL;
+    }
+    if (p[1].revents)
+      return NULL;
+    fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+      continue; /* EAGAIN, ECONNABORTED, EMFILE: the next poll */
+    adm_serve(up, fd);
+    close(fd);
+  }
 }
 
 int up__admin_start(struct upstairs *up)
 {
-  const char *path = up->cfg.admin_path;
-  char why[160];
-  mode_t old;
+  struct up_admin *a = up->adm;
   int r;
 
-  if (!path[0])
+  if (!a)
     return 0;
-  if (strlen(path) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
-    snprintf(up->err, sizeof up->err, "admin=%.400s: path too long for a "
-             "Unix socket", path);
-    return -ENAMETOOLONG;
+  r = -pthread_create(&a->thr, NULL, adm_thread, up);
+  if (r < 0) {
+    snprintf(up->err, sizeof up->err, "admin socket: cannot start its "
+             "thread: %s", log_strerror(-r));
+    return r;
   }
-  if (adm_clear(path, why, sizeof why) < 0) {
-    snprintf(up->err, sizeof up->err, "admin=%.200s: %.200s", path, why);
-    return -EEXIST;
-  }
-  if ((r = uv_pipe_init(&up->loop, &up->admin, 0)) < 0)
-    goto fail;
-  up->admin.data = up;
-  up->admin_on = true;
-  /* Mode 0600 from its creation: no moment at which others may connect. */
-  old = umask(077);
-  r = uv_pipe_bind(&up->admin, path);
-  umask(old);
-  if (r == 0 && chmod(path, 0600) < 0)
-    r = -errno;
-  if (r == 0)
-    r = uv_listen((uv_stream_t *) &up->admin, 8, adm_connection);
-  if (r == 0) {
-    log_info("admin socket %s", path);
-    return 0;
-  }
-fail:
-  snprintf(up->err, sizeof up->err, "admin=%.200s: %s", path,
-           uv_strerror(r));
-  return r;
+  a->started = true;
+  log_info("admin socket %s: listening", up->cfg.admin_path);
+  return 0;
 }
 
 void up__admin_stop(struct upstairs *up)
 {
-  if (!up->admin_on)
+  struct up_admin *a = up->adm;
+
+  if (!a || a->stopped)
     return;
-  up->admin_on = false;
-  uv_close((uv_handle_t *) &up->admin, NULL);
+  a->stopped = true;
+  if (a->started) {
+    ssize_t n = write(a->wake[1], "x", 1);
+    (void) n; /* a full pipe wakes it as well */
+    pthread_join(a->thr, NULL);
+  }
+  close(a->lfd);
+  close(a->wake[0]);
+  close(a->wake[1]);
   unlink(up->cfg.admin_path);
-  for (struct adm_conn *a = up->admin_head; a; a = a->next)
-    adm_close(a);
+}
+
+void up__admin_free(struct upstairs *up)
+{
+  struct up_admin *a = up->adm;
+
+  if (!a)
+    return;
+  pthread_mutex_destroy(&a->mu);
+  pthread_cond_destroy(&a->cv);
+  free(a->out.b);
+  free(a);
+  up->adm = NULL;
 }

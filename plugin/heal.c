@@ -32,8 +32,8 @@ static bool heal_check(struct upstairs *up, const struct proto_read_done *r,
 }
 
 /* Write block i of the good reply to downstairs d and wait for it. */
-void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
-                    uint32_t i, uint64_t lba, int d)
+int up__heal_block(struct upstairs *up, const struct proto_read_done *g,
+                   uint32_t i, uint64_t lba, int d)
 {
   uint32_t bs = up->region.block_size;
   struct up_job *job =
@@ -41,7 +41,7 @@ void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
   int r = -ENOMEM;
 
   if (!job)
-    return;
+    return -ENOMEM;
   job->only = 1u << d;
   proto_put_write_hdr(job->frame, 0, lba, 1, bs);
   memcpy(job->frame + PROTO_IO_HDR_LEN,
@@ -49,39 +49,47 @@ void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
   memcpy(job->frame + PROTO_IO_HDR_LEN + PROTO_CTX_LEN,
          g->data + (size_t) i * bs, bs);
   if (up__run_jobs(up, &job, 1, &r) < 0 || !job)
-    return;
+    return r < 0 ? r : -EIO;
   if (r == 0)
     log_warn("healed downstairs %s lba %llu (extent %llu block %llu, job "
              "%llu)", up->cl[d].name, (unsigned long long) lba,
              (unsigned long long) geom_extent_of(&up->region, lba),
              (unsigned long long) (lba % up->region.extent_size),
              (unsigned long long) job->id);
-  else
+  else {
     log_warn("heal of downstairs %s lba %llu failed: %s", up->cl[d].name,
              (unsigned long long) lba, log_strerror(-r));
+    up__admin_note(up, "heal of downstairs %s lba %llu failed: %s",
+                   up->cl[d].name, (unsigned long long) lba, log_strerror(-r));
+  }
   up__job_put(job);
+  return r;
 }
 
-void up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d)
+int up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d)
 {
   struct up_job *job = up__job_new(PROTO_T_TRIM, lba, 1, PROTO_TRIM_LEN);
   int r = -ENOMEM;
 
   if (!job)
-    return;
+    return -ENOMEM;
   memset(job->frame, 0, PROTO_TRIM_LEN);
   job->only = 1u << d;
   job->version = version;
   if (up__run_jobs(up, &job, 1, &r) < 0 || !job)
-    return;
+    return r < 0 ? r : -EIO;
   if (r == 0)
     log_warn("healed downstairs %s lba %llu to zeroes (version %llu, job "
              "%llu)", up->cl[d].name, (unsigned long long) lba,
              (unsigned long long) version, (unsigned long long) job->id);
-  else
+  else {
     log_warn("heal of downstairs %s lba %llu failed: %s", up->cl[d].name,
              (unsigned long long) lba, log_strerror(-r));
+    up__admin_note(up, "heal of downstairs %s lba %llu failed: %s",
+                   up->cl[d].name, (unsigned long long) lba, log_strerror(-r));
+  }
   up__job_put(job);
+  return r;
 }
 
 /* Is block i of bad job b (from downstairs d) worse than the good one

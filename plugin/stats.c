@@ -49,6 +49,10 @@
  *     repair {extents_done, extents_total} (the current or last repair:
  *     live repair counts every extent, reconciliation the extents that
  *     differed at start; 0/0 if none);
+ *   flush (the next flush number); per downstairs also connected and
+ *   last_error (its last failure, or null); scrub {state, runs, rate,
+ *   extents_done/total, bytes_done/total, blocks_bad, blocks_stale,
+ *   blocks_healed, blocks_unhealable, start, end, why} (scrub.c);
  *   volume: reads, writes, trims, flushes, read_bytes, write_bytes,
  *     errors: jobs as the callers submitted them (a request is split at
  *     extent boundaries and 4 MiB); heal writes and read retries on
@@ -202,6 +206,9 @@ static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
     return;
   }
   log_msg(lv, "downstairs %s: %s%s", c->name, dstate_name[st], detail);
+  if (lv == LOG_WARN)
+    up__admin_note(up, "downstairs %s: %s%s", c->name, dstate_name[st],
+                   detail);
 }
 
 static const char *const health_name[] = {
@@ -333,18 +340,9 @@ void up__stats_decided(struct upstairs *up, const struct up_job *job,
   }
 }
 
-/* A bounded text buffer; overflow is remembered, not written past. */
-struct jbuf {
-  char b[8192];
-  size_t len;
-  bool over;
-};
-
-static void jb_printf(struct jbuf *j, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* Append formatted text to j. */
-static void jb_printf(struct jbuf *j, const char *fmt, ...)
+/* Append formatted text to j (overflow is remembered, not written
+ * past). */
+void up__jb_printf(struct up_jbuf *j, const char *fmt, ...)
 {
   va_list ap;
   int n;
@@ -352,29 +350,33 @@ static void jb_printf(struct jbuf *j, const char *fmt, ...)
   if (j->over)
     return;
   va_start(ap, fmt);
-  n = vsnprintf(j->b + j->len, sizeof j->b - j->len, fmt, ap);
+  n = vsnprintf(j->b + j->len, j->cap - j->len, fmt, ap);
   va_end(ap);
-  if (n < 0 || (size_t) n >= sizeof j->b - j->len)
+  if (n < 0 || (size_t) n >= j->cap - j->len)
     j->over = true;
   else
     j->len += (size_t) n;
 }
 
 /* Append s as a JSON string (host names are ours, but escape anyway). */
-static void jb_str(struct jbuf *j, const char *s)
+void up__jb_str(struct up_jbuf *j, const char *s)
 {
-  jb_printf(j, "\"");
+  up__jb_printf(j, "\"");
   for (; *s; s++) {
     unsigned char ch = (unsigned char) *s;
     if (ch == '"' || ch == '\\')
-      jb_printf(j, "\\%c", ch);
-    else if (ch < 0x20)
-      jb_printf(j, "\\u%04x", ch);
+      up__jb_printf(j, "\\%c", ch);
+    else if (ch < 0x20 || ch >= 0x7f)
+      up__jb_printf(j, "\\u%04x", ch);
     else
-      jb_printf(j, "%c", ch);
+      up__jb_printf(j, "%c", ch);
   }
-  jb_printf(j, "\"");
+  up__jb_printf(j, "\"");
 }
+
+#define jb_printf up__jb_printf
+#define jb_str up__jb_str
+#define jbuf up_jbuf
 
 /* A latency value, or null. */
 static void jb_lat(struct jbuf *j, const char *key, int64_t us)
@@ -393,15 +395,12 @@ static void stats_ds(struct upstairs *up, int i, struct jbuf *j)
 
   jb_printf(j, "%s\n  {\"address\":", i ? "," : "");
   jb_str(j, c->name);
-  jb_printf(j, ",\"state\":\"%s\",\"reason\":",
-            dstate_name[up__ds_state(up, c)]);
-  jb_str(j, c->why);
   jb_printf(j,
-            ",\"inflight_jobs\":%u,"
+            ",\"state\":\"%s\",\"inflight_jobs\":%u,"
             "\"inflight_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
             "\"trims\":%llu,\"flushes\":%llu,\"read_bytes\":%llu,"
             "\"write_bytes\":%llu,\"latency_us\":{",
-            c->inflight,
+            dstate_name[up__ds_state(up, c)], c->inflight,
             (unsigned long long) c->inflight_bytes,
             (unsigned long long) s->reads, (unsigned long long) s->writes,
             (unsigned long long) s->trims, (unsigned long long) s->flushes,
@@ -414,50 +413,99 @@ static void stats_ds(struct upstairs *up, int i, struct jbuf *j)
             "},\"errors\":%llu,\"faults\":%llu,\"reconnects\":%llu,"
             "\"repair\":{\"extents_done\":%u,\"extents_total\":%u,"
             "\"bytes_done\":%llu,\"bytes_total\":%llu,"
-            "\"copied_bytes\":%llu}}",
+            "\"copied_bytes\":%llu}",
             (unsigned long long) s->errors, (unsigned long long) s->faults,
             (unsigned long long) s->reconnects, s->rep_done, s->rep_total,
             (unsigned long long) s->rep_bytes_done,
             (unsigned long long) s->rep_bytes_total,
             (unsigned long long) s->rep_copied);
-
+  jb_printf(j, ",\"connected\":%s,\"last_error\":",
+            c->state >= CL_HELLO && c->state <= CL_ACTIVE ? "true" : "false");
+  if (c->why[0])
+    jb_str(j, c->why);
+  else
+    jb_printf(j, "null");
+  jb_printf(j, "}");
 }
 
-static const char *const phase_name[] = {
-    [UP_PH_NEW] = "connecting",        [UP_PH_CONNECT] = "connecting",
-    [UP_PH_ACTIVATING] = "connecting", [UP_PH_RECONCILE] = "reconciling",
-    [UP_PH_RUNNING] = "running",       [UP_PH_FAILED] = "failed",
-    [UP_PH_STOPPED] = "stopped",
-};
-
-/* The whole document. */
-static void stats_render(struct upstairs *up, struct jbuf *j)
+/* The whole document (no trailing newline). */
+void up__stats_render(struct upstairs *up, struct jbuf *j)
 {
+  static const char *const phase[] = {
+      [UP_PH_NEW] = "connecting",        [UP_PH_CONNECT] = "connecting",
+      [UP_PH_ACTIVATING] = "connecting", [UP_PH_RECONCILE] = "reconciling",
+      [UP_PH_RUNNING] = "running",       [UP_PH_FAILED] = "failed",
+      [UP_PH_STOPPED] = "stopped",
+  };
   const struct up_vol_stats *v = &up->vst;
   bool known = up->block_count > 0;
   unsigned nactive;
-  enum up_health h = vol_health(up, &nactive);
 
   jb_printf(j,
             "{\"version\":1,\"time\":%lld,\"phase\":\"%s\","
-            "\"health\":\"%s\",\"active\":%u,\"gen\":%llu,"
-            "\"flush\":%llu,\"size\":%llu,\"downstairs\":[",
-            (long long) time(NULL), phase_name[up__phase(up)],
-            health_name[h], nactive,
+            "\"health\":\"%s\",\"gen\":%llu,\"flush\":%llu,"
+            "\"size\":%llu,\"downstairs\":[",
+            (long long) time(NULL), phase[up__phase(up)],
+            health_name[vol_health(up, &nactive)],
             (unsigned long long) up->gen,
-            (unsigned long long) (up->flush_no ? up->flush_no - 1 : 0),
+            (unsigned long long) __atomic_load_n(&up->flush_no,
+                                                 __ATOMIC_SEQ_CST),
             (unsigned long long) (known ? geom_size(&up->region) : 0));
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     stats_ds(up, i, j);
   jb_printf(j,
             "],\n \"volume\":{\"reads\":%llu,\"writes\":%llu,"
             "\"trims\":%llu,\"flushes\":%llu,\"read_bytes\":%llu,"
-            "\"write_bytes\":%llu,\"errors\":%llu}}\n",
+            "\"write_bytes\":%llu,\"errors\":%llu},\n \"scrub\":",
             (unsigned long long) v->reads, (unsigned long long) v->writes,
             (unsigned long long) v->trims, (unsigned long long) v->flushes,
             (unsigned long long) v->read_bytes,
             (unsigned long long) v->write_bytes,
             (unsigned long long) v->errors);
+  up__scrub_json(up, j, false);
+  jb_printf(j, "}");
+}
+
+/* The human status text (crucible-admin status). */
+void up__status_text(struct upstairs *up, struct jbuf *j)
+{
+  static const char *const phase[] = {
+      [UP_PH_NEW] = "connecting",        [UP_PH_CONNECT] = "connecting",
+      [UP_PH_ACTIVATING] = "connecting", [UP_PH_RECONCILE] = "reconciling",
+      [UP_PH_RUNNING] = "running",       [UP_PH_FAILED] = "failed",
+      [UP_PH_STOPPED] = "stopped",
+  };
+  unsigned nactive, inflight = 0;
+  enum up_health h = vol_health(up, &nactive);
+  uint64_t nerr;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    inflight += up->cl[i].inflight;
+  jb_printf(j, "volume: %s (%u of 3 downstairs active), phase %s\n",
+            health_name[h], nactive, phase[up__phase(up)]);
+  jb_printf(j, "generation %llu, flush %llu, size %llu bytes, %u jobs in "
+            "flight\n", (unsigned long long) up->gen,
+            (unsigned long long) __atomic_load_n(&up->flush_no,
+                                                 __ATOMIC_SEQ_CST),
+            (unsigned long long) (up->block_count ? geom_size(&up->region)
+                                                  : 0), inflight);
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    enum up_dstate st = up__ds_state(up, c);
+    jb_printf(j, "downstairs %s: %s, %u jobs in flight", c->name,
+              dstate_name[st], c->inflight);
+    if (st == UP_DS_LIVE_REPAIR)
+      jb_printf(j, ", live repair %s", ds_repair_detail(up, c));
+    if (c->why[0])
+      jb_printf(j, ", last error: %s", c->why);
+    jb_printf(j, "\n");
+  }
+  up__scrub_text(up, j);
+  pthread_mutex_lock(&up->adm_err_lock);
+  nerr = up->adm_nerr;
+  for (uint64_t k = nerr > UP_ERR_RING ? nerr - UP_ERR_RING : 0; k < nerr; k++)
+    jb_printf(j, "error: %s\n", up->adm_err[k % UP_ERR_RING]);
+  pthread_mutex_unlock(&up->adm_err_lock);
 }
 
 /* Write buf to tmp and rename it over path.  0 or -errno. */
@@ -486,72 +534,16 @@ static int stats_save(const char *path, const char *tmp, const char *buf,
   return r;
 }
 
-/* The status as lines for a person (admin socket, text). */
-static void status_text(struct upstairs *up, struct jbuf *j)
-{
-  unsigned nactive;
-  enum up_health h = vol_health(up, &nactive);
-
-  jb_printf(j, "volume: %s (%u of 3 downstairs active), %s, generation "
-            "%llu, flush %llu, %llu bytes\n", health_name[h], nactive,
-            phase_name[up__phase(up)], (unsigned long long) up->gen,
-            (unsigned long long) (up->flush_no ? up->flush_no - 1 : 0),
-            (unsigned long long) (up->block_count ? geom_size(&up->region)
-                                                  : 0));
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    const struct cl *c = &up->cl[i];
-    const struct up_ds_stats *s = &up->dst[i];
-    enum up_dstate st = up__ds_state(up, c);
-    jb_printf(j, "downstairs %s: %s", c->name, dstate_name[st]);
-    if (st != UP_DS_ACTIVE && c->why[0])
-      jb_printf(j, " (%s)", c->why);
-    jb_printf(j, ", %u jobs in flight, %llu errors, %llu faults, %llu "
-              "reconnects", c->inflight, (unsigned long long) s->errors,
-              (unsigned long long) s->faults,
-              (unsigned long long) s->reconnects);
-    if (s->rep_total)
-      jb_printf(j, ", repair %u/%u extents, %llu of %llu MiB compared",
-                s->rep_done, s->rep_total,
-                (unsigned long long) (s->rep_bytes_done >> 20),
-                (unsigned long long) (s->rep_bytes_total >> 20));
-    jb_printf(j, "\n");
-  }
-}
-
-size_t up__status_render(struct upstairs *up, bool json, char *buf,
-                         size_t cap)
-{
-  struct jbuf j;
-
-  j.len = 0;
-  j.over = false;
-  if (json) {
-    jb_printf(&j, "{\"version\":1,\"ok\":true,\"command\":\"status\","
-              "\"status\":");
-    stats_render(up, &j);
-    if (!j.over && j.len && j.b[j.len - 1] == '\n')
-      j.len--;
-    jb_printf(&j, "}\n");
-  } else {
-    status_text(up, &j);
-  }
-  if (j.over || j.len > cap)
-    return 0;
-  memcpy(buf, j.b, j.len);
-  return j.len;
-}
-
 void up__stats_write(struct upstairs *up)
 {
-  char tmp[sizeof up->cfg.stats_path + 8];
-  struct jbuf j;
+  char tmp[sizeof up->cfg.stats_path + 8], buf[16384];
+  struct jbuf j = {.b = buf, .cap = sizeof buf};
   int r;
 
   if (!up->cfg.stats_path[0])
     return;
-  j.len = 0;
-  j.over = false;
-  stats_render(up, &j);
+  up__stats_render(up, &j);
+  jb_printf(&j, "\n");
   snprintf(tmp, sizeof tmp, "%s.tmp", up->cfg.stats_path);
   r = j.over ? -ENOBUFS : stats_save(up->cfg.stats_path, tmp, j.b, j.len);
   if (r < 0 && !up->stats_failing)

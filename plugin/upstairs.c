@@ -82,6 +82,8 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   pthread_mutex_init(&up->lock, NULL);
   pthread_mutex_init(&up->rl_lock, NULL);
   pthread_mutex_init(&up->state_lock, NULL);
+  pthread_mutex_init(&up->adm_err_lock, NULL);
+  up__scrub_init(up);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&up->start_cond, &ca);
@@ -669,13 +671,15 @@ static int up_loop_init(struct upstairs *up)
   up->tick.data = up;
   if ((r = uv_timer_start(&up->tick, on_tick, 1000, 1000)) < 0)
     return r;
+  if ((r = uv_async_init(&up->loop, &up->adm_async, up__admin_on_async)) < 0)
+    return r;
+  up->adm_async.data = up;
+  up->adm_async_init = true;
   if ((r = uv_prepare_init(&up->loop, &up->prep)) < 0)
     return r;
   up->prep.data = up;
   up->prep_init = true;
   if ((r = uv_prepare_start(&up->prep, up__before_poll)) < 0)
-    return r;
-  if ((r = up__admin_start(up)) < 0)
     return r;
   up->start_ms = uv_now(&up->loop);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
@@ -706,6 +710,10 @@ int up_start(struct upstairs *up)
       return r;
     }
   }
+  if (up__admin_open(up) < 0) {
+    up->phase = UP_PH_FAILED;
+    return -EINVAL;
+  }
   up->phase = UP_PH_CONNECT;
   up->err[0] = '\0';
   r = up_loop_init(up);
@@ -720,6 +728,11 @@ int up_start(struct upstairs *up)
     return r;
   }
   up->thread_started = true;
+  if (up__admin_start(up) < 0) {
+    up->phase = UP_PH_FAILED;
+    up_stop(up);
+    return -EIO;
+  }
   up__deadline(up, &dl, 2 * up->cfg.timeout + UP_WAIT_SLACK_S);
   pthread_mutex_lock(&up->lock);
   while (up->phase == UP_PH_CONNECT || up->phase == UP_PH_ACTIVATING ||
@@ -759,11 +772,12 @@ void up__shutdown(struct upstairs *up)
     cl_close(&up->cl[i], true, "stopped");
   up__wake_flush(up); /* every job was decided */
   up__stats_write(up); /* the last one: phase stopped (or failed) */
-  up__admin_stop(up);
   uv_close((uv_handle_t *) &up->tick, NULL);
   uv_close((uv_handle_t *) &up->async, NULL);
   if (up->prep_init)
     uv_close((uv_handle_t *) &up->prep, NULL);
+  if (up->adm_async_init)
+    uv_close((uv_handle_t *) &up->adm_async, NULL);
 }
 
 /* Stop the loop thread and join it; the upstairs takes no more IO. */
@@ -771,6 +785,10 @@ void up_stop(struct upstairs *up)
 {
   int r;
 
+  /* First the scrub (its jobs need the loop) and the admin thread (it
+   * sends adm_async, which the loop's shutdown closes). */
+  up__scrub_stop(up);
+  up__admin_stop(up);
   pthread_mutex_lock(&up->lock);
   up->stopping = true;
   if (up->phase != UP_PH_FAILED)
@@ -814,6 +832,9 @@ void up_free(struct upstairs *up)
   pthread_mutex_destroy(&up->lock);
   pthread_mutex_destroy(&up->rl_lock);
   pthread_mutex_destroy(&up->state_lock);
+  pthread_mutex_destroy(&up->adm_err_lock);
+  up__admin_free(up);
+  up__scrub_free(up);
   up__vcache_free(up);
   up__repair_free(up);
   free(up->wake);

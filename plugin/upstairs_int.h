@@ -268,6 +268,49 @@ struct up_vol_stats {
   uint64_t errors; /* jobs that failed */
 };
 
+
+/* Admin socket (admin.c) and online scrub (scrub.c). */
+
+/* Last errors kept for `status` (a ring; under adm_err_lock). */
+#define UP_ERR_RING 8
+#define UP_ERR_LEN 200
+/* Scrub findings kept for `scrub status` (a ring, the newest last). */
+#define UP_SCRUB_FINDINGS 32
+#define UP_SCRUB_DEFAULT_RATE 50 /* MB/s */
+
+enum up_scrub_state {
+  UP_SC_NEVER = 0, UP_SC_RUNNING, UP_SC_DONE, UP_SC_STOPPED, UP_SC_FAILED
+};
+
+struct up_scrub_finding {
+  int ds;           /* replica */
+  bool stale;       /* authentic but older (else bad: failed its check) */
+  bool healed;      /* the heal write succeeded */
+  bool unhealable;  /* no replica held an authentic copy */
+  uint64_t lba, extent, block, version, good_version;
+  char why[80];
+};
+
+/* One scrub at a time; every field under mu. */
+struct up_scrub {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;    /* quit, for the rate limiter's sleep */
+  bool thr_started, quit;
+  pthread_t thr;
+  enum up_scrub_state state;
+  char why[160];        /* failed / stopped: why */
+  uint64_t rate;        /* bytes per second */
+  uint64_t start_s, end_s;      /* unix seconds */
+  uint32_t ext_done, ext_total;
+  uint64_t bytes_done, bytes_total;
+  uint64_t blocks_bad, blocks_stale, blocks_healed, blocks_unhealable;
+  uint64_t runs;        /* scrubs started since up_start */
+  struct up_scrub_finding f[UP_SCRUB_FINDINGS];
+  uint64_t nf;          /* findings ever (ring index nf % size) */
+};
+
+struct up_admin;
+
 struct upstairs {
   struct up_config cfg; /* key wiped */
   struct crypt_key *key;
@@ -319,11 +362,6 @@ struct upstairs {
   uv_loop_t loop;
   bool loop_init;
   bool shut;                        /* up__shutdown ran */
-  /* admin.c: the admin socket (admin=PATH) and its open connections. */
-  uv_pipe_t admin;
-  bool admin_on;
-  unsigned admin_conns;
-  struct adm_conn *admin_head;
   uv_async_t async;
   uv_timer_t tick;
   uv_prepare_t prep;                /* before each poll: up__before_poll */
@@ -340,6 +378,16 @@ struct upstairs {
   struct up_vol_stats vst;
   bool stats_failing;               /* stats file write failed: warned */
   enum up_health health;            /* last one logged */
+
+  /* Admin socket (admin.c): NULL without admin=; its thread asks the
+   * loop to render status through adm_async (loop side: admin.c). */
+  struct up_admin *adm;
+  uv_async_t adm_async;
+  bool adm_async_init;
+  pthread_mutex_t adm_err_lock;     /* the error ring */
+  char adm_err[UP_ERR_RING][UP_ERR_LEN];
+  uint64_t adm_nerr;                /* errors ever noted */
+  struct up_scrub sc;
 };
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
@@ -477,11 +525,49 @@ extern int up_debug_io, up_debug_net, up_debug_repair;
 void up__heal_read(struct upstairs *up, struct up_job *good,
                    struct up_job **bad, unsigned nbad);
 /* heal.c: write block i of reply g (as stored) to downstairs d alone and
- * wait for it (same rules: the caller holds the range lock). */
-void up__heal_block(struct upstairs *up, const struct proto_read_done *g,
-                    uint32_t i, uint64_t lba, int d);
+ * wait for it (same rules: the caller holds the range lock).  0 or the
+ * heal write's -errno (also for up__heal_zero). */
+int up__heal_block(struct upstairs *up, const struct proto_read_done *g,
+                   uint32_t i, uint64_t lba, int d);
 /* heal.c: the same for zeroes: a TRIM of lba with that version. */
-void up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d);
+int up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d);
+
+/* admin.c: bind the admin socket (before the loop thread: one error
+ * line in up->err), start its thread (once running), stop it (before
+ * the loop stops), and the loop side of a status request. */
+int up__admin_open(struct upstairs *up);
+int up__admin_start(struct upstairs *up);
+void up__admin_stop(struct upstairs *up);
+/* Free it (up_free, once the loop thread is gone). */
+void up__admin_free(struct upstairs *up);
+void up__admin_on_async(uv_async_t *a);
+/* Note an error for `status` (any thread): one line, newest kept. */
+void up__admin_note(struct upstairs *up, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* scrub.c: start (rate in bytes/s; 0 or -EBUSY if one runs, -EIO if the
+ * volume does not run), stop and join at unload, and init/free. */
+void up__scrub_init(struct upstairs *up);
+int up__scrub_start(struct upstairs *up, uint64_t rate);
+void up__scrub_stop(struct upstairs *up);
+void up__scrub_free(struct upstairs *up);
+
+/* stats.c: a bounded text buffer (the stats file, admin replies). */
+struct up_jbuf {
+  char *b;
+  size_t len, cap;
+  bool over;
+};
+void up__jb_printf(struct up_jbuf *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void up__jb_str(struct up_jbuf *j, const char *s);
+/* Loop thread: the stats document (no trailing newline) and the human
+ * status text of `crucible-admin status`. */
+void up__stats_render(struct upstairs *up, struct up_jbuf *j);
+void up__status_text(struct upstairs *up, struct up_jbuf *j);
+/* Any thread: the scrub object (JSON) and its text lines. */
+void up__scrub_json(struct upstairs *up, struct up_jbuf *j, bool findings);
+void up__scrub_text(struct upstairs *up, struct up_jbuf *j);
 
 /* vcache.c: newest version written per LBA (bounded, lossy). */
 #define UP_VCACHE_SLOTS 65536u /* 1 MiB */
@@ -500,16 +586,6 @@ int up__state_load(struct upstairs *up);
 int up__state_save(struct upstairs *up, uint64_t gen, uint64_t flush);
 int up__state_check(struct upstairs *up);
 int up__state_commit(struct upstairs *up);
-
-/* admin.c: listen on cfg.admin_path (none: nothing), before the loop
- * thread starts; 0 or a negative errno with up->err set.  _stop (loop
- * thread, at shutdown) closes it and its connections, removes the file. */
-int up__admin_start(struct upstairs *up);
-void up__admin_stop(struct upstairs *up);
-/* stats.c: the status the admin socket serves, in buf (cap bytes):
- * json (a reply object) or text.  Its length, or 0 if it did not fit. */
-size_t up__status_render(struct upstairs *up, bool json, char *buf,
-                         size_t cap);
 
 /* stats.c: the stats file (stats=FILE) and the per-downstairs status
  * lines.  Loop thread only (or the caller thread once the loop is gone). */

@@ -83,7 +83,7 @@ grep -q "notice\|warning" <(grep "nbdkit: error:" "$tmp/err") &&
 # --- crucible-downstairs -------------------------------------------------
 D=$DOWNSTAIRS
 "$D" --help | grep -q '^Usage:' || fail "--help"
-for c in create run dump verify export import clone; do
+for c in create run dump verify export import clone status; do
   "$D" "$c" --help > "$tmp/h" || fail "$c --help: exit status $?"
   grep -q "^Usage: crucible-downstairs $c " "$tmp/h" || fail "$c --help"
   grep -q "  $c " <("$D" --help) || fail "--help does not list $c"
@@ -200,7 +200,7 @@ for p in downstairs key gen write-quorum verify timeout state \
   MANWIDTH=80 man -l man/nbdkit-crucible-plugin.1 | grep -q "^ *$p=" ||
     fail "man page lacks $p="
 done
-for c in create run dump verify export import clone; do
+for c in create run dump verify export import clone status; do
   MANWIDTH=80 man -l man/crucible-downstairs.8 | grep -q "^ *$c\b" ||
     fail "man page lacks $c"
 done
@@ -243,6 +243,8 @@ $(nbdkit_cmd) "$tmp/dest$plugindir/nbdkit-crucible-plugin.so" --dump-plugin |
   grep -q '^crucible_version=' || fail "installed plugin does not load"
 "$tmp/dest/usr/local/bin/crucible-downstairs" --help > /dev/null ||
   fail "installed binary does not run"
+"$tmp/dest/usr/local/bin/crucible-admin" --help | grep -q '^usage: crucible-admin' ||
+  fail "installed crucible-admin does not run"
 echo "make install: ok"
 
 # --- contrib -------------------------------------------------------------

@@ -3,6 +3,7 @@
  * the decoder (run under ASan with SANITIZE=1) and never yield a frame
  * whose bulk pointers reach outside the buffer. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -714,6 +715,94 @@ static void test_prefixes_and_mutations(void)
   free(b);
 }
 
+/* STATUS_REQ / STATUS (the status role): round trip and every
+ * malformed variant refused. */
+static void test_status(void)
+{
+  struct proto_msg m;
+  struct proto_status st, *d = &m.u.status;
+  struct proto_hello h;
+  uint8_t b[PROTO_STATUS_LEN + 8], hb[PROTO_HELLO_LEN];
+  size_t len;
+
+  len = proto_put_status_req(b);
+  CHECK(len == PROTO_STATUS_REQ_LEN);
+  CHECK(proto_decode(b, len, 0, &m) == 0 && m.type == PROTO_T_STATUS_REQ);
+  proto_le32(b, PROTO_STATUS_REQ_LEN + 8); /* a body it must not have */
+  memset(b + 8, 0, 8);
+  CHECK(proto_decode(b, PROTO_STATUS_REQ_LEN + 8, 0, &m) == -EPROTO);
+
+  memset(&st, 0, sizeof st);
+  st.region.block_size = 4096;
+  st.region.extent_count = 16;
+  st.region.extent_size = 1024;
+  st.region.encrypted = 1;
+  memset(st.region.uuid, 0xab, sizeof st.region.uuid);
+  memset(st.instance, 0xcd, sizeof st.instance);
+  st.highest_gen = 7;
+  st.connections = 2;
+  st.has_active = 1;
+  st.active_session = 0x1122334455667788ull;
+  st.idle_ms = 1234;
+  snprintf(st.active_peer, sizeof st.active_peer, "127.0.0.1:4567");
+  len = proto_put_status(b, &st);
+  CHECK(len == PROTO_STATUS_LEN);
+  CHECK(proto_decode(b, len, 0, &m) == 0 && m.type == PROTO_T_STATUS);
+  CHECK(d->region.block_size == 4096 && d->region.extent_count == 16 &&
+        d->region.extent_size == 1024 && d->region.encrypted == 1 &&
+        d->highest_gen == 7 && d->connections == 2 && d->has_active == 1 &&
+        d->active_session == st.active_session && d->idle_ms == 1234 &&
+        memcmp(d->region.uuid, st.region.uuid, PROTO_UUID_LEN) == 0 &&
+        memcmp(d->instance, st.instance, PROTO_UUID_LEN) == 0 &&
+        strcmp(d->active_peer, "127.0.0.1:4567") == 0);
+  for (size_t p = 0; p < len; p++) { /* every truncation, on the heap */
+    uint8_t *t = malloc(p ? p : 1);
+    CHECK(t != NULL);
+    memcpy(t, b, p);
+    CHECK(proto_decode(t, p, 0, &m) < 0);
+    free(t);
+  }
+  proto_le32(b, PROTO_STATUS_LEN + 1); /* one byte long */
+  b[PROTO_STATUS_LEN] = 0;
+  CHECK(proto_decode(b, PROTO_STATUS_LEN + 1, 0, &m) == -EPROTO);
+  proto_le32(b, PROTO_STATUS_LEN);
+  {
+    /* offset, bad value: booleans, pads, the peer text. */
+    static const struct { size_t off; uint8_t v; } bad[] = {
+        {40, 2}, {41, 2}, {42, 1}, {43, 1}, {88, 1}, {95, 1},
+        {96 + 3, 0x01},              /* control byte in the peer */
+        {96 + 3, 0x80},              /* not ASCII */
+        {96 + 20, 'x'},              /* junk after the NUL */
+        {96 + PROTO_STATUS_PEER_LEN - 1, 'x'},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+      uint8_t save = b[bad[k].off];
+      b[bad[k].off] = bad[k].v;
+      CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+      b[bad[k].off] = save;
+    }
+  }
+  memset(b + 96, 'a', PROTO_STATUS_PEER_LEN); /* no NUL at all */
+  CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
+  /* An encoder given an over-long peer truncates and stays decodable. */
+  memset(st.active_peer, 'z', sizeof st.active_peer);
+  len = proto_put_status(b, &st);
+  CHECK(proto_decode(b, len, 0, &m) == 0 &&
+        strlen(d->active_peer) == PROTO_STATUS_PEER_LEN - 1);
+
+  /* HELLO: the status role is known, the next one is not. */
+  memset(&h, 0, sizeof h);
+  h.version = PROTO_VERSION;
+  h.role = PROTO_ROLE_STATUS;
+  len = proto_put_hello(hb, &h);
+  CHECK(proto_decode(hb, len, 0, &m) == 0 &&
+        m.u.hello.role == PROTO_ROLE_STATUS);
+  hb[12] = PROTO_ROLE_STATUS + 1;
+  CHECK(proto_decode(hb, len, 0, &m) == -EPROTO);
+  CHECK(strcmp(proto_type_name(PROTO_T_STATUS), "STATUS") == 0);
+  CHECK(PROTO_T_STATUS < PROTO_T_MAX_);
+}
+
 int main(void)
 {
   build_and_roundtrip();
@@ -721,5 +810,6 @@ int main(void)
   test_rejects_repair();
   test_rejects_map();
   test_prefixes_and_mutations();
+  test_status();
   return test_done("test_proto");
 }
