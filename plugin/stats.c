@@ -366,7 +366,7 @@ void up__jb_str(struct up_jbuf *j, const char *s)
     unsigned char ch = (unsigned char) *s;
     if (ch == '"' || ch == '\\')
       up__jb_printf(j, "\\%c", ch);
-    else if (ch < 0x20 || ch >= 0x7f)
+    else if (ch < 0x20 || ch == 0x7f)
       up__jb_printf(j, "\\u%04x", ch);
     else
       up__jb_printf(j, "%c", ch);

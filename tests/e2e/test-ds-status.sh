@@ -31,7 +31,7 @@ nbdinfo --size "$URI" > /dev/null || fail "volume stopped serving after status"
 python3 - "$P" <<'PY' || fail "status peer allowed another frame"
 import socket, struct, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-hello = struct.pack("<IHHIBBBB16sQQ32s", 80, 1, 0, 3, 3, 0, 0, 0, bytes(16), 0, 0, bytes(32))
+hello = struct.pack("<IHHIBBBB16sQQ32s", 80, 1, 0, 4, 3, 0, 0, 0, bytes(16), 0, 0, bytes(32))
 s.sendall(hello)
 b = s.recv(4); n = struct.unpack("<I", b)[0]
 while len(b) < n: b += s.recv(n - len(b))
