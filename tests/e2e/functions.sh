@@ -457,6 +457,20 @@ volume_check () {
   rm -f "$tmp/check.img"
 }
 
+# The admin socket (admin=$ASOCK) and its client: adm ARGS runs
+# crucible-admin on it (bounded); json_check EXPR reads a reply on stdin,
+# checks it is version 1 JSON and that EXPR (d = the document) holds.
+ADMIN=$top/crucible-admin
+ASOCK=${tmp:-/tmp}/admin.sock
+adm () { timeout 20 "$ADMIN" -s "$ASOCK" "$@"; }
+json_check () {
+  python3 -c 'import json, sys
+d = json.loads(sys.stdin.read())
+assert d["version"] == 1, d
+if not eval(sys.argv[1]):
+    sys.exit("json check failed: " + sys.argv[1] + ": " + json.dumps(d)[:3000])' "$1"
+}
+
 # size_of URI: volume size in bytes.
 size_of () {
   nbdinfo --size "$1"

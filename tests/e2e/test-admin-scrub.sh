@@ -7,16 +7,8 @@
 # reports progress and findings in text and JSON; the stats file counts.
 . "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy python3 timeout
-ADMIN=$top/crucible-admin
 [ -x "$ADMIN" ] || fail "crucible-admin not built"
 ASOCK=$tmp/admin.sock
-adm () { timeout 20 "$ADMIN" -s "$ASOCK" "$@"; }
-json_check () {
-  python3 -c 'import json, sys
-d = json.loads(sys.stdin.read())
-if not eval(sys.argv[1]):
-    sys.exit("json check failed: " + sys.argv[1] + ": " + json.dumps(d)[:3000])' "$1"
-}
 # scrub_wait: poll scrub status until it is no longer running (bounded).
 scrub_wait () {
   local i

@@ -8,19 +8,8 @@
 # path that exists and is not a socket is refused in one line.
 . "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy nbdinfo python3 timeout
-ADMIN=$top/crucible-admin
 [ -x "$ADMIN" ] || fail "crucible-admin not built"
 ASOCK=$tmp/admin.sock
-
-adm () { timeout 20 "$ADMIN" -s "$ASOCK" "$@"; }
-# jq-free JSON check: the reply parses, and EXPR (d = document) holds.
-json_check () {
-  python3 -c 'import json, sys
-d = json.loads(sys.stdin.read())
-assert d["version"] == 1, d
-if not eval(sys.argv[1]):
-    sys.exit("json check failed: " + sys.argv[1] + ": " + json.dumps(d)[:2000])' "$1"
-}
 # Raw request bytes to the socket; prints the reply.
 raw () {
   python3 - "$ASOCK" "$1" <<'PY'
