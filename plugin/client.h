@@ -89,6 +89,8 @@ struct cl {
 
   unsigned inflight;   /* jobs SENT and not answered */
   uint64_t inflight_bytes; /* their frame bytes */
+  bool behind;         /* lagging past max-behind since behind_ms */
+  uint64_t behind_ms;
   uint64_t last_rx_ms, last_tx_ms;
   bool ping_out;
   uint64_t ping_ms;    /* when the outstanding PING was sent */

@@ -396,10 +396,13 @@ static unsigned job_targets(struct upstairs *up, struct up_job *job)
  * flight beyond the most loaded other full replica: what that one has
  * answered (with the third: a quorum) and this one has not.  Requests in
  * flight to all three, or a replica merely slower than the fastest, are
- * nobody's lag.  With no other replica, all of it. */
+ * nobody's lag.  With no other replica, all of it.  Past the bound for
+ * UP_BEHIND_GRACE_MS, or past twice the bound: faulted (so the memory
+ * held for it stays under twice max-behind). */
 static void job_check_behind(struct upstairs *up, struct cl *c)
 {
-  uint64_t most = 0, lag;
+  uint64_t most = 0, lag, now = uv_now(&up->loop);
+  bool hard;
   if (c->state != CL_ACTIVE)
     return;
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
@@ -408,13 +411,22 @@ static void job_check_behind(struct upstairs *up, struct cl *c)
       most = o->inflight_bytes;
   }
   lag = c->inflight_bytes > most ? c->inflight_bytes - most : 0;
-  if (c->inflight <= UP_MAX_BEHIND_JOBS && lag <= up->cfg.max_behind)
+  if (c->inflight <= UP_MAX_BEHIND_JOBS && lag <= up->cfg.max_behind) {
+    c->behind = false;
+    return;
+  }
+  hard = c->inflight > 2 * UP_MAX_BEHIND_JOBS || lag > 2 * up->cfg.max_behind;
+  if (!c->behind) {
+    c->behind = true;
+    c->behind_ms = now;
+  }
+  if (!hard && now - c->behind_ms < UP_BEHIND_GRACE_MS)
     return;
   cl_fault(c,
            "too far behind (%u jobs, %llu bytes in flight, %llu more "
-           "than the others)",
+           "than the others%s)",
            c->inflight, (unsigned long long) c->inflight_bytes,
-           (unsigned long long) lag);
+           (unsigned long long) lag, hard ? "" : ", for 1 s");
 }
 
 /* Send one drained job (or fail it at once).  Jobs aimed at chosen
@@ -659,9 +671,11 @@ void up__ds_lost(struct upstairs *up, struct cl *c)
   }
   c->inflight = 0;
   c->inflight_bytes = 0;
+  c->behind = false;
 }
 
-/* Fault every downstairs with a job outstanding longer than timeout. */
+/* Fault every downstairs with a job outstanding longer than timeout, or
+ * lagging past max-behind beyond the grace (the loop's 1 s tick). */
 void up__check_timeouts(struct upstairs *up)
 {
   uint64_t now = uv_now(&up->loop), tmo = up->cfg.timeout * 1000ull;
@@ -679,6 +693,11 @@ void up__check_timeouts(struct upstairs *up)
       cl_fault(&up->cl[i], "timeout, job %llu",
                (unsigned long long) which[i]);
     }
+  /* A lag past max-behind whose grace ran out while no job started
+   * (a FLUSH waits for every full replica: the guest is held). */
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (up->cl[i].behind)
+      job_check_behind(up, &up->cl[i]);
 }
 
 /* Fail everything queued and in flight (stop, fence).  err is -EROFS

@@ -46,11 +46,15 @@
  * (a backstop: the loop's own timer faults downstairs at timeout). */
 #define UP_WAIT_SLACK_S 3
 /* A downstairs with more than this in flight, or this many bytes more
- * than the most loaded other full replica (max-behind=, default), is
- * faulted: too far behind the others, which acked the same writes long
- * ago, and the upstairs holds those frames for it alone. */
+ * than the most loaded other full replica (max-behind=, default), for
+ * UP_BEHIND_GRACE_MS, or twice either at once, is faulted: too far
+ * behind the others, which acked the same writes long ago, and the
+ * upstairs holds those frames for it alone.  The grace keeps a replica
+ * descheduled for a moment on a busy host (one 32 MiB request it has
+ * not started while the others finished it) from a whole live repair. */
 #define UP_MAX_BEHIND_JOBS 4096
 #define UP_MAX_BEHIND_BYTES (512ull * 1024 * 1024)
+#define UP_BEHIND_GRACE_MS 1000
 /* Start-up: a downstairs whose port refuses connections (nothing
  * listens: the host is up, the daemon is not) is given this long, then
  * the volume activates with the two others instead of waiting out
