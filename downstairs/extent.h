@@ -81,7 +81,14 @@ struct ext {
    * closed or out of memory. */
   uint8_t *allocated;
   int wal_pages;             /* frames in the -wal file after the last commit */
-  bool unsynced;             /* data written since the last fdatasync */
+  /* The data file's block layout (allocation, holes, unwritten extents)
+   * may have changed since its last fdatasync: fallocate or a punch ran,
+   * or the extent was opened since.  Clear, on an in-place filesystem,
+   * a flush writes the data out without an fdatasync of its own and the
+   * commit's WAL sync makes it durable (ext_flush, "ONE SYNC"). */
+  bool layout_dirty;
+  bool inplace;              /* ext2/3/4: overwrites stay in place */
+  uint32_t flushes_one_sync; /* flushes since open that took ONE SYNC */
   /* Cached metadata, valid when meta_known (kept across close).  repair
    * is the `repair` row (EXTENT_MARK; a missing row is 0); repair
    * implies meta.dirty. */
