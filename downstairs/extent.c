@@ -81,7 +81,7 @@
 
 #include <sqlite3.h>
 
-#include "../common/crypt.h"
+#include "../common/hash.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"

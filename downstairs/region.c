@@ -53,7 +53,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "../common/crypt.h"
+#include "../common/hash.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"

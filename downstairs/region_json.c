@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "../common/base64.h"
-#include "../common/crypt.h"
+#include "../common/hash.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
