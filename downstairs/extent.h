@@ -200,22 +200,4 @@ int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
 /* Create the seed database at path (schema, WAL, metadata rows = 0). */
 int ext_seed_create(const char *path);
 
-/* region.json (region_json.c), shared by region.c and main.c (dump).
- * read: -ENOENT if absent, -EINVAL if malformed.  write: atomic replace
- * (temp file, fsync, rename, fsync directory). */
-struct region_meta {
-  struct proto_region def;
-  uint64_t highest_gen;
-  bool has_kcv;
-  struct proto_kcv kcv;
-  /* Random id of this replica (region_json.c): "instance" in region.json,
-   * made by region_meta_write when all zero (create); a region written
-   * before it existed gets one in memory from region_meta_read
-   * (instance_new set) until its region.json is next rewritten. */
-  uint8_t instance[PROTO_UUID_LEN];
-  bool instance_new;
-};
-int region_meta_read(int dirfd, struct region_meta *m);
-int region_meta_write(int dirfd, const struct region_meta *m);
-
 #endif

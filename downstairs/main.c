@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "clone.h"
 #include "extent.h"
+#include "region_json.h"
 #include "region.h"
 #include "server.h"
 #include "status.h"

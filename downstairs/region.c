@@ -57,6 +57,7 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "region_json.h"
 #include "region.h"
 #include "repair.h"
 

@@ -33,6 +33,7 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "region_json.h"
 
 #define REGION_JSON "region.json"
 #define REGION_JSON_TMP "region.json.tmp"
