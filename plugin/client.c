@@ -30,6 +30,7 @@ struct cl_batch {
   uv_write_t w;
   struct cl_batch *next; /* pool */
   unsigned n, cap;
+  unsigned boff;         /* bufs before it already written (cl_flush_now) */
   uv_buf_t *bufs;
   struct up_job **jobs;
 };
@@ -139,7 +140,7 @@ static void cl_batch_release(struct cl *c, struct cl_batch *q)
 {
   for (unsigned i = 0; i < q->n; i++)
     up__job_loop_put(q->jobs[i]);
-  q->n = 0;
+  q->n = q->boff = 0;
   q->next = c->bpool;
   c->bpool = q;
 }
@@ -205,12 +206,52 @@ void cl_flush(struct cl *c)
     return;
   c->batch = NULL;
   q->w.data = q;
-  r = uv_write(&q->w, (uv_stream_t *) &c->tcp, q->bufs, q->n,
-               on_batch_written);
+  r = uv_write(&q->w, (uv_stream_t *) &c->tcp, q->bufs + q->boff,
+               q->n - q->boff, on_batch_written);
   if (r < 0) {
     cl_batch_release(c, q);
     cl_fault(c, "send failed: %s", uv_strerror(r));
   }
+}
+
+void cl_flush_now(struct cl *c)
+{
+  struct cl_batch *q = c->batch;
+  size_t total = 0, done;
+  unsigned k = 0;
+  int w;
+
+  if (!q || q->n == 0 || c->state != CL_ACTIVE ||
+      uv_stream_get_write_queue_size((uv_stream_t *) &c->tcp) != 0) {
+    cl_flush(c);
+    return;
+  }
+  for (unsigned i = 0; i < q->n; i++)
+    total += q->bufs[i].len;
+  w = uv_try_write((uv_stream_t *) &c->tcp, q->bufs, q->n);
+  if (w < 0 && w != UV_EAGAIN) {
+    c->batch = NULL;
+    cl_batch_release(c, q);
+    cl_fault(c, "send failed: %s", uv_strerror(w));
+    return;
+  }
+  done = w > 0 ? (size_t) w : 0;
+  if (done == total) {
+    c->batch = NULL;
+    cl_batch_release(c, q);
+    return;
+  }
+  /* The rest: whole buffers written drop out of the list (their jobs
+   * keep their references until the batch is written), a partly written
+   * one starts where the socket stopped. */
+  while (done >= q->bufs[k].len) {
+    done -= q->bufs[k].len;
+    k++;
+  }
+  q->bufs[k].base += done;
+  q->bufs[k].len -= (unsigned) done;
+  q->boff = k;
+  cl_flush(c);
 }
 
 /* The handle is closed: the connection may be retried unless final. */

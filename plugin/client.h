@@ -112,6 +112,12 @@ int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
                       size_t len);
 /* Write the queued job frames now (a failure faults c). */
 void cl_flush(struct cl *c);
+/* The same from the top of a loop callback, where no caller holds a job
+ * pointer: with nothing queued in libuv, the frames go out at once
+ * (uv_try_write: no write request, no epoll_ctl to watch for POLLOUT and
+ * back) and their jobs' loop references drop now; what the socket does
+ * not take goes to uv_write as cl_flush does. */
+void cl_flush_now(struct cl *c);
 /* Send a control frame (copied, so buf may be on the stack), after the
  * job frames queued before it. */
 int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len);

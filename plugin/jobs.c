@@ -512,7 +512,7 @@ void up__drain(uv_async_t *a)
   }
   /* One write per downstairs for the whole pass (client.c batches). */
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    cl_flush(&up->cl[i]);
+    cl_flush_now(&up->cl[i]);
   if (stopping) {
     up__shutdown(up);
     return;
@@ -527,7 +527,7 @@ void up__before_poll(uv_prepare_t *p)
   struct upstairs *up = p->data;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    cl_flush(&up->cl[i]);
+    cl_flush_now(&up->cl[i]);
   up__wake_flush(up);
 }
 
