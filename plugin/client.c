@@ -690,6 +690,10 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
     up__fence(c->up, c, m->u.gen);
     return;
   case PROTO_T_JOB_DONE:
+    /* Activated, held by extend.c until its EXTEND is answered. */
+    if (c->state == CL_ACTIVATING &&
+        up__extend_on_done(c->up, c, &m->u.job_done))
+      return;
     if (c->state != CL_ACTIVE)
       break;
     if (up__repair_on_done(c->up, c, &m->u.job_done))
