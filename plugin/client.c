@@ -617,6 +617,10 @@ static void cl_on_states(struct cl *c, const struct proto_msg *m)
 {
   size_t len = (size_t) m->u.extent_states.count * PROTO_EXTENT_STATE_LEN;
 
+  /* More than HELLO_OK said: an EXTEND of an earlier session finished in
+   * between (the states are a barrier behind it): the newer count. */
+  if (m->u.extent_states.count > c->hello.region.extent_count)
+    c->hello.region.extent_count = m->u.extent_states.count;
   if (m->u.extent_states.count != c->hello.region.extent_count) {
     cl_drop(c, "extent count mismatch in EXTENT_STATES");
     up__start_fail(c->up, "downstairs %s: sent %u extent states for %u "
