@@ -480,7 +480,8 @@ int up_extend(struct upstairs *up, uint64_t size, struct up_extend_res *res)
   uint64_t ext = (uint64_t) up->region.extent_size * up->region.block_size;
   uint32_t cur = __atomic_load_n(&up->region.extent_count, __ATOMIC_ACQUIRE);
   uint64_t want = ext ? size / ext + (size % ext != 0) : 0;
-  struct proto_region def = up->region;
+  struct proto_region def = {.block_size = up->region.block_size,
+                             .extent_size = up->region.extent_size};
   struct timespec dl;
   uint64_t seq;
   int r;
