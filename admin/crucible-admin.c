@@ -4,6 +4,7 @@
  *   crucible-admin -s PATH [--json] status
  *   crucible-admin -s PATH [--json] scrub start [--rate MB/s]
  *   crucible-admin -s PATH [--json] scrub status
+ *   crucible-admin -s PATH [--json] extend SIZE
  *
  * Sends one request line, prints the reply: the server renders both
  * forms, so this client parses no JSON.  A json reply starts with
@@ -23,14 +24,18 @@
 #include <unistd.h>
 
 #define ADM_REPLY_MAX (1024 * 1024)
-#define ADM_TIMEOUT_MS 15000
+/* The server bounds every command (extend, the slowest, by the volume's
+ * timeout plus the time to make the new extents); this only stops a
+ * hung server from hanging us. */
+#define ADM_TIMEOUT_MS 120000
 
 static void usage(FILE *f)
 {
   fprintf(f, "usage: crucible-admin -s PATH [--json] status\n"
              "       crucible-admin -s PATH [--json] scrub start [--rate "
              "MB/s]\n"
-             "       crucible-admin -s PATH [--json] scrub status\n");
+             "       crucible-admin -s PATH [--json] scrub status\n"
+             "       crucible-admin -s PATH [--json] extend SIZE\n");
 }
 
 /* Connect to path: the fd, or -1 (error printed). */

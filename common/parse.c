@@ -23,6 +23,34 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out)
   return 0;
 }
 
+int parse_size(const char *s, uint64_t max, uint64_t *out)
+{
+  char num[32];
+  size_t len = s ? strlen(s) : 0;
+  unsigned shift = 0;
+  uint64_t v;
+  int r;
+
+  if (len == 0 || len >= sizeof num)
+    return -EINVAL;
+  memcpy(num, s, len + 1);
+  switch (num[len - 1]) {
+  case 'k': case 'K': shift = 10; break;
+  case 'm': case 'M': shift = 20; break;
+  case 'g': case 'G': shift = 30; break;
+  case 't': case 'T': shift = 40; break;
+  default: break;
+  }
+  if (shift)
+    num[--len] = '\0';
+  if ((r = parse_u64(num, UINT64_MAX, &v)) < 0)
+    return r;
+  if (v > (UINT64_MAX >> shift) || (v << shift) > max)
+    return -ERANGE;
+  *out = v << shift;
+  return 0;
+}
+
 int parse_hostport(const char *s, char host[PARSE_HOST_MAX], uint16_t *port)
 {
   const char *colon, *h = s;

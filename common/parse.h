@@ -12,5 +12,8 @@
 int parse_hostport(const char *s, char host[PARSE_HOST_MAX], uint16_t *port);
 /* Decimal unsigned integer, whole string, <= max. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* A size in bytes: decimal digits and an optional suffix k K m M g G t T
+ * (powers of 1024, as nbdkit_parse_size), whole string, <= max. */
+int parse_size(const char *s, uint64_t max, uint64_t *out);
 
 #endif

@@ -15,7 +15,8 @@
  *   reply (text): "ok\n" then human text, or "error: MESSAGE\n".
  * A request whose format cannot be read is answered in json.
  *
- * Commands: status; scrub start [--rate MB/s]; scrub status.  The state
+ * Commands: status; scrub start [--rate MB/s]; scrub status; extend
+ * SIZE (answered once the extend is committed or failed: seconds).  The state
  * status reports belongs to the loop thread: the admin thread asks the
  * loop to render it (adm_async, up__admin_on_async) and waits at most
  * ADM_LOOP_MS.  up__admin_stop runs before the loop stops, so adm_async
@@ -326,6 +327,7 @@ void up__admin_on_async(uv_async_t *h)
   struct up_admin *a = up->adm;
   struct up_jbuf *j;
 
+  up__extend_on_async(up); /* up_extend's request, admin or not */
   if (!a)
     return;
   pthread_mutex_lock(&a->mu);
@@ -350,7 +352,8 @@ void up__admin_on_async(uv_async_t *h)
         first = false;
       }
       pthread_mutex_unlock(&up->adm_err_lock);
-      up__jb_printf(j, "]");
+      up__jb_printf(j, "],\"extend\":");
+      up__extend_json(up, j);
     }
     a->done = true;
     pthread_cond_broadcast(&a->cv);
@@ -433,6 +436,46 @@ static void adm_scrub(struct upstairs *up, struct adm_reply *r, char **arg,
   }
 }
 
+/* extend SIZE: grow the volume (waits until committed or failed). */
+static void adm_extend(struct upstairs *up, struct adm_reply *r, char **arg,
+                       int narg)
+{
+  struct up_extend_res res;
+  uint64_t size;
+  int e;
+
+  if (narg != 1 || parse_size(arg[0], UINT64_MAX, &size) < 0) {
+    adm_error(r, "usage", "usage: extend SIZE (bytes, or with a K M G T "
+              "suffix: powers of 1024)");
+    return;
+  }
+  e = up_extend(up, size, &res);
+  if (e < 0) {
+    adm_error(r, e == -EBUSY ? "busy" : e == -EINVAL ? "usage" : "failed",
+              "%s", res.msg);
+    return;
+  }
+  adm_ok(r, "extend");
+  if (r->json)
+    up__jb_printf(&r->j, ",\"requested\":%llu,\"old_size\":%llu,"
+                  "\"size\":%llu,\"ms\":%llu}\n",
+                  (unsigned long long) res.requested,
+                  (unsigned long long) res.old_size,
+                  (unsigned long long) res.new_size,
+                  (unsigned long long) res.took_ms);
+  else if (res.new_size == res.old_size)
+    up__jb_printf(&r->j, "the volume already has %llu bytes\n",
+                  (unsigned long long) res.new_size);
+  else
+    up__jb_printf(&r->j, "extended from %llu to %llu bytes in %llu ms%s\n",
+                  (unsigned long long) res.old_size,
+                  (unsigned long long) res.new_size,
+                  (unsigned long long) res.took_ms,
+                  res.new_size != res.requested
+                      ? " (rounded up to a whole extent)"
+                      : "");
+}
+
 /* Parse and run one request line into r. */
 static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
 {
@@ -468,16 +511,19 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
   }
   r->json = strcmp(tok[2], "json") == 0;
   if (n < 4) {
-    adm_error(r, "usage", "no command (status, scrub start, scrub status)");
+    adm_error(r, "usage", "no command (status, scrub start, scrub status, "
+              "extend SIZE)");
     return;
   }
   if (strcmp(tok[3], "status") == 0 && n == 4)
     adm_status(up, r);
   else if (strcmp(tok[3], "scrub") == 0)
     adm_scrub(up, r, tok + 4, n - 4);
+  else if (strcmp(tok[3], "extend") == 0)
+    adm_extend(up, r, tok + 4, n - 4);
   else
     adm_error(r, "unknown-command", "unknown command '%.40s' (status, scrub "
-              "start, scrub status)", tok[3]);
+              "start, scrub status, extend SIZE)", tok[3]);
 }
 
 /* One connection: one request, one reply, close. */

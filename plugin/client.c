@@ -658,6 +658,10 @@ static void cl_on_states(struct cl *c, const struct proto_msg *m)
 {
   size_t len = (size_t) m->u.extent_states.count * PROTO_EXTENT_STATE_LEN;
 
+  /* More than HELLO_OK said: an EXTEND of an earlier session finished in
+   * between (the states are a barrier behind it): the newer count. */
+  if (m->u.extent_states.count > c->hello.region.extent_count)
+    c->hello.region.extent_count = m->u.extent_states.count;
   if (m->u.extent_states.count != c->hello.region.extent_count) {
     cl_drop(c, "extent count mismatch in EXTENT_STATES");
     up__start_fail(c->up, "downstairs %s: sent %u extent states for %u "
@@ -731,6 +735,10 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
     up__fence(c->up, c, m->u.gen);
     return;
   case PROTO_T_JOB_DONE:
+    /* Activated, held by extend.c until its EXTEND is answered. */
+    if (c->state == CL_ACTIVATING &&
+        up__extend_on_done(c->up, c, &m->u.job_done))
+      return;
     if (c->state != CL_ACTIVE)
       break;
     if (up__repair_on_done(c->up, c, &m->u.job_done))

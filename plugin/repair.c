@@ -110,6 +110,53 @@ int up__xs_init(struct upstairs *up)
   return ok ? 0 : -ENOMEM; /* freed by up__repair_free */
 }
 
+/* Grow one table of n elements of size sz to m (new ones zero). */
+static int xs_grow1(void **p, size_t sz, size_t n, size_t m)
+{
+  uint8_t *q = realloc(*p, m * sz);
+
+  if (!q)
+    return -ENOMEM;
+  memset(q + n * sz, 0, (m - n) * sz);
+  *p = q;
+  return 0;
+}
+
+int up__xs_grow(struct upstairs *up, uint32_t count)
+{
+  struct up_repair *rp = &up->rep;
+  uint32_t old = up->region.extent_count;
+  size_t words = (count + 63) / 64;
+  int r = 0;
+
+  if (!rp->xs)
+    return -ENOMEM;
+  if (count <= old)
+    return 0;
+  pthread_mutex_lock(&rp->mu);
+  if (rp->lr >= 0 || rp->running) {
+    pthread_mutex_unlock(&rp->mu);
+    return -EBUSY;
+  }
+  /* Each table on its own: a failure leaves the grown ones larger,
+   * which is harmless (words changes only once all grew). */
+  r = xs_grow1((void **) &rp->xs, sizeof *rp->xs, old, count);
+  if (r == 0 && words > rp->words) {
+    r = xs_grow1((void **) &rp->wsf, sizeof *rp->wsf, rp->words, words);
+    for (int i = 0; r == 0 && i < UP_DOWNSTAIRS; i++) {
+      r = xs_grow1((void **) &rp->pend[i], sizeof *rp->pend[i], rp->words,
+                   words);
+      if (r == 0)
+        r = xs_grow1((void **) &rp->mark[i], sizeof *rp->mark[i],
+                     rp->words, words);
+    }
+    if (r == 0)
+      rp->words = words;
+  }
+  pthread_mutex_unlock(&rp->mu);
+  return r;
+}
+
 /* Who takes live repair's EXTENT_FLUSH of e, chosen (only) when it was
  * made: decided again here, as it gets its number (loop thread), because
  * xs[e] takes that number and whoever does not take it is no longer
@@ -208,9 +255,10 @@ int up__lr_before_send(struct upstairs *up, struct cl *c,
 bool up__repair_on_done(struct upstairs *up, struct cl *c,
                         const struct proto_job_done *d)
 {
-  (void) up;
   if (!(d->job_id & UP_REPAIR_ID_BIT))
     return false;
+  if (up__extend_on_done(up, c, d)) /* loop-sent too (extend.c) */
+    return true;
   if (d->err)
     cl_fault(c, "EXTENT_MARK failed (job %llu): %s",
              (unsigned long long) (d->job_id & ~UP_REPAIR_ID_BIT),
@@ -386,9 +434,11 @@ static void *lr_worker(void *arg)
     t = rp->want;
     src = rp->want_src;
     epoch = mine = rp->epoch;
+    rp->running++;
     pthread_mutex_unlock(&rp->mu);
     r = lr_run(up, t, src, epoch);
     pthread_mutex_lock(&rp->mu);
+    rp->running--;
     if (rp->epoch != epoch)
       continue; /* abandoned or reissued meanwhile */
     rp->fin_fail |= r < 0;
@@ -616,6 +666,8 @@ void up__lr_poll(struct upstairs *up)
 void up__repair_lost(struct upstairs *up, struct cl *c)
 {
   struct up_repair *rp = &up->rep;
+
+  up__extend_lost(up, c);
 
   if (rp->lr < 0 || (c->idx != rp->lr && !(rp->src & (1u << c->idx))))
     return;

@@ -199,15 +199,20 @@ static void *sc_thread(void *arg)
   enum up_scrub_state end = UP_SC_DONE;
   struct timespec t0;
   char why[160] = "";
+  uint64_t blocks;
 
+  /* The size at the start: an extend meanwhile is not scrubbed. */
+  pthread_mutex_lock(&sc->mu);
+  blocks = sc->bytes_total / bs;
+  pthread_mutex_unlock(&sc->mu);
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (uint64_t lba = 0; lba < up->block_count && tmp;) {
+  for (uint64_t lba = 0; lba < blocks && tmp;) {
     uint64_t n = geom_left_in_extent(&up->region, lba);
     int r;
     if (n > max)
       n = max;
-    if (n > up->block_count - lba)
-      n = up->block_count - lba;
+    if (n > blocks - lba)
+      n = blocks - lba;
     if (sc_pace(up, &t0, done * bs)) {
       end = UP_SC_STOPPED;
       snprintf(why, sizeof why, "stopped at unload");
@@ -272,9 +277,10 @@ int up__scrub_start(struct upstairs *up, uint64_t rate)
   sc->start_s = (uint64_t) time(NULL);
   sc->end_s = 0;
   sc->ext_done = 0;
-  sc->ext_total = up->region.extent_count;
+  sc->ext_total = (uint32_t) (up_size(up) / up->region.block_size /
+                              up->region.extent_size);
   sc->bytes_done = 0;
-  sc->bytes_total = geom_size(&up->region);
+  sc->bytes_total = up_size(up);
   sc->blocks_bad = sc->blocks_stale = 0;
   sc->blocks_healed = sc->blocks_unhealable = 0;
   sc->nf = 0;

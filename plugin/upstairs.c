@@ -84,6 +84,7 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   pthread_mutex_init(&up->state_lock, NULL);
   pthread_mutex_init(&up->adm_err_lock, NULL);
   up__scrub_init(up);
+  up__extend_init(up);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&up->start_cond, &ca);
@@ -102,9 +103,12 @@ const char *up_error(const struct upstairs *up)
   return up->err[0] ? up->err : "unknown error";
 }
 
+/* Any thread: the count grows online (extend.c publishes it last). */
 uint64_t up_size(const struct upstairs *up)
 {
-  return geom_size(&up->region);
+  return (uint64_t) __atomic_load_n(&up->region.extent_count,
+                                    __ATOMIC_ACQUIRE) *
+         up->region.extent_size * up->region.block_size;
 }
 
 uint32_t up_block_size(const struct upstairs *up)
@@ -192,12 +196,22 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
   const struct proto_hello_ok *h = &c->hello;
   const struct proto_region *a = &up->region, *b = &h->region;
 
-  /* A region of no volume yet (uuid zero) takes ours at ACTIVATE. */
+  /* A region of no volume yet (uuid zero) takes ours at ACTIVATE.  One
+   * with fewer extents missed an extend: it is extended at admission
+   * (extend.c).  One with more holds a half-done extend the volume does
+   * not have: an extend to its size, or a restart, levels them. */
   if ((!geom_uuid_is_zero(b->uuid) &&
        memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0) ||
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
-      a->extent_count != b->extent_count || a->encrypted != b->encrypted)
+      a->encrypted != b->encrypted)
     return up_refuse_rejoin(c, -1, "now serves another region");
+  if (b->extent_count > a->extent_count) {
+    char why[128];
+    snprintf(why, sizeof why, "has %u extents, the volume %u (an extend "
+             "that did not finish): extend the volume to its size or "
+             "restart", b->extent_count, a->extent_count);
+    return up_refuse_rejoin(c, -1, why);
+  }
   if (h->has_kcv && up->key &&
       crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag))
     return up_refuse_rejoin(c, -1, "key does not match");
@@ -300,9 +314,9 @@ static int up_check_agree(struct upstairs *up, struct cl *ref,
       *named = c;
     if (c == ref)
       continue;
-    if (a->block_size != b->block_size ||
-        a->extent_size != b->extent_size ||
-        a->extent_count != b->extent_count)
+    /* The extent count may differ: levelled up to the largest after
+     * ACTIVATE (extend.c). */
+    if (a->block_size != b->block_size || a->extent_size != b->extent_size)
       what = "region geometry";
     else if (a->encrypted != b->encrypted)
       what = "encrypted flag";
@@ -435,6 +449,10 @@ static void up_go_activate(struct upstairs *up)
   if (up_check_agree(up, ref, &named) < 0)
     return;
   up->region = ref->hello.region;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (up->cl[i].state == CL_READY &&
+        up->cl[i].hello.region.extent_count > up->region.extent_count)
+      up->region.extent_count = up->cl[i].hello.region.extent_count;
   up->block_count = geom_blocks(&up->region);
   if (up_pick_uuid(up, named) < 0 || up__state_check(up) < 0 ||
       up_pick_gen(up) < 0 ||
@@ -503,17 +521,30 @@ static void up_readmit(struct upstairs *up)
 }
 
 /* ACTIVATE_OK from c: count it during start-up; live-repair it later. */
-void up__on_activated(struct upstairs *up, struct cl *c)
+void up__admit(struct upstairs *up, struct cl *c)
 {
   c->state = CL_ACTIVE;
   c->was_active = true;
   c->backoff_ms = 0;
   c->down_logged = false;
   c->ping_out = false;
+  up__lr_admit(up, c);
+}
+
+void up__on_activated(struct upstairs *up, struct cl *c)
+{
   if (up__phase(up) == UP_PH_RUNNING) {
-    up__lr_admit(up, c);
+    /* Smaller than the volume, or an extend runs: extend.c admits it
+     * once it is levelled. */
+    if (!up__extend_admit(up, c))
+      up__admit(up, c);
     return;
   }
+  c->state = CL_ACTIVE;
+  c->was_active = true;
+  c->backoff_ms = 0;
+  c->down_logged = false;
+  c->ping_out = false;
   memcpy(c->inst, c->hello.instance, sizeof c->inst); /* see up__lr_admit */
   c->inst_known = true;
   __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
@@ -558,7 +589,8 @@ void up__handshake_step(struct upstairs *up)
       pending = 0;
     }
     if (pending == 0 && active >= 2) {
-      up__reconcile_start(up);
+      if (!up__extend_level_start(up)) /* replicas of one size first */
+        up__reconcile_start(up);
     } else if (pending == 0 || now - up->activate_ms >= tmo) {
       up_fail_missing(up, active, CL_ACTIVE);
     }
@@ -628,6 +660,7 @@ static void on_tick(uv_timer_t *t)
         cl_connect(&up->cl[i]);
   if (ph == UP_PH_CONNECT || ph == UP_PH_ACTIVATING) {
     up_ping(up, now, tmo);
+    up__extend_tick(up);
     up__handshake_step(up);
     return;
   }
@@ -644,6 +677,7 @@ static void on_tick(uv_timer_t *t)
   up_reconnect(up, now, tmo);
   up__handshake_step(up);
   up__repair_tick(up);
+  up__extend_tick(up);
 }
 
 /* The loop thread: runs until every handle is closed by up_stop. */
@@ -788,6 +822,7 @@ void up_stop(struct upstairs *up)
   /* First the scrub (its jobs need the loop) and the admin thread (it
    * sends adm_async, which the loop's shutdown closes). */
   up__scrub_stop(up);
+  up__extend_abort(up); /* the admin thread may wait in up_extend */
   up__admin_stop(up);
   pthread_mutex_lock(&up->lock);
   up->stopping = true;
@@ -835,6 +870,7 @@ void up_free(struct upstairs *up)
   pthread_mutex_destroy(&up->adm_err_lock);
   up__admin_free(up);
   up__scrub_free(up);
+  up__extend_free(up);
   up__vcache_free(up);
   up__repair_free(up);
   free(up->wake);

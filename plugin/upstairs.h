@@ -107,6 +107,22 @@ int up_extents(struct upstairs *up, uint32_t count, uint64_t off, bool req_one,
                int (*add)(void *arg, uint64_t off, uint64_t len, bool zero),
                void *arg);
 
+/* Grow the volume online to size bytes, rounded up to a whole extent
+ * (plugin/extend.c, docs/DESIGN.md "Extend"): EXTEND to every active
+ * downstairs, then the new size is what up_size returns, so new NBD
+ * connections see it (an open one keeps the size it was given).  Any
+ * thread but the loop; waits until it is committed or failed (bounded
+ * by timeout).  0 (also when the volume already has that size), or
+ * -EINVAL (shrinking, 0, past the maximum), -EBUSY (another extend, a
+ * live repair runs), -EIO (fewer than two replicas could grow; those
+ * that did keep their size and a retry completes it), -ETIMEDOUT;
+ * res->msg says why in one line.  Sizes in res are bytes. */
+struct up_extend_res {
+  uint64_t requested, old_size, new_size, took_ms;
+  char msg[300];
+};
+int up_extend(struct upstairs *up, uint64_t size, struct up_extend_res *res);
+
 /* Stop the loop thread (failing anything still waiting), join it. */
 void up_stop(struct upstairs *up);
 /* Wipe the key and free; calls up_stop if needed.  NULL is fine. */

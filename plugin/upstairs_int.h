@@ -200,6 +200,8 @@ struct up_repair {
   int want;                         /* target the workers should repair */
   unsigned want_src;
   unsigned left;                    /* workers yet to finish this epoch */
+  unsigned running;                 /* under mu: workers inside lr_run
+                                     * (extend waits for none) */
   bool fin_fail;                    /* one of them failed */
   uint32_t cursor;                  /* atomic: next extent to claim */
   /* Worker -> loop (atomic). */
@@ -313,6 +315,47 @@ struct up_scrub {
   uint64_t nf;          /* findings ever (ring index nf % size) */
 };
 
+/* Extend (extend.c; docs/DESIGN.md "Extend"): one operation at a time,
+ * driven by the loop: EXTEND(count) sent as a control frame (job id
+ * UP_REPAIR_ID_BIT | UP_EXTEND_ID_BIT | n, answered by JOB_DONE) to the
+ * replicas that have fewer extents, then, online, the new count
+ * published (tables first).  START levels the replicas at start-up
+ * before reconciliation; ADMIT one that returns smaller, before its
+ * live repair; ONLINE is up_extend.  A downstairs activated while one
+ * runs is held (CL_ACTIVATING, no IO) and admitted after it. */
+#define UP_EXTEND_ID_BIT (1ull << 62)
+/* At most this many extents added by one extend (1 TiB at the default
+ * geometry): the downstairs creates them behind a barrier, so guest IO
+ * waits that long (docs/PERFORMANCE.md). */
+#define UP_EXTEND_MAX_ADD 8192u
+enum up_ex_kind { UP_EX_NONE = 0, UP_EX_START, UP_EX_ADMIT, UP_EX_ONLINE };
+struct up_extend {
+  pthread_mutex_t mu;     /* the request and its answer */
+  pthread_cond_t cv;
+  bool req, done;         /* under mu: asked / answered */
+  bool waiting;           /* under mu: an up_extend waits */
+  bool abort;             /* under mu: up_stop: stop waiting */
+  uint64_t req_seq, op_seq; /* under mu: the request asked, answered */
+  uint32_t req_count;
+  int result;             /* 0 or -errno */
+  char msg[300];
+  uint64_t old_size, new_size, took_ms;
+  /* Loop thread only. */
+  enum up_ex_kind kind;
+  bool sending;           /* frames being sent: no step yet */
+  bool start_done;        /* START levelling ran (once) */
+  uint32_t count, from;   /* target extent count, the volume's before */
+  int who;                /* ADMIT: the downstairs */
+  unsigned out;           /* EXTEND outstanding there */
+  unsigned failed;        /* EXTEND failed or lost there */
+  unsigned hold;          /* activated meanwhile: admitted after it */
+  uint64_t conn_ms[UP_DOWNSTAIRS]; /* the connection sent (or held) on */
+  uint64_t seq;           /* frame ids */
+  uint64_t start_ms, deadline_ms;
+  bool commit_wait;       /* answered; waiting for idle repair workers */
+  uint64_t extends;       /* online extends committed since up_start */
+};
+
 struct up_admin;
 
 struct upstairs {
@@ -392,6 +435,7 @@ struct upstairs {
   char adm_err[UP_ERR_RING][UP_ERR_LEN];
   uint64_t adm_nerr;                /* errors ever noted */
   struct up_scrub sc;
+  struct up_extend ex;
 };
 
 /* upstairs.c: handshake steps driven by client events (loop thread). */
@@ -402,6 +446,8 @@ void up__handshake_step(struct upstairs *up);
 int up__on_hello(struct upstairs *up, struct cl *c);
 /* ACTIVATE_OK from c. */
 void up__on_activated(struct upstairs *up, struct cl *c);
+/* Running: c (activated) takes IO from now on and is live-repaired. */
+void up__admit(struct upstairs *up, struct cl *c);
 /* Fail the start with one line (up_error; the first failure wins).
  * true if the start is failing (now or before): the caller then logs
  * nothing itself, or the user would read the reason twice; false once
@@ -429,6 +475,10 @@ int up__lr_before_send(struct upstairs *up, struct cl *c,
                        const struct up_job *job);
 /* Loop thread: the worker poked (async). */
 void up__lr_poll(struct upstairs *up);
+/* Loop thread: grow the tables to count extents (new ones (0, 0), not
+ * written, pending nowhere).  -EBUSY while a live repair (or a worker
+ * still leaving an abandoned one) may read them, -ENOMEM. */
+int up__xs_grow(struct upstairs *up, uint32_t count);
 
 /* reconcile.c: block-level reconciliation at start (docs/DESIGN.md). */
 /* Loop thread, activated with >= 2: plan (rep.rec_cand), enter RECONCILE
@@ -548,6 +598,25 @@ void up__admin_on_async(uv_async_t *a);
 /* Note an error for `status` (any thread): one line, newest kept. */
 void up__admin_note(struct upstairs *up, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* extend.c: init/free; loop side: the request (adm_async), JOB_DONE of
+ * an EXTEND (true if it was one), a downstairs lost, the tick; start-up
+ * levelling (true while it runs: reconciliation waits); admission (true:
+ * extend.c admits c later, levelled). */
+struct up_jbuf;
+void up__extend_init(struct upstairs *up);
+void up__extend_free(struct upstairs *up);
+void up__extend_on_async(struct upstairs *up);
+bool up__extend_on_done(struct upstairs *up, struct cl *c,
+                        const struct proto_job_done *d);
+void up__extend_lost(struct upstairs *up, struct cl *c);
+void up__extend_tick(struct upstairs *up);
+/* up_stop: wake a waiting up_extend (before the admin thread is joined). */
+void up__extend_abort(struct upstairs *up);
+bool up__extend_level_start(struct upstairs *up);
+bool up__extend_admit(struct upstairs *up, struct cl *c);
+/* The status object (loop thread) and text line. */
+void up__extend_json(struct upstairs *up, struct up_jbuf *j);
 
 /* scrub.c: start (rate in bytes/s; 0 or -EBUSY if one runs, -EIO if the
  * volume does not run), stop and join at unload, and init/free. */

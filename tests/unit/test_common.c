@@ -61,6 +61,14 @@ static void test_parse(void)
   CHECK(parse_u64("", 10, &v) == -EINVAL);
   CHECK(parse_u64("11", 10, &v) == -ERANGE);
   CHECK(parse_u64("-1", 10, &v) == -EINVAL);
+  CHECK(parse_size("2G", UINT64_MAX, &v) == 0 && v == 2ull << 30);
+  CHECK(parse_size("4096", UINT64_MAX, &v) == 0 && v == 4096);
+  CHECK(parse_size("128m", UINT64_MAX, &v) == 0 && v == 128ull << 20);
+  CHECK(parse_size("1T", 1ull << 39, &v) == -ERANGE);
+  CHECK(parse_size("16777216T", UINT64_MAX, &v) == -ERANGE);
+  CHECK(parse_size("G", UINT64_MAX, &v) == -EINVAL);
+  CHECK(parse_size("1.5G", UINT64_MAX, &v) == -EINVAL);
+  CHECK(parse_size("", UINT64_MAX, &v) == -EINVAL);
 }
 
 static void test_geom(void)

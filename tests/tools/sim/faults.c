@@ -309,6 +309,106 @@ enum fclass next_class(struct sim *s)
   return s->round[s->round_pos++];
 }
 
+void sim_grow(struct sim *s, uint64_t size)
+{
+  uint64_t ob = s->size / BLOCK, nb = size / BLOCK;
+  uint64_t *mod = realloc(s->blk_mod, nb * sizeof *mod);
+  uint8_t *fl = realloc(s->flipped, nb), *st = NULL, *ss = NULL;
+  if (mod)
+    s->blk_mod = mod;
+  if (fl)
+    s->flipped = fl;
+  st = realloc(s->stale, nb);
+  if (st)
+    s->stale = st;
+  ss = realloc(s->snap_stale, nb);
+  if (ss)
+    s->snap_stale = ss;
+  if (!mod || !fl || !st || !ss)
+    fail(s, "out of memory growing to %" PRIu64 " bytes", size);
+  memset(s->blk_mod + ob, 0, (nb - ob) * sizeof *mod);
+  memset(s->flipped + ob, 0, nb - ob);
+  memset(s->stale + ob, 0, nb - ob);
+  memset(s->snap_stale + ob, 0, nb - ob);
+  model_grow(&s->M, size);
+  model_grow(&s->D, size);
+  event(s, "volume grew from %" PRIu64 " to %" PRIu64 " bytes", s->size,
+        size);
+  s->size = size;
+  s->o.extent_count = (unsigned)(size / s->extent_bytes);
+  s->extends++;
+}
+
+/* Every region.json must say the volume's extent count (levelled). */
+static void check_counts(struct sim *s)
+{
+  for (int i = 0; i < 3; i++)
+    if (region_count(s, i) != s->o.extent_count)
+      fail(s, "ds%d has %u extents, the volume %u", i + 1,
+           region_count(s, i), s->o.extent_count);
+}
+
+/* Fault extend (sim.h): grow by one or two extents, nothing in flight;
+ * ds >= 0: that downstairs is down meanwhile (levelled at its return);
+ * crash: nbdkit killed -9 0-250 ms after the command is sent (an
+ * extend of one or two extents takes 20-200 ms here: before, during or
+ * after it). */
+static void extend_volume(struct sim *s, int ds, bool crash)
+{
+  /* Grown past 4x (and 16 extents) only the same size is asked: a long
+   * soak keeps its final read and memory bounded. */
+  bool cap = s->o.extent_count >= 16 &&
+             s->o.extent_count >= 4 * s->extent_count0;
+  uint64_t want = s->size + (cap ? 0 : rng_range(&s->rfault, 1, 2)) *
+                                s->extent_bytes;
+  char size[32], log[600];
+  snprintf(size, sizeof size, "%" PRIu64, want);
+  snprintf(log, sizeof log, "%s/admin.log", s->o.dir);
+  char *argv[] = {s->o.admin_bin, "-s", s->asock, "extend", size, NULL};
+  drain(s);
+  if (ds >= 0)
+    ds_down(s, ds, true);
+  event(s, "fault extend to %" PRIu64 " bytes%s%s", want,
+        ds >= 0 ? " with a downstairs down" : "",
+        crash ? ", nbdkit killed -9 meanwhile" : "");
+  if (!crash) {
+    if (run_cmd(s, argv, log, 180) != 0) {
+      tail_file(log, 5);
+      fail(s, "crucible-admin extend %s failed", size);
+    }
+    if (want != s->size)
+      sim_grow(s, want);
+    conns_close(s);
+    for (int c = 0; c < NCONN; c++)
+      conn_open(s, c);
+    if (ds >= 0)
+      ds_up(s, ds);
+    else
+      check_counts(s);
+    return;
+  }
+  pid_t pid = spawn(s, argv, log);
+  usleep((useconds_t)rng_range(&s->rfault, 0, 250000));
+  s->crashing = true;
+  kill(s->nbdkit.pid, SIGKILL);
+  waitpid(s->nbdkit.pid, NULL, 0);
+  s->nbdkit.pid = 0;
+  wait_exit(pid, 60);
+  conns_close(s);
+  s->crashing = false;
+  if (ds >= 0)
+    ds_start(s, ds);
+  s->size_alt = want;
+  nbdkit_start(s, false);
+  s->size_alt = 0;
+  event(s, "after the crash: %" PRIu64 " bytes", s->size);
+  check_counts(s);
+  crash_check(s); /* as crash_nbdkit: what was acked but not flushed */
+  flush_all(s);
+  model_copy(&s->D, &s->M);
+  ulog_clear(&s->L);
+}
+
 /* Start the next fault (the volume healthy first). */
 void fault_begin(struct sim *s)
 {
@@ -360,6 +460,13 @@ void fault_begin(struct sim *s)
     dur = rng_range(&s->rfault, 1, 300);
     event(s, "away: ds%d for %" PRIu64 " ops", ds + 1, dur);
     break;
+  case F_EXTEND: /* grow now; a third degraded, a third crashing */
+    switch (rng_range(&s->rfault, 0, 2)) {
+    case 0: extend_volume(s, -1, false); break;
+    case 1: extend_volume(s, ds, false); break;
+    default: extend_volume(s, -1, true); break;
+    }
+    return;
   case F_ROLLBACK: /* copy now, restore after dur ops (rollback.c) */
     rollback_copy(s, ds);
     event(s, "rollback: ds%d put back to the copy after %" PRIu64 " ops",

@@ -9,12 +9,12 @@ void progress(struct sim *s)
   printf("crucible-sim: %5.0f s  ops %" PRIu64 " (r %" PRIu64 " w %" PRIu64
          " t %" PRIu64 " z %" PRIu64 " f %" PRIu64 ")  faults %" PRIu64
          "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
-         "/%" PRIu64 "/%" PRIu64 "\n",
+         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
          t, s->seq,
          s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM], s->nops[K_ZERO],
          s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1], s->nfaults[2],
          s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
-         s->nfaults[7]);
+         s->nfaults[7], s->nfaults[8]);
   fflush(stdout);
 }
 
@@ -132,10 +132,12 @@ void summary(struct sim *s)
          " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %"
          PRIu64 " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
          " (%" PRIu64 " by SIGTERM) rollback %" PRIu64 " (%" PRIu64
-         " restores); %" PRIu64 " MiB checked after crashes%s\n",
+         " restores) extend %" PRIu64 " (%" PRIu64 " grew, to %" PRIu64
+         " MiB); %" PRIu64 " MiB checked after crashes%s\n",
          s->nfaults[0], s->nfaults[1], s->nfaults[2], s->flips_done,
          s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
-         s->away_clean, s->nfaults[7], s->rollbacks, s->crash_checked >> 20,
+         s->away_clean, s->nfaults[7], s->rollbacks, s->nfaults[8],
+         s->extends, s->size >> 20, s->crash_checked >> 20,
          s->o.lenient ? " (lenient)" : "");
 }
 
@@ -197,6 +199,14 @@ void parse_args(int argc, char **argv, struct opts *o)
     default: usage();
     }
   }
+  {
+    size_t n = strlen(o->ds_bin);
+    const char *sl = strrchr(o->ds_bin, '/');
+    size_t dir = sl ? (size_t)(sl - o->ds_bin) + 1 : 0;
+    (void)n;
+    snprintf(o->admin_bin, sizeof o->admin_bin, "%.*scrucible-admin",
+             (int)dir, o->ds_bin);
+  }
   if (!o->dir || optind != argc || o->extent_count < 1 || o->timeout < 1)
     usage();
   if (!seeded) {
@@ -228,6 +238,8 @@ int main(int argc, char **argv)
   snprintf(s->sock, sizeof s->sock, "%s/nbd.sock", s->o.dir);
   snprintf(s->stats, sizeof s->stats, "%s/stats.json", s->o.dir);
   snprintf(s->nblog, sizeof s->nblog, "%s/nbdkit.log", s->o.dir);
+  snprintf(s->asock, sizeof s->asock, "%s/admin.sock", s->o.dir);
+  s->extent_count0 = s->o.extent_count;
   printf("crucible-sim: seed %" PRIu64 ", %u s, %u extents\n", s->o.seed,
          s->o.seconds, s->o.extent_count);
   fflush(stdout);

@@ -28,6 +28,17 @@ void content(uint32_t wid, uint64_t off, uint64_t len, uint8_t *buf)
   }
 }
 
+void model_grow(struct model *m, uint64_t size)
+{
+  uint32_t n = size / SECTOR;
+  uint32_t *sec = realloc(m->sec, (size_t)n * sizeof *sec);
+  if (!sec)
+    exit(1);
+  memset(sec + m->nsec, 0, (size_t)(n - m->nsec) * sizeof *sec);
+  m->sec = sec;
+  m->nsec = n;
+}
+
 void model_init(struct model *m, uint64_t size)
 {
   memset(m, 0, sizeof *m);

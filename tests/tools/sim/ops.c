@@ -33,6 +33,8 @@ void conn_open(struct sim *s, int c)
     nbd_set_strict_mode(h, nbd_get_strict_mode(h) & ~LIBNBD_STRICT_ALIGN);
     if (nbd_connect_unix(h, s->sock) == 0) {
       int64_t sz = nbd_get_size(h);
+      if (s->size_alt && sz == (int64_t)s->size_alt && sz != (int64_t)s->size)
+        sim_grow(s, s->size_alt); /* the extend committed before the crash */
       if (sz != (int64_t)s->size)
         fail(s, "export size %" PRId64 ", want %" PRIu64, sz, s->size);
       s->h[c] = h;
@@ -53,7 +55,7 @@ void conn_open(struct sim *s, int c)
 /* Start nbdkit on the three downstairs (verify=all if asked), connect. */
 void nbdkit_start(struct sim *s, bool verify_all)
 {
-  char ds[3][64], key[600], stats[600], tmo[32], pidf[600];
+  char ds[3][64], key[600], stats[600], tmo[32], pidf[600], adm[600];
   unlink(s->sock);
   unlink(s->stats);
   for (int i = 0; i < 3; i++)
@@ -62,9 +64,10 @@ void nbdkit_start(struct sim *s, bool verify_all)
   snprintf(stats, sizeof stats, "stats=%s", s->stats);
   snprintf(tmo, sizeof tmo, "timeout=%u", s->o.timeout);
   snprintf(pidf, sizeof pidf, "%s/nbdkit.pid", s->o.dir);
+  snprintf(adm, sizeof adm, "admin=%s", s->asock);
   char *argv[] = {"nbdkit", "-f", "-U", s->sock, "--pidfile", pidf,
                   (char *)s->o.plugin, ds[0], ds[1], ds[2], key, stats, tmo,
-                  verify_all ? "verify=all" : NULL, NULL};
+                  adm, verify_all ? "verify=all" : NULL, NULL};
   s->nbdkit.pid = spawn(s, argv, s->nblog);
   event(s, "nbdkit started pid %d%s", s->nbdkit.pid,
         verify_all ? " verify=all" : "");

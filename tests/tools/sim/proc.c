@@ -199,6 +199,21 @@ void read_geometry(struct sim *s)
   s->size = s->extent_bytes * s->o.extent_count;
 }
 
+uint32_t region_count(struct sim *s, int i)
+{
+  char path[600], buf[4096];
+  snprintf(path, sizeof path, "%s/region.json", s->ds_dir[i]);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = 0;
+  const char *c = strstr(buf, "\"extent_count\":");
+  if (!c)
+    fail(s, "%s: no extent_count: %s", path, buf);
+  return (uint32_t)strtoul(c + 15, NULL, 10);
+}
+
 /* ---- stats file ------------------------------------------------------- */
 
 /* Read phase and the three downstairs states; false if unreadable. */

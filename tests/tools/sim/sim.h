@@ -64,6 +64,13 @@
  * outage, resyncing what changed while it was away under the ops that
  * follow; the time and ops from its return until the stats file shows
  * it active are logged, and the next fault waits for that, bounded) and
+ * extend (faults.c: `crucible-admin extend` by one or two extents, with
+ * nothing in flight; a third of the time with a downstairs killed -9
+ * first and restarted after, levelled at its return; a third of the time
+ * nbdkit is killed -9 0-250 ms after the command is sent, and the restart
+ * must come up at the old or the new size with every region.json at
+ * that count; the model grows with zeroes, every connection reconnects)
+ * and
  * rollback (rollback.c: a replica put back to an older copy of its own
  * region with its extent metadata forged, so that nothing at its return
  * looks different: issue 12's attacker).  The fault begins with a copy:
@@ -175,13 +182,13 @@
 #define HEALTH_SECS 180           /* bound on waiting for all active */
 #define START_SECS 120            /* bound on a process coming up */
 #define STOP_SECS 60              /* bound on a clean stop */
-#define NFAULT 8
+#define NFAULT 9
 #define ROUND_MAX (NFAULT + 1) /* away twice per round */
 
 enum kind { K_READ, K_WRITE, K_TRIM, K_ZERO, K_FLUSH };
 extern const char *const kind_name[5];
 enum fclass { F_KILL_DS, F_STOP_DS, F_FLIP, F_KILL_NBDKIT, F_RESTART,
-              F_DOWN_CRASH, F_AWAY, F_ROLLBACK };
+              F_DOWN_CRASH, F_AWAY, F_ROLLBACK, F_EXTEND };
 extern const char *const fault_name[NFAULT];
 
 /* xoshiro256** seeded by splitmix64. */
@@ -235,6 +242,7 @@ struct opts {
   uint64_t seed;
   unsigned seconds, extent_count, timeout;
   const char *dir, *ds_bin, *plugin;
+  char admin_bin[600]; /* crucible-admin beside ds_bin */
   unsigned disabled; /* bit per enum fclass */
   bool inject;
   bool lenient;      /* --lenient-crash: NBD's rule only (header) */
@@ -257,6 +265,11 @@ struct sim {
   struct proc ds[3], nbdkit;
   int port[3];
   char ds_dir[3][512], sock[512], stats[512], key[512], nblog[512];
+  char asock[512];      /* nbdkit's admin socket */
+  uint64_t size_alt;    /* nonzero: a connection may also see this size
+                         * (nbdkit killed during an extend) */
+  uint64_t extends;     /* extend faults that grew the volume */
+  unsigned extent_count0; /* the volume's extent count at creation */
   /* faults */
   bool fault_active, long_stop, via_kill;
   enum fclass fc;
@@ -309,6 +322,8 @@ void *xmalloc(size_t n);
 uint64_t mix64(uint64_t z);
 void content(uint32_t wid, uint64_t off, uint64_t len, uint8_t *buf);
 void model_init(struct model *m, uint64_t size);
+/* Grow to size bytes; the new sectors read as zeroes (id 0). */
+void model_grow(struct model *m, uint64_t size);
 void model_free(struct model *m);
 void model_copy(struct model *dst, const struct model *src);
 uint32_t mix_alloc(struct model *m, uint32_t fill);
@@ -366,6 +381,10 @@ void gen_op(struct sim *s, struct op *o);
 void log_op(struct sim *s, const struct op *o);
 void issue_read(struct sim *s, unsigned c, uint64_t off, uint64_t len);
 void flush_all(struct sim *s);
+/* faults.c: the volume grew to size: model, per-block tables, count. */
+void sim_grow(struct sim *s, uint64_t size);
+/* proc.c: extent count in region.json of downstairs i. */
+uint32_t region_count(struct sim *s, int i);
 
 /* faults.c */
 bool flip_block(struct sim *s, int i);

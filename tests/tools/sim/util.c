@@ -5,7 +5,7 @@ const char *const kind_name[5] = {"read", "write", "trim", "zero",
                                         "flush"};
 const char *const fault_name[NFAULT] = {
     "kill-ds", "stop-ds", "flip", "kill-nbdkit", "restart", "down-crash",
-    "away", "rollback"};
+    "away", "rollback", "extend"};
 struct sim *g_sim;
 
 /* ---- small helpers ---------------------------------------------------- */
