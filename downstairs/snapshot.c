@@ -270,7 +270,7 @@ static int cat_add(struct snap_cat *cat, const struct snap *s)
  * (marker, or no record) into del (seqs, up to SNAP_MAX each), SEQ.tmp
  * leftovers removed. */
 static int cat_scan(int dfd, struct snap_cat *cat, uint32_t *del,
-                    unsigned *ndel)
+                    unsigned *ndel, bool recover)
 {
   int fd = openat(dfd, SNAP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -294,7 +294,7 @@ static int cat_scan(int dfd, struct snap_cat *cat, uint32_t *del,
       /* SEQ.tmp: a create that never committed. */
       const char *dot = strchr(de->d_name, '.');
       snprintf(rel, sizeof rel, SNAP_DIR "/%s", de->d_name);
-      if (tail == '.' && dot && strcmp(dot, ".tmp") == 0)
+      if (recover && tail == '.' && dot && strcmp(dot, ".tmp") == 0)
         r = rm_rf(dfd, rel);
       continue;
     }
@@ -364,7 +364,7 @@ int snap_cat_open(int dfd, struct snap_cat *cat)
   uint32_t del[SNAP_MAX];
   unsigned ndel = 0;
   memset(cat, 0, sizeof *cat);
-  int r = cat_scan(dfd, cat, del, &ndel);
+  int r = cat_scan(dfd, cat, del, &ndel, true);
   /* Oldest first: a copy the older of two deleted snapshots hands down
    * is the right one for the snapshot below both. */
   qsort(del, ndel, sizeof *del, cmp_u32);
@@ -378,6 +378,14 @@ int snap_cat_open(int dfd, struct snap_cat *cat)
     r = drop_partial_copies(dfd, sd);
   }
   return r;
+}
+
+int snap_cat_read(int dfd, struct snap_cat *cat)
+{
+  uint32_t del[SNAP_MAX];
+  unsigned ndel = 0;
+  memset(cat, 0, sizeof *cat);
+  return cat_scan(dfd, cat, del, &ndel, false);
 }
 
 int snap_create(int dfd, struct snap_cat *cat, struct snap *s)

@@ -67,6 +67,10 @@ bool snap_name_ok(const char *name);
  * recovering what a crash left (see the header). */
 int snap_cat_open(int dirfd, struct snap_cat *cat);
 
+/* The same without recovering anything (dump: a stopped region, read
+ * only); snapshots being deleted are left out. */
+int snap_cat_read(int dirfd, struct snap_cat *cat);
+
 /* Record snapshot s (name, time, gen, flush, extent_count; seq is
  * assigned) durably.  -EEXIST if the name is taken, -ENOSPC past
  * SNAP_MAX, -EINVAL for a bad name.  The caller made the region durable
