@@ -357,8 +357,13 @@ static void test_snap_default_geometry(void)
     c[i].version = 2;
     c[i].hash = crypt_hash_plain(b + i * 4096, 4096);
   }
+  /* The loop thread's path never copies: it hands the write over. */
+  struct region_wr w = {.lba = lba, .n = N, .ctxs = c, .data = b};
+  CHECK(region_write_group_now(r, &w, 1) == -EAGAIN);
   CHECK(region_write(r, lba, N, c, b) == 0);
   CHECK(region_write(r, lba, N, c, b) == 0); /* no second copy */
+  int now = region_write_group_now(r, &w, 1); /* may wait for other reasons */
+  CHECK(now == -EAGAIN || (now == 0 && w.err == 0));
   CHECK(region_snapshot_read(r, "base", lba, N, rc, got) == 0);
   CHECK(memcmp(got, a, sizeof a) == 0 && rc[0].version == 1);
   CHECK(region_read(r, lba, N, rc, got) == 0);
