@@ -304,7 +304,13 @@ void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
           up__jb_printf(j, "%s%d", first ? "" : ",", i);
           first = 0;
         }
-      up__jb_printf(j, "],\"consistent\":%s}", w->agree ? "true" : "false");
+      /* Complete: on two replicas at least that agree (what a quorum
+       * read of it would need); fewer: an upstairs that died in the
+       * middle of the create, or replicas away: delete it. */
+      up__jb_printf(j, "],\"consistent\":%s,\"complete\":%s}",
+                    w->agree ? "true" : "false",
+                    w->agree && __builtin_popcount(w->holders) >= 2 ? "true"
+                                                                     : "false");
     } else {
       char when[32] = "?";
       time_t t = (time_t) w->e.time;
@@ -319,7 +325,10 @@ void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
                     when, (unsigned long long) w->e.gen,
                     (unsigned long long) w->e.flush,
                     (unsigned long long) bytes, who,
-                    w->agree ? "" : " (replicas disagree)");
+                    !w->agree ? " (replicas disagree)"
+                    : __builtin_popcount(w->holders) < 2
+                        ? " (incomplete: on one replica)"
+                        : "");
     }
   }
   if (json) {
