@@ -1,4 +1,4 @@
-/* crucible-c: AES-256-GCM per block and the XXH3 integrity hash.
+/* crucible-c: AES-256-GCM per block (the hash: common/hash.c).
  *
  * The block functions take an EVP_CIPHER_CTX from a small pool owned by
  * the struct crypt_key: each pooled context already holds the key
@@ -22,9 +22,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #include "proto.h"
 
@@ -68,16 +65,6 @@ void crypt_key_free(struct crypt_key *k)
   OPENSSL_cleanse(k->key, sizeof k->key);
   (void) munlock(k, sizeof *k);
   free(k);
-}
-
-void crypt_wipe(void *p, size_t len)
-{
-  OPENSSL_cleanse(p, len);
-}
-
-int crypt_random(void *buf, size_t len)
-{
-  return RAND_bytes(buf, (int) len) == 1 ? 0 : -EIO;
 }
 
 /* One GCM pass; enc selects the direction.  On decrypt, tag is checked. */
@@ -254,23 +241,6 @@ int crypt_block_decrypt(const struct crypt_key *k,
   make_aad(aad, uuid, lba, version);
   memcpy(t, tag, sizeof t);
   return gcm_pooled(k, 0, nonce, aad, sizeof aad, cipher, len, plain, t);
-}
-
-uint64_t crypt_hash_cipher(const uint8_t nonce[CRYPT_NONCE_LEN],
-                           const uint8_t tag[CRYPT_TAG_LEN],
-                           const uint8_t *data, size_t len)
-{
-  XXH3_state_t st;
-  XXH3_64bits_reset(&st);
-  XXH3_64bits_update(&st, nonce, CRYPT_NONCE_LEN);
-  XXH3_64bits_update(&st, tag, CRYPT_TAG_LEN);
-  XXH3_64bits_update(&st, data, len);
-  return XXH3_64bits_digest(&st);
-}
-
-uint64_t crypt_hash_plain(const uint8_t *data, size_t len)
-{
-  return XXH3_64bits(data, len);
 }
 
 int crypt_kcv_make(const struct crypt_key *k,

@@ -6,10 +6,8 @@
  *   AAD = region uuid (16 bytes) || LBA (u64 LE) || version (u64 LE)
  *
  * so a downstairs cannot move a block to another LBA or serve an older
- * version of it without the tag failing.  The integrity hash (XXH3-64)
- * lets a downstairs check what it stores without the key:
- *   encrypted:   XXH3(nonce || tag || ciphertext)
- *   unencrypted: XXH3(plain block)
+ * version of it without the tag failing.  The integrity hash the
+ * downstairs checks is in hash.h.
  *
  * struct crypt_key owns a copy of the key and wipes it (OPENSSL_cleanse)
  * when freed, with the pre-keyed cipher contexts it pools for the block
@@ -22,9 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h" /* the integrity hashes, CSPRNG, wiping */
+
 #define CRYPT_KEY_LEN 32
-#define CRYPT_NONCE_LEN 12
-#define CRYPT_TAG_LEN 16
 #define CRYPT_UUID_LEN 16
 
 struct crypt_key;
@@ -70,12 +68,6 @@ int crypt_block_decrypt(const struct crypt_key *k,
                         const uint8_t nonce[CRYPT_NONCE_LEN],
                         const uint8_t tag[CRYPT_TAG_LEN], uint8_t *plain);
 
-/* Integrity hashes (see the header comment). */
-uint64_t crypt_hash_cipher(const uint8_t nonce[CRYPT_NONCE_LEN],
-                           const uint8_t tag[CRYPT_TAG_LEN],
-                           const uint8_t *data, size_t len);
-uint64_t crypt_hash_plain(const uint8_t *data, size_t len);
-
 /* Key check value: GCM tag over a fixed string with AAD = uuid, under a
  * random nonce.  Stored by the region so a wrong key is refused at connect.
  * check returns 0 if the key matches, -EACCES if not. */
@@ -86,11 +78,5 @@ int crypt_kcv_check(const struct crypt_key *k,
                     const uint8_t uuid[CRYPT_UUID_LEN],
                     const uint8_t nonce[CRYPT_NONCE_LEN],
                     const uint8_t tag[CRYPT_TAG_LEN]);
-
-/* CSPRNG bytes; -EIO on failure. */
-int crypt_random(void *buf, size_t len);
-
-/* Wipe memory the compiler may not optimise away (OPENSSL_cleanse). */
-void crypt_wipe(void *p, size_t len);
 
 #endif

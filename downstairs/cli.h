@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "../common/progress.h"
+#include "progress.h"
 
 #define PROG "crucible-downstairs"
 

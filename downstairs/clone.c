@@ -49,7 +49,7 @@
 
 #include "../common/geom.h"
 #include "../common/log.h"
-#include "../common/progress.h"
+#include "progress.h"
 #include "region.h"
 #include "repair.h"
 

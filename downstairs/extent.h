@@ -81,7 +81,14 @@ struct ext {
    * closed or out of memory. */
   uint8_t *allocated;
   int wal_pages;             /* frames in the -wal file after the last commit */
-  bool unsynced;             /* data written since the last fdatasync */
+  /* The data file's block layout (allocation, holes, unwritten extents)
+   * may have changed since its last fdatasync: fallocate or a punch ran,
+   * or the extent was opened since.  Clear, on an in-place filesystem,
+   * a flush writes the data out without an fdatasync of its own and the
+   * commit's WAL sync makes it durable (ext_flush, "ONE SYNC"). */
+  bool layout_dirty;
+  bool inplace;              /* ext2/3/4: overwrites stay in place */
+  uint32_t flushes_one_sync; /* flushes since open that took ONE SYNC */
   /* Cached metadata, valid when meta_known (kept across close).  repair
    * is the `repair` row (EXTENT_MARK; a missing row is 0); repair
    * implies meta.dirty. */
@@ -192,23 +199,5 @@ int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
                const uint8_t *seed, size_t seed_len);
 /* Create the seed database at path (schema, WAL, metadata rows = 0). */
 int ext_seed_create(const char *path);
-
-/* region.json (region_json.c), shared by region.c and main.c (dump).
- * read: -ENOENT if absent, -EINVAL if malformed.  write: atomic replace
- * (temp file, fsync, rename, fsync directory). */
-struct region_meta {
-  struct proto_region def;
-  uint64_t highest_gen;
-  bool has_kcv;
-  struct proto_kcv kcv;
-  /* Random id of this replica (region_json.c): "instance" in region.json,
-   * made by region_meta_write when all zero (create); a region written
-   * before it existed gets one in memory from region_meta_read
-   * (instance_new set) until its region.json is next rewritten. */
-  uint8_t instance[PROTO_UUID_LEN];
-  bool instance_new;
-};
-int region_meta_read(int dirfd, struct region_meta *m);
-int region_meta_write(int dirfd, const struct region_meta *m);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include <sqlite3.h>
 
-#include "../common/crypt.h"
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "extent.h"
 #include "extent_int.h"

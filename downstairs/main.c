@@ -4,7 +4,7 @@
  * Exit codes: 0 ok, 1 failure, 2 usage.  Errors are one line on stderr:
  *   crucible-downstairs: create: DIR: region already exists
  * Normal output (summaries, dump, verify results) goes to stdout;
- * progress goes to stderr (common/progress.h: redrawn on a terminal,
+ * progress goes to stderr (downstairs/progress.h: redrawn on a terminal,
  * a plain line every 10 s otherwise, and a final summary line).
  */
 #include <errno.h>
@@ -22,10 +22,11 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "../common/parse.h"
-#include "../common/progress.h"
+#include "progress.h"
 #include "cli.h"
 #include "clone.h"
 #include "extent.h"
+#include "region_json.h"
 #include "region.h"
 #include "server.h"
 #include "snapshot.h"

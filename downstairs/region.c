@@ -53,10 +53,12 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "../common/crypt.h"
 #include "../common/geom.h"
+#include "../common/hash.h"
+#include "../common/list.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "region_json.h"
 #include "region.h"
 #include "region_int.h"
 #include "repair.h"
@@ -371,15 +373,7 @@ int region_extend(struct region *r, uint32_t count)
 
 static void lru_unlink(struct region *r, struct rext *re)
 {
-  if (re->prev)
-    re->prev->next = re->next;
-  else
-    r->head = re->next;
-  if (re->next)
-    re->next->prev = re->prev;
-  else
-    r->tail = re->prev;
-  re->prev = re->next = NULL;
+  DLIST_UNLINK(r->head, r->tail, re);
 }
 
 static void lru_push(struct region *r, struct rext *re)

@@ -11,6 +11,7 @@
 
 #include "extent.h"
 #include "region.h"
+#include "region_json.h"
 #include "snapshot.h"
 
 /* One extent slot: allocated on first use, freed by region_close. */

@@ -29,10 +29,11 @@
 #include <unistd.h>
 
 #include "../common/base64.h"
-#include "../common/crypt.h"
+#include "../common/hash.h"
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "region_json.h"
 
 #define REGION_JSON "region.json"
 #define REGION_JSON_TMP "region.json.tmp"

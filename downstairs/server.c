@@ -47,6 +47,7 @@
 #include "../common/list.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "region_json.h"
 #include "server_int.h"
 
 #define DS_DEFAULT_MAX_CONNS 64

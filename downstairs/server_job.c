@@ -312,6 +312,11 @@ static void job_after_one(struct ds_job *j)
 {
   struct ds_server *srv = j->srv;
   sched_done(&srv->sched, &j->s, job_start, srv);
+  /* Jobs to the new extents pass io_check from now on (before the
+   * reply: the upstairs sends them once it has it). */
+  if (j->kind == DS_J_EXTEND && !j->err)
+    srv->def.extent_count = region_def(srv->region)->extent_count;
+  job_reply(j); /* the log line after it: not in the reply's latency */
   if (j->kind == DS_J_XFLUSH || j->kind == DS_J_XMARK) {
     if (j->err)
       log_error("%s job %llu extent %u: %s",
@@ -321,9 +326,6 @@ static void job_after_one(struct ds_job *j)
       log_debug("extent %u marked for repair (job %llu)", j->eid,
                 (unsigned long long) j->job_id);
   } else if (j->kind == DS_J_EXTEND) {
-    /* Jobs to the new extents pass io_check from now on. */
-    if (!j->err)
-      srv->def.extent_count = region_def(srv->region)->extent_count;
     if (j->err)
       log_error("extend to %u extents (job %llu): %s", j->eid,
                 (unsigned long long) j->job_id, log_strerror(j->err));
@@ -341,7 +343,6 @@ static void job_after_one(struct ds_job *j)
               j->kind == DS_J_FLUSH ? "flush" : "io",
               (unsigned long long) j->job_id, (unsigned long long) j->lba, j->n,
               log_strerror(j->err));
-  job_reply(j);
   job_free(j);
 }
 

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/list.h"
+
 void sched_init(struct sched *s)
 {
   memset(s, 0, sizeof *s);
@@ -126,15 +128,7 @@ int sched_add(struct sched *s, struct sched_job *j)
 /* Unlink j from the list. */
 static void unlink_job(struct sched *s, struct sched_job *j)
 {
-  if (j->prev)
-    j->prev->next = j->next;
-  else
-    s->head = j->next;
-  if (j->next)
-    j->next->prev = j->prev;
-  else
-    s->tail = j->prev;
-  j->prev = j->next = NULL;
+  DLIST_UNLINK(s->head, s->tail, j);
   s->count--;
 }
 

@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/crypt.h"
+#include "../common/hash.h"
 #include "../common/geom.h"
 #include "xfer.h"
 

@@ -20,7 +20,7 @@
  * block too.  Afterwards the region reads back exactly the image.
  *
  * Return 0 or a negative errno; -EFBIG if the image is larger than the
- * region.  Progress is reported in bytes on *p (see common/progress.h).
+ * region.  Progress is reported in bytes on *p (see downstairs/progress.h).
  */
 #ifndef CRUCIBLE_XFER_H
 #define CRUCIBLE_XFER_H
@@ -28,7 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../common/progress.h"
+#include "progress.h"
 #include "region.h"
 
 #define XFER_CHUNK_BLOCKS 256 /* blocks per region call: 1 MiB at 4 KiB */

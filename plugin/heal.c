@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,31 +32,20 @@ static bool heal_check(struct upstairs *up, const struct proto_read_done *r,
   return up__blk_check(up, r, i, lba, scratch, ver) == NULL;
 }
 
-/* Write block i of the good reply to downstairs d and wait for it. */
-int up__heal_block(struct upstairs *up, const struct proto_read_done *g,
-                   uint32_t i, uint64_t lba, int d)
+/* Run heal job (aimed at downstairs d alone) and log its outcome, one
+ * line: what names what the job wrote ("(extent E block B" or "to zeroes
+ * (version V"), the job id closes it.  Takes the caller's reference. */
+static int heal_run(struct upstairs *up, struct up_job *job, int d,
+                    uint64_t lba, const char *what)
 {
-  uint32_t bs = up->region.block_size;
-  struct up_job *job =
-      up__job_new(PROTO_T_WRITE, lba, 1, PROTO_IO_HDR_LEN + PROTO_CTX_LEN + bs);
-  int r = -ENOMEM;
+  int r = -EIO;
 
-  if (!job)
-    return -ENOMEM;
   job->only = 1u << d;
-  proto_put_write_hdr(job->frame, 0, lba, 1, bs);
-  memcpy(job->frame + PROTO_IO_HDR_LEN,
-         g->ctxs + (size_t) i * PROTO_CTX_LEN, PROTO_CTX_LEN);
-  memcpy(job->frame + PROTO_IO_HDR_LEN + PROTO_CTX_LEN,
-         g->data + (size_t) i * bs, bs);
   if (up__run_jobs(up, &job, 1, &r) < 0 || !job)
     return r < 0 ? r : -EIO;
   if (r == 0)
-    log_warn("healed downstairs %s lba %llu (extent %llu block %llu, job "
-             "%llu)", up->cl[d].name, (unsigned long long) lba,
-             (unsigned long long) geom_extent_of(&up->region, lba),
-             (unsigned long long) (lba % up->region.extent_size),
-             (unsigned long long) job->id);
+    log_warn("healed downstairs %s lba %llu %s, job %llu)", up->cl[d].name,
+             (unsigned long long) lba, what, (unsigned long long) job->id);
   else {
     log_warn("heal of downstairs %s lba %llu failed: %s", up->cl[d].name,
              (unsigned long long) lba, log_strerror(-r));
@@ -66,30 +56,40 @@ int up__heal_block(struct upstairs *up, const struct proto_read_done *g,
   return r;
 }
 
+/* Write block i of the good reply to downstairs d and wait for it. */
+int up__heal_block(struct upstairs *up, const struct proto_read_done *g,
+                   uint32_t i, uint64_t lba, int d)
+{
+  uint32_t bs = up->region.block_size;
+  struct up_job *job =
+      up__job_new(PROTO_T_WRITE, lba, 1, PROTO_IO_HDR_LEN + PROTO_CTX_LEN + bs);
+  char what[64];
+
+  if (!job)
+    return -ENOMEM;
+  proto_put_write_hdr(job->frame, 0, lba, 1, bs);
+  memcpy(job->frame + PROTO_IO_HDR_LEN,
+         g->ctxs + (size_t) i * PROTO_CTX_LEN, PROTO_CTX_LEN);
+  memcpy(job->frame + PROTO_IO_HDR_LEN + PROTO_CTX_LEN,
+         g->data + (size_t) i * bs, bs);
+  snprintf(what, sizeof what, "(extent %llu block %llu",
+           (unsigned long long) geom_extent_of(&up->region, lba),
+           (unsigned long long) (lba % up->region.extent_size));
+  return heal_run(up, job, d, lba, what);
+}
+
 int up__heal_zero(struct upstairs *up, uint64_t lba, uint64_t version, int d)
 {
   struct up_job *job = up__job_new(PROTO_T_TRIM, lba, 1, PROTO_TRIM_LEN);
-  int r = -ENOMEM;
+  char what[64];
 
   if (!job)
     return -ENOMEM;
   memset(job->frame, 0, PROTO_TRIM_LEN);
-  job->only = 1u << d;
   job->version = version;
-  if (up__run_jobs(up, &job, 1, &r) < 0 || !job)
-    return r < 0 ? r : -EIO;
-  if (r == 0)
-    log_warn("healed downstairs %s lba %llu to zeroes (version %llu, job "
-             "%llu)", up->cl[d].name, (unsigned long long) lba,
-             (unsigned long long) version, (unsigned long long) job->id);
-  else {
-    log_warn("heal of downstairs %s lba %llu failed: %s", up->cl[d].name,
-             (unsigned long long) lba, log_strerror(-r));
-    up__admin_note(up, "heal of downstairs %s lba %llu failed: %s",
-                   up->cl[d].name, (unsigned long long) lba, log_strerror(-r));
-  }
-  up__job_put(job);
-  return r;
+  snprintf(what, sizeof what, "to zeroes (version %llu",
+           (unsigned long long) version);
+  return heal_run(up, job, d, lba, what);
 }
 
 /* Is block i of bad job b (from downstairs d) worse than the good one

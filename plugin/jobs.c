@@ -166,14 +166,7 @@ static void job_untrack(struct upstairs *up, struct up_job *job)
 {
   if (!job->tracked)
     return;
-  if (job->prev)
-    job->prev->next = job->next;
-  else
-    up->if_head = job->next;
-  if (job->next)
-    job->next->prev = job->prev;
-  else
-    up->if_tail = job->prev;
+  DLIST_UNLINK(up->if_head, up->if_tail, job);
   job->tracked = false;
   up__job_loop_put(job);
 }

@@ -396,6 +396,47 @@ fp_ctl () {
   python3 "$top/tests/tools/faultproxy.py" --ctl "$tmp/fp-$name.sock" "$@"
 }
 
+# The live-repair tests' volume (test-repair-interrupt, -rejoin): 4
+# extents of 8 MiB, each downstairs behind a faultproxy, nbdkit with
+# timeout=5 and $STATS, random $tmp/a.img and $tmp/b.img of 32 MiB, a.img
+# written and flushed.  ds_up NAME restarts NAME behind its proxy;
+# throttle BPS sets every proxy's rate (0 = off); fp_stale NAME IMG: NAME
+# is killed, IMG written and flushed without it, every link throttled to
+# $rate and NAME started again (it then waits in live repair).
+proxied_volume () {
+  local i len=$((32 << 20))
+  DS_EXTENT_SIZE=2048 DS_EXTENT_COUNT=4 volume_create   # 4 x 8 MiB
+  volume_start
+  for i in ds1 ds2 ds3; do
+    faultproxy_start $i || fail "faultproxy for $i did not start"
+  done
+  STATS=$tmp/stats.json
+  NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
+    fail "nbdkit did not start"
+  head -c $len /dev/urandom > "$tmp/a.img"
+  head -c $len /dev/urandom > "$tmp/b.img"
+  timeout 60 nbdcopy --flush "$tmp/a.img" "$URI" || fail "fill failed"
+}
+ds_up () {
+  local name=$1 pport=${DS_PORT[$1]}
+  ds_start "$name" "${REAL_PORT[$name]}" || return 1
+  DS_PORT[$name]=$pport
+}
+throttle () {
+  local i
+  for i in ds1 ds2 ds3; do
+    fp_ctl $i throttle "$1" > /dev/null || return 1
+  done
+}
+fp_stale () {
+  local n=$1 idx=$((${1#ds} - 1))
+  ds_kill "$n" KILL
+  stats_wait "ds[$idx]['state'] != 'active'" 20 || fail "$n still active"
+  timeout 60 nbdcopy --flush "$2" "$URI" || fail "writing $2 failed"
+  throttle "$rate" || fail "faultproxy did not answer"
+  ds_up "$n" || fail "$n did not restart"
+}
+
 # rollback_forge: every region of $VOLUME back to its copy $tmp/NAME.B,
 # then ds1's extent trees to its older copy $tmp/ds1.A with its extent
 # metadata (gen_number, flush_number, dirty) forged to ds2's: a replica

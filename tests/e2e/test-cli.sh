@@ -282,3 +282,13 @@ grep -q '^ProtectSystem=strict' contrib/crucible-downstairs@.service &&
   grep -q '^EnvironmentFile=/etc/crucible/%i.conf' \
     contrib/crucible-downstairs@.service || fail "downstairs unit settings"
 echo "contrib: ok"
+
+# The downstairs never holds a key, so it links no cipher (Makefile:
+# common/crypt.c is the upstairs' alone; common/hash.c has what both use).
+if command -v nm >/dev/null; then
+  syms=$(nm "$DOWNSTAIRS" 2>&1) || fail "nm $DOWNSTAIRS: $syms"
+  echo "$syms" | grep -q ' crypt_hash_plain$' || fail "nm sees no symbols"
+  echo "$syms" | grep -Eq ' (crypt_block_encrypt|crypt_gcm_encrypt|crypt_kcv_make)$' &&
+    fail "crucible-downstairs links the cipher"
+  echo "downstairs links no cipher: ok"
+fi

@@ -26,34 +26,8 @@ requires_build
 requires nbdkit nbdcopy nbdsh python3 cmp
 
 rate=2000000
-len=$((32 << 20))
-DS_EXTENT_SIZE=2048 DS_EXTENT_COUNT=4 volume_create   # 4 x 8 MiB
-volume_start
-for i in ds1 ds2 ds3; do
-  faultproxy_start $i || fail "faultproxy for $i did not start"
-done
-STATS=$tmp/stats.json
-NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
-  fail "nbdkit did not start"
+proxied_volume
 p3=${DS_PORT[ds3]}
-head -c $len /dev/urandom > "$tmp/a.img"
-head -c $len /dev/urandom > "$tmp/b.img"
-timeout 60 nbdcopy --flush "$tmp/a.img" "$URI" || fail "fill failed"
-
-# ds_up NAME: start downstairs NAME again behind its proxy.
-ds_up () {
-  local name=$1 pport=${DS_PORT[$1]}
-  ds_start "$name" "${REAL_PORT[$name]}" || return 1
-  DS_PORT[$name]=$pport
-}
-
-# throttle BPS: every proxy (0 = off).
-throttle () {
-  local i
-  for i in ds1 ds2 ds3; do
-    fp_ctl $i throttle "$1" > /dev/null || return 1
-  done
-}
 
 # healthy SECS: wait until all three are active.
 healthy () {
@@ -64,11 +38,7 @@ healthy () {
 # stale IMG: ds3 misses IMG written over the whole volume (flushed), then
 # returns through a throttled link and waits there mid-repair.
 stale () {
-  ds_kill ds3 KILL
-  stats_wait 'ds[2]["state"] != "active"' 20 || fail "ds3 still active"
-  timeout 60 nbdcopy --flush "$1" "$URI" || fail "writing $1 failed"
-  throttle $rate || fail "faultproxy did not answer"
-  ds_up ds3 || fail "ds3 did not restart"
+  fp_stale ds3 "$1"
   stats_wait 'ds[2]["state"].startswith("live-repair") and
               1 <= ds[2]["repair"]["extents_done"] <=
                    ds[2]["repair"]["extents_total"] - 2' 60 ||

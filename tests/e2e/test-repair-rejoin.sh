@@ -24,36 +24,8 @@ requires_build
 requires nbdkit nbdcopy python3 cmp
 
 rate=2000000
-len=$((32 << 20))
-DS_EXTENT_SIZE=2048 DS_EXTENT_COUNT=4 volume_create   # 4 x 8 MiB
-volume_start
-for i in ds1 ds2 ds3; do
-  faultproxy_start $i || fail "faultproxy for $i did not start"
-done
-STATS=$tmp/stats.json
-NBDKIT_VERBOSE=1 nbdkit_start timeout=5 stats="$STATS" ||
-  fail "nbdkit did not start"
-head -c $len /dev/urandom > "$tmp/a.img"
-head -c $len /dev/urandom > "$tmp/b.img"
-timeout 60 nbdcopy --flush "$tmp/a.img" "$URI" || fail "fill failed"
-
-ds_up () {
-  local name=$1 pport=${DS_PORT[$1]}
-  ds_start "$name" "${REAL_PORT[$name]}" || return 1
-  DS_PORT[$name]=$pport
-}
-throttle () {
-  local i
-  for i in ds1 ds2 ds3; do
-    fp_ctl $i throttle "$1" > /dev/null || return 1
-  done
-}
-
-ds_kill ds3 KILL
-stats_wait 'ds[2]["state"] != "active"' 20 || fail "ds3 still active"
-timeout 60 nbdcopy --flush "$tmp/b.img" "$URI" || fail "writing b.img failed"
-throttle $rate || fail "faultproxy did not answer"
-ds_up ds3 || fail "ds3 did not restart"
+proxied_volume
+fp_stale ds3 "$tmp/b.img"
 stats_wait 'ds[2]["state"].startswith("live-repair") and
             ds[2]["repair"]["extents_done"] == 1' 60 ||
   { cat "$STATS" >&2; fail "ds3 never seen mid-repair"; }

@@ -1,7 +1,7 @@
 /* Unit test: common/progress: formatting, rate/ETA, report throttling. */
 #include <string.h>
 
-#include "../../common/progress.h"
+#include "../../downstairs/progress.h"
 #include "test.h"
 
 #define MIB (1024ull * 1024)
