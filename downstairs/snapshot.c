@@ -197,11 +197,13 @@ int snap_has_copy(int dfd, uint32_t seq, uint32_t eid)
  * complete copy goes to the snapshot older (seq older; 0: none) where that
  * one lacks it, the rest is removed, then the record, then the directory.
  * Idempotent: a crash anywhere leaves a state it resumes from. */
-static int delete_dir(int dfd, uint32_t seq, uint32_t older)
+/* One pass over the copies in snapshot directory sd: each goes to od
+ * (snapshot older) where that one lacks it, else is removed.  The number
+ * of copies it found, or -errno. */
+static int delete_pass(int dfd, const char *sd, const char *od,
+                       uint32_t older, int *done)
 {
-  char sd[64], od[64], from[PATH_MAX], to[PATH_MAX];
-  seq_dir(seq, sd, sizeof sd);
-  seq_dir(older, od, sizeof od);
+  char from[PATH_MAX], to[PATH_MAX];
   int fd = openat(dfd, sd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return errno == ENOENT ? 0 : -errno;
@@ -212,13 +214,14 @@ static int delete_dir(int dfd, uint32_t seq, uint32_t older)
     return r;
   }
   struct dirent *de;
-  int r = 0, done = 0;
+  int r = 0, found = 0;
   while (r == 0 && (de = readdir(d)) != NULL) {
     uint32_t eid;
     char tail;
     if (de->d_name[0] != 'e' ||
         sscanf(de->d_name, "e%8" SCNx32 "%c", &eid, &tail) != 1)
       continue; /* the record and marker last; .tmp leftovers below */
+    found++;
     snprintf(from, sizeof from, "%s/%s", sd, de->d_name);
     snprintf(to, sizeof to, "%s/%s", od, de->d_name);
     int has = older ? snap_has_copy(dfd, older, eid) : 1;
@@ -228,10 +231,26 @@ static int delete_dir(int dfd, uint32_t seq, uint32_t older)
       r = -errno;
     else if (has == 1)
       r = rm_rf(dfd, from);
-    if (r == 0 && ++done == 1)
+    if (r == 0 && ++*done == 1)
       crash_point(SNAP_CP_DELETE_HALF);
   }
   closedir(d);
+  return r < 0 ? r : found;
+}
+
+static int delete_dir(int dfd, uint32_t seq, uint32_t older)
+{
+  char sd[64], od[64], from[PATH_MAX];
+  seq_dir(seq, sd, sizeof sd);
+  seq_dir(older, od, sizeof od);
+  if (faccessat(dfd, sd, F_OK, 0) < 0)
+    return errno == ENOENT ? 0 : -errno;
+  /* Passes until one finds no copy: readdir need not return every entry
+   * of a directory changed under it, and a copy left would be lost with
+   * the directory below. */
+  int r, done = 0;
+  while ((r = delete_pass(dfd, sd, od, older, &done)) > 0)
+    ;
   /* The moves durable before the record goes (both directories). */
   if (r == 0 && older)
     r = fsync_dir(dfd, od);
