@@ -5,6 +5,7 @@
  *   crucible-admin -s PATH [--json] scrub start [--rate MB/s]
  *   crucible-admin -s PATH [--json] scrub status
  *   crucible-admin -s PATH [--json] extend SIZE
+ *   crucible-admin -s PATH [--json] snapshot create|delete NAME | list
  *
  * Sends one request line, prints the reply: the server renders both
  * forms, so this client parses no JSON.  A json reply starts with
@@ -35,7 +36,10 @@ static void usage(FILE *f)
              "       crucible-admin -s PATH [--json] scrub start [--rate "
              "MB/s]\n"
              "       crucible-admin -s PATH [--json] scrub status\n"
-             "       crucible-admin -s PATH [--json] extend SIZE\n");
+             "       crucible-admin -s PATH [--json] extend SIZE\n"
+             "       crucible-admin -s PATH [--json] snapshot create NAME\n"
+             "       crucible-admin -s PATH [--json] snapshot delete NAME\n"
+             "       crucible-admin -s PATH [--json] snapshot list\n");
 }
 
 /* Connect to path: the fd, or -1 (error printed). */

@@ -54,6 +54,15 @@
  *             44 u32 connections, 48 u64 highest_gen, 56 u64 session,
  *             64 u64 idle_ms, 72 instance[16], 88 u64 pad,
  *             96 peer[64] (printable, NUL-terminated, zero-padded)  (168)
+ *   SNAPSHOT  8 u64 job_id, 16 u8 op (1 create, 2 delete, 3 list),
+ *             17 pad[7], 24 u64 flush_no, 32 u64 gen, 40 u64 time,
+ *             48 name[64] (create, delete: a snapshot name, NUL-
+ *             terminated, zero-padded; list: all zero; delete and list
+ *             carry no numbers; create gen != 0)                 (112)
+ *   SNAPSHOTS 8 u64 job_id, 16 i32 err, 20 u32 n (<= 64, 0 if err);
+ *             n * {0 name[64], 64 u32 seq, 68 u32 extent_count,
+ *             72 u64 time, 80 u64 gen, 88 u64 flush, 96 u64 bytes,
+ *             104 u32 copies, 108 u32 pad}                 (24 + 112n)
  *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
  *             44 u32 flags                                        (48)
  *
@@ -99,6 +108,8 @@ const char *proto_type_name(unsigned type)
   case PROTO_T_EXTENT_FLUSH: return "EXTENT_FLUSH";
   case PROTO_T_EXTENT_MARK: return "EXTENT_MARK";
   case PROTO_T_EXTEND: return "EXTEND";
+  case PROTO_T_SNAPSHOT: return "SNAPSHOT";
+  case PROTO_T_SNAPSHOTS: return "SNAPSHOTS";
   case PROTO_T_FILE_REQ: return "FILE_REQ";
   case PROTO_T_FILE_DATA: return "FILE_DATA";
   case PROTO_T_AUTH: return "AUTH";
@@ -365,6 +376,59 @@ size_t proto_put_extent_op(uint8_t *buf, uint16_t type,
     proto_le64(buf + 32, o->gen);
   }
   return len;
+}
+
+size_t proto_put_snapshot(uint8_t *buf, const struct proto_snapshot *s)
+{
+  memset(buf, 0, PROTO_SNAPSHOT_LEN);
+  put_hdr(buf, PROTO_SNAPSHOT_LEN, PROTO_T_SNAPSHOT);
+  proto_le64(buf + 8, s->job_id);
+  buf[16] = s->op;
+  proto_le64(buf + 24, s->flush_no);
+  proto_le64(buf + 32, s->gen);
+  proto_le64(buf + 40, s->time);
+  size_t n = strnlen(s->name, PROTO_SNAP_NAME_LEN - 1);
+  memcpy(buf + 48, s->name, n);
+  return PROTO_SNAPSHOT_LEN;
+}
+
+size_t proto_put_snapshots_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
+                               uint32_t n)
+{
+  memset(buf, 0, PROTO_SNAPSHOTS_HDR_LEN);
+  put_hdr(buf, (uint32_t) (PROTO_SNAPSHOTS_HDR_LEN + (size_t) n *
+                                                       PROTO_SNAP_ENTRY_LEN),
+          PROTO_T_SNAPSHOTS);
+  proto_le64(buf + 8, job_id);
+  proto_le32(buf + 16, (uint32_t) err);
+  proto_le32(buf + 20, n);
+  return PROTO_SNAPSHOTS_HDR_LEN;
+}
+
+void proto_snap_entry_put(uint8_t *p, const struct proto_snap_entry *e)
+{
+  memset(p, 0, PROTO_SNAP_ENTRY_LEN);
+  memcpy(p, e->name, strnlen(e->name, PROTO_SNAP_NAME_LEN - 1));
+  proto_le32(p + 64, e->seq);
+  proto_le32(p + 68, e->extent_count);
+  proto_le64(p + 72, e->time);
+  proto_le64(p + 80, e->gen);
+  proto_le64(p + 88, e->flush);
+  proto_le64(p + 96, e->bytes);
+  proto_le32(p + 104, e->copies);
+}
+
+void proto_snap_entry_get(const uint8_t *p, struct proto_snap_entry *e)
+{
+  memset(e, 0, sizeof *e);
+  memcpy(e->name, p, PROTO_SNAP_NAME_LEN - 1);
+  e->seq = proto_rd32(p + 64);
+  e->extent_count = proto_rd32(p + 68);
+  e->time = proto_rd64(p + 72);
+  e->gen = proto_rd64(p + 80);
+  e->flush = proto_rd64(p + 88);
+  e->bytes = proto_rd64(p + 96);
+  e->copies = proto_rd32(p + 104);
 }
 
 size_t proto_put_file_req(uint8_t *buf, const struct proto_file_req *r)
@@ -736,6 +800,65 @@ static int dec_file_data(const uint8_t *b, size_t len, struct proto_msg *m)
   return 0;
 }
 
+/* A name field: printable non-space ASCII, NUL-terminated within its
+ * bytes and zero after; empty allowed (the caller decides). */
+static int get_name(const uint8_t *p, char out[PROTO_SNAP_NAME_LEN])
+{
+  size_t n = 0;
+  while (n < PROTO_SNAP_NAME_LEN && p[n])
+    if (p[n] <= ' ' || p[n] >= 0x7f)
+      return -EPROTO;
+    else
+      n++;
+  if (n == PROTO_SNAP_NAME_LEN || !all_zero(p + n, PROTO_SNAP_NAME_LEN - n))
+    return -EPROTO;
+  memcpy(out, p, n + 1);
+  return 0;
+}
+
+static int dec_snapshot(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_snapshot *s = &m->u.snap;
+  if (len != PROTO_SNAPSHOT_LEN || !all_zero(b + 17, 7))
+    return -EPROTO;
+  s->job_id = proto_rd64(b + 8);
+  s->op = b[16];
+  s->flush_no = proto_rd64(b + 24);
+  s->gen = proto_rd64(b + 32);
+  s->time = proto_rd64(b + 40);
+  if (get_name(b + 48, s->name) < 0)
+    return -EPROTO;
+  switch (s->op) {
+  case PROTO_SNAP_CREATE: return s->name[0] && s->gen ? 0 : -EPROTO;
+  case PROTO_SNAP_DELETE:
+    return s->name[0] && !s->flush_no && !s->gen && !s->time ? 0 : -EPROTO;
+  case PROTO_SNAP_LIST:
+    return !s->name[0] && !s->flush_no && !s->gen && !s->time ? 0 : -EPROTO;
+  default: return -EPROTO;
+  }
+}
+
+static int dec_snapshots(const uint8_t *b, size_t len, struct proto_msg *m)
+{
+  struct proto_snapshots *s = &m->u.snaps;
+  if (len < PROTO_SNAPSHOTS_HDR_LEN)
+    return -EPROTO;
+  s->job_id = proto_rd64(b + 8);
+  s->err = (int32_t) proto_rd32(b + 16);
+  s->n = proto_rd32(b + 20);
+  s->entries = b + PROTO_SNAPSHOTS_HDR_LEN;
+  if (s->err < 0 || (s->err && s->n) || s->n > PROTO_MAX_SNAPS ||
+      len != PROTO_SNAPSHOTS_HDR_LEN + (size_t) s->n * PROTO_SNAP_ENTRY_LEN)
+    return -EPROTO;
+  for (uint32_t i = 0; i < s->n; i++) {
+    const uint8_t *e = s->entries + (size_t) i * PROTO_SNAP_ENTRY_LEN;
+    char name[PROTO_SNAP_NAME_LEN];
+    if (get_name(e, name) < 0 || !name[0] || proto_rd32(e + 108))
+      return -EPROTO;
+  }
+  return 0;
+}
+
 int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
                  struct proto_msg *m)
 {
@@ -798,6 +921,8 @@ int proto_decode(const uint8_t *b, size_t len, uint32_t block_size,
     return 0;
   case PROTO_T_STATUS_REQ: return len == PROTO_STATUS_REQ_LEN ? 0 : -EPROTO;
   case PROTO_T_STATUS: return dec_status(b, len, m);
+  case PROTO_T_SNAPSHOT: return dec_snapshot(b, len, m);
+  case PROTO_T_SNAPSHOTS: return dec_snapshots(b, len, m);
   default: return -ENOTSUP;
   }
 }

@@ -104,6 +104,11 @@ enum proto_type {
   PROTO_T_EXTEND = 45,
   PROTO_T_STATUS_REQ = 43,    /* a status peer's one question */
   PROTO_T_STATUS = 44,        /* its answer (struct proto_status) */
+  /* Version 4, from the active upstairs: a snapshot operation (create
+   * and delete are barriers answered by JOB_DONE; list is answered by
+   * SNAPSHOTS). */
+  PROTO_T_SNAPSHOT = 46,
+  PROTO_T_SNAPSHOTS = 47,
   PROTO_T_MAX_ = 48
 };
 
@@ -140,6 +145,11 @@ enum proto_role {
 #define PROTO_STATUS_REQ_LEN PROTO_FRAME_HDR_LEN
 #define PROTO_STATUS_PEER_LEN 64 /* NUL-terminated, zero-padded */
 #define PROTO_STATUS_LEN (PROTO_FRAME_HDR_LEN + 160)
+#define PROTO_SNAPSHOT_LEN (PROTO_FRAME_HDR_LEN + 104)
+#define PROTO_SNAPSHOTS_HDR_LEN (PROTO_FRAME_HDR_LEN + 16) /* + 112 * n */
+#define PROTO_SNAP_ENTRY_LEN 112
+#define PROTO_SNAP_NAME_LEN 64 /* NUL-terminated, zero-padded */
+#define PROTO_MAX_SNAPS 64     /* entries in one SNAPSHOTS */
 
 #define PROTO_UUID_LEN 16
 #define PROTO_NONCE_LEN 12
@@ -213,6 +223,30 @@ struct proto_status {
   uint64_t active_session;
   uint64_t idle_ms;       /* since its last frame (0 without one) */
   char active_peer[PROTO_STATUS_PEER_LEN]; /* its address, "" without */
+};
+
+/* SNAPSHOT: op create (name, and the flush it is taken with: flush_no,
+ * gen != 0, the creator's time), delete (name) or list (nothing). */
+enum { PROTO_SNAP_CREATE = 1, PROTO_SNAP_DELETE = 2, PROTO_SNAP_LIST = 3 };
+struct proto_snapshot {
+  uint64_t job_id;
+  uint8_t op;
+  uint64_t flush_no, gen, time; /* create only, else 0 */
+  char name[PROTO_SNAP_NAME_LEN]; /* "" for list */
+};
+/* One snapshot in SNAPSHOTS. */
+struct proto_snap_entry {
+  char name[PROTO_SNAP_NAME_LEN];
+  uint32_t seq, extent_count, copies;
+  uint64_t time, gen, flush, bytes;
+};
+/* SNAPSHOTS: the answer to a list; entries point into the frame
+ * (proto_snap_entry_get each of the n). */
+struct proto_snapshots {
+  uint64_t job_id;
+  int32_t err;
+  uint32_t n;
+  const uint8_t *entries;
 };
 
 struct proto_error {
@@ -323,6 +357,8 @@ struct proto_msg {
     struct proto_extent_map map;
     uint8_t auth_mac[32]; /* AUTH, AUTH_OK */
     struct proto_status status;
+    struct proto_snapshot snap;
+    struct proto_snapshots snaps;
   } u;
 };
 
@@ -453,5 +489,14 @@ static inline uint64_t proto_rd64(const uint8_t *p)
 {
   return (uint64_t) proto_rd32(p) | ((uint64_t) proto_rd32(p + 4) << 32);
 }
+
+/* SNAPSHOT (a valid op; create with a name and gen != 0). */
+size_t proto_put_snapshot(uint8_t *buf, const struct proto_snapshot *s);
+/* SNAPSHOTS header; the frame continues with n entries. */
+size_t proto_put_snapshots_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
+                               uint32_t n);
+void proto_snap_entry_put(uint8_t *p, const struct proto_snap_entry *e);
+/* Decodes one entry of a SNAPSHOTS frame proto_decode accepted. */
+void proto_snap_entry_get(const uint8_t *p, struct proto_snap_entry *e);
 
 #endif

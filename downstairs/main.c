@@ -29,6 +29,7 @@
 #include "region_json.h"
 #include "region.h"
 #include "server.h"
+#include "snapshot.h"
 #include "status.h"
 #include "xfer.h"
 
@@ -100,23 +101,27 @@ static const char DUMP_HELP[] =
     "Print gen, flush number and dirty flag of every extent, one column "
     "per\nregion; '*' marks extents where the regions differ.  Reads the "
     "extent\ndatabases read-only; meant for regions that are not running.\n"
-    "  -d, --dir DIR          region directory (up to 8)\n";
+    "  -d, --dir DIR          region directory (up to 8)\n"
+    "Then each region's snapshots: name, seq, time, gen, flush, extents\n"
+    "copied into it.\n";
 
 static const char VERIFY_HELP[] =
     "Usage: " PROG " verify -d DIR\n"
     "Check every written block of a stopped region against its contexts\n"
     "(no key needed).  Prints each bad block as 'extent E block B' and\n"
-    "'checked N blocks, M bad'; exits 1 if any block is bad.\n"
+    "'checked N blocks, M bad'; exits 1 if any block is bad.  The copies\n"
+    "its snapshots hold are checked too ('snapshot S extent E block B').\n"
     "  -d, --dir DIR          region directory\n";
 
 static const char EXPORT_HELP[] =
-    "Usage: " PROG " export -d DIR -o FILE\n"
+    "Usage: " PROG " export -d DIR -o FILE [-s NAME]\n"
     "Write every block of a stopped, unencrypted region to FILE as a raw\n"
     "image (unwritten blocks read as zeroes; zero chunks of a regular file\n"
     "stay sparse).  Encrypted regions are refused: the downstairs has no "
     "key.\n"
     "  -d, --dir DIR          region directory\n"
-    "  -o, --output FILE      image to write (created or overwritten)\n";
+    "  -o, --output FILE      image to write (created or overwritten)\n"
+    "  -s, --snapshot NAME    the snapshot NAME instead of the live region\n";
 
 static const char IMPORT_HELP[] =
     "Usage: " PROG " import -d DIR -i FILE [OPTIONS]\n"
@@ -381,6 +386,29 @@ static bool dump_row(const struct dump_region *rg, int n, uint32_t eid)
   return ok;
 }
 
+/* Region i's snapshots, one line each (nothing without any). */
+static bool dump_snapshots(int i, const char *dir)
+{
+  static struct snap_cat cat;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int r = fd < 0 ? -errno : snap_cat_read(fd, &cat);
+  for (unsigned k = 0; r == 0 && k < cat.n; k++) {
+    const struct snap *s = &cat.v[k];
+    uint64_t bytes = 0;
+    uint32_t copies = 0;
+    r = snap_usage(fd, s->seq, &bytes, &copies);
+    printf("region %d: snapshot %s seq %" PRIu32 " time %" PRIu64
+           " gen %" PRIu64 " flush %" PRIu64 " extents %" PRIu32
+           " copied %" PRIu32 " bytes %" PRIu64 "\n", i, s->name, s->seq,
+           s->time, s->gen, s->flush, s->extent_count, copies, bytes);
+  }
+  if (fd >= 0)
+    close(fd);
+  if (r < 0)
+    log_error("%s: snapshots: %s", dir, log_strerror(-r));
+  return r == 0;
+}
+
 static int cmd_dump(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -435,6 +463,8 @@ static int cmd_dump(int argc, char **argv)
   bool ok = true;
   for (uint32_t eid = 0; eid < max; eid++)
     ok = dump_row(rg, n, eid) && ok;
+  for (int i = 0; i < n; i++)
+    ok = dump_snapshots(i, rg[i].dir) && ok;
   return ok ? 0 : 1;
 }
 
@@ -448,6 +478,17 @@ static void verify_bad(uint32_t eid, uint64_t block, void *arg)
   struct verify_state *vs = arg;
   progress_clear(&vs->p);
   printf("extent %" PRIu32 " block %" PRIu64 "\n", eid, block);
+  fflush(stdout);
+  vs->bad++;
+}
+
+static void verify_snap_bad(const char *snap, uint32_t eid, uint64_t block,
+                            void *arg)
+{
+  struct verify_state *vs = arg;
+  progress_clear(&vs->p);
+  printf("snapshot %s extent %" PRIu32 " block %" PRIu64 "\n", snap, eid,
+         block);
   fflush(stdout);
   vs->bad++;
 }
@@ -491,11 +532,19 @@ static int cmd_verify(int argc, char **argv)
     }
     progress_update(&vs.p, (eid + 1) * ext_bytes);
   }
+  if (ret == 0)
+    ret = region_snapshot_verify(r, verify_snap_bad, &vs, &checked);
+  if (ret < 0)
+    cli_error("%s: snapshots: %s", dir, log_strerror(-ret));
+  total += checked;
   progress_end(&vs.p, ret == 0);
   region_close(r);
   printf("checked %" PRIu64 " blocks, %" PRIu64 " bad\n", total, vs.bad);
   return ret < 0 || vs.bad > 0 ? 1 : 0;
 }
+
+/* export -s NAME: the snapshot to export, or NULL. */
+static const char *export_snap;
 
 /* Parse "-d DIR -o/-i FILE" (+ new-region options for import). */
 static int xfer_args(int argc, char **argv, bool import, const char **dir,
@@ -505,6 +554,7 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
   static const struct option export_opts[] = {
     { "dir", required_argument, NULL, 'd' },
     { "output", required_argument, NULL, 'o' },
+    { "snapshot", required_argument, NULL, 's' },
     { "help", no_argument, NULL, 'h' },
     { 0 } };
   static const struct option import_opts[] = {
@@ -517,11 +567,12 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
     { 0 } };
   uint64_t v;
   int c;
-  while ((c = getopt_long(argc, argv, import ? ":d:i:u:h" : ":d:o:h",
+  while ((c = getopt_long(argc, argv, import ? ":d:i:u:h" : ":d:o:s:h",
                           import ? import_opts : export_opts, NULL)) != -1) {
     switch (c) {
     case 'd': *dir = optarg; break;
     case 'o': case 'i': *file = optarg; break;
+    case 's': export_snap = optarg; break;
     case 'u':
       if (geom_uuid_parse(optarg, def->uuid) < 0 ||
           geom_uuid_is_zero(def->uuid))
@@ -590,7 +641,7 @@ static int cmd_export(int argc, char **argv)
   struct progress p;
   uint64_t bad = 0;
   cli_progress(&p, "export", geom_size(region_def(r)));
-  ret = xfer_export(r, fd, &p, &bad);
+  ret = xfer_export(r, export_snap, fd, &p, &bad);
   progress_end(&p, ret == 0);
   if (close(fd) < 0 && ret == 0)
     ret = -errno;
@@ -598,6 +649,8 @@ static int cmd_export(int argc, char **argv)
   if (ret == -EBADMSG)
     cli_error("%s: block %" PRIu64 ": data does not match its hash (run "
            "verify)", dir, bad);
+  else if (ret == -ENOENT && export_snap)
+    cli_error("%s: no snapshot '%s'", dir, export_snap);
   else if (ret < 0)
     xfer_error(dir, file, ret);
   return ret < 0 ? 1 : 0;

@@ -60,31 +60,11 @@
 #include "extent.h"
 #include "region_json.h"
 #include "region.h"
+#include "region_int.h"
 #include "repair.h"
+#include "snapshot.h"
 
 #define REGION_JSON "region.json"
-
-/* One extent slot: allocated on first use, freed by region_close. */
-struct rext {
-  struct ext x;
-  pthread_mutex_t mu;
-  unsigned users; /* pins, under r->mu */
-  bool in_lru;    /* open and on the list, under r->mu */
-  struct rext *prev, *next;
-};
-
-struct region {
-  char *dir;
-  int dirfd; /* holds the flock that keeps a second daemon out */
-  pthread_mutex_t meta_mu;
-  struct region_meta meta;
-  uint64_t zero_hash; /* crypt_hash_plain of a zero block */
-  pthread_mutex_t extend_mu; /* one region_extend at a time */
-  pthread_mutex_t mu;
-  struct rext **ext; /* extent_count slots, NULL until first use */
-  struct rext *head, *tail; /* LRU of open extents, most recent at head */
-  unsigned nopen;
-};
 
 /* --- create / open / close -------------------------------------------- */
 
@@ -214,6 +194,8 @@ int region_open(const char *dir, struct region **out)
     ret = region_meta_read(r->dirfd, &r->meta);
   if (ret == 0) /* finish or discard interrupted repair copies */
     ret = ds_repair_recover(r->dirfd, &r->meta.def);
+  if (ret == 0) /* snapshots: finish deletes, drop partial copies */
+    ret = region__snap_open(r);
   if (ret == 0) {
     r->ext = calloc(r->meta.def.extent_count, sizeof *r->ext);
     uint8_t *zero = calloc(1, r->meta.def.block_size);
@@ -234,6 +216,7 @@ int region_open(const char *dir, struct region **out)
   pthread_mutex_init(&r->mu, NULL);
   pthread_mutex_init(&r->meta_mu, NULL);
   pthread_mutex_init(&r->extend_mu, NULL);
+  pthread_mutex_init(&r->snap_mu, NULL);
   raise_nofile();
   *out = r;
   return 0;
@@ -258,6 +241,7 @@ void region_close(struct region *r)
   pthread_mutex_destroy(&r->mu);
   pthread_mutex_destroy(&r->meta_mu);
   pthread_mutex_destroy(&r->extend_mu);
+  pthread_mutex_destroy(&r->snap_mu);
   free(r->dir);
   free(r);
 }
@@ -563,10 +547,13 @@ static int write_group(struct region *r, struct region_wr *w, unsigned nw,
   struct rext *re;
   uint32_t eid = geom_extent_of(d, w[0].lba);
   int ret = !live ? 0 : now ? ext_get_now(r, eid, &re) : ext_get(r, eid, true, &re);
-  if (live && ret == 0 && now && !ext_write_now_ok(&re->x, x, nw)) {
+  if (live && ret == 0 && now &&
+      (!ext_write_now_ok(&re->x, x, nw) || region__snap_pending(r, re))) {
     ext_put(r, re);
     ret = -EAGAIN;
   }
+  if (live && ret == 0 && (ret = region__snap_preserve(r, re)) < 0)
+    ext_put(r, re);
   if (live && ret == 0) {
     ext_write_group(&re->x, x, nw);
     ext_put(r, re);
@@ -668,7 +655,9 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
   int ret = io_extent(r, lba, n, &re);
   if (ret < 0)
     return ret;
-  ret = ext_trim(&re->x, lba % r->meta.def.extent_size, n, version);
+  ret = region__snap_preserve(r, re);
+  if (ret == 0)
+    ret = ext_trim(&re->x, lba % r->meta.def.extent_size, n, version);
   ext_put(r, re);
   return ret;
 }
@@ -766,7 +755,9 @@ int region_extent_mark(struct region *r, uint32_t eid)
   int ret = ext_get(r, eid, true, &re);
   if (ret < 0)
     return ret;
-  ret = ext_mark(&re->x);
+  ret = region__snap_preserve(r, re);
+  if (ret == 0)
+    ret = ext_mark(&re->x);
   ext_put(r, re);
   return ret;
 }
@@ -846,4 +837,15 @@ int region_verify_extent(struct region *r, uint32_t eid,
   ret = ext_verify(&re->x, bad, arg, checked);
   ext_put(r, re);
   return ret;
+}
+
+int region__ext_get(struct region *r, uint32_t eid, bool want_open,
+                    struct rext **out)
+{
+  return ext_get(r, eid, want_open, out);
+}
+
+void region__ext_put(struct region *r, struct rext *re)
+{
+  ext_put(r, re);
 }

@@ -173,4 +173,40 @@ int region_verify_extent(struct region *r, uint32_t eid,
                          void (*bad)(uint32_t eid, uint64_t block, void *arg),
                          void *arg, uint64_t *checked);
 
+
+/* Snapshots (region_snap.c, downstairs/snapshot.h for the layout and the
+ * rules).  A snapshot is recorded at once and copies nothing: each
+ * extent is copied into the newest snapshot before its first change after
+ * it (reflinked where the filesystem can).
+ * region_snapshot_create: region_flush(flush_no, gen), then the record,
+ * durably; the caller runs it alone (a barrier).  -EINVAL for a bad name,
+ * -EEXIST for a name taken, -ENOSPC past SNAP_MAX (nothing changed).
+ * region_snapshot_delete: -ENOENT for no such name; run alone.
+ * region_snapshot_list: up to max, oldest first, with the space each
+ * uses; *n how many.
+ * region_snapshot_read: region_read of the snapshot's contents (the live
+ * extent where it has not changed since); -ENOENT no such snapshot,
+ * -EINVAL outside the region it was taken of.
+ * region_snapshot_verify: region_verify_extent over every copy every
+ * snapshot holds (bad gets the snapshot's name). */
+struct region_snap_info {
+  char name[64];
+  uint32_t seq;
+  uint64_t time, gen, flush;
+  uint32_t extent_count; /* the region's then */
+  uint32_t copies;       /* extents copied into it */
+  uint64_t bytes;        /* allocated bytes of those copies */
+};
+int region_snapshot_create(struct region *r, const char *name,
+                           uint64_t flush_no, uint64_t gen, uint64_t time);
+int region_snapshot_delete(struct region *r, const char *name);
+int region_snapshot_list(struct region *r, struct region_snap_info *out,
+                         unsigned max, unsigned *n);
+int region_snapshot_read(struct region *r, const char *name, uint64_t lba,
+                         uint32_t n, struct proto_ctx *ctxs, uint8_t *data);
+int region_snapshot_verify(struct region *r,
+                           void (*bad)(const char *snap, uint32_t eid,
+                                       uint64_t block, void *arg),
+                           void *arg, uint64_t *checked);
+
 #endif

@@ -244,7 +244,8 @@ static bool frame_allowed(const struct ds_conn *c, uint16_t type)
   case PROTO_T_FLUSH:
   case PROTO_T_EXTENT_FLUSH:
   case PROTO_T_EXTENT_MARK:
-  case PROTO_T_EXTEND: return st == DS_ACTIVE;
+  case PROTO_T_EXTEND:
+  case PROTO_T_SNAPSHOT: return st == DS_ACTIVE;
   default: return false;
   }
 }

@@ -133,7 +133,9 @@ enum ds_job_kind {
   /* a repair peer's (clone's) FILE_REQ (FILE_DATA) */
   DS_J_FILE,
   /* block status: EXTENT_MAP_REQ (EXTENT_MAP), ordered like a READ */
-  DS_J_MAP
+  DS_J_MAP,
+  /* SNAPSHOT (server_snap.c): a barrier; JOB_DONE, or SNAPSHOTS */
+  DS_J_SNAP
 };
 
 struct ds_job {
@@ -161,6 +163,7 @@ struct ds_job {
   uint32_t eid;
   uint8_t file;
   uint64_t offset;
+  struct proto_snapshot *snap; /* SNAPSHOT: the request (owned) */
 };
 
 /* server.c */
@@ -199,6 +202,17 @@ int ds_activate(struct ds_conn *c, const struct proto_activate *a);
 int ds_auth(struct ds_conn *c, const uint8_t mac[32]);
 /* status.c: answer a status peer's STATUS_REQ (then it closes). */
 int ds_status(struct ds_conn *c);
+
+/* server_snap.c: SNAPSHOT.  ds_snap_refuse: answer at once (EROFS for a
+ * create or delete of a read-only session, EINVAL for a create of a
+ * generation not the region's highest) and return -1, else 0.
+ * ds_snap_job: fill a new job from m (-ENOMEM).  ds_snap_work: its disk
+ * work, on a worker (j->err, or j->reply for a list).  ds_snap_done: on
+ * the loop, after it (the log line). */
+int ds_snap_refuse(struct ds_conn *c, const struct proto_msg *m);
+int ds_snap_job(struct ds_job *j, const struct proto_msg *m);
+void ds_snap_work(struct ds_job *j);
+void ds_snap_done(const struct ds_job *j);
 
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, EXTENT_MAP_REQ,

@@ -38,8 +38,10 @@ static size_t job_bytes(const struct ds_job *j, uint32_t block_size)
 /* Free a job and the frame it took, if any. */
 static void job_free(struct ds_job *j)
 {
-  if (j)
+  if (j) {
     free(j->frame);
+    free(j->snap);
+  }
   free(j);
 }
 
@@ -237,6 +239,7 @@ static void job_work_one(struct ds_job *j)
     break;
   case DS_J_XMARK: r = region_extent_mark(rg, j->eid); break;
   case DS_J_EXTEND: r = region_extend(rg, j->eid); break;
+  case DS_J_SNAP: ds_snap_work(j); return;
   }
   j->err = r < 0 ? -r : 0;
 }
@@ -329,6 +332,8 @@ static void job_after_one(struct ds_job *j)
     else
       log_info("extended to %u extents (job %llu)", j->eid,
                (unsigned long long) j->job_id);
+  } else if (j->kind == DS_J_SNAP) {
+    ds_snap_done(j);
   } else if (j->kind == DS_J_FLUSH && !j->err) {
     log_info("flush %llu gen %llu: %u extents (job %llu)",
              (unsigned long long) j->flush_no, (unsigned long long) j->gen,
@@ -620,6 +625,11 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
     j->file = m->u.file_req.file;
     j->offset = m->u.file_req.offset;
     j->n = m->u.file_req.len;
+  } else if (kind == DS_J_SNAP) {
+    if (ds_snap_job(j, m) < 0) {
+      job_free(j);
+      return NULL;
+    }
   } else if (kind == DS_J_EXTEND) {
     j->job_id = m->u.ext.job_id;
     j->eid = m->u.ext.eid; /* the new extent count */
@@ -697,6 +707,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   case PROTO_T_EXTENT_MARK: kind = DS_J_XMARK; break;
   case PROTO_T_EXTEND: kind = DS_J_EXTEND; break;
   case PROTO_T_EXTENT_MAP_REQ: kind = DS_J_MAP; break;
+  case PROTO_T_SNAPSHOT: kind = DS_J_SNAP; break;
   default: kind = DS_J_STATES; break;
   }
   /* The active upstairs reconnecting (same session, authenticated by
@@ -731,6 +742,8 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
       return 0;
     }
   }
+  if (kind == DS_J_SNAP && ds_snap_refuse(c, m) < 0)
+    return 0;
   /* A read-only session may not grow the region. */
   if (kind == DS_J_EXTEND && c->read_only) {
     ds_conn_charge(c, 0);

@@ -70,10 +70,11 @@ static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
 /* Read n blocks at lba and check each written one against its hash, so a
  * corrupt replica is never exported as if it were good: -EBADMSG and
  * *bad = the first bad LBA. */
-static int read_checked(struct region *r, struct chunk *c, uint64_t lba,
-                        uint32_t n, uint64_t *bad)
+static int read_checked(struct region *r, const char *snap, struct chunk *c,
+                        uint64_t lba, uint32_t n, uint64_t *bad)
 {
-  int ret = region_read(r, lba, n, c->ctxs, c->data);
+  int ret = snap ? region_snapshot_read(r, snap, lba, n, c->ctxs, c->data)
+                 : region_read(r, lba, n, c->ctxs, c->data);
   if (ret < 0)
     return ret;
   for (uint32_t i = 0; i < n; i++) {
@@ -87,10 +88,29 @@ static int read_checked(struct region *r, struct chunk *c, uint64_t lba,
   return 0;
 }
 
-int xfer_export(struct region *r, int fd, struct progress *p, uint64_t *bad)
+/* The size of snapshot snap in blocks, or -ENOENT. */
+static int64_t snap_blocks(struct region *r, const char *snap)
+{
+  static struct region_snap_info info[64];
+  unsigned n;
+  int ret = region_snapshot_list(r, info, 64, &n);
+  for (unsigned i = 0; ret == 0 && i < n; i++)
+    if (strcmp(info[i].name, snap) == 0)
+      return (int64_t) (info[i].extent_count * region_def(r)->extent_size);
+  return ret < 0 ? ret : -ENOENT;
+}
+
+int xfer_export(struct region *r, const char *snap, int fd, struct progress *p,
+                uint64_t *bad)
 {
   const struct proto_region *d = region_def(r);
   uint64_t blocks = geom_blocks(d), bs = d->block_size;
+  if (snap) {
+    int64_t sb = snap_blocks(r, snap);
+    if (sb < 0)
+      return (int) sb;
+    blocks = (uint64_t) sb;
+  }
   struct chunk c;
   struct stat st;
   bool sparse;
@@ -110,7 +130,7 @@ int xfer_export(struct region *r, int fd, struct progress *p, uint64_t *bad)
   for (uint64_t lba = 0; lba < blocks && ret == 0;) {
     uint64_t left = geom_left_in_extent(d, lba);
     uint32_t n = left < XFER_CHUNK_BLOCKS ? (uint32_t) left : XFER_CHUNK_BLOCKS;
-    ret = read_checked(r, &c, lba, n, bad);
+    ret = read_checked(r, snap, &c, lba, n, bad);
     if (ret == 0 && !(sparse && all_zero(c.data, n * bs)))
       ret = write_all(fd, c.data, n * bs, lba * bs);
     lba += n;

@@ -34,8 +34,11 @@
 #define XFER_CHUNK_BLOCKS 256 /* blocks per region call: 1 MiB at 4 KiB */
 
 /* -EBADMSG (and *bad = its LBA) if a written block's bytes do not match
- * its hash: a corrupt replica is never exported as good. */
-int xfer_export(struct region *r, int fd, struct progress *p, uint64_t *bad);
+ * its hash: a corrupt replica is never exported as good.  snap: the
+ * snapshot of that name instead of the live region (its size then), or
+ * NULL; -ENOENT if there is none. */
+int xfer_export(struct region *r, const char *snap, int fd, struct progress *p,
+                uint64_t *bad);
 int xfer_import(struct region *r, int fd, uint64_t size, bool blank,
                 struct progress *p);
 

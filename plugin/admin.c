@@ -16,7 +16,8 @@
  * A request whose format cannot be read is answered in json.
  *
  * Commands: status; scrub start [--rate MB/s]; scrub status; extend
- * SIZE (answered once the extend is committed or failed: seconds).  The state
+ * SIZE (answered once the extend is committed or failed: seconds);
+ * snapshot create|delete NAME, snapshot list (snapshot.c runs them).  The state
  * status reports belongs to the loop thread: the admin thread asks the
  * loop to render it (adm_async, up__admin_on_async) and waits at most
  * ADM_LOOP_MS.  up__admin_stop runs before the loop stops, so adm_async
@@ -476,6 +477,48 @@ static void adm_extend(struct upstairs *up, struct adm_reply *r, char **arg,
                       : "");
 }
 
+/* snapshot create NAME | snapshot delete NAME | snapshot list: one
+ * SNAPSHOT job each (snapshot.c), answered when it is decided (a create
+ * is a flush: well within the reply's time). */
+static void adm_snapshot(struct upstairs *up, struct adm_reply *r, char **arg,
+                         int narg)
+{
+  static struct up_snap_result res; /* the admin thread's, one at a time */
+  uint8_t op = 0;
+  if (narg == 2 && strcmp(arg[0], "create") == 0)
+    op = PROTO_SNAP_CREATE;
+  else if (narg == 2 && strcmp(arg[0], "delete") == 0)
+    op = PROTO_SNAP_DELETE;
+  else if (narg == 1 && strcmp(arg[0], "list") == 0)
+    op = PROTO_SNAP_LIST;
+  if (!op) {
+    adm_error(r, "usage", "usage: snapshot create NAME | snapshot delete "
+              "NAME | snapshot list");
+    return;
+  }
+  const char *name = narg == 2 ? arg[1] : "";
+  int e = up__snapshot_run(up, op, name, &res);
+  if (e == -EINVAL)
+    adm_error(r, "usage", "bad snapshot name '%.64s' (1-63 of A-Z a-z 0-9 "
+              ". _ -, not starting with '.')", name);
+  else if (e == -EEXIST)
+    adm_error(r, "failed", "snapshot '%s' exists", name);
+  else if (e == -ENOENT)
+    adm_error(r, "failed", "no snapshot '%s'", name);
+  else if (e == -ENOSPC)
+    adm_error(r, "failed", "too many snapshots (at most %d)", PROTO_MAX_SNAPS);
+  else if (e == -EIO && up__phase(up) != UP_PH_RUNNING)
+    adm_error(r, "failed", "the volume is not running");
+  else if (e < 0)
+    adm_error(r, "failed", "snapshot %s: %s", arg[0], log_strerror(-e));
+  else {
+    adm_ok(r, op == PROTO_SNAP_CREATE   ? "snapshot create"
+              : op == PROTO_SNAP_DELETE ? "snapshot delete"
+                                        : "snapshot list");
+    up__snap_render(up, &res, op, name, r->json, &r->j);
+  }
+}
+
 /* Parse and run one request line into r. */
 static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
 {
@@ -512,7 +555,7 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
   r->json = strcmp(tok[2], "json") == 0;
   if (n < 4) {
     adm_error(r, "usage", "no command (status, scrub start, scrub status, "
-              "extend SIZE)");
+              "extend SIZE, snapshot create|delete|list)");
     return;
   }
   if (strcmp(tok[3], "status") == 0 && n == 4)
@@ -521,9 +564,12 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
     adm_scrub(up, r, tok + 4, n - 4);
   else if (strcmp(tok[3], "extend") == 0)
     adm_extend(up, r, tok + 4, n - 4);
+  else if (strcmp(tok[3], "snapshot") == 0)
+    adm_snapshot(up, r, tok + 4, n - 4);
   else
     adm_error(r, "unknown-command", "unknown command '%.40s' (status, scrub "
-              "start, scrub status, extend SIZE)", tok[3]);
+              "start, scrub status, extend SIZE, snapshot create|delete|list)",
+              tok[3]);
 }
 
 /* One connection: one request, one reply, close. */

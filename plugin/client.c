@@ -756,6 +756,11 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
       break;
     up__on_extent_map(c->up, c, &m->u.map);
     return;
+  case PROTO_T_SNAPSHOTS:
+    if (c->state != CL_ACTIVE)
+      break;
+    up__on_snapshots(c->up, c, &m->u.snaps);
+    return;
   case PROTO_T_PING:
     if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PONG, m->u.ping)))
       cl_close(c, false, "write failed");

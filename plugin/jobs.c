@@ -141,7 +141,8 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
       job->failed |= (unsigned) (job->ds[i] == DS_ERR) << i;
       job->sent |= (unsigned) (job->ds[i] != DS_NONE) << i;
     }
-    if (job->type == PROTO_T_FLUSH && result == 0 && job->flush_dirty &&
+    if ((job->type == PROTO_T_FLUSH || up__snap_is_flush(job)) &&
+        result == 0 && job->flush_dirty &&
         job->flush_no > up->acked_flush)
       up->acked_flush = job->flush_no;
     /* One wake-up per request: its caller waits for pending == 0
@@ -248,6 +249,12 @@ bool up__job_rule(const struct up_job *job, unsigned write_quorum,
     }
     *result = job_fail_code(job);
     return okf + pendf < 2 || ok + pending < write_quorum;
+  case PROTO_T_SNAPSHOT: /* snapshot.c: as FLUSH, or as chosen targets */
+    if (job->only) {
+      *result = ok ? 0 : job_fail_code(job);
+      return pending == 0;
+    }
+    /* fallthrough */
   case PROTO_T_FLUSH: /* a live-repair target's answer is not waited for */
     *result = okf >= 2 ? 0 : job_fail_code(job);
     return pendf == 0;
@@ -320,6 +327,7 @@ static void job_patch(struct upstairs *up, struct up_job *job)
   case PROTO_T_EXTENT_MAP_REQ:
     proto_put_extent_map_req(job->frame, job->id, job->lba, job->n);
     break;
+  case PROTO_T_SNAPSHOT: up__snap_patch(up, job); break;
   case PROTO_T_EXTENT_FLUSH: {
     struct proto_extent_op o = {.job_id = job->id, .eid = (uint32_t) job->lba,
                                 .flush_no = up->flush_no++, .gen = up->gen};
@@ -567,6 +575,12 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   }
   job_step(job, c->idx, DS_ERR);
   job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
+  /* A snapshot command refused (snapshot.c) faults nobody. */
+  if (job->type == PROTO_T_SNAPSHOT &&
+      (d->err == EEXIST || d->err == ENOENT || d->err == EINVAL)) {
+    job_eval(up, job);
+    return;
+  }
   /* The reason first: job_eval may drop the last reference to job. */
   snprintf(why, sizeof why, "%s error: %s, job %llu",
            proto_type_name(job->type), log_strerror(job->ds_err[c->idx]),
@@ -647,6 +661,26 @@ void up__on_extent_map(struct upstairs *up, struct cl *c,
     job->reply[c->idx].data = bits;
     job_step(job, c->idx, DS_DONE);
   }
+  job_eval(up, job);
+}
+
+void up__on_reply_buf(struct upstairs *up, struct cl *c, uint64_t id,
+                      uint16_t type, int err, uint8_t *buf, uint32_t n)
+{
+  struct up_job *job = job_find(up, id);
+
+  if (!job || job->ds[c->idx] != DS_SENT || job->type != type) {
+    free(buf);
+    job_bad_reply(c, id);
+    return;
+  }
+  c->inflight--;
+  c->inflight_bytes -= job->frame_len;
+  up__stats_reply(up, c, job, err == 0);
+  job->ds_err[c->idx] = err;
+  job->reply_buf[c->idx] = buf;
+  job->reply[c->idx].n = n;
+  job_step(job, c->idx, err ? DS_ERR : DS_DONE);
   job_eval(up, job);
 }
 

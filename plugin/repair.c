@@ -195,6 +195,10 @@ void up__xs_note(struct upstairs *up, struct up_job *job)
   case PROTO_T_TRIM:
     bit_set(rp->wsf, geom_extent_of(&up->region, job->lba));
     break;
+  case PROTO_T_SNAPSHOT: /* a create is a FLUSH (snapshot.c) */
+    if (!up__snap_is_flush(job))
+      break;
+    /* fallthrough */
   case PROTO_T_FLUSH:
     for (size_t w = 0; w < rp->words; w++) {
       uint64_t m = rp->wsf[w];

@@ -38,6 +38,7 @@
 
 #include "../common/proto.h"
 #include "client.h"
+#include "snapshot.h"
 #include "upstairs.h"
 
 /* Send a PING after this much idleness on a connection. */
@@ -696,6 +697,12 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
                      const struct proto_job_done *d);
 void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
                       const struct proto_read_done *d);
+/* A reply frame of its own for job id of this type (snapshot.c's
+ * SNAPSHOTS): buf (owned by the job from here; NULL with err) becomes
+ * reply_buf[c->idx], n its count; err 0 or a positive errno, the
+ * command's (no fault). */
+void up__on_reply_buf(struct upstairs *up, struct cl *c, uint64_t id,
+                      uint16_t type, int err, uint8_t *buf, uint32_t n);
 void up__on_extent_map(struct upstairs *up, struct cl *c,
                        const struct proto_extent_map *d);
 void up__ds_lost(struct upstairs *up, struct cl *c);

@@ -276,13 +276,14 @@ nbdkit_cmd () {
 
 # nbdkit_start [params]: start nbdkit in the background on a Unix socket
 # ($SOCK, $URI) with the downstairs of $VOLUME and key=+$KEYFILE (unless a
-# key=... is among the params).  Waits until the volume
+# key=... is among the params, or NBDKIT_NOKEY is set).  Waits until the volume
 # answers an NBD handshake; returns 1 (log tail printed) if it dies first.
 nbdkit_start () {
   local ds=() i n key=key=+$KEYFILE
   for i in "$@"; do
     case "$i" in key=*) key= ;; esac
   done
+  [ -n "${NBDKIT_NOKEY:-}" ] && key= # an unencrypted volume
   for i in $VOLUME; do
     ds+=("downstairs=127.0.0.1:${DS_PORT[$i]}")
   done

@@ -44,8 +44,8 @@ nbdinfo --size "$URI" > /dev/null || fail "volume stopped serving"
 volume_stop
 
 # With an auth key.
-head -c 32 /dev/urandom > "$tmp/auth.key"
-head -c 32 /dev/urandom > "$tmp/wrong.key"
+head -c 32 /dev/urandom | base64 -w0 > "$tmp/auth.key" # text: a NUL is refused
+head -c 32 /dev/urandom | base64 -w0 > "$tmp/wrong.key"
 DS_ARGS=(--auth-key "$tmp/auth.key")
 ds_start ds1
 set +e

@@ -72,6 +72,13 @@ def proto_frames():
         (0, p.frame(p.T_EXTENT_MAP, struct.pack("<QiI", 15, 0, 11) +
                     bytes([0xa5, 0x05]))),
         (0, p.frame(p.T_EXTENT_MAP, struct.pack("<QiI", 16, 5, 0))),
+        (0, p.enc_snapshot(17, p.SNAP_CREATE, b"s1", 3, 4, 1764700000)),
+        (0, p.enc_snapshot(18, p.SNAP_DELETE, b"s1")),
+        (0, p.enc_snapshot(19, p.SNAP_LIST)),
+        (0, p.frame(p.T_SNAPSHOTS, struct.pack("<QiI", 19, 0, 1) +
+                    struct.pack("<64sIIQQQQII", b"s1", 1, 8, 5, 4, 3,
+                                1 << 20, 2, 0))),
+        (0, p.frame(p.T_SNAPSHOTS, struct.pack("<QiI", 19, 5, 0))),
     ]
     return [bytes([BS_CODE[bs]]) + f for bs, f in out]
 
@@ -135,6 +142,14 @@ def ds_request_inputs():
     out.append(b"\x01" + p.enc_extent_mark(15, 1) + p.enc_write(16, 65, [w[3]]) +
                p.enc_flush(17, 3, 2) + p.enc_extent_flush(18, 1, 4, 2) +
                p.enc_extent_mark(19, 99))
+    # SNAPSHOT: a write, create (gen 2 as above), a write after it (the
+    # copy), list, a taken name, delete, an unknown one.
+    out.append(b"\x01" + p.enc_write(23, 2, [w[0]]) +
+               p.enc_snapshot(24, p.SNAP_CREATE, b"s1", 5, 2) +
+               p.enc_write(25, 2, [w[1]]) + p.enc_snapshot(26, p.SNAP_LIST) +
+               p.enc_snapshot(27, p.SNAP_CREATE, b"s1", 6, 2) +
+               p.enc_snapshot(28, p.SNAP_DELETE, b"s1") +
+               p.enc_snapshot(29, p.SNAP_DELETE, b"nope"))
     hello = p.enc_hello(uuid=UUID, session=99, gen=1)
     out += [
         b"\x00" + hello,

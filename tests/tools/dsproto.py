@@ -57,6 +57,8 @@ T_EXTENT_MARK = 26
 T_AUTH, T_AUTH_OK = 30, 31
 T_EXTENT_MAP_REQ, T_EXTENT_MAP = 41, 42
 T_EXTEND = 45
+T_SNAPSHOT, T_SNAPSHOTS = 46, 47
+SNAP_CREATE, SNAP_DELETE, SNAP_LIST = 1, 2, 3
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 # Retired in protocol version 3 (the file-copy live repair): unknown
 # types to a downstairs now.  Their old 24-byte layout (40 for REPAIR).
@@ -190,6 +192,12 @@ def enc_extend(job_id, count):
     return frame(T_EXTEND, struct.pack("<QII", job_id, count, 0))
 
 
+def enc_snapshot(job_id, op, name=b"", flush_no=0, gen=0, t=0):
+    """SNAPSHOT (protocol 4, 112 bytes): create, delete or list."""
+    return frame(T_SNAPSHOT, struct.pack("<QB7xQQQ64s", job_id, op, flush_no,
+                                         gen, t, name))
+
+
 # ---- decoder (what a downstairs sends) ----
 
 class ProtoError(Exception):
@@ -233,6 +241,18 @@ def decode(ftype, body, block_size=0):
             raise ProtoError("EXTENT_MAP length %d for n=%d" % (len(body), n))
         bits = body[16:]
         m["data"] = [(bits[i // 8] >> (i % 8)) & 1 for i in range(n)]
+    elif ftype == T_SNAPSHOTS:
+        m["job_id"], m["err"], n = struct.unpack_from("<QiI", body)
+        if len(body) != 16 + 112 * n:
+            raise ProtoError("SNAPSHOTS length %d for n=%d" % (len(body), n))
+        m["snaps"] = []
+        for i in range(n):
+            (name, seq, ec, t, gen, fl, nbytes, copies,
+             _pad) = struct.unpack_from("<64sIIQQQQII", body, 16 + 112 * i)
+            m["snaps"].append({"name": name.rstrip(b"\0").decode(),
+                               "seq": seq, "extents": ec, "time": t,
+                               "gen": gen, "flush": fl, "bytes": nbytes,
+                               "copies": copies})
     elif ftype == T_FILE_DATA:
         (m["job_id"], m["err"], n, m["file_size"],
          m["offset"]) = struct.unpack_from("<QiIQQ", body)
@@ -358,6 +378,13 @@ class Conn:
 
     def extend(self, job_id, count):
         self.send(enc_extend(job_id, count))
+        return self._done(job_id)["err"]
+
+    def snapshot(self, job_id, op, name=b"", **kw):
+        """SNAPSHOT: JOB_DONE's err (create, delete), or SNAPSHOTS (list)."""
+        self.send(enc_snapshot(job_id, op, name, **kw))
+        if op == SNAP_LIST:
+            return self._done(job_id, T_SNAPSHOTS)
         return self._done(job_id)["err"]
 
     def extent_flush(self, job_id, eid, flush_no, gen):
@@ -616,6 +643,75 @@ def scen_extend(a):
     check(e.extend(9, ec + 3) == errno.EROFS, "read-only EXTEND accepted")
     e.close()
     print("extend: ok (%d -> %d extents)" % (ec, ec + 2))
+
+
+def scen_snapshot(a):
+    """SNAPSHOT (protocol 4): only once activated; a create is a barrier
+    in the pipelined job stream (the write sent before it is in the
+    snapshot, the one sent right after it is not: the region keeps the
+    older extent as a copy) and a flush (the extents are clean after
+    it); list names it with its numbers and the one copy; a taken name is
+    EEXIST, a bad one or a foreign generation EINVAL, an unknown delete
+    ENOENT, a read-only session's create EROFS (its list works).
+    Leaves snapshot "s1" holding block 3 = 0x41 bytes, block es + 1 =
+    0x42 bytes, live block 3 = 0x43 bytes, and no snapshot "gone"
+    (checked offline by test-downstairs-protocol)."""
+    c = Conn(a.host, a.port)
+    c.hello()
+    expect_error(c, enc_snapshot(1, SNAP_LIST), errno.EPROTO, "not allowed")
+    c, gen = active_conn(a)
+    bs, es = c.block_size, c.hello_ok["extent_size"]
+    fl = max(s[1] for s in c.extent_states()) + 1
+    A, B, C = bytes([0x41]) * bs, bytes([0x42]) * bs, bytes([0x43]) * bs
+    # Pipelined: write, write, snapshot, write; replies in order.
+    c.send(enc_write(1, 3, [A]))
+    c.send(enc_write(2, es + 1, [B]))
+    c.send(enc_snapshot(3, SNAP_CREATE, b"s1", flush_no=fl, gen=gen,
+                        t=1764700000))
+    c.send(enc_write(4, 3, [C]))
+    # 1 and 2 (two extents) in either order, both before the barrier 3,
+    # which comes before 4.
+    got = [c.expect(T_JOB_DONE) for _ in range(4)]
+    check(sorted(m["job_id"] for m in got[:2]) == [1, 2] and
+          [m["job_id"] for m in got[2:]] == [3, 4], "reply order %r" %
+          [m["job_id"] for m in got])
+    check(all(m["err"] == 0 for m in got), "a job failed: %r" % got)
+    check(all(s[2] == 0 for s in c.extent_states()[1:]) and
+          c.extent_states()[1][1] == fl, "snapshot did not flush")
+    r = c.read(5, 3, 1)
+    check(r["err"] == 0 and r["data"] == C, "live block 3 is not the new write")
+    m = c.snapshot(6, SNAP_LIST)
+    check(m["err"] == 0 and len(m["snaps"]) == 1, "list: %r" % m)
+    s1 = m["snaps"][0]
+    check(s1["name"] == "s1" and s1["flush"] == fl and s1["gen"] == gen and
+          s1["time"] == 1764700000 and s1["copies"] == 1 and
+          s1["bytes"] >= bs, "s1 listed as %r" % s1)
+    check(c.snapshot(7, SNAP_CREATE, b"s1", flush_no=fl + 1, gen=gen) ==
+          errno.EEXIST, "a taken name accepted")
+    check(c.snapshot(8, SNAP_CREATE, b"a/b", flush_no=fl + 1, gen=gen) ==
+          errno.EINVAL, "a bad name accepted")
+    check(c.snapshot(9, SNAP_CREATE, b"s2", flush_no=fl + 1, gen=gen + 1) ==
+          errno.EINVAL, "a foreign generation accepted")
+    check(c.snapshot(10, SNAP_DELETE, b"nope") == errno.ENOENT,
+          "deleting nothing succeeded")
+    check(c.snapshot(11, SNAP_CREATE, b"gone", flush_no=fl + 1, gen=gen) == 0,
+          "second create")
+    check(c.write(12, es + 1, [C]) == 0, "write after gone")
+    check(c.snapshot(13, SNAP_DELETE, b"gone") == 0, "delete")
+    names = [x["name"] for x in c.snapshot(14, SNAP_LIST)["snaps"]]
+    check(names == ["s1"], "after delete: %r" % names)
+    # A malformed one closes the connection (list with a name).
+    expect_error(c, enc_snapshot(15, SNAP_LIST, b"x"), errno.EPROTO)
+    e = Conn(a.host, a.port)
+    e.hello(read_only=1)
+    e.activate(next_gen(e))
+    check(e.snapshot(1, SNAP_CREATE, b"ro", flush_no=fl + 9,
+                     gen=e.hello_ok["highest_gen"] + 1) in
+          (errno.EROFS,), "read-only create accepted")
+    check([x["name"] for x in e.snapshot(2, SNAP_LIST)["snaps"]] == ["s1"],
+          "read-only list")
+    e.close()
+    print("snapshot: ok")
 
 
 def scen_takeover(a):
@@ -1114,7 +1210,7 @@ def main():
                                         "takeover", "model", "malformed",
                                         "idle", "backpressure", "auth",
                                         "mark", "mark-level", "retired",
-                                        "adopt", "extend", "map"])
+                                        "adopt", "extend", "map", "snapshot"])
     p.add_argument("--auth-key", default=None, help="auth key file")
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, required=True)

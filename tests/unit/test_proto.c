@@ -803,6 +803,85 @@ static void test_status(void)
   CHECK(PROTO_T_STATUS < PROTO_T_MAX_);
 }
 
+/* SNAPSHOT (46) and SNAPSHOTS (47): round trips, the bytes of the op and
+ * name, and the strict checks (ops, names, numbers, pad, counts). */
+static void test_snapshot(void)
+{
+  struct proto_msg m;
+  uint8_t t[PROTO_SNAPSHOT_LEN];
+  struct proto_snapshot s = {.job_id = 7, .op = PROTO_SNAP_CREATE,
+                             .flush_no = 11, .gen = 3, .time = 1764700000};
+  snprintf(s.name, sizeof s.name, "nightly-1");
+  CHECK(proto_put_snapshot(t, &s) == 112 && proto_rd16(t + 4) == 46);
+  CHECK(t[16] == 1 && memcmp(t + 48, "nightly-1", 10) == 0);
+  CHECK(proto_decode(t, sizeof t, 0, &m) == 0 && m.type == PROTO_T_SNAPSHOT &&
+        m.u.snap.job_id == 7 && m.u.snap.op == PROTO_SNAP_CREATE &&
+        m.u.snap.flush_no == 11 && m.u.snap.gen == 3 &&
+        m.u.snap.time == 1764700000 && strcmp(m.u.snap.name, "nightly-1") == 0);
+  CHECK(strcmp(proto_type_name(PROTO_T_SNAPSHOT), "SNAPSHOT") == 0);
+  uint8_t u[PROTO_SNAPSHOT_LEN];
+#define MUT(stmt)                                                            \
+  do {                                                                       \
+    memcpy(u, t, sizeof t);                                                  \
+    stmt;                                                                    \
+    CHECK(proto_decode(u, sizeof u, 0, &m) == -EPROTO);                      \
+  } while (0)
+  MUT(u[16] = 0);             /* no such op */
+  MUT(u[16] = 4);
+  MUT(u[17] = 1);             /* pad */
+  MUT(proto_le64(u + 32, 0)); /* create without a generation */
+  MUT(memset(u + 48, 0, 64)); /* create without a name */
+  MUT(u[48 + 9 + 1] = 'x');   /* bytes after the NUL */
+  MUT(memset(u + 48, 'a', 64)); /* no NUL */
+  MUT(u[48] = ' ');           /* not printable */
+  MUT(u[48] = 0x80);
+  CHECK(proto_decode(t, sizeof t - 1, 0, &m) == -EPROTO);
+  /* delete: a name, no numbers; list: neither. */
+  s.op = PROTO_SNAP_DELETE;
+  proto_put_snapshot(t, &s);
+  CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+  s.flush_no = s.gen = s.time = 0;
+  proto_put_snapshot(t, &s);
+  CHECK(proto_decode(t, sizeof t, 0, &m) == 0 &&
+        m.u.snap.op == PROTO_SNAP_DELETE);
+  s.op = PROTO_SNAP_LIST;
+  proto_put_snapshot(t, &s);
+  CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
+  s.name[0] = 0;
+  proto_put_snapshot(t, &s);
+  CHECK(proto_decode(t, sizeof t, 0, &m) == 0 && m.u.snap.op == PROTO_SNAP_LIST);
+
+  /* SNAPSHOTS with two entries. */
+  uint8_t f[PROTO_SNAPSHOTS_HDR_LEN + 2 * PROTO_SNAP_ENTRY_LEN];
+  struct proto_snap_entry e = {.seq = 2, .extent_count = 8, .copies = 3,
+                               .time = 5, .gen = 6, .flush = 7,
+                               .bytes = 1ull << 40};
+  snprintf(e.name, sizeof e.name, "a.b_c-D");
+  CHECK(proto_put_snapshots_hdr(f, 9, 0, 2) == 24 && proto_rd32(f) == sizeof f);
+  proto_snap_entry_put(f + 24, &e);
+  e.seq = 3;
+  proto_snap_entry_put(f + 24 + 112, &e);
+  CHECK(proto_decode(f, sizeof f, 0, &m) == 0 && m.type == PROTO_T_SNAPSHOTS &&
+        m.u.snaps.job_id == 9 && m.u.snaps.n == 2 && m.u.snaps.err == 0);
+  struct proto_snap_entry g;
+  proto_snap_entry_get(m.u.snaps.entries + 112, &g);
+  CHECK(g.seq == 3 && g.extent_count == 8 && g.copies == 3 && g.time == 5 &&
+        g.gen == 6 && g.flush == 7 && g.bytes == 1ull << 40 &&
+        strcmp(g.name, "a.b_c-D") == 0);
+  CHECK(proto_decode(f, sizeof f - 1, 0, &m) == -EPROTO);
+  f[24 + 108] = 1; /* pad */
+  CHECK(proto_decode(f, sizeof f, 0, &m) == -EPROTO);
+  f[24 + 108] = 0;
+  f[24] = 0; /* an empty name */
+  CHECK(proto_decode(f, sizeof f, 0, &m) == -EPROTO);
+  proto_put_snapshots_hdr(f, 9, 5, 0); /* an error carries no entries */
+  CHECK(proto_decode(f, 24, 0, &m) == 0 && m.u.snaps.err == 5);
+  proto_le32(f + 20, 1);
+  proto_le32(f, 24 + 112);
+  CHECK(proto_decode(f, 24 + 112, 0, &m) == -EPROTO);
+#undef MUT
+}
+
 int main(void)
 {
   build_and_roundtrip();
@@ -811,5 +890,6 @@ int main(void)
   test_rejects_map();
   test_prefixes_and_mutations();
   test_status();
+  test_snapshot();
   return test_done("test_proto");
 }
