@@ -10,6 +10,7 @@
 #                           in build/arm64/ (Debian's cross gcc, multiarch)
 #   make check-arm64        its unit tests and a mixed volume under qemu-user
 #   make check-unsigned-char   unit tests built with -funsigned-char
+#   make format     clang-format every C file in place (test-format checks)
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -50,7 +51,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%) $(B)/tools/crucible-sim
 SIM_SRC    := $(wildcard tests/tools/sim/*.c)
 
-.PHONY: all deps check unit run soak install clean bench bench-smoke bench-link bench-resync check-vm
+.PHONY: all deps check unit run soak install clean format bench bench-smoke bench-link bench-resync check-vm
 all: $(B)/.deps crucible.so crucible-downstairs crucible-admin
 
 # Install missing Debian packages (as root) or print the apt-get line.
@@ -106,6 +107,12 @@ check: all $(UNIT_BIN) $(TOOL_BIN)
 
 run: all
 	@bash scripts/run-local.sh
+
+# One style: clang-format 14 with the tree's .clang-format (test-format).
+FORMAT_DIRS := common plugin downstairs admin bench tests/unit tests/tools \
+               tests/fuzz
+format:
+	find $(FORMAT_DIRS) -name '*.[ch]' -exec clang-format -i {} +
 
 # The randomized whole-system test for as long as asked:
 #   make soak [SEED=N] [SECONDS=S] [SIM_ARGS="--no flip"]

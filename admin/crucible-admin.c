@@ -125,8 +125,8 @@ int main(int argc, char **argv)
   }
   /* The command line as it is; the server checks it.  Only refuse what
    * would break the one-line framing. */
-  n = snprintf(line, sizeof line, "crucible-admin 1 %s", json ? "json"
-                                                              : "text");
+  n = snprintf(line, sizeof line, "crucible-admin 1 %s",
+               json ? "json" : "text");
   for (; i < argc; i++) {
     if (strpbrk(argv[i], " \t\r\n") || !argv[i][0]) {
       fprintf(stderr, "crucible-admin: argument '%s': no blanks allowed\n",
@@ -147,8 +147,7 @@ int main(int argc, char **argv)
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0) {
-      fprintf(stderr, "crucible-admin: %s: send: %s\n", path,
-              strerror(errno));
+      fprintf(stderr, "crucible-admin: %s: send: %s\n", path, strerror(errno));
       close(fd);
       return 2;
     }
@@ -166,8 +165,7 @@ int main(int argc, char **argv)
     bool ok = strncmp(reply, "{\"version\":1,\"ok\":true", 22) == 0;
     bool err = strncmp(reply, "{\"version\":1,\"ok\":false", 23) == 0;
     if (!ok && !err) {
-      fprintf(stderr, "crucible-admin: %s: not a crucible-admin reply\n",
-              path);
+      fprintf(stderr, "crucible-admin: %s: not a crucible-admin reply\n", path);
       free(reply);
       return 2;
     }

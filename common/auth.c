@@ -76,8 +76,8 @@ int auth_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg,
                      size_t msg_len, uint8_t out[AUTH_MAC_LEN])
 {
   size_t outl = 0;
-  if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, msg,
-                 msg_len, out, AUTH_MAC_LEN, &outl) ||
+  if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, msg, msg_len,
+                 out, AUTH_MAC_LEN, &outl) ||
       outl != AUTH_MAC_LEN)
     return -EIO;
   return 0;
@@ -111,8 +111,7 @@ int auth_mac(const struct auth_key *k, enum auth_side side,
 }
 
 int auth_check(const struct auth_key *k, enum auth_side side,
-               const uint8_t t[AUTH_MAC_LEN],
-               const uint8_t mac[AUTH_MAC_LEN])
+               const uint8_t t[AUTH_MAC_LEN], const uint8_t mac[AUTH_MAC_LEN])
 {
   uint8_t want[AUTH_MAC_LEN];
   int r = auth_mac(k, side, t, want);

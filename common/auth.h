@@ -64,8 +64,7 @@ int auth_mac(const struct auth_key *k, enum auth_side side,
              const uint8_t t[AUTH_MAC_LEN], uint8_t mac[AUTH_MAC_LEN]);
 /* 0 if mac is side's proof over t, else -EACCES (constant time). */
 int auth_check(const struct auth_key *k, enum auth_side side,
-               const uint8_t t[AUTH_MAC_LEN],
-               const uint8_t mac[AUTH_MAC_LEN]);
+               const uint8_t t[AUTH_MAC_LEN], const uint8_t mac[AUTH_MAC_LEN]);
 
 /* Raw HMAC-SHA256 (exposed for the RFC 4231 vector tests). */
 int auth_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg,

@@ -40,8 +40,7 @@ static int is_space(char c)
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-int base64_decode(const char *in, uint8_t *out, size_t outcap,
-                  size_t *outlen)
+int base64_decode(const char *in, uint8_t *out, size_t outcap, size_t *outlen)
 {
   size_t start = 0, end = strlen(in), n = 0;
   while (start < end && is_space(in[start]))

@@ -15,7 +15,6 @@ void base64_encode(const uint8_t *in, size_t len, char *out);
 /* Decode a NUL-terminated string; surrounding whitespace (a trailing
  * newline from a key file) is ignored, anything else invalid is -EINVAL.
  * -ENOSPC if the result would exceed outcap.  *outlen gets the length. */
-int base64_decode(const char *in, uint8_t *out, size_t outcap,
-                  size_t *outlen);
+int base64_decode(const char *in, uint8_t *out, size_t outcap, size_t *outlen);
 
 #endif

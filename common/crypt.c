@@ -140,8 +140,8 @@ static EVP_CIPHER_CTX *ctx_get(struct crypt_key *k, int enc)
   c = EVP_CIPHER_CTX_new();
   if (c &&
       (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
-       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPT_NONCE_LEN,
-                           NULL) != 1 ||
+       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CRYPT_NONCE_LEN, NULL) !=
+           1 ||
        EVP_CipherInit_ex(c, NULL, NULL, k->key, NULL, enc) != 1)) {
     EVP_CIPHER_CTX_free(c);
     c = NULL;
@@ -177,11 +177,11 @@ static int gcm_pooled(const struct crypt_key *kc, int enc, const uint8_t *iv,
   if (EVP_CipherInit_ex(c, NULL, NULL, NULL, iv, enc) == 1 &&
       (!aad_len || EVP_CipherUpdate(c, NULL, &n, aad, (int) aad_len) == 1) &&
       (!len || EVP_CipherUpdate(c, out, &n, in, (int) len) == 1) &&
-      (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPT_TAG_LEN,
-                                  tag) == 1) &&
+      (enc ||
+       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPT_TAG_LEN, tag) == 1) &&
       EVP_CipherFinal_ex(c, out + len, &n) == 1 &&
-      (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPT_TAG_LEN,
-                                   tag) == 1))
+      (!enc ||
+       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPT_TAG_LEN, tag) == 1))
     ok = 1;
   if (ok) {
     ctx_put(k, enc, c);

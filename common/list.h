@@ -8,28 +8,28 @@
 #define CRUCIBLE_LIST_H
 
 /* Append node to the FIFO (head, tail); field is its link member. */
-#define FIFO_PUSH(head, tail, node, field)                                   \
-  do {                                                                       \
-    (node)->field = NULL;                                                    \
-    if (tail)                                                                \
-      (tail)->field = (node);                                                \
-    else                                                                     \
-      (head) = (node);                                                       \
-    (tail) = (node);                                                         \
+#define FIFO_PUSH(head, tail, node, field) \
+  do {                                     \
+    (node)->field = NULL;                  \
+    if (tail)                              \
+      (tail)->field = (node);              \
+    else                                   \
+      (head) = (node);                     \
+    (tail) = (node);                       \
   } while (0)
 
 /* Unlink node from the list (head, tail); its links end NULL. */
-#define DLIST_UNLINK(head, tail, node)                                       \
-  do {                                                                       \
-    if ((node)->prev)                                                        \
-      (node)->prev->next = (node)->next;                                     \
-    else                                                                     \
-      (head) = (node)->next;                                                 \
-    if ((node)->next)                                                        \
-      (node)->next->prev = (node)->prev;                                     \
-    else                                                                     \
-      (tail) = (node)->prev;                                                 \
-    (node)->prev = (node)->next = NULL;                                      \
+#define DLIST_UNLINK(head, tail, node)   \
+  do {                                   \
+    if ((node)->prev)                    \
+      (node)->prev->next = (node)->next; \
+    else                                 \
+      (head) = (node)->next;             \
+    if ((node)->next)                    \
+      (node)->next->prev = (node)->prev; \
+    else                                 \
+      (tail) = (node)->prev;             \
+    (node)->prev = (node)->next = NULL;  \
   } while (0)
 
 #endif

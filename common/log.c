@@ -11,8 +11,7 @@
 static enum log_level cur_level = LOG_INFO;
 static log_sink_fn sink;
 static const char *prog = "crucible";
-static const char *const names[] = {"ERROR", "WARN", "NOTICE", "INFO",
-                                    "DEBUG"};
+static const char *const names[] = {"ERROR", "WARN", "NOTICE", "INFO", "DEBUG"};
 
 void log_set_level(enum log_level level)
 {

@@ -35,10 +35,14 @@ int parse_size(const char *s, uint64_t max, uint64_t *out)
     return -EINVAL;
   memcpy(num, s, len + 1);
   switch (num[len - 1]) {
-  case 'k': case 'K': shift = 10; break;
-  case 'm': case 'M': shift = 20; break;
-  case 'g': case 'G': shift = 30; break;
-  case 't': case 'T': shift = 40; break;
+  case 'k':
+  case 'K': shift = 10; break;
+  case 'm':
+  case 'M': shift = 20; break;
+  case 'g':
+  case 'G': shift = 30; break;
+  case 't':
+  case 'T': shift = 40; break;
   default: break;
   }
   if (shift)

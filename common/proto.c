@@ -279,8 +279,8 @@ size_t proto_put_ping(uint8_t *buf, uint16_t type, uint64_t v)
 }
 
 /* WRITE, READ and TRIM headers. */
-static size_t put_io(uint8_t *buf, uint16_t type, uint64_t len,
-                     uint64_t job_id, uint64_t lba, uint32_t n)
+static size_t put_io(uint8_t *buf, uint16_t type, uint64_t len, uint64_t job_id,
+                     uint64_t lba, uint32_t n)
 {
   put_hdr(buf, (uint32_t) len, type);
   proto_le64(buf + 8, job_id);
@@ -396,9 +396,10 @@ size_t proto_put_snapshots_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
                                uint32_t n)
 {
   memset(buf, 0, PROTO_SNAPSHOTS_HDR_LEN);
-  put_hdr(buf, (uint32_t) (PROTO_SNAPSHOTS_HDR_LEN + (size_t) n *
-                                                       PROTO_SNAP_ENTRY_LEN),
-          PROTO_T_SNAPSHOTS);
+  put_hdr(
+      buf,
+      (uint32_t) (PROTO_SNAPSHOTS_HDR_LEN + (size_t) n * PROTO_SNAP_ENTRY_LEN),
+      PROTO_T_SNAPSHOTS);
   proto_le64(buf + 8, job_id);
   proto_le32(buf + 16, (uint32_t) err);
   proto_le32(buf + 20, n);
@@ -588,8 +589,7 @@ static int dec_error(const uint8_t *b, size_t len, struct proto_msg *m)
   return 0;
 }
 
-static int dec_extent_states(const uint8_t *b, size_t len,
-                             struct proto_msg *m)
+static int dec_extent_states(const uint8_t *b, size_t len, struct proto_msg *m)
 {
   if (len < PROTO_EXTENT_STATES_HDR_LEN)
     return -EPROTO;
@@ -766,17 +766,15 @@ static int dec_extent_op(const uint8_t *b, size_t len, struct proto_msg *m)
 static int dec_file_req(const uint8_t *b, size_t len, struct proto_msg *m)
 {
   struct proto_file_req *r = &m->u.file_req;
-  if (len != PROTO_FILE_REQ_LEN || !all_zero(b + 21, 3) ||
-      proto_rd32(b + 36))
+  if (len != PROTO_FILE_REQ_LEN || !all_zero(b + 21, 3) || proto_rd32(b + 36))
     return -EPROTO;
   r->job_id = proto_rd64(b + 8);
   r->eid = proto_rd32(b + 16);
   r->file = b[20];
   r->offset = proto_rd64(b + 24);
   r->len = proto_rd32(b + 32);
-  if (r->eid >= PROTO_MAX_EXTENTS || r->file > PROTO_FILE_DB ||
-      r->len == 0 || r->len > PROTO_MAX_JOB_BYTES ||
-      r->offset > (1ull << 62))
+  if (r->eid >= PROTO_MAX_EXTENTS || r->file > PROTO_FILE_DB || r->len == 0 ||
+      r->len > PROTO_MAX_JOB_BYTES || r->offset > (1ull << 62))
     return -EPROTO;
   return 0;
 }

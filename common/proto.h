@@ -66,7 +66,7 @@
 enum proto_type {
   PROTO_T_HELLO = 1,
   PROTO_T_HELLO_OK = 2,
-  PROTO_T_ERROR = 3,         /* handshake/activation refused; text reason */
+  PROTO_T_ERROR = 3, /* handshake/activation refused; text reason */
   PROTO_T_EXTENT_STATES_REQ = 4,
   PROTO_T_EXTENT_STATES = 5,
   PROTO_T_ACTIVATE = 6,
@@ -76,24 +76,24 @@ enum proto_type {
   PROTO_T_READ = 11,
   PROTO_T_FLUSH = 12,
   PROTO_T_TRIM = 13,
-  PROTO_T_JOB_DONE = 14,     /* answer to WRITE, FLUSH, TRIM */
-  PROTO_T_READ_DONE = 15,    /* answer to READ */
+  PROTO_T_JOB_DONE = 14,  /* answer to WRITE, FLUSH, TRIM */
+  PROTO_T_READ_DONE = 15, /* answer to READ */
   PROTO_T_PING = 16,
   PROTO_T_PONG = 17,
   /* One extent: upstairs -> downstairs (answered by JOB_DONE). */
-  PROTO_T_EXTENT_FLUSH = 20,  /* make one extent clean and durable */
+  PROTO_T_EXTENT_FLUSH = 20, /* make one extent clean and durable */
   /* 21..23: EXTENT_CLOSE, EXTENT_REPAIR, EXTENT_REOPEN, retired in
    * version 3 (the file-copy live repair; a downstairs rejects them as
    * unknown types): never reuse the numbers. */
   /* Repair peer (`clone`) -> source downstairs. */
-  PROTO_T_FILE_REQ = 24,      /* a chunk of an extent file */
-  PROTO_T_FILE_DATA = 25,     /* its answer */
+  PROTO_T_FILE_REQ = 24,  /* a chunk of an extent file */
+  PROTO_T_FILE_DATA = 25, /* its answer */
   /* Live repair: upstairs -> the downstairs being repaired. */
-  PROTO_T_EXTENT_MARK = 26,   /* dirty until EXTENT_FLUSH: FLUSH skips it */
+  PROTO_T_EXTENT_MARK = 26, /* dirty until EXTENT_FLUSH: FLUSH skips it */
   /* 27..29 reserved for repair. */
   /* Authentication (common/auth.h), right after HELLO_OK. */
-  PROTO_T_AUTH = 30,          /* client proof */
-  PROTO_T_AUTH_OK = 31,       /* server proof */
+  PROTO_T_AUTH = 30,    /* client proof */
+  PROTO_T_AUTH_OK = 31, /* server proof */
   /* 32..39 reserved for auth. */
   /* Block status: upstairs -> downstairs, ordered like a READ. */
   PROTO_T_EXTENT_MAP_REQ = 41, /* which blocks of a range may hold data */
@@ -102,8 +102,8 @@ enum proto_type {
    * region to a number of extents (the eid field of an extent op, the
    * same 24 bytes as EXTENT_MARK); a barrier like FLUSH. */
   PROTO_T_EXTEND = 45,
-  PROTO_T_STATUS_REQ = 43,    /* a status peer's one question */
-  PROTO_T_STATUS = 44,        /* its answer (struct proto_status) */
+  PROTO_T_STATUS_REQ = 43, /* a status peer's one question */
+  PROTO_T_STATUS = 44,     /* its answer (struct proto_status) */
   /* Version 4, from the active upstairs: a snapshot operation (create
    * and delete are barriers answered by JOB_DONE; list is answered by
    * SNAPSHOTS). */
@@ -139,7 +139,7 @@ enum proto_role {
 #define PROTO_EXTENT_OP_LEN (PROTO_FRAME_HDR_LEN + 16) /* EXTENT_MARK */
 #define PROTO_FILE_REQ_LEN (PROTO_FRAME_HDR_LEN + 32)
 #define PROTO_FILE_DATA_HDR_LEN (PROTO_FRAME_HDR_LEN + 32) /* + n bytes */
-#define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32) /* AUTH, AUTH_OK */
+#define PROTO_AUTH_LEN (PROTO_FRAME_HDR_LEN + 32)          /* AUTH, AUTH_OK */
 #define PROTO_EXTENT_MAP_REQ_LEN PROTO_IO_HDR_LEN
 #define PROTO_EXTENT_MAP_HDR_LEN (PROTO_FRAME_HDR_LEN + 16) /* + bitmap */
 #define PROTO_STATUS_REQ_LEN PROTO_FRAME_HDR_LEN
@@ -164,11 +164,11 @@ enum proto_role {
 /* A context without PRESENT is a zero block; its version is that of the
  * TRIM that made it (0: never written, or trimmed before the last flush). */
 struct proto_ctx {
-  uint64_t version;                /* (gen << 32) | seq, authenticated */
-  uint64_t hash;                   /* XXH3-64, see crypt_hash_*() */
-  uint8_t nonce[PROTO_NONCE_LEN];  /* zero on unencrypted regions */
-  uint8_t tag[PROTO_TAG_LEN];      /* zero on unencrypted regions */
-  uint32_t flags;                  /* PROTO_CTX_* */
+  uint64_t version;               /* (gen << 32) | seq, authenticated */
+  uint64_t hash;                  /* XXH3-64, see crypt_hash_*() */
+  uint8_t nonce[PROTO_NONCE_LEN]; /* zero on unencrypted regions */
+  uint8_t tag[PROTO_TAG_LEN];     /* zero on unencrypted regions */
+  uint32_t flags;                 /* PROTO_CTX_* */
 };
 
 /* Key check value: a GCM tag over a fixed string, see crypt_kcv_*(). */
@@ -206,7 +206,7 @@ struct proto_hello_ok {
   struct proto_region region;
   uint8_t has_kcv;
   struct proto_kcv kcv;
-  uint64_t highest_gen; /* highest generation this region ever accepted */
+  uint64_t highest_gen;  /* highest generation this region ever accepted */
   uint8_t auth_required; /* AUTH must follow before anything else */
   uint8_t auth_nonce[PROTO_AUTH_NONCE_LEN]; /* server nonce (auth.h) */
   uint8_t instance[PROTO_UUID_LEN]; /* random id of this region (replica),
@@ -218,10 +218,10 @@ struct proto_status {
   struct proto_region region;
   uint8_t instance[PROTO_UUID_LEN];
   uint64_t highest_gen;
-  uint32_t connections;   /* live connections, this one included */
-  uint8_t has_active;     /* an upstairs session is activated */
+  uint32_t connections; /* live connections, this one included */
+  uint8_t has_active;   /* an upstairs session is activated */
   uint64_t active_session;
-  uint64_t idle_ms;       /* since its last frame (0 without one) */
+  uint64_t idle_ms; /* since its last frame (0 without one) */
   char active_peer[PROTO_STATUS_PEER_LEN]; /* its address, "" without */
 };
 
@@ -231,7 +231,7 @@ enum { PROTO_SNAP_CREATE = 1, PROTO_SNAP_DELETE = 2, PROTO_SNAP_LIST = 3 };
 struct proto_snapshot {
   uint64_t job_id;
   uint8_t op;
-  uint64_t flush_no, gen, time; /* create only, else 0 */
+  uint64_t flush_no, gen, time;   /* create only, else 0 */
   char name[PROTO_SNAP_NAME_LEN]; /* "" for list */
 };
 /* One snapshot in SNAPSHOTS. */
@@ -270,10 +270,10 @@ struct proto_activate {
 struct proto_io {
   uint64_t job_id;
   uint64_t lba;
-  uint32_t n;           /* blocks, 1..proto_max_job_blocks(type) */
-  uint64_t version;     /* TRIM: the trim's version (0 allowed) */
-  const uint8_t *ctxs;  /* WRITE: n encoded contexts (proto_ctx_get) */
-  const uint8_t *data;  /* WRITE: n * block_size bytes */
+  uint32_t n;          /* blocks, 1..proto_max_job_blocks(type) */
+  uint64_t version;    /* TRIM: the trim's version (0 allowed) */
+  const uint8_t *ctxs; /* WRITE: n encoded contexts (proto_ctx_get) */
+  const uint8_t *data; /* WRITE: n * block_size bytes */
 };
 
 struct proto_flush {
@@ -344,12 +344,12 @@ struct proto_msg {
       const uint8_t *states; /* count * PROTO_EXTENT_STATE_LEN bytes */
     } extent_states;
     struct proto_activate activate;
-    uint64_t gen;  /* ACTIVATE_OK, NO_LONGER_ACTIVE */
+    uint64_t gen;       /* ACTIVATE_OK, NO_LONGER_ACTIVE */
     struct proto_io io; /* WRITE, READ, TRIM, EXTENT_MAP_REQ */
     struct proto_flush flush;
     struct proto_job_done job_done;
     struct proto_read_done read_done;
-    uint64_t ping; /* PING, PONG */
+    uint64_t ping;              /* PING, PONG */
     struct proto_extent_op ext; /* EXTENT_FLUSH, EXTENT_MARK, EXTEND
                                    (eid: the new extent count) */
     struct proto_file_req file_req;
@@ -413,17 +413,16 @@ size_t proto_put_no_longer_active(uint8_t *buf, uint64_t gen);
 size_t proto_put_write_hdr(uint8_t *buf, uint64_t job_id, uint64_t lba,
                            uint32_t n, uint32_t block_size);
 /* flags: 0 or PROTO_F_CTX_ONLY. */
-size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba,
-                      uint32_t n, uint16_t flags);
-size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba,
-                      uint32_t n, uint64_t version);
+size_t proto_put_read(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n,
+                      uint16_t flags);
+size_t proto_put_trim(uint8_t *buf, uint64_t job_id, uint64_t lba, uint32_t n,
+                      uint64_t version);
 size_t proto_put_flush(uint8_t *buf, const struct proto_flush *f);
 size_t proto_put_job_done(uint8_t *buf, uint64_t job_id, int32_t err);
 /* READ_DONE header; continues with n contexts and n * block_size bytes
  * (none with flags PROTO_F_CTX_ONLY; n must be 0 when err != 0). */
 size_t proto_put_read_done_hdr(uint8_t *buf, uint64_t job_id, int32_t err,
-                               uint32_t n, uint32_t block_size,
-                               uint16_t flags);
+                               uint32_t n, uint32_t block_size, uint16_t flags);
 size_t proto_put_ping(uint8_t *buf, uint16_t type /* PING or PONG */,
                       uint64_t v);
 

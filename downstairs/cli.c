@@ -36,9 +36,9 @@ int cli_load_auth_key(const char *path, struct auth_key *k)
  * be SO_REUSEPORT). */
 int cli_listen(const char *addr, uint16_t port, int *fd)
 {
-  struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-                            .ai_family = AF_UNSPEC,
-                            .ai_socktype = SOCK_STREAM };
+  struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+                           .ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM};
   struct addrinfo *res, *ai;
   char service[8];
   int err = 0, one = 1;
@@ -51,8 +51,8 @@ int cli_listen(const char *addr, uint16_t port, int *fd)
     return -1;
   }
   for (ai = res; ai; ai = ai->ai_next) {
-    int s = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                   ai->ai_protocol);
+    int s =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (s < 0) {
       err = errno;
       continue;
@@ -94,16 +94,16 @@ int cli_usage(const char *fmt, const char *arg)
 /* getopt's '?' and ':' results as our usage error. */
 int cli_bad_option(int c, char **argv)
 {
-  char shortopt[3] = { '-', (char) optopt, '\0' };
+  char shortopt[3] = {'-', (char) optopt, '\0'};
   const char *last = argv[optind - 1];
-  const char *opt = strncmp(last, "--", 2) == 0 || optopt <= 0 ||
-                            optopt > 127 ? last : shortopt;
-  return cli_usage(c == ':' ? "option '%s' needs a value"
-                              : "unknown option '%s'", opt);
+  const char *opt = strncmp(last, "--", 2) == 0 || optopt <= 0 || optopt > 127
+                        ? last
+                        : shortopt;
+  return cli_usage(
+      c == ':' ? "option '%s' needs a value" : "unknown option '%s'", opt);
 }
 
-int cli_parse_num(const char *opt, const char *s, uint64_t max,
-                     uint64_t *out)
+int cli_parse_num(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
   if (parse_u64(s, max, out) < 0 || *out == 0) {
     cli_usage("invalid value for %s", opt);
@@ -126,17 +126,18 @@ void cli_open_error(const char *dir, int r)
     cli_error("%s: invalid region.json", dir);
   else if (r == -EBUSY)
     cli_error("%s: region is in use by another process (a running "
-           "downstairs?)", dir);
+              "downstairs?)",
+              dir);
   else if (r == -EPERM)
     cli_error("%s: region is encrypted: only unencrypted regions can be "
-           "exported or imported", dir);
+              "exported or imported",
+              dir);
   else
     cli_error("%s: %s", dir, log_strerror(-r));
 }
 
 /* Progress on stderr, in the style its kind (terminal or not) wants. */
-void cli_progress(struct progress *p, const char *label,
-                            uint64_t total)
+void cli_progress(struct progress *p, const char *label, uint64_t total)
 {
   progress_start(p, stderr, isatty(STDERR_FILENO), label, total);
 }

@@ -20,8 +20,7 @@ int cli_usage(const char *fmt, const char *arg);
 /* getopt's '?' and ':' results (c) as a usage error; returns 2. */
 int cli_bad_option(int c, char **argv);
 /* A whole number in 1..max for option opt, else a usage error and -1. */
-int cli_parse_num(const char *opt, const char *s, uint64_t max,
-                  uint64_t *out);
+int cli_parse_num(const char *opt, const char *s, uint64_t max, uint64_t *out);
 /* Say in one line why region_open(dir) failed with r. */
 void cli_open_error(const char *dir, int r);
 /* --auth-key FILE into *k, or one error line and -1. */

@@ -60,7 +60,7 @@ struct clone {
   char *err;
   size_t errlen;
   char dst[PATH_MAX - 64]; /* o->dir without trailing slashes */
-  char tmp[PATH_MAX]; /* dst + DS_CLONE_SUFFIX */
+  char tmp[PATH_MAX];      /* dst + DS_CLONE_SUFFIX */
   struct sockaddr_storage addr;
   struct proto_hello_ok ok; /* the source's HELLO_OK */
   int peer;                 /* repair-peer socket, -1 when closed */
@@ -133,8 +133,9 @@ static int check_dest(struct clone *c)
 
   struct stat st;
   if (stat(c->dst, &st) < 0)
-    return errno == ENOENT ? 0 : fail(c, -errno, "%s: %s", c->dst,
-                                      log_strerror(errno));
+    return errno == ENOENT
+               ? 0
+               : fail(c, -errno, "%s: %s", c->dst, log_strerror(errno));
   if (!S_ISDIR(st.st_mode))
     return fail(c, -ENOTDIR, "%s: not a directory", c->dst);
   char path[PATH_MAX];
@@ -159,19 +160,24 @@ static int clear_leftover(struct clone *c)
   char marker[PATH_MAX + sizeof DS_CLONE_MARKER];
   int fd = open(c->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return errno == ENOENT ? 0 : fail(c, -errno, "%s: %s", c->tmp,
-                                      log_strerror(errno));
+    return errno == ENOENT
+               ? 0
+               : fail(c, -errno, "%s: %s", c->tmp, log_strerror(errno));
   int r = flock(fd, LOCK_EX | LOCK_NB) < 0 ? -errno : 0;
   close(fd);
   if (r == -EWOULDBLOCK)
     return fail(c, -EBUSY, "%s: another clone is running", c->tmp);
   snprintf(marker, sizeof marker, "%s/%s", c->tmp, DS_CLONE_MARKER);
   if (access(marker, F_OK) < 0)
-    return fail(c, -EEXIST, "%s exists and was not left by clone: remove "
-                "it first", c->tmp);
+    return fail(c, -EEXIST,
+                "%s exists and was not left by clone: remove "
+                "it first",
+                c->tmp);
   if (c->o->progress)
-    fprintf(c->o->progress, "clone: deleting %s, left by an interrupted "
-            "clone\n", c->tmp);
+    fprintf(c->o->progress,
+            "clone: deleting %s, left by an interrupted "
+            "clone\n",
+            c->tmp);
   if ((r = rm_tree(c->tmp)) < 0)
     return fail(c, r, "%s: %s", c->tmp, log_strerror(-r));
   return 0;
@@ -214,8 +220,10 @@ static int connect_source(struct clone *c)
   if (last_log[0]) /* "repair source refused: ..." */
     return fail(c, r, "%s: %s", c->o->source, last_log);
   if (r == -EPROTO)
-    return fail(c, r, "%s: not a crucible downstairs, or its region "
-                "changed", c->o->source);
+    return fail(c, r,
+                "%s: not a crucible downstairs, or its region "
+                "changed",
+                c->o->source);
   return fail(c, r, "%s: %s", c->o->source, log_strerror(-r));
 }
 
@@ -314,8 +322,8 @@ static int fetch_extent(struct clone *c, uint32_t eid)
     r = -errno;
   if (r < 0 || (uint64_t) st.st_size <= DS_REPAIR_CHUNK)
     return r;
-  r = ds_repair_fetch_file(c->peer, c->dirfd, again, eid, PROTO_FILE_DB, 0,
-                           b, DS_REPAIR_BUF_LEN, NULL, NULL);
+  r = ds_repair_fetch_file(c->peer, c->dirfd, again, eid, PROTO_FILE_DB, 0, b,
+                           DS_REPAIR_BUF_LEN, NULL, NULL);
   if (r == 0)
     r = files_differ(c->dirfd, db, again, b, DS_REPAIR_BUF_LEN);
   unlinkat(c->dirfd, again, 0);
@@ -347,8 +355,8 @@ static int check_extent(struct clone *c, uint32_t eid)
 static int clone_extent(struct clone *c, uint32_t eid)
 {
   uint32_t count = region_def(c->r)->extent_count;
-  uint64_t ext_bytes = region_def(c->r)->extent_size *
-                       region_def(c->r)->block_size;
+  uint64_t ext_bytes =
+      region_def(c->r)->extent_size * region_def(c->r)->block_size;
   int r = 0;
   snprintf(c->label, sizeof c->label, "clone: extent %u/%u", eid + 1, count);
   for (int attempt = 1; attempt <= DS_CLONE_TRIES; attempt++) {
@@ -371,15 +379,18 @@ static int clone_extent(struct clone *c, uint32_t eid)
       return 0;
   }
   if (r == -EAGAIN)
-    return fail(c, r, "extent %u changed during each of %d copies: too "
-                "much write traffic, try again", eid, DS_CLONE_TRIES);
+    return fail(c, r,
+                "extent %u changed during each of %d copies: too "
+                "much write traffic, try again",
+                eid, DS_CLONE_TRIES);
   if (r == -EBADMSG)
-    return fail(c, r, "extent %u: copy does not verify after %d tries "
-                "(run verify on the source)", eid, DS_CLONE_TRIES);
+    return fail(c, r,
+                "extent %u: copy does not verify after %d tries "
+                "(run verify on the source)",
+                eid, DS_CLONE_TRIES);
   if (last_log[0])
     return fail(c, r, "extent %u: %s", eid, last_log);
-  return fail(c, r, "%s: extent %u: %s", c->o->source, eid,
-              log_strerror(-r));
+  return fail(c, r, "%s: extent %u: %s", c->o->source, eid, log_strerror(-r));
 }
 
 /* Make the copy durable and give it its name: syncfs covers every file
@@ -422,13 +433,11 @@ static int copy_extents(struct clone *c)
   const struct proto_region *def = region_def(c->r);
   int r = 0;
   snprintf(c->label, sizeof c->label, "clone");
-  progress_start(&c->p, c->o->progress, c->o->tty, c->label,
-                 geom_size(def));
+  progress_start(&c->p, c->o->progress, c->o->tty, c->label, geom_size(def));
   for (uint32_t eid = 0; eid < def->extent_count && r == 0; eid++)
     r = clone_extent(c, eid);
   if (r == 0)
-    snprintf(c->label, sizeof c->label, "clone: %u extents",
-             def->extent_count);
+    snprintf(c->label, sizeof c->label, "clone: %u extents", def->extent_count);
   progress_end(&c->p, r == 0);
   return r;
 }
@@ -454,8 +463,12 @@ static double now_secs(void)
 int ds_clone(const struct ds_clone_opts *o, struct ds_clone_result *res,
              char *err, size_t errlen)
 {
-  struct clone c = {.o = o, .res = res, .err = err, .errlen = errlen,
-                    .peer = -1, .dirfd = -1};
+  struct clone c = {.o = o,
+                    .res = res,
+                    .err = err,
+                    .errlen = errlen,
+                    .peer = -1,
+                    .dirfd = -1};
   double t0 = now_secs();
   bool made = false;
   memset(res, 0, sizeof *res);

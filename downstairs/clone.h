@@ -29,8 +29,8 @@
 
 struct auth_key;
 
-#define DS_CLONE_TRIES 4         /* fetches of one extent before giving up */
-#define DS_CLONE_TIMEOUT_S 30    /* default --timeout */
+#define DS_CLONE_TRIES 4      /* fetches of one extent before giving up */
+#define DS_CLONE_TIMEOUT_S 30 /* default --timeout */
 #define DS_CLONE_SUFFIX ".clone-tmp"
 #define DS_CLONE_MARKER "CLONE-INCOMPLETE"
 
@@ -39,9 +39,9 @@ struct ds_clone_opts {
   const char *source; /* "HOST:PORT" as the user wrote it (messages) */
   const char *host;   /* the source, parsed */
   uint16_t port;
-  unsigned timeout_s; /* bounds connect and every reply */
-  FILE *progress;     /* progress report stream (stderr); NULL: none */
-  bool tty;           /* redraw a bar (else plain periodic lines) */
+  unsigned timeout_s;          /* bounds connect and every reply */
+  FILE *progress;              /* progress report stream (stderr); NULL: none */
+  bool tty;                    /* redraw a bar (else plain periodic lines) */
   const struct auth_key *auth; /* --auth-key FILE; NULL: none */
 };
 

@@ -67,63 +67,64 @@
  * a crash is rehashed like every dirty one.
  */
 #include <assert.h>
-#include <linux/magic.h>
-#include <sys/vfs.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
-#include "../common/hash.h"
 #include "../common/geom.h"
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "extent.h"
 #include "extent_int.h"
 
-
 static const char *const st_sql[ST_COUNT_] = {
-  [ST_BEGIN] = "BEGIN",
-  [ST_COMMIT] = "COMMIT",
-  [ST_ROLLBACK] = "ROLLBACK",
-  [ST_INSERT] = "INSERT OR REPLACE INTO block_context"
-                "(block, version, hash, nonce, tag, on_disk_hash)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-  /* The unwritten row for each block of [?1, ?2) that has no row. */
-  [ST_ADD_UNWRITTEN] = "WITH RECURSIVE b(x) AS (SELECT ?1 UNION ALL"
-                       " SELECT x + 1 FROM b WHERE x + 1 < ?2)"
-                       " INSERT OR IGNORE INTO block_context"
-                       "(block, version, hash, nonce, tag, on_disk_hash)"
-                       " SELECT x, 0, 0, NULL, NULL, ?3 FROM b WHERE NOT"
-                       " EXISTS (SELECT 1 FROM block_context WHERE block = x)",
-  [ST_TRIM_ROWS] = "SELECT DISTINCT block FROM block_context"
-                   " WHERE block >= ?1 AND block < ?2",
-  /* ... and for each block of [?1, ?2) that has rows, carrying the
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INSERT] = "INSERT OR REPLACE INTO block_context"
+                  "(block, version, hash, nonce, tag, on_disk_hash)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* The unwritten row for each block of [?1, ?2) that has no row. */
+    [ST_ADD_UNWRITTEN] =
+        "WITH RECURSIVE b(x) AS (SELECT ?1 UNION ALL"
+        " SELECT x + 1 FROM b WHERE x + 1 < ?2)"
+        " INSERT OR IGNORE INTO block_context"
+        "(block, version, hash, nonce, tag, on_disk_hash)"
+        " SELECT x, 0, 0, NULL, NULL, ?3 FROM b WHERE NOT"
+        " EXISTS (SELECT 1 FROM block_context WHERE block = x)",
+    [ST_TRIM_ROWS] = "SELECT DISTINCT block FROM block_context"
+                     " WHERE block >= ?1 AND block < ?2",
+    /* ... and for each block of [?1, ?2) that has rows, carrying the
    * trim's version ?4. */
-  [ST_TRIM_UNWRITTEN] = "INSERT OR REPLACE INTO block_context"
-                        "(block, version, hash, nonce, tag, on_disk_hash)"
-                        " SELECT DISTINCT block, ?4, 0, NULL, NULL, ?3"
-                        " FROM block_context WHERE block >= ?1 AND block < ?2",
-  [ST_SELECT_RANGE] = "SELECT block, version, hash, nonce, tag, on_disk_hash"
-                      " FROM block_context WHERE block >= ?1 AND block < ?2"
-                      " ORDER BY block",
-  [ST_DELETE_STALE] = "DELETE FROM block_context"
-                      " WHERE block = ?1 AND on_disk_hash != ?2",
-  [ST_DELETE_UNWRITTEN] = "DELETE FROM block_context"
-                          " WHERE block = ?1 AND nonce IS NULL",
-  [ST_SET_META] = "INSERT OR REPLACE INTO metadata(name, value)"
-                  " VALUES (?1, ?2)",
-  [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
-  [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
-  [ST_ALL_ROWS] = "SELECT block, on_disk_hash, version, nonce IS NULL"
-                  " FROM block_context ORDER BY block",
-  [ST_GET_META] = EXT__GET_META_SQL,
+    [ST_TRIM_UNWRITTEN] =
+        "INSERT OR REPLACE INTO block_context"
+        "(block, version, hash, nonce, tag, on_disk_hash)"
+        " SELECT DISTINCT block, ?4, 0, NULL, NULL, ?3"
+        " FROM block_context WHERE block >= ?1 AND block < ?2",
+    [ST_SELECT_RANGE] = "SELECT block, version, hash, nonce, tag, on_disk_hash"
+                        " FROM block_context WHERE block >= ?1 AND block < ?2"
+                        " ORDER BY block",
+    [ST_DELETE_STALE] = "DELETE FROM block_context"
+                        " WHERE block = ?1 AND on_disk_hash != ?2",
+    [ST_DELETE_UNWRITTEN] = "DELETE FROM block_context"
+                            " WHERE block = ?1 AND nonce IS NULL",
+    [ST_SET_META] = "INSERT OR REPLACE INTO metadata(name, value)"
+                    " VALUES (?1, ?2)",
+    [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [ST_ALL_ROWS] = "SELECT block, on_disk_hash, version, nonce IS NULL"
+                    " FROM block_context ORDER BY block",
+    [ST_GET_META] = EXT__GET_META_SQL,
 };
 
 /* Run a statement that returns no rows; 0 or -errno (logged). */
@@ -287,12 +288,11 @@ static int keep_trim(struct ext *e, uint64_t block, size_t nrows)
   int r = 0;
   if (nrows > 1) {
     sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) block);
-    sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2,
-                       (sqlite3_int64) e->zero_hash);
+    sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) e->zero_hash);
     r = st_run(e, ST_DELETE_STALE);
   }
-  if (r == 0 && seen_set(&e->seen, (uint32_t) block, EXT_SEEN_LIVE,
-                         e->zero_hash) < 0)
+  if (r == 0 &&
+      seen_set(&e->seen, (uint32_t) block, EXT_SEEN_LIVE, e->zero_hash) < 0)
     log_warn("extent %u: out of memory remembering block %" PRIu64, e->eid,
              block);
   return r;
@@ -304,7 +304,8 @@ static int recover_block(struct ext *e, const struct row *rows, size_t nrows,
                          uint8_t *buf, size_t *nbad)
 {
   uint64_t blk = rows[0].block;
-  int r = ext__pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
+  int r =
+      ext__pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
   if (r < 0)
     return r;
   uint64_t disk = crypt_hash_plain(buf, e->block_size);
@@ -316,7 +317,8 @@ static int recover_block(struct ext *e, const struct row *rows, size_t nrows,
     return nrows > 1 || disk == e->zero_hash ? keep_only(e, blk, disk) : 0;
   }
   log_warn("extent %u block %" PRIu64 ": none of %zu contexts matches the "
-           "data; keeping them all", e->eid, blk, nrows);
+           "data; keeping them all",
+           e->eid, blk, nrows);
   (*nbad)++;
   return 0;
 }
@@ -380,7 +382,8 @@ static int recover_dirty(struct ext *e)
       rollback(e);
     else
       log_info("extent %u: dirty at open: %zu blocks (%zu contexts) "
-               "rechecked, %zu match none", e->eid, nblocks, n, nbad);
+               "rechecked, %zu match none",
+               e->eid, nblocks, n, nbad);
   }
   free(rows);
   free(buf);
@@ -409,21 +412,18 @@ static const char PRAGMAS[] = "PRAGMA locking_mode=EXCLUSIVE;"
                               "PRAGMA busy_timeout=5000;";
 
 /* After every commit (replaces SQLite's auto-checkpoint, same rule). */
-static int wal_hook(void *arg, struct sqlite3 *db, const char *name,
-                    int pages)
+static int wal_hook(void *arg, struct sqlite3 *db, const char *name, int pages)
 {
   struct ext *e = arg;
   e->wal_pages = pages;
   if (pages >= EXT_WAL_CHECKPOINT) {
-    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                              NULL);
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     e->wal_pages = 0; /* the next commit restarts the file */
   }
   return SQLITE_OK;
 }
 
-bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w,
-                      unsigned nw)
+bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w, unsigned nw)
 {
   if (e->db == NULL || e->wal_pages >= EXT_WAL_CHECKPOINT - EXT_WAL_MARGIN)
     return false;
@@ -497,8 +497,7 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   if (r == 0)
     r = open_db(e, dbpath);
   if (r == 0)
-    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta,
-                            &e->repair);
+    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta, &e->repair);
   if (r == 0 && e->meta.dirty)
     r = recover_dirty(e);
   if (r < 0) {
@@ -588,10 +587,10 @@ static int write_data(struct ext *e, const struct ext_wr *w)
     return r;
   }
   for (uint32_t i = 0; i < w->n; i++)
-    if (seen_set(&e->seen, (uint32_t) (w->blk + i), EXT_SEEN_LIVE,
-                 w->odh[i]) < 0)
-      log_warn("extent %u: out of memory remembering block %" PRIu64,
-               e->eid, w->blk + i);
+    if (seen_set(&e->seen, (uint32_t) (w->blk + i), EXT_SEEN_LIVE, w->odh[i]) <
+        0)
+      log_warn("extent %u: out of memory remembering block %" PRIu64, e->eid,
+               w->blk + i);
   return 0;
 }
 
@@ -607,8 +606,7 @@ void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw)
       w[k].err = ext__reserve(e->fd, (off_t) (w[k].blk * bs),
                               (off_t) ((size_t) w[k].n * bs));
       if (w[k].err < 0) {
-        log_error("extent %u: fallocate: %s", e->eid,
-                  log_strerror(-w[k].err));
+        log_error("extent %u: fallocate: %s", e->eid, log_strerror(-w[k].err));
         continue;
       }
       ext__bm_set(e->allocated, w[k].blk, w[k].n);
@@ -659,8 +657,8 @@ int ext_write(struct ext *e, uint64_t blk, uint32_t n,
 /* Under an open transaction: the unwritten row added (OR REPLACE) to
  * every block of [blk, blk+n) that has rows; those blocks into *out
  * (malloc'd, caller frees; at most n). */
-static int trim_rows(struct ext *e, uint64_t blk, uint32_t n,
-                     uint64_t version, uint32_t **out, uint32_t *nout)
+static int trim_rows(struct ext *e, uint64_t blk, uint32_t n, uint64_t version,
+                     uint32_t **out, uint32_t *nout)
 {
   sqlite3_stmt *s = e->st[ST_TRIM_ROWS];
   int rc;
@@ -718,8 +716,8 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
     ext_map_clear(e, blk, n); /* reads zeroes from now on (B1) */
     for (uint32_t i = 0; i < nrows; i++)
       if (seen_set(&e->seen, rows[i], EXT_SEEN_LIVE, e->zero_hash) < 0)
-        log_warn("extent %u: out of memory remembering block %" PRIu32,
-                 e->eid, rows[i]);
+        log_warn("extent %u: out of memory remembering block %" PRIu32, e->eid,
+                 rows[i]);
   }
   free(rows);
   return r;

@@ -64,10 +64,10 @@ struct ext_seen {
 struct ext {
   uint32_t eid;
   uint32_t block_size;
-  uint64_t extent_size;      /* blocks */
-  uint64_t zero_hash;        /* crypt_hash_plain of a zero block */
-  int fd;                    /* data file, -1 when closed */
-  struct sqlite3 *db;        /* NULL when closed */
+  uint64_t extent_size;        /* blocks */
+  uint64_t zero_hash;          /* crypt_hash_plain of a zero block */
+  int fd;                      /* data file, -1 when closed */
+  struct sqlite3 *db;          /* NULL when closed */
   struct sqlite3_stmt *st[16]; /* prepared statements, see extent.c */
   struct ext_seen seen;
   /* Bit per block: set only for a block KNOWN to have rows (a committed
@@ -80,7 +80,7 @@ struct ext {
    * all set skips fallocate (~7 us per 4 KiB write here).  NULL when
    * closed or out of memory. */
   uint8_t *allocated;
-  int wal_pages;             /* frames in the -wal file after the last commit */
+  int wal_pages; /* frames in the -wal file after the last commit */
   /* The data file's block layout (allocation, holes, unwritten extents)
    * may have changed since its last fdatasync: fallocate or a punch ran,
    * or the extent was opened since.  Clear, on an in-place filesystem,
@@ -139,8 +139,7 @@ struct ext_wr {
 void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw);
 /* Would ext_write_group need no wait for w: every block already reserved
  * (no fallocate) and no checkpoint due (no sync)? */
-bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w,
-                      unsigned nw);
+bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w, unsigned nw);
 /* Per block of [blk, blk+n) its newest context (written or the unwritten
  * row; zero if none) from the metadata alone: no data read. */
 int ext_versions(struct ext *e, uint64_t blk, uint32_t n,

@@ -42,15 +42,14 @@ static int match_range(struct ext *e, uint64_t blk, uint32_t n,
   sqlite3_stmt *s = e->st[ST_SELECT_RANGE];
   uint64_t cur = UINT64_MAX, disk = 0;
   bool matched = true, have = false;
-  struct proto_ctx c, best = { 0 };
+  struct proto_ctx c, best = {0};
   int rc;
   sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
   sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
   for (;;) {
     rc = sqlite3_step(s);
-    uint64_t i = rc == SQLITE_ROW
-                     ? (uint64_t) sqlite3_column_int64(s, 0) - blk
-                     : UINT64_MAX;
+    uint64_t i = rc == SQLITE_ROW ? (uint64_t) sqlite3_column_int64(s, 0) - blk
+                                  : UINT64_MAX;
     if (i != cur && cur != UINT64_MAX) { /* finish block cur */
       if (!matched && ctxs) /* a read; verify reports through bad() */
         log_warn("extent %u block %" PRIu64 ": no context matches the data",
@@ -118,10 +117,10 @@ static int read_blocks(struct ext *e, uint64_t blk, uint32_t n,
   size_t bs = e->block_size;
   uint64_t nw = 0;
   assert(n > 0 && blk + n <= e->extent_size);
-  int r = cached ? ext__pread_cached(e->fd, data, (size_t) n * bs,
-                                     (off_t) (blk * bs))
-                 : ext__pread_full(e->fd, data, (size_t) n * bs,
-                                   (off_t) (blk * bs));
+  int r =
+      cached
+          ? ext__pread_cached(e->fd, data, (size_t) n * bs, (off_t) (blk * bs))
+          : ext__pread_full(e->fd, data, (size_t) n * bs, (off_t) (blk * bs));
   if (r == -EAGAIN && cached)
     return r;
   if (r < 0) {
@@ -160,8 +159,8 @@ int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
   uint8_t *buf = malloc((size_t) chunk * bs);
   int r = buf ? 0 : -ENOMEM;
   for (uint64_t b = 0; r == 0 && b < e->extent_size; b += chunk) {
-    uint32_t n = (uint32_t) (e->extent_size - b < chunk ? e->extent_size - b
-                                                         : chunk);
+    uint32_t n =
+        (uint32_t) (e->extent_size - b < chunk ? e->extent_size - b : chunk);
     r = ext__pread_full(e->fd, buf, (size_t) n * bs, (off_t) (b * bs));
     if (r == 0)
       r = match_range(e, b, n, buf, NULL, bad, arg, checked);

@@ -108,8 +108,8 @@ void ext__bm_clear(uint8_t *bm, uint64_t blk, uint64_t n)
 int ext__pwrite_full(int fd, const uint8_t *buf, size_t len, off_t off)
 {
   while (len > 0) {
-    ssize_t r = pwrite(fd, buf, len < EXT__PWRITE_PIECE ? len : EXT__PWRITE_PIECE,
-                       off);
+    ssize_t r =
+        pwrite(fd, buf, len < EXT__PWRITE_PIECE ? len : EXT__PWRITE_PIECE, off);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)
@@ -136,8 +136,7 @@ int ext__reserve(int fd, off_t off, off_t len)
 /* Zero [off, off+len): punch a hole, or write zeroes where unsupported. */
 int ext__zero_range(int fd, off_t off, off_t len)
 {
-  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) ==
-      0)
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
     return 0;
   if (errno != EOPNOTSUPP && errno != ENOSYS)
     return -errno;
@@ -153,10 +152,8 @@ int ext__zero_range(int fd, off_t off, off_t len)
 }
 
 /* rel = "XX/YYY/ZZZ", reldb = rel + ".db", db = dir + "/" + reldb. */
-void ext__paths(const char *dir, uint32_t eid,
-                      char rel[GEOM_EXTENT_PATH_MAX],
-                      char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db,
-                      size_t dblen)
+void ext__paths(const char *dir, uint32_t eid, char rel[GEOM_EXTENT_PATH_MAX],
+                char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db, size_t dblen)
 {
   geom_extent_path(eid, rel);
   snprintf(reldb, GEOM_EXTENT_PATH_MAX + 3, "%s.db", rel);
@@ -219,7 +216,7 @@ int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v2(db, EXT__GET_META_SQL, -1, &s, NULL);
   int r = rc == SQLITE_OK ? ext__read_meta_rows(db, s, out, repair)
-                            : ext__sql_err(rc);
+                          : ext__sql_err(rc);
   if (rc != SQLITE_OK)
     log_error("%s: %s", path, db ? sqlite3_errmsg(db) : "open");
   sqlite3_finalize(s);
@@ -227,8 +224,8 @@ int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
   return r;
 }
 
-static int write_file(int dirfd, const char *rel, const uint8_t *p,
-                      size_t len, uint64_t size)
+static int write_file(int dirfd, const char *rel, const uint8_t *p, size_t len,
+                      uint64_t size)
 {
   int fd = openat(dirfd, rel, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0)
@@ -246,7 +243,7 @@ int ext_remove(int dirfd, uint32_t eid)
   char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
   char side[GEOM_EXTENT_PATH_MAX + 8];
   ext__paths(NULL, eid, rel, reldb, NULL, 0);
-  const char *paths[] = { rel, reldb, side, side };
+  const char *paths[] = {rel, reldb, side, side};
   for (int i = 0; i < 4; i++) {
     if (i >= 2)
       snprintf(side, sizeof side, "%s%s", reldb, i == 2 ? "-wal" : "-shm");
@@ -279,10 +276,9 @@ int ext_seed_create(const char *path)
 {
   sqlite3 *db = NULL;
   char *msg = NULL;
-  int rc = sqlite3_open_v2(path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
+  int rc = sqlite3_open_v2(
+      path, &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL;", NULL, NULL, &msg);
   if (rc == SQLITE_OK)

@@ -22,12 +22,12 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "../common/parse.h"
-#include "progress.h"
 #include "cli.h"
 #include "clone.h"
 #include "extent.h"
-#include "region_json.h"
+#include "progress.h"
 #include "region.h"
+#include "region_json.h"
 #include "server.h"
 #include "snapshot.h"
 #include "status.h"
@@ -154,8 +154,19 @@ static const char CLONE_HELP[] =
     "      --auth-key FILE    prove this shared secret to a source run with "
     "--auth-key\n";
 
-enum { OPT_BS = 256, OPT_ES, OPT_EC, OPT_ENC, OPT_LOG, OPT_MAXC, OPT_IDLE,
-       OPT_PREALLOC, OPT_HS, OPT_AUTH, OPT_TIMEOUT };
+enum {
+  OPT_BS = 256,
+  OPT_ES,
+  OPT_EC,
+  OPT_ENC,
+  OPT_LOG,
+  OPT_MAXC,
+  OPT_IDLE,
+  OPT_PREALLOC,
+  OPT_HS,
+  OPT_AUTH,
+  OPT_TIMEOUT
+};
 
 /* Allocate every extent data file of a new region (create
  * --preallocate): a full disk shows now, not at the first write. */
@@ -189,18 +200,18 @@ static int preallocate(const char *dir, const struct proto_region *def)
 static int cmd_create(int argc, char **argv)
 {
   static const struct option opts[] = {
-    { "dir", required_argument, NULL, 'd' },
-    { "uuid", required_argument, NULL, 'u' },
-    { "block-size", required_argument, NULL, OPT_BS },
-    { "extent-size", required_argument, NULL, OPT_ES },
-    { "extent-count", required_argument, NULL, OPT_EC },
-    { "encrypted", no_argument, NULL, OPT_ENC },
-    { "preallocate", no_argument, NULL, OPT_PREALLOC },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
-  struct proto_region def = { .block_size = GEOM_DEFAULT_BLOCK_SIZE,
-                              .extent_size = GEOM_DEFAULT_EXTENT_SIZE,
-                              .extent_count = 8 };
+      {"dir", required_argument, NULL, 'd'},
+      {"uuid", required_argument, NULL, 'u'},
+      {"block-size", required_argument, NULL, OPT_BS},
+      {"extent-size", required_argument, NULL, OPT_ES},
+      {"extent-count", required_argument, NULL, OPT_EC},
+      {"encrypted", no_argument, NULL, OPT_ENC},
+      {"preallocate", no_argument, NULL, OPT_PREALLOC},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
+  struct proto_region def = {.block_size = GEOM_DEFAULT_BLOCK_SIZE,
+                             .extent_size = GEOM_DEFAULT_EXTENT_SIZE,
+                             .extent_count = 8};
   const char *dir = NULL;
   bool prealloc = false;
   uint64_t v;
@@ -209,8 +220,7 @@ static int cmd_create(int argc, char **argv)
     switch (c) {
     case 'd': dir = optarg; break;
     case 'u':
-      if (geom_uuid_parse(optarg, def.uuid) < 0 ||
-          geom_uuid_is_zero(def.uuid))
+      if (geom_uuid_parse(optarg, def.uuid) < 0 || geom_uuid_is_zero(def.uuid))
         return cli_usage("invalid uuid '%s'", optarg);
       break;
     case OPT_BS:
@@ -240,7 +250,7 @@ static int cmd_create(int argc, char **argv)
     return cli_usage("%s", "missing -d DIR");
   if (geom_check(&def) < 0)
     return cli_usage("%s", "invalid geometry: block size must be a power "
-                             "of two in 512..65536");
+                           "of two in 512..65536");
   int r = region_create(dir, &def);
   if (r == -EEXIST)
     cli_error("%s: region already exists", dir);
@@ -265,21 +275,22 @@ static int cmd_create(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
   static const struct option opts[] = {
-    { "dir", required_argument, NULL, 'd' },
-    { "port", required_argument, NULL, 'p' },
-    { "address", required_argument, NULL, 'a' },
-    { "log-level", required_argument, NULL, OPT_LOG },
-    { "max-conns", required_argument, NULL, OPT_MAXC },
-    { "idle-timeout", required_argument, NULL, OPT_IDLE },
-    { "handshake-timeout", required_argument, NULL, OPT_HS },
-    { "auth-key", required_argument, NULL, OPT_AUTH },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+      {"dir", required_argument, NULL, 'd'},
+      {"port", required_argument, NULL, 'p'},
+      {"address", required_argument, NULL, 'a'},
+      {"log-level", required_argument, NULL, OPT_LOG},
+      {"max-conns", required_argument, NULL, OPT_MAXC},
+      {"idle-timeout", required_argument, NULL, OPT_IDLE},
+      {"handshake-timeout", required_argument, NULL, OPT_HS},
+      {"auth-key", required_argument, NULL, OPT_AUTH},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
   static struct auth_key auth; /* static: not on a stack left unwiped */
   const char *auth_path = NULL;
-  struct ds_server_opts so = { .addr = "0.0.0.0", .max_conns = 64,
-                               .idle_timeout = 120,
-                               .handshake_timeout = 10 };
+  struct ds_server_opts so = {.addr = "0.0.0.0",
+                              .max_conns = 64,
+                              .idle_timeout = 120,
+                              .handshake_timeout = 10};
   enum log_level level;
   uint64_t v;
   int c;
@@ -399,8 +410,9 @@ static bool dump_snapshots(int i, const char *dir)
     r = snap_usage(fd, s->seq, &bytes, &copies);
     printf("region %d: snapshot %s seq %" PRIu32 " time %" PRIu64
            " gen %" PRIu64 " flush %" PRIu64 " extents %" PRIu32
-           " copied %" PRIu32 " bytes %" PRIu64 "\n", i, s->name, s->seq,
-           s->time, s->gen, s->flush, s->extent_count, copies, bytes);
+           " copied %" PRIu32 " bytes %" PRIu64 "\n",
+           i, s->name, s->seq, s->time, s->gen, s->flush, s->extent_count,
+           copies, bytes);
   }
   if (fd >= 0)
     close(fd);
@@ -411,10 +423,9 @@ static bool dump_snapshots(int i, const char *dir)
 
 static int cmd_dump(int argc, char **argv)
 {
-  static const struct option opts[] = {
-    { "dir", required_argument, NULL, 'd' },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+  static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {0}};
   struct dump_region rg[MAX_DUMP_DIRS];
   int n = 0, c;
   while ((c = getopt_long(argc, argv, ":d:h", opts, NULL)) != -1) {
@@ -451,8 +462,8 @@ static int cmd_dump(int argc, char **argv)
     char uuid[37];
     geom_uuid_format(rg[i].m.def.uuid, uuid);
     printf("region %d: %s uuid %s, %" PRIu32 " extents, highest_gen %" PRIu64
-           "\n", i, rg[i].dir, uuid, rg[i].m.def.extent_count,
-           rg[i].m.highest_gen);
+           "\n",
+           i, rg[i].dir, uuid, rg[i].m.def.extent_count, rg[i].m.highest_gen);
     if (rg[i].m.def.extent_count > max)
       max = rg[i].m.def.extent_count;
   }
@@ -495,10 +506,9 @@ static void verify_snap_bad(const char *snap, uint32_t eid, uint64_t block,
 
 static int cmd_verify(int argc, char **argv)
 {
-  static const struct option opts[] = {
-    { "dir", required_argument, NULL, 'd' },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+  static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {0}};
   const char *dir = NULL;
   int c;
   while ((c = getopt_long(argc, argv, ":d:h", opts, NULL)) != -1) {
@@ -518,7 +528,7 @@ static int cmd_verify(int argc, char **argv)
     cli_open_error(dir, ret);
     return 1;
   }
-  struct verify_state vs = { .bad = 0 };
+  struct verify_state vs = {.bad = 0};
   const struct proto_region *def = region_def(r);
   uint64_t total = 0, checked;
   uint64_t ext_bytes = def->extent_size * def->block_size;
@@ -552,26 +562,27 @@ static int xfer_args(int argc, char **argv, bool import, const char **dir,
                      bool *geometry)
 {
   static const struct option export_opts[] = {
-    { "dir", required_argument, NULL, 'd' },
-    { "output", required_argument, NULL, 'o' },
-    { "snapshot", required_argument, NULL, 's' },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+      {"dir", required_argument, NULL, 'd'},
+      {"output", required_argument, NULL, 'o'},
+      {"snapshot", required_argument, NULL, 's'},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
   static const struct option import_opts[] = {
-    { "dir", required_argument, NULL, 'd' },
-    { "input", required_argument, NULL, 'i' },
-    { "uuid", required_argument, NULL, 'u' },
-    { "block-size", required_argument, NULL, OPT_BS },
-    { "extent-size", required_argument, NULL, OPT_ES },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+      {"dir", required_argument, NULL, 'd'},
+      {"input", required_argument, NULL, 'i'},
+      {"uuid", required_argument, NULL, 'u'},
+      {"block-size", required_argument, NULL, OPT_BS},
+      {"extent-size", required_argument, NULL, OPT_ES},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
   uint64_t v;
   int c;
   while ((c = getopt_long(argc, argv, import ? ":d:i:u:h" : ":d:o:s:h",
                           import ? import_opts : export_opts, NULL)) != -1) {
     switch (c) {
     case 'd': *dir = optarg; break;
-    case 'o': case 'i': *file = optarg; break;
+    case 'o':
+    case 'i': *file = optarg; break;
     case 's': export_snap = optarg; break;
     case 'u':
       if (geom_uuid_parse(optarg, def->uuid) < 0 ||
@@ -617,7 +628,7 @@ static int cmd_export(int argc, char **argv)
 {
   const char *dir = NULL, *file = NULL;
   log_set_level(LOG_ERROR); /* one error line, ours, not region warnings */
-  struct proto_region def = { 0 };
+  struct proto_region def = {0};
   bool geometry = false;
   int ret = xfer_args(argc, argv, false, &dir, &file, &def, &geometry);
   if (ret >= 0)
@@ -648,7 +659,8 @@ static int cmd_export(int argc, char **argv)
   region_close(r);
   if (ret == -EBADMSG)
     cli_error("%s: block %" PRIu64 ": data does not match its hash (run "
-           "verify)", dir, bad);
+              "verify)",
+              dir, bad);
   else if (ret == -ENOENT && export_snap)
     cli_error("%s: no snapshot '%s'", dir, export_snap);
   else if (ret < 0)
@@ -657,16 +669,16 @@ static int cmd_export(int argc, char **argv)
 }
 
 /* Open dir's region, or create one big enough for size bytes. */
-static int import_open(const char *dir, uint64_t size,
-                       struct proto_region *def, bool geometry,
-                       struct region **r, bool *blank)
+static int import_open(const char *dir, uint64_t size, struct proto_region *def,
+                       bool geometry, struct region **r, bool *blank)
 {
   int ret = region_open(dir, r);
   *blank = false;
   if (ret == 0 && geometry) {
     region_close(*r);
     cli_error("%s: region exists: -u, --block-size and --extent-size only "
-           "apply to a new region", dir);
+              "apply to a new region",
+              dir);
     return 1;
   }
   if (ret == -ENOENT) {
@@ -693,8 +705,8 @@ static int cmd_import(int argc, char **argv)
 {
   const char *dir = NULL, *file = NULL;
   log_set_level(LOG_ERROR); /* one error line, ours, not region warnings */
-  struct proto_region def = { .block_size = GEOM_DEFAULT_BLOCK_SIZE,
-                              .extent_size = GEOM_DEFAULT_EXTENT_SIZE };
+  struct proto_region def = {.block_size = GEOM_DEFAULT_BLOCK_SIZE,
+                             .extent_size = GEOM_DEFAULT_EXTENT_SIZE};
   bool geometry = false, blank;
   int ret = xfer_args(argc, argv, true, &dir, &file, &def, &geometry);
   if (ret >= 0)
@@ -708,8 +720,8 @@ static int cmd_import(int argc, char **argv)
     return 1;
   }
   struct region *r;
-  if ((ret = import_open(dir, (uint64_t) size, &def, geometry, &r,
-                         &blank)) != 0) {
+  if ((ret = import_open(dir, (uint64_t) size, &def, geometry, &r, &blank)) !=
+      0) {
     close(fd);
     return ret;
   }
@@ -737,17 +749,16 @@ static int cmd_import(int argc, char **argv)
 static int cmd_clone(int argc, char **argv)
 {
   static const struct option opts[] = {
-    { "source", required_argument, NULL, 's' },
-    { "dir", required_argument, NULL, 'd' },
-    { "timeout", required_argument, NULL, OPT_TIMEOUT },
-    { "auth-key", required_argument, NULL, OPT_AUTH },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+      {"source", required_argument, NULL, 's'},
+      {"dir", required_argument, NULL, 'd'},
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"auth-key", required_argument, NULL, OPT_AUTH},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
   char host[PARSE_HOST_MAX];
   static struct auth_key auth; /* static: not on a stack left unwiped */
   const char *auth_path = NULL;
-  struct ds_clone_opts o = { .host = host,
-                             .timeout_s = DS_CLONE_TIMEOUT_S };
+  struct ds_clone_opts o = {.host = host, .timeout_s = DS_CLONE_TIMEOUT_S};
   uint64_t v;
   int c;
   log_set_level(LOG_ERROR); /* one error line, ours */
@@ -795,9 +806,8 @@ static int cmd_clone(int argc, char **argv)
   progress_bytes(res.bytes, size, sizeof size);
   printf("cloned %s into %s: uuid %s, %" PRIu32 " extents, %s (%" PRIu64
          " bytes) in %.1f s, %" PRIu32 " extents re-fetched, %s\n",
-         o.source, o.dir, uuid, res.def.extent_count, size, res.bytes,
-         res.secs, res.refetched,
-         res.def.encrypted ? "encrypted" : "unencrypted");
+         o.source, o.dir, uuid, res.def.extent_count, size, res.bytes, res.secs,
+         res.refetched, res.def.encrypted ? "encrypted" : "unencrypted");
   return 0;
 }
 
@@ -817,12 +827,12 @@ static const char STATUS_HELP[] =
 static int cmd_status(int argc, char **argv)
 {
   static const struct option opts[] = {
-    { "port", required_argument, NULL, 'p' },
-    { "address", required_argument, NULL, 'a' },
-    { "timeout", required_argument, NULL, OPT_TIMEOUT },
-    { "auth-key", required_argument, NULL, OPT_AUTH },
-    { "help", no_argument, NULL, 'h' },
-    { 0 } };
+      {"port", required_argument, NULL, 'p'},
+      {"address", required_argument, NULL, 'a'},
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"auth-key", required_argument, NULL, OPT_AUTH},
+      {"help", no_argument, NULL, 'h'},
+      {0}};
   static struct auth_key auth; /* static: not on a stack left unwiped */
   const char *addr = "127.0.0.1", *auth_path = NULL;
   uint64_t v, port = 0, tmo = 10;
@@ -864,16 +874,17 @@ static int cmd_status(int argc, char **argv)
   geom_uuid_format(st.region.uuid, uuid);
   geom_uuid_format(st.instance, inst);
   printf("region %s (instance %s): %" PRIu32 " extents of %" PRIu64
-         " x %" PRIu32 "-byte blocks, %s\n", uuid, inst,
-         st.region.extent_count, st.region.extent_size,
-         st.region.block_size, st.region.encrypted ? "encrypted"
-                                                   : "unencrypted");
+         " x %" PRIu32 "-byte blocks, %s\n",
+         uuid, inst, st.region.extent_count, st.region.extent_size,
+         st.region.block_size,
+         st.region.encrypted ? "encrypted" : "unencrypted");
   printf("highest generation %" PRIu64 ", %" PRIu32 " connection%s\n",
          st.highest_gen, st.connections, st.connections == 1 ? "" : "s");
   if (st.has_active)
     printf("upstairs: session %016" PRIx64 " gen %" PRIu64 " from %s, "
-           "last activity %.1f s ago\n", st.active_session, st.highest_gen,
-           st.active_peer, (double) st.idle_ms / 1000.0);
+           "last activity %.1f s ago\n",
+           st.active_session, st.highest_gen, st.active_peer,
+           (double) st.idle_ms / 1000.0);
   else
     printf("upstairs: none active\n");
   return 0;
@@ -884,10 +895,10 @@ int main(int argc, char **argv)
   static const struct {
     const char *name;
     int (*fn)(int, char **);
-  } cmds[] = { { "create", cmd_create }, { "run", cmd_run },
-               { "dump", cmd_dump }, { "verify", cmd_verify },
-               { "export", cmd_export }, { "import", cmd_import },
-               { "clone", cmd_clone }, { "status", cmd_status } };
+  } cmds[] = {{"create", cmd_create}, {"run", cmd_run},
+              {"dump", cmd_dump},     {"verify", cmd_verify},
+              {"export", cmd_export}, {"import", cmd_import},
+              {"clone", cmd_clone},   {"status", cmd_status}};
   log_set_prog(PROG);
   if (argc < 2) {
     fputs(USAGE, stderr);
@@ -905,7 +916,7 @@ int main(int argc, char **argv)
       optind = 1; /* parse argv[1..]: the subcommand plays argv[0] */
       return cmds[i].fn(argc - 1, argv + 1);
     }
-  fprintf(stderr, "%s: unknown command '%s' (try '%s --help')\n", PROG,
-          argv[1], PROG);
+  fprintf(stderr, "%s: unknown command '%s' (try '%s --help')\n", PROG, argv[1],
+          PROG);
   return 2;
 }

@@ -39,6 +39,7 @@
  * r->mu while taking an extent mutex.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -50,7 +51,6 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "../common/geom.h"
@@ -58,9 +58,9 @@
 #include "../common/list.h"
 #include "../common/log.h"
 #include "extent.h"
-#include "region_json.h"
 #include "region.h"
 #include "region_int.h"
+#include "region_json.h"
 #include "repair.h"
 #include "snapshot.h"
 
@@ -137,7 +137,7 @@ static int create_extents(const char *dir, int dirfd,
 
 int region_create(const char *dir, struct proto_region *def)
 {
-  struct region_meta m = { .def = *def };
+  struct region_meta m = {.def = *def};
   if (geom_check(def) < 0)
     return -EINVAL;
   if (mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -407,8 +407,7 @@ static void lru_evict(struct region *r)
 {
   for (;;) {
     pthread_mutex_lock(&r->mu);
-    struct rext *v = r->nopen >= REGION_MAX_OPEN_EXTENTS ? lru_victim(r)
-                                                         : NULL;
+    struct rext *v = r->nopen >= REGION_MAX_OPEN_EXTENTS ? lru_victim(r) : NULL;
     if (v == NULL) {
       pthread_mutex_unlock(&r->mu);
       return;
@@ -516,13 +515,16 @@ static int write_check(struct region *r, const struct region_wr *w,
     if (c->version == 0)
       return -EINVAL;
     (*odh)[i] = crypt_hash_plain(b, bs);
-    uint64_t h = d->encrypted ? crypt_hash_cipher(c->nonce, c->tag, b, bs)
-                              : (*odh)[i];
+    uint64_t h =
+        d->encrypted ? crypt_hash_cipher(c->nonce, c->tag, b, bs) : (*odh)[i];
     if (h != c->hash)
       return -EBADMSG;
   }
-  *x = (struct ext_wr){.blk = w->lba % d->extent_size, .n = w->n,
-                       .ctxs = w->ctxs, .odh = *odh, .data = w->data};
+  *x = (struct ext_wr){.blk = w->lba % d->extent_size,
+                       .n = w->n,
+                       .ctxs = w->ctxs,
+                       .odh = *odh,
+                       .data = w->data};
   return 0;
 }
 
@@ -546,7 +548,9 @@ static int write_group(struct region *r, struct region_wr *w, unsigned nw,
   }
   struct rext *re;
   uint32_t eid = geom_extent_of(d, w[0].lba);
-  int ret = !live ? 0 : now ? ext_get_now(r, eid, &re) : ext_get(r, eid, true, &re);
+  int ret = !live ? 0
+            : now ? ext_get_now(r, eid, &re)
+                  : ext_get(r, eid, true, &re);
   if (live && ret == 0 && now &&
       (!ext_write_now_ok(&re->x, x, nw) || region__snap_pending(r, re))) {
     ext_put(r, re);
@@ -575,8 +579,7 @@ void region_write_group(struct region *r, struct region_wr *w, unsigned nw)
   write_group(r, w, nw, false);
 }
 
-int region_write_group_now(struct region *r, struct region_wr *w,
-                           unsigned nw)
+int region_write_group_now(struct region *r, struct region_wr *w, unsigned nw)
 {
   return write_group(r, w, nw, true);
 }
@@ -662,8 +665,7 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
   return ret;
 }
 
-int region_extent_map(struct region *r, uint64_t lba, uint32_t n,
-                      uint8_t *bits)
+int region_extent_map(struct region *r, uint64_t lba, uint32_t n, uint8_t *bits)
 {
   struct rext *re;
   uint32_t eid = geom_extent_of(&r->meta.def, lba);
@@ -697,8 +699,8 @@ static bool flush_candidate(struct region *r, uint32_t eid, bool open)
 {
   pthread_mutex_lock(&r->mu);
   struct rext *re = r->ext[eid];
-  bool yes = re && re->in_lru == open && re->x.meta_known &&
-             re->x.meta.dirty && !re->x.repair;
+  bool yes = re && re->in_lru == open && re->x.meta_known && re->x.meta.dirty &&
+             !re->x.repair;
   pthread_mutex_unlock(&r->mu);
   return yes;
 }
@@ -765,8 +767,8 @@ int region_extent_mark(struct region *r, uint32_t eid)
 bool region_extent_is_open(struct region *r, uint32_t eid)
 {
   pthread_mutex_lock(&r->mu);
-  bool open = eid < r->meta.def.extent_count && r->ext[eid] &&
-              r->ext[eid]->in_lru;
+  bool open =
+      eid < r->meta.def.extent_count && r->ext[eid] && r->ext[eid]->in_lru;
   pthread_mutex_unlock(&r->mu);
   return open;
 }

@@ -100,8 +100,7 @@ void region_write_group(struct region *r, struct region_wr *w, unsigned nw);
 /* region_write_group without waiting, for the loop thread: -EAGAIN with
  * nothing written (the err fields then mean nothing) unless the extent is
  * open, its lock free, every block reserved and no checkpoint due. */
-int region_write_group_now(struct region *r, struct region_wr *w,
-                           unsigned nw);
+int region_write_group_now(struct region *r, struct region_wr *w, unsigned nw);
 
 /* Read n blocks at lba into data (n * block_size) and ctxs.  A block never
  * written (or trimmed) gets ctxs[i].flags = 0 and zero data (version: its
@@ -172,7 +171,6 @@ int region_extent_states(struct region *r, struct proto_extent_state *states);
 int region_verify_extent(struct region *r, uint32_t eid,
                          void (*bad)(uint32_t eid, uint64_t block, void *arg),
                          void *arg, uint64_t *checked);
-
 
 /* Snapshots (region_snap.c, downstairs/snapshot.h for the layout and the
  * rules).  A snapshot is recorded at once and copies nothing: each

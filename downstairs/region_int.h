@@ -32,10 +32,10 @@ struct region {
   int dirfd; /* holds the flock that keeps a second daemon out */
   pthread_mutex_t meta_mu;
   struct region_meta meta;
-  uint64_t zero_hash; /* crypt_hash_plain of a zero block */
+  uint64_t zero_hash;        /* crypt_hash_plain of a zero block */
   pthread_mutex_t extend_mu; /* one region_extend at a time */
   pthread_mutex_t mu;
-  struct rext **ext; /* extent_count slots, NULL until first use */
+  struct rext **ext;        /* extent_count slots, NULL until first use */
   struct rext *head, *tail; /* LRU of open extents, most recent at head */
   unsigned nopen;
   /* Snapshots (region_snap.c): the catalog under snap_mu; snap_newest

@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include "../common/base64.h"
-#include "../common/hash.h"
 #include "../common/geom.h"
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "extent.h"
 #include "region_json.h"
@@ -67,16 +67,16 @@ static int json_format(const struct region_meta *m, char *buf)
     base64_encode(raw, KCV_LEN, kcv + 1);
     strcat(kcv, "\"");
   }
-  int n = snprintf(buf, REGION_JSON_MAX,
-                   "{\"version\":1,\"block_size\":%" PRIu32
-                   ",\"extent_size\":{\"value\":%" PRIu64 ",\"shift\":%u},"
-                   "\"extent_count\":%" PRIu32 ",\"uuid\":%s,"
-                   "\"encrypted\":%s,\"highest_gen\":%" PRIu64
-                   ",\"kcv\":%s,\"instance\":\"%s\"}\n",
-                   m->def.block_size, m->def.extent_size,
-                   log2u(m->def.block_size), m->def.extent_count, uuid,
-                   m->def.encrypted ? "true" : "false", m->highest_gen, kcv,
-                   inst);
+  int n =
+      snprintf(buf, REGION_JSON_MAX,
+               "{\"version\":1,\"block_size\":%" PRIu32
+               ",\"extent_size\":{\"value\":%" PRIu64 ",\"shift\":%u},"
+               "\"extent_count\":%" PRIu32 ",\"uuid\":%s,"
+               "\"encrypted\":%s,\"highest_gen\":%" PRIu64
+               ",\"kcv\":%s,\"instance\":\"%s\"}\n",
+               m->def.block_size, m->def.extent_size, log2u(m->def.block_size),
+               m->def.extent_count, uuid, m->def.encrypted ? "true" : "false",
+               m->highest_gen, kcv, inst);
   return n > 0 && n < REGION_JSON_MAX ? n : -EINVAL;
 }
 
@@ -120,8 +120,8 @@ static int jp_str(struct jp *j, char *out, size_t cap)
 static int jp_u64(struct jp *j, uint64_t *v)
 {
   jp_ws(j);
-  if (*j->p < '0' || *j->p > '9' || (j->p[0] == '0' && j->p[1] >= '0' &&
-                                     j->p[1] <= '9'))
+  if (*j->p < '0' || *j->p > '9' ||
+      (j->p[0] == '0' && j->p[1] >= '0' && j->p[1] <= '9'))
     return -EINVAL;
   *v = 0;
   while (*j->p >= '0' && *j->p <= '9') {
@@ -169,10 +169,10 @@ static int jp_extent_size(struct jp *j, uint64_t *value, uint64_t *shift)
   if (jp_char(j, '{') < 0)
     return -EINVAL;
   while ((k = jp_key(j, &first, key, sizeof key)) == 1) {
-    unsigned bit = strcmp(key, "value") == 0 ? 1 : strcmp(key, "shift") == 0
-                                                       ? 2 : 0;
-    if (bit == 0 || (seen & bit) ||
-        jp_u64(j, bit == 1 ? value : shift) < 0)
+    unsigned bit = strcmp(key, "value") == 0   ? 1
+                   : strcmp(key, "shift") == 0 ? 2
+                                               : 0;
+    if (bit == 0 || (seen & bit) || jp_u64(j, bit == 1 ? value : shift) < 0)
       return -EINVAL;
     seen |= bit;
   }
@@ -199,15 +199,14 @@ static int jp_kcv(struct jp *j, struct region_meta *m)
 }
 
 static const char *const json_keys[] = {
-  "version", "block_size", "extent_size", "extent_count", "uuid",
-  "encrypted", "highest_gen", "kcv", "instance",
+    "version",   "block_size",  "extent_size", "extent_count", "uuid",
+    "encrypted", "highest_gen", "kcv",         "instance",
 };
 #define JSON_NKEYS 9
 #define JSON_REQUIRED ((1u << 8) - 1) /* all but "instance" (older files) */
 
 /* One top-level value, by key index. */
-static int jp_field(struct jp *j, int k, struct region_meta *m,
-                    uint64_t *shift)
+static int jp_field(struct jp *j, int k, struct region_meta *m, uint64_t *shift)
 {
   uint64_t v;
   char s[40];
@@ -218,8 +217,7 @@ static int jp_field(struct jp *j, int k, struct region_meta *m,
       return -EINVAL;
     m->def.block_size = (uint32_t) v;
     return 0;
-  case 2:
-    return jp_extent_size(j, &m->def.extent_size, shift);
+  case 2: return jp_extent_size(j, &m->def.extent_size, shift);
   case 3:
     if (jp_u64(j, &v) < 0 || v > UINT32_MAX)
       return -EINVAL;
@@ -251,7 +249,7 @@ static int jp_field(struct jp *j, int k, struct region_meta *m,
 
 static int json_parse(const char *text, struct region_meta *m)
 {
-  struct jp j = { text };
+  struct jp j = {text};
   char key[32];
   bool first = true;
   unsigned seen = 0;

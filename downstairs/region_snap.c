@@ -53,8 +53,8 @@ int region__snap_preserve(struct region *r, struct rext *re)
     if (ret == 0) {
       ret = snap_copy_extent(r->dirfd, newest, &re->x);
       if (ret >= 0)
-        log_debug("extent %" PRIu32 " %s into snapshot %" PRIu32,
-                  re->x.eid, ret ? "reflinked" : "copied", newest);
+        log_debug("extent %" PRIu32 " %s into snapshot %" PRIu32, re->x.eid,
+                  ret ? "reflinked" : "copied", newest);
     }
   }
   if (ret < 0)
@@ -70,8 +70,8 @@ int region_snapshot_create(struct region *r, const char *name,
     return -EINVAL;
   pthread_mutex_lock(&r->snap_mu);
   int ret = snap_find(&r->snaps, name) ? -EEXIST
-            : r->snaps.n == SNAP_MAX  ? -ENOSPC
-                                      : 0;
+            : r->snaps.n == SNAP_MAX   ? -ENOSPC
+                                       : 0;
   pthread_mutex_unlock(&r->snap_mu);
   if (ret == 0) /* everything acknowledged so far is in it, durably */
     ret = region_flush(r, flush_no, gen);
@@ -87,7 +87,8 @@ int region_snapshot_create(struct region *r, const char *name,
   pthread_mutex_unlock(&r->snap_mu);
   if (ret == 0)
     log_info("%s: snapshot %s (seq %" PRIu32 ") at flush %" PRIu64
-             " gen %" PRIu64, r->dir, name, s.seq, flush_no, gen);
+             " gen %" PRIu64,
+             r->dir, name, s.seq, flush_no, gen);
   return ret;
 }
 
@@ -128,13 +129,14 @@ int region_snapshot_list(struct region *r, struct region_snap_info *out,
 }
 
 /* Read from the copy of extent eid in snapshot seq (under snap_mu). */
-static int read_copy(struct region *r, uint32_t seq, uint32_t eid,
-                     uint64_t blk, uint32_t n, struct proto_ctx *ctxs,
-                     uint8_t *data)
+static int read_copy(struct region *r, uint32_t seq, uint32_t eid, uint64_t blk,
+                     uint32_t n, struct proto_ctx *ctxs, uint8_t *data)
 {
   const struct proto_region *d = region_def(r);
-  struct ext x = {.eid = eid, .block_size = d->block_size,
-                  .extent_size = d->extent_size, .zero_hash = r->zero_hash,
+  struct ext x = {.eid = eid,
+                  .block_size = d->block_size,
+                  .extent_size = d->extent_size,
+                  .zero_hash = r->zero_hash,
                   .fd = -1};
   int ret = snap_open_copy(r->dirfd, seq, &x);
   if (ret == 0)
@@ -206,9 +208,11 @@ int region_snapshot_verify(struct region *r,
         ret = has;
         continue;
       }
-      struct ext x = {.eid = eid, .block_size = d->block_size,
+      struct ext x = {.eid = eid,
+                      .block_size = d->block_size,
                       .extent_size = d->extent_size,
-                      .zero_hash = r->zero_hash, .fd = -1};
+                      .zero_hash = r->zero_hash,
+                      .fd = -1};
       uint64_t c = 0;
       ret = snap_open_copy(r->dirfd, s->seq, &x);
       if (ret == 0)

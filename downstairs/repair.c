@@ -203,8 +203,7 @@ static int recv_all(int fd, uint8_t *p, size_t len)
 }
 
 /* Receive one frame of at most cap bytes into buf and decode it. */
-static int recv_frame(int fd, uint8_t *buf, size_t cap,
-                      struct proto_msg *m)
+static int recv_frame(int fd, uint8_t *buf, size_t cap, struct proto_msg *m)
 {
   int r = recv_all(fd, buf, 4);
   if (r < 0)
@@ -301,8 +300,7 @@ int ds_repair_peer_open(const struct proto_region *def,
   const struct proto_region *g = &m.u.hello_ok.region;
   if (r == 0 && !geom_uuid_is_zero(def->uuid) &&
       (memcmp(g->uuid, def->uuid, PROTO_UUID_LEN) != 0 ||
-       g->block_size != def->block_size ||
-       g->extent_size != def->extent_size ||
+       g->block_size != def->block_size || g->extent_size != def->extent_size ||
        g->extent_count != def->extent_count))
     r = -EPROTO;
   if (r == 0 && ok)
@@ -324,8 +322,8 @@ static int write_sparse(int out, const uint8_t *p, uint32_t n, uint64_t off)
     uint32_t len = n - at < DS_REPAIR_SPARSE ? n - at : DS_REPAIR_SPARSE;
     bool zero = p[at] == 0 && memcmp(p + at, p + at + 1, len - 1) == 0;
     for (uint32_t done = 0; !zero && done < len;) {
-      ssize_t k = pwrite(out, p + at + done, len - done,
-                         (off_t) (off + at + done));
+      ssize_t k =
+          pwrite(out, p + at + done, len - done, (off_t) (off + at + done));
       if (k < 0 && errno == EINTR)
         continue;
       if (k <= 0)
@@ -344,23 +342,25 @@ int ds_repair_fetch_file(int fd, int dirfd, const char *dst, uint32_t eid,
                          size_t cap, int (*tick)(void *arg, uint32_t n),
                          void *arg)
 {
-  int out = openat(dirfd, dst, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC,
-                   0644);
+  int out = openat(dirfd, dst, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
   if (out < 0)
     return -errno;
   uint64_t off = 0, size = UINT64_MAX;
   int r = 0;
   for (uint64_t id = 1; r == 0 && off < size; id++) {
-    struct proto_file_req q = {.job_id = id, .eid = eid, .file = file,
-                               .offset = off, .len = DS_REPAIR_CHUNK};
+    struct proto_file_req q = {.job_id = id,
+                               .eid = eid,
+                               .file = file,
+                               .offset = off,
+                               .len = DS_REPAIR_CHUNK};
     uint8_t qb[PROTO_FILE_REQ_LEN];
     struct proto_msg m;
     const struct proto_file_data *d = &m.u.file_data;
     r = send_all(fd, qb, proto_put_file_req(qb, &q));
     if (r == 0)
       r = recv_frame(fd, buf, cap, &m);
-    if (r == 0 && (m.type != PROTO_T_FILE_DATA || d->job_id != id ||
-                   d->offset != off))
+    if (r == 0 &&
+        (m.type != PROTO_T_FILE_DATA || d->job_id != id || d->offset != off))
       r = -EPROTO;
     if (r == 0 && d->err)
       r = -d->err;

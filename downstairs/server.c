@@ -263,8 +263,10 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
     return -1;
   }
   if (c->need_auth && m.type != PROTO_T_AUTH) {
-    ds_conn_fail(c, EACCES, "authentication required (this downstairs runs "
-                 "with --auth-key), got %s", proto_type_name(m.type));
+    ds_conn_fail(c, EACCES,
+                 "authentication required (this downstairs runs "
+                 "with --auth-key), got %s",
+                 proto_type_name(m.type));
     return -1;
   }
   if (!frame_allowed(c, m.type)) {
@@ -565,11 +567,14 @@ static void on_sweep(uv_timer_t *t)
         ds_conn_abort(c, NULL);
     } else if (!c->throttled && now - c->last_frame_ms > idle_ms) {
       ds_conn_fail(c, ETIMEDOUT, "idle for %u s", srv->opts->idle_timeout);
-    } else if (c->state != DS_ACTIVE && !c->repair_peer && hs_ms < idle_ms && now - c->last_frame_ms > hs_ms) {
+    } else if (c->state != DS_ACTIVE && !c->repair_peer && hs_ms < idle_ms &&
+               now - c->last_frame_ms > hs_ms) {
       /* Not activated: such connections count against max_conns, so
        * idle ones must not lock a new upstairs out for idle_timeout. */
-      ds_conn_fail(c, ETIMEDOUT, "not activated and idle for %u s "
-                   "(handshake timeout)", srv->opts->handshake_timeout);
+      ds_conn_fail(c, ETIMEDOUT,
+                   "not activated and idle for %u s "
+                   "(handshake timeout)",
+                   srv->opts->handshake_timeout);
     }
   }
 }

@@ -40,8 +40,8 @@ struct ds_server_opts {
    * have_listen_fd must be set. */
   bool have_listen_fd;
   int listen_fd;
-  unsigned max_conns;    /* connection cap (default 64) */
-  unsigned idle_timeout; /* seconds without a frame before closing (120) */
+  unsigned max_conns;         /* connection cap (default 64) */
+  unsigned idle_timeout;      /* seconds without a frame before closing (120) */
   unsigned handshake_timeout; /* the same before activation (10) */
   /* NULL or len 0: no authentication (a warning is logged).  Otherwise
    * every peer must prove it (common/auth.h) before anything but HELLO;

@@ -111,7 +111,8 @@ int ds_auth(struct ds_conn *c, const uint8_t mac[32])
   const struct auth_key *k = c->srv->opts->auth;
   if (auth_check(k, AUTH_CLIENT, c->auth_t, mac) < 0) {
     log_warn("%s: authentication failed (wrong auth key or replayed "
-             "handshake)", c->peer);
+             "handshake)",
+             c->peer);
     ds_conn_fail(c, EACCES, "authentication failed");
     return -1;
   }
@@ -159,7 +160,8 @@ static int activate_uuid(struct ds_conn *c, const struct proto_activate *a)
   if (!a->set_uuid) {
     if (!none)
       return 0;
-    ds_conn_fail(c, EINVAL, "region has no volume uuid yet and ACTIVATE "
+    ds_conn_fail(c, EINVAL,
+                 "region has no volume uuid yet and ACTIVATE "
                  "names none");
     return -1;
   }
@@ -212,7 +214,8 @@ int ds_activate(struct ds_conn *c, const struct proto_activate *a)
   if (a->gen > high) {
     int r = region_set_highest_gen(srv->region, a->gen);
     if (r < 0) {
-      ds_conn_fail(c, -r, "persisting generation %llu: %s", g, log_strerror(-r));
+      ds_conn_fail(c, -r, "persisting generation %llu: %s", g,
+                   log_strerror(-r));
       return -1;
     }
   }

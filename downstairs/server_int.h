@@ -117,17 +117,22 @@ struct ds_batch_slot {
 struct ds_wreq {
   uv_write_t req;
   struct ds_conn *conn;
-  size_t acct_bytes; /* released from conn->bytes when written */
-  bool acct_job;     /* releases one conn->jobs when written */
+  size_t acct_bytes;     /* released from conn->bytes when written */
+  bool acct_job;         /* releases one conn->jobs when written */
   struct ds_wreq *cnext; /* written in one uv_write with these (cork) */
   size_t len;
   uint8_t data[];
 };
 
 enum ds_job_kind {
-  DS_J_WRITE, DS_J_READ, DS_J_TRIM, DS_J_FLUSH, DS_J_STATES,
+  DS_J_WRITE,
+  DS_J_READ,
+  DS_J_TRIM,
+  DS_J_FLUSH,
+  DS_J_STATES,
   /* one extent: EXTENT_FLUSH, EXTENT_MARK (JOB_DONE) */
-  DS_J_XFLUSH, DS_J_XMARK,
+  DS_J_XFLUSH,
+  DS_J_XMARK,
   /* the region grows: EXTEND (JOB_DONE), a barrier */
   DS_J_EXTEND,
   /* a repair peer's (clone's) FILE_REQ (FILE_DATA) */
@@ -139,7 +144,7 @@ enum ds_job_kind {
 };
 
 struct ds_job {
-  struct sched_job s; /* first: the scheduler hands it back */
+  struct sched_job s;   /* first: the scheduler hands it back */
   uv_work_t work;       /* of the batch this job leads */
   struct ds_job *rnext; /* srv's ready list, then the rest of its batch */
   bool done;            /* worker: done (a WRITE group did it) */
@@ -147,9 +152,9 @@ struct ds_job {
   struct ds_conn *conn; /* NULL once the connection closed */
   enum ds_job_kind kind;
   uint64_t job_id, lba, flush_no, gen;
-  uint64_t version;       /* TRIM: the trim's version */
-  bool ctx_only;          /* READ: reply with contexts only */
-  bool versions;          /* READ: ... from the metadata, no data read */
+  uint64_t version; /* TRIM: the trim's version */
+  bool ctx_only;    /* READ: reply with contexts only */
+  bool versions;    /* READ: ... from the metadata, no data read */
   uint32_t n;
   uint32_t nflushed;      /* FLUSH: extents it flushed (logged) */
   size_t acct;            /* bytes accounted to conn */

@@ -78,11 +78,10 @@ static void reply_status(struct ds_conn *c, enum ds_job_kind kind,
   w->acct_job = true;
   w->acct_bytes = bytes;
   if (kind == DS_J_READ)
-    proto_put_read_done_hdr(w->data, job_id, err, 0, c->srv->def.block_size,
-                            0);
+    proto_put_read_done_hdr(w->data, job_id, err, 0, c->srv->def.block_size, 0);
   else if (kind == DS_J_FILE)
-    proto_put_file_data_hdr(w->data, &(struct proto_file_data){
-                                         .job_id = job_id, .err = err});
+    proto_put_file_data_hdr(
+        w->data, &(struct proto_file_data){.job_id = job_id, .err = err});
   else if (kind == DS_J_MAP)
     proto_put_extent_map_hdr(w->data, job_id, err, 0);
   else
@@ -104,7 +103,7 @@ static int work_read(struct ds_job *j, bool now)
   size_t dlen = (size_t) j->n * bs;
   struct ds_wreq *w = ds_wreq_new(data_off + (j->ctx_only ? 0 : dlen));
   struct proto_ctx *ctxs = calloc(j->n, sizeof *ctxs);
-  uint8_t *data = j->versions  ? NULL
+  uint8_t *data = j->versions   ? NULL
                   : j->ctx_only ? malloc(dlen)
                   : w           ? w->data + data_off
                                 : NULL;
@@ -115,7 +114,7 @@ static int work_read(struct ds_job *j, bool now)
       free(data);
     if (now)
       return -EAGAIN; /* let a worker try */
-    j->err = ENOMEM; /* the loop thread sends a short READ_DONE */
+    j->err = ENOMEM;  /* the loop thread sends a short READ_DONE */
     return 0;
   }
   int r = now ? region_read_now(j->srv->region, j->lba, j->n, ctxs, data)
@@ -208,9 +207,8 @@ static void work_file(struct ds_job *j)
   int r = region_extent_close(j->srv->region, j->eid, false);
   if (r == 0)
     r = ds_repair_read_chunk(region_dirfd(j->srv->region), j->eid, j->file,
-                             j->offset, j->n,
-                             w->data + PROTO_FILE_DATA_HDR_LEN, &d.n,
-                             &d.file_size);
+                             j->offset, j->n, w->data + PROTO_FILE_DATA_HDR_LEN,
+                             &d.n, &d.file_size);
   if (r < 0) {
     d.err = -r;
     d.n = 0;
@@ -230,12 +228,15 @@ static void job_work_one(struct ds_job *j)
   switch (j->kind) {
   case DS_J_WRITE: r = region_write(rg, j->lba, j->n, j->ctxs, j->data); break;
   case DS_J_TRIM: r = region_trim(rg, j->lba, j->n, j->version); break;
-  case DS_J_FLUSH: r = region_flush_n(rg, j->flush_no, j->gen, &j->nflushed); break;
+  case DS_J_FLUSH:
+    r = region_flush_n(rg, j->flush_no, j->gen, &j->nflushed);
+    break;
   case DS_J_READ: work_read(j, false); return;
   case DS_J_STATES: work_states(j); return;
   case DS_J_FILE: work_file(j); return;
   case DS_J_MAP: work_map(j); return;
-  case DS_J_XFLUSH: r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
+  case DS_J_XFLUSH:
+    r = region_extent_flush(rg, j->eid, j->flush_no, j->gen);
     break;
   case DS_J_XMARK: r = region_extent_mark(rg, j->eid); break;
   case DS_J_EXTEND: r = region_extend(rg, j->eid); break;
@@ -281,8 +282,8 @@ static void write_group(struct ds_job *j)
     if (p->kind != DS_J_WRITE)
       break;
     g[n] = p;
-    w[n++] = (struct region_wr){.lba = p->lba, .n = p->n, .ctxs = p->ctxs,
-                                .data = p->data};
+    w[n++] = (struct region_wr){
+        .lba = p->lba, .n = p->n, .ctxs = p->ctxs, .data = p->data};
   }
   region_write_group(j->srv->region, w, n);
   for (unsigned k = 0; k < n; k++) {
@@ -401,8 +402,8 @@ static void batch_now_writes(struct ds_server *srv, struct ds_job *lead)
   struct region_wr w[DS_NOW_WRITES];
   unsigned n = 0;
   for (struct ds_job *j = lead; j; j = j->rnext)
-    w[n++] = (struct region_wr){.lba = j->lba, .n = j->n, .ctxs = j->ctxs,
-                                .data = j->data};
+    w[n++] = (struct region_wr){
+        .lba = j->lba, .n = j->n, .ctxs = j->ctxs, .data = j->data};
   if (region_write_group_now(srv->region, w, n) == -EAGAIN) {
     batch_queue(srv, lead);
     return;
@@ -724,8 +725,10 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   /* Defence in depth (the state check in frame_allowed stops it too):
    * IO and extent frames only from the one active connection. */
   if (kind != DS_J_STATES && kind != DS_J_FILE && c != srv->active) {
-    ds_conn_fail(c, EPERM, "%s from a connection that is not the active "
-                 "one", proto_type_name(m->type));
+    ds_conn_fail(c, EPERM,
+                 "%s from a connection that is not the active "
+                 "one",
+                 proto_type_name(m->type));
     return -EPERM;
   }
   if ((kind == DS_J_XFLUSH || kind == DS_J_XMARK || kind == DS_J_FILE) &&
@@ -753,8 +756,7 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
   /* A flush records its generation in every dirty extent, and
    * reconciliation trusts it: only the generation this connection
    * activated (the region's highest) may be written. */
-  if (kind == DS_J_FLUSH &&
-      m->u.flush.gen != region_highest_gen(srv->region)) {
+  if (kind == DS_J_FLUSH && m->u.flush.gen != region_highest_gen(srv->region)) {
     ds_conn_charge(c, 0);
     reply_status(c, kind, m->u.flush.job_id, EINVAL, 0);
     return 0;

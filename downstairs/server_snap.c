@@ -72,8 +72,8 @@ static void work_list(struct ds_job *j)
   int r = region_snapshot_list(j->srv->region, info, PROTO_MAX_SNAPS, &n);
   if (r < 0)
     n = 0;
-  struct ds_wreq *w = ds_wreq_new(PROTO_SNAPSHOTS_HDR_LEN +
-                                  (size_t) n * PROTO_SNAP_ENTRY_LEN);
+  struct ds_wreq *w =
+      ds_wreq_new(PROTO_SNAPSHOTS_HDR_LEN + (size_t) n * PROTO_SNAP_ENTRY_LEN);
   if (!w) {
     j->err = ENOMEM;
     return;
@@ -83,7 +83,8 @@ static void work_list(struct ds_job *j)
     struct proto_snap_entry e = {.seq = info[i].seq,
                                  .extent_count = info[i].extent_count,
                                  .copies = info[i].copies,
-                                 .time = info[i].time, .gen = info[i].gen,
+                                 .time = info[i].time,
+                                 .gen = info[i].gen,
                                  .flush = info[i].flush,
                                  .bytes = info[i].bytes};
     memcpy(e.name, info[i].name, sizeof e.name);

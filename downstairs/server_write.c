@@ -28,7 +28,6 @@ static void wreq_done(struct ds_wreq *w)
   free(w);
 }
 
-
 /* Frames were written (or dropped at close): release and free them (w
  * and the ones chained to it by a cork). */
 static void on_write(uv_write_t *req, int status)
@@ -128,4 +127,3 @@ int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len)
   memcpy(w->data, frame, len);
   return ds_conn_send(c, w);
 }
-

@@ -112,12 +112,11 @@ static void copy_name(uint32_t eid, char *buf, size_t len)
 
 static int info_format(const struct snap *s, char *buf, size_t len)
 {
-  int n = snprintf(buf, len,
-                   "crucible-snapshot 1\nname %s\nseq %" PRIu32
-                   "\ntime %" PRIu64 "\ngen %" PRIu64 "\nflush %" PRIu64
-                   "\nextents %" PRIu32 "\n",
-                   s->name, s->seq, s->time, s->gen, s->flush,
-                   s->extent_count);
+  int n =
+      snprintf(buf, len,
+               "crucible-snapshot 1\nname %s\nseq %" PRIu32 "\ntime %" PRIu64
+               "\ngen %" PRIu64 "\nflush %" PRIu64 "\nextents %" PRIu32 "\n",
+               s->name, s->seq, s->time, s->gen, s->flush, s->extent_count);
   return n < 0 || (size_t) n >= len ? -EINVAL : n;
 }
 
@@ -132,7 +131,8 @@ static int info_parse(const char *buf, struct snap *s)
              "crucible-snapshot 1\nname %64s\nseq %" SCNu32 "\ntime %" SCNu64
              "\ngen %" SCNu64 "\nflush %" SCNu64 "\nextents %" SCNu32 "\n%n",
              name, &s->seq, &s->time, &s->gen, &s->flush, &s->extent_count,
-             &used) != 6 || used == 0 || buf[used] != '\0')
+             &used) != 6 ||
+      used == 0 || buf[used] != '\0')
     return -EINVAL;
   if (!snap_name_ok(name) || s->seq == 0 || s->extent_count == 0)
     return -EINVAL;
@@ -158,8 +158,7 @@ static int info_read(int dfd, const char *dir, struct snap *s)
   return info_parse(buf, s);
 }
 
-static int write_file_sync(int dfd, const char *rel, const char *p,
-                           size_t len)
+static int write_file_sync(int dfd, const char *rel, const char *p, size_t len)
 {
   int fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
@@ -200,8 +199,8 @@ int snap_has_copy(int dfd, uint32_t seq, uint32_t eid)
 /* One pass over the copies in snapshot directory sd: each goes to od
  * (snapshot older) where that one lacks it, else is removed.  The number
  * of copies it found, or -errno. */
-static int delete_pass(int dfd, const char *sd, const char *od,
-                       uint32_t older, int *done)
+static int delete_pass(int dfd, const char *sd, const char *od, uint32_t older,
+                       int *done)
 {
   char from[PATH_MAX], to[PATH_MAX];
   int fd = openat(dfd, sd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -356,7 +355,8 @@ static int drop_partial_copies(int dfd, const char *sd)
   int r = 0;
   while (r == 0 && (de = readdir(d)) != NULL) {
     size_t n = strlen(de->d_name);
-    if (de->d_name[0] == 'e' && n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0)
+    if (de->d_name[0] == 'e' && n > 4 &&
+        strcmp(de->d_name + n - 4, ".tmp") == 0)
       r = rm_rf(dirfd(d), de->d_name);
   }
   closedir(d);

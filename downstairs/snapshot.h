@@ -47,11 +47,11 @@ struct ext;
 #define SNAP_MAX 64
 
 struct snap {
-  uint32_t seq;                   /* order of creation, from 1 */
+  uint32_t seq; /* order of creation, from 1 */
   char name[SNAP_NAME_MAX + 1];
-  uint64_t time;                  /* seconds since the epoch, the caller's */
-  uint64_t gen, flush;            /* the flush the snapshot was taken with */
-  uint32_t extent_count;          /* the region's count then */
+  uint64_t time;         /* seconds since the epoch, the caller's */
+  uint64_t gen, flush;   /* the flush the snapshot was taken with */
+  uint32_t extent_count; /* the region's count then */
 };
 
 /* The snapshots of a region, sorted by seq.  Owned by the region. */
@@ -112,14 +112,14 @@ int snap_usage(int dirfd, uint32_t seq, uint64_t *bytes, uint32_t *copies);
  * process kills itself with SIGKILL there (the unit test's crash
  * points).  0: never. */
 enum {
-  SNAP_CP_CREATE_INFO = 1,  /* SEQ.tmp written, not renamed */
-  SNAP_CP_CREATE_RENAMED,   /* renamed, the parent not yet synced */
-  SNAP_CP_COPY_DATA,        /* copy's data written, no database yet */
-  SNAP_CP_COPY_DB,          /* both written and synced, not renamed */
-  SNAP_CP_COPY_RENAMED,     /* committed, the write not yet done */
-  SNAP_CP_DELETE_MARKED,    /* deleting written, nothing moved */
-  SNAP_CP_DELETE_HALF,      /* one copy moved or removed */
-  SNAP_CP_DELETE_INFO,      /* copies gone, the directory not yet */
+  SNAP_CP_CREATE_INFO = 1, /* SEQ.tmp written, not renamed */
+  SNAP_CP_CREATE_RENAMED,  /* renamed, the parent not yet synced */
+  SNAP_CP_COPY_DATA,       /* copy's data written, no database yet */
+  SNAP_CP_COPY_DB,         /* both written and synced, not renamed */
+  SNAP_CP_COPY_RENAMED,    /* committed, the write not yet done */
+  SNAP_CP_DELETE_MARKED,   /* deleting written, nothing moved */
+  SNAP_CP_DELETE_HALF,     /* one copy moved or removed */
+  SNAP_CP_DELETE_INFO,     /* copies gone, the directory not yet */
 };
 extern int snap__crash_at;
 

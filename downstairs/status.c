@@ -41,8 +41,8 @@ int ds_status(struct ds_conn *c)
     uint64_t now = uv_now(&srv->loop);
     s.has_active = 1;
     s.active_session = srv->active->session_id;
-    s.idle_ms = now > srv->active->last_frame_ms
-                    ? now - srv->active->last_frame_ms : 0;
+    s.idle_ms =
+        now > srv->active->last_frame_ms ? now - srv->active->last_frame_ms : 0;
     snprintf(s.active_peer, sizeof s.active_peer, "%s", srv->active->peer);
   }
   log_info("%s: status answered", c->peer);
@@ -128,8 +128,10 @@ static int st_frame(int fd, uint8_t *buf, size_t cap, size_t *len,
   int r = st_recv(fd, buf, 4, end);
 
   if (r < 0) {
-    snprintf(err, esz, "%s", r == -ECONNRESET ? "connection closed by the "
-             "downstairs" : log_strerror(-r));
+    snprintf(err, esz, "%s",
+             r == -ECONNRESET ? "connection closed by the "
+                                "downstairs"
+                              : log_strerror(-r));
     return r;
   }
   fl = proto_frame_len(buf, 4);
@@ -156,8 +158,8 @@ static int st_frame(int fd, uint8_t *buf, size_t cap, size_t *len,
 }
 
 /* Connect to host:port before end: the fd, or -errno (err says why). */
-static int st_connect(const char *host, uint16_t port, int64_t end,
-                      char *err, size_t esz)
+static int st_connect(const char *host, uint16_t port, int64_t end, char *err,
+                      size_t esz)
 {
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
   char ps[8];
@@ -222,12 +224,14 @@ static int st_ask(int fd, const struct auth_key *auth, struct proto_status *out,
     return -EPROTO;
   }
   if (m.u.hello_ok.auth_required && (!auth || !auth->len)) {
-    snprintf(err, esz, "the downstairs requires an auth key (--auth-key "
+    snprintf(err, esz,
+             "the downstairs requires an auth key (--auth-key "
              "FILE)");
     return -EACCES;
   }
   if (!m.u.hello_ok.auth_required && auth && auth->len) {
-    snprintf(err, esz, "the downstairs does not ask for the auth key "
+    snprintf(err, esz,
+             "the downstairs does not ask for the auth key "
              "given: refused (not the downstairs expected?)");
     return -EACCES;
   }

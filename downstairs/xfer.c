@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/hash.h"
 #include "../common/geom.h"
+#include "../common/hash.h"
 #include "xfer.h"
 
 /* One chunk's buffers; ownership: xfer_* allocate and free them. */

@@ -50,11 +50,11 @@
 enum adm_want { ADM_NONE = 0, ADM_TEXT, ADM_JSON };
 
 struct up_admin {
-  int lfd;           /* listening socket */
-  int wake[2];       /* pipe: stop the thread */
+  int lfd;     /* listening socket */
+  int wake[2]; /* pipe: stop the thread */
   pthread_t thr;
   bool started;
-  bool stopped;      /* up__admin_stop ran (the struct lives on until
+  bool stopped; /* up__admin_stop ran (the struct lives on until
                       * up__admin_free: the loop may still run
                       * up__admin_on_async until it is joined) */
   /* The loop's answer to a status request (under mu). */
@@ -102,8 +102,10 @@ static int adm_clear_stale(struct upstairs *up, const char *path)
     return -1;
   }
   if (!S_ISSOCK(st.st_mode)) {
-    snprintf(up->err, sizeof up->err, "admin=%.400s: exists and is not a "
-             "socket (not removed)", path);
+    snprintf(up->err, sizeof up->err,
+             "admin=%.400s: exists and is not a "
+             "socket (not removed)",
+             path);
     return -1;
   }
   snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
@@ -115,13 +117,17 @@ static int adm_clear_stale(struct upstairs *up, const char *path)
   r = connect(fd, (struct sockaddr *) &sa, sizeof sa);
   close(fd);
   if (r == 0) {
-    snprintf(up->err, sizeof up->err, "admin=%.400s: in use (another "
-             "process serves it)", path);
+    snprintf(up->err, sizeof up->err,
+             "admin=%.400s: in use (another "
+             "process serves it)",
+             path);
     return -1;
   }
   if (errno != ECONNREFUSED || unlink(path) < 0) {
-    snprintf(up->err, sizeof up->err, "admin=%.400s: exists and cannot be "
-             "replaced: %s", path, log_strerror(errno));
+    snprintf(up->err, sizeof up->err,
+             "admin=%.400s: exists and cannot be "
+             "replaced: %s",
+             path, log_strerror(errno));
     return -1;
   }
   log_info("admin socket %s: removed a stale socket", path);
@@ -138,8 +144,10 @@ int up__admin_open(struct upstairs *up)
   if (!path[0])
     return 0;
   if (strlen(path) >= sizeof sa.sun_path) {
-    snprintf(up->err, sizeof up->err, "admin=%.400s: path longer than %zu "
-             "bytes", path, sizeof sa.sun_path - 1);
+    snprintf(up->err, sizeof up->err,
+             "admin=%.400s: path longer than %zu "
+             "bytes",
+             path, sizeof sa.sun_path - 1);
     return -ENAMETOOLONG;
   }
   if (adm_clear_stale(up, path) < 0)
@@ -299,8 +307,10 @@ static void adm_error(struct adm_reply *r, const char *code, const char *fmt,
   r->j.len = 0;
   r->j.over = false;
   if (r->json) {
-    up__jb_printf(&r->j, "{\"version\":%d,\"ok\":false,\"code\":\"%s\","
-                  "\"error\":", ADM_VERSION, code);
+    up__jb_printf(&r->j,
+                  "{\"version\":%d,\"ok\":false,\"code\":\"%s\","
+                  "\"error\":",
+                  ADM_VERSION, code);
     up__jb_str(&r->j, msg);
     up__jb_printf(&r->j, "}\n");
   } else {
@@ -375,8 +385,7 @@ static void adm_status(struct upstairs *up, struct adm_reply *r)
   a->want = r->json ? ADM_JSON : ADM_TEXT;
   a->done = false;
   uv_async_send(&up->adm_async);
-  while (!a->done &&
-         pthread_cond_timedwait(&a->cv, &a->mu, &dl) != ETIMEDOUT)
+  while (!a->done && pthread_cond_timedwait(&a->cv, &a->mu, &dl) != ETIMEDOUT)
     ;
   done = a->done;
   a->want = ADM_NONE;
@@ -412,11 +421,11 @@ static void adm_scrub(struct upstairs *up, struct adm_reply *r, char **arg,
     }
     return;
   }
-  if (narg < 1 || strcmp(arg[0], "start") != 0 ||
-      (narg != 1 && narg != 3) ||
+  if (narg < 1 || strcmp(arg[0], "start") != 0 || (narg != 1 && narg != 3) ||
       (narg == 3 && (strcmp(arg[1], "--rate") != 0 ||
                      parse_u64(arg[2], 100000, &mbs) < 0 || mbs == 0))) {
-    adm_error(r, "usage", "usage: scrub start [--rate MB/s (1..100000)] | "
+    adm_error(r, "usage",
+              "usage: scrub start [--rate MB/s (1..100000)] | "
               "scrub status");
     return;
   }
@@ -446,35 +455,37 @@ static void adm_extend(struct upstairs *up, struct adm_reply *r, char **arg,
   int e;
 
   if (narg != 1 || parse_size(arg[0], UINT64_MAX, &size) < 0) {
-    adm_error(r, "usage", "usage: extend SIZE (bytes, or with a K M G T "
+    adm_error(r, "usage",
+              "usage: extend SIZE (bytes, or with a K M G T "
               "suffix: powers of 1024)");
     return;
   }
   e = up_extend(up, size, &res);
   if (e < 0) {
-    adm_error(r, e == -EBUSY ? "busy" : e == -EINVAL ? "usage" : "failed",
+    adm_error(r,
+              e == -EBUSY    ? "busy"
+              : e == -EINVAL ? "usage"
+                             : "failed",
               "%s", res.msg);
     return;
   }
   adm_ok(r, "extend");
   if (r->json)
-    up__jb_printf(&r->j, ",\"requested\":%llu,\"old_size\":%llu,"
-                  "\"size\":%llu,\"ms\":%llu}\n",
-                  (unsigned long long) res.requested,
-                  (unsigned long long) res.old_size,
-                  (unsigned long long) res.new_size,
-                  (unsigned long long) res.took_ms);
+    up__jb_printf(
+        &r->j,
+        ",\"requested\":%llu,\"old_size\":%llu,"
+        "\"size\":%llu,\"ms\":%llu}\n",
+        (unsigned long long) res.requested, (unsigned long long) res.old_size,
+        (unsigned long long) res.new_size, (unsigned long long) res.took_ms);
   else if (res.new_size == res.old_size)
     up__jb_printf(&r->j, "the volume already has %llu bytes\n",
                   (unsigned long long) res.new_size);
   else
-    up__jb_printf(&r->j, "extended from %llu to %llu bytes in %llu ms%s\n",
-                  (unsigned long long) res.old_size,
-                  (unsigned long long) res.new_size,
-                  (unsigned long long) res.took_ms,
-                  res.new_size != res.requested
-                      ? " (rounded up to a whole extent)"
-                      : "");
+    up__jb_printf(
+        &r->j, "extended from %llu to %llu bytes in %llu ms%s\n",
+        (unsigned long long) res.old_size, (unsigned long long) res.new_size,
+        (unsigned long long) res.took_ms,
+        res.new_size != res.requested ? " (rounded up to a whole extent)" : "");
 }
 
 /* snapshot create NAME | snapshot delete NAME | snapshot list: one
@@ -492,15 +503,18 @@ static void adm_snapshot(struct upstairs *up, struct adm_reply *r, char **arg,
   else if (narg == 1 && strcmp(arg[0], "list") == 0)
     op = PROTO_SNAP_LIST;
   if (!op) {
-    adm_error(r, "usage", "usage: snapshot create NAME | snapshot delete "
+    adm_error(r, "usage",
+              "usage: snapshot create NAME | snapshot delete "
               "NAME | snapshot list");
     return;
   }
   const char *name = narg == 2 ? arg[1] : "";
   int e = up__snapshot_run(up, op, name, &res);
   if (e == -EINVAL)
-    adm_error(r, "usage", "bad snapshot name '%.64s' (1-63 of A-Z a-z 0-9 "
-              ". _ -, not starting with '.')", name);
+    adm_error(r, "usage",
+              "bad snapshot name '%.64s' (1-63 of A-Z a-z 0-9 "
+              ". _ -, not starting with '.')",
+              name);
   else if (e == -EEXIST)
     adm_error(r, "failed", "snapshot '%s' exists", name);
   else if (e == -ENOENT)
@@ -539,13 +553,17 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
     tok[n++] = t;
   }
   if (n < 1 || strcmp(tok[0], "crucible-admin") != 0) {
-    adm_error(r, "usage", "not a crucible-admin request (expected "
-              "'crucible-admin %d json|text COMMAND [ARGS]')", ADM_VERSION);
+    adm_error(r, "usage",
+              "not a crucible-admin request (expected "
+              "'crucible-admin %d json|text COMMAND [ARGS]')",
+              ADM_VERSION);
     return;
   }
   if (n < 2 || strcmp(tok[1], "1") != 0) {
-    adm_error(r, "version", "unsupported protocol version '%.20s' (this "
-              "server speaks %d)", n < 2 ? "" : tok[1], ADM_VERSION);
+    adm_error(r, "version",
+              "unsupported protocol version '%.20s' (this "
+              "server speaks %d)",
+              n < 2 ? "" : tok[1], ADM_VERSION);
     return;
   }
   if (n < 3 || (strcmp(tok[2], "json") != 0 && strcmp(tok[2], "text") != 0)) {
@@ -554,7 +572,8 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
   }
   r->json = strcmp(tok[2], "json") == 0;
   if (n < 4) {
-    adm_error(r, "usage", "no command (status, scrub start, scrub status, "
+    adm_error(r, "usage",
+              "no command (status, scrub start, scrub status, "
               "extend SIZE, snapshot create|delete|list)");
     return;
   }
@@ -567,7 +586,8 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
   else if (strcmp(tok[3], "snapshot") == 0)
     adm_snapshot(up, r, tok + 4, n - 4);
   else
-    adm_error(r, "unknown-command", "unknown command '%.40s' (status, scrub "
+    adm_error(r, "unknown-command",
+              "unknown command '%.40s' (status, scrub "
               "start, scrub status, extend SIZE, snapshot create|delete|list)",
               tok[3]);
 }
@@ -623,8 +643,10 @@ int up__admin_start(struct upstairs *up)
     return 0;
   r = -pthread_create(&a->thr, NULL, adm_thread, up);
   if (r < 0) {
-    snprintf(up->err, sizeof up->err, "admin socket: cannot start its "
-             "thread: %s", log_strerror(-r));
+    snprintf(up->err, sizeof up->err,
+             "admin socket: cannot start its "
+             "thread: %s",
+             log_strerror(-r));
     return r;
   }
   a->started = true;

@@ -1,7 +1,7 @@
 /* crucible-c upstairs: one downstairs connection (see client.h). */
 #include <errno.h>
-#include <stdarg.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ struct cl_batch {
   uv_write_t w;
   struct cl_batch *next; /* pool */
   unsigned n, cap;
-  unsigned boff;         /* bufs before it already written (cl_flush_now) */
+  unsigned boff; /* bufs before it already written (cl_flush_now) */
   uv_buf_t *bufs;
   struct up_job **jobs;
 };
@@ -449,8 +449,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     char why[96];
     /* uv_strerror already says "connection reset by peer". */
     snprintf(why, sizeof why, "%s",
-             nread == UV_EOF ? "connection closed"
-                             : uv_strerror((int) nread));
+             nread == UV_EOF ? "connection closed" : uv_strerror((int) nread));
     cl_close(c, false, why);
     return;
   }
@@ -582,8 +581,8 @@ static void cl_admit(struct cl *c)
     if (r == -ESTALE)
       cl_close(c, true, NULL);
     else
-      cl_drop(c, r == -1 && up__phase(c->up) != UP_PH_RUNNING ? "refused"
-                                                               : NULL);
+      cl_drop(c,
+              r == -1 && up__phase(c->up) != UP_PH_RUNNING ? "refused" : NULL);
     return;
   }
   c->state = CL_STATES;
@@ -641,8 +640,7 @@ static void cl_on_hello_ok(struct cl *c, const uint8_t *frame,
  * that accepts anything). */
 static void cl_on_auth_ok(struct cl *c, const struct proto_msg *m)
 {
-  if (auth_check(&c->up->cfg.auth, AUTH_SERVER, c->auth_t,
-                 m->u.auth_mac) < 0) {
+  if (auth_check(&c->up->cfg.auth, AUTH_SERVER, c->auth_t, m->u.auth_mac) < 0) {
     cl_refuse(c, "bad auth proof",
               "failed to prove the auth key (wrong --auth-key on that "
               "host, or not a crucible-c downstairs)");
@@ -664,8 +662,10 @@ static void cl_on_states(struct cl *c, const struct proto_msg *m)
     c->hello.region.extent_count = m->u.extent_states.count;
   if (m->u.extent_states.count != c->hello.region.extent_count) {
     cl_drop(c, "extent count mismatch in EXTENT_STATES");
-    up__start_fail(c->up, "downstairs %s: sent %u extent states for %u "
-                   "extents", c->name, m->u.extent_states.count,
+    up__start_fail(c->up,
+                   "downstairs %s: sent %u extent states for %u "
+                   "extents",
+                   c->name, m->u.extent_states.count,
                    c->hello.region.extent_count);
     return;
   }
@@ -731,9 +731,7 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
       break;
     up__on_activated(c->up, c);
     return;
-  case PROTO_T_NO_LONGER_ACTIVE:
-    up__fence(c->up, c, m->u.gen);
-    return;
+  case PROTO_T_NO_LONGER_ACTIVE: up__fence(c->up, c, m->u.gen); return;
   case PROTO_T_JOB_DONE:
     /* Activated, held by extend.c until its EXTEND is answered. */
     if (c->state == CL_ACTIVATING &&
@@ -765,11 +763,8 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
     if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PONG, m->u.ping)))
       cl_close(c, false, "write failed");
     return;
-  case PROTO_T_PONG:
-    c->ping_out = false;
-    return;
-  default:
-    break;
+  case PROTO_T_PONG: c->ping_out = false; return;
+  default: break;
   }
   cl_unexpected(c, m);
 }

@@ -51,24 +51,24 @@ struct cl {
   struct sockaddr_storage addr;
   bool have_addr;
   enum cl_state state;
-  bool final;          /* never reconnect */
-  bool was_active;     /* reached ACTIVE at some point */
-  bool logged_late;    /* "not admitted" logged once */
-  bool lr;             /* ACTIVE but being live-repaired (repair.c): every
+  bool final;       /* never reconnect */
+  bool was_active;  /* reached ACTIVE at some point */
+  bool logged_late; /* "not admitted" logged once */
+  bool lr;          /* ACTIVE but being live-repaired (repair.c): every
                           write, trim and flush, no reads, no quorum */
-  bool inst_known;     /* inst holds the region instance id last seen */
+  bool inst_known;  /* inst holds the region instance id last seen */
   uint8_t inst[PROTO_UUID_LEN];
 
-  uint64_t conn_ms;    /* when the current connection attempt began */
-  uint64_t next_try_ms;/* reconnect not before this */
-  unsigned backoff_ms; /* current reconnect delay */
-  bool down_logged;    /* "reconnecting" logged for this outage */
-  bool refused;        /* the last connect attempt was refused outright
+  uint64_t conn_ms;     /* when the current connection attempt began */
+  uint64_t next_try_ms; /* reconnect not before this */
+  unsigned backoff_ms;  /* current reconnect delay */
+  bool down_logged;     /* "reconnecting" logged for this outage */
+  bool refused;         /* the last connect attempt was refused outright
                           (ECONNREFUSED): nothing listens there */
-  char why[128];       /* last failure, for start-up messages */
-  int dstate;          /* enum up_dstate last reported, -1: none yet */
-  uint64_t prog_ms;    /* last live-repair progress line */
-  uint32_t prog_done;  /* extents done at that line */
+  char why[128];        /* last failure, for start-up messages */
+  int dstate;           /* enum up_dstate last reported, -1: none yet */
+  uint64_t prog_ms;     /* last live-repair progress line */
+  uint32_t prog_done;   /* extents done at that line */
 
   uv_tcp_t tcp;
   uv_connect_t conn;
@@ -77,23 +77,23 @@ struct cl {
    * batches kept for reuse; both owned. */
   struct cl_batch *batch, *bpool;
 
-  uint8_t *rx;         /* receive buffer, owned */
+  uint8_t *rx; /* receive buffer, owned */
   size_t rx_off, rx_len, rx_cap;
 
   bool have_hello;
   struct proto_hello_ok hello;
   uint8_t hello_sent[PROTO_HELLO_LEN]; /* our HELLO, for the auth transcript */
-  uint8_t auth_t[32];  /* transcript hash once HELLO_OK arrived (auth.h) */
-  uint8_t *states;     /* EXTENT_STATES bulk copy, owned */
+  uint8_t auth_t[32]; /* transcript hash once HELLO_OK arrived (auth.h) */
+  uint8_t *states;    /* EXTENT_STATES bulk copy, owned */
   uint32_t nstates;
 
-  unsigned inflight;   /* jobs SENT and not answered */
+  unsigned inflight;       /* jobs SENT and not answered */
   uint64_t inflight_bytes; /* their frame bytes */
-  bool behind;         /* lagging past max-behind since behind_ms */
+  bool behind;             /* lagging past max-behind since behind_ms */
   uint64_t behind_ms;
   uint64_t last_rx_ms, last_tx_ms;
   bool ping_out;
-  uint64_t ping_ms;    /* when the outstanding PING was sent */
+  uint64_t ping_ms; /* when the outstanding PING was sent */
 };
 
 void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,

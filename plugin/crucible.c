@@ -31,9 +31,9 @@
 #include <openssl/crypto.h>
 
 #include "../common/base64.h"
+#include "../common/geom.h"
 #include "../common/log.h"
 #include "../common/parse.h"
-#include "../common/geom.h"
 #include "replygate.h"
 #include "syslogline.h"
 #include "upstairs.h"
@@ -59,8 +59,8 @@ NBDKIT_DLL_PUBLIC int crucible_debug_repair = 0;
  * error waits until every earlier reply is out, and for a while after it
  * returns go one at a time.  parallel=false serializes each connection
  * instead (one worker, no race at all, at 0.31x rand read 4k qd32). */
-#if NBDKIT_VERSION_MAJOR == 1 &&                                     \
-    ((NBDKIT_VERSION_MINOR == 32 && NBDKIT_VERSION_MICRO >= 4) ||    \
+#if NBDKIT_VERSION_MAJOR == 1 &&                                  \
+    ((NBDKIT_VERSION_MINOR == 32 && NBDKIT_VERSION_MICRO >= 4) || \
      (NBDKIT_VERSION_MINOR == 33 && NBDKIT_VERSION_MICRO < 10))
 #define CRUCIBLE_SEND_RACE 1
 #else
@@ -117,7 +117,7 @@ static void crucible_load(void)
 {
   log_set_sink(crucible_log_sink);
   log_set_level(LOG_DEBUG); /* nbdkit_debug shows only with -v */
-  rg_init(&gate, 0, 0); /* armed in config_complete */
+  rg_init(&gate, 0, 0);     /* armed in config_complete */
 }
 
 /* Unload: wipe the key copy if get_ready never consumed it. */
@@ -140,7 +140,8 @@ static void crucible_check_secret_mode(const char *param, int fd,
 
   if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
     log_warn("%s=+%s: the file is readable by group or others (mode %03o): "
-             "chmod 600 it", param, path, (unsigned) (st.st_mode & 0777));
+             "chmod 600 it",
+             param, path, (unsigned) (st.st_mode & 0777));
 }
 
 static int crucible_read_secret(const char *param, const char *value,
@@ -159,13 +160,13 @@ static int crucible_read_secret(const char *param, const char *value,
     size_t plen = 0;
     /* One base64 key in 64 starts with '+': given inline, it reads as
      * +FILE.  Never echo what may be a key. */
-    if (e == ENOENT &&
-        base64_decode(value, probe, sizeof probe, &plen) == 0 &&
+    if (e == ENOENT && base64_decode(value, probe, sizeof probe, &plen) == 0 &&
         plen == CRYPT_KEY_LEN) {
       crypt_wipe(probe, sizeof probe);
       nbdkit_error("%s=+...: no such file, and the value looks like an "
                    "inline key: a key that starts with '+' must be given "
-                   "in a file (%s=+FILE)", param, param);
+                   "in a file (%s=+FILE)",
+                   param, param);
       return -1;
     }
     crypt_wipe(probe, sizeof probe);
@@ -250,9 +251,8 @@ static int crucible_config_auth_key(const char *value)
 
 /* key=value as a whole decimal number in lo..hi, else one error line
  * naming the parameter and what it accepts. */
-static int crucible_config_num(const char *key, const char *value,
-                               uint64_t lo, uint64_t hi, const char *unit,
-                               uint64_t *out)
+static int crucible_config_num(const char *key, const char *value, uint64_t lo,
+                               uint64_t hi, const char *unit, uint64_t *out)
 {
   if (parse_u64(value, hi, out) < 0 || *out < lo) {
     nbdkit_error("%s=%s: expected a number in %llu..%llu%s", key, value,
@@ -267,8 +267,8 @@ static int crucible_config_num(const char *key, const char *value,
  * boolean" without the parameter. */
 static int crucible_config_bool(const char *key, const char *value)
 {
-  static const char *const yes[] = { "1", "true", "yes", "on" };
-  static const char *const no[] = { "0", "false", "no", "off" };
+  static const char *const yes[] = {"1", "true", "yes", "on"};
+  static const char *const no[] = {"0", "false", "no", "off"};
 
   for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
     if (strcasecmp(value, yes[i]) == 0)
@@ -293,7 +293,7 @@ static int crucible_config_path(const char *key, const char *value, char *buf,
   abs = nbdkit_absolute_path(value);
   if (!abs)
     return -1;
-  if ( strlen(abs) + sizeof ".tmp" > size) {
+  if (strlen(abs) + sizeof ".tmp" > size) {
     nbdkit_error("%s=%s: path empty or too long", key, value);
     free(abs);
     return -1;
@@ -313,8 +313,8 @@ static int crucible_config(const char *key, const char *value)
       n_downstairs++; /* counted, so config_complete says how many */
       return 0;
     }
-    if (parse_hostport(value, cfg.host[n_downstairs],
-                       &cfg.port[n_downstairs]) < 0 ||
+    if (parse_hostport(value, cfg.host[n_downstairs], &cfg.port[n_downstairs]) <
+            0 ||
         cfg.port[n_downstairs] == 0) {
       nbdkit_error("downstairs=%s: expected HOST:PORT", value);
       return -1;
@@ -374,7 +374,8 @@ static int crucible_config(const char *key, const char *value)
     cfg.max_behind = (uint64_t) sz;
   } else {
     nbdkit_error("unknown parameter '%s' (nbdkit crucible --help lists "
-                 "them)", key);
+                 "them)",
+                 key);
     return -1;
   }
   return 0;
@@ -385,7 +386,7 @@ static int crucible_config(const char *key, const char *value)
  * A temporary failure (EAI_AGAIN: no DNS yet) is left to the reconnects. */
 static int crucible_check_host(const char *host, uint16_t port)
 {
-  struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
   struct addrinfo *res = NULL;
   int r = getaddrinfo(host, NULL, &hints, &res);
 
@@ -416,8 +417,8 @@ static int crucible_config_complete(void)
       if (cfg.port[i] == cfg.port[j] &&
           strcasecmp(cfg.host[i], cfg.host[j]) == 0) {
         nbdkit_error("downstairs=%s:%u given twice: the three downstairs= "
-                     "must be three different replicas", cfg.host[i],
-                     cfg.port[i]);
+                     "must be three different replicas",
+                     cfg.host[i], cfg.port[i]);
         return -1;
       }
   if (CRUCIBLE_SEND_RACE && parallel != 0)
@@ -426,22 +427,23 @@ static int crucible_config_complete(void)
 }
 
 /* One line per parameter (nbdkit crucible --help). */
-#define crucible_config_help \
-  "downstairs=HOST:PORT  (exactly 3) A downstairs serving a replica.\n" \
+#define crucible_config_help                                                 \
+  "downstairs=HOST:PORT  (exactly 3) A downstairs serving a replica.\n"      \
   "key=BASE64|-|+FILE    32-byte AES key; omit for an unencrypted region.\n" \
-  "gen=N                 Generation to activate (default: highest + 1).\n" \
-  "write-quorum=2|3      Acks needed before a write completes (2).\n" \
-  "verify=fresh|one|all  Data from one replica, versions from the others\n" \
-  "                      (fresh); one: no freshness check (weaker: a\n" \
-  "                      rolled-back replica can serve old data); all.\n" \
-  "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n" \
-  "max-behind=SIZE       Fault a downstairs that lags by SIZE (512M).\n" \
-  "state=FILE            Record flushes; refuse a whole-volume rollback.\n" \
-  "accept-rollback=true  Start even if state= detects a rollback.\n" \
-    "stats=FILE            Rewrite FILE every second with JSON statistics.\n" \
-  "admin=PATH            Unix socket (mode 600) for crucible-admin.\n" \
-  "parallel=true|false   Parallel requests per connection (true).\n" \
-  "auth-key=+FILE|-      Key the downstairs' --auth-key: prove it, demand proof.\n" \
+  "gen=N                 Generation to activate (default: highest + 1).\n"   \
+  "write-quorum=2|3      Acks needed before a write completes (2).\n"        \
+  "verify=fresh|one|all  Data from one replica, versions from the others\n"  \
+  "                      (fresh); one: no freshness check (weaker: a\n"      \
+  "                      rolled-back replica can serve old data); all.\n"    \
+  "timeout=SECS          Downstairs timeout in seconds, 1..3600 (30).\n"     \
+  "max-behind=SIZE       Fault a downstairs that lags by SIZE (512M).\n"     \
+  "state=FILE            Record flushes; refuse a whole-volume rollback.\n"  \
+  "accept-rollback=true  Start even if state= detects a rollback.\n"         \
+  "stats=FILE            Rewrite FILE every second with JSON statistics.\n"  \
+  "admin=PATH            Unix socket (mode 600) for crucible-admin.\n"       \
+  "parallel=true|false   Parallel requests per connection (true).\n"         \
+  "auth-key=+FILE|-      Key the downstairs' --auth-key: prove it, demand "  \
+  "proof.\n"                                                                 \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 
 static void crucible_dump_plugin(void)
@@ -551,11 +553,8 @@ static int crucible_err(int r)
   case EROFS:
   case ENOSPC:
   case ENOMEM:
-  case EPERM:
-    errno = -r;
-    break;
-  default:
-    errno = EIO;
+  case EPERM: errno = -r; break;
+  default: errno = EIO;
   }
   return -1;
 }
@@ -603,12 +602,10 @@ static int crucible_zero(void *handle, uint32_t count, uint64_t offset,
 }
 
 /* One run of up_extents into nbdkit's list. */
-static int crucible_add_extent(void *arg, uint64_t off, uint64_t len,
-                               bool zero)
+static int crucible_add_extent(void *arg, uint64_t off, uint64_t len, bool zero)
 {
   if (nbdkit_add_extent(arg, off, len,
-                        zero ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0) <
-      0)
+                        zero ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0) < 0)
     return errno ? -errno : -EIO;
   return 0;
 }
@@ -635,7 +632,6 @@ static int crucible_can_fua(void *handle)
   return NBDKIT_FUA_NATIVE;
 }
 
-
 /* The most a connection may get; .thread_model may lower it. */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -648,35 +644,35 @@ static int crucible_thread_model(void)
 }
 
 static struct nbdkit_plugin plugin = {
-  .name = "crucible",
-  .version = CRUCIBLE_VERSION,
-  .longname = "crucible replicated encrypted block store",
-  .load = crucible_load,
-  .unload = crucible_unload,
-  .config = crucible_config,
-  .config_complete = crucible_config_complete,
-  .config_help = crucible_config_help,
-  .dump_plugin = crucible_dump_plugin,
-  .thread_model = crucible_thread_model,
-  .get_ready = crucible_get_ready,
-  .after_fork = crucible_after_fork,
-  .cleanup = crucible_cleanup,
-  .open = crucible_open,
-  .get_size = crucible_get_size,
-  .block_size = crucible_block_size,
-  .pread = crucible_pread,
-  .pwrite = crucible_pwrite,
-  .flush = crucible_flush,
-  .trim = crucible_trim,
-  .zero = crucible_zero,
-  .can_multi_conn = crucible_can_true,
-  .can_flush = crucible_can_true,
-  .can_fua = crucible_can_fua,
-  .can_trim = crucible_can_true,
-  .can_zero = crucible_can_true,
-  .can_extents = crucible_can_true,
-  .extents = crucible_extents,
-  .errno_is_preserved = 1,
+    .name = "crucible",
+    .version = CRUCIBLE_VERSION,
+    .longname = "crucible replicated encrypted block store",
+    .load = crucible_load,
+    .unload = crucible_unload,
+    .config = crucible_config,
+    .config_complete = crucible_config_complete,
+    .config_help = crucible_config_help,
+    .dump_plugin = crucible_dump_plugin,
+    .thread_model = crucible_thread_model,
+    .get_ready = crucible_get_ready,
+    .after_fork = crucible_after_fork,
+    .cleanup = crucible_cleanup,
+    .open = crucible_open,
+    .get_size = crucible_get_size,
+    .block_size = crucible_block_size,
+    .pread = crucible_pread,
+    .pwrite = crucible_pwrite,
+    .flush = crucible_flush,
+    .trim = crucible_trim,
+    .zero = crucible_zero,
+    .can_multi_conn = crucible_can_true,
+    .can_flush = crucible_can_true,
+    .can_fua = crucible_can_fua,
+    .can_trim = crucible_can_true,
+    .can_zero = crucible_can_true,
+    .can_extents = crucible_can_true,
+    .extents = crucible_extents,
+    .errno_is_preserved = 1,
 };
 
 NBDKIT_REGISTER_PLUGIN(plugin)

@@ -97,14 +97,12 @@ static int ex_send(struct upstairs *up, struct cl *c, uint32_t count)
 {
   struct up_extend *ex = &up->ex;
   struct proto_extent_op o = {
-      .job_id = UP_REPAIR_ID_BIT | UP_EXTEND_ID_BIT | ++ex->seq,
-      .eid = count};
+      .job_id = UP_REPAIR_ID_BIT | UP_EXTEND_ID_BIT | ++ex->seq, .eid = count};
   uint8_t buf[PROTO_EXTENT_OP_LEN];
 
   if (up_debug_repair)
     log_debug("extend: EXTEND to %u extents to %s", count, c->name);
-  if (cl_send_copy(c, buf, proto_put_extent_op(buf, PROTO_T_EXTEND, &o)) <
-      0) {
+  if (cl_send_copy(c, buf, proto_put_extent_op(buf, PROTO_T_EXTEND, &o)) < 0) {
     ex->failed |= 1u << c->idx;
     cl_fault(c, "send failed (EXTEND to %u extents)", count);
     return -1;
@@ -131,8 +129,8 @@ static void ex_begin(struct upstairs *up, enum up_ex_kind kind, uint32_t count)
   ex->start_ms = uv_now(&up->loop);
   /* The downstairs makes each extent's two files and syncs them: allow
    * 10 ms per extent beyond the usual timeout. */
-  ex->deadline_ms = ex->start_ms + up->cfg.timeout * 1000ull +
-                    10ull * (count - least);
+  ex->deadline_ms =
+      ex->start_ms + up->cfg.timeout * 1000ull + 10ull * (count - least);
 }
 
 /* Grow c's copy of its extent states to count (new extents: (0, 0),
@@ -200,11 +198,14 @@ static void ex_commit(struct upstairs *up)
   }
   if (have < 2) {
     log_error("extend to %llu bytes failed: only %u replicas could grow; "
-              "the volume keeps %llu bytes", (unsigned long long) to, have,
-              (unsigned long long) from);
-    up__admin_note(up, "extend to %llu bytes failed: only %u replicas "
-                   "could grow", (unsigned long long) to, have);
-    ex_answer(up, -EIO, "only %u of 3 replicas could grow to %llu bytes (see "
+              "the volume keeps %llu bytes",
+              (unsigned long long) to, have, (unsigned long long) from);
+    up__admin_note(up,
+                   "extend to %llu bytes failed: only %u replicas "
+                   "could grow",
+                   (unsigned long long) to, have);
+    ex_answer(up, -EIO,
+              "only %u of 3 replicas could grow to %llu bytes (see "
               "the log): the volume keeps %llu bytes; a retry completes it",
               have, (unsigned long long) to, (unsigned long long) from);
     ex_end(up);
@@ -218,8 +219,7 @@ static void ex_commit(struct upstairs *up)
   if (r < 0) {
     log_error("extend to %llu bytes: %s", (unsigned long long) to,
               log_strerror(-r));
-    ex_answer(up, r, "cannot grow the upstairs' tables: %s",
-              log_strerror(-r));
+    ex_answer(up, r, "cannot grow the upstairs' tables: %s", log_strerror(-r));
     ex_end(up);
     return;
   }
@@ -231,15 +231,17 @@ static void ex_commit(struct upstairs *up)
   }
   /* The tables first (a job past the old end indexes them as it gets
    * its id), then the count that lets callers past the old end. */
-  __atomic_store_n(&up->block_count, geom_blocks(&up->region) /
-                   up->region.extent_count * ex->count, __ATOMIC_RELEASE);
+  __atomic_store_n(&up->block_count,
+                   geom_blocks(&up->region) / up->region.extent_count *
+                       ex->count,
+                   __ATOMIC_RELEASE);
   __atomic_store_n(&up->region.extent_count, ex->count, __ATOMIC_RELEASE);
   ex->extends++;
   log_notice("volume extended from %llu to %llu bytes (%u to %u extents) "
              "in %llu ms: new connections see the new size",
              (unsigned long long) from, (unsigned long long) to, ex->from,
-             ex->count, (unsigned long long) (uv_now(&up->loop) -
-                                              ex->start_ms));
+             ex->count,
+             (unsigned long long) (uv_now(&up->loop) - ex->start_ms));
   ex_answer(up, 0, "extended from %llu to %llu bytes",
             (unsigned long long) from, (unsigned long long) to);
   up__stats_write(up);
@@ -255,14 +257,13 @@ static void ex_step(struct upstairs *up)
     return;
   if (ex->kind == UP_EX_START) {
     ex->kind = UP_EX_NONE;
-    log_info("start-up: replicas levelled to %u extents in %llu ms",
-             ex->count, (unsigned long long) (uv_now(&up->loop) -
-                                              ex->start_ms));
+    log_info("start-up: replicas levelled to %u extents in %llu ms", ex->count,
+             (unsigned long long) (uv_now(&up->loop) - ex->start_ms));
     up__handshake_step(up); /* reconciliation next */
   } else if (ex->kind == UP_EX_ADMIT) {
     struct cl *c = &up->cl[ex->who];
-    bool ok = !(ex->failed & (1u << ex->who)) &&
-              c->state == CL_ACTIVATING && c->conn_ms == ex->conn_ms[ex->who];
+    bool ok = !(ex->failed & (1u << ex->who)) && c->state == CL_ACTIVATING &&
+              c->conn_ms == ex->conn_ms[ex->who];
     ex->kind = UP_EX_NONE;
     ex->who = -1;
     if (ok) {
@@ -286,16 +287,15 @@ bool up__extend_on_done(struct upstairs *up, struct cl *c,
     return false;
   if (!(ex->out & bit)) {
     cl_fault(c, "reply for an EXTEND never sent (job %llu)",
-             (unsigned long long) (d->job_id & ~(UP_REPAIR_ID_BIT |
-                                                 UP_EXTEND_ID_BIT)));
+             (unsigned long long) (d->job_id &
+                                   ~(UP_REPAIR_ID_BIT | UP_EXTEND_ID_BIT)));
     return true;
   }
   ex->out &= ~bit;
   if (d->err) {
     ex->failed |= bit;
     up__admin_note(up, "downstairs %s: EXTEND to %u extents failed: %s",
-                   c->name, ex->count,
-                   log_strerror(d->err > 0 ? d->err : EIO));
+                   c->name, ex->count, log_strerror(d->err > 0 ? d->err : EIO));
     cl_fault(c, "EXTEND to %u extents failed: %s", ex->count,
              log_strerror(d->err > 0 ? d->err : EIO));
   } else {
@@ -343,8 +343,7 @@ void up__extend_tick(struct upstairs *up)
     ex->out &= ~bit;
     ex->failed |= bit;
     if (!gone)
-      cl_fault(c, "EXTEND to %u extents not answered within %llu s",
-               ex->count,
+      cl_fault(c, "EXTEND to %u extents not answered within %llu s", ex->count,
                (unsigned long long) (ex->deadline_ms - ex->start_ms) / 1000);
   }
   ex->sending = false;
@@ -402,8 +401,8 @@ bool up__extend_admit(struct upstairs *up, struct cl *c)
   if (ex_has(c) >= count)
     return false;
   log_notice("downstairs %s has %u extents, the volume %u (it missed an "
-             "extend): extending it before its live repair", c->name,
-             ex_has(c), count);
+             "extend): extending it before its live repair",
+             c->name, ex_has(c), count);
   ex_begin(up, UP_EX_ADMIT, count);
   ex->who = c->idx;
   ex->sending = true;
@@ -435,22 +434,26 @@ void up__extend_on_async(struct upstairs *up)
     return;
   }
   if (ex->kind != UP_EX_NONE) {
-    ex_answer(up, -EBUSY, "%s", ex->kind == UP_EX_ONLINE
-                                    ? "another extend runs"
-                                    : "a returning downstairs is being "
-                                      "extended: retry in a moment");
+    ex_answer(up, -EBUSY, "%s",
+              ex->kind == UP_EX_ONLINE ? "another extend runs"
+                                       : "a returning downstairs is being "
+                                         "extended: retry in a moment");
     return;
   }
   if (count < cur) {
-    ex_answer(up, -EINVAL, "shrinking is not supported: the volume is %llu "
-              "bytes", (unsigned long long) ex_bytes(up, cur));
+    ex_answer(up, -EINVAL,
+              "shrinking is not supported: the volume is %llu "
+              "bytes",
+              (unsigned long long) ex_bytes(up, cur));
     return;
   }
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     const struct cl *c = &up->cl[i];
     if (c->state == CL_ACTIVE && c->lr) {
-      ex_answer(up, -EBUSY, "live repair of %s runs: extend once it is "
-                "complete (see status)", c->name);
+      ex_answer(up, -EBUSY,
+                "live repair of %s runs: extend once it is "
+                "complete (see status)",
+                c->name);
       return;
     }
     full += c->state == CL_ACTIVE;
@@ -462,7 +465,8 @@ void up__extend_on_async(struct upstairs *up)
   ex_begin(up, UP_EX_ONLINE, count);
   if (count > cur)
     log_notice("extend: growing the volume from %llu to %llu bytes (%u to "
-               "%u extents)", (unsigned long long) ex_bytes(up, cur),
+               "%u extents)",
+               (unsigned long long) ex_bytes(up, cur),
                (unsigned long long) ex_bytes(up, count), cur, count);
   ex->sending = true;
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
@@ -495,23 +499,26 @@ int up_extend(struct upstairs *up, uint64_t size, struct up_extend_res *res)
   }
   def.extent_count = (uint32_t) (want <= PROTO_MAX_EXTENTS ? want : 0);
   if (size == 0 || geom_check(&def) < 0) {
-    snprintf(res->msg, sizeof res->msg, "size %llu: must be 1..%llu bytes "
-             "(%u extents of %llu bytes)", (unsigned long long) size,
+    snprintf(res->msg, sizeof res->msg,
+             "size %llu: must be 1..%llu bytes "
+             "(%u extents of %llu bytes)",
+             (unsigned long long) size,
              (unsigned long long) ext * PROTO_MAX_EXTENTS, PROTO_MAX_EXTENTS,
              (unsigned long long) ext);
     return -EINVAL;
   }
   if (want < cur) {
-    snprintf(res->msg, sizeof res->msg, "shrinking is not supported: the "
-             "volume is %llu bytes, %llu asked", (unsigned long long) (cur *
-                                                                      ext),
-             (unsigned long long) size);
+    snprintf(res->msg, sizeof res->msg,
+             "shrinking is not supported: the "
+             "volume is %llu bytes, %llu asked",
+             (unsigned long long) (cur * ext), (unsigned long long) size);
     return -EINVAL;
   }
   if (want - cur > UP_EXTEND_MAX_ADD) {
-    snprintf(res->msg, sizeof res->msg, "at most %u extents (%llu bytes) "
-             "per extend: extend in steps", UP_EXTEND_MAX_ADD,
-             (unsigned long long) ext * UP_EXTEND_MAX_ADD);
+    snprintf(res->msg, sizeof res->msg,
+             "at most %u extents (%llu bytes) "
+             "per extend: extend in steps",
+             UP_EXTEND_MAX_ADD, (unsigned long long) ext * UP_EXTEND_MAX_ADD);
     return -EINVAL;
   }
   pthread_mutex_lock(&ex->mu);
@@ -531,8 +538,9 @@ int up_extend(struct upstairs *up, uint64_t size, struct up_extend_res *res)
   if (!up->stopping)
     uv_async_send(&up->adm_async); /* under the lock: see up_stop */
   pthread_mutex_unlock(&up->lock);
-  up__deadline(up, &dl, up->cfg.timeout + UP_WAIT_SLACK_S +
-                            (unsigned) ((want - cur) / 100) + 2);
+  up__deadline(up, &dl,
+               up->cfg.timeout + UP_WAIT_SLACK_S +
+                   (unsigned) ((want - cur) / 100) + 2);
   pthread_mutex_lock(&ex->mu);
   r = 0;
   while (!ex->done && !ex->abort && r != ETIMEDOUT)
@@ -543,9 +551,10 @@ int up_extend(struct upstairs *up, uint64_t size, struct up_extend_res *res)
     res->new_size = ex->new_size;
     res->took_ms = ex->took_ms;
   } else {
-    snprintf(res->msg, sizeof res->msg, "%s", ex->abort
-             ? "the volume is stopping"
-             : "no answer in time (see the log: it may still complete)");
+    snprintf(res->msg, sizeof res->msg, "%s",
+             ex->abort
+                 ? "the volume is stopping"
+                 : "no answer in time (see the log: it may still complete)");
     r = ex->abort ? -EIO : -ETIMEDOUT;
   }
   ex->waiting = false;

@@ -14,8 +14,8 @@
  * "healed downstairs H:P lba L" once per block healed.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -68,8 +68,8 @@ int up__heal_block(struct upstairs *up, const struct proto_read_done *g,
   if (!job)
     return -ENOMEM;
   proto_put_write_hdr(job->frame, 0, lba, 1, bs);
-  memcpy(job->frame + PROTO_IO_HDR_LEN,
-         g->ctxs + (size_t) i * PROTO_CTX_LEN, PROTO_CTX_LEN);
+  memcpy(job->frame + PROTO_IO_HDR_LEN, g->ctxs + (size_t) i * PROTO_CTX_LEN,
+         PROTO_CTX_LEN);
   memcpy(job->frame + PROTO_IO_HDR_LEN + PROTO_CTX_LEN,
          g->data + (size_t) i * bs, bs);
   snprintf(what, sizeof what, "(extent %llu block %llu",
@@ -101,8 +101,7 @@ static bool heal_needed(struct upstairs *up, struct up_job *b, int d,
 
   if ((b->failed & (1u << d)))
     return true;
-  if (!(b->seen & (1u << d)) || (b->vmask & (1u << d)) ||
-      b->reply[d].n != b->n)
+  if (!(b->seen & (1u << d)) || (b->vmask & (1u << d)) || b->reply[d].n != b->n)
     return false; /* a versions-only answer holds no data to judge */
   if (!heal_check(up, &b->reply[d], i, b->lba + i, scratch, &ver))
     return true;
@@ -116,7 +115,8 @@ void up__heal_read(struct upstairs *up, struct up_job *good,
   int gd = -1;
 
   for (int d = 0; d < UP_DOWNSTAIRS && gd < 0; d++)
-    if ((good->seen & (1u << d)) && !(good->vmask & (1u << d)) && good->reply[d].n == good->n)
+    if ((good->seen & (1u << d)) && !(good->vmask & (1u << d)) &&
+        good->reply[d].n == good->n)
       gd = d;
   if (!scratch || gd < 0) {
     free(scratch);

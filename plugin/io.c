@@ -20,9 +20,9 @@
 #include "../common/log.h"
 #include "upstairs_int.h"
 
-#define IO_BATCH 16        /* jobs queued before waiting */
-#define IO_READ_TRIES 3    /* one per replica */
-#define IO_NONCES 64       /* nonces per CSPRNG call when encrypting */
+#define IO_BATCH 16     /* jobs queued before waiting */
+#define IO_READ_TRIES 3 /* one per replica */
+#define IO_NONCES 64    /* nonces per CSPRNG call when encrypting */
 
 /* Wait (with a deadline) until no held range overlaps r, then hold r. */
 int up__range_lock(struct upstairs *up, struct up_range *r)
@@ -40,7 +40,8 @@ int up__range_lock(struct upstairs *up, struct up_range *r)
         pthread_cond_timedwait(&up->rl_cond, &up->rl_lock, &dl) == ETIMEDOUT) {
       pthread_mutex_unlock(&up->rl_lock);
       log_error("request at block %llu: waited too long for an overlapping "
-                "request", (unsigned long long) r->start);
+                "request",
+                (unsigned long long) r->start);
       return -EIO;
     }
   }
@@ -78,8 +79,8 @@ void up__req_init(struct up_req *req)
  * it on its own and never touches req again.  The loop lowers pending
  * only at the end of its turn (jobs.c up__wake_flush), so a job may be
  * decided and still hold req: detaching it is what tells the loop. */
-void up__req_wait(struct upstairs *up, struct up_req *req,
-                     struct up_job **jobs, unsigned nj, int *res)
+void up__req_wait(struct upstairs *up, struct up_req *req, struct up_job **jobs,
+                  unsigned nj, int *res)
 {
   struct timespec dl;
   bool late = false;
@@ -128,7 +129,7 @@ int up__run_jobs(struct upstairs *up, struct up_job **jobs, unsigned nj,
 
 /* A new job with refs for the caller and the loop. */
 struct up_job *up__job_new(uint16_t type, uint64_t lba, uint32_t n,
-                              size_t frame_len)
+                           size_t frame_len)
 {
   struct up_job *job = calloc(1, sizeof *job);
 
@@ -178,8 +179,7 @@ static int job_fill_write(struct upstairs *up, struct up_job *job,
     if (up->key) {
       /* Nonces drawn IO_NONCES at a time: one CSPRNG call (and its
        * fork-check getpid) per batch instead of per block. */
-      if (i % IO_NONCES == 0 &&
-          crypt_random(nonces, sizeof nonces) < 0)
+      if (i % IO_NONCES == 0 && crypt_random(nonces, sizeof nonces) < 0)
         return -EIO;
       int r = crypt_block_encrypt_nonce(
           up->key, up->region.uuid, job->lba + i, ctx.version, p, bs, d,
@@ -205,9 +205,9 @@ static int job_make(struct upstairs *up, uint16_t type, uint64_t lba,
   uint32_t bs = up->region.block_size;
   size_t len = type == PROTO_T_WRITE
                    ? PROTO_IO_HDR_LEN + (size_t) n * (PROTO_CTX_LEN + bs)
-                   : type == PROTO_T_FLUSH ? PROTO_FLUSH_LEN
-                   : type == PROTO_T_TRIM  ? PROTO_TRIM_LEN
-                                           : PROTO_IO_HDR_LEN;
+               : type == PROTO_T_FLUSH ? PROTO_FLUSH_LEN
+               : type == PROTO_T_TRIM  ? PROTO_TRIM_LEN
+                                       : PROTO_IO_HDR_LEN;
   struct up_job *job = up__job_new(type, lba, n, len);
   int r = 0;
 
@@ -250,9 +250,8 @@ static uint32_t job_blocks(struct upstairs *up, uint16_t type, uint64_t lba,
 
 /* Check one block of a reply and put its plaintext into out.  NULL if
  * good (*ver = its version, 0 if never written), else the reason. */
-const char *up__blk_check(struct upstairs *up,
-                             const struct proto_read_done *r, uint32_t i,
-                             uint64_t lba, uint8_t *out, uint64_t *ver)
+const char *up__blk_check(struct upstairs *up, const struct proto_read_done *r,
+                          uint32_t i, uint64_t lba, uint8_t *out, uint64_t *ver)
 {
   uint32_t bs = up->region.block_size;
   const uint8_t *d = r->data + (size_t) i * bs;
@@ -343,11 +342,12 @@ static int io_run(struct upstairs *up, uint16_t type, uint64_t lba,
   up__req_init(&req);
   while (done < nblk || nj > 0) {
     if (done < nblk && nj < IO_BATCH) {
-      uint32_t n = type == PROTO_T_FLUSH ? 1 : job_blocks(up, type, lba + done,
-                                                          nblk - done);
+      uint32_t n = type == PROTO_T_FLUSH
+                       ? 1
+                       : job_blocks(up, type, lba + done, nblk - done);
       struct up_job *job;
-      int r = job_make(up, type, lba + done, n, src ? src + done * bs : NULL,
-                       &job);
+      int r =
+          job_make(up, type, lba + done, n, src ? src + done * bs : NULL, &job);
       if (r == 0 && (r = up__submit(up, &req, job)) < 0)
         up__job_discard(job);
       if (r < 0) {
@@ -484,8 +484,8 @@ static int io_write_or_trim(struct upstairs *up, const uint8_t *src,
   return r;
 }
 
-int up_write(struct upstairs *up, const void *buf, uint32_t count,
-             uint64_t off, bool fua)
+int up_write(struct upstairs *up, const void *buf, uint32_t count, uint64_t off,
+             bool fua)
 {
   return io_write_or_trim(up, buf, count, off, fua);
 }

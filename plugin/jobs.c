@@ -58,9 +58,8 @@ void up__job_loop_put(struct up_job *job)
  * running, or a reconciliation job while reconciling. */
 static bool job_phase_ok(const struct upstairs *up, const struct up_job *job)
 {
-  return !up->stopping &&
-         (up->phase == UP_PH_RUNNING ||
-          (job->sys && up->phase == UP_PH_RECONCILE));
+  return !up->stopping && (up->phase == UP_PH_RUNNING ||
+                           (job->sys && up->phase == UP_PH_RECONCILE));
 }
 
 /* Queue a job for req and wake the loop (caller thread). */
@@ -141,9 +140,8 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
       job->failed |= (unsigned) (job->ds[i] == DS_ERR) << i;
       job->sent |= (unsigned) (job->ds[i] != DS_NONE) << i;
     }
-    if ((job->type == PROTO_T_FLUSH || up__snap_is_flush(job)) &&
-        result == 0 && job->flush_dirty &&
-        job->flush_no > up->acked_flush)
+    if ((job->type == PROTO_T_FLUSH || up__snap_is_flush(job)) && result == 0 &&
+        job->flush_dirty && job->flush_no > up->acked_flush)
       up->acked_flush = job->flush_no;
     /* One wake-up per request: its caller waits for pending == 0
      * (up__req_wait, the only waiter on req->cond), so waking it for
@@ -262,9 +260,7 @@ bool up__job_rule(const struct up_job *job, unsigned write_quorum,
     *result = job_data_ok(job) ? 0 : -EIO;
     return pending == 0 || fresh_ready;
   case PROTO_T_EXTENT_FLUSH: /* the caller reads seen/failed per replica */
-  default:
-    *result = ok ? 0 : -EIO;
-    return pending == 0;
+  default: *result = ok ? 0 : -EIO; return pending == 0;
   }
 }
 
@@ -277,8 +273,7 @@ static void job_eval(struct upstairs *up, struct up_job *job)
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     pending |= job->ds[i] == DS_SENT;
   if (up__job_rule(job, up->cfg.write_quorum,
-                   job->type == PROTO_T_READ && pending &&
-                       read_ready(up, job),
+                   job->type == PROTO_T_READ && pending && read_ready(up, job),
                    &result))
     job_decide(up, job, result);
   if (!pending)
@@ -329,8 +324,10 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     break;
   case PROTO_T_SNAPSHOT: up__snap_patch(up, job); break;
   case PROTO_T_EXTENT_FLUSH: {
-    struct proto_extent_op o = {.job_id = job->id, .eid = (uint32_t) job->lba,
-                                .flush_no = up->flush_no++, .gen = up->gen};
+    struct proto_extent_op o = {.job_id = job->id,
+                                .eid = (uint32_t) job->lba,
+                                .flush_no = up->flush_no++,
+                                .gen = up->gen};
     job->flush_no = o.flush_no;
     proto_put_extent_op(job->frame, PROTO_T_EXTENT_FLUSH, &o);
     break;
@@ -527,7 +524,7 @@ void up__drain(uv_async_t *a)
   }
   if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
     up__reconcile_poll(up); /* reconcile.c's thread has finished */
-  up__lr_poll(up);            /* repair.c's worker may have finished */
+  up__lr_poll(up);          /* repair.c's worker may have finished */
 }
 
 void up__before_poll(uv_prepare_t *p)
@@ -717,8 +714,7 @@ void up__check_timeouts(struct upstairs *up)
   }
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     if (which[i]) {
-      cl_fault(&up->cl[i], "timeout, job %llu",
-               (unsigned long long) which[i]);
+      cl_fault(&up->cl[i], "timeout, job %llu", (unsigned long long) which[i]);
     }
   /* A lag past max-behind whose grace ran out while no job started
    * (a FLUSH waits for every full replica: the guest is held). */
@@ -753,4 +749,3 @@ void up__fail_all(struct upstairs *up, int err)
     job_untrack(up, job);
   }
 }
-

@@ -23,12 +23,12 @@ static int read_verify_one(struct upstairs *up, struct up_job *job,
       continue;
     for (uint32_t i = 0; i < job->n; i++) {
       const char *why = up__blk_check(up, &job->reply[d], i, job->lba + i,
-                                  dst + (size_t) i * bs, &ver);
+                                      dst + (size_t) i * bs, &ver);
       if (!why && up__vcache_stale(up, job->lba + i, ver))
         why = "older version than written (rollback)"; /* vcache.c */
       if (why) {
-        log_warn("downstairs %s: read lba %llu: %s, job %llu",
-                 up->cl[d].name, (unsigned long long) (job->lba + i), why,
+        log_warn("downstairs %s: read lba %llu: %s, job %llu", up->cl[d].name,
+                 (unsigned long long) (job->lba + i), why,
                  (unsigned long long) job->id);
         return -EBADMSG;
       }
@@ -48,8 +48,8 @@ static void fresh_ctx(const struct up_job *job, int d, uint32_t i,
 /* Read block lba from d alone and check it: 0 and the plaintext in out if
  * it authenticates as written with version >= want; its reply is kept in
  * *held (caller puts it) for healing others. */
-static int fresh_prove(struct upstairs *up, int d, uint64_t lba,
-                       uint64_t want, uint8_t *out, struct up_job **held)
+static int fresh_prove(struct upstairs *up, int d, uint64_t lba, uint64_t want,
+                       uint8_t *out, struct up_job **held)
 {
   struct up_job *job = up__job_new(PROTO_T_READ, lba, 1, PROTO_IO_HDR_LEN);
   struct proto_ctx c;
@@ -113,17 +113,19 @@ static int fresh_take(struct upstairs *up, struct up_job *job, int d,
     for (int o = 0; o < UP_DOWNSTAIRS; o++)
       if (stale & (1u << o)) {
         log_warn("downstairs %s: read lba %llu: older than version %llu on "
-                 "%s (stale or rolled back), job %llu", up->cl[o].name,
-                 (unsigned long long) lba, (unsigned long long) top,
-                 up->cl[d].name, (unsigned long long) job->id);
+                 "%s (stale or rolled back), job %llu",
+                 up->cl[o].name, (unsigned long long) lba,
+                 (unsigned long long) top, up->cl[d].name,
+                 (unsigned long long) job->id);
         up__heal_block(up, &held->reply[d], 0, lba, o);
       }
   } else if (r == -EBADMSG) {
-    snprintf(why, sizeof why, "claims version %llu of lba %llu and cannot "
-             "produce it (a lie)", (unsigned long long) top,
-             (unsigned long long) lba);
-    log_error("downstairs %s: %s; faulting it, job %llu", up->cl[d].name,
-              why, (unsigned long long) job->id);
+    snprintf(why, sizeof why,
+             "claims version %llu of lba %llu and cannot "
+             "produce it (a lie)",
+             (unsigned long long) top, (unsigned long long) lba);
+    log_error("downstairs %s: %s; faulting it, job %llu", up->cl[d].name, why,
+              (unsigned long long) job->id);
     fresh_fault(up, d, why);
   }
   free(tmp);
@@ -183,8 +185,8 @@ static int fresh_block(struct upstairs *up, struct up_job *job, int p,
         zver = c[d].version;
     }
   }
-  if (!zero || (__builtin_popcount(hold) >= 2 &&
-                __builtin_popcount(zero) == 1)) {
+  if (!zero ||
+      (__builtin_popcount(hold) >= 2 && __builtin_popcount(zero) == 1)) {
     /* W wins (nothing it cannot beat, or two hold it against one). */
     if (holder == p) {
       for (int d = 0; d < UP_DOWNSTAIRS; d++)
@@ -201,7 +203,8 @@ static int fresh_block(struct upstairs *up, struct up_job *job, int p,
       return 0;
     }
     return fresh_take(up, job, holder, lba, top, beaten | zero, out) == 0
-               ? 0 : -EIO;
+               ? 0
+               : -EIO;
   }
   if (__builtin_popcount(zero) >= 2) { /* zeroes, two against one */
     memset(out, 0, up->region.block_size);
@@ -246,8 +249,8 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
         continue;
       why = up__blk_check(up, &job->reply[d], i, job->lba + i, tmp, &ver[d]);
       if (why) {
-        log_warn("downstairs %s: read lba %llu: %s, job %llu",
-                 up->cl[d].name, (unsigned long long) (job->lba + i), why,
+        log_warn("downstairs %s: read lba %llu: %s, job %llu", up->cl[d].name,
+                 (unsigned long long) (job->lba + i), why,
                  (unsigned long long) job->id);
         bad |= 1u << d;
       } else if (bd < 0 || ver[d] > best) {
@@ -284,8 +287,7 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
             log_warn("downstairs %s: read lba %llu: version %llu where two "
                      "others hold zeroes (rollback), job %llu",
                      up->cl[d].name, (unsigned long long) (job->lba + i),
-                     (unsigned long long) ver[d],
-                     (unsigned long long) job->id);
+                     (unsigned long long) ver[d], (unsigned long long) job->id);
             up__heal_zero(up, job->lba + i, zv, d);
           }
         continue;
@@ -294,13 +296,12 @@ static int read_verify_all(struct upstairs *up, struct up_job *job,
     for (int d = 0; d < UP_DOWNSTAIRS; d++) {
       if (d == bd || best == 0)
         continue; /* nothing written: nothing to copy */
-      if (!(bad & (1u << d)) &&
-          (!(job->seen & (1u << d)) || ver[d] >= best))
+      if (!(bad & (1u << d)) && (!(job->seen & (1u << d)) || ver[d] >= best))
         continue;
       if ((job->seen & (1u << d)) && !(bad & (1u << d)))
         log_warn("downstairs %s: read lba %llu: version %llu older than "
-                 "%llu on %s (rollback), job %llu", up->cl[d].name,
-                 (unsigned long long) (job->lba + i),
+                 "%llu on %s (rollback), job %llu",
+                 up->cl[d].name, (unsigned long long) (job->lba + i),
                  (unsigned long long) ver[d], (unsigned long long) best,
                  up->cl[bd].name, (unsigned long long) job->id);
       up__heal_block(up, &job->reply[bd], i, job->lba + i, d);

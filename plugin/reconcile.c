@@ -55,7 +55,6 @@
 
 #define REC_ROUNDS 3 /* decisions per block: winners that fail are excluded */
 
-
 /* Per block of the chunk being worked on. */
 struct rec_blk {
   struct up_rec_blk b[UP_DOWNSTAIRS];
@@ -203,22 +202,22 @@ static int rec_read_ctxs(struct rec_chunk *ch)
     by[d] = at[d] >= 0 ? jobs[at[d]] : NULL;
   for (int d = 0; d < UP_DOWNSTAIRS; d++) {
     const struct proto_read_done *r = by[d] ? &by[d]->reply[d] : NULL;
-    bool ok = r && res[at[d]] == 0 && by[d]->ds[d] == DS_DONE &&
-              r->n == ch->n;
+    bool ok = r && res[at[d]] == 0 && by[d]->ds[d] == DS_DONE && r->n == ch->n;
     for (uint32_t i = 0; i < ch->n; i++) {
       struct up_rec_blk *b = &ch->blk[i].b[d];
       struct proto_ctx c = {0};
       if (ok)
         proto_ctx_get(r->ctxs + (size_t) i * PROTO_CTX_LEN, &c);
-      *b = (struct up_rec_blk){.ok = ok, .cand = (ch->cand >> d) & 1,
-                               .flags = c.flags, .version = c.version,
+      *b = (struct up_rec_blk){.ok = ok,
+                               .cand = (ch->cand >> d) & 1,
+                               .flags = c.flags,
+                               .version = c.version,
                                .hash = c.hash};
     }
   }
   rec_put_all(jobs, nj);
   return 0;
 }
-
 
 /* Step 3 for every block not settled yet; true if any needs a copy. */
 static bool rec_decide_all(struct rec_chunk *ch)
@@ -233,8 +232,8 @@ static bool rec_decide_all(struct rec_chunk *ch)
     if (k->w == -2) {
       log_error("%s: lba %llu (extent %u): one replica holds a write, as "
                 "many hold zeroes a flush left without a version; no "
-                "majority, left as it is", ch->what,
-                (unsigned long long) (ch->lba + i), ch->eid);
+                "majority, left as it is",
+                ch->what, (unsigned long long) (ch->lba + i), ch->eid);
       ch->sum->unresolved++;
       k->done = true;
       continue;
@@ -242,14 +241,13 @@ static bool rec_decide_all(struct rec_chunk *ch)
     if (k->w < 0) {
       bool any = false, heard = false;
       for (int d = 0; d < UP_DOWNSTAIRS; d++) {
-        any |= k->b[d].ok && (k->b[d].flags & (PROTO_CTX_PRESENT |
-                                               PROTO_CTX_BAD));
+        any |=
+            k->b[d].ok && (k->b[d].flags & (PROTO_CTX_PRESENT | PROTO_CTX_BAD));
         heard |= k->b[d].ok && k->b[d].cand;
       }
       /* No candidate answered (each was lost, and faulted): nothing is
        * known of this block, and the extent is compared again later. */
       if (any && heard) {
-
         log_error("%s: lba %llu (extent %u): no replica holds an "
                   "authentic copy of its newest version; left as it is",
                   ch->what, (unsigned long long) (ch->lba + i), ch->eid);
@@ -317,8 +315,8 @@ static int rec_copy_run(struct rec_chunk *ch, uint32_t i, uint32_t j)
   uint32_t bs = up->region.block_size, n = j - i;
   int w = ch->blk[i].w, rd, res[UP_DOWNSTAIRS];
   unsigned targets = ch->blk[i].targets;
-  struct up_job *src = rec_job(PROTO_T_READ, ch->lba + i, n,
-                               PROTO_IO_HDR_LEN, w);
+  struct up_job *src =
+      rec_job(PROTO_T_READ, ch->lba + i, n, PROTO_IO_HDR_LEN, w);
   struct up_job *out[UP_DOWNSTAIRS] = {NULL};
   uint8_t *scratch = malloc(bs);
   const struct proto_read_done *r;
@@ -426,8 +424,9 @@ static int rec_chunk_run(struct rec_chunk *ch)
   for (uint32_t i = 0; r == 0 && i < ch->n; i++)
     if (!ch->blk[i].done) {
       log_error("%s: lba %llu (extent %u): no copy passed the check "
-                "in %d rounds; left as it is", ch->what,
-                (unsigned long long) (ch->lba + i), ch->eid, REC_ROUNDS);
+                "in %d rounds; left as it is",
+                ch->what, (unsigned long long) (ch->lba + i), ch->eid,
+                REC_ROUNDS);
       ch->sum->unresolved++;
     }
   return r;
@@ -437,8 +436,8 @@ static int rec_chunk_run(struct rec_chunk *ch)
  * it (the others were faulted by the tracker). */
 static int rec_flush_extent(struct upstairs *up, uint32_t eid)
 {
-  struct up_job *job = up__job_new(PROTO_T_EXTENT_FLUSH, eid, 0,
-                                   PROTO_EXTENT_FLUSH_LEN);
+  struct up_job *job =
+      up__job_new(PROTO_T_EXTENT_FLUSH, eid, 0, PROTO_EXTENT_FLUSH_LEN);
   unsigned ok = 0;
   int res;
 
@@ -457,9 +456,16 @@ int up__rec_range(struct upstairs *up, const char *what, uint32_t eid,
                   unsigned vers, struct up_rec_sum *sum)
 {
   struct rec_blk *blk = calloc(n ? n : 1, sizeof *blk);
-  struct rec_chunk ch = {.up = up, .what = what, .eid = eid, .lba = lba,
-                         .n = n, .cand = cand, .part = part, .vers = vers,
-                         .blk = blk, .sum = sum};
+  struct rec_chunk ch = {.up = up,
+                         .what = what,
+                         .eid = eid,
+                         .lba = lba,
+                         .n = n,
+                         .cand = cand,
+                         .part = part,
+                         .vers = vers,
+                         .blk = blk,
+                         .sum = sum};
   int r;
 
   if (!blk)
@@ -470,8 +476,7 @@ int up__rec_range(struct upstairs *up, const char *what, uint32_t eid,
 }
 
 /* One extent, chunk by chunk, then its flush. */
-static int rec_extent(struct upstairs *up, uint32_t eid,
-                      struct up_rec_sum *sum)
+static int rec_extent(struct upstairs *up, uint32_t eid, struct up_rec_sum *sum)
 {
   uint32_t chunk = proto_max_job_blocks(PROTO_T_READ, up->region.block_size);
   uint64_t first = (uint64_t) eid * up->region.extent_size;
@@ -482,8 +487,7 @@ static int rec_extent(struct upstairs *up, uint32_t eid,
   for (uint64_t lba = first; r == 0 && lba < end; lba += chunk)
     r = up__rec_range(up, "reconcile", eid, lba,
                       (uint32_t) (end - lba < chunk ? end - lba : chunk),
-                      up->rep.rec_cand[eid], (1u << UP_DOWNSTAIRS) - 1, 0,
-                      sum);
+                      up->rep.rec_cand[eid], (1u << UP_DOWNSTAIRS) - 1, 0, sum);
   if (r == 0)
     r = rec_flush_extent(up, eid);
   if (r == 0 && (sum->copied != before.copied ||
@@ -520,10 +524,10 @@ int up__reconcile(struct upstairs *up)
 
   if (r == 0) /* one line an operator sees without -v */
     log_notice("reconciliation done: %u extents compared, %llu blocks copied, "
-             "%llu trimmed, %llu without an authentic copy",
-             up->rep.rec_total, (unsigned long long) sum.copied,
-             (unsigned long long) sum.trimmed,
-             (unsigned long long) sum.unresolved);
+               "%llu trimmed, %llu without an authentic copy",
+               up->rep.rec_total, (unsigned long long) sum.copied,
+               (unsigned long long) sum.trimmed,
+               (unsigned long long) sum.unresolved);
   rec_finish(up, r == 0 ? 1 : -1);
   return r < 0 ? -EIO : 0;
 }
@@ -605,8 +609,7 @@ void up__reconcile_start(struct upstairs *up)
     }
   }
 
-  log_info("reconciliation: %u of %u extents to compare", rp->rec_total,
-           count);
+  log_info("reconciliation: %u of %u extents to compare", rp->rec_total, count);
   if (rp->rec_total == 0) { /* never RECONCILE: up_start runs nothing */
     rec_running(up);
     return;

@@ -43,7 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "upstairs_int.h"
@@ -68,8 +67,8 @@ static uint32_t bit_count(const uint64_t *m, size_t words)
   uint32_t n = 0;
 
   for (size_t w = 0; w < words; w++)
-    n += (uint32_t) __builtin_popcountll(__atomic_load_n(&m[w],
-                                                         __ATOMIC_ACQUIRE));
+    n += (uint32_t) __builtin_popcountll(
+        __atomic_load_n(&m[w], __ATOMIC_ACQUIRE));
   return n;
 }
 
@@ -147,8 +146,8 @@ int up__xs_grow(struct upstairs *up, uint32_t count)
       r = xs_grow1((void **) &rp->pend[i], sizeof *rp->pend[i], rp->words,
                    words);
       if (r == 0)
-        r = xs_grow1((void **) &rp->mark[i], sizeof *rp->mark[i],
-                     rp->words, words);
+        r = xs_grow1((void **) &rp->mark[i], sizeof *rp->mark[i], rp->words,
+                     words);
     }
     if (r == 0)
       rp->words = words;
@@ -235,8 +234,8 @@ static int lr_mark(struct upstairs *up, struct cl *c, uint32_t e)
   if (up_debug_repair)
     log_debug("repair: EXTENT_MARK extent %u to %s, job %llu", e, c->name,
               (unsigned long long) (o.job_id & ~UP_REPAIR_ID_BIT));
-  if (cl_send_copy(c, buf, proto_put_extent_op(buf, PROTO_T_EXTENT_MARK,
-                                               &o)) < 0) {
+  if (cl_send_copy(c, buf, proto_put_extent_op(buf, PROTO_T_EXTENT_MARK, &o)) <
+      0) {
     cl_fault(c, "send failed (EXTENT_MARK of extent %u)", e);
     return -1;
   }
@@ -250,8 +249,7 @@ int up__lr_before_send(struct upstairs *up, struct cl *c,
   struct up_repair *rp = &up->rep;
   uint32_t e = geom_extent_of(&up->region, job->lba);
 
-  if (!rp->xs || !bit_get(rp->pend[c->idx], e) ||
-      bit_get(rp->mark[c->idx], e))
+  if (!rp->xs || !bit_get(rp->pend[c->idx], e) || bit_get(rp->mark[c->idx], e))
     return 0;
   return lr_mark(up, c, e);
 }
@@ -293,8 +291,8 @@ static void lr_poke(struct upstairs *up)
  * source took it (a failing one was faulted). */
 static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
 {
-  struct up_job *job = up__job_new(PROTO_T_EXTENT_FLUSH, e, 0,
-                                   PROTO_EXTENT_FLUSH_LEN);
+  struct up_job *job =
+      up__job_new(PROTO_T_EXTENT_FLUSH, e, 0, PROTO_EXTENT_FLUSH_LEN);
   bool ok = false;
   int res;
 
@@ -309,8 +307,8 @@ static int lr_level(struct upstairs *up, uint32_t e, int t, unsigned src)
     ok = res == 0 && one && (job->seen & (1u << t));
     if (up_debug_repair)
       log_debug("repair: EXTENT_FLUSH extent %u flush %llu to mask %x "
-                "(target %s): taken by mask %x", e,
-                (unsigned long long) job->flush_no, job->only,
+                "(target %s): taken by mask %x",
+                e, (unsigned long long) job->flush_no, job->only,
                 up->cl[t].name, job->seen);
     up__job_put(job);
   }
@@ -517,13 +515,13 @@ static void lr_finish(struct upstairs *up, struct cl *c, bool nothing)
   __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
   if (nothing)
     log_info("live repair of %s complete: nothing to compare; active again "
-             "(%u of 3)", c->name,
-             __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
+             "(%u of 3)",
+             c->name, __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
   else
     log_info("live repair of %s complete: %u extents compared, %llu blocks "
              "copied, %llu trimmed, %llu without an authentic copy, in "
-             "%.1f s; active again (%u of 3)", c->name, rp->ext_total,
-             (unsigned long long) rp->blocks_copied,
+             "%.1f s; active again (%u of 3)",
+             c->name, rp->ext_total, (unsigned long long) rp->blocks_copied,
              (unsigned long long) rp->blocks_trimmed,
              (unsigned long long) rp->unresolved, secs,
              __atomic_load_n(&up->n_active, __ATOMIC_SEQ_CST));
@@ -559,8 +557,8 @@ static void lr_schedule(struct upstairs *up)
   rp->src = src;
   rp->lr_start_ms = uv_now(&up->loop);
   rp->ext_total = bit_count(rp->pend[t], rp->words);
-  rp->bytes_total = (uint64_t) rp->ext_total * up->region.extent_size *
-                    up->region.block_size;
+  rp->bytes_total =
+      (uint64_t) rp->ext_total * up->region.extent_size * up->region.block_size;
   __atomic_store_n(&rp->ext_done, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&rp->bytes_done, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&rp->copied_bytes, 0, __ATOMIC_RELAXED);
@@ -573,8 +571,8 @@ static void lr_schedule(struct upstairs *up)
       len += (size_t) snprintf(from + len, sizeof from - len, "%s%s",
                                len ? " and " : "", up->cl[i].name);
   log_info("live repair of %s: starting, %u of %u extents to compare, from "
-           "%s", up->cl[t].name, rp->ext_total, up->region.extent_count,
-           from);
+           "%s",
+           up->cl[t].name, rp->ext_total, up->region.extent_count, from);
   lr_issue(up, t, src);
   lr_progress(up);
 }
@@ -583,8 +581,8 @@ void up__lr_admit(struct upstairs *up, struct cl *c)
 {
   struct up_repair *rp = &up->rep;
   int i = c->idx;
-  bool other = c->inst_known &&
-               memcmp(c->inst, c->hello.instance, sizeof c->inst) != 0;
+  bool other =
+      c->inst_known && memcmp(c->inst, c->hello.instance, sizeof c->inst) != 0;
   uint32_t n = 0;
 
   memcpy(c->inst, c->hello.instance, sizeof c->inst);
@@ -600,8 +598,7 @@ void up__lr_admit(struct upstairs *up, struct cl *c)
     struct proto_extent_state s;
     const struct up_xstate *x = &rp->xs[e];
     bool differ;
-    proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
-                           &s);
+    proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN, &s);
     differ = s.dirty || s.gen != x->gen || s.flush != x->flush ||
              bit_get(rp->wsf, e);
     if (other) /* a replaced region: all that either side holds */
@@ -612,14 +609,15 @@ void up__lr_admit(struct upstairs *up, struct cl *c)
     }
   }
   log_info("downstairs %s is back (generation %llu)%s: %u of %u extents "
-           "differ", c->name, (unsigned long long) up->gen,
+           "differ",
+           c->name, (unsigned long long) up->gen,
            other ? ", a different region than before" : "", n,
            up->region.extent_count);
   up->dst[i].rep_done = 0;
   up->dst[i].rep_total = n;
   up->dst[i].rep_bytes_done = up->dst[i].rep_copied = 0;
-  up->dst[i].rep_bytes_total = (uint64_t) n * up->region.extent_size *
-                               up->region.block_size;
+  up->dst[i].rep_bytes_total =
+      (uint64_t) n * up->region.extent_size * up->region.block_size;
   if (n == 0) {
     rp->lr_start_ms = uv_now(&up->loop);
     lr_finish(up, c, true);
@@ -631,8 +629,7 @@ void up__lr_admit(struct upstairs *up, struct cl *c)
     struct proto_extent_state s;
     if (!bit_get(rp->pend[i], e))
       continue;
-    proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN,
-                           &s);
+    proto_extent_state_get(c->states + (size_t) e * PROTO_EXTENT_STATE_LEN, &s);
     if (s.dirty && lr_mark(up, c, e) < 0)
       return; /* faulted */
   }
@@ -692,7 +689,6 @@ void up__repair_tick(struct upstairs *up)
   lr_schedule(up);
 }
 
-
 void up__repair_stop(struct upstairs *up)
 {
   struct up_repair *rp = &up->rep;
@@ -706,7 +702,6 @@ void up__repair_stop(struct upstairs *up)
   pthread_mutex_unlock(&rp->mu);
   for (; rp->nthr > 0; rp->nthr--)
     pthread_join(rp->thr[rp->nthr - 1], NULL);
-
 }
 
 void up__repair_free(struct upstairs *up)

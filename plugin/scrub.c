@@ -33,8 +33,8 @@
 #include "upstairs_int.h"
 
 static const char *const sc_state_name[] = {
-    [UP_SC_NEVER] = "never",     [UP_SC_RUNNING] = "running",
-    [UP_SC_DONE] = "done",       [UP_SC_STOPPED] = "stopped",
+    [UP_SC_NEVER] = "never",   [UP_SC_RUNNING] = "running",
+    [UP_SC_DONE] = "done",     [UP_SC_STOPPED] = "stopped",
     [UP_SC_FAILED] = "failed",
 };
 
@@ -61,10 +61,13 @@ static void sc_find(struct upstairs *up, const struct up_scrub_finding *f)
   struct up_scrub *sc = &up->sc;
 
   log_warn("scrub: downstairs %s extent %llu block %llu (lba %llu): %s%s: "
-           "%s", up->cl[f->ds].name, (unsigned long long) f->extent,
+           "%s",
+           up->cl[f->ds].name, (unsigned long long) f->extent,
            (unsigned long long) f->block, (unsigned long long) f->lba,
            f->stale ? "stale: " : "bad: ", f->why,
-           f->healed ? "healed" : f->unhealable ? "unhealable" : "heal failed");
+           f->healed       ? "healed"
+           : f->unhealable ? "unhealable"
+                           : "heal failed");
   pthread_mutex_lock(&sc->mu);
   sc->f[sc->nf % UP_SCRUB_FINDINGS] = *f;
   sc->nf++;
@@ -154,8 +157,7 @@ static bool sc_pace(struct upstairs *up, const struct timespec *t0,
 
 /* Scrub one chunk: read it from every replica under its range lock,
  * judge and heal each block.  0 or -EIO (the volume cannot serve it). */
-static int sc_chunk(struct upstairs *up, uint64_t lba, uint32_t n,
-                    uint8_t *tmp)
+static int sc_chunk(struct upstairs *up, uint64_t lba, uint32_t n, uint8_t *tmp)
 {
   struct up_range rg = {.start = lba, .end = lba + n};
   struct up_job *job;
@@ -244,9 +246,9 @@ static void *sc_thread(void *arg)
     up__admin_note(up, "scrub failed: %s", why);
   log_msg(end == UP_SC_DONE ? LOG_NOTICE : LOG_WARN,
           "scrub %s%s%s: %u/%u extents, %llu bytes, %llu bad, %llu stale, "
-          "%llu healed, %llu unhealable", sc_state_name[end], why[0] ? ": " : "",
-          why, sc->ext_done, sc->ext_total,
-          (unsigned long long) sc->bytes_done,
+          "%llu healed, %llu unhealable",
+          sc_state_name[end], why[0] ? ": " : "", why, sc->ext_done,
+          sc->ext_total, (unsigned long long) sc->bytes_done,
           (unsigned long long) sc->blocks_bad,
           (unsigned long long) sc->blocks_stale,
           (unsigned long long) sc->blocks_healed,
@@ -277,8 +279,8 @@ int up__scrub_start(struct upstairs *up, uint64_t rate)
   sc->start_s = (uint64_t) time(NULL);
   sc->end_s = 0;
   sc->ext_done = 0;
-  sc->ext_total = (uint32_t) (up_size(up) / up->region.block_size /
-                              up->region.extent_size);
+  sc->ext_total =
+      (uint32_t) (up_size(up) / up->region.block_size / up->region.extent_size);
   sc->bytes_done = 0;
   sc->bytes_total = up_size(up);
   sc->blocks_bad = sc->blocks_stale = 0;
@@ -290,8 +292,10 @@ int up__scrub_start(struct upstairs *up, uint64_t rate)
     sc->state = UP_SC_FAILED;
   else
     sc->thr_started = true;
-  log_msg(r < 0 ? LOG_ERROR : LOG_NOTICE, "scrub %s: %u extents, %llu bytes "
-          "at %llu MB/s", r < 0 ? "cannot start" : "started", sc->ext_total,
+  log_msg(r < 0 ? LOG_ERROR : LOG_NOTICE,
+          "scrub %s: %u extents, %llu bytes "
+          "at %llu MB/s",
+          r < 0 ? "cannot start" : "started", sc->ext_total,
           (unsigned long long) sc->bytes_total,
           (unsigned long long) (rate / 1000000));
   pthread_mutex_unlock(&sc->mu);
@@ -318,23 +322,22 @@ void up__scrub_json(struct upstairs *up, struct up_jbuf *j, bool findings)
   struct up_scrub *sc = &up->sc;
 
   pthread_mutex_lock(&sc->mu);
-  up__jb_printf(j,
-                "{\"state\":\"%s\",\"runs\":%llu,\"rate\":%llu,"
-                "\"extents_done\":%u,\"extents_total\":%u,"
-                "\"bytes_done\":%llu,\"bytes_total\":%llu,"
-                "\"blocks_bad\":%llu,\"blocks_stale\":%llu,"
-                "\"blocks_healed\":%llu,\"blocks_unhealable\":%llu,"
-                "\"start\":%llu,\"end\":%llu,\"why\":",
-                sc_state_name[sc->state], (unsigned long long) sc->runs,
-                (unsigned long long) sc->rate, sc->ext_done, sc->ext_total,
-                (unsigned long long) sc->bytes_done,
-                (unsigned long long) sc->bytes_total,
-                (unsigned long long) sc->blocks_bad,
-                (unsigned long long) sc->blocks_stale,
-                (unsigned long long) sc->blocks_healed,
-                (unsigned long long) sc->blocks_unhealable,
-                (unsigned long long) sc->start_s,
-                (unsigned long long) sc->end_s);
+  up__jb_printf(
+      j,
+      "{\"state\":\"%s\",\"runs\":%llu,\"rate\":%llu,"
+      "\"extents_done\":%u,\"extents_total\":%u,"
+      "\"bytes_done\":%llu,\"bytes_total\":%llu,"
+      "\"blocks_bad\":%llu,\"blocks_stale\":%llu,"
+      "\"blocks_healed\":%llu,\"blocks_unhealable\":%llu,"
+      "\"start\":%llu,\"end\":%llu,\"why\":",
+      sc_state_name[sc->state], (unsigned long long) sc->runs,
+      (unsigned long long) sc->rate, sc->ext_done, sc->ext_total,
+      (unsigned long long) sc->bytes_done, (unsigned long long) sc->bytes_total,
+      (unsigned long long) sc->blocks_bad,
+      (unsigned long long) sc->blocks_stale,
+      (unsigned long long) sc->blocks_healed,
+      (unsigned long long) sc->blocks_unhealable,
+      (unsigned long long) sc->start_s, (unsigned long long) sc->end_s);
   up__jb_str(j, sc->why);
   if (findings) {
     bool first = true;
@@ -346,18 +349,15 @@ void up__scrub_json(struct upstairs *up, struct up_jbuf *j, bool findings)
       up__jb_printf(j, "%s{\"downstairs\":", first ? "" : ",");
       first = false;
       up__jb_str(j, up->cl[f->ds].name);
-      up__jb_printf(j,
-                    ",\"kind\":\"%s\",\"extent\":%llu,\"block\":%llu,"
-                    "\"lba\":%llu,\"version\":%llu,\"good_version\":%llu,"
-                    "\"healed\":%s,\"unhealable\":%s,\"why\":",
-                    f->stale ? "stale" : "bad",
-                    (unsigned long long) f->extent,
-                    (unsigned long long) f->block,
-                    (unsigned long long) f->lba,
-                    (unsigned long long) f->version,
-                    (unsigned long long) f->good_version,
-                    f->healed ? "true" : "false",
-                    f->unhealable ? "true" : "false");
+      up__jb_printf(
+          j,
+          ",\"kind\":\"%s\",\"extent\":%llu,\"block\":%llu,"
+          "\"lba\":%llu,\"version\":%llu,\"good_version\":%llu,"
+          "\"healed\":%s,\"unhealable\":%s,\"why\":",
+          f->stale ? "stale" : "bad", (unsigned long long) f->extent,
+          (unsigned long long) f->block, (unsigned long long) f->lba,
+          (unsigned long long) f->version, (unsigned long long) f->good_version,
+          f->healed ? "true" : "false", f->unhealable ? "true" : "false");
       up__jb_str(j, f->why);
       up__jb_printf(j, "}");
     }
@@ -374,7 +374,8 @@ void up__scrub_text(struct upstairs *up, struct up_jbuf *j)
   pthread_mutex_lock(&sc->mu);
   up__jb_printf(j, "scrub: %s", sc_state_name[sc->state]);
   if (sc->state != UP_SC_NEVER)
-    up__jb_printf(j, ", %u/%u extents, %llu/%llu bytes, %llu bad, %llu "
+    up__jb_printf(j,
+                  ", %u/%u extents, %llu/%llu bytes, %llu bad, %llu "
                   "stale, %llu healed, %llu unhealable%s%s",
                   sc->ext_done, sc->ext_total,
                   (unsigned long long) sc->bytes_done,
@@ -388,12 +389,15 @@ void up__scrub_text(struct upstairs *up, struct up_jbuf *j)
   for (uint64_t k = sc->nf > UP_SCRUB_FINDINGS ? sc->nf - UP_SCRUB_FINDINGS : 0;
        k < sc->nf; k++) {
     const struct up_scrub_finding *f = &sc->f[k % UP_SCRUB_FINDINGS];
-    up__jb_printf(j, "finding: %s downstairs %s extent %llu block %llu (lba "
-                  "%llu): %s: %s\n", f->stale ? "stale" : "bad",
-                  up->cl[f->ds].name, (unsigned long long) f->extent,
-                  (unsigned long long) f->block, (unsigned long long) f->lba,
-                  f->why, f->healed ? "healed" : f->unhealable ? "unhealable"
-                                                               : "heal failed");
+    up__jb_printf(j,
+                  "finding: %s downstairs %s extent %llu block %llu (lba "
+                  "%llu): %s: %s\n",
+                  f->stale ? "stale" : "bad", up->cl[f->ds].name,
+                  (unsigned long long) f->extent, (unsigned long long) f->block,
+                  (unsigned long long) f->lba, f->why,
+                  f->healed       ? "healed"
+                  : f->unhealable ? "unhealable"
+                                  : "heal failed");
   }
   pthread_mutex_unlock(&sc->mu);
 }

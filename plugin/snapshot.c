@@ -47,7 +47,10 @@ void up__on_snapshots(struct upstairs *up, struct cl *c,
   if (buf)
     memcpy(buf, s->entries, len);
   up__on_reply_buf(up, c, s->job_id, PROTO_T_SNAPSHOT,
-                   s->err ? s->err : buf ? 0 : ENOMEM, buf, s->n);
+                   s->err ? s->err
+                   : buf  ? 0
+                          : ENOMEM,
+                   buf, s->n);
 }
 
 /* One SNAPSHOT job (only: to these downstairs, 0 all active); its
@@ -85,8 +88,8 @@ static int snap_job(struct upstairs *up, uint8_t op, const char *name,
     d->err = (job->failed >> i) & 1 ? job->ds_err[i] : 0;
     d->n = 0;
     if (op == PROTO_SNAP_LIST && d->ok && job->reply_buf[i]) {
-      d->n = job->reply[i].n < PROTO_MAX_SNAPS ? job->reply[i].n
-                                               : PROTO_MAX_SNAPS;
+      d->n =
+          job->reply[i].n < PROTO_MAX_SNAPS ? job->reply[i].n : PROTO_MAX_SNAPS;
       for (unsigned k = 0; k < d->n; k++)
         proto_snap_entry_get(job->reply_buf[i] + k * PROTO_SNAP_ENTRY_LEN,
                              &d->e[k]);
@@ -169,8 +172,8 @@ int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
       struct up_snap_result tmp;
       memset(&tmp, 0, sizeof tmp);
       int e = snap_job(up, PROTO_SNAP_DELETE, name, lr, &tmp);
-      log_info("snapshot %s: not kept on live-repair target(s) %#x: %s",
-               name, lr, e ? log_strerror(-e) : "deleted there");
+      log_info("snapshot %s: not kept on live-repair target(s) %#x: %s", name,
+               lr, e ? log_strerror(-e) : "deleted there");
       for (int i = 0; i < UP_DOWNSTAIRS; i++)
         if (lr & (1u << i))
           res->ds[i].ok = false;
@@ -178,8 +181,7 @@ int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
   }
   if (r == 0 && op == PROTO_SNAP_CREATE)
     log_info("snapshot %s created at flush %llu gen %llu", name,
-             (unsigned long long) res->flush_no,
-             (unsigned long long) res->gen);
+             (unsigned long long) res->flush_no, (unsigned long long) res->gen);
   else if (r == 0 && op == PROTO_SNAP_DELETE)
     log_info("snapshot %s deleted", name);
   res->result = r;
@@ -244,8 +246,7 @@ static void render_ds(const struct up_snap_result *res, bool json,
 }
 
 void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
-                     uint8_t op, const char *name, bool json,
-                     struct up_jbuf *j)
+                     uint8_t op, const char *name, bool json, struct up_jbuf *j)
 {
   static struct snap_row rows[PROTO_MAX_SNAPS * UP_DOWNSTAIRS];
   unsigned held = 0;
@@ -293,12 +294,12 @@ void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
     if (json) {
       up__jb_printf(j, "%s{\"name\":", r ? "," : "");
       up__jb_str(j, w->e.name);
-      up__jb_printf(j, ",\"time\":%llu,\"gen\":%llu,\"flush\":%llu,"
-                    "\"bytes\":%llu,\"downstairs\":[",
-                    (unsigned long long) w->e.time,
-                    (unsigned long long) w->e.gen,
-                    (unsigned long long) w->e.flush,
-                    (unsigned long long) bytes);
+      up__jb_printf(
+          j,
+          ",\"time\":%llu,\"gen\":%llu,\"flush\":%llu,"
+          "\"bytes\":%llu,\"downstairs\":[",
+          (unsigned long long) w->e.time, (unsigned long long) w->e.gen,
+          (unsigned long long) w->e.flush, (unsigned long long) bytes);
       for (int i = 0, first = 1; i < UP_DOWNSTAIRS; i++)
         if (w->holders & (1u << i)) {
           up__jb_printf(j, "%s%d", first ? "" : ",", i);
@@ -310,7 +311,7 @@ void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
       up__jb_printf(j, "],\"consistent\":%s,\"complete\":%s}",
                     w->agree ? "true" : "false",
                     w->agree && __builtin_popcount(w->holders) >= 2 ? "true"
-                                                                     : "false");
+                                                                    : "false");
     } else {
       char when[32] = "?";
       time_t t = (time_t) w->e.time;
@@ -321,14 +322,13 @@ void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
       for (int i = 0; i < UP_DOWNSTAIRS; i++)
         who[i] = (w->holders & (1u << i)) ? (char) ('0' + i) : '-';
       who[UP_DOWNSTAIRS] = '\0';
-      up__jb_printf(j, "%-24s %-20s %6llu %10llu %12llu %s%s\n", w->e.name,
-                    when, (unsigned long long) w->e.gen,
-                    (unsigned long long) w->e.flush,
-                    (unsigned long long) bytes, who,
-                    !w->agree ? " (replicas disagree)"
-                    : __builtin_popcount(w->holders) < 2
-                        ? " (incomplete: on one replica)"
-                        : "");
+      up__jb_printf(
+          j, "%-24s %-20s %6llu %10llu %12llu %s%s\n", w->e.name, when,
+          (unsigned long long) w->e.gen, (unsigned long long) w->e.flush,
+          (unsigned long long) bytes, who,
+          !w->agree                            ? " (replicas disagree)"
+          : __builtin_popcount(w->holders) < 2 ? " (incomplete: on one replica)"
+                                               : "");
     }
   }
   if (json) {

@@ -28,7 +28,7 @@ struct up_snap_ds {
 };
 
 struct up_snap_result {
-  int result; /* the command: 0, or -errno */
+  int result;                   /* the command: 0, or -errno */
   uint64_t flush_no, gen, time; /* create: the flush it was taken at */
   struct up_snap_ds ds[UP_DOWNSTAIRS];
 };

@@ -57,8 +57,8 @@ int up__state_save(struct upstairs *up, uint64_t gen, uint64_t flush)
   char *slash;
 
   snprintf(tmp, sizeof tmp, "%s.tmp", up->cfg.state_path);
-  len = snprintf(line, sizeof line, "crucible-state 1 %" PRIu64 " %" PRIu64
-                 "\n", gen, flush);
+  len = snprintf(line, sizeof line,
+                 "crucible-state 1 %" PRIu64 " %" PRIu64 "\n", gen, flush);
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0)
     return -errno;
@@ -156,18 +156,20 @@ int up__state_check(struct upstairs *up)
       mg = g, mf = f;
   }
   if (up->st_loaded && rolled && !up->cfg.accept_rollback) {
-    up__start_fail(up, "rollback: state file recorded gen %" PRIu64
+    up__start_fail(up,
+                   "rollback: state file recorded gen %" PRIu64
                    " flush %" PRIu64 " but every downstairs reports less "
                    "(%s); accept-rollback=true starts anyway (state file "
-                   "%s)", up->st_gen, up->st_flush, seen, up->cfg.state_path);
+                   "%s)",
+                   up->st_gen, up->st_flush, seen, up->cfg.state_path);
     return -1;
   }
   if (up->st_loaded && !rolled)
     return 0;
   if (up->st_loaded)
     log_error("rollback accepted: state file %s recorded gen %" PRIu64
-              " flush %" PRIu64 ", downstairs report %s", up->cfg.state_path,
-              up->st_gen, up->st_flush, seen);
+              " flush %" PRIu64 ", downstairs report %s",
+              up->cfg.state_path, up->st_gen, up->st_flush, seen);
   r = up__state_save(up, mg, mf);
   if (r < 0) {
     up__start_fail(up, "state file %s: cannot write: %s", up->cfg.state_path,

@@ -159,8 +159,8 @@ static const char *ds_repair_detail(struct upstairs *up, const struct cl *c)
   static char buf[200];
   const struct up_ds_stats *s = &up->dst[c->idx];
   uint64_t now = up->loop_init ? uv_now(&up->loop) : 0;
-  double secs = now > s->rep_start_ms ? (double) (now - s->rep_start_ms) / 1e3
-                                      : 0;
+  double secs =
+      now > s->rep_start_ms ? (double) (now - s->rep_start_ms) / 1e3 : 0;
   double rate = secs > 0 ? (double) s->rep_bytes_done / secs : 0;
   double left = (double) (s->rep_bytes_total - s->rep_bytes_done);
   char eta[32] = "?";
@@ -171,8 +171,8 @@ static const char *ds_repair_detail(struct upstairs *up, const struct cl *c)
     snprintf(eta, sizeof eta, "%.0f", left / rate);
   snprintf(buf, sizeof buf,
            "%u/%u extents, %.1f/%.1f MiB compared, %.1f MiB copied, "
-           "%.0f MB/s, ETA %s s", s->rep_done, s->rep_total,
-           (double) s->rep_bytes_done / 1048576.0,
+           "%.0f MB/s, ETA %s s",
+           s->rep_done, s->rep_total, (double) s->rep_bytes_done / 1048576.0,
            (double) s->rep_bytes_total / 1048576.0,
            (double) s->rep_copied / 1048576.0, rate / 1e6, eta);
   return buf;
@@ -207,13 +207,14 @@ static void ds_line(struct upstairs *up, struct cl *c, enum up_dstate st,
   }
   log_msg(lv, "downstairs %s: %s%s", c->name, dstate_name[st], detail);
   if (lv == LOG_WARN)
-    up__admin_note(up, "downstairs %s: %s%s", c->name, dstate_name[st],
-                   detail);
+    up__admin_note(up, "downstairs %s: %s%s", c->name, dstate_name[st], detail);
 }
 
 static const char *const health_name[] = {
-    [UP_H_NONE] = "failed", [UP_H_HEALTHY] = "healthy",
-    [UP_H_DEGRADED] = "degraded", [UP_H_FAILED] = "failed",
+    [UP_H_NONE] = "failed",
+    [UP_H_HEALTHY] = "healthy",
+    [UP_H_DEGRADED] = "degraded",
+    [UP_H_FAILED] = "failed",
 };
 
 /* The volume's health from its downstairs' states (header comment);
@@ -244,7 +245,9 @@ static void vol_update(struct upstairs *up)
   if (h == up->health)
     return;
   up->health = h;
-  log_msg(!news ? LOG_INFO : h == UP_H_HEALTHY ? LOG_NOTICE : LOG_WARN,
+  log_msg(!news               ? LOG_INFO
+          : h == UP_H_HEALTHY ? LOG_NOTICE
+                              : LOG_WARN,
           "volume: %s (%u of 3 downstairs active)", health_name[h], n);
 }
 
@@ -441,16 +444,15 @@ void up__stats_render(struct upstairs *up, struct jbuf *j)
   bool known = up->block_count > 0;
   unsigned nactive;
 
-  jb_printf(j,
-            "{\"version\":1,\"time\":%lld,\"phase\":\"%s\","
-            "\"health\":\"%s\",\"gen\":%llu,\"flush\":%llu,"
-            "\"size\":%llu,\"downstairs\":[",
-            (long long) time(NULL), phase[up__phase(up)],
-            health_name[vol_health(up, &nactive)],
-            (unsigned long long) up->gen,
-            (unsigned long long) __atomic_load_n(&up->flush_no,
-                                                 __ATOMIC_SEQ_CST),
-            (unsigned long long) (known ? geom_size(&up->region) : 0));
+  jb_printf(
+      j,
+      "{\"version\":1,\"time\":%lld,\"phase\":\"%s\","
+      "\"health\":\"%s\",\"gen\":%llu,\"flush\":%llu,"
+      "\"size\":%llu,\"downstairs\":[",
+      (long long) time(NULL), phase[up__phase(up)],
+      health_name[vol_health(up, &nactive)], (unsigned long long) up->gen,
+      (unsigned long long) __atomic_load_n(&up->flush_no, __ATOMIC_SEQ_CST),
+      (unsigned long long) (known ? geom_size(&up->region) : 0));
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     stats_ds(up, i, j);
   jb_printf(j,
@@ -483,12 +485,14 @@ void up__status_text(struct upstairs *up, struct jbuf *j)
     inflight += up->cl[i].inflight;
   jb_printf(j, "volume: %s (%u of 3 downstairs active), phase %s\n",
             health_name[h], nactive, phase[up__phase(up)]);
-  jb_printf(j, "generation %llu, flush %llu, size %llu bytes, %u jobs in "
-            "flight\n", (unsigned long long) up->gen,
-            (unsigned long long) __atomic_load_n(&up->flush_no,
-                                                 __ATOMIC_SEQ_CST),
-            (unsigned long long) (up->block_count ? geom_size(&up->region)
-                                                  : 0), inflight);
+  jb_printf(
+      j,
+      "generation %llu, flush %llu, size %llu bytes, %u jobs in "
+      "flight\n",
+      (unsigned long long) up->gen,
+      (unsigned long long) __atomic_load_n(&up->flush_no, __ATOMIC_SEQ_CST),
+      (unsigned long long) (up->block_count ? geom_size(&up->region) : 0),
+      inflight);
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
     enum up_dstate st = up__ds_state(up, c);

@@ -171,8 +171,8 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
   if (first)
     log_error("fenced: downstairs %s activated generation %llu", c->name,
               (unsigned long long) gen);
-  up__start_fail(up, "fenced: downstairs %s activated generation %llu",
-                 c->name, (unsigned long long) gen);
+  up__start_fail(up, "fenced: downstairs %s activated generation %llu", c->name,
+                 (unsigned long long) gen);
   up__fail_all(up, -EROFS);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     cl_close(&up->cl[i], true, "fenced");
@@ -207,9 +207,11 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
     return up_refuse_rejoin(c, -1, "now serves another region");
   if (b->extent_count > a->extent_count) {
     char why[128];
-    snprintf(why, sizeof why, "has %u extents, the volume %u (an extend "
+    snprintf(why, sizeof why,
+             "has %u extents, the volume %u (an extend "
              "that did not finish): extend the volume to its size or "
-             "restart", b->extent_count, a->extent_count);
+             "restart",
+             b->extent_count, a->extent_count);
     return up_refuse_rejoin(c, -1, why);
   }
   if (h->has_kcv && up->key &&
@@ -218,8 +220,7 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
   if (h->highest_gen > up->gen) {
     char why[96];
     snprintf(why, sizeof why, "accepted generation %llu above ours (%llu)",
-             (unsigned long long) h->highest_gen,
-             (unsigned long long) up->gen);
+             (unsigned long long) h->highest_gen, (unsigned long long) up->gen);
     return up_refuse_rejoin(c, -ESTALE, why);
   }
   return 0;
@@ -258,9 +259,11 @@ int up__on_hello(struct upstairs *up, struct cl *c)
     return up_refuse_rejoin(c, -1, why);
   }
   if (same) {
-    up__start_fail(up, "downstairs %s and %s are the same region (one "
+    up__start_fail(up,
+                   "downstairs %s and %s are the same region (one "
                    "replica under two addresses): give three different "
-                   "replicas", same->name, c->name);
+                   "replicas",
+                   same->name, c->name);
     return -1;
   }
   if (ph == UP_PH_RUNNING)
@@ -270,18 +273,23 @@ int up__on_hello(struct upstairs *up, struct cl *c)
       return -1; /* failed or stopping: nothing to say */
     if (!c->logged_late)
       log_warn("downstairs %s answered during activation: admitted (with "
-               "live repair) once the volume runs", c->name);
+               "live repair) once the volume runs",
+               c->name);
     c->logged_late = true;
     return 1;
   }
   if (h->region.encrypted && !up->cfg.have_key) {
-    up__start_fail(up, "downstairs %s: region is encrypted but the upstairs "
-                   "has no key: add key=+FILE (the volume's key)", c->name);
+    up__start_fail(up,
+                   "downstairs %s: region is encrypted but the upstairs "
+                   "has no key: add key=+FILE (the volume's key)",
+                   c->name);
     return -1;
   }
   if (!h->region.encrypted && up->cfg.have_key) {
-    up__start_fail(up, "downstairs %s: region is not encrypted but the "
-                   "upstairs has a key: remove key=", c->name);
+    up__start_fail(up,
+                   "downstairs %s: region is not encrypted but the "
+                   "upstairs has a key: remove key=",
+                   c->name);
     return -1;
   }
   if (h->has_kcv && up->key &&
@@ -332,7 +340,8 @@ static int up_check_agree(struct upstairs *up, struct cl *ref,
 
     if (c->state == CL_READY && !geom_uuid_is_zero(u) &&
         memcmp(u, (*named)->hello.region.uuid, PROTO_UUID_LEN) != 0) {
-      up__start_fail(up, "downstairs %s: region uuid differs from %s: "
+      up__start_fail(up,
+                     "downstairs %s: region uuid differs from %s: "
                      "create all three with the same -u UUID, or without -u",
                      c->name, (*named)->name);
       return -1;
@@ -402,8 +411,10 @@ static int up_pick_gen(struct upstairs *up)
     }
   }
   if (up->cfg.gen && up->cfg.gen <= max_gen) {
-    up__start_fail(up, "gen=%llu is not above generation %llu already used "
-                   "(downstairs %s)", (unsigned long long) up->cfg.gen,
+    up__start_fail(up,
+                   "gen=%llu is not above generation %llu already used "
+                   "(downstairs %s)",
+                   (unsigned long long) up->cfg.gen,
                    (unsigned long long) max_gen, who);
     return -1;
   }
@@ -455,8 +466,7 @@ static void up_go_activate(struct upstairs *up)
       up->region.extent_count = up->cl[i].hello.region.extent_count;
   up->block_count = geom_blocks(&up->region);
   if (up_pick_uuid(up, named) < 0 || up__state_check(up) < 0 ||
-      up_pick_gen(up) < 0 ||
-      up_pick_kcv(up, &kcv, &have_kcv) < 0)
+      up_pick_gen(up) < 0 || up_pick_kcv(up, &kcv, &have_kcv) < 0)
     return;
   up->activate_ms = uv_now(&up->loop);
   up__set_phase(up, UP_PH_ACTIVATING);
@@ -467,7 +477,8 @@ static void up_go_activate(struct upstairs *up)
 
     if (c->state != CL_READY) {
       log_error("downstairs %s is missing (%s): activating without it; it "
-                "will be live-repaired when it returns", c->name, c->why);
+                "will be live-repaired when it returns",
+                c->name, c->why);
       cl_close(c, false, NULL);
       continue;
     }
@@ -494,8 +505,8 @@ static void up_fail_missing(struct upstairs *up, unsigned got,
     len += (size_t) snprintf(list + len, sizeof list - len, "%s%s (%s)",
                              len ? ", " : "", c->name, c->why);
   }
-  up__start_fail(up, "only %u of 3 downstairs answered within %u s: %s",
-                 got, up->cfg.timeout, list);
+  up__start_fail(up, "only %u of 3 downstairs answered within %u s: %s", got,
+                 up->cfg.timeout, list);
 }
 
 /* Running: activate every downstairs that came back and is READY with
@@ -510,8 +521,7 @@ static void up_readmit(struct upstairs *up)
     if (c->state != CL_READY)
       continue;
     if (up->key && !c->hello.has_kcv &&
-        crypt_kcv_make(up->key, up->region.uuid, a.kcv.nonce,
-                       a.kcv.tag) == 0)
+        crypt_kcv_make(up->key, up->region.uuid, a.kcv.nonce, a.kcv.tag) == 0)
       a.set_kcv = 1;
     up_activate_uuid(up, c, &a);
     c->state = CL_ACTIVATING;
@@ -552,7 +562,6 @@ void up__on_activated(struct upstairs *up, struct cl *c)
   up__ds_update(up, c);
 }
 
-
 /* Advance start-up after any client event or tick (loop thread). */
 void up__handshake_step(struct upstairs *up)
 {
@@ -583,7 +592,8 @@ void up__handshake_step(struct upstairs *up)
       for (int i = 0; i < UP_DOWNSTAIRS; i++)
         if (up->cl[i].state == CL_ACTIVATING) {
           log_error("downstairs %s did not answer ACTIVATE within %u s: "
-                    "continuing without it", up->cl[i].name, up->cfg.timeout);
+                    "continuing without it",
+                    up->cl[i].name, up->cfg.timeout);
           cl_close(&up->cl[i], false, "activation timed out");
         }
       pending = 0;
@@ -607,7 +617,8 @@ static void up_reconnect(struct upstairs *up, uint64_t now, uint64_t tmo)
     if (c->state == CL_IDLE && !c->final && now >= c->next_try_ms) {
       if (!c->down_logged)
         log_info("downstairs %s is down (%s): reconnecting with backoff "
-                 "(at most %u s)", c->name, c->why, UP_BACKOFF_MAX_MS / 1000);
+                 "(at most %u s)",
+                 c->name, c->why, UP_BACKOFF_MAX_MS / 1000);
       c->down_logged = true;
       c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 1000;
       if (c->backoff_ms > UP_BACKOFF_MAX_MS)
@@ -738,8 +749,10 @@ int up_start(struct upstairs *up)
     r = up__state_load(up);
     if (r < 0 && r != -ENOENT) {
       snprintf(up->err, sizeof up->err, "state file %.400s: cannot read: %s",
-               up->cfg.state_path, r == -EINVAL ? "not a crucible state "
-               "file" : log_strerror(-r));
+               up->cfg.state_path,
+               r == -EINVAL ? "not a crucible state "
+                              "file"
+                            : log_strerror(-r));
       up->phase = UP_PH_FAILED;
       return r;
     }
@@ -781,8 +794,7 @@ int up_start(struct upstairs *up)
       up__deadline(up, &dl, 2 * up->cfg.timeout + UP_WAIT_SLACK_S);
       continue;
     }
-    if (pthread_cond_timedwait(&up->start_cond, &up->lock, &dl) ==
-        ETIMEDOUT) {
+    if (pthread_cond_timedwait(&up->start_cond, &up->lock, &dl) == ETIMEDOUT) {
       snprintf(up->err, sizeof up->err, "activation did not finish in time");
       up->phase = UP_PH_FAILED;
     }
@@ -804,7 +816,7 @@ void up__shutdown(struct upstairs *up)
   up__fail_all(up, -EIO);
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     cl_close(&up->cl[i], true, "stopped");
-  up__wake_flush(up); /* every job was decided */
+  up__wake_flush(up);  /* every job was decided */
   up__stats_write(up); /* the last one: phase stopped (or failed) */
   uv_close((uv_handle_t *) &up->tick, NULL);
   uv_close((uv_handle_t *) &up->async, NULL);

@@ -62,9 +62,9 @@ struct up_config {
    * every job sent; every connection event and frame; every repair
    * decision and live-repair progress.  Process-wide, set by up_new. */
   bool debug_io, debug_net, debug_repair;
-  struct auth_key auth;       /* len 0: downstairs must not ask for auth;
+  struct auth_key auth; /* len 0: downstairs must not ask for auth;
                                  wiped with the upstairs (up_free) */
-  uint64_t max_behind;        /* bytes a downstairs may lag the others
+  uint64_t max_behind;  /* bytes a downstairs may lag the others
                                  (jobs.c); 0: UP_MAX_BEHIND_BYTES */
 };
 
@@ -88,8 +88,8 @@ uint64_t up_size(const struct upstairs *up);       /* bytes */
 uint32_t up_block_size(const struct upstairs *up); /* region block size */
 
 int up_read(struct upstairs *up, void *buf, uint32_t count, uint64_t off);
-int up_write(struct upstairs *up, const void *buf, uint32_t count,
-             uint64_t off, bool fua);
+int up_write(struct upstairs *up, const void *buf, uint32_t count, uint64_t off,
+             bool fua);
 /* Trim and zero: blocks become unwritten and read as zeroes; partial
  * blocks at the edges are zeroed by read-modify-write. */
 int up_trim(struct upstairs *up, uint32_t count, uint64_t off, bool fua);

@@ -111,23 +111,23 @@ struct up_job {
   /* Only to these downstairs (heal, reconciliation): decided when every
    * one answered, and never noted in the version cache. */
   unsigned only;
-  unsigned tried;    /* READ: downstairs bitmask not to use */
-  unsigned refs;     /* atomic; caller + loop */
-  unsigned loop_refs;         /* loop only: tracked flag + pending writes */
-  bool tracked;               /* loop only: on the in-flight list */
-  uint64_t sent_ms;           /* loop only: uv_now at send */
-  uint64_t sent_us;           /* loop only: uv_hrtime at send, in µs */
-  uint8_t ds[UP_DOWNSTAIRS];  /* enum up_ds_state, loop only */
-  int ds_err[UP_DOWNSTAIRS];  /* positive errno from a reply */
+  unsigned tried;            /* READ: downstairs bitmask not to use */
+  unsigned refs;             /* atomic; caller + loop */
+  unsigned loop_refs;        /* loop only: tracked flag + pending writes */
+  bool tracked;              /* loop only: on the in-flight list */
+  uint64_t sent_ms;          /* loop only: uv_now at send */
+  uint64_t sent_us;          /* loop only: uv_hrtime at send, in µs */
+  uint8_t ds[UP_DOWNSTAIRS]; /* enum up_ds_state, loop only */
+  int ds_err[UP_DOWNSTAIRS]; /* positive errno from a reply */
 
   /* Outcome, under up->lock. */
   bool decided;
-  int result;          /* 0 or -errno */
+  int result; /* 0 or -errno */
   /* At the decision: downstairs that answered (reply[] valid) and that
    * failed.  A READ may be decided before every reply is in (freshness
    * needs one versions reply): the caller uses these, never ds[]. */
   unsigned seen, failed, sent;
-  struct up_req *req;  /* NULL once the caller gave up */
+  struct up_req *req;                /* NULL once the caller gave up */
   uint8_t *reply_buf[UP_DOWNSTAIRS]; /* READ_DONE frames (EXTENT_MAP:
                                       * the bitmap, also in reply[].data),
                                       * owned */
@@ -159,8 +159,6 @@ bool up__job_rule(const struct up_job *job, unsigned write_quorum,
  * keeps >= 70 % of its write rate). */
 #define UP_LR_REST 2
 
-
-
 /* What an up-to-date replica holds for one extent (repair.c). */
 
 struct up_xstate {
@@ -179,37 +177,37 @@ struct up_xstate {
  *
  * Loop-only fields unless noted; mu guards the work hand-off. */
 struct up_repair {
-  struct up_xstate *xs;             /* [extent_count] */
-  uint64_t *wsf;                    /* bitmap: written since last FLUSH */
-  uint64_t *pend[UP_DOWNSTAIRS];    /* bitmap: still to repair there
+  struct up_xstate *xs;          /* [extent_count] */
+  uint64_t *wsf;                 /* bitmap: written since last FLUSH */
+  uint64_t *pend[UP_DOWNSTAIRS]; /* bitmap: still to repair there
                                      * (the worker reads it, atomically) */
-  uint64_t *mark[UP_DOWNSTAIRS];    /* bitmap: EXTENT_MARK sent */
-  size_t words;                     /* of each bitmap */
-  int lr;                           /* target being worked on, or -1 */
-  unsigned src;                     /* its sources (mask) */
+  uint64_t *mark[UP_DOWNSTAIRS]; /* bitmap: EXTENT_MARK sent */
+  size_t words;                  /* of each bitmap */
+  int lr;                        /* target being worked on, or -1 */
+  unsigned src;                  /* its sources (mask) */
   uint64_t lr_start_ms;
-  uint64_t mark_id;                 /* ids of loop-sent EXTENT_MARKs */
+  uint64_t mark_id; /* ids of loop-sent EXTENT_MARKs */
   /* Hand-off to the worker (under mu). */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool mu_init, quit;
   pthread_t thr[UP_LR_WORKERS];
-  unsigned nthr;                    /* started */
-  pthread_mutex_t gate;             /* one chunk at a time under guest IO */
-  unsigned epoch;                   /* bumped whenever work is (re)issued
+  unsigned nthr;        /* started */
+  pthread_mutex_t gate; /* one chunk at a time under guest IO */
+  unsigned epoch;       /* bumped whenever work is (re)issued
                                      * or abandoned (atomic reads) */
-  int want;                         /* target the workers should repair */
+  int want;             /* target the workers should repair */
   unsigned want_src;
-  unsigned left;                    /* workers yet to finish this epoch */
-  unsigned running;                 /* under mu: workers inside lr_run
+  unsigned left;    /* workers yet to finish this epoch */
+  unsigned running; /* under mu: workers inside lr_run
                                      * (extend waits for none) */
-  bool fin_fail;                    /* one of them failed */
-  uint32_t cursor;                  /* atomic: next extent to claim */
+  bool fin_fail;    /* one of them failed */
+  uint32_t cursor;  /* atomic: next extent to claim */
   /* Worker -> loop (atomic). */
-  unsigned fin_epoch;               /* epoch whose work ended */
-  bool fin_ok;                      /* ... and whether it succeeded */
+  unsigned fin_epoch; /* epoch whose work ended */
+  bool fin_ok;        /* ... and whether it succeeded */
 
-  int poke;                         /* the loop should look (async) */
+  int poke; /* the loop should look (async) */
   uint32_t ext_done, ext_total;
   uint64_t bytes_done, bytes_total, copied_bytes;
   uint64_t blocks_copied, blocks_trimmed, unresolved;
@@ -218,9 +216,9 @@ struct up_repair {
    * is the mask of replicas whose (gen, flush) of extent e is the
    * highest, 0 where no replica is dirty and all agree. */
   uint8_t *rec_cand;
-  unsigned rec_total;               /* extents to reconcile */
-  unsigned rec_done;                /* atomic: extents done */
-  int rec_result;                   /* atomic: 1 ok, -1 failed, 0 running
+  unsigned rec_total; /* extents to reconcile */
+  unsigned rec_done;  /* atomic: extents done */
+  int rec_result;     /* atomic: 1 ok, -1 failed, 0 running
                                      * or already handled by the loop */
 };
 
@@ -261,11 +259,11 @@ struct up_ds_stats {
   uint64_t faults;     /* dropped out of reconciling/active/live-repair */
   uint64_t reconnects; /* TCP connections after the first */
   bool connected_once;
-  struct up_hist win;  /* replies in the current 1 s window */
-  int64_t p50_us, p99_us; /* of the last window; -1: no reply in it */
+  struct up_hist win;           /* replies in the current 1 s window */
+  int64_t p50_us, p99_us;       /* of the last window; -1: no reply in it */
   uint32_t rep_done, rep_total; /* current or last repair (extents) */
   uint64_t rep_bytes_done, rep_bytes_total, rep_copied; /* bytes */
-  uint64_t rep_start_ms;        /* when it started */
+  uint64_t rep_start_ms;                                /* when it started */
 };
 
 /* The volume: jobs as callers see them (heal writes and read retries on
@@ -274,7 +272,6 @@ struct up_vol_stats {
   uint64_t reads, writes, trims, flushes, read_bytes, write_bytes;
   uint64_t errors; /* jobs that failed */
 };
-
 
 /* Admin socket (admin.c) and online scrub (scrub.c). */
 
@@ -286,14 +283,18 @@ struct up_vol_stats {
 #define UP_SCRUB_DEFAULT_RATE 50 /* MB/s */
 
 enum up_scrub_state {
-  UP_SC_NEVER = 0, UP_SC_RUNNING, UP_SC_DONE, UP_SC_STOPPED, UP_SC_FAILED
+  UP_SC_NEVER = 0,
+  UP_SC_RUNNING,
+  UP_SC_DONE,
+  UP_SC_STOPPED,
+  UP_SC_FAILED
 };
 
 struct up_scrub_finding {
-  int ds;           /* replica */
-  bool stale;       /* authentic but older (else bad: failed its check) */
-  bool healed;      /* the heal write succeeded */
-  bool unhealable;  /* no replica held an authentic copy */
+  int ds;          /* replica */
+  bool stale;      /* authentic but older (else bad: failed its check) */
+  bool healed;     /* the heal write succeeded */
+  bool unhealable; /* no replica held an authentic copy */
   uint64_t lba, extent, block, version, good_version;
   char why[80];
 };
@@ -301,19 +302,19 @@ struct up_scrub_finding {
 /* One scrub at a time; every field under mu. */
 struct up_scrub {
   pthread_mutex_t mu;
-  pthread_cond_t cv;    /* quit, for the rate limiter's sleep */
+  pthread_cond_t cv; /* quit, for the rate limiter's sleep */
   bool thr_started, quit;
   pthread_t thr;
   enum up_scrub_state state;
-  char why[160];        /* failed / stopped: why */
-  uint64_t rate;        /* bytes per second */
-  uint64_t start_s, end_s;      /* unix seconds */
+  char why[160];           /* failed / stopped: why */
+  uint64_t rate;           /* bytes per second */
+  uint64_t start_s, end_s; /* unix seconds */
   uint32_t ext_done, ext_total;
   uint64_t bytes_done, bytes_total;
   uint64_t blocks_bad, blocks_stale, blocks_healed, blocks_unhealable;
-  uint64_t runs;        /* scrubs started since up_start */
+  uint64_t runs; /* scrubs started since up_start */
   struct up_scrub_finding f[UP_SCRUB_FINDINGS];
-  uint64_t nf;          /* findings ever (ring index nf % size) */
+  uint64_t nf; /* findings ever (ring index nf % size) */
 };
 
 /* Extend (extend.c; docs/DESIGN.md "Extend"): one operation at a time,
@@ -331,30 +332,30 @@ struct up_scrub {
 #define UP_EXTEND_MAX_ADD 8192u
 enum up_ex_kind { UP_EX_NONE = 0, UP_EX_START, UP_EX_ADMIT, UP_EX_ONLINE };
 struct up_extend {
-  pthread_mutex_t mu;     /* the request and its answer */
+  pthread_mutex_t mu; /* the request and its answer */
   pthread_cond_t cv;
-  bool req, done;         /* under mu: asked / answered */
-  bool waiting;           /* under mu: an up_extend waits */
-  bool abort;             /* under mu: up_stop: stop waiting */
+  bool req, done;           /* under mu: asked / answered */
+  bool waiting;             /* under mu: an up_extend waits */
+  bool abort;               /* under mu: up_stop: stop waiting */
   uint64_t req_seq, op_seq; /* under mu: the request asked, answered */
   uint32_t req_count;
-  int result;             /* 0 or -errno */
+  int result; /* 0 or -errno */
   char msg[300];
   uint64_t old_size, new_size, took_ms;
   /* Loop thread only. */
   enum up_ex_kind kind;
-  bool sending;           /* frames being sent: no step yet */
-  bool start_done;        /* START levelling ran (once) */
-  uint32_t count, from;   /* target extent count, the volume's before */
-  int who;                /* ADMIT: the downstairs */
-  unsigned out;           /* EXTEND outstanding there */
-  unsigned failed;        /* EXTEND failed or lost there */
-  unsigned hold;          /* activated meanwhile: admitted after it */
+  bool sending;         /* frames being sent: no step yet */
+  bool start_done;      /* START levelling ran (once) */
+  uint32_t count, from; /* target extent count, the volume's before */
+  int who;              /* ADMIT: the downstairs */
+  unsigned out;         /* EXTEND outstanding there */
+  unsigned failed;      /* EXTEND failed or lost there */
+  unsigned hold;        /* activated meanwhile: admitted after it */
   uint64_t conn_ms[UP_DOWNSTAIRS]; /* the connection sent (or held) on */
-  uint64_t seq;           /* frame ids */
+  uint64_t seq;                    /* frame ids */
   uint64_t start_ms, deadline_ms;
-  bool commit_wait;       /* answered; waiting for idle repair workers */
-  uint64_t extends;       /* online extends committed since up_start */
+  bool commit_wait; /* answered; waiting for idle repair workers */
+  uint64_t extends; /* online extends committed since up_start */
 };
 
 struct up_admin;
@@ -389,14 +390,14 @@ struct upstairs {
 
   pthread_mutex_t lock;
   pthread_cond_t start_cond;
-  enum up_phase phase;  /* under lock */
-  bool stopping;        /* under lock */
-  bool fenced;          /* under lock */
+  enum up_phase phase; /* under lock */
+  bool stopping;       /* under lock */
+  bool fenced;         /* under lock */
   /* A caller found downstairs i lying (io.c): the loop faults it. */
-  bool fault_req[UP_DOWNSTAIRS];     /* under lock */
+  bool fault_req[UP_DOWNSTAIRS]; /* under lock */
   char fault_why[UP_DOWNSTAIRS][160];
-  unsigned n_active;    /* atomic; downstairs taking IO */
-  uint64_t guest_jobs;  /* atomic; guest jobs submitted (repair yields) */
+  unsigned n_active;   /* atomic; downstairs taking IO */
+  uint64_t guest_jobs; /* atomic; guest jobs submitted (repair yields) */
 
   struct up_job *q_head, *q_tail; /* submit queue */
 
@@ -409,13 +410,13 @@ struct upstairs {
   pthread_t thread;
   uv_loop_t loop;
   bool loop_init;
-  bool shut;                        /* up__shutdown ran */
+  bool shut; /* up__shutdown ran */
   uv_async_t async;
   uv_timer_t tick;
-  uv_prepare_t prep;                /* before each poll: up__before_poll */
+  uv_prepare_t prep; /* before each poll: up__before_poll */
   bool prep_init;
-  struct up_job **wake;             /* decided, caller not woken yet */
-  unsigned nwake, wake_cap;         /* (each holds a loop ref) */
+  struct up_job **wake;     /* decided, caller not woken yet */
+  unsigned nwake, wake_cap; /* (each holds a loop ref) */
   uint64_t start_ms, activate_ms;
   uint64_t next_id;
   unsigned read_rr;
@@ -424,17 +425,17 @@ struct upstairs {
   struct cl cl[UP_DOWNSTAIRS];
   struct up_ds_stats dst[UP_DOWNSTAIRS];
   struct up_vol_stats vst;
-  bool stats_failing;               /* stats file write failed: warned */
-  enum up_health health;            /* last one logged */
+  bool stats_failing;    /* stats file write failed: warned */
+  enum up_health health; /* last one logged */
 
   /* Admin socket (admin.c): NULL without admin=; its thread asks the
    * loop to render status through adm_async (loop side: admin.c). */
   struct up_admin *adm;
   uv_async_t adm_async;
   bool adm_async_init;
-  pthread_mutex_t adm_err_lock;     /* the error ring */
+  pthread_mutex_t adm_err_lock; /* the error ring */
   char adm_err[UP_ERR_RING][UP_ERR_LEN];
-  uint64_t adm_nerr;                /* errors ever noted */
+  uint64_t adm_nerr; /* errors ever noted */
   struct up_scrub sc;
   struct up_extend ex;
 };
@@ -492,9 +493,9 @@ int up__reconcile(struct upstairs *up);
 void up__reconcile_poll(struct upstairs *up);
 /* The rule for one block (unit-tested): what replica i said of it. */
 struct up_rec_blk {
-  bool ok;           /* answered */
-  bool cand;         /* its extent state is the highest */
-  uint32_t flags;    /* PROTO_CTX_PRESENT, PROTO_CTX_BAD */
+  bool ok;        /* answered */
+  bool cand;      /* its extent state is the highest */
+  uint32_t flags; /* PROTO_CTX_PRESENT, PROTO_CTX_BAD */
   uint64_t version, hash;
 };
 /* The winner (newest version among the replicas that answered, are not
@@ -548,8 +549,8 @@ void up__job_discard(struct up_job *job);
 void up__req_init(struct up_req *req);
 /* Wait for jobs[0..nj) of req (deadline: timeout); res[i] = each outcome,
  * -EIO for a job abandoned undecided (the loop finishes it alone). */
-void up__req_wait(struct upstairs *up, struct up_req *req,
-                  struct up_job **jobs, unsigned nj, int *res);
+void up__req_wait(struct upstairs *up, struct up_req *req, struct up_job **jobs,
+                  unsigned nj, int *res);
 /* Submit jobs[0..nj) for one req and wait for all; res as above.  On
  * return the caller owns (must up__job_put) every jobs[i] still set; a
  * job that could not be submitted was discarded and set to NULL. */

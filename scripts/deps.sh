@@ -5,7 +5,7 @@ set -e
 PKGS="nbdkit nbdkit-plugin-dev libssl-dev libuv1-dev libsqlite3-dev
 libxxhash-dev libnbd-dev libnbd-bin python3-libnbd qemu-utils fio fuse3
 e2fsprogs pkg-config gcc make iproute2 python3 procps clang
-libclang-rt-14-dev sqlite3 valgrind socat"
+libclang-rt-14-dev clang-format sqlite3 valgrind socat"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

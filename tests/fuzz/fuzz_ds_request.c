@@ -62,7 +62,7 @@ static void *server_thread(void *arg)
 /* A port that was free a moment ago. */
 static uint16_t pick_port(void)
 {
-  struct sockaddr_in a = { .sin_family = AF_INET };
+  struct sockaddr_in a = {.sin_family = AF_INET};
   socklen_t al = sizeof a;
   int s = socket(AF_INET, SOCK_STREAM, 0);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -76,8 +76,8 @@ static uint16_t pick_port(void)
 /* A connected socket with 2 s send/receive timeouts, or -1. */
 static int dial(void)
 {
-  struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-  struct timeval tv = { .tv_sec = 2 };
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  struct timeval tv = {.tv_sec = 2};
   int one = 1, s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (s < 0)
@@ -103,16 +103,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     abort();
   strcat(dir, "/region");
   log_set_sink(quiet);
-  struct proto_region def = { .block_size = 512, .extent_size = 64,
-                              .extent_count = 4, .encrypted = 0 };
+  struct proto_region def = {
+      .block_size = 512, .extent_size = 64, .extent_count = 4, .encrypted = 0};
   memset(def.uuid, 0x11, sizeof def.uuid);
   struct region *r;
   if (region_create(dir, &def) < 0 || region_open(dir, &r) < 0)
     abort();
   port = pick_port();
-  opts = (struct ds_server_opts){ .dir = dir, .region = r,
-                                  .addr = "127.0.0.1", .port = port,
-                                  .max_conns = 64, .idle_timeout = 30 };
+  opts = (struct ds_server_opts){.dir = dir,
+                                 .region = r,
+                                 .addr = "127.0.0.1",
+                                 .port = port,
+                                 .max_conns = 64,
+                                 .idle_timeout = 30};
   if (cli_listen(opts.addr, opts.port, &opts.listen_fd) < 0)
     abort();
   opts.have_listen_fd = true;
@@ -153,16 +156,16 @@ static void activate(int s)
 {
   uint8_t f[1024];
   struct proto_msg m;
-  struct proto_hello h = { .version = PROTO_VERSION,
-                           .role = PROTO_ROLE_UPSTAIRS,
-                           .session_id = ++session };
+  struct proto_hello h = {.version = PROTO_VERSION,
+                          .role = PROTO_ROLE_UPSTAIRS,
+                          .session_id = ++session};
   size_t n = proto_put_hello(f, &h);
   if (send(s, f, n, MSG_NOSIGNAL) != (ssize_t) n ||
       recv_frame(s, f, sizeof f) != PROTO_T_HELLO_OK ||
       proto_decode(f, proto_rd32(f), 0, &m) < 0 ||
       m.u.hello_ok.highest_gen >= UINT64_MAX / 2)
     return; /* a fuzzed ACTIVATE took the generations: fuzz unactivated */
-  struct proto_activate a = { .gen = m.u.hello_ok.highest_gen + 1 };
+  struct proto_activate a = {.gen = m.u.hello_ok.highest_gen + 1};
   n = proto_put_activate(f, &a);
   if (send(s, f, n, MSG_NOSIGNAL) == (ssize_t) n)
     recv_frame(s, f, sizeof f);

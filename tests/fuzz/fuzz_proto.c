@@ -15,7 +15,7 @@
 
 #include "../../common/proto.h"
 
-static const uint32_t block_sizes[] = { 0, 512, 1024, 4096 };
+static const uint32_t block_sizes[] = {0, 512, 1024, 4096};
 
 /* Re-encode a WRITE or READ_DONE bulk area (contexts, then data). */
 static void put_bulk(uint8_t *out, const uint8_t *ctxs, const uint8_t *data,
@@ -79,8 +79,7 @@ static size_t reencode(const struct proto_msg *m, uint32_t bs, uint8_t *out,
   case PROTO_T_PONG: return proto_put_ping(out, m->type, m->u.ping);
 #ifdef PROTO_EXTENT_FLUSH_LEN /* repair frames */
   case PROTO_T_EXTENT_FLUSH:
-  case PROTO_T_EXTENT_MARK:
-    return proto_put_extent_op(out, m->type, &m->u.ext);
+  case PROTO_T_EXTENT_MARK: return proto_put_extent_op(out, m->type, &m->u.ext);
   case PROTO_T_FILE_REQ: return proto_put_file_req(out, &m->u.file_req);
   case PROTO_T_FILE_DATA:
     n = proto_put_file_data_hdr(out, &m->u.file_data);

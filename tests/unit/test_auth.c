@@ -29,8 +29,7 @@ static void test_rfc4231(void)
         want);
   CHECK(memcmp(out, want, 32) == 0);
   memset(key, 0xaa, 131);
-  CHECK(auth_hmac_sha256(key, 131, (const uint8_t *) m6, strlen(m6), out) ==
-        0);
+  CHECK(auth_hmac_sha256(key, 131, (const uint8_t *) m6, strlen(m6), out) == 0);
   unhex("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
         want);
   CHECK(memcmp(out, want, 32) == 0);

@@ -9,10 +9,10 @@
 
 static void test_base64(void)
 {
-  static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba",
-                                      "foobar"};
-  static const char *const enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==",
-                                    "Zm9vYmE=", "Zm9vYmFy"};
+  static const char *const plain[] = {"",     "f",     "fo",    "foo",
+                                      "foob", "fooba", "foobar"};
+  static const char *const enc[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                    "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
   char out[64];
   uint8_t dec[64];
   size_t n;
@@ -73,8 +73,8 @@ static void test_parse(void)
 
 static void test_geom(void)
 {
-  struct proto_region r = {.block_size = 4096, .extent_size = 32768,
-                           .extent_count = 8};
+  struct proto_region r = {
+      .block_size = 4096, .extent_size = 32768, .extent_count = 8};
   char p[GEOM_EXTENT_PATH_MAX], u[37];
   uint8_t uuid[16], back[16];
   CHECK(geom_check(&r) == 0);

@@ -65,14 +65,12 @@ static void test_vectors(void)
     tag[0] ^= 1;
     if (cl) {
       ct[cl - 1] ^= 0x80;
-      CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) ==
-            -EBADMSG);
+      CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) == -EBADMSG);
       ct[cl - 1] ^= 0x80;
     }
     if (al) {
       aad[0] ^= 1;
-      CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) ==
-            -EBADMSG);
+      CHECK(crypt_gcm_decrypt(key, iv, aad, al, ct, cl, back, tag) == -EBADMSG);
     }
   }
 }

@@ -5,8 +5,8 @@
  * fdatasync.  Elsewhere (tmpfs, XFS, btrfs: copy-on-write or unknown) it
  * always takes the fdatasync.  Every flush leaves the bytes and exactly
  * one row per written block, whichever way it went. */
-#include <sys/vfs.h>
 #include <linux/magic.h>
+#include <sys/vfs.h>
 
 #include "../../downstairs/extent.h"
 #include "test_region.h"

@@ -52,14 +52,10 @@ static bool model_ok(const struct story *s)
   }
   switch (j->type) {
   case PROTO_T_WRITE:
-  case PROTO_T_TRIM:
-    return j->only ? ok > 0 : okf >= 2 && ok >= s->quorum;
-  case PROTO_T_FLUSH:
-    return okf >= 2;
-  case PROTO_T_READ:
-    return data > 0;
-  default:
-    return ok > 0;
+  case PROTO_T_TRIM: return j->only ? ok > 0 : okf >= 2 && ok >= s->quorum;
+  case PROTO_T_FLUSH: return okf >= 2;
+  case PROTO_T_READ: return data > 0;
+  default: return ok > 0;
   }
 }
 
@@ -94,9 +90,8 @@ static bool model_may(const struct story *s, bool fresh_ready)
 
 static void new_story(struct story *s)
 {
-  static const uint16_t types[] = { PROTO_T_WRITE, PROTO_T_TRIM,
-                                    PROTO_T_FLUSH, PROTO_T_READ,
-                                    PROTO_T_EXTENT_FLUSH };
+  static const uint16_t types[] = {PROTO_T_WRITE, PROTO_T_TRIM, PROTO_T_FLUSH,
+                                   PROTO_T_READ, PROTO_T_EXTENT_FLUSH};
   struct up_job *j = &s->job;
 
   memset(s, 0, sizeof *s);
@@ -133,8 +128,8 @@ static int play(struct story *s, unsigned long long seed, int n)
       sent |= j->ds[i] == DS_SENT;
       data_out |= j->ds[i] == DS_SENT && !(j->vmask & (1u << i));
     }
-    bool fresh_ready = j->type == PROTO_T_READ && j->vmask && !data_out &&
-                       rnd(3) == 0;
+    bool fresh_ready =
+        j->type == PROTO_T_READ && j->vmask && !data_out && rnd(3) == 0;
     bool d = up__job_rule(j, s->quorum, sent && fresh_ready, &res);
     if (d && !decided) {
       if (!model_may(s, sent && fresh_ready)) {
@@ -180,9 +175,10 @@ static int play(struct story *s, unsigned long long seed, int n)
     }
   }
   if (decided && dec_ok != model_ok(s)) {
-    fprintf(stderr, "seed %llu story %d: type %u decided %d, the final "
-            "state says %s\n", seed, n, j->type, dec_res,
-            model_ok(s) ? "success" : "failure");
+    fprintf(stderr,
+            "seed %llu story %d: type %u decided %d, the final "
+            "state says %s\n",
+            seed, n, j->type, dec_res, model_ok(s) ? "success" : "failure");
     CHECK(0);
   }
   return decided;

@@ -99,8 +99,8 @@ static void build_and_roundtrip(void)
   f = add();
   f->len = proto_put_extent_states_hdr(f->b, 3);
   for (int i = 0; i < 3; i++) {
-    struct proto_extent_state s = {.gen = 10 + i, .flush = 20 + i,
-                                   .dirty = i == 1};
+    struct proto_extent_state s = {
+        .gen = 10 + i, .flush = 20 + i, .dirty = i == 1};
     proto_extent_state_put(f->b + f->len, &s);
     f->len += PROTO_EXTENT_STATE_LEN;
   }
@@ -134,13 +134,13 @@ static void build_and_roundtrip(void)
     memset(t + 48, 0, 16); /* set_uuid with a zero uuid */
     CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
     memcpy(t, f->b, sizeof t);
-    t[17] = 0;             /* a uuid without set_uuid */
+    t[17] = 0; /* a uuid without set_uuid */
     CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
     memcpy(t, f->b, sizeof t);
-    t[17] = 2;             /* not a boolean */
+    t[17] = 2; /* not a boolean */
     CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
     memcpy(t, f->b, sizeof t);
-    t[18] = 1;             /* pad */
+    t[18] = 1; /* pad */
     CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
   }
   a.set_uuid = 0;
@@ -194,8 +194,8 @@ static void build_and_roundtrip(void)
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_READ &&
         m.u.io.n == 5 && m.flags == PROTO_F_CTX_ONLY);
   f = add();
-  f->len = proto_put_read(f->b, 1009, 9, 5,
-                          PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
+  f->len =
+      proto_put_read(f->b, 1009, 9, 5, PROTO_F_CTX_ONLY | PROTO_F_VERSIONS);
   CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.type == PROTO_T_READ &&
         m.flags == (PROTO_F_CTX_ONLY | PROTO_F_VERSIONS));
   f = add();
@@ -207,9 +207,8 @@ static void build_and_roundtrip(void)
   struct proto_flush fl = {.job_id = 1003, .flush_no = 44, .gen = 5};
   f = add();
   f->len = proto_put_flush(f->b, &fl);
-  CHECK(proto_decode(f->b, f->len, BS, &m) == 0 &&
-        m.u.flush.job_id == 1003 && m.u.flush.flush_no == 44 &&
-        m.u.flush.gen == 5);
+  CHECK(proto_decode(f->b, f->len, BS, &m) == 0 && m.u.flush.job_id == 1003 &&
+        m.u.flush.flush_no == 44 && m.u.flush.gen == 5);
 
   f = add();
   f->len = proto_put_job_done(f->b, 1004, ENOSPC);
@@ -277,8 +276,7 @@ static void roundtrip_map(void)
         m.u.io.lba == 32768 && m.u.io.n == PROTO_MAX_MAP_BLOCKS);
   CHECK(proto_max_job_blocks(PROTO_T_EXTENT_MAP_REQ, 4096) ==
         PROTO_MAX_MAP_BLOCKS);
-  CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MAP_REQ), "EXTENT_MAP_REQ") ==
-        0);
+  CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MAP_REQ), "EXTENT_MAP_REQ") == 0);
   CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MAP), "EXTENT_MAP") == 0);
   /* 11 blocks: 2 bitmap bytes, the 5 unused high bits zero. */
   f = add();
@@ -366,8 +364,8 @@ static void test_rejects_map(void)
   len = proto_put_extent_map_hdr(b, 1, 0, 0);
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
   /* n past the limit with a length that matches it: still refused. */
-  size_t big = PROTO_EXTENT_MAP_HDR_LEN + proto_map_bytes(PROTO_MAX_MAP_BLOCKS
-                                                          + 8);
+  size_t big =
+      PROTO_EXTENT_MAP_HDR_LEN + proto_map_bytes(PROTO_MAX_MAP_BLOCKS + 8);
   uint8_t *h = calloc(1, big);
   CHECK(h != NULL);
   if (h) {
@@ -384,8 +382,7 @@ static void roundtrip_repair(void)
 {
   struct proto_msg m;
   struct frame *f = add();
-  struct proto_extent_op o = {.job_id = 41, .eid = 7, .flush_no = 9,
-                              .gen = 3};
+  struct proto_extent_op o = {.job_id = 41, .eid = 7, .flush_no = 9, .gen = 3};
   f->len = proto_put_extent_op(f->b, PROTO_T_EXTENT_FLUSH, &o);
   CHECK(f->len == PROTO_EXTENT_FLUSH_LEN);
   CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
@@ -417,24 +414,26 @@ static void roundtrip_repair(void)
     CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
   }
   CHECK(strcmp(proto_type_name(PROTO_T_EXTENT_MARK), "EXTENT_MARK") == 0);
-  struct proto_file_req q = {.job_id = 45, .eid = 2, .file = PROTO_FILE_DB,
-                             .offset = 1 << 20, .len = 4096};
+  struct proto_file_req q = {.job_id = 45,
+                             .eid = 2,
+                             .file = PROTO_FILE_DB,
+                             .offset = 1 << 20,
+                             .len = 4096};
   f = add();
   f->len = proto_put_file_req(f->b, &q);
-  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
-        m.type == PROTO_T_FILE_REQ && m.u.file_req.job_id == 45 &&
-        m.u.file_req.eid == 2 && m.u.file_req.file == PROTO_FILE_DB &&
-        m.u.file_req.offset == 1 << 20 && m.u.file_req.len == 4096);
-  struct proto_file_data d = {.job_id = 46, .n = 100, .file_size = 300,
-                              .offset = 200};
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == PROTO_T_FILE_REQ &&
+        m.u.file_req.job_id == 45 && m.u.file_req.eid == 2 &&
+        m.u.file_req.file == PROTO_FILE_DB && m.u.file_req.offset == 1 << 20 &&
+        m.u.file_req.len == 4096);
+  struct proto_file_data d = {
+      .job_id = 46, .n = 100, .file_size = 300, .offset = 200};
   f = add();
   f->len = proto_put_file_data_hdr(f->b, &d);
   fill(f->b + f->len, 100, 6);
   f->len += 100;
-  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 &&
-        m.type == PROTO_T_FILE_DATA && m.u.file_data.job_id == 46 &&
-        m.u.file_data.n == 100 && m.u.file_data.file_size == 300 &&
-        m.u.file_data.offset == 200 &&
+  CHECK(proto_decode(f->b, f->len, 0, &m) == 0 && m.type == PROTO_T_FILE_DATA &&
+        m.u.file_data.job_id == 46 && m.u.file_data.n == 100 &&
+        m.u.file_data.file_size == 300 && m.u.file_data.offset == 200 &&
         m.u.file_data.data == f->b + PROTO_FILE_DATA_HDR_LEN);
   struct proto_file_data e = {.job_id = 47, .err = EIO};
   f = add();
@@ -517,12 +516,11 @@ static void test_rejects_repair(void)
   len = proto_put_file_req(b, &q);
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
   /* FILE_DATA: data past the end of the file; error with data. */
-  struct proto_file_data d = {.job_id = 1, .n = 10, .file_size = 15,
-                              .offset = 10};
+  struct proto_file_data d = {
+      .job_id = 1, .n = 10, .file_size = 15, .offset = 10};
   len = proto_put_file_data_hdr(b, &d) + 10;
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
-  d = (struct proto_file_data){.job_id = 1, .err = EIO, .n = 1,
-                               .file_size = 1};
+  d = (struct proto_file_data){.job_id = 1, .err = EIO, .n = 1, .file_size = 1};
   len = proto_put_file_data_hdr(b, &d) + 1;
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
 }
@@ -569,8 +567,8 @@ static void test_rejects(void)
   CHECK(proto_max_job_blocks(PROTO_T_TRIM, BS) == PROTO_MAX_TRIM_BLOCKS);
   CHECK(proto_max_job_blocks(PROTO_T_WRITE, BS) == PROTO_MAX_JOB_BYTES / BS);
   CHECK(proto_max_job_blocks(PROTO_T_READ, 512) == PROTO_MAX_JOB_BLOCKS);
-  len = proto_put_write_hdr(b, 1, 0, proto_max_job_blocks(PROTO_T_WRITE, BS) + 1,
-                            BS);
+  len = proto_put_write_hdr(b, 1, 0,
+                            proto_max_job_blocks(PROTO_T_WRITE, BS) + 1, BS);
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
 
   /* WRITE with a context lacking PRESENT. */
@@ -606,9 +604,8 @@ static void test_rejects(void)
   CHECK(proto_decode(b, len, BS, &m) == -EPROTO);
 
   /* HELLO_OK with impossible geometry. */
-  struct proto_hello_ok ok = {.region = {.block_size = 1000,
-                                         .extent_count = 1,
-                                         .extent_size = 1}};
+  struct proto_hello_ok ok = {
+      .region = {.block_size = 1000, .extent_count = 1, .extent_size = 1}};
   len = proto_put_hello_ok(b, &ok);
   CHECK(proto_decode(b, len, 0, &m) == -EPROTO);
 
@@ -626,10 +623,9 @@ static void test_rejects(void)
   CHECK(proto_decode(big, len + 1, 0, &m) == -EPROTO);
 
   /* HELLO_OK: auth_required not a boolean, then its pad byte. */
-  struct proto_hello_ok hok = {.version = PROTO_VERSION,
-                               .region = {.block_size = 4096,
-                                          .extent_count = 1,
-                                          .extent_size = 8}};
+  struct proto_hello_ok hok = {
+      .version = PROTO_VERSION,
+      .region = {.block_size = 4096, .extent_count = 1, .extent_size = 8}};
   len = proto_put_hello_ok(b, &hok);
   CHECK(proto_decode(b, len, 0, &m) == 0);
   b[30] = 2;
@@ -656,8 +652,7 @@ static void check_inside(const struct proto_msg *m, const uint8_t *b,
 {
   const uint8_t *end = b + len;
   if (m->type == PROTO_T_WRITE) {
-    CHECK(m->u.io.ctxs >= b &&
-          m->u.io.data + (size_t) m->u.io.n * BS <= end);
+    CHECK(m->u.io.ctxs >= b && m->u.io.data + (size_t) m->u.io.n * BS <= end);
   } else if (m->type == PROTO_T_READ_DONE && m->u.read_done.n) {
     CHECK(m->u.read_done.ctxs >= b &&
           m->u.read_done.data + (size_t) m->u.read_done.n * BS <= end);
@@ -697,13 +692,13 @@ static void test_prefixes_and_mutations(void)
     int muts = 1 + rand_r(&seed) % 4;
     for (int j = 0; j < muts; j++) {
       switch (rand_r(&seed) % 3) {
-      case 0: b[rand_r(&seed) % len] ^= (uint8_t) (1 + rand_r(&seed) % 255);
+      case 0:
+        b[rand_r(&seed) % len] ^= (uint8_t) (1 + rand_r(&seed) % 255);
         break;
-      case 1: b[rand_r(&seed) % (len < 32 ? len : 32)] =
-                  (uint8_t) rand_r(&seed);
+      case 1:
+        b[rand_r(&seed) % (len < 32 ? len : 32)] = (uint8_t) rand_r(&seed);
         break;
-      case 2: len -= rand_r(&seed) % (len > 1 ? len / 2 : 1);
-        break;
+      case 2: len -= rand_r(&seed) % (len > 1 ? len / 2 : 1); break;
       }
     }
     uint8_t *t = malloc(len);
@@ -768,11 +763,19 @@ static void test_status(void)
   proto_le32(b, PROTO_STATUS_LEN);
   {
     /* offset, bad value: booleans, pads, the peer text. */
-    static const struct { size_t off; uint8_t v; } bad[] = {
-        {40, 2}, {41, 2}, {42, 1}, {43, 1}, {88, 1}, {95, 1},
-        {96 + 3, 0x01},              /* control byte in the peer */
-        {96 + 3, 0x80},              /* not ASCII */
-        {96 + 20, 'x'},              /* junk after the NUL */
+    static const struct {
+      size_t off;
+      uint8_t v;
+    } bad[] = {
+        {40, 2},
+        {41, 2},
+        {42, 1},
+        {43, 1},
+        {88, 1},
+        {95, 1},
+        {96 + 3, 0x01}, /* control byte in the peer */
+        {96 + 3, 0x80}, /* not ASCII */
+        {96 + 20, 'x'}, /* junk after the NUL */
         {96 + PROTO_STATUS_PEER_LEN - 1, 'x'},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
@@ -809,8 +812,11 @@ static void test_snapshot(void)
 {
   struct proto_msg m;
   uint8_t t[PROTO_SNAPSHOT_LEN];
-  struct proto_snapshot s = {.job_id = 7, .op = PROTO_SNAP_CREATE,
-                             .flush_no = 11, .gen = 3, .time = 1764700000};
+  struct proto_snapshot s = {.job_id = 7,
+                             .op = PROTO_SNAP_CREATE,
+                             .flush_no = 11,
+                             .gen = 3,
+                             .time = 1764700000};
   snprintf(s.name, sizeof s.name, "nightly-1");
   CHECK(proto_put_snapshot(t, &s) == 112 && proto_rd16(t + 4) == 46);
   CHECK(t[16] == 1 && memcmp(t + 48, "nightly-1", 10) == 0);
@@ -820,20 +826,20 @@ static void test_snapshot(void)
         m.u.snap.time == 1764700000 && strcmp(m.u.snap.name, "nightly-1") == 0);
   CHECK(strcmp(proto_type_name(PROTO_T_SNAPSHOT), "SNAPSHOT") == 0);
   uint8_t u[PROTO_SNAPSHOT_LEN];
-#define MUT(stmt)                                                            \
-  do {                                                                       \
-    memcpy(u, t, sizeof t);                                                  \
-    stmt;                                                                    \
-    CHECK(proto_decode(u, sizeof u, 0, &m) == -EPROTO);                      \
+#define MUT(stmt)                                       \
+  do {                                                  \
+    memcpy(u, t, sizeof t);                             \
+    stmt;                                               \
+    CHECK(proto_decode(u, sizeof u, 0, &m) == -EPROTO); \
   } while (0)
-  MUT(u[16] = 0);             /* no such op */
+  MUT(u[16] = 0); /* no such op */
   MUT(u[16] = 4);
-  MUT(u[17] = 1);             /* pad */
-  MUT(proto_le64(u + 32, 0)); /* create without a generation */
-  MUT(memset(u + 48, 0, 64)); /* create without a name */
-  MUT(u[48 + 9 + 1] = 'x');   /* bytes after the NUL */
+  MUT(u[17] = 1);               /* pad */
+  MUT(proto_le64(u + 32, 0));   /* create without a generation */
+  MUT(memset(u + 48, 0, 64));   /* create without a name */
+  MUT(u[48 + 9 + 1] = 'x');     /* bytes after the NUL */
   MUT(memset(u + 48, 'a', 64)); /* no NUL */
-  MUT(u[48] = ' ');           /* not printable */
+  MUT(u[48] = ' ');             /* not printable */
   MUT(u[48] = 0x80);
   CHECK(proto_decode(t, sizeof t - 1, 0, &m) == -EPROTO);
   /* delete: a name, no numbers; list: neither. */
@@ -849,12 +855,17 @@ static void test_snapshot(void)
   CHECK(proto_decode(t, sizeof t, 0, &m) == -EPROTO);
   s.name[0] = 0;
   proto_put_snapshot(t, &s);
-  CHECK(proto_decode(t, sizeof t, 0, &m) == 0 && m.u.snap.op == PROTO_SNAP_LIST);
+  CHECK(proto_decode(t, sizeof t, 0, &m) == 0 &&
+        m.u.snap.op == PROTO_SNAP_LIST);
 
   /* SNAPSHOTS with two entries. */
   uint8_t f[PROTO_SNAPSHOTS_HDR_LEN + 2 * PROTO_SNAP_ENTRY_LEN];
-  struct proto_snap_entry e = {.seq = 2, .extent_count = 8, .copies = 3,
-                               .time = 5, .gen = 6, .flush = 7,
+  struct proto_snap_entry e = {.seq = 2,
+                               .extent_count = 8,
+                               .copies = 3,
+                               .time = 5,
+                               .gen = 6,
+                               .flush = 7,
                                .bytes = 1ull << 40};
   snprintf(e.name, sizeof e.name, "a.b_c-D");
   CHECK(proto_put_snapshots_hdr(f, 9, 0, 2) == 24 && proto_rd32(f) == sizeof f);

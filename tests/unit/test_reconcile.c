@@ -19,8 +19,11 @@
 
 static struct up_rec_blk blk(bool cand, uint32_t flags, uint64_t ver)
 {
-  return (struct up_rec_blk){.ok = true, .cand = cand, .flags = flags,
-                             .version = ver, .hash = ver * 7 + 1};
+  return (struct up_rec_blk){.ok = true,
+                             .cand = cand,
+                             .flags = flags,
+                             .version = ver,
+                             .hash = ver * 7 + 1};
 }
 
 /* Do two replies name the same contents (the model's own statement)? */
@@ -118,8 +121,10 @@ static void hand_cases(void)
 /* Every combination against the model's properties. */
 static void all_cases(void)
 {
-  static const struct { uint32_t flags; uint64_t ver; } what[] = {
-      {0, 0}, {0, 5}, {P, 3}, {P, 5}, {P, 7}, {P | BAD, 9}, {BAD, 6}};
+  static const struct {
+    uint32_t flags;
+    uint64_t ver;
+  } what[] = {{0, 0}, {0, 5}, {P, 3}, {P, 5}, {P, 7}, {P | BAD, 9}, {BAD, 6}};
   enum { NW = sizeof what / sizeof what[0], NS = 3 * NW }; /* + !ok, cand */
   unsigned combos = 0;
 

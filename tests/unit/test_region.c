@@ -3,12 +3,12 @@
  * array, the crash rule (simulated and with real kill -9), LRU eviction
  * and the on-disk extent paths.  Runs in a mkdtemp directory. */
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +25,8 @@
 #include "../../common/log.h"
 #include "../../downstairs/region.h"
 
-#include "test_region.h"
 #include "../../downstairs/extent.h"
+#include "test_region.h"
 
 static void test_create_open(void)
 {
@@ -39,8 +39,8 @@ static void test_create_open(void)
   CHECK(region_create(dir, &d2) == -EEXIST);
   CHECK(region_open(dir, &r) == 0);
   const struct proto_region *g = region_def(r);
-  CHECK(g->block_size == BS && g->extent_size == ES &&
-        g->extent_count == EC && !g->encrypted);
+  CHECK(g->block_size == BS && g->extent_size == ES && g->extent_count == EC &&
+        !g->encrypted);
   CHECK(geom_uuid_is_zero(g->uuid));
   struct region *r2;
   CHECK(region_open(dir, &r2) == -EBUSY); /* one daemon per region */
@@ -174,7 +174,7 @@ static void test_encrypted(void)
   struct region *r;
   uint64_t s = 7;
   uint8_t data[BS], back[BS];
-  struct proto_ctx c = { .version = 5, .flags = PROTO_CTX_PRESENT }, rc;
+  struct proto_ctx c = {.version = 5, .flags = PROTO_CTX_PRESENT}, rc;
   CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
   fill(data, BS, &s);
   fill(c.nonce, sizeof c.nonce, &s);
@@ -317,8 +317,10 @@ static void kwrite_group(struct region *r, uint64_t lba, uint32_t n,
     c[i].version = (*v)++;
     c[i].hash = crypt_hash_plain(buf + i * KBS, KBS);
     c[i].flags = PROTO_CTX_PRESENT;
-    w[i] = (struct region_wr){.lba = lba + (i < n ? i : 0), .n = 1,
-                              .ctxs = &c[i], .data = buf + i * KBS};
+    w[i] = (struct region_wr){.lba = lba + (i < n ? i : 0),
+                              .n = 1,
+                              .ctxs = &c[i],
+                              .data = buf + i * KBS};
   }
   region_write_group(r, w, n + 1);
   for (uint32_t i = 0; i <= n; i++)
@@ -425,7 +427,7 @@ static void test_kill9(void)
     CHECK(read(pfd[0], &x, 1) == 1);
     close(pfd[0]);
     long us = (long) (round * 30000 / (rounds - 1)) + (long) (rnd(&s) % 300);
-    struct timespec ts = { 0, us * 1000L };
+    struct timespec ts = {0, us * 1000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
     int status;
@@ -455,8 +457,8 @@ static void test_paths_lru(void)
   struct stat st;
   uint64_t s = 5;
   CHECK(region_create(dir, &d) == 0);
-  static const char *const names[] = { "00/000/000", "00/000/00A",
-                                       "00/000/FFF", "00/001/000" };
+  static const char *const names[] = {"00/000/000", "00/000/00A", "00/000/FFF",
+                                      "00/001/000"};
   for (int i = 0; i < 4; i++) {
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
     CHECK(stat(p, &st) == 0 && st.st_size == 2 * BS);
@@ -530,7 +532,7 @@ static void test_threads(void)
   pthread_t t[4];
   CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
   for (int i = 0; i < 4; i++) {
-    w[i] = (struct worker){ .r = r, .id = i };
+    w[i] = (struct worker){.r = r, .id = i};
     CHECK(pthread_create(&t[i], NULL, worker_main, &w[i]) == 0);
   }
   for (int i = 0; i < 4; i++) {
@@ -684,16 +686,11 @@ static void test_wal_bounded(void)
 int main(void)
 {
   static const struct region_test tests[] = {
-      {"create_open", test_create_open},
-      {"round_trip", test_round_trip},
-      {"encrypted", test_encrypted},
-      {"model", test_model},
-      {"crash_sim", test_crash_sim},
-      {"kill9", test_kill9},
-      {"write_group", test_write_group},
-      {"read_now", test_read_now},
-      {"wal_bounded", test_wal_bounded},
-      {"paths_lru", test_paths_lru},
+      {"create_open", test_create_open}, {"round_trip", test_round_trip},
+      {"encrypted", test_encrypted},     {"model", test_model},
+      {"crash_sim", test_crash_sim},     {"kill9", test_kill9},
+      {"write_group", test_write_group}, {"read_now", test_read_now},
+      {"wal_bounded", test_wal_bounded}, {"paths_lru", test_paths_lru},
       {"threads", test_threads}};
   return region_tests_run("test_region", tests, sizeof tests / sizeof tests[0]);
 }

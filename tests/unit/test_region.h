@@ -62,14 +62,17 @@ static inline const char *newdir_fast(void)
 }
 
 static inline struct proto_region geom(uint32_t bs, uint64_t es, uint32_t ec,
-                                uint8_t enc)
+                                       uint8_t enc)
 {
-  struct proto_region d = { .block_size = bs, .extent_size = es,
-                            .extent_count = ec, .encrypted = enc };
+  struct proto_region d = {.block_size = bs,
+                           .extent_size = es,
+                           .extent_count = ec,
+                           .encrypted = enc};
   return d;
 }
 
-static inline void mkctx(struct proto_ctx *c, const uint8_t *data, uint64_t version)
+static inline void mkctx(struct proto_ctx *c, const uint8_t *data,
+                         uint64_t version)
 {
   memset(c, 0, sizeof *c);
   c->version = version;
@@ -87,7 +90,7 @@ static inline void fill(uint8_t *b, size_t len, uint64_t *s)
 
 /* Write one block at lba with random bytes and the given version. */
 static inline int write1(struct region *r, uint64_t lba, uint64_t version,
-                  uint8_t *out, uint64_t *s)
+                         uint8_t *out, uint64_t *s)
 {
   uint8_t buf[BS];
   struct proto_ctx c;
@@ -125,7 +128,7 @@ static inline void count_bad(uint32_t eid, uint64_t block, void *arg)
 
 /* Read block lba of a region's raw data file (extent eid's file). */
 static inline int raw_block(const char *dir, const char *ext, uint64_t blk,
-                     uint32_t bs, uint8_t *out)
+                            uint32_t bs, uint8_t *out)
 {
   char p[256];
   snprintf(p, sizeof p, "%s/%s", dir, ext);
@@ -145,7 +148,10 @@ static inline bool all_zero(const uint8_t *b, size_t len)
 }
 
 /* Run the named tests (TEST_ONLY=name runs one) in fresh temp dirs. */
-struct region_test { const char *name; void (*fn)(void); };
+struct region_test {
+  const char *name;
+  void (*fn)(void);
+};
 static inline int region_tests_run(const char *prog,
                                    const struct region_test *t, size_t n)
 {

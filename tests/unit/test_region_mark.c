@@ -23,12 +23,13 @@ static long long meta_row(const char *dir, uint32_t eid, const char *name)
   geom_extent_path(eid, rel);
   snprintf(p, sizeof p, "%s/%s.db", dir, rel);
   if (sqlite3_open(p, &db) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, "SELECT value FROM metadata WHERE name=?", -1,
-                         &s, NULL) == SQLITE_OK) {
+      sqlite3_prepare_v2(db, "SELECT value FROM metadata WHERE name=?", -1, &s,
+                         NULL) == SQLITE_OK) {
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
-    v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0)
-                         : rc == SQLITE_DONE ? -1 : -2;
+    v = rc == SQLITE_ROW    ? sqlite3_column_int64(s, 0)
+        : rc == SQLITE_DONE ? -1
+                            : -2;
     sqlite3_finalize(s);
   }
   sqlite3_close(db);
@@ -42,11 +43,13 @@ static bool state_is(struct region *r, uint32_t eid, uint64_t gen,
   static struct proto_extent_state st[128];
   if (region_def(r)->extent_count > 128 || region_extent_states(r, st) < 0)
     return false;
-  bool ok = st[eid].gen == gen && st[eid].flush == flush &&
-            st[eid].dirty == dirty;
+  bool ok =
+      st[eid].gen == gen && st[eid].flush == flush && st[eid].dirty == dirty;
   if (!ok)
-    fprintf(stderr, "extent %u: gen %llu flush %llu dirty %u, want %llu "
-            "%llu %u\n", eid, (unsigned long long) st[eid].gen,
+    fprintf(stderr,
+            "extent %u: gen %llu flush %llu dirty %u, want %llu "
+            "%llu %u\n",
+            eid, (unsigned long long) st[eid].gen,
             (unsigned long long) st[eid].flush, st[eid].dirty,
             (unsigned long long) gen, (unsigned long long) flush, dirty);
   return ok;

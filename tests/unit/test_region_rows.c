@@ -9,7 +9,6 @@
 
 #include "test_region.h"
 
-
 /* What reconciliation compares: an unflushed trim reports its version
  * (flags 0) until a flush drops its row; a block whose bytes match none
  * of its contexts reads with PROTO_CTX_BAD; EXTENT_FLUSH sets the numbers
@@ -66,7 +65,7 @@ static void test_unwritten_rows(void)
   struct proto_region d = geom(BS, ES, EC, 0);
   struct region *r;
   uint64_t s = 3;
-  uint8_t x[BS], back[BS], zero[BS] = { 0 };
+  uint8_t x[BS], back[BS], zero[BS] = {0};
   struct proto_ctx rc, c;
   CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
   CHECK(write1(r, 1, 10, x, &s) == 0); /* first write: unwritten + x */
@@ -213,8 +212,8 @@ static void test_block_map(void)
     for (uint32_t i = 0; i < ES; i++) {
       uint64_t b = (uint64_t) e * ES + i;
       if (map_bit(bits, i) != model[b]) {
-        fprintf(stderr, "op %d: block %" PRIu64 ": map %d, model %d\n", op,
-                b, map_bit(bits, i), model[b]);
+        fprintf(stderr, "op %d: block %" PRIu64 ": map %d, model %d\n", op, b,
+                map_bit(bits, i), model[b]);
         CHECK(map_bit(bits, i) == model[b]);
       }
       if (!map_bit(bits, i))

@@ -150,6 +150,5 @@ static void test_recover(void)
 int main(void)
 {
   static const struct region_test tests[] = {{"recover", test_recover}};
-  return region_tests_run("test_repair", tests,
-                          sizeof tests / sizeof tests[0]);
+  return region_tests_run("test_repair", tests, sizeof tests / sizeof tests[0]);
 }

@@ -100,8 +100,10 @@ static void check_all(int added)
     assert(running == j->s.running);
     assert(!running || j->s.queued == (j->batch == 0));
     if (running && !model_safe(i)) {
-      fprintf(stderr, "job %d running beside a conflicting job of another "
-              "batch\n", i);
+      fprintf(stderr,
+              "job %d running beside a conflicting job of another "
+              "batch\n",
+              i);
       abort();
     }
     if (!running && model_allowed(i)) {

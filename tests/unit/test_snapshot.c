@@ -37,8 +37,7 @@ static struct msnap ms[8];
 static unsigned nms;
 static uint64_t version = 1;
 
-static int model_write(struct region *r, uint64_t lba, uint32_t n,
-                       uint64_t *s)
+static int model_write(struct region *r, uint64_t lba, uint32_t n, uint64_t *s)
 {
   uint8_t buf[4 * BS];
   struct proto_ctx c[4];
@@ -76,13 +75,13 @@ static int check_vol(struct region *r, const char *name, const struct mvol *m)
                    : region_read(r, lba, 1, &c, got);
     const struct mblk *b = &m->b[lba];
     bool ok = ret == 0 && !(c.flags & PROTO_CTX_BAD) &&
-              (b->version ? (c.flags & PROTO_CTX_PRESENT) &&
-                                c.version == b->version &&
-                                memcmp(got, b->data, BS) == 0
-                          : !(c.flags & PROTO_CTX_PRESENT) &&
-                                all_zero(got, BS));
+              (b->version
+                   ? (c.flags & PROTO_CTX_PRESENT) && c.version == b->version &&
+                         memcmp(got, b->data, BS) == 0
+                   : !(c.flags & PROTO_CTX_PRESENT) && all_zero(got, BS));
     if (!ok && bad++ == 0)
-      fprintf(stderr, "%s: lba %llu: ret %d version %llu flags %u, model %llu\n",
+      fprintf(stderr,
+              "%s: lba %llu: ret %d version %llu flags %u, model %llu\n",
               name ? name : "live", (unsigned long long) lba, ret,
               (unsigned long long) c.version, c.flags,
               (unsigned long long) b->version);
@@ -361,7 +360,7 @@ static void test_snap_default_geometry(void)
   struct region_wr w = {.lba = lba, .n = N, .ctxs = c, .data = b};
   CHECK(region_write_group_now(r, &w, 1) == -EAGAIN);
   CHECK(region_write(r, lba, N, c, b) == 0);
-  CHECK(region_write(r, lba, N, c, b) == 0); /* no second copy */
+  CHECK(region_write(r, lba, N, c, b) == 0);  /* no second copy */
   int now = region_write_group_now(r, &w, 1); /* may wait for other reasons */
   CHECK(now == -EAGAIN || (now == 0 && w.err == 0));
   CHECK(region_snapshot_read(r, "base", lba, N, rc, got) == 0);
@@ -381,7 +380,8 @@ static void test_snap_default_geometry(void)
   CHECK(region_extend(r, 4) == 0);
   CHECK(region_write(r, 3 * 32768ull, 1, c, b) == 0);
   CHECK(region_snapshot_read(r, "base", 3 * 32768ull, 1, rc, got) == -EINVAL);
-  CHECK(region_snapshot_list(r, info, SNAP_MAX, &n) == 0 && info[0].copies == 1);
+  CHECK(region_snapshot_list(r, info, SNAP_MAX, &n) == 0 &&
+        info[0].copies == 1);
   region_close(r);
 }
 

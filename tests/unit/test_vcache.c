@@ -15,8 +15,8 @@ static void note_write(struct upstairs *up, uint64_t lba, uint32_t n,
 {
   uint8_t frame[PROTO_IO_HDR_LEN + PROTO_CTX_LEN] = {0};
   struct proto_ctx c = {.version = ver, .flags = PROTO_CTX_PRESENT};
-  struct up_job job = {.type = PROTO_T_WRITE, .lba = lba, .n = n,
-                       .frame = frame};
+  struct up_job job = {
+      .type = PROTO_T_WRITE, .lba = lba, .n = n, .frame = frame};
 
   proto_ctx_put(frame + PROTO_IO_HDR_LEN, &c);
   up__vcache_note(up, &job);

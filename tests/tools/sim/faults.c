@@ -17,7 +17,7 @@ bool flip_block(struct sim *s, int i)
     char rel[GEOM_EXTENT_PATH_MAX], path[700];
     geom_extent_path(b / per, rel);
     snprintf(path, sizeof path, "%s/%s", s->ds_dir[i], rel);
-    off_t off = (off_t)(b % per) * BLOCK + at;
+    off_t off = (off_t) (b % per) * BLOCK + at;
     uint8_t c;
     int fd = open(path, O_RDWR);
     if (fd < 0 || pread(fd, &c, 1, off) != 1)
@@ -30,9 +30,10 @@ bool flip_block(struct sim *s, int i)
     s->flips_pending++;
     s->corrupt_ds = i;
     s->flips_done++;
-    event(s, "fault flip ds%d lba %" PRIu64 " (%s offset %jd) last "
-          "touched by op %" PRIu64, i + 1, b, rel, (intmax_t)off,
-          s->blk_mod[b]);
+    event(s,
+          "fault flip ds%d lba %" PRIu64 " (%s offset %jd) last "
+          "touched by op %" PRIu64,
+          i + 1, b, rel, (intmax_t) off, s->blk_mod[b]);
     return true;
   }
   event(s, "fault flip ds%d: no written block untouched lately: skipped",
@@ -53,8 +54,10 @@ void heal_flips(struct sim *s, uint64_t off, uint64_t len)
     if (s->flipped[b] != FLIP_PENDING)
       continue;
     s->flipped[b] = FLIP_HEALED;
-    event(s, "flipped lba %" PRIu64 " rewritten (op at %" PRIu64 " len %"
-          PRIu64 ")", b, off, len);
+    event(s,
+          "flipped lba %" PRIu64 " rewritten (op at %" PRIu64 " len %" PRIu64
+          ")",
+          b, off, len);
     if (--s->flips_pending == 0) {
       event(s, "ds%d holds no unhealed flip", s->corrupt_ds + 1);
       s->corrupt_ds = -1;
@@ -95,9 +98,11 @@ void away_check(struct sim *s, bool wait)
     pump(s, 50);
   }
   read_repair(s, i, rep, sizeof rep);
-  event(s, "away: ds%d active again %.1f s and %" PRIu64 " ops after its "
-        "return%s; repair %s", i + 1, now() - s->away_t, s->seq - s->away_seq,
-        wait ? " (waited)" : "", rep);
+  event(s,
+        "away: ds%d active again %.1f s and %" PRIu64 " ops after its "
+        "return%s; repair %s",
+        i + 1, now() - s->away_t, s->seq - s->away_seq, wait ? " (waited)" : "",
+        rep);
   s->away_ds = -1;
 }
 
@@ -147,8 +152,7 @@ void ds_up(struct sim *s, int i)
 
 /* After a crash: read every range L touches once, check each byte is one
  * of its candidates, adopt what was read into M. */
-void check_chunk(struct sim *s, uint64_t off, uint64_t n,
-                        const uint8_t *got)
+void check_chunk(struct sim *s, uint64_t off, uint64_t n, const uint8_t *got)
 {
   static uint8_t ok[CHUNK], closed[CHUNK], cand[CHUNK];
   static uint32_t match[CHUNK];
@@ -180,8 +184,10 @@ void check_chunk(struct sim *s, uint64_t off, uint64_t n,
     }
     if (!ok[i]) {
       explain_byte(s, off + i, got[i]);
-      fail(s, "MISMATCH after nbdkit crash: byte %" PRIu64 " (block %" PRIu64
-           ") is none of its candidates", off + i, (off + i) / BLOCK);
+      fail(s,
+           "MISMATCH after nbdkit crash: byte %" PRIu64 " (block %" PRIu64
+           ") is none of its candidates",
+           off + i, (off + i) / BLOCK);
     }
   }
   for (uint64_t i = 0; i < n;) {
@@ -215,14 +221,16 @@ void crash_check(struct sim *s)
     for (uint64_t o = a; o < b; o += CHUNK) {
       uint64_t len = min64(CHUNK, b - o);
       if (nbd_pread(s->h[0], buf, len, o, 0) < 0)
-        fail(s, "read after nbdkit crash, off %" PRIu64 " len %" PRIu64
-             ": %s", o, len, nbd_get_error());
+        fail(s, "read after nbdkit crash, off %" PRIu64 " len %" PRIu64 ": %s",
+             o, len, nbd_get_error());
       check_chunk(s, o, len, buf);
       total += len;
     }
   }
-  event(s, "after crash: %zu unflushed writes, %" PRIu64 " bytes checked "
-        "against their candidates and adopted", n, total);
+  event(s,
+        "after crash: %zu unflushed writes, %" PRIu64 " bytes checked "
+        "against their candidates and adopted",
+        n, total);
   s->crash_checked += total;
   free(r);
   free(buf);
@@ -332,10 +340,9 @@ void sim_grow(struct sim *s, uint64_t size)
   memset(s->snap_stale + ob, 0, nb - ob);
   model_grow(&s->M, size);
   model_grow(&s->D, size);
-  event(s, "volume grew from %" PRIu64 " to %" PRIu64 " bytes", s->size,
-        size);
+  event(s, "volume grew from %" PRIu64 " to %" PRIu64 " bytes", s->size, size);
   s->size = size;
-  s->o.extent_count = (unsigned)(size / s->extent_bytes);
+  s->o.extent_count = (unsigned) (size / s->extent_bytes);
   s->extends++;
 }
 
@@ -344,8 +351,8 @@ static void check_counts(struct sim *s)
 {
   for (int i = 0; i < 3; i++)
     if (region_count(s, i) != s->o.extent_count)
-      fail(s, "ds%d has %u extents, the volume %u", i + 1,
-           region_count(s, i), s->o.extent_count);
+      fail(s, "ds%d has %u extents, the volume %u", i + 1, region_count(s, i),
+           s->o.extent_count);
 }
 
 /* Fault extend (sim.h): grow by one or two extents, nothing in flight;
@@ -357,10 +364,10 @@ static void extend_volume(struct sim *s, int ds, bool crash)
 {
   /* Grown past 4x (and 16 extents) only the same size is asked: a long
    * soak keeps its final read and memory bounded. */
-  bool cap = s->o.extent_count >= 16 &&
-             s->o.extent_count >= 4 * s->extent_count0;
-  uint64_t want = s->size + (cap ? 0 : rng_range(&s->rfault, 1, 2)) *
-                                s->extent_bytes;
+  bool cap =
+      s->o.extent_count >= 16 && s->o.extent_count >= 4 * s->extent_count0;
+  uint64_t want =
+      s->size + (cap ? 0 : rng_range(&s->rfault, 1, 2)) * s->extent_bytes;
   char size[32], log[600];
   snprintf(size, sizeof size, "%" PRIu64, want);
   snprintf(log, sizeof log, "%s/admin.log", s->o.dir);
@@ -388,7 +395,7 @@ static void extend_volume(struct sim *s, int ds, bool crash)
     return;
   }
   pid_t pid = spawn(s, argv, log);
-  usleep((useconds_t)rng_range(&s->rfault, 0, 250000));
+  usleep((useconds_t) rng_range(&s->rfault, 0, 250000));
   s->crashing = true;
   kill(s->nbdkit.pid, SIGKILL);
   waitpid(s->nbdkit.pid, NULL, 0);
@@ -425,19 +432,13 @@ void fault_begin(struct sim *s)
   s->nfaults[s->fc]++;
   s->fds = ds;
   switch (s->fc) {
-  case F_KILL_DS:
-    ds_down(s, ds, true);
-    break;
-  case F_STOP_DS:
-    ds_down(s, ds, false);
-    break;
+  case F_KILL_DS: ds_down(s, ds, true); break;
+  case F_STOP_DS: ds_down(s, ds, false); break;
   case F_FLIP:
     ds_down(s, ds, kill9);
     flip_block(s, ds);
     break;
-  case F_KILL_NBDKIT:
-    crash_nbdkit(s, -1);
-    return;
+  case F_KILL_NBDKIT: crash_nbdkit(s, -1); return;
   case F_DOWN_CRASH: /* a short outage, then nbdkit dies (fault_tick) */
     ds_down(s, ds, true);
     dur = short_dur;
@@ -447,9 +448,7 @@ void fault_begin(struct sim *s)
     event(s, "down-crash outage of %" PRIu64 " ops%s", dur,
           s->no_flush ? ", no flushes" : "");
     break;
-  case F_RESTART:
-    restart_all(s);
-    return;
+  case F_RESTART: restart_all(s); return;
   case F_AWAY: /* a short outage: resync what changed (fault_tick) */
     if (kill9) {
       ds_down(s, ds, true);

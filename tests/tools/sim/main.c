@@ -8,13 +8,12 @@ void progress(struct sim *s)
   double t = now() - s->t_start;
   printf("crucible-sim: %5.0f s  ops %" PRIu64 " (r %" PRIu64 " w %" PRIu64
          " t %" PRIu64 " z %" PRIu64 " f %" PRIu64 ")  faults %" PRIu64
-         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
-         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
-         t, s->seq,
-         s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM], s->nops[K_ZERO],
-         s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1], s->nfaults[2],
-         s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
-         s->nfaults[7], s->nfaults[8]);
+         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
+         "/%" PRIu64 "/%" PRIu64 "\n",
+         t, s->seq, s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM],
+         s->nops[K_ZERO], s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1],
+         s->nfaults[2], s->nfaults[3], s->nfaults[4], s->nfaults[5],
+         s->nfaults[6], s->nfaults[7], s->nfaults[8]);
   fflush(stdout);
 }
 
@@ -61,7 +60,7 @@ void final_replicas(struct sim *s)
   char log[600];
   snprintf(log, sizeof log, "%s/verify.log", s->o.dir);
   for (int i = 0; i < 3; i++) {
-    char *argv[] = {(char *)s->o.ds_bin, "verify", "-d", s->ds_dir[i], NULL};
+    char *argv[] = {(char *) s->o.ds_bin, "verify", "-d", s->ds_dir[i], NULL};
     if (run_cmd(s, argv, log, 600) != 0) {
       tail_file(log, 10);
       fail(s, "crucible-downstairs verify -d %s failed", s->ds_dir[i]);
@@ -90,8 +89,10 @@ void final_replicas(struct sim *s)
       for (int i = 1; i < 3; i++)
         for (uint64_t k = 0; k < CHUNK; k += BLOCK)
           if (memcmp(b[0] + k, b[i] + k, BLOCK))
-            fail(s, "replicas differ: extent %u block %" PRIu64 " (lba %"
-                 PRIu64 "): ds1 vs ds%d", e, (o + k) / BLOCK,
+            fail(s,
+                 "replicas differ: extent %u block %" PRIu64 " (lba %" PRIu64
+                 "): ds1 vs ds%d",
+                 e, (o + k) / BLOCK,
                  e * (s->extent_bytes / BLOCK) + (o + k) / BLOCK, i + 1);
     }
     for (int i = 0; i < 3; i++)
@@ -124,20 +125,21 @@ void summary(struct sim *s)
   uint64_t total = s->seq;
   printf("crucible-sim: PASS seed %" PRIu64 " in %.0f s: %" PRIu64 " ops "
          "(%.0f/min): read %" PRIu64 " (%" PRIu64 " MiB) write %" PRIu64
-         " (%" PRIu64 " MiB) trim %" PRIu64 " zero %" PRIu64 " flush %"
-         PRIu64 "\n", s->o.seed, t, total, total * pm, s->nops[K_READ],
+         " (%" PRIu64 " MiB) trim %" PRIu64 " zero %" PRIu64 " flush %" PRIu64
+         "\n",
+         s->o.seed, t, total, total * pm, s->nops[K_READ],
          s->bytes[K_READ] >> 20, s->nops[K_WRITE], s->bytes[K_WRITE] >> 20,
          s->nops[K_TRIM], s->nops[K_ZERO], s->nops[K_FLUSH]);
   printf("crucible-sim: faults kill-ds %" PRIu64 " stop-ds %" PRIu64
-         " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %"
-         PRIu64 " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
+         " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %" PRIu64
+         " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
          " (%" PRIu64 " by SIGTERM) rollback %" PRIu64 " (%" PRIu64
          " restores) extend %" PRIu64 " (%" PRIu64 " grew, to %" PRIu64
          " MiB); %" PRIu64 " MiB checked after crashes%s\n",
          s->nfaults[0], s->nfaults[1], s->nfaults[2], s->flips_done,
          s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
-         s->away_clean, s->nfaults[7], s->rollbacks, s->nfaults[8],
-         s->extends, s->size >> 20, s->crash_checked >> 20,
+         s->away_clean, s->nfaults[7], s->rollbacks, s->nfaults[8], s->extends,
+         s->size >> 20, s->crash_checked >> 20,
          s->o.lenient ? " (lenient)" : "");
 }
 
@@ -164,21 +166,30 @@ uint64_t num(const char *s)
 
 void parse_args(int argc, char **argv, struct opts *o)
 {
-  static const struct option lo[] = {
-      {"seed", 1, 0, 's'},       {"seconds", 1, 0, 't'},
-      {"dir", 1, 0, 'd'},        {"extent-count", 1, 0, 'e'},
-      {"timeout", 1, 0, 'T'},    {"downstairs", 1, 0, 'D'},
-      {"plugin", 1, 0, 'P'},     {"no", 1, 0, 'n'},
-      {"inject-bug", 0, 0, 'i'}, {"lenient-crash", 0, 0, 'l'},
-      {0, 0, 0, 0}};
+  static const struct option lo[] = {{"seed", 1, 0, 's'},
+                                     {"seconds", 1, 0, 't'},
+                                     {"dir", 1, 0, 'd'},
+                                     {"extent-count", 1, 0, 'e'},
+                                     {"timeout", 1, 0, 'T'},
+                                     {"downstairs", 1, 0, 'D'},
+                                     {"plugin", 1, 0, 'P'},
+                                     {"no", 1, 0, 'n'},
+                                     {"inject-bug", 0, 0, 'i'},
+                                     {"lenient-crash", 0, 0, 'l'},
+                                     {0, 0, 0, 0}};
   bool seeded = false;
   int c;
-  *o = (struct opts){.seconds = 60, .extent_count = 3, .timeout = 5,
+  *o = (struct opts){.seconds = 60,
+                     .extent_count = 3,
+                     .timeout = 5,
                      .ds_bin = "./crucible-downstairs",
                      .plugin = "./crucible.so"};
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (c) {
-    case 's': o->seed = num(optarg); seeded = true; break;
+    case 's':
+      o->seed = num(optarg);
+      seeded = true;
+      break;
     case 't': o->seconds = num(optarg); break;
     case 'd': o->dir = optarg; break;
     case 'e': o->extent_count = num(optarg); break;
@@ -202,10 +213,10 @@ void parse_args(int argc, char **argv, struct opts *o)
   {
     size_t n = strlen(o->ds_bin);
     const char *sl = strrchr(o->ds_bin, '/');
-    size_t dir = sl ? (size_t)(sl - o->ds_bin) + 1 : 0;
-    (void)n;
-    snprintf(o->admin_bin, sizeof o->admin_bin, "%.*scrucible-admin",
-             (int)dir, o->ds_bin);
+    size_t dir = sl ? (size_t) (sl - o->ds_bin) + 1 : 0;
+    (void) n;
+    snprintf(o->admin_bin, sizeof o->admin_bin, "%.*scrucible-admin", (int) dir,
+             o->ds_bin);
   }
   if (!o->dir || optind != argc || o->extent_count < 1 || o->timeout < 1)
     usage();

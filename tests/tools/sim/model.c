@@ -22,19 +22,19 @@ void content(uint32_t wid, uint64_t off, uint64_t len, uint8_t *buf)
   }
   uint64_t o = off, end = off + len;
   while (o < end) {
-    uint64_t w = mix64(((uint64_t)wid << 32 | (o >> 3)) ^ 0x5bd1e995ull);
+    uint64_t w = mix64(((uint64_t) wid << 32 | (o >> 3)) ^ 0x5bd1e995ull);
     for (unsigned b = o & 7; b < 8 && o < end; b++, o++)
-      *buf++ = (uint8_t)(w >> (8 * b));
+      *buf++ = (uint8_t) (w >> (8 * b));
   }
 }
 
 void model_grow(struct model *m, uint64_t size)
 {
   uint32_t n = size / SECTOR;
-  uint32_t *sec = realloc(m->sec, (size_t)n * sizeof *sec);
+  uint32_t *sec = realloc(m->sec, (size_t) n * sizeof *sec);
   if (!sec)
     exit(1);
-  memset(sec + m->nsec, 0, (size_t)(n - m->nsec) * sizeof *sec);
+  memset(sec + m->nsec, 0, (size_t) (n - m->nsec) * sizeof *sec);
   m->sec = sec;
   m->nsec = n;
 }
@@ -91,8 +91,8 @@ uint32_t mix_alloc(struct model *m, uint32_t fill)
 }
 
 /* Write id WID over bytes [lo, hi) of sector s (a part of it). */
-void sector_apply_part(struct model *m, uint32_t s, unsigned lo,
-                              unsigned hi, uint32_t wid)
+void sector_apply_part(struct model *m, uint32_t s, unsigned lo, unsigned hi,
+                       uint32_t wid)
 {
   uint32_t v = m->sec[s];
   if (!(v & MIXED)) {
@@ -112,13 +112,12 @@ void sector_apply_part(struct model *m, uint32_t s, unsigned lo,
 }
 
 /* Bytes [off, off+len) now hold write WID. */
-void model_apply(struct model *m, uint64_t off, uint64_t len,
-                        uint32_t wid)
+void model_apply(struct model *m, uint64_t off, uint64_t len, uint32_t wid)
 {
   uint64_t end = off + len;
   while (off < end) {
     uint32_t s = off / SECTOR;
-    uint64_t so = (uint64_t)s * SECTOR, n = min64(end, so + SECTOR) - off;
+    uint64_t so = (uint64_t) s * SECTOR, n = min64(end, so + SECTOR) - off;
     if (n == SECTOR) {
       if (m->sec[s] & MIXED)
         m->freel[m->nfree++] = m->sec[s] & ~MIXED;
@@ -138,7 +137,7 @@ uint32_t model_wid_at(const struct model *m, uint64_t o)
 
 /* buf = what the model says bytes [off, off+len) hold. */
 void model_expect(const struct model *m, uint64_t off, uint64_t len,
-                         uint8_t *buf)
+                  uint8_t *buf)
 {
   uint64_t end = off + len;
   while (off < end) {
@@ -168,8 +167,8 @@ bool model_block_written(const struct model *m, uint64_t b)
 
 /* ---- L: writes not yet durable ---------------------------------------- */
 
-void ulog_push(struct ulog *l, uint64_t off, uint64_t len,
-                      uint32_t wid, bool durable, bool inflight)
+void ulog_push(struct ulog *l, uint64_t off, uint64_t len, uint32_t wid,
+               bool durable, bool inflight)
 {
   if (l->n == l->cap) {
     if (l->head > l->n / 2) {

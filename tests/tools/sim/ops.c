@@ -33,9 +33,9 @@ void conn_open(struct sim *s, int c)
     nbd_set_strict_mode(h, nbd_get_strict_mode(h) & ~LIBNBD_STRICT_ALIGN);
     if (nbd_connect_unix(h, s->sock) == 0) {
       int64_t sz = nbd_get_size(h);
-      if (s->size_alt && sz == (int64_t)s->size_alt && sz != (int64_t)s->size)
+      if (s->size_alt && sz == (int64_t) s->size_alt && sz != (int64_t) s->size)
         sim_grow(s, s->size_alt); /* the extend committed before the crash */
-      if (sz != (int64_t)s->size)
+      if (sz != (int64_t) s->size)
         fail(s, "export size %" PRId64 ", want %" PRIu64, sz, s->size);
       s->h[c] = h;
       return;
@@ -65,9 +65,22 @@ void nbdkit_start(struct sim *s, bool verify_all)
   snprintf(tmo, sizeof tmo, "timeout=%u", s->o.timeout);
   snprintf(pidf, sizeof pidf, "%s/nbdkit.pid", s->o.dir);
   snprintf(adm, sizeof adm, "admin=%s", s->asock);
-  char *argv[] = {"nbdkit", "-f", "-U", s->sock, "--pidfile", pidf,
-                  (char *)s->o.plugin, ds[0], ds[1], ds[2], key, stats, tmo,
-                  adm, verify_all ? "verify=all" : NULL, NULL};
+  char *argv[] = {"nbdkit",
+                  "-f",
+                  "-U",
+                  s->sock,
+                  "--pidfile",
+                  pidf,
+                  (char *) s->o.plugin,
+                  ds[0],
+                  ds[1],
+                  ds[2],
+                  key,
+                  stats,
+                  tmo,
+                  adm,
+                  verify_all ? "verify=all" : NULL,
+                  NULL};
   s->nbdkit.pid = spawn(s, argv, s->nblog);
   event(s, "nbdkit started pid %d%s", s->nbdkit.pid,
         verify_all ? " verify=all" : "");
@@ -82,16 +95,11 @@ int64_t submit(struct sim *s, struct op *o)
   nbd_completion_callback cb = {.callback = on_done, .user_data = o};
   uint32_t fl = o->fua ? LIBNBD_CMD_FLAG_FUA : 0;
   switch (o->k) {
-  case K_READ:
-    return nbd_aio_pread(h, o->buf, o->len, o->off, cb, 0);
-  case K_WRITE:
-    return nbd_aio_pwrite(h, o->buf, o->len, o->off, cb, fl);
-  case K_TRIM:
-    return nbd_aio_trim(h, o->len, o->off, cb, fl);
-  case K_ZERO:
-    return nbd_aio_zero(h, o->len, o->off, cb, fl);
-  case K_FLUSH:
-    return nbd_aio_flush(h, cb, 0);
+  case K_READ: return nbd_aio_pread(h, o->buf, o->len, o->off, cb, 0);
+  case K_WRITE: return nbd_aio_pwrite(h, o->buf, o->len, o->off, cb, fl);
+  case K_TRIM: return nbd_aio_trim(h, o->len, o->off, cb, fl);
+  case K_ZERO: return nbd_aio_zero(h, o->len, o->off, cb, fl);
+  case K_FLUSH: return nbd_aio_flush(h, cb, 0);
   }
   return -1;
 }
@@ -102,8 +110,8 @@ void explain_byte(struct sim *s, uint64_t o, uint8_t got)
   uint8_t b;
   uint32_t w = model_wid_at(&s->M, o);
   content(w, o, 1, &b);
-  fprintf(stderr, "  byte %" PRIu64 ": got 0x%02x, model wid %u = 0x%02x\n",
-          o, got, w, b);
+  fprintf(stderr, "  byte %" PRIu64 ": got 0x%02x, model wid %u = 0x%02x\n", o,
+          got, w, b);
   w = model_wid_at(&s->D, o);
   content(w, o, 1, &b);
   fprintf(stderr, "  durable model wid %u = 0x%02x\n", w, b);
@@ -112,9 +120,9 @@ void explain_byte(struct sim *s, uint64_t o, uint8_t got)
     if (o < e->off || o >= e->off + e->len)
       continue;
     content(e->wid, o, 1, &b);
-    fprintf(stderr, "  unflushed wid %u off %" PRIu64 " len %" PRIu64
-            "%s = 0x%02x\n", e->wid, e->off, e->len,
-            e->durable ? " durable" : "", b);
+    fprintf(stderr,
+            "  unflushed wid %u off %" PRIu64 " len %" PRIu64 "%s = 0x%02x\n",
+            e->wid, e->off, e->len, e->durable ? " durable" : "", b);
   }
 }
 
@@ -136,7 +144,8 @@ void check_read(struct sim *s, struct op *o)
     last = i;
   }
   explain_byte(s, o->off + first, o->buf[first]);
-  fail(s, "MISMATCH: read op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64
+  fail(s,
+       "MISMATCH: read op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64
        ": %" PRIu64 " bytes differ from the model in [%" PRIu64 ", %" PRIu64
        "] (volume offsets; first in block %" PRIu64 ", wid there %u)",
        o->seq, o->conn, o->off, o->len, nbad, o->off + first, o->off + last,
@@ -174,9 +183,8 @@ void retire(struct sim *s, struct op *o)
       ulog_push(&s->L, o->off, o->len, o->k == K_WRITE ? o->wid : 0, false,
                 true);
   } else {
-    fail(s, "%s op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64
-         " failed: %s", kind_name[o->k], o->seq, o->conn, o->off, o->len,
-         strerror(o->err));
+    fail(s, "%s op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64 " failed: %s",
+         kind_name[o->k], o->seq, o->conn, o->off, o->len, strerror(o->err));
   }
   free(o->buf);
   s->busy[o->conn]--;
@@ -224,9 +232,10 @@ void pump(struct sim *s, int ms)
     if (o->used && o->done)
       retire(s, o);
     else if (o->used && !s->crashing && o->t0 < limit)
-      fail(s, "%s op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64
-           " hung for %.0f s", kind_name[o->k], o->seq, o->conn, o->off,
-           o->len, now() - o->t0);
+      fail(s,
+           "%s op %" PRIu64 " c%u off %" PRIu64 " len %" PRIu64
+           " hung for %.0f s",
+           kind_name[o->k], o->seq, o->conn, o->off, o->len, now() - o->t0);
   }
 }
 
@@ -301,11 +310,12 @@ uint64_t gen_len(struct rng *r, uint64_t max)
 
 /* A random range of at most max bytes: aligned to 4096, 512 or nothing,
  * a quarter of them across an extent boundary. */
-void gen_range(struct sim *s, uint64_t max, uint64_t *off,
-                      uint64_t *len)
+void gen_range(struct sim *s, uint64_t max, uint64_t *off, uint64_t *len)
 {
   struct rng *r = &s->rops;
-  uint64_t a = rng_range(r, 0, 99), align = a < 45 ? BLOCK : a < 65 ? SECTOR : 1;
+  uint64_t a = rng_range(r, 0, 99), align = a < 45   ? BLOCK
+                                            : a < 65 ? SECTOR
+                                                     : 1;
   uint64_t n = gen_len(r, max), o;
   n = max64(align, (n + align - 1) / align * align);
   if (s->o.extent_count > 1 && rng_range(r, 0, 3) == 0) {
@@ -329,8 +339,11 @@ void gen_op(struct sim *s, struct op *o)
   memset(o, 0, sizeof *o);
   o->seq = s->seq;
   o->conn = rng_range(r, 0, NCONN - 1);
-  o->k = c < 37 ? K_READ : c < 74 ? K_WRITE : c < 84 ? K_TRIM
-       : c < 94 ? K_ZERO : K_FLUSH;
+  o->k = c < 37   ? K_READ
+         : c < 74 ? K_WRITE
+         : c < 84 ? K_TRIM
+         : c < 94 ? K_ZERO
+                  : K_FLUSH;
   if (o->k == K_FLUSH && s->no_flush)
     o->k = K_WRITE; /* a down-crash outage without flushes */
   if (o->k == K_FLUSH)
@@ -353,16 +366,15 @@ void log_op(struct sim *s, const struct op *o)
     event(s, "op %" PRIu64 " flush c%u (covers L < %" PRIu64 ")", o->seq,
           o->conn, ulog_end(&s->L));
   else
-    event(s, "op %" PRIu64 " %s c%u off %" PRIu64 " len %" PRIu64
-          " wid %u%s", o->seq, kind_name[o->k], o->conn, o->off, o->len,
-          o->wid, o->fua ? " fua" : "");
+    event(s, "op %" PRIu64 " %s c%u off %" PRIu64 " len %" PRIu64 " wid %u%s",
+          o->seq, kind_name[o->k], o->conn, o->off, o->len, o->wid,
+          o->fua ? " fua" : "");
 }
 
 /* Issue a read of [off, off+len) on connection c outside the stream. */
 void issue_read(struct sim *s, unsigned c, uint64_t off, uint64_t len)
 {
-  struct op o = {.k = K_READ, .conn = c, .seq = s->seq, .off = off,
-                 .len = len};
+  struct op o = {.k = K_READ, .conn = c, .seq = s->seq, .off = off, .len = len};
   issue(s, &o);
 }
 

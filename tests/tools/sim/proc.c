@@ -62,8 +62,7 @@ int proc_stop(struct proc *p, int sig, double secs)
 }
 
 /* Run argv to completion (bounded), output to LOG; its exit status. */
-int run_cmd(struct sim *s, char *const argv[], const char *log,
-                   double secs)
+int run_cmd(struct sim *s, char *const argv[], const char *log, double secs)
 {
   pid_t pid = spawn(s, argv, log);
   int st = wait_exit(pid, secs);
@@ -82,8 +81,8 @@ int free_port(void)
   socklen_t alen = sizeof a;
   int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
+  if (fd >= 0 && bind(fd, (struct sockaddr *) &a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *) &a, &alen) == 0)
     port = ntohs(a.sin_port);
   if (fd >= 0)
     close(fd);
@@ -122,8 +121,9 @@ void ds_start(struct sim *s, int i)
   char port[16], log[600];
   snprintf(port, sizeof port, "%d", s->port[i]);
   ds_log(s, i, log, sizeof log);
-  char *argv[] = {(char *)s->o.ds_bin, "run", "-d", s->ds_dir[i], "-p", port,
-                  "-a", "127.0.0.1", NULL};
+  char *argv[] = {
+      (char *) s->o.ds_bin, "run", "-d", s->ds_dir[i], "-p", port, "-a",
+      "127.0.0.1",          NULL};
   s->ds[i].pid = spawn(s, argv, log);
   s->ds[i].stopped = false;
   double end = now() + START_SECS;
@@ -150,9 +150,9 @@ void setup_volume(struct sim *s)
   uint64_t x = s->o.seed ^ 0xc0ffee;
   uint64_t a = splitmix(&x), b = splitmix(&x);
   snprintf(uuid, sizeof uuid, "%08x-%04x-4%03x-8%03x-%012" PRIx64,
-           (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-           (unsigned)a & 0xfff, (unsigned)(b >> 52) & 0xfff,
-           (uint64_t)(b & 0xffffffffffffull));
+           (unsigned) (a >> 32), (unsigned) (a >> 16) & 0xffff,
+           (unsigned) a & 0xfff, (unsigned) (b >> 52) & 0xfff,
+           (uint64_t) (b & 0xffffffffffffull));
   for (int i = 0; i < 32; i += 8) {
     uint64_t k = splitmix(&x);
     memcpy(key + i, &k, 8);
@@ -160,15 +160,16 @@ void setup_volume(struct sim *s)
   base64_encode(key, sizeof key, key64);
   snprintf(s->key, sizeof s->key, "%s/key", s->o.dir);
   int fd = open(s->key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0 || write(fd, key64, strlen(key64)) != (ssize_t)strlen(key64))
+  if (fd < 0 || write(fd, key64, strlen(key64)) != (ssize_t) strlen(key64))
     fail(s, "%s: %s", s->key, strerror(errno));
   close(fd);
   snprintf(ec, sizeof ec, "%u", s->o.extent_count);
   snprintf(log, sizeof log, "%s/create.log", s->o.dir);
   for (int i = 0; i < 3; i++) {
     snprintf(s->ds_dir[i], sizeof s->ds_dir[i], "%s/ds%d", s->o.dir, i + 1);
-    char *argv[] = {(char *)s->o.ds_bin, "create", "-d", s->ds_dir[i], "-u",
-                    uuid, "--encrypted", "--extent-count", ec, NULL};
+    char *argv[] = {
+        (char *) s->o.ds_bin, "create",         "-d", s->ds_dir[i], "-u", uuid,
+        "--encrypted",        "--extent-count", ec,   NULL};
     if (run_cmd(s, argv, log, 120) != 0) {
       tail_file(log, 5);
       fail(s, "create %s failed", s->ds_dir[i]);
@@ -211,7 +212,7 @@ uint32_t region_count(struct sim *s, int i)
   const char *c = strstr(buf, "\"extent_count\":");
   if (!c)
     fail(s, "%s: no extent_count: %s", path, buf);
-  return (uint32_t)strtoul(c + 15, NULL, 10);
+  return (uint32_t) strtoul(c + 15, NULL, 10);
 }
 
 /* ---- stats file ------------------------------------------------------- */
@@ -253,8 +254,10 @@ void wait_healthy(struct sim *s)
         !strcmp(st[2], "active"))
       break;
     if (now() > end)
-      fail(s, "volume not healthy after %d s: phase %s, ds1 %s, ds2 %s, "
-           "ds3 %s", HEALTH_SECS, phase, st[0], st[1], st[2]);
+      fail(s,
+           "volume not healthy after %d s: phase %s, ds1 %s, ds2 %s, "
+           "ds3 %s",
+           HEALTH_SECS, phase, st[0], st[1], st[2]);
     pump(s, 50);
   }
   if (now() - t0 > 1)
@@ -277,7 +280,7 @@ void read_repair(struct sim *s, int i, char *out, size_t n)
     if ((p = strstr(p, "\"repair\":{")))
       p += 9;
   if (p && (e = strchr(p, '}')))
-    snprintf(out, n, "%.*s", (int)(e - p + 1), p);
+    snprintf(out, n, "%.*s", (int) (e - p + 1), p);
 }
 
 /* Wait until the stats file shows downstairs i not active. */
@@ -287,8 +290,8 @@ void wait_not_active(struct sim *s, int i, double secs)
   double end = now() + secs;
   while (!read_stats(s, phase, st) || strcmp(st[i], "active") == 0) {
     if (now() > end)
-      fail(s, "ds%d still active %.0f s after it was killed or stopped",
-           i + 1, secs);
+      fail(s, "ds%d still active %.0f s after it was killed or stopped", i + 1,
+           secs);
     pump(s, 50);
   }
   event(s, "ds%d now %s", i + 1, st[i]);

@@ -167,28 +167,37 @@
 #include "../../../common/base64.h"
 #include "../../../common/geom.h"
 
-#define NCONN 4                   /* NBD connections, like nbdcopy */
-#define PER_CONN 4                /* ops in flight per connection */
+#define NCONN 4    /* NBD connections, like nbdcopy */
+#define PER_CONN 4 /* ops in flight per connection */
 #define MAX_INFLIGHT (NCONN * PER_CONN)
-#define MAX_IO (32u << 20)        /* largest read or write */
+#define MAX_IO (32u << 20) /* largest read or write */
 #define SECTOR 512
 #define BLOCK 4096
-#define MIXED 0x80000000u         /* sector id: index of per-byte ids */
-#define FLIP_PENDING 1            /* flipped[]: corrupt on corrupt_ds */
-#define FLIP_HEALED 2             /* flipped[]: rewritten since */
-#define HIST 128                  /* events kept in memory */
-#define HIST_SHOW 50              /* events printed on failure */
-#define CHUNK (1u << 20)          /* post-crash and final read size */
-#define HEALTH_SECS 180           /* bound on waiting for all active */
-#define START_SECS 120            /* bound on a process coming up */
-#define STOP_SECS 60              /* bound on a clean stop */
+#define MIXED 0x80000000u /* sector id: index of per-byte ids */
+#define FLIP_PENDING 1    /* flipped[]: corrupt on corrupt_ds */
+#define FLIP_HEALED 2     /* flipped[]: rewritten since */
+#define HIST 128          /* events kept in memory */
+#define HIST_SHOW 50      /* events printed on failure */
+#define CHUNK (1u << 20)  /* post-crash and final read size */
+#define HEALTH_SECS 180   /* bound on waiting for all active */
+#define START_SECS 120    /* bound on a process coming up */
+#define STOP_SECS 60      /* bound on a clean stop */
 #define NFAULT 9
 #define ROUND_MAX (NFAULT + 1) /* away twice per round */
 
 enum kind { K_READ, K_WRITE, K_TRIM, K_ZERO, K_FLUSH };
 extern const char *const kind_name[5];
-enum fclass { F_KILL_DS, F_STOP_DS, F_FLIP, F_KILL_NBDKIT, F_RESTART,
-              F_DOWN_CRASH, F_AWAY, F_ROLLBACK, F_EXTEND };
+enum fclass {
+  F_KILL_DS,
+  F_STOP_DS,
+  F_FLIP,
+  F_KILL_NBDKIT,
+  F_RESTART,
+  F_DOWN_CRASH,
+  F_AWAY,
+  F_ROLLBACK,
+  F_EXTEND
+};
 extern const char *const fault_name[NFAULT];
 
 /* xoshiro256** seeded by splitmix64. */
@@ -199,10 +208,10 @@ struct rng {
 /* Per-byte write ids of the volume (see the header comment). */
 struct model {
   uint32_t nsec;
-  uint32_t *sec;            /* id, or MIXED | index into mix; owned */
-  uint32_t (*mix)[SECTOR];  /* split sectors; owned */
+  uint32_t *sec;           /* id, or MIXED | index into mix; owned */
+  uint32_t (*mix)[SECTOR]; /* split sectors; owned */
   uint32_t nmix, capmix;
-  uint32_t *freel;          /* free indexes of mix; owned */
+  uint32_t *freel; /* free indexes of mix; owned */
   uint32_t nfree;
 };
 
@@ -243,9 +252,9 @@ struct opts {
   unsigned seconds, extent_count, timeout;
   const char *dir, *ds_bin, *plugin;
   char admin_bin[600]; /* crucible-admin beside ds_bin */
-  unsigned disabled; /* bit per enum fclass */
+  unsigned disabled;   /* bit per enum fclass */
   bool inject;
-  bool lenient;      /* --lenient-crash: NBD's rule only (header) */
+  bool lenient; /* --lenient-crash: NBD's rule only (header) */
 };
 
 struct sim {
@@ -258,41 +267,41 @@ struct sim {
   unsigned busy[NCONN];
   uint64_t size, extent_bytes, seq;
   uint32_t next_wid;
-  uint64_t *blk_mod;   /* per 4 KiB block: seq of the last op touching it */
-  uint8_t *flipped;    /* per block: 0, FLIP_PENDING or FLIP_HEALED */
+  uint64_t *blk_mod; /* per 4 KiB block: seq of the last op touching it */
+  uint8_t *flipped;  /* per block: 0, FLIP_PENDING or FLIP_HEALED */
   bool crashing;
   /* processes */
   struct proc ds[3], nbdkit;
   int port[3];
   char ds_dir[3][512], sock[512], stats[512], key[512], nblog[512];
-  char asock[512];      /* nbdkit's admin socket */
-  uint64_t size_alt;    /* nonzero: a connection may also see this size
+  char asock[512];        /* nbdkit's admin socket */
+  uint64_t size_alt;      /* nonzero: a connection may also see this size
                          * (nbdkit killed during an extend) */
-  uint64_t extends;     /* extend faults that grew the volume */
+  uint64_t extends;       /* extend faults that grew the volume */
   unsigned extent_count0; /* the volume's extent count at creation */
   /* faults */
   bool fault_active, long_stop, via_kill;
   enum fclass fc;
-  int fds;              /* target downstairs of the active fault */
-  int corrupt_ds;       /* holds an unhealed flip, or -1 */
+  int fds;                /* target downstairs of the active fault */
+  int corrupt_ds;         /* holds an unhealed flip, or -1 */
   uint64_t flips_pending; /* blocks flipped and not rewritten since */
-  bool no_flush;        /* down-crash outage: flushes become writes */
+  bool no_flush;          /* down-crash outage: flushes become writes */
   uint64_t fault_end, next_fault;
   int round[ROUND_MAX], round_pos, round_len;
-  int away_ds;          /* returned from an away fault, not active yet */
+  int away_ds;              /* returned from an away fault, not active yet */
   double away_t, away_next; /* when it returned; next stats look */
-  uint64_t away_seq;    /* op number when it returned */
+  uint64_t away_seq;        /* op number when it returned */
   /* rollback (rollback.c) */
-  uint64_t snap_seq;    /* op number when DIR/snap was taken */
-  uint8_t *snap_stale;  /* per block: stale on the copied replica */
-  uint8_t *stale;       /* per block: may be older on stale_ds */
-  int stale_ds;         /* holds rolled-back blocks, or -1 */
+  uint64_t snap_seq;      /* op number when DIR/snap was taken */
+  uint8_t *snap_stale;    /* per block: stale on the copied replica */
+  uint8_t *stale;         /* per block: may be older on stale_ds */
+  int stale_ds;           /* holds rolled-back blocks, or -1 */
   uint64_t stale_pending; /* blocks marked in stale */
   bool inject_pending;
   /* counters */
   uint64_t nops[5], bytes[5], nfaults[NFAULT], crash_checked, flips_done;
-  uint64_t away_clean;  /* away faults that stopped it with SIGTERM */
-  uint64_t rollbacks;   /* rollback faults that restored a copy */
+  uint64_t away_clean; /* away faults that stopped it with SIGTERM */
+  uint64_t rollbacks;  /* rollback faults that restored a copy */
   double t_start;
   FILE *logf;
   char hist[HIST][200];
@@ -302,8 +311,14 @@ struct sim {
 extern struct sim *g_sim; /* for the signal handler and cleanup */
 
 /* Every function of the driver (one binary: no prefixes), by file. */
-static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
-static inline uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+static inline uint64_t min64(uint64_t a, uint64_t b)
+{
+  return a < b ? a : b;
+}
+static inline uint64_t max64(uint64_t a, uint64_t b)
+{
+  return a > b ? a : b;
+}
 
 /* util.c */
 double now(void);
@@ -327,16 +342,15 @@ void model_grow(struct model *m, uint64_t size);
 void model_free(struct model *m);
 void model_copy(struct model *dst, const struct model *src);
 uint32_t mix_alloc(struct model *m, uint32_t fill);
-void sector_apply_part(struct model *m, uint32_t s, unsigned lo,
-                              unsigned hi, uint32_t wid);
-void model_apply(struct model *m, uint64_t off, uint64_t len,
-                        uint32_t wid);
+void sector_apply_part(struct model *m, uint32_t s, unsigned lo, unsigned hi,
+                       uint32_t wid);
+void model_apply(struct model *m, uint64_t off, uint64_t len, uint32_t wid);
 uint32_t model_wid_at(const struct model *m, uint64_t o);
 void model_expect(const struct model *m, uint64_t off, uint64_t len,
-                         uint8_t *buf);
+                  uint8_t *buf);
 bool model_block_written(const struct model *m, uint64_t b);
-void ulog_push(struct ulog *l, uint64_t off, uint64_t len,
-                      uint32_t wid, bool durable, bool inflight);
+void ulog_push(struct ulog *l, uint64_t off, uint64_t len, uint32_t wid,
+               bool durable, bool inflight);
 uint64_t ulog_end(const struct ulog *l);
 void ulog_settle(struct ulog *l, struct model *D);
 void ulog_flushed(struct ulog *l, struct model *D, uint64_t mark);
@@ -346,8 +360,7 @@ void ulog_clear(struct ulog *l);
 pid_t spawn(struct sim *s, char *const argv[], const char *log);
 int wait_exit(pid_t pid, double secs);
 int proc_stop(struct proc *p, int sig, double secs);
-int run_cmd(struct sim *s, char *const argv[], const char *log,
-                   double secs);
+int run_cmd(struct sim *s, char *const argv[], const char *log, double secs);
 int free_port(void);
 bool listening(int port);
 void ds_log(struct sim *s, int i, char *buf, size_t n);
@@ -375,8 +388,7 @@ void drain(struct sim *s);
 bool overlaps(const struct sim *s, uint64_t off, uint64_t len);
 void issue(struct sim *s, const struct op *t);
 uint64_t gen_len(struct rng *r, uint64_t max);
-void gen_range(struct sim *s, uint64_t max, uint64_t *off,
-                      uint64_t *len);
+void gen_range(struct sim *s, uint64_t max, uint64_t *off, uint64_t *len);
 void gen_op(struct sim *s, struct op *o);
 void log_op(struct sim *s, const struct op *o);
 void issue_read(struct sim *s, unsigned c, uint64_t off, uint64_t len);
@@ -394,8 +406,7 @@ void away_check(struct sim *s, bool wait);
 void away_back(struct sim *s, int i);
 void ds_down(struct sim *s, int i, bool kill9);
 void ds_up(struct sim *s, int i);
-void check_chunk(struct sim *s, uint64_t off, uint64_t n,
-                        const uint8_t *got);
+void check_chunk(struct sim *s, uint64_t off, uint64_t n, const uint8_t *got);
 int cmp_entry(const void *a, const void *b);
 void crash_check(struct sim *s);
 void crash_nbdkit(struct sim *s, int ds);

@@ -1,11 +1,10 @@
 /* crucible-sim: small helpers: time, the PRNG, events and failure reports. */
 #include "sim.h"
 
-const char *const kind_name[5] = {"read", "write", "trim", "zero",
-                                        "flush"};
-const char *const fault_name[NFAULT] = {
-    "kill-ds", "stop-ds", "flip", "kill-nbdkit", "restart", "down-crash",
-    "away", "rollback", "extend"};
+const char *const kind_name[5] = {"read", "write", "trim", "zero", "flush"};
+const char *const fault_name[NFAULT] = {"kill-ds",     "stop-ds",  "flip",
+                                        "kill-nbdkit", "restart",  "down-crash",
+                                        "away",        "rollback", "extend"};
 struct sim *g_sim;
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -31,7 +30,10 @@ void rng_seed(struct rng *r, uint64_t seed)
     r->s[i] = splitmix(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+  return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t rng_next(struct rng *r)
 {
@@ -115,14 +117,15 @@ fail(struct sim *s, const char *fmt, ...)
     if (s->o.disabled & 1u << c)
       len += (size_t) snprintf(extra + len, sizeof extra - len, " --no %s",
                                fault_name[c]);
-  fprintf(stderr, "crucible-sim: seed %" PRIu64 " (replay: crucible-sim "
+  fprintf(stderr,
+          "crucible-sim: seed %" PRIu64 " (replay: crucible-sim "
           "--seed %" PRIu64 " --seconds %u --extent-count %u --timeout %u%s"
-          "%s%s)\n", s->o.seed, s->o.seed, s->o.seconds, s->o.extent_count,
-          s->o.timeout, s->o.inject ? " --inject-bug" : "",
+          "%s%s)\n",
+          s->o.seed, s->o.seed, s->o.seconds, s->o.extent_count, s->o.timeout,
+          s->o.inject ? " --inject-bug" : "",
           s->o.lenient ? " --lenient-crash" : "", extra);
   uint64_t first = s->nhist > HIST_SHOW ? s->nhist - HIST_SHOW : 0;
-  fprintf(stderr, "crucible-sim: last %" PRIu64 " events:\n",
-          s->nhist - first);
+  fprintf(stderr, "crucible-sim: last %" PRIu64 " events:\n", s->nhist - first);
   for (uint64_t i = first; i < s->nhist; i++)
     fprintf(stderr, "  %s\n", s->hist[i % HIST]);
   tail_file(s->nblog, 25);
