@@ -814,6 +814,20 @@ static int get_name(const uint8_t *p, char out[PROTO_SNAP_NAME_LEN])
   return 0;
 }
 
+bool proto_snap_name_ok(const char *name)
+{
+  size_t n = strnlen(name, PROTO_SNAP_NAME_LEN);
+  if (n == 0 || n >= PROTO_SNAP_NAME_LEN || name[0] == '.')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char) name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
 static int dec_snapshot(const uint8_t *b, size_t len, struct proto_msg *m)
 {
   struct proto_snapshot *s = &m->u.snap;

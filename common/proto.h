@@ -23,6 +23,7 @@
 #ifndef CRUCIBLE_PROTO_H
 #define CRUCIBLE_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -234,6 +235,9 @@ struct proto_snapshot {
   uint64_t flush_no, gen, time;   /* create only, else 0 */
   char name[PROTO_SNAP_NAME_LEN]; /* "" for list */
 };
+/* A snapshot name either side accepts: 1..PROTO_SNAP_NAME_LEN-1 of
+ * [A-Za-z0-9._-], not starting with '.' (it names a directory entry). */
+bool proto_snap_name_ok(const char *name);
 /* One snapshot in SNAPSHOTS. */
 struct proto_snap_entry {
   char name[PROTO_SNAP_NAME_LEN];

@@ -39,20 +39,6 @@ static void crash_point(int cp)
     raise(SIGKILL);
 }
 
-bool snap_name_ok(const char *name)
-{
-  size_t n = strlen(name);
-  if (n == 0 || n > SNAP_NAME_MAX || name[0] == '.')
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char) name[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-      return false;
-  }
-  return true;
-}
-
 /* --- small file-system helpers ----------------------------------------- */
 
 static int fsync_at(int dfd, const char *rel, int flags)
@@ -134,7 +120,7 @@ static int info_parse(const char *buf, struct snap *s)
              &used) != 6 ||
       used == 0 || buf[used] != '\0')
     return -EINVAL;
-  if (!snap_name_ok(name) || s->seq == 0 || s->extent_count == 0)
+  if (!proto_snap_name_ok(name) || s->seq == 0 || s->extent_count == 0)
     return -EINVAL;
   memcpy(s->name, name, strlen(name) + 1); /* checked: <= SNAP_NAME_MAX */
   if (info_format(s, check, sizeof check) < 0 || strcmp(check, buf) != 0)
@@ -410,7 +396,7 @@ int snap_cat_read(int dfd, struct snap_cat *cat)
 int snap_create(int dfd, struct snap_cat *cat, struct snap *s)
 {
   char sd[64], tmp[80], rel[PATH_MAX], buf[INFO_MAX];
-  if (!snap_name_ok(s->name))
+  if (!proto_snap_name_ok(s->name))
     return -EINVAL;
   if (snap_find(cat, s->name))
     return -EEXIST;

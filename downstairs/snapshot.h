@@ -37,11 +37,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/proto.h"
+
 struct ext;
 
 #define SNAP_DIR "snapshots"
-/* A name: 1..SNAP_NAME_MAX of [A-Za-z0-9._-], not starting with '.'. */
-#define SNAP_NAME_MAX 63
+/* A name: what proto_snap_name_ok accepts, 1..SNAP_NAME_MAX bytes. */
+#define SNAP_NAME_MAX (PROTO_SNAP_NAME_LEN - 1)
 /* Most snapshots of one region: bounds the chain every copy lookup and
  * the list reply walk. */
 #define SNAP_MAX 64
@@ -60,8 +62,6 @@ struct snap_cat {
   unsigned n;
   uint32_t seq_hi; /* highest seq seen this run (never reused) */
 };
-
-bool snap_name_ok(const char *name);
 
 /* Read the catalog of the region directory dirfd (none: empty), after
  * recovering what a crash left (see the header). */

@@ -127,20 +127,6 @@ static bool snap_listed(const struct up_snap_result *res, const char *name,
   return found;
 }
 
-static bool snap_name_ok(const char *name)
-{
-  size_t n = strlen(name);
-  if (n == 0 || n >= PROTO_SNAP_NAME_LEN || name[0] == '.')
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char) name[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-      return false;
-  }
-  return true;
-}
-
 int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
                      struct up_snap_result *res)
 {
@@ -148,7 +134,7 @@ int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
   int r = 0;
   if (up__phase(up) != UP_PH_RUNNING)
     r = -EIO;
-  else if (op != PROTO_SNAP_LIST && !snap_name_ok(name))
+  else if (op != PROTO_SNAP_LIST && !proto_snap_name_ok(name))
     r = -EINVAL;
   if (r == 0 && op == PROTO_SNAP_CREATE) {
     unsigned count;

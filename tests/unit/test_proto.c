@@ -893,6 +893,24 @@ static void test_snapshot(void)
 #undef MUT
 }
 
+/* The names both sides accept (a directory entry under snapshots/). */
+static void test_snap_name(void)
+{
+  char n[PROTO_SNAP_NAME_LEN + 1];
+  CHECK(proto_snap_name_ok("a.b_c-D9"));
+  CHECK(proto_snap_name_ok("x.") && proto_snap_name_ok("-"));
+  CHECK(!proto_snap_name_ok(""));
+  CHECK(!proto_snap_name_ok(".hidden") && !proto_snap_name_ok(".."));
+  CHECK(!proto_snap_name_ok("a/b") && !proto_snap_name_ok("a b"));
+  CHECK(!proto_snap_name_ok("caf\xc3\xa9") && !proto_snap_name_ok("t\tab"));
+  memset(n, 'x', sizeof n);
+  n[PROTO_SNAP_NAME_LEN - 1] = '\0'; /* the longest */
+  CHECK(proto_snap_name_ok(n));
+  n[PROTO_SNAP_NAME_LEN - 1] = 'x';
+  n[PROTO_SNAP_NAME_LEN] = '\0'; /* one too long */
+  CHECK(!proto_snap_name_ok(n));
+}
+
 int main(void)
 {
   build_and_roundtrip();
@@ -902,5 +920,6 @@ int main(void)
   test_prefixes_and_mutations();
   test_status();
   test_snapshot();
+  test_snap_name();
   return test_done("test_proto");
 }
