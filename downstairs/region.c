@@ -39,7 +39,6 @@
  * r->mu while taking an extent mutex.
  */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -58,6 +57,7 @@
 #include "../common/list.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "fsutil.h"
 #include "region.h"
 #include "region_int.h"
 #include "region_json.h"
@@ -68,23 +68,15 @@
 
 /* --- create / open / close -------------------------------------------- */
 
+static int not_empty(int dirfd, const char *name, void *arg)
+{
+  (void) dirfd, (void) name, (void) arg;
+  return -ENOTEMPTY;
+}
+
 int region_dir_empty(int dirfd)
 {
-  int fd = dup(dirfd);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (d == NULL) {
-    int r = -errno;
-    if (fd >= 0)
-      close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-      r = -ENOTEMPTY;
-  closedir(d);
-  return r;
+  return fs_dir_each(dirfd, ".", false, not_empty, NULL);
 }
 
 static int read_whole(const char *path, uint8_t **out, size_t *len)

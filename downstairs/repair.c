@@ -2,7 +2,6 @@
  * copies (see repair.h). */
 #include "repair.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +19,7 @@
 #include "../common/auth.h"
 #include "../common/geom.h"
 #include "../common/log.h"
+#include "fsutil.h"
 
 /* Paths of one extent: rel "XX/YYY/ZZZ", its directory "XX/YYY" and its
  * base name "ZZZ". */
@@ -36,40 +36,6 @@ static void rpaths_init(struct rpaths *p, uint32_t eid)
   char *slash = strrchr(p->dir, '/');
   *slash = '\0';
   p->base = p->rel + (slash - p->dir) + 1;
-}
-
-/* fsync a path relative to dirfd (a directory or a file). */
-static int fsync_at(int dirfd, const char *rel)
-{
-  int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  int r = fsync(fd) < 0 ? -errno : 0;
-  close(fd);
-  return r;
-}
-
-/* Remove directory rel (relative to dirfd) and the plain files in it. */
-static int rm_dir(int dirfd, const char *rel)
-{
-  int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno;
-  DIR *d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return -errno;
-  }
-  struct dirent *de;
-  int r = 0;
-  while ((de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-        unlinkat(fd, de->d_name, 0) < 0 && r == 0)
-      r = -errno;
-  closedir(d);
-  if (r == 0 && unlinkat(dirfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
-    r = -errno;
-  return r;
 }
 
 /* .replace/ exists: the new copy is committed.  Move its files over the
@@ -94,13 +60,13 @@ static int finish_replace(int dirfd, const struct rpaths *p)
     if (renameat(dirfd, from, dirfd, to) < 0 && errno != ENOENT)
       return -errno;
   }
-  if ((r = fsync_at(dirfd, p->dir)) < 0)
+  if ((r = fs_fsync_at(dirfd, p->dir, 0)) < 0)
     return r;
   if (renameat(dirfd, rep, dirfd, comp) < 0)
     return -errno;
-  if ((r = fsync_at(dirfd, p->dir)) < 0)
+  if ((r = fs_fsync_at(dirfd, p->dir, 0)) < 0)
     return r;
-  return rm_dir(dirfd, comp);
+  return fs_rm_rf(dirfd, comp);
 }
 
 int ds_repair_recover(int dirfd, const struct proto_region *def)
@@ -120,11 +86,11 @@ int ds_repair_recover(int dirfd, const struct proto_region *def)
     snprintf(path, sizeof path, "%s.copy", p.rel);
     if (r == 0 && fstatat(dirfd, path, &st, 0) == 0) {
       log_info("extent %u: discarding an interrupted repair copy", eid);
-      r = rm_dir(dirfd, path);
+      r = fs_rm_rf(dirfd, path);
     }
     snprintf(path, sizeof path, "%s.completed", p.rel);
     if (r == 0 && fstatat(dirfd, path, &st, 0) == 0)
-      r = rm_dir(dirfd, path);
+      r = fs_rm_rf(dirfd, path);
     if (r < 0) {
       log_error("extent %u: repair recovery: %s", eid, log_strerror(-r));
       return r;

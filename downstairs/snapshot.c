@@ -8,7 +8,6 @@
  */
 #include "snapshot.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -26,6 +25,7 @@
 #include "../common/geom.h"
 #include "../common/log.h"
 #include "extent.h"
+#include "fsutil.h"
 
 #define INFO "snapshot.info"
 #define DELETING "deleting"
@@ -41,47 +41,9 @@ static void crash_point(int cp)
 
 /* --- small file-system helpers ----------------------------------------- */
 
-static int fsync_at(int dfd, const char *rel, int flags)
-{
-  int fd = openat(dfd, rel, flags | O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  int r = fsync(fd) < 0 ? -errno : 0;
-  close(fd);
-  return r;
-}
-
 static int fsync_dir(int dfd, const char *rel)
 {
-  return fsync_at(dfd, rel, O_DIRECTORY);
-}
-
-/* Remove rel under dfd and everything in it (a file is unlinked). */
-static int rm_rf(int dfd, const char *rel)
-{
-  int fd = openat(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT)
-      return 0;
-    if (errno != ENOTDIR && errno != ELOOP)
-      return -errno;
-    return unlinkat(dfd, rel, 0) < 0 && errno != ENOENT ? -errno : 0;
-  }
-  DIR *d = fdopendir(fd);
-  if (d == NULL) {
-    int r = -errno;
-    close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-      r = rm_rf(dirfd(d), de->d_name);
-  closedir(d);
-  if (r == 0 && unlinkat(dfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
-    r = -errno;
-  return r;
+  return fs_fsync_at(dfd, rel, O_DIRECTORY);
 }
 
 static void seq_dir(uint32_t seq, char *buf, size_t len)
@@ -185,42 +147,43 @@ int snap_has_copy(int dfd, uint32_t seq, uint32_t eid)
 /* One pass over the copies in snapshot directory sd: each goes to od
  * (snapshot older) where that one lacks it, else is removed.  The number
  * of copies it found, or -errno. */
+struct delete_pass {
+  int dfd;
+  const char *sd, *od;
+  uint32_t older;
+  int found, *done;
+};
+
+static int delete_one(int sdfd, const char *name, void *arg)
+{
+  struct delete_pass *p = arg;
+  char from[PATH_MAX], to[PATH_MAX];
+  uint32_t eid;
+  char tail;
+  (void) sdfd;
+  if (name[0] != 'e' || sscanf(name, "e%8" SCNx32 "%c", &eid, &tail) != 1)
+    return 0; /* the record and marker last; .tmp leftovers below */
+  p->found++;
+  snprintf(from, sizeof from, "%s/%s", p->sd, name);
+  snprintf(to, sizeof to, "%s/%s", p->od, name);
+  int r = 0, has = p->older ? snap_has_copy(p->dfd, p->older, eid) : 1;
+  if (has < 0)
+    r = has;
+  else if (has == 0 && renameat(p->dfd, from, p->dfd, to) < 0)
+    r = -errno;
+  else if (has == 1)
+    r = fs_rm_rf(p->dfd, from);
+  if (r == 0 && ++*p->done == 1)
+    crash_point(SNAP_CP_DELETE_HALF);
+  return r;
+}
+
 static int delete_pass(int dfd, const char *sd, const char *od, uint32_t older,
                        int *done)
 {
-  char from[PATH_MAX], to[PATH_MAX];
-  int fd = openat(dfd, sd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno;
-  DIR *d = fdopendir(fd);
-  if (d == NULL) {
-    int r = -errno;
-    close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0, found = 0;
-  while (r == 0 && (de = readdir(d)) != NULL) {
-    uint32_t eid;
-    char tail;
-    if (de->d_name[0] != 'e' ||
-        sscanf(de->d_name, "e%8" SCNx32 "%c", &eid, &tail) != 1)
-      continue; /* the record and marker last; .tmp leftovers below */
-    found++;
-    snprintf(from, sizeof from, "%s/%s", sd, de->d_name);
-    snprintf(to, sizeof to, "%s/%s", od, de->d_name);
-    int has = older ? snap_has_copy(dfd, older, eid) : 1;
-    if (has < 0)
-      r = has;
-    else if (has == 0 && renameat(dfd, from, dfd, to) < 0)
-      r = -errno;
-    else if (has == 1)
-      r = rm_rf(dfd, from);
-    if (r == 0 && ++*done == 1)
-      crash_point(SNAP_CP_DELETE_HALF);
-  }
-  closedir(d);
-  return r < 0 ? r : found;
+  struct delete_pass p = {dfd, sd, od, older, 0, done};
+  int r = fs_dir_each(dfd, sd, true, delete_one, &p);
+  return r < 0 ? r : p.found;
 }
 
 static int delete_dir(int dfd, uint32_t seq, uint32_t older)
@@ -247,7 +210,7 @@ static int delete_dir(int dfd, uint32_t seq, uint32_t older)
   if (r == 0)
     crash_point(SNAP_CP_DELETE_INFO);
   if (r == 0)
-    r = rm_rf(dfd, sd); /* the marker and any .tmp copy */
+    r = fs_rm_rf(dfd, sd); /* the marker and any .tmp copy */
   if (r == 0)
     r = fsync_dir(dfd, SNAP_DIR);
   return r;
@@ -273,80 +236,72 @@ static int cat_add(struct snap_cat *cat, const struct snap *s)
 /* The entries of snapshots/: whole snapshots into cat, deletes pending
  * (marker, or no record) into del (seqs, up to SNAP_MAX each), SEQ.tmp
  * leftovers removed. */
+struct cat_scan {
+  int dfd;
+  struct snap_cat *cat;
+  uint32_t *del;
+  unsigned *ndel;
+  bool recover;
+};
+
+static int cat_scan_one(int sdfd, const char *name, void *arg)
+{
+  struct cat_scan *c = arg;
+  uint32_t seq;
+  char tail = 0, sd[64], rel[PATH_MAX];
+  (void) sdfd;
+  int k = sscanf(name, "%" SCNu32 "%c", &seq, &tail);
+  if (k < 1 || seq == 0)
+    return 0;
+  seq_dir(seq, sd, sizeof sd);
+  if (k == 2) {
+    /* SEQ.tmp: a create that never committed. */
+    const char *dot = strchr(name, '.');
+    snprintf(rel, sizeof rel, SNAP_DIR "/%s", name);
+    if (c->recover && tail == '.' && dot && strcmp(dot, ".tmp") == 0)
+      return fs_rm_rf(c->dfd, rel);
+    return 0;
+  }
+  struct snap s;
+  snprintf(rel, sizeof rel, "%s/" DELETING, sd);
+  bool deleting = faccessat(c->dfd, rel, F_OK, 0) == 0;
+  int ri = info_read(c->dfd, sd, &s);
+  if (deleting || ri == -ENOENT) {
+    if (*c->ndel == SNAP_MAX)
+      return -ENOSPC;
+    c->del[(*c->ndel)++] = seq;
+    if (seq > c->cat->seq_hi)
+      c->cat->seq_hi = seq;
+    return 0;
+  }
+  if (ri < 0 || s.seq != seq) {
+    log_error(SNAP_DIR "/%s: not a snapshot record", name);
+    return ri < 0 ? ri : -EINVAL;
+  }
+  return cat_add(c->cat, &s);
+}
+
 static int cat_scan(int dfd, struct snap_cat *cat, uint32_t *del,
                     unsigned *ndel, bool recover)
 {
-  int fd = openat(dfd, SNAP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno;
-  DIR *d = fdopendir(fd);
-  if (d == NULL) {
-    int r = -errno;
-    close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL) {
-    uint32_t seq;
-    char tail = 0, sd[64], rel[PATH_MAX];
-    int k = sscanf(de->d_name, "%" SCNu32 "%c", &seq, &tail);
-    if (k < 1 || seq == 0)
-      continue;
-    seq_dir(seq, sd, sizeof sd);
-    if (k == 2) {
-      /* SEQ.tmp: a create that never committed. */
-      const char *dot = strchr(de->d_name, '.');
-      snprintf(rel, sizeof rel, SNAP_DIR "/%s", de->d_name);
-      if (recover && tail == '.' && dot && strcmp(dot, ".tmp") == 0)
-        r = rm_rf(dfd, rel);
-      continue;
-    }
-    struct snap s;
-    snprintf(rel, sizeof rel, "%s/" DELETING, sd);
-    bool deleting = faccessat(dfd, rel, F_OK, 0) == 0;
-    int ri = info_read(dfd, sd, &s);
-    if (deleting || ri == -ENOENT) {
-      if (*ndel == SNAP_MAX)
-        r = -ENOSPC;
-      else
-        del[(*ndel)++] = seq;
-      if (seq > cat->seq_hi)
-        cat->seq_hi = seq;
-    } else if (ri < 0 || s.seq != seq) {
-      log_error(SNAP_DIR "/%s: not a snapshot record", de->d_name);
-      r = ri < 0 ? ri : -EINVAL;
-    } else {
-      r = cat_add(cat, &s);
-    }
-  }
-  closedir(d);
-  return r;
+  struct cat_scan c = {dfd, cat, del, ndel, recover};
+  return fs_dir_each(dfd, SNAP_DIR, true, cat_scan_one, &c);
 }
 
 /* Remove eXXXXXXXX.tmp leftovers (copies that never committed: the write
  * that wanted each one never ran) from snapshot directory sd. */
+static int drop_partial_one(int sdfd, const char *name, void *arg)
+{
+  size_t n = strlen(name);
+  (void) arg;
+  if (name[0] == 'e' && n > 4 && strcmp(name + n - 4, ".tmp") == 0)
+    return fs_rm_rf(sdfd, name);
+  return 0;
+}
+
 static int drop_partial_copies(int dfd, const char *sd)
 {
-  int fd = openat(dfd, sd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  DIR *d = fdopendir(fd);
-  if (d == NULL) {
-    int r = -errno;
-    close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL) {
-    size_t n = strlen(de->d_name);
-    if (de->d_name[0] == 'e' && n > 4 &&
-        strcmp(de->d_name + n - 4, ".tmp") == 0)
-      r = rm_rf(dirfd(d), de->d_name);
-  }
-  closedir(d);
-  return r;
+  return fs_dir_each(dfd, sd, false, drop_partial_one, NULL);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -413,7 +368,7 @@ int snap_create(int dfd, struct snap_cat *cat, struct snap *s)
   seq_dir(s->seq, sd, sizeof sd);
   snprintf(tmp, sizeof tmp, "%s.tmp", sd);
   if (r == 0)
-    r = rm_rf(dfd, tmp);
+    r = fs_rm_rf(dfd, tmp);
   if (r == 0 && mkdirat(dfd, tmp, 0755) < 0)
     r = -errno;
   int len = r == 0 ? info_format(s, buf, sizeof buf) : r;
@@ -435,7 +390,7 @@ int snap_create(int dfd, struct snap_cat *cat, struct snap *s)
   if (r == 0)
     r = cat_add(cat, s);
   if (r < 0)
-    rm_rf(dfd, tmp);
+    fs_rm_rf(dfd, tmp);
   return r;
 }
 
@@ -534,7 +489,7 @@ static int copy_db(sqlite3 *db, int dfd, const char *rel, const char *abs)
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE && rc != SQLITE_OK)
     return -EIO;
-  return fsync_at(dfd, rel, 0);
+  return fs_fsync_at(dfd, rel, 0);
 }
 
 /* mkdir -p of the XX/YYY of extent path rel under base (relative). */
@@ -588,7 +543,7 @@ int snap_copy_extent(int dfd, uint32_t seq, struct ext *x)
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", sd, c);
   snprintf(fin, sizeof fin, "%s/%s", sd, c);
   geom_extent_path(x->eid, rel);
-  int r = rm_rf(dfd, tmp);
+  int r = fs_rm_rf(dfd, tmp);
   if (r == 0 && mkdirat(dfd, tmp, 0755) < 0)
     r = -errno;
   if (r == 0)
@@ -616,7 +571,7 @@ int snap_copy_extent(int dfd, uint32_t seq, struct ext *x)
   if (r < 0) {
     log_error("%s: copy of extent %" PRIu32 ": %s", sd, x->eid,
               log_strerror(-r));
-    rm_rf(dfd, tmp);
+    fs_rm_rf(dfd, tmp);
     return r;
   }
   crash_point(SNAP_CP_COPY_RENAMED);
@@ -660,56 +615,44 @@ int snap_open_copy(int dfd, uint32_t seq, struct ext *x)
 }
 
 /* Allocated bytes under rel (recursively) into *bytes. */
+static int du(int dfd, const char *rel, uint64_t *bytes);
+
+static int du_one(int dirfd, const char *name, void *bytes)
+{
+  return du(dirfd, name, bytes);
+}
+
 static int du(int dfd, const char *rel, uint64_t *bytes)
 {
   struct stat st;
   if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
     return -errno;
   *bytes += (uint64_t) st.st_blocks * 512;
-  if (!S_ISDIR(st.st_mode))
+  return S_ISDIR(st.st_mode) ? fs_dir_each(dfd, rel, false, du_one, bytes) : 0;
+}
+
+struct usage {
+  uint64_t *bytes;
+  uint32_t *copies;
+};
+
+static int usage_one(int sdfd, const char *name, void *arg)
+{
+  struct usage *u = arg;
+  uint32_t eid;
+  char tail;
+  if (name[0] != 'e' || sscanf(name, "e%8" SCNx32 "%c", &eid, &tail) != 1)
     return 0;
-  int fd = openat(dfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (d == NULL) {
-    int r = -errno;
-    if (fd >= 0)
-      close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-      r = du(dirfd(d), de->d_name, bytes);
-  closedir(d);
-  return r;
+  (*u->copies)++;
+  return du(sdfd, name, u->bytes);
 }
 
 int snap_usage(int dfd, uint32_t seq, uint64_t *bytes, uint32_t *copies)
 {
   char sd[64];
+  struct usage u = {bytes, copies};
   seq_dir(seq, sd, sizeof sd);
   *bytes = 0;
   *copies = 0;
-  int fd = openat(dfd, sd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (d == NULL) {
-    int r = -errno;
-    if (fd >= 0)
-      close(fd);
-    return r;
-  }
-  struct dirent *de;
-  int r = 0;
-  while (r == 0 && (de = readdir(d)) != NULL) {
-    uint32_t eid;
-    char tail;
-    if (de->d_name[0] == 'e' &&
-        sscanf(de->d_name, "e%8" SCNx32 "%c", &eid, &tail) == 1) {
-      (*copies)++;
-      r = du(dirfd(d), de->d_name, bytes);
-    }
-  }
-  closedir(d);
-  return r;
+  return fs_dir_each(dfd, sd, false, usage_one, &u);
 }

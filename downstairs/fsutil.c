@@ -1,0 +1,62 @@
+/* crucible-c downstairs: shared file-system helpers (see fsutil.h). */
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+int fs_fsync_at(int dfd, const char *rel, int flags)
+{
+  int fd = openat(dfd, rel, flags | O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
+
+int fs_dir_each(int dfd, const char *rel, bool missing_ok, fs_dir_fn *fn,
+                void *arg)
+{
+  int fd = openat(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return missing_ok && errno == ENOENT ? 0 : -errno;
+  DIR *d = fdopendir(fd);
+  if (d == NULL) {
+    int r = -errno;
+    close(fd);
+    return r;
+  }
+  struct dirent *de;
+  int r = 0;
+  while (r == 0 && (de = readdir(d)) != NULL)
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+      r = fn(fd, de->d_name, arg);
+  closedir(d);
+  return r;
+}
+
+static int rm_entry(int dirfd, const char *name, void *arg)
+{
+  (void) arg;
+  return fs_rm_rf(dirfd, name);
+}
+
+int fs_rm_rf(int dfd, const char *rel)
+{
+  int fd = openat(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return 0;
+    if (errno != ENOTDIR && errno != ELOOP)
+      return -errno;
+    return unlinkat(dfd, rel, 0) < 0 && errno != ENOENT ? -errno : 0;
+  }
+  close(fd);
+  int r = fs_dir_each(dfd, rel, true, rm_entry, NULL);
+  if (r == 0 && unlinkat(dfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    r = -errno;
+  return r;
+}
