@@ -419,10 +419,13 @@ static void lru_evict(struct region *r)
 }
 
 /* Pin extent eid and lock it; if want_open, open its files too.  On
- * success the caller owns the extent's mutex until ext_put. */
-static int ext_get(struct region *r, uint32_t eid, bool want_open,
-                   struct rext **out)
+ * success the caller owns the extent's mutex until region__ext_put.
+ * -EINVAL for an extent beyond the region. */
+int region__ext_get(struct region *r, uint32_t eid, bool want_open,
+                    struct rext **out)
 {
+  if (eid >= r->meta.def.extent_count)
+    return -EINVAL;
   pthread_mutex_lock(&r->mu);
   struct rext *re = r->ext[eid];
   if (re == NULL) {
@@ -468,7 +471,7 @@ static int ext_get(struct region *r, uint32_t eid, bool want_open,
   return 0;
 }
 
-static void ext_put(struct region *r, struct rext *re)
+void region__ext_put(struct region *r, struct rext *re)
 {
   pthread_mutex_unlock(&re->mu);
   pthread_mutex_lock(&r->mu);
@@ -520,7 +523,7 @@ static int write_check(struct region *r, const struct region_wr *w,
   return 0;
 }
 
-static int ext_get_now(struct region *r, uint32_t eid, struct rext **out);
+static int rext_get_now(struct region *r, uint32_t eid, struct rext **out);
 
 /* now: only without waiting (region_write_group_now), else -EAGAIN. */
 static int write_group(struct region *r, struct region_wr *w, unsigned nw,
@@ -541,18 +544,18 @@ static int write_group(struct region *r, struct region_wr *w, unsigned nw,
   struct rext *re;
   uint32_t eid = geom_extent_of(d, w[0].lba);
   int ret = !live ? 0
-            : now ? ext_get_now(r, eid, &re)
-                  : ext_get(r, eid, true, &re);
+            : now ? rext_get_now(r, eid, &re)
+                  : region__ext_get(r, eid, true, &re);
   if (live && ret == 0 && now &&
       (!ext_write_now_ok(&re->x, x, nw) || region__snap_pending(r, re))) {
-    ext_put(r, re);
+    region__ext_put(r, re);
     ret = -EAGAIN;
   }
   if (live && ret == 0 && (ret = region__snap_preserve(r, re)) < 0)
-    ext_put(r, re);
+    region__ext_put(r, re);
   if (live && ret == 0) {
     ext_write_group(&re->x, x, nw);
-    ext_put(r, re);
+    region__ext_put(r, re);
   }
   bool again = now && (!x || !odh || ret == -EAGAIN);
   for (unsigned k = 0; k < nw; k++) {
@@ -585,19 +588,19 @@ int region_write(struct region *r, uint64_t lba, uint32_t n,
 }
 
 /* Check that [lba, lba+n) lies inside one extent and take that extent
- * (release with ext_put).  0 or -errno. */
+ * (release with region__ext_put).  0 or -errno. */
 static int io_extent(struct region *r, uint64_t lba, uint32_t n,
                      struct rext **re)
 {
   int ret = check_range(r, lba, n);
   if (ret == 0)
-    ret = ext_get(r, geom_extent_of(&r->meta.def, lba), true, re);
+    ret = region__ext_get(r, geom_extent_of(&r->meta.def, lba), true, re);
   return ret;
 }
 
-/* ext_get of an extent already open whose lock is free, else -EAGAIN
+/* region__ext_get of an extent already open whose lock is free, else -EAGAIN
  * (never waits, never opens). */
-static int ext_get_now(struct region *r, uint32_t eid, struct rext **out)
+static int rext_get_now(struct region *r, uint32_t eid, struct rext **out)
 {
   pthread_mutex_lock(&r->mu);
   struct rext *re = r->ext[eid];
@@ -621,13 +624,13 @@ int region_read_now(struct region *r, uint64_t lba, uint32_t n,
   struct rext *re;
   int ret = check_range(r, lba, n);
   if (ret == 0)
-    ret = ext_get_now(r, geom_extent_of(&r->meta.def, lba), &re);
+    ret = rext_get_now(r, geom_extent_of(&r->meta.def, lba), &re);
   if (ret < 0)
     return ret;
   uint64_t blk = lba % r->meta.def.extent_size;
   ret = data ? ext_read_cached(&re->x, blk, n, ctxs, data)
              : ext_versions(&re->x, blk, n, ctxs);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
 }
 
@@ -640,7 +643,7 @@ int region_read(struct region *r, uint64_t lba, uint32_t n,
     return ret;
   ret = data ? ext_read(&re->x, lba % r->meta.def.extent_size, n, ctxs, data)
              : ext_versions(&re->x, lba % r->meta.def.extent_size, n, ctxs);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
 }
 
@@ -653,7 +656,7 @@ int region_trim(struct region *r, uint64_t lba, uint32_t n, uint64_t version)
   ret = region__snap_preserve(r, re);
   if (ret == 0)
     ret = ext_trim(&re->x, lba % r->meta.def.extent_size, n, version);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
 }
 
@@ -663,7 +666,7 @@ int region_extent_map(struct region *r, uint64_t lba, uint32_t n, uint8_t *bits)
   uint32_t eid = geom_extent_of(&r->meta.def, lba);
   int ret = check_range(r, lba, n);
   if (ret == 0)
-    ret = ext_get(r, eid, false, &re);
+    ret = region__ext_get(r, eid, false, &re);
   if (ret < 0)
     return ret;
   /* Known (kept across eviction), or an unopened extent with nothing
@@ -671,15 +674,15 @@ int region_extent_map(struct region *r, uint64_t lba, uint32_t n, uint8_t *bits)
   if (!re->x.map_known && re->x.db == NULL)
     ret = ext_map_probe(&re->x, r->dirfd);
   if (ret == 0 && !re->x.map_known) {
-    ext_put(r, re);
-    ret = ext_get(r, eid, true, &re);
+    region__ext_put(r, re);
+    ret = region__ext_get(r, eid, true, &re);
     if (ret < 0)
       return ret;
     ret = ext_map_load(&re->x);
   }
   if (ret == 0)
     ext_map_get(&re->x, lba % r->meta.def.extent_size, n, bits);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
 }
 
@@ -714,10 +717,10 @@ int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
       if (!flush_candidate(r, eid, pass == 0))
         continue;
       struct rext *re;
-      int ret = ext_get(r, eid, true, &re);
+      int ret = region__ext_get(r, eid, true, &re);
       if (ret == 0) {
         ret = ext_flush(&re->x, flush_no, gen, false);
-        ext_put(r, re);
+        region__ext_put(r, re);
       }
       if (ret < 0)
         return ret;
@@ -731,28 +734,24 @@ int region_extent_flush(struct region *r, uint32_t eid, uint64_t flush_no,
                         uint64_t gen)
 {
   struct rext *re;
-  if (eid >= r->meta.def.extent_count)
-    return -EINVAL;
-  int ret = ext_get(r, eid, true, &re);
+  int ret = region__ext_get(r, eid, true, &re);
   if (ret < 0)
     return ret;
   ret = ext_flush(&re->x, flush_no, gen, true);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
 }
 
 int region_extent_mark(struct region *r, uint32_t eid)
 {
   struct rext *re;
-  if (eid >= r->meta.def.extent_count)
-    return -EINVAL;
-  int ret = ext_get(r, eid, true, &re);
+  int ret = region__ext_get(r, eid, true, &re);
   if (ret < 0)
     return ret;
   ret = region__snap_preserve(r, re);
   if (ret == 0)
     ret = ext_mark(&re->x);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
 }
 
@@ -768,9 +767,7 @@ bool region_extent_is_open(struct region *r, uint32_t eid)
 int region_extent_close(struct region *r, uint32_t eid, bool forget)
 {
   struct rext *re;
-  if (eid >= r->meta.def.extent_count)
-    return -EINVAL;
-  int ret = ext_get(r, eid, false, &re);
+  int ret = region__ext_get(r, eid, false, &re);
   if (ret < 0)
     return ret;
   pthread_mutex_lock(&r->mu);
@@ -787,7 +784,7 @@ int region_extent_close(struct region *r, uint32_t eid, bool forget)
     re->x.meta_known = false;
     ext_map_forget(&re->x);
   }
-  ext_put(r, re);
+  region__ext_put(r, re);
   return 0;
 }
 
@@ -800,7 +797,7 @@ int region_extent_states(struct region *r, struct proto_extent_state *states)
 {
   for (uint32_t eid = 0; eid < r->meta.def.extent_count; eid++) {
     struct rext *re;
-    int ret = ext_get(r, eid, false, &re);
+    int ret = region__ext_get(r, eid, false, &re);
     if (ret < 0)
       return ret;
     if (!re->x.meta_known) {
@@ -808,7 +805,7 @@ int region_extent_states(struct region *r, struct proto_extent_state *states)
       re->x.meta_known = ret == 0;
     }
     states[eid] = re->x.meta;
-    ext_put(r, re);
+    region__ext_put(r, re);
     if (ret < 0) {
       log_error("%s: extent %u: %s", r->dir, eid, log_strerror(-ret));
       return ret;
@@ -823,23 +820,10 @@ int region_verify_extent(struct region *r, uint32_t eid,
 {
   struct rext *re;
   *checked = 0;
-  if (eid >= r->meta.def.extent_count)
-    return -EINVAL;
-  int ret = ext_get(r, eid, true, &re);
+  int ret = region__ext_get(r, eid, true, &re);
   if (ret < 0)
     return ret;
   ret = ext_verify(&re->x, bad, arg, checked);
-  ext_put(r, re);
+  region__ext_put(r, re);
   return ret;
-}
-
-int region__ext_get(struct region *r, uint32_t eid, bool want_open,
-                    struct rext **out)
-{
-  return ext_get(r, eid, want_open, out);
-}
-
-void region__ext_put(struct region *r, struct rext *re)
-{
-  ext_put(r, re);
 }

@@ -48,8 +48,8 @@ struct region {
   uint32_t snap_newest_count;
 };
 
-/* ext_get / ext_put of region.c: pin and lock extent eid (opening its
- * files if want_open), and release it. */
+/* Pin and lock extent eid (opening its files if want_open; -EINVAL
+ * beyond the region), and release it. */
 int region__ext_get(struct region *r, uint32_t eid, bool want_open,
                     struct rext **out);
 void region__ext_put(struct region *r, struct rext *re);
