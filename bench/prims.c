@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,23 +201,11 @@ static void prim_xxh3(void *p, long n)
 
 /* --- TCP over loopback ------------------------------------------------- */
 
-static int send_all(int fd, const uint8_t *p, size_t len)
+/* All of p out (send) or in (recv). */
+static int xfer_all(int fd, uint8_t *p, size_t len, bool out)
 {
   while (len > 0) {
-    ssize_t r = send(fd, p, len, MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
-    p += r, len -= (size_t) r;
-  }
-  return 0;
-}
-
-static int recv_all(int fd, uint8_t *p, size_t len)
-{
-  while (len > 0) {
-    ssize_t r = recv(fd, p, len, 0);
+    ssize_t r = out ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
@@ -248,7 +237,7 @@ static void tcp_pair(int fd[2])
 }
 
 /* The peer thread of a TCP measurement: reads count messages of len
- * bytes (one message per recv_all, as a server reads frame by frame) and,
+ * bytes (one message per xfer_all, as a server reads frame by frame) and,
  * if reply > 0, answers each with reply bytes. */
 struct tcp_peer {
   int fd;
@@ -265,8 +254,8 @@ static void *tcp_peer_main(void *p)
   pthread_barrier_wait(t->go);
   double c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   for (long i = 0; i < t->count; i++) {
-    if (recv_all(t->fd, t->buf, t->len) < 0 ||
-        (t->reply && send_all(t->fd, t->buf, t->reply) < 0))
+    if (xfer_all(t->fd, t->buf, t->len, false) < 0 ||
+        (t->reply && xfer_all(t->fd, t->buf, t->reply, true) < 0))
       die("peer recv/send");
   }
   t->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
@@ -293,8 +282,8 @@ static void tcp_batch(int fd[2], size_t len, size_t reply, long count,
   double w0 = clock_ns(CLOCK_MONOTONIC);
   double c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   for (long i = 0; i < count; i++) {
-    if (send_all(fd[0], buf, len) < 0 ||
-        (reply && recv_all(fd[0], buf, reply) < 0))
+    if (xfer_all(fd[0], buf, len, true) < 0 ||
+        (reply && xfer_all(fd[0], buf, reply, false) < 0))
       die("send/recv");
   }
   snd->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;

@@ -454,38 +454,33 @@ def chart(cfg, png, tmp):
     base = cfg["results"].get(cfg.get("base", "file"), {}).get("jobs", {})
     targets = [t for t in cfg["targets"]
                if cfg["results"][t].get("status") == "ok"]
-    dat = os.path.join(tmp, "chart.dat")
-    with open(dat, "w") as f:
-        f.write("job " + " ".join('"%s"' % t for t in targets) + "\n")
-        for job in cfg["jobs"]:
-            row = ['"%s"' % LABELS.get(job, job)]
-            for t in targets:
-                r = cfg["results"][t]["jobs"].get(job, {})
-                b = base.get(job, {})
-                ok = "iops" in r and b.get("iops")
-                row.append("%.4f" % (r["iops"] / b["iops"]) if ok else "NaN")
-            f.write(" ".join(row) + "\n")
-    lat = os.path.join(tmp, "chart_lat.dat")
-    with open(lat, "w") as f:
-        f.write("job " + " ".join('"%s"' % t for t in targets) + "\n")
-        for job in cfg["jobs"]:
-            row = ['"%s"' % LABELS.get(job, job)]
-            for t in targets:
-                r = cfg["results"][t]["jobs"].get(job, {})
-                row.append("%.1f" % r["p99_us"] if r.get("p99_us")
-                           else "NaN")
-            f.write(" ".join(row) + "\n")
-    cpu = os.path.join(tmp, "chart_cpu.dat")
-    with open(cpu, "w") as f:
-        f.write("job " + " ".join('"%s"' % t for t in targets) + "\n")
-        for job in cfg["jobs"]:
-            row = ['"%s"' % LABELS.get(job, job)]
-            for t in targets:
-                c = cfg["results"][t]["jobs"].get(job, {}).get(
-                    "cpu_us_per_unit", {})
-                row.append("%.1f" % sum(c.values()) if sum(c.values())
-                           else "NaN")
-            f.write(" ".join(row) + "\n")
+    def table(name, cell):
+        """One data file: a row per job, cell(result, base) per target."""
+        path = os.path.join(tmp, name)
+        with open(path, "w") as f:
+            f.write("job " + " ".join('"%s"' % t for t in targets) + "\n")
+            for job in cfg["jobs"]:
+                row = ['"%s"' % LABELS.get(job, job)]
+                for t in targets:
+                    r = cfg["results"][t]["jobs"].get(job, {})
+                    row.append(cell(r, base.get(job, {})))
+                f.write(" ".join(row) + "\n")
+        return path
+
+    def rel(r, b):
+        ok = "iops" in r and b.get("iops")
+        return "%.4f" % (r["iops"] / b["iops"]) if ok else "NaN"
+
+    def p99(r, _b):
+        return "%.1f" % r["p99_us"] if r.get("p99_us") else "NaN"
+
+    def cpu_sum(r, _b):
+        c = sum(r.get("cpu_us_per_unit", {}).values())
+        return "%.1f" % c if c else "NaN"
+
+    dat = table("chart.dat", rel)
+    lat = table("chart_lat.dat", p99)
+    cpu = table("chart_cpu.dat", cpu_sum)
     n = len(targets)
     script = """
 set terminal pngcairo size 1400,1300 noenhanced font ",10"
