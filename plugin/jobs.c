@@ -27,12 +27,12 @@ static bool job_reads(const struct up_job *job)
 
 /* Move ds[i] of job one step: NONE -> SENT, then SENT -> DONE, ERR or
  * SKIP, exactly once each (upstairs_int.h). */
-static void job_step(struct up_job *job, int i, enum up_ds_state to)
+static void job_step(struct up_job *job, int i, enum up_job_state to)
 {
   assert(i >= 0 && i < UP_DOWNSTAIRS);
-  assert(to == DS_SENT ? job->ds[i] == DS_NONE
-                       : job->ds[i] == DS_SENT &&
-                             (to == DS_DONE || to == DS_ERR || to == DS_SKIP));
+  assert(to == JS_SENT ? job->ds[i] == JS_NONE
+                       : job->ds[i] == JS_SENT &&
+                             (to == JS_DONE || to == JS_ERR || to == JS_SKIP));
   job->ds[i] = (uint8_t) to;
 }
 
@@ -136,9 +136,9 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
     job->decided = true;
     job->result = result;
     for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-      job->seen |= (unsigned) (job->ds[i] == DS_DONE) << i;
-      job->failed |= (unsigned) (job->ds[i] == DS_ERR) << i;
-      job->sent |= (unsigned) (job->ds[i] != DS_NONE) << i;
+      job->seen |= (unsigned) (job->ds[i] == JS_DONE) << i;
+      job->failed |= (unsigned) (job->ds[i] == JS_ERR) << i;
+      job->sent |= (unsigned) (job->ds[i] != JS_NONE) << i;
     }
     if ((job->type == PROTO_T_FLUSH || up__snap_is_flush(job)) && result == 0 &&
         job->flush_dirty && job->flush_no > up->acked_flush)
@@ -176,7 +176,7 @@ static int job_fail_code(const struct up_job *job)
   int e = 0;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    if (job->ds[i] != DS_ERR)
+    if (job->ds[i] != JS_ERR)
       continue;
     if (e && e != job->ds_err[i])
       return -EIO;
@@ -189,7 +189,7 @@ static int job_fail_code(const struct up_job *job)
 static bool job_data_ok(const struct up_job *job)
 {
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (job->ds[i] == DS_DONE && !(job->vmask & (1u << i)))
+    if (job->ds[i] == JS_DONE && !(job->vmask & (1u << i)))
       return true;
   return false;
 }
@@ -209,11 +209,11 @@ static bool read_ready(struct upstairs *up, const struct up_job *job)
     return false;
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     if (job->dmask & (1u << i)) {
-      data_done |= job->ds[i] == DS_DONE;
-      data_out |= job->ds[i] == DS_SENT;
+      data_done |= job->ds[i] == JS_DONE;
+      data_out |= job->ds[i] == JS_SENT;
     } else if (job->vmask & (1u << i)) {
-      ver |= job->ds[i] == DS_DONE;
-      live |= job->ds[i] == DS_SENT &&
+      ver |= job->ds[i] == JS_DONE;
+      live |= job->ds[i] == JS_SENT &&
               now - up->cl[i].last_rx_ms < UP_FRESH_LIVE_MS;
     }
   }
@@ -229,10 +229,10 @@ bool up__job_rule(const struct up_job *job, unsigned write_quorum,
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     bool full = !(job->lr_mask & (1u << i));
-    ok += job->ds[i] == DS_DONE;
-    pending += job->ds[i] == DS_SENT;
-    okf += full && job->ds[i] == DS_DONE;
-    pendf += full && job->ds[i] == DS_SENT;
+    ok += job->ds[i] == JS_DONE;
+    pending += job->ds[i] == JS_SENT;
+    okf += full && job->ds[i] == JS_DONE;
+    pendf += full && job->ds[i] == JS_SENT;
   }
   switch (job->type) {
   case PROTO_T_WRITE:
@@ -271,7 +271,7 @@ static void job_eval(struct upstairs *up, struct up_job *job)
   int result;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    pending |= job->ds[i] == DS_SENT;
+    pending |= job->ds[i] == JS_SENT;
   if (up__job_rule(job, up->cfg.write_quorum,
                    job->type == PROTO_T_READ && pending && read_ready(up, job),
                    &result))
@@ -473,7 +473,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
       cl_fault(c, "send failed, job %llu", (unsigned long long) job->id);
       continue;
     }
-    job_step(job, i, DS_SENT);
+    job_step(job, i, JS_SENT);
     c->inflight++;
     c->inflight_bytes += job->frame_len;
   }
@@ -558,7 +558,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   struct up_job *job = job_find(up, d->job_id);
   char why[128];
 
-  if (!job || job->ds[c->idx] != DS_SENT || job_reads(job)) {
+  if (!job || job->ds[c->idx] != JS_SENT || job_reads(job)) {
     job_bad_reply(c, d->job_id);
     return;
   }
@@ -566,11 +566,11 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   c->inflight_bytes -= job->frame_len;
   up__stats_reply(up, c, job, d->err == 0);
   if (d->err == 0) {
-    job_step(job, c->idx, DS_DONE);
+    job_step(job, c->idx, JS_DONE);
     job_eval(up, job);
     return;
   }
-  job_step(job, c->idx, DS_ERR);
+  job_step(job, c->idx, JS_ERR);
   job->ds_err[c->idx] = d->err > 0 ? d->err : EIO;
   /* A snapshot command refused (snapshot.c) faults nobody. */
   if (job->type == PROTO_T_SNAPSHOT &&
@@ -592,7 +592,7 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
 {
   struct up_job *job = job_find(up, d->job_id);
 
-  if (!job || job->ds[c->idx] != DS_SENT || job->type != PROTO_T_READ) {
+  if (!job || job->ds[c->idx] != JS_SENT || job->type != PROTO_T_READ) {
     free(buf);
     job_bad_reply(c, d->job_id);
     return;
@@ -613,11 +613,11 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
              d->err ? log_strerror(d->err > 0 ? d->err : EIO) : "short reply",
              (unsigned long long) job->id);
     free(buf);
-    job_step(job, c->idx, DS_ERR);
+    job_step(job, c->idx, JS_ERR);
   } else {
     job->reply_buf[c->idx] = buf;
     job->reply[c->idx] = *d;
-    job_step(job, c->idx, DS_DONE);
+    job_step(job, c->idx, JS_DONE);
   }
   job_eval(up, job);
 }
@@ -631,7 +631,7 @@ void up__on_extent_map(struct upstairs *up, struct cl *c,
   struct up_job *job = job_find(up, d->job_id);
   uint8_t *bits = NULL;
 
-  if (!job || job->ds[c->idx] != DS_SENT ||
+  if (!job || job->ds[c->idx] != JS_SENT ||
       job->type != PROTO_T_EXTENT_MAP_REQ) {
     job_bad_reply(c, d->job_id);
     return;
@@ -651,12 +651,12 @@ void up__on_extent_map(struct upstairs *up, struct cl *c,
              c->name, (unsigned long long) job->lba,
              log_strerror(d->err ? d->err : ENOMEM),
              (unsigned long long) job->id);
-    job_step(job, c->idx, DS_ERR);
+    job_step(job, c->idx, JS_ERR);
   } else {
     job->reply_buf[c->idx] = bits;
     job->reply[c->idx].n = d->n;
     job->reply[c->idx].data = bits;
-    job_step(job, c->idx, DS_DONE);
+    job_step(job, c->idx, JS_DONE);
   }
   job_eval(up, job);
 }
@@ -666,7 +666,7 @@ void up__on_reply_buf(struct upstairs *up, struct cl *c, uint64_t id,
 {
   struct up_job *job = job_find(up, id);
 
-  if (!job || job->ds[c->idx] != DS_SENT || job->type != type) {
+  if (!job || job->ds[c->idx] != JS_SENT || job->type != type) {
     free(buf);
     job_bad_reply(c, id);
     return;
@@ -677,7 +677,7 @@ void up__on_reply_buf(struct upstairs *up, struct cl *c, uint64_t id,
   job->ds_err[c->idx] = err;
   job->reply_buf[c->idx] = buf;
   job->reply[c->idx].n = n;
-  job_step(job, c->idx, err ? DS_ERR : DS_DONE);
+  job_step(job, c->idx, err ? JS_ERR : JS_DONE);
   job_eval(up, job);
 }
 
@@ -688,9 +688,9 @@ void up__ds_lost(struct upstairs *up, struct cl *c)
 
   for (job = up->if_head; job; job = next) {
     next = job->next;
-    if (job->ds[c->idx] != DS_SENT)
+    if (job->ds[c->idx] != JS_SENT)
       continue;
-    job_step(job, c->idx, DS_SKIP);
+    job_step(job, c->idx, JS_SKIP);
     job_eval(up, job); /* may untrack job, never next */
   }
   c->inflight = 0;
@@ -709,7 +709,7 @@ void up__check_timeouts(struct upstairs *up)
     if (now - j->sent_ms < tmo)
       break; /* the list is in send order */
     for (int i = 0; i < UP_DOWNSTAIRS; i++)
-      if (j->ds[i] == DS_SENT && !which[i])
+      if (j->ds[i] == JS_SENT && !which[i])
         which[i] = j->id;
   }
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
@@ -740,8 +740,8 @@ void up__fail_all(struct upstairs *up, int err)
   }
   while ((job = up->if_head) != NULL) {
     for (int i = 0; i < UP_DOWNSTAIRS; i++)
-      if (job->ds[i] == DS_SENT) {
-        job_step(job, i, DS_SKIP);
+      if (job->ds[i] == JS_SENT) {
+        job_step(job, i, JS_SKIP);
         up->cl[i].inflight--;
         up->cl[i].inflight_bytes -= job->frame_len;
       }

@@ -202,7 +202,7 @@ static int rec_read_ctxs(struct rec_chunk *ch)
     by[d] = at[d] >= 0 ? jobs[at[d]] : NULL;
   for (int d = 0; d < UP_DOWNSTAIRS; d++) {
     const struct proto_read_done *r = by[d] ? &by[d]->reply[d] : NULL;
-    bool ok = r && res[at[d]] == 0 && by[d]->ds[d] == DS_DONE && r->n == ch->n;
+    bool ok = r && res[at[d]] == 0 && by[d]->ds[d] == JS_DONE && r->n == ch->n;
     for (uint32_t i = 0; i < ch->n; i++) {
       struct up_rec_blk *b = &ch->blk[i].b[d];
       struct proto_ctx c = {0};
@@ -332,7 +332,7 @@ static int rec_copy_run(struct rec_chunk *ch, uint32_t i, uint32_t j)
   }
   up__run_jobs(up, &src, 1, &rd);
   r = src ? &src->reply[w] : NULL;
-  if (!src || rd < 0 || src->ds[w] != DS_DONE || r->n != n) {
+  if (!src || rd < 0 || src->ds[w] != JS_DONE || r->n != n) {
     /* Lost or failing, so faulted: what its contexts said is void, and
      * it is no target either (excl would make it one).  If it came back
      * meanwhile, a write now would reach the new connection, outside the

@@ -77,7 +77,8 @@ enum up_phase {
   UP_PH_STOPPED
 };
 
-enum up_ds_state { DS_NONE = 0, DS_SENT, DS_DONE, DS_ERR, DS_SKIP };
+/* A job's state at one downstairs (JS_: job state; DS_ is the daemon's). */
+enum up_job_state { JS_NONE = 0, JS_SENT, JS_DONE, JS_ERR, JS_SKIP };
 
 /* One caller request: its one caller thread waits on cond until pending
  * == 0; the loop lowers pending for the jobs decided in one loop turn at
@@ -117,7 +118,7 @@ struct up_job {
   bool tracked;              /* loop only: on the in-flight list */
   uint64_t sent_ms;          /* loop only: uv_now at send */
   uint64_t sent_us;          /* loop only: uv_hrtime at send, in µs */
-  uint8_t ds[UP_DOWNSTAIRS]; /* enum up_ds_state, loop only */
+  uint8_t ds[UP_DOWNSTAIRS]; /* enum up_job_state, loop only */
   int ds_err[UP_DOWNSTAIRS]; /* positive errno from a reply */
 
   /* Outcome, under up->lock. */

@@ -44,7 +44,7 @@ static bool model_ok(const struct story *s)
   unsigned ok = 0, okf = 0, data = 0;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    if (j->ds[i] != DS_DONE)
+    if (j->ds[i] != JS_DONE)
       continue;
     ok++;
     okf += !(j->lr_mask & (1u << i));
@@ -66,8 +66,8 @@ static bool model_due(const struct story *s)
   bool sent = false, sent_full = false;
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    sent |= j->ds[i] == DS_SENT;
-    sent_full |= j->ds[i] == DS_SENT && !(j->lr_mask & (1u << i));
+    sent |= j->ds[i] == JS_SENT;
+    sent_full |= j->ds[i] == JS_SENT && !(j->lr_mask & (1u << i));
   }
   return j->type == PROTO_T_FLUSH ? !sent_full : !sent;
 }
@@ -105,7 +105,7 @@ static void new_story(struct story *s)
     j->vmask = rnd(8) & ~(1u << rnd(UP_DOWNSTAIRS)); /* one gets data */
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     bool send = j->only ? (j->only & (1u << i)) != 0 : rnd(6) != 0;
-    j->ds[i] = send ? DS_SENT : DS_NONE;
+    j->ds[i] = send ? JS_SENT : JS_NONE;
   }
 }
 
@@ -125,8 +125,8 @@ static int play(struct story *s, unsigned long long seed, int n)
      * timing says whether the versions replies are waited for). */
     bool sent = false, data_out = false;
     for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-      sent |= j->ds[i] == DS_SENT;
-      data_out |= j->ds[i] == DS_SENT && !(j->vmask & (1u << i));
+      sent |= j->ds[i] == JS_SENT;
+      data_out |= j->ds[i] == JS_SENT && !(j->vmask & (1u << i));
     }
     bool fresh_ready =
         j->type == PROTO_T_READ && j->vmask && !data_out && rnd(3) == 0;
@@ -155,13 +155,13 @@ static int play(struct story *s, unsigned long long seed, int n)
     int i;
     do
       i = (int) rnd(UP_DOWNSTAIRS);
-    while (j->ds[i] != DS_SENT);
+    while (j->ds[i] != JS_SENT);
     switch (rnd(5)) {
     case 0:
     case 1:
-    case 2: j->ds[i] = DS_DONE; break;
+    case 2: j->ds[i] = JS_DONE; break;
     case 3:
-      j->ds[i] = DS_ERR;
+      j->ds[i] = JS_ERR;
       j->ds_err[i] = rnd(2) ? EIO : ENOSPC;
       if (!decided) {
         if (errs_seen && j->ds_err[i] != first_err)
@@ -171,7 +171,7 @@ static int play(struct story *s, unsigned long long seed, int n)
         errs_seen++;
       }
       break;
-    default: j->ds[i] = DS_SKIP; break;
+    default: j->ds[i] = JS_SKIP; break;
     }
   }
   if (decided && dec_ok != model_ok(s)) {
@@ -195,31 +195,31 @@ static void test_cases(void)
   memset(&j, 0, sizeof j);
   j.type = PROTO_T_WRITE;
   j.lr_mask = 4;
-  j.ds[0] = DS_DONE;
-  j.ds[1] = DS_SENT;
-  j.ds[2] = DS_DONE;
+  j.ds[0] = JS_DONE;
+  j.ds[1] = JS_SENT;
+  j.ds[2] = JS_DONE;
   CHECK(!up__job_rule(&j, 2, false, &r));
   /* ... and fails once the other full replica fails: with the disk's
    * own errno when every failure says the same, else EIO. */
-  j.ds[1] = DS_ERR;
+  j.ds[1] = JS_ERR;
   j.ds_err[1] = ENOSPC;
   CHECK(up__job_rule(&j, 2, false, &r) && r == -ENOSPC);
-  j.ds[0] = DS_ERR;
+  j.ds[0] = JS_ERR;
   j.ds_err[0] = EIO;
   CHECK(up__job_rule(&j, 2, false, &r) && r == -EIO);
   /* write_quorum=3 waits for the third. */
   memset(&j, 0, sizeof j);
   j.type = PROTO_T_WRITE;
-  j.ds[0] = j.ds[1] = DS_DONE;
-  j.ds[2] = DS_SENT;
+  j.ds[0] = j.ds[1] = JS_DONE;
+  j.ds[2] = JS_SENT;
   CHECK(up__job_rule(&j, 2, false, &r) && r == 0);
   CHECK(!up__job_rule(&j, 3, false, &r));
   /* A flush does not wait for a live-repair target. */
   memset(&j, 0, sizeof j);
   j.type = PROTO_T_FLUSH;
   j.lr_mask = 2;
-  j.ds[0] = j.ds[2] = DS_DONE;
-  j.ds[1] = DS_SENT;
+  j.ds[0] = j.ds[2] = JS_DONE;
+  j.ds[1] = JS_SENT;
   CHECK(up__job_rule(&j, 2, false, &r) && r == 0);
   /* Nothing sent at all: decided at once, never left waiting. */
   memset(&j, 0, sizeof j);
@@ -231,8 +231,8 @@ static void test_cases(void)
   memset(&j, 0, sizeof j);
   j.type = PROTO_T_READ;
   j.vmask = 2;
-  j.ds[0] = DS_ERR;
-  j.ds[1] = DS_DONE;
+  j.ds[0] = JS_ERR;
+  j.ds[1] = JS_DONE;
   CHECK(up__job_rule(&j, 2, false, &r) && r == -EIO);
 }
 
