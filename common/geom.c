@@ -20,12 +20,6 @@ int geom_check(const struct proto_region *r)
   return 0;
 }
 
-void geom_extent_path(uint32_t eid, char buf[GEOM_EXTENT_PATH_MAX])
-{
-  snprintf(buf, GEOM_EXTENT_PATH_MAX, "%02X/%03X/%03X", (eid >> 24) & 0xff,
-           (eid >> 12) & 0xfff, eid & 0xfff);
-}
-
 void geom_uuid_format(const uint8_t u[PROTO_UUID_LEN], char out[37])
 {
   if (geom_uuid_is_zero(u)) {

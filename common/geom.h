@@ -20,7 +20,6 @@
 #define GEOM_MIN_BLOCK_SIZE 512u
 #define GEOM_MAX_BLOCK_SIZE 65536u
 #define GEOM_MAX_EXTENT_SIZE (1u << 24) /* blocks */
-#define GEOM_EXTENT_PATH_MAX 16         /* "XX/YYY/ZZZ" + NUL, rounded */
 
 /* 0 if the geometry is usable: block_size a power of two in
  * [GEOM_MIN_BLOCK_SIZE, GEOM_MAX_BLOCK_SIZE], extent_size in
@@ -47,9 +46,6 @@ static inline uint64_t geom_left_in_extent(const struct proto_region *r,
 {
   return r->extent_size - lba % r->extent_size;
 }
-
-/* "XX/YYY/ZZZ" into buf (GEOM_EXTENT_PATH_MAX bytes). */
-void geom_extent_path(uint32_t eid, char buf[GEOM_EXTENT_PATH_MAX]);
 
 /* UUID text form, 36 chars + NUL ("none" for the all-zero uuid of a
  * region of no volume yet); parse returns 0 or -EINVAL. */

@@ -49,6 +49,7 @@
 
 #include "../common/geom.h"
 #include "../common/log.h"
+#include "extent.h"
 #include "progress.h"
 #include "region.h"
 #include "repair.h"
@@ -298,10 +299,10 @@ static int files_differ(int dirfd, const char *rel_a, const char *rel_b,
 static int fetch_extent(struct clone *c, uint32_t eid)
 {
   const struct proto_region *def = region_def(c->r);
-  char rel[GEOM_EXTENT_PATH_MAX], db[GEOM_EXTENT_PATH_MAX + 16];
-  char again[GEOM_EXTENT_PATH_MAX + 16], side[GEOM_EXTENT_PATH_MAX + 16];
+  char rel[EXT_PATH_MAX], db[EXT_PATH_MAX + 16];
+  char again[EXT_PATH_MAX + 16], side[EXT_PATH_MAX + 16];
   struct stat st;
-  geom_extent_path(eid, rel);
+  ext_path(eid, rel);
   snprintf(db, sizeof db, "%s.db", rel);
   snprintf(again, sizeof again, "%s.db.again", rel);
   /* A -wal left by the check of an earlier try must not replay onto the

@@ -472,7 +472,7 @@ static int open_db(struct ext *e, const char *dbpath)
 
 int ext_open(struct ext *e, int dirfd, const char *dir)
 {
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char rel[EXT_PATH_MAX], reldb[EXT_PATH_MAX + 3];
   char dbpath[PATH_MAX];
   struct stat st;
   ext__paths(dir, e->eid, rel, reldb, dbpath, sizeof dbpath);

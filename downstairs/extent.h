@@ -39,8 +39,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../common/proto.h"
+
+/* Extent eid's files in the region directory: "XX/YYY/ZZZ" (the data) and
+ * "XX/YYY/ZZZ.db" (its SQLite metadata), XX/YYY/ZZZ the hex of eid's
+ * bits 31-24, 23-12 and 11-0.  Inline so the test tools that handle
+ * region files need no downstairs object. */
+#define EXT_PATH_MAX 16 /* "XX/YYY/ZZZ" + NUL, rounded */
+static inline void ext_path(uint32_t eid, char buf[EXT_PATH_MAX])
+{
+  snprintf(buf, EXT_PATH_MAX, "%02X/%03X/%03X", (unsigned) (eid >> 24) & 0xff,
+           (unsigned) (eid >> 12) & 0xfff, (unsigned) eid & 0xfff);
+}
 
 struct sqlite3;
 struct sqlite3_stmt;

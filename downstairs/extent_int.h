@@ -16,6 +16,7 @@
 
 #include "../common/geom.h"
 #include "../common/proto.h"
+#include "extent.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -78,8 +79,8 @@ int ext__zero_range(int fd, off_t off, off_t len);
 
 /* rel = "XX/YYY/ZZZ", reldb = rel + ".db", db = dir + "/" + reldb (db may
  * be NULL). */
-void ext__paths(const char *dir, uint32_t eid, char rel[GEOM_EXTENT_PATH_MAX],
-                char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db, size_t dblen);
+void ext__paths(const char *dir, uint32_t eid, char rel[EXT_PATH_MAX],
+                char reldb[EXT_PATH_MAX + 3], char *db, size_t dblen);
 
 /* Step s (EXT__GET_META_SQL) into out and *repair (if not NULL); a
  * marked extent is reported dirty.  -EINVAL if gen_number, flush_number

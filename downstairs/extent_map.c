@@ -92,7 +92,7 @@ void ext_map_clear(struct ext *e, uint64_t blk, uint32_t n)
 
 int ext_map_probe(struct ext *e, int dirfd)
 {
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char rel[EXT_PATH_MAX], reldb[EXT_PATH_MAX + 3];
   struct stat st;
 
   if (e->map_known)

@@ -152,11 +152,11 @@ int ext__zero_range(int fd, off_t off, off_t len)
 }
 
 /* rel = "XX/YYY/ZZZ", reldb = rel + ".db", db = dir + "/" + reldb. */
-void ext__paths(const char *dir, uint32_t eid, char rel[GEOM_EXTENT_PATH_MAX],
-                char reldb[GEOM_EXTENT_PATH_MAX + 3], char *db, size_t dblen)
+void ext__paths(const char *dir, uint32_t eid, char rel[EXT_PATH_MAX],
+                char reldb[EXT_PATH_MAX + 3], char *db, size_t dblen)
 {
-  geom_extent_path(eid, rel);
-  snprintf(reldb, GEOM_EXTENT_PATH_MAX + 3, "%s.db", rel);
+  ext_path(eid, rel);
+  snprintf(reldb, EXT_PATH_MAX + 3, "%s.db", rel);
   if (db != NULL)
     snprintf(db, dblen, "%s/%s", dir, reldb);
 }
@@ -202,7 +202,7 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
 int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
                   struct proto_extent_state *out, bool *repair)
 {
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char rel[EXT_PATH_MAX], reldb[EXT_PATH_MAX + 3];
   char path[PATH_MAX];
   sqlite3 *db = NULL;
   sqlite3_stmt *s = NULL;
@@ -240,8 +240,8 @@ static int write_file(int dirfd, const char *rel, const uint8_t *p, size_t len,
 
 int ext_remove(int dirfd, uint32_t eid)
 {
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
-  char side[GEOM_EXTENT_PATH_MAX + 8];
+  char rel[EXT_PATH_MAX], reldb[EXT_PATH_MAX + 3];
+  char side[EXT_PATH_MAX + 8];
   ext__paths(NULL, eid, rel, reldb, NULL, 0);
   const char *paths[] = {rel, reldb, side, side};
   for (int i = 0; i < 4; i++) {
@@ -256,9 +256,9 @@ int ext_remove(int dirfd, uint32_t eid)
 int ext_create(int dirfd, uint32_t eid, uint64_t data_bytes,
                const uint8_t *seed, size_t seed_len)
 {
-  char rel[GEOM_EXTENT_PATH_MAX], reldb[GEOM_EXTENT_PATH_MAX + 3];
+  char rel[EXT_PATH_MAX], reldb[EXT_PATH_MAX + 3];
   ext__paths(NULL, eid, rel, reldb, NULL, 0);
-  char d[GEOM_EXTENT_PATH_MAX];
+  char d[EXT_PATH_MAX];
   /* "XX" then "XX/YYY"; EEXIST is the common case after the first. */
   for (size_t cut = 2; cut <= 6; cut += 4) {
     memcpy(d, rel, cut);

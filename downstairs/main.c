@@ -177,8 +177,8 @@ static int preallocate(const char *dir, const struct proto_region *def)
   int r = 0;
   cli_progress(&p, "preallocate", geom_size(def));
   for (uint32_t eid = 0; eid < def->extent_count && r == 0; eid++) {
-    char rel[GEOM_EXTENT_PATH_MAX], path[4096];
-    geom_extent_path(eid, rel);
+    char rel[EXT_PATH_MAX], path[4096];
+    ext_path(eid, rel);
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)

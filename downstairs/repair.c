@@ -19,19 +19,20 @@
 #include "../common/auth.h"
 #include "../common/geom.h"
 #include "../common/log.h"
+#include "extent.h"
 #include "fsutil.h"
 
 /* Paths of one extent: rel "XX/YYY/ZZZ", its directory "XX/YYY" and its
  * base name "ZZZ". */
 struct rpaths {
-  char rel[GEOM_EXTENT_PATH_MAX];
-  char dir[GEOM_EXTENT_PATH_MAX];
+  char rel[EXT_PATH_MAX];
+  char dir[EXT_PATH_MAX];
   const char *base;
 };
 
 static void rpaths_init(struct rpaths *p, uint32_t eid)
 {
-  geom_extent_path(eid, p->rel);
+  ext_path(eid, p->rel);
   memcpy(p->dir, p->rel, sizeof p->dir);
   char *slash = strrchr(p->dir, '/');
   *slash = '\0';

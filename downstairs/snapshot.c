@@ -536,13 +536,13 @@ static int region_path(int dfd, char *buf, size_t len)
 
 int snap_copy_extent(int dfd, uint32_t seq, struct ext *x)
 {
-  char sd[64], c[16], tmp[96], fin[96], rel[GEOM_EXTENT_PATH_MAX];
+  char sd[64], c[16], tmp[96], fin[96], rel[EXT_PATH_MAX];
   char p[PATH_MAX], reg[PATH_MAX], abs[PATH_MAX * 2];
   seq_dir(seq, sd, sizeof sd);
   copy_name(x->eid, c, sizeof c);
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", sd, c);
   snprintf(fin, sizeof fin, "%s/%s", sd, c);
-  geom_extent_path(x->eid, rel);
+  ext_path(x->eid, rel);
   int r = fs_rm_rf(dfd, tmp);
   if (r == 0 && mkdirat(dfd, tmp, 0755) < 0)
     r = -errno;

@@ -5,6 +5,7 @@
 #include "../../common/base64.h"
 #include "../../common/geom.h"
 #include "../../common/parse.h"
+#include "../../downstairs/extent.h"
 #include "test.h"
 
 static void test_base64(void)
@@ -75,7 +76,7 @@ static void test_geom(void)
 {
   struct proto_region r = {
       .block_size = 4096, .extent_size = 32768, .extent_count = 8};
-  char p[GEOM_EXTENT_PATH_MAX], u[37];
+  char p[EXT_PATH_MAX], u[37];
   uint8_t uuid[16], back[16];
   CHECK(geom_check(&r) == 0);
   CHECK(geom_size(&r) == 1ull << 30);
@@ -91,11 +92,11 @@ static void test_geom(void)
   r.extent_count = 1;
   r.extent_size = GEOM_MAX_EXTENT_SIZE + 1;
   CHECK(geom_check(&r) == -EINVAL);
-  geom_extent_path(0, p);
+  ext_path(0, p);
   CHECK(strcmp(p, "00/000/000") == 0);
-  geom_extent_path(0x12345678, p);
+  ext_path(0x12345678, p);
   CHECK(strcmp(p, "12/345/678") == 0);
-  geom_extent_path(0xabc, p);
+  ext_path(0xabc, p);
   CHECK(strcmp(p, "00/000/ABC") == 0);
   for (int i = 0; i < 16; i++)
     uuid[i] = (uint8_t) (i * 17);

@@ -24,6 +24,7 @@
 #include "../../common/geom.h"
 #include "../../common/parse.h"
 #include "../../common/proto.h"
+#include "../../downstairs/extent.h"
 #include "test.h"
 
 /* Hex of n bytes into out (2n + 1). */
@@ -117,8 +118,8 @@ static void test_wire(void)
             "0100000000000080"
             "03000000"
             "00000000");
-  char p[GEOM_EXTENT_PATH_MAX];
-  geom_extent_path(0xfedcba98u, p);
+  char p[EXT_PATH_MAX];
+  ext_path(0xfedcba98u, p);
   CHECK(strcmp(p, "FE/DCB/A98") == 0);
 }
 

@@ -378,8 +378,8 @@ static uint64_t kill9_check(const char *dir)
   uint64_t bad = 0, checked = 0, total = 0;
   CHECK(region_open(dir, &r) == 0);
   for (uint32_t e = 0; e < KEC; e++) {
-    char p[256], ext[GEOM_EXTENT_PATH_MAX];
-    geom_extent_path(e, ext);
+    char p[256], ext[EXT_PATH_MAX];
+    ext_path(e, ext);
     snprintf(p, sizeof p, "%s/%s", dir, ext);
     CHECK(region_verify_extent(r, e, count_bad, &bad, &checked) == 0);
     total += checked;

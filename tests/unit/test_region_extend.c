@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "../../common/geom.h"
+#include "../../downstairs/extent.h"
 #include "test_region.h"
 
 /* A block read back: its bytes and whether it holds a context. */
@@ -63,7 +64,7 @@ static void test_extend_leftovers(void)
   uint64_t s = 7;
   uint8_t got[BS];
   bool present;
-  char rel[GEOM_EXTENT_PATH_MAX], from[256], to[256];
+  char rel[EXT_PATH_MAX], from[256], to[256];
 
   /* A donor region whose extent 0 has a written block. */
   const char *donor = newdir();
@@ -74,12 +75,12 @@ static void test_extend_leftovers(void)
 
   CHECK(region_create(dir, &d) == 0);
   /* Plant extent 2's files: the donor's database, a short data file. */
-  geom_extent_path(2, rel);
+  ext_path(2, rel);
   snprintf(to, sizeof to, "%s/%.2s", dir, rel);
   CHECK(mkdir(to, 0755) == 0 || errno == EEXIST);
   snprintf(to, sizeof to, "%s/%.6s", dir, rel);
   CHECK(mkdir(to, 0755) == 0 || errno == EEXIST);
-  geom_extent_path(0, from);
+  ext_path(0, from);
   char cmd[700];
   snprintf(cmd, sizeof cmd, "cp %s/%s.db %s/%s.db && echo x > %s/%s", donor,
            from, dir, rel, dir, rel);
@@ -102,12 +103,12 @@ static void test_extend_refused(void)
   const char *dir = newdir();
   struct proto_region d = geom(BS, ES, 2, 0);
   struct region *r;
-  char rel[GEOM_EXTENT_PATH_MAX], p[256];
+  char rel[EXT_PATH_MAX], p[256];
 
   CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
   CHECK(region_extend(r, 0) == -EINVAL);
   CHECK(region_def(r)->extent_count == 2);
-  geom_extent_path(2, rel);
+  ext_path(2, rel);
   snprintf(p, sizeof p, "%s/%s", dir, rel);
   CHECK(access(p, F_OK) < 0); /* nothing was created */
   region_close(r);

@@ -16,11 +16,11 @@
  * row is missing, -2 if the database cannot be read. */
 static long long meta_row(const char *dir, uint32_t eid, const char *name)
 {
-  char rel[GEOM_EXTENT_PATH_MAX], p[256];
+  char rel[EXT_PATH_MAX], p[256];
   sqlite3 *db;
   sqlite3_stmt *s;
   long long v = -2;
-  geom_extent_path(eid, rel);
+  ext_path(eid, rel);
   snprintf(p, sizeof p, "%s/%s.db", dir, rel);
   if (sqlite3_open(p, &db) == SQLITE_OK &&
       sqlite3_prepare_v2(db, "SELECT value FROM metadata WHERE name=?", -1, &s,

@@ -14,8 +14,8 @@ bool flip_block(struct sim *s, int i)
     if (s->flipped[b] || s->blk_mod[b] + MAX_INFLIGHT >= s->seq ||
         !model_block_written(&s->M, b))
       continue;
-    char rel[GEOM_EXTENT_PATH_MAX], path[700];
-    geom_extent_path(b / per, rel);
+    char rel[EXT_PATH_MAX], path[700];
+    ext_path(b / per, rel);
     snprintf(path, sizeof path, "%s/%s", s->ds_dir[i], rel);
     off_t off = (off_t) (b % per) * BLOCK + at;
     uint8_t c;

@@ -70,9 +70,9 @@ void final_replicas(struct sim *s)
   for (int i = 0; i < 3; i++)
     b[i] = xmalloc(CHUNK);
   for (uint32_t e = 0; e < s->o.extent_count; e++) {
-    char rel[GEOM_EXTENT_PATH_MAX], path[700];
+    char rel[EXT_PATH_MAX], path[700];
     int fd[3];
-    geom_extent_path(e, rel);
+    ext_path(e, rel);
     for (int i = 0; i < 3; i++) {
       snprintf(path, sizeof path, "%s/%s", s->ds_dir[i], rel);
       fd[i] = open(path, O_RDONLY);

@@ -39,8 +39,8 @@ static void run_or_fail(struct sim *s, char *const argv[])
 /* Path of extent e's database in region directory dir. */
 static void db_path(const char *dir, uint32_t e, char *out, size_t n)
 {
-  char rel[GEOM_EXTENT_PATH_MAX];
-  geom_extent_path(e, rel);
+  char rel[EXT_PATH_MAX];
+  ext_path(e, rel);
   snprintf(out, n, "%s/%s.db", dir, rel);
 }
 

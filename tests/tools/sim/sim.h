@@ -166,6 +166,7 @@
 
 #include "../../../common/base64.h"
 #include "../../../common/geom.h"
+#include "../../../downstairs/extent.h"
 
 #define NCONN 4    /* NBD connections, like nbdcopy */
 #define PER_CONN 4 /* ops in flight per connection */
