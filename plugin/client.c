@@ -8,8 +8,9 @@
 
 #include "../common/auth.h"
 #include "../common/geom.h"
+#include "../common/hash.h"
 #include "../common/log.h"
-#include "upstairs_int.h"
+#include "client.h"
 
 /* Smallest free space offered to a read: amortises syscalls for small
  * frames (JOB_DONE is 24 bytes) without growing the buffer for each. */
@@ -65,11 +66,12 @@ static void cl_net_frame(const struct cl *c, const char *dir,
 }
 
 /* Set up c (no handle yet). */
-void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
-             uint16_t port)
+void cl_init(struct cl *c, struct upstairs *up, const struct cl_env *env,
+             int idx, const char *host, uint16_t port)
 {
   memset(c, 0, sizeof *c);
   c->up = up;
+  c->env = env;
   c->idx = idx;
   if (strchr(host, ':'))
     snprintf(c->name, sizeof c->name, "[%s]:%u", host, port);
@@ -139,7 +141,7 @@ int cl_send_copy(struct cl *c, const uint8_t *buf, size_t len)
 static void cl_batch_release(struct cl *c, struct cl_batch *q)
 {
   for (unsigned i = 0; i < q->n; i++)
-    up__job_loop_put(q->jobs[i]);
+    c->env->ev->job_put(q->jobs[i]);
   q->n = q->boff = 0;
   q->next = c->bpool;
   c->bpool = q;
@@ -154,12 +156,6 @@ static void on_batch_written(uv_write_t *w, int status)
   cl_batch_release(c, w->data);
   if (status < 0 && status != UV_ECANCELED)
     cl_close(c, false, "write failed");
-}
-
-/* Send job->frame unchanged; the job stays alive until written. */
-int cl_send_job(struct cl *c, struct up_job *job)
-{
-  return cl_send_job_frame(c, job, job->frame, job->frame_len);
 }
 
 int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
@@ -189,7 +185,6 @@ int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
   }
   q->bufs[q->n] = uv_buf_init((char *) frame, (unsigned) len);
   q->jobs[q->n++] = job;
-  job->loop_refs++;
   cl_net_frame(c, "sent", frame, len);
   c->last_tx_ms = uv_now(c->tcp.loop);
   return 0;
@@ -264,9 +259,9 @@ static void on_closed(uv_handle_t *h)
   c->rx = NULL;
   c->rx_off = c->rx_len = c->rx_cap = 0;
   c->ping_out = false;
-  up__ds_update(c->up, c);
+  c->env->ev->changed(c->up, c);
   if (c->state == CL_IDLE)
-    up__handshake_step(c->up);
+    c->env->ev->handshake(c->up);
 }
 
 /* Close the connection (idempotent).  Outstanding jobs are skipped. */
@@ -282,11 +277,11 @@ void cl_close(struct cl *c, bool final, const char *why)
   if (was == CL_IDLE) {
     if (c->final)
       c->state = CL_GONE;
-    up__ds_update(c->up, c);
+    c->env->ev->changed(c->up, c);
     return;
   }
   if (was == CL_CLOSING || was == CL_GONE) {
-    up__ds_update(c->up, c); /* final may have changed */
+    c->env->ev->changed(c->up, c); /* final may have changed */
     return;
   }
   c->state = CL_CLOSING;
@@ -294,15 +289,10 @@ void cl_close(struct cl *c, bool final, const char *why)
     cl_batch_release(c, c->batch);
     c->batch = NULL;
   }
-  if (was == CL_ACTIVE) {
-    if (!c->lr)
-      __atomic_sub_fetch(&c->up->n_active, 1, __ATOMIC_SEQ_CST);
-    c->lr = false;
-    up__ds_lost(c->up, c);
-    up__repair_lost(c->up, c);
-  }
+  if (was == CL_ACTIVE)
+    c->env->ev->lost(c->up, c);
   uv_close((uv_handle_t *) &c->tcp, on_closed);
-  up__ds_update(c->up, c);
+  c->env->ev->changed(c->up, c);
 }
 
 void cl_fault(struct cl *c, const char *fmt, ...)
@@ -464,13 +454,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
  * a fresh auth nonce (kept, with the frame, for the auth transcript). */
 static int cl_send_hello(struct cl *c)
 {
-  struct upstairs *up = c->up;
   struct proto_hello h = {0};
 
   h.version = PROTO_VERSION;
   h.role = PROTO_ROLE_UPSTAIRS;
-  h.encrypted = up->cfg.have_key;
-  h.session_id = up->session_id;
+  h.encrypted = c->env->encrypted;
+  h.session_id = c->env->session_id;
   if (auth_random(h.auth_nonce, sizeof h.auth_nonce) < 0)
     return UV_EIO;
   return cl_send_copy(c, c->hello_sent, proto_put_hello(c->hello_sent, &h));
@@ -493,9 +482,7 @@ static void on_connect(uv_connect_t *req, int status)
   }
   if (up_debug_net)
     log_debug("net: %s: connected", c->name);
-  if (c->up->dst[c->idx].connected_once)
-    c->up->dst[c->idx].reconnects++;
-  c->up->dst[c->idx].connected_once = true;
+  c->env->ev->connected(c->up, c);
   /* Jobs are small request/response frames: Nagle would hold a JOB_DONE
    * or a READ behind the previous unacked segment for up to 40 ms. */
   uv_tcp_nodelay(&c->tcp, 1);
@@ -510,7 +497,7 @@ static void on_connect(uv_connect_t *req, int status)
   if (r < 0)
     cl_close(c, false, uv_strerror(r));
   else
-    up__ds_update(c->up, c);
+    c->env->ev->changed(c->up, c);
 }
 
 /* Start connecting from IDLE. */
@@ -520,12 +507,12 @@ int cl_connect(struct cl *c)
 
   if (c->state != CL_IDLE || c->final || !c->have_addr)
     return -EINVAL;
-  r = uv_tcp_init(&c->up->loop, &c->tcp);
+  r = uv_tcp_init(c->env->loop, &c->tcp);
   if (r < 0)
     return r;
   c->tcp.data = c;
   c->state = CL_CONNECTING;
-  c->conn_ms = uv_now(&c->up->loop);
+  c->conn_ms = uv_now(c->env->loop);
   if (up_debug_net)
     log_debug("net: %s: connecting", c->name);
   r = uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *) &c->addr,
@@ -535,7 +522,7 @@ int cl_connect(struct cl *c)
     c->state = CL_CLOSING;
     uv_close((uv_handle_t *) &c->tcp, on_closed);
   }
-  up__ds_update(c->up, c);
+  c->env->ev->changed(c->up, c);
   return r;
 }
 
@@ -546,7 +533,7 @@ int cl_connect(struct cl *c)
  * try, with backoff (upstairs.c), while the daemon keeps being healthy. */
 static void cl_drop(struct cl *c, const char *why)
 {
-  cl_close(c, up__phase(c->up) != UP_PH_RUNNING, why);
+  cl_close(c, !c->env->ev->running(c->up), why);
 }
 
 /* Log msg unless why is already c's close reason: a refusal that
@@ -562,7 +549,7 @@ static void cl_log_refusal(struct cl *c, const char *why, const char *msg)
  * start-up (which fails), until the next reconnect while running. */
 static void cl_refuse(struct cl *c, const char *why, const char *msg)
 {
-  if (!up__start_fail(c->up, "downstairs %s: %s", c->name, msg))
+  if (!c->env->ev->start_fail(c->up, "downstairs %s: %s", c->name, msg))
     cl_log_refusal(c, why, msg);
   cl_drop(c, why);
 }
@@ -572,7 +559,7 @@ static void cl_refuse(struct cl *c, const char *why, const char *msg)
 static void cl_admit(struct cl *c)
 {
   uint8_t buf[PROTO_EXTENT_STATES_REQ_LEN];
-  int r = up__on_hello(c->up, c);
+  int r = c->env->ev->hello(c->up, c);
   if (r > 0) {
     cl_close(c, false, "not admitted yet");
     return;
@@ -581,8 +568,7 @@ static void cl_admit(struct cl *c)
     if (r == -ESTALE)
       cl_close(c, true, NULL);
     else
-      cl_drop(c,
-              r == -1 && up__phase(c->up) != UP_PH_RUNNING ? "refused" : NULL);
+      cl_drop(c, r == -1 && !c->env->ev->running(c->up) ? "refused" : NULL);
     return;
   }
   c->state = CL_STATES;
@@ -597,7 +583,7 @@ static void cl_admit(struct cl *c)
 static void cl_on_hello_ok(struct cl *c, const uint8_t *frame,
                            const struct proto_msg *m)
 {
-  const struct auth_key *k = &c->up->cfg.auth;
+  const struct auth_key *k = c->env->auth;
   uint8_t mac[AUTH_MAC_LEN], buf[PROTO_AUTH_LEN];
 
   if (m->u.hello_ok.version != PROTO_VERSION ||
@@ -640,7 +626,7 @@ static void cl_on_hello_ok(struct cl *c, const uint8_t *frame,
  * that accepts anything). */
 static void cl_on_auth_ok(struct cl *c, const struct proto_msg *m)
 {
-  if (auth_check(&c->up->cfg.auth, AUTH_SERVER, c->auth_t, m->u.auth_mac) < 0) {
+  if (auth_check(c->env->auth, AUTH_SERVER, c->auth_t, m->u.auth_mac) < 0) {
     cl_refuse(c, "bad auth proof",
               "failed to prove the auth key (wrong --auth-key on that "
               "host, or not a crucible-c downstairs)");
@@ -662,11 +648,11 @@ static void cl_on_states(struct cl *c, const struct proto_msg *m)
     c->hello.region.extent_count = m->u.extent_states.count;
   if (m->u.extent_states.count != c->hello.region.extent_count) {
     cl_drop(c, "extent count mismatch in EXTENT_STATES");
-    up__start_fail(c->up,
-                   "downstairs %s: sent %u extent states for %u "
-                   "extents",
-                   c->name, m->u.extent_states.count,
-                   c->hello.region.extent_count);
+    c->env->ev->start_fail(c->up,
+                           "downstairs %s: sent %u extent states for %u "
+                           "extents",
+                           c->name, m->u.extent_states.count,
+                           c->hello.region.extent_count);
     return;
   }
   free(c->states);
@@ -678,7 +664,7 @@ static void cl_on_states(struct cl *c, const struct proto_msg *m)
   memcpy(c->states, m->u.extent_states.states, len);
   c->nstates = m->u.extent_states.count;
   c->state = CL_READY;
-  up__handshake_step(c->up);
+  c->env->ev->handshake(c->up);
 }
 
 /* Frames the state does not expect close the connection. */
@@ -704,7 +690,8 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
      * ACTIVATE below a generation it accepted: a newer upstairs exists,
      * the one refusal that is final while running. */
     if (c->state == CL_ACTIVE ||
-        !up__start_fail(c->up, "downstairs %s: %s", c->name, m->u.error.text))
+        !c->env->ev->start_fail(c->up, "downstairs %s: %s", c->name,
+                                m->u.error.text))
       cl_log_refusal(c, m->u.error.text, m->u.error.text);
     if (m->u.error.err == ESTALE)
       cl_close(c, true, m->u.error.text);
@@ -727,37 +714,34 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
     cl_on_states(c, m);
     return;
   case PROTO_T_ACTIVATE_OK:
-    if (c->state != CL_ACTIVATING || m->u.gen != c->up->gen)
+    if (c->state != CL_ACTIVATING || !c->env->ev->activated(c->up, c, m->u.gen))
       break;
-    up__on_activated(c->up, c);
     return;
-  case PROTO_T_NO_LONGER_ACTIVE: up__fence(c->up, c, m->u.gen); return;
+  case PROTO_T_NO_LONGER_ACTIVE: c->env->ev->fenced(c->up, c, m->u.gen); return;
   case PROTO_T_JOB_DONE:
     /* Activated, held by extend.c until its EXTEND is answered. */
     if (c->state == CL_ACTIVATING &&
-        up__extend_on_done(c->up, c, &m->u.job_done))
+        c->env->ev->held_done(c->up, c, &m->u.job_done))
       return;
     if (c->state != CL_ACTIVE)
       break;
-    if (up__repair_on_done(c->up, c, &m->u.job_done))
-      return;
-    up__on_job_done(c->up, c, &m->u.job_done);
+    c->env->ev->job_done(c->up, c, &m->u.job_done);
     return;
   case PROTO_T_READ_DONE:
     if (c->state != CL_ACTIVE)
       break;
     *taken = true;
-    up__on_read_done(c->up, c, base, &m->u.read_done);
+    c->env->ev->read_done(c->up, c, base, &m->u.read_done);
     return;
   case PROTO_T_EXTENT_MAP:
     if (c->state != CL_ACTIVE)
       break;
-    up__on_extent_map(c->up, c, &m->u.map);
+    c->env->ev->extent_map(c->up, c, &m->u.map);
     return;
   case PROTO_T_SNAPSHOTS:
     if (c->state != CL_ACTIVE)
       break;
-    up__on_snapshots(c->up, c, &m->u.snaps);
+    c->env->ev->snapshots(c->up, c, &m->u.snaps);
     return;
   case PROTO_T_PING:
     if (cl_send_copy(c, buf, proto_put_ping(buf, PROTO_T_PONG, m->u.ping)))

@@ -30,6 +30,65 @@
 struct upstairs;
 struct up_job;
 struct cl_batch;
+struct cl;
+struct auth_key;
+
+/* Debug switches (up_new copies them from struct up_config); net is this
+ * layer's frame log. */
+extern int up_debug_io, up_debug_net, up_debug_repair;
+/* Set in the job id of every loop-sent control job (EXTENT_MARK and
+ * the like): its answer is told apart from IO answers. */
+#define UP_REPAIR_ID_BIT (1ull << 63)
+
+/* The connection is the upstairs' bottom layer: it knows the layer above
+ * only through what that layer gives it at cl_init, the loop it runs on,
+ * what its HELLO says, and this table of the events it reports up (the
+ * owner, the upstairs, is passed back untouched; client.c never looks
+ * inside it). */
+struct cl_events {
+  /* c's state changed (status, start-up); handshake: start-up may step. */
+  void (*changed)(struct upstairs *up, struct cl *c);
+  void (*handshake)(struct upstairs *up);
+  /* The volume serves IO (refusals are final only before). */
+  bool (*running)(struct upstairs *up);
+  /* Start-up fails with this message: false once running (printf). */
+  bool (*start_fail)(struct upstairs *up, const char *fmt, ...)
+      __attribute__((format(printf, 2, 3)));
+  /* TCP connected (a reconnect, for the counters). */
+  void (*connected)(struct upstairs *up, struct cl *c);
+  /* HELLO_OK and auth done: 0 admit, > 0 not yet, < 0 refuse (c->why;
+   * -ESTALE for good). */
+  int (*hello)(struct upstairs *up, struct cl *c);
+  /* ACTIVATE_OK for generation gen: false if it is not the one asked. */
+  bool (*activated)(struct upstairs *up, struct cl *c, uint64_t gen);
+  /* NO_LONGER_ACTIVE: a newer upstairs (gen) took the region. */
+  void (*fenced)(struct upstairs *up, struct cl *c, uint64_t gen);
+  /* An ACTIVE connection is closing: its jobs are lost there. */
+  void (*lost)(struct upstairs *up, struct cl *c);
+  /* JOB_DONE while ACTIVATING (true: taken, extend.c's), or ACTIVE. */
+  bool (*held_done)(struct upstairs *up, struct cl *c,
+                    const struct proto_job_done *d);
+  void (*job_done)(struct upstairs *up, struct cl *c,
+                   const struct proto_job_done *d);
+  /* READ_DONE; buf (the receive buffer) is the callee's from now on. */
+  void (*read_done)(struct upstairs *up, struct cl *c, uint8_t *buf,
+                    const struct proto_read_done *r);
+  void (*extent_map)(struct upstairs *up, struct cl *c,
+                     const struct proto_extent_map *m);
+  void (*snapshots)(struct upstairs *up, struct cl *c,
+                    const struct proto_snapshots *s);
+  /* A job frame left (or was cancelled): the batch's reference goes. */
+  void (*job_put)(struct up_job *job);
+};
+
+/* Given by the owner at cl_init; outlives c. */
+struct cl_env {
+  const struct cl_events *ev;
+  uv_loop_t *loop;
+  const struct auth_key *auth; /* len 0: none */
+  bool encrypted;              /* HELLO: we hold the data key */
+  uint64_t session_id;
+};
 
 enum cl_state {
   CL_IDLE = 0,
@@ -45,7 +104,8 @@ enum cl_state {
 };
 
 struct cl {
-  struct upstairs *up;
+  struct upstairs *up;      /* the owner, opaque here */
+  const struct cl_env *env; /* its loop, HELLO and events */
   int idx;
   char name[300]; /* "host:port" for log lines */
   struct sockaddr_storage addr;
@@ -96,18 +156,17 @@ struct cl {
   uint64_t ping_ms; /* when the outstanding PING was sent */
 };
 
-void cl_init(struct cl *c, struct upstairs *up, int idx, const char *host,
-             uint16_t port);
+void cl_init(struct cl *c, struct upstairs *up, const struct cl_env *env,
+             int idx, const char *host, uint16_t port);
 /* Resolve (blocking getaddrinfo; call before the loop thread runs). */
 int cl_resolve(struct cl *c, const char *host, uint16_t port);
 /* Start connecting (from IDLE).  0 or -errno (also recorded in why). */
 int cl_connect(struct cl *c);
-/* Queue job->frame for c; the job gets a loop ref, dropped once the
- * frame is written or cancelled.  Frames queued this way leave at the
- * next cl_flush, all in one uv_write (jobs.c flushes at the end of each
- * drain pass). */
-int cl_send_job(struct cl *c, struct up_job *job);
-/* The same with another frame the job owns (READ's versions frame). */
+/* Queue frame (owned by job, alive until written) for c.  On success
+ * the batch holds a reference to job the caller took for it: the
+ * job_put event drops it once the frame is written or cancelled.  Frames
+ * queued this way leave at the next cl_flush, all in one uv_write
+ * (jobs.c flushes at the end of each drain pass). */
 int cl_send_job_frame(struct cl *c, struct up_job *job, const uint8_t *frame,
                       size_t len);
 /* Write the queued job frames now (a failure faults c). */

@@ -469,10 +469,11 @@ void up__job_start(struct upstairs *up, struct up_job *job)
     }
     if ((job->vmask & (1u << i)
              ? cl_send_job_frame(c, job, job->vframe, sizeof job->vframe)
-             : cl_send_job(c, job)) < 0) {
+             : cl_send_job_frame(c, job, job->frame, job->frame_len)) < 0) {
       cl_fault(c, "send failed, job %llu", (unsigned long long) job->id);
       continue;
     }
+    job->loop_refs++; /* the batch's (client.h) */
     job_step(job, i, JS_SENT);
     c->inflight++;
     c->inflight_bytes += job->frame_len;

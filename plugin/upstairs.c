@@ -35,6 +35,62 @@ int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs)
   return 0;
 }
 
+/* --- the connections' events (client.h: the layer below this one) ---- */
+
+static bool ev_running(struct upstairs *up)
+{
+  return up__phase(up) == UP_PH_RUNNING;
+}
+
+static void ev_connected(struct upstairs *up, struct cl *c)
+{
+  if (up->dst[c->idx].connected_once)
+    up->dst[c->idx].reconnects++;
+  up->dst[c->idx].connected_once = true;
+}
+
+static bool ev_activated(struct upstairs *up, struct cl *c, uint64_t gen)
+{
+  if (gen != up->gen)
+    return false;
+  up__on_activated(up, c);
+  return true;
+}
+
+static void ev_lost(struct upstairs *up, struct cl *c)
+{
+  if (!c->lr)
+    __atomic_sub_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
+  c->lr = false;
+  up__ds_lost(up, c);
+  up__repair_lost(up, c);
+}
+
+static void ev_job_done(struct upstairs *up, struct cl *c,
+                        const struct proto_job_done *d)
+{
+  if (!up__repair_on_done(up, c, d))
+    up__on_job_done(up, c, d);
+}
+
+static const struct cl_events up_cl_events = {
+    .changed = up__ds_update,
+    .handshake = up__handshake_step,
+    .running = ev_running,
+    .start_fail = up__start_fail,
+    .connected = ev_connected,
+    .hello = up__on_hello,
+    .activated = ev_activated,
+    .fenced = up__fence,
+    .lost = ev_lost,
+    .held_done = up__extend_on_done,
+    .job_done = ev_job_done,
+    .read_done = up__on_read_done,
+    .extent_map = up__on_extent_map,
+    .snapshots = up__on_snapshots,
+    .job_put = up__job_loop_put,
+};
+
 /* Validate cfg, copy it (key into a crypt_key) and wipe cfg->key. */
 int up_new(struct up_config *cfg, struct upstairs **out)
 {
@@ -90,8 +146,13 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   pthread_cond_init(&up->start_cond, &ca);
   pthread_cond_init(&up->rl_cond, &ca);
   pthread_condattr_destroy(&ca);
+  up->clenv = (struct cl_env){.ev = &up_cl_events,
+                              .loop = &up->loop,
+                              .auth = &up->cfg.auth,
+                              .encrypted = up->cfg.have_key,
+                              .session_id = up->session_id};
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    cl_init(&up->cl[i], up, i, cfg->host[i], cfg->port[i]);
+    cl_init(&up->cl[i], up, &up->clenv, i, cfg->host[i], cfg->port[i]);
     up->dst[i].p50_us = up->dst[i].p99_us = -1;
   }
   *out = up;

@@ -4,6 +4,25 @@
  * state.c, vcache.c and stats.c (stats file, status lines).  Not a public
  * API.
  *
+ * Layers, each knowing only those below it:
+ *   1. client.{c,h}: one downstairs connection's state machine (TCP,
+ *      HELLO, auth, frames in and out, batching).  It includes no
+ *      upstairs header: it reports up through the struct cl_events table
+ *      and reads the struct cl_env the upstairs gives it at cl_init
+ *      (upstairs.c: up_cl_events).
+ *   2. jobs.c: the job tracker on those connections (ids, fan-out,
+ *      replies, the decision rule, deadlines); it drives client.h
+ *      downward.
+ *   3. io.c (caller requests), heal.c, repair.c, reconcile.c, scrub.c,
+ *      snapshot.c, extend.c, extents.c: built from jobs.
+ *   4. upstairs.c (the volume's life cycle, activation, fencing), with
+ *      state.c, vcache.c and stats.c beside it; crucible.c (nbdkit)
+ *      sees only upstairs.h.
+ *   Not yet layered: jobs.c still calls up into repair.c by name in two
+ *   places (up__lr_before_send in the send path, up__lr_poll after a
+ *   drain pass), and the downstairs' server.c, server_job.c and
+ *   server_hello.c still call each other (issue 14 item 5).
+ *
  * Threads and locks:
  *   - The loop thread owns the uv loop, every handle, struct cl and the
  *     in-flight job list.  Nothing else touches them.
@@ -17,7 +36,8 @@
  *     assigns ids strictly increasing in drain order and sends every
  *     WRITE/TRIM/FLUSH frame to all active downstairs in that same order,
  *     so each downstairs sees overlapping jobs in send order.
- *   - ds[i] goes NONE -> SENT -> DONE | ERR | SKIP exactly once.
+ *   - ds[i] goes JS_NONE -> JS_SENT -> JS_DONE | JS_ERR | JS_SKIP exactly once
+ *     (asserted by job_step in jobs.c).
  *   - The job is "decided" once (result set; req signalled at the end of
  *     that loop turn, up__wake_flush): a write or
  *     trim when quorum acks arrived or can no longer arrive, a flush or
@@ -365,6 +385,7 @@ struct upstairs {
   struct up_config cfg; /* key wiped */
   struct crypt_key *key;
   uint64_t session_id;
+  struct cl_env clenv; /* what every connection is given (client.h) */
   char err[512];
 
   /* Set at activation, read-only afterwards. */
@@ -462,9 +483,7 @@ int up__deadline(struct upstairs *up, struct timespec *ts, unsigned secs);
 void up__shutdown(struct upstairs *up);
 
 /* repair.c: expected extent states, resync and live repair. */
-/* Set in the job id of every loop-sent EXTENT_MARK: its answer is told
- * apart from IO answers. */
-#define UP_REPAIR_ID_BIT (1ull << 63)
+/* UP_REPAIR_ID_BIT (client.h) marks their job ids. */
 /* Allocate the tables (after activation: extent_count known). */
 int up__xs_init(struct upstairs *up);
 /* Free them and stop the worker (up_stop, after the loop is gone). */
@@ -573,8 +592,7 @@ void up__job_start(struct upstairs *up, struct up_job *job);
 void up__set_phase(struct upstairs *up, enum up_phase ph);
 enum up_phase up__phase(struct upstairs *up);
 
-/* Debug switches (up_new copies them from struct up_config). */
-extern int up_debug_io, up_debug_net, up_debug_repair;
+/* Debug switches: client.h. */
 
 /* heal.c: after good is verified (reading caller, range lock held),
  * rewrite its blocks to the downstairs whose replies in bad[] failed

@@ -61,8 +61,8 @@ static void test_file(void)
   /* The third name: UTF-8 (bytes >= 0x80: negative as a signed char, as
    * on x86) passes as it is, a quote and a control byte are escaped. */
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    cl_init(&up->cl[i], up, i, i < 2 ? "127.0.0.1" : "h\xc3\xa9\"q\x01",
-            (uint16_t) (3810 + i));
+    cl_init(&up->cl[i], up, &up->clenv, i,
+            i < 2 ? "127.0.0.1" : "h\xc3\xa9\"q\x01", (uint16_t) (3810 + i));
     up->dst[i].p50_us = up->dst[i].p99_us = -1;
   }
   up->dst[1].p50_us = 120;
