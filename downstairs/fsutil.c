@@ -17,12 +17,9 @@ int fs_fsync_at(int dfd, const char *rel, int flags)
   return r;
 }
 
-int fs_dir_each(int dfd, const char *rel, bool missing_ok, fs_dir_fn *fn,
-                void *arg)
+/* fs_dir_each on the open directory fd (closed here). */
+static int dir_each_fd(int fd, fs_dir_fn *fn, void *arg)
 {
-  int fd = openat(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return missing_ok && errno == ENOENT ? 0 : -errno;
   DIR *d = fdopendir(fd);
   if (d == NULL) {
     int r = -errno;
@@ -36,6 +33,15 @@ int fs_dir_each(int dfd, const char *rel, bool missing_ok, fs_dir_fn *fn,
       r = fn(fd, de->d_name, arg);
   closedir(d);
   return r;
+}
+
+int fs_dir_each(int dfd, const char *rel, bool missing_ok, fs_dir_fn *fn,
+                void *arg)
+{
+  int fd = openat(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return missing_ok && errno == ENOENT ? 0 : -errno;
+  return dir_each_fd(fd, fn, arg);
 }
 
 static int rm_entry(int dirfd, const char *name, void *arg)
@@ -54,8 +60,7 @@ int fs_rm_rf(int dfd, const char *rel)
       return -errno;
     return unlinkat(dfd, rel, 0) < 0 && errno != ENOENT ? -errno : 0;
   }
-  close(fd);
-  int r = fs_dir_each(dfd, rel, true, rm_entry, NULL);
+  int r = dir_each_fd(fd, rm_entry, NULL);
   if (r == 0 && unlinkat(dfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
     r = -errno;
   return r;
