@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -478,6 +479,15 @@ static int crucible_get_ready(void)
 /* Start the loop thread (after nbdkit forked) and activate. */
 static int crucible_after_fork(void)
 {
+  /* Request and frame buffers of up to a few MiB come and go on every
+   * write: nbdkit mallocs each request's buffer and we malloc each job's
+   * frame.  Keep them on the heap (glibc's default would mmap and unmap
+   * each one and fault its pages in again: 7.6% of nbdkit's CPU on seq
+   * write) and keep freed memory up to 64 MiB per arena instead of
+   * trimming after every burst; the same rule as the downstairs
+   * (docs/PERFORMANCE.md, Decisions 7 and 18). */
+  mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   if (up_start(up) < 0) {
     nbdkit_error("%s", up_error(up));
     return -1;
