@@ -44,16 +44,20 @@ int crypt_gcm_decrypt(const uint8_t key[CRYPT_KEY_LEN],
                       size_t aad_len, const uint8_t *in, size_t len,
                       uint8_t *out, const uint8_t tag[CRYPT_TAG_LEN]);
 
-/* Encrypt one block: picks a random nonce, writes ciphertext (len bytes),
+/* A fresh random nonce, never handed out twice (from a per-thread pool
+ * the CSPRNG fills 64 at a time; a fork child refills its own).  -EIO if
+ * the CSPRNG fails. */
+int crypt_nonce(uint8_t nonce[CRYPT_NONCE_LEN]);
+
+/* Encrypt one block: picks a random nonce (crypt_nonce), writes ciphertext (len bytes),
  * nonce and tag.  -EIO if the CSPRNG or cipher fails. */
 int crypt_block_encrypt(const struct crypt_key *k,
                         const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
                         uint64_t version, const uint8_t *plain, size_t len,
                         uint8_t *cipher, uint8_t nonce[CRYPT_NONCE_LEN],
                         uint8_t tag[CRYPT_TAG_LEN]);
-/* The same with a nonce the caller drew from crypt_random (fresh, never
- * reused under this key): lets a caller draw the nonces of many blocks in
- * one CSPRNG call.  -EIO if the cipher fails. */
+/* The same with a nonce the caller drew from crypt_nonce (fresh, never
+ * reused under this key).  -EIO if the cipher fails. */
 int crypt_block_encrypt_nonce(const struct crypt_key *k,
                               const uint8_t uuid[CRYPT_UUID_LEN], uint64_t lba,
                               uint64_t version, const uint8_t *plain,

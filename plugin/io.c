@@ -22,7 +22,6 @@
 
 #define IO_BATCH 16     /* jobs queued before waiting */
 #define IO_READ_TRIES 3 /* one per replica */
-#define IO_NONCES 64    /* nonces per CSPRNG call when encrypting */
 
 /* Wait (with a deadline) until no held range overlaps r, then hold r. */
 int up__range_lock(struct upstairs *up, struct up_range *r)
@@ -165,7 +164,6 @@ static int job_fill_write(struct upstairs *up, struct up_job *job,
   uint8_t *data = ctxp + (size_t) job->n * PROTO_CTX_LEN;
   uint64_t seq = __atomic_add_fetch(&up->seq, 1, __ATOMIC_SEQ_CST);
   struct proto_ctx ctx = {0};
-  uint8_t nonces[IO_NONCES * CRYPT_NONCE_LEN];
 
   if (seq >= (1ull << 32)) {
     log_error("write sequence exhausted: restart to take a new generation");
@@ -177,17 +175,10 @@ static int job_fill_write(struct upstairs *up, struct up_job *job,
     const uint8_t *p = src + (size_t) i * bs;
     uint8_t *d = data + (size_t) i * bs;
     if (up->key) {
-      /* Nonces drawn IO_NONCES at a time: one CSPRNG call (and its
-       * fork-check getpid) per batch instead of per block. */
-      if (i % IO_NONCES == 0 && crypt_random(nonces, sizeof nonces) < 0)
-        return -EIO;
-      int r = crypt_block_encrypt_nonce(
-          up->key, up->region.uuid, job->lba + i, ctx.version, p, bs, d,
-          nonces + (i % IO_NONCES) * CRYPT_NONCE_LEN, ctx.tag);
+      int r = crypt_block_encrypt(up->key, up->region.uuid, job->lba + i,
+                                  ctx.version, p, bs, d, ctx.nonce, ctx.tag);
       if (r < 0)
         return r;
-      memcpy(ctx.nonce, nonces + (i % IO_NONCES) * CRYPT_NONCE_LEN,
-             CRYPT_NONCE_LEN);
       ctx.hash = crypt_hash_cipher(ctx.nonce, ctx.tag, d, bs);
     } else {
       memcpy(d, p, bs);

@@ -2,9 +2,14 @@
  * Viega, "The Galois/Counter Mode of Operation", test cases 13-16, the
  * 256-bit key cases of the NIST GCM validation suite), the block API's
  * AAD binding (other LBA, other version, other uuid all fail), the key
- * check value and the integrity hash. */
+ * check value, the integrity hash, and crypt_nonce (never the same nonce
+ * twice: across pool refills, across threads, across fork). */
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../common/crypt.h"
 #include "../../common/proto.h"
@@ -154,9 +159,74 @@ static void test_blocks(void)
   crypt_key_free(NULL);
 }
 
+#define NONCES_PER_THREAD 3000
+
+static void *draw_nonces(void *arg)
+{
+  uint8_t *out = arg;
+  for (int i = 0; i < NONCES_PER_THREAD; i++)
+    if (crypt_nonce(out + (size_t) i * CRYPT_NONCE_LEN) < 0)
+      return (void *) 1;
+  return NULL;
+}
+
+static int nonce_cmp(const void *a, const void *b)
+{
+  return memcmp(a, b, CRYPT_NONCE_LEN);
+}
+
+static void test_nonces(void)
+{
+  enum { T = 3 };
+  uint8_t *all = calloc((size_t) T * NONCES_PER_THREAD, CRYPT_NONCE_LEN);
+  pthread_t th[T - 1];
+  uint8_t next[CRYPT_NONCE_LEN], child[CRYPT_NONCE_LEN];
+  int fds[2], st = 0;
+  pid_t pid;
+
+  CHECK(all != NULL);
+  if (!all)
+    return;
+  /* Many pool refills in this thread and two others at once: all differ. */
+  for (int t = 0; t < T - 1; t++)
+    CHECK(pthread_create(&th[t], NULL, draw_nonces,
+                         all + (size_t) (t + 1) * NONCES_PER_THREAD *
+                                   CRYPT_NONCE_LEN) == 0);
+  CHECK(draw_nonces(all) == NULL);
+  for (int t = 0; t < T - 1; t++) {
+    void *r;
+    pthread_join(th[t], &r);
+    CHECK(r == NULL);
+  }
+  qsort(all, (size_t) T * NONCES_PER_THREAD, CRYPT_NONCE_LEN, nonce_cmp);
+  for (size_t i = 1; i < (size_t) T * NONCES_PER_THREAD; i++)
+    CHECK(nonce_cmp(all + (i - 1) * CRYPT_NONCE_LEN,
+                    all + i * CRYPT_NONCE_LEN) != 0);
+  free(all);
+
+  /* Fork with a partly used pool: the child's first nonce is not the one
+   * the parent hands out next. */
+  CHECK(crypt_nonce(next) == 0);
+  CHECK(pipe(fds) == 0);
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    ssize_t w =
+        crypt_nonce(child) == 0 ? write(fds[1], child, sizeof child) : -1;
+    _exit(w == (ssize_t) sizeof child ? 0 : 1);
+  }
+  close(fds[1]);
+  CHECK(read(fds[0], child, sizeof child) == (ssize_t) sizeof child);
+  close(fds[0]);
+  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(crypt_nonce(next) == 0);
+  CHECK(memcmp(next, child, sizeof next) != 0);
+}
+
 int main(void)
 {
   test_vectors();
   test_blocks();
+  test_nonces();
   return test_done("test_crypt");
 }
