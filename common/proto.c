@@ -54,11 +54,11 @@
  *             44 u32 connections, 48 u64 highest_gen, 56 u64 session,
  *             64 u64 idle_ms, 72 instance[16], 88 u64 pad,
  *             96 peer[64] (printable, NUL-terminated, zero-padded)  (168)
- *   SNAPSHOT  8 u64 job_id, 16 u8 op (1 create, 2 delete, 3 list),
+ *   SNAPSHOT  8 u64 job_id, 16 u8 op (1 create, 2 delete, 3 list, 4 open),
  *             17 pad[7], 24 u64 flush_no, 32 u64 gen, 40 u64 time,
- *             48 name[64] (create, delete: a snapshot name, NUL-
+ *             48 name[64] (create, delete, open: a snapshot name, NUL-
  *             terminated, zero-padded; list: all zero; delete and list
- *             carry no numbers; create gen != 0)                 (112)
+ *             carry no numbers, nor does open; create gen != 0)  (112)
  *   SNAPSHOTS 8 u64 job_id, 16 i32 err, 20 u32 n (<= 64, 0 if err);
  *             n * {0 name[64], 64 u32 seq, 68 u32 extent_count,
  *             72 u64 time, 80 u64 gen, 88 u64 flush, 96 u64 bytes,
@@ -536,7 +536,7 @@ static int dec_hello(const uint8_t *b, size_t len, struct proto_msg *m)
   h->encrypted = b[14];
   if (b[15] || !is_bool(h->read_only) || !is_bool(h->encrypted) ||
       (h->role != PROTO_ROLE_UPSTAIRS && h->role != PROTO_ROLE_REPAIR_PEER &&
-       h->role != PROTO_ROLE_STATUS))
+       h->role != PROTO_ROLE_STATUS && h->role != PROTO_ROLE_SNAPSHOT))
     return -EPROTO;
   memcpy(h->uuid, b + 16, PROTO_UUID_LEN);
   h->session_id = proto_rd64(b + 32);
@@ -843,6 +843,7 @@ static int dec_snapshot(const uint8_t *b, size_t len, struct proto_msg *m)
   switch (s->op) {
   case PROTO_SNAP_CREATE: return s->name[0] && s->gen ? 0 : -EPROTO;
   case PROTO_SNAP_DELETE:
+  case PROTO_SNAP_OPEN:
     return s->name[0] && !s->flush_no && !s->gen && !s->time ? 0 : -EPROTO;
   case PROTO_SNAP_LIST:
     return !s->name[0] && !s->flush_no && !s->gen && !s->time ? 0 : -EPROTO;

@@ -33,8 +33,10 @@
  * EXTENT_REPAIR and EXTENT_REOPEN (the file-copy live repair) retired.
  * 4: EXTENT_MAP_REQ / EXTENT_MAP (block status: which blocks may hold
  * data); ACTIVATE names the uuid a region of no volume yet adopts;
- * EXTEND grows a region. */
-#define PROTO_VERSION 4
+ * EXTEND grows a region.
+ * 5: HELLO role SNAPSHOT (a snapshot reader: SNAPSHOT op open, then
+ * READs of that snapshot; no ACTIVATE, no fencing, nothing written). */
+#define PROTO_VERSION 5
 
 /* Hard cap on a frame: bounds every allocation a peer can cause. */
 #define PROTO_MAX_FRAME (64u * 1024 * 1024)
@@ -116,7 +118,13 @@ enum proto_type {
 enum proto_role {
   PROTO_ROLE_UPSTAIRS = 1,
   PROTO_ROLE_REPAIR_PEER = 2,
-  PROTO_ROLE_STATUS = 3 /* `crucible-downstairs status`: STATUS_REQ only */
+  PROTO_ROLE_STATUS = 3, /* `crucible-downstairs status`: STATUS_REQ only */
+  /* Version 5, a snapshot reader (`snapshot=NAME`): after HELLO_OK (and
+   * AUTH) one SNAPSHOT op open naming the snapshot, answered by SNAPSHOTS
+   * (its one entry, or ENOENT and none); then READs only, answered from
+   * that snapshot (the chain rule); every other job EROFS.  It takes no
+   * generation and fences nobody. */
+  PROTO_ROLE_SNAPSHOT = 4
 };
 
 /* Fixed header lengths (frame header included). */
@@ -227,8 +235,14 @@ struct proto_status {
 };
 
 /* SNAPSHOT: op create (name, and the flush it is taken with: flush_no,
- * gen != 0, the creator's time), delete (name) or list (nothing). */
-enum { PROTO_SNAP_CREATE = 1, PROTO_SNAP_DELETE = 2, PROTO_SNAP_LIST = 3 };
+ * gen != 0, the creator's time), delete (name), list (nothing) or, from
+ * a snapshot reader before anything else, open (name; version 5). */
+enum {
+  PROTO_SNAP_CREATE = 1,
+  PROTO_SNAP_DELETE = 2,
+  PROTO_SNAP_LIST = 3,
+  PROTO_SNAP_OPEN = 4
+};
 struct proto_snapshot {
   uint64_t job_id;
   uint8_t op;

@@ -182,6 +182,8 @@ int region_verify_extent(struct region *r, uint32_t eid,
  * region_snapshot_delete: -ENOENT for no such name; run alone.
  * region_snapshot_list: up to max, oldest first, with the space each
  * uses; *n how many.
+ * region_snapshot_find: the record of one snapshot (copies and bytes
+ * not counted: no file is looked at), -ENOENT for no such name.
  * region_snapshot_read: region_read of the snapshot's contents (the live
  * extent where it has not changed since); -ENOENT no such snapshot,
  * -EINVAL outside the region it was taken of.
@@ -200,6 +202,8 @@ int region_snapshot_create(struct region *r, const char *name,
 int region_snapshot_delete(struct region *r, const char *name);
 int region_snapshot_list(struct region *r, struct region_snap_info *out,
                          unsigned max, unsigned *n);
+int region_snapshot_find(struct region *r, const char *name,
+                         struct region_snap_info *out);
 int region_snapshot_read(struct region *r, const char *name, uint64_t lba,
                          uint32_t n, struct proto_ctx *ctxs, uint8_t *data);
 int region_snapshot_verify(struct region *r,

@@ -128,6 +128,26 @@ int region_snapshot_list(struct region *r, struct region_snap_info *out,
   return ret;
 }
 
+int region_snapshot_find(struct region *r, const char *name,
+                         struct region_snap_info *out)
+{
+  int ret = -ENOENT;
+  pthread_mutex_lock(&r->snap_mu);
+  const struct snap *s = snap_find(&r->snaps, name);
+  if (s) {
+    memset(out, 0, sizeof *out);
+    memcpy(out->name, s->name, sizeof s->name);
+    out->seq = s->seq;
+    out->time = s->time;
+    out->gen = s->gen;
+    out->flush = s->flush;
+    out->extent_count = s->extent_count;
+    ret = 0;
+  }
+  pthread_mutex_unlock(&r->snap_mu);
+  return ret;
+}
+
 /* Read from the copy of extent eid in snapshot seq (under snap_mu). */
 static int read_copy(struct region *r, uint32_t seq, uint32_t eid, uint64_t blk,
                      uint32_t n, struct proto_ctx *ctxs, uint8_t *data)

@@ -232,6 +232,14 @@ static bool frame_allowed(const struct ds_conn *c, uint16_t type)
            (type == PROTO_T_FILE_REQ || type == PROTO_T_PING);
   if (c->status_peer) /* status.c: one question, nothing else */
     return st == DS_NEGOTIATED && type == PROTO_T_STATUS_REQ;
+  /* A snapshot reader: SNAPSHOT open, then jobs (all but READ refused
+   * EROFS, server_job.c); never ACTIVATE or EXTENT_STATES_REQ. */
+  if (c->snap_reader && st != DS_ACTIVE)
+    return st == DS_NEGOTIATED &&
+           (type == PROTO_T_SNAPSHOT || type == PROTO_T_PING);
+  if (c->snap_reader &&
+      (type == PROTO_T_ACTIVATE || type == PROTO_T_EXTENT_STATES_REQ))
+    return false;
   switch (type) {
   case PROTO_T_HELLO: return st == DS_NEW;
   case PROTO_T_ACTIVATE: return st == DS_NEGOTIATED;
@@ -279,6 +287,10 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   case PROTO_T_ACTIVATE: return ds_activate(c, &m.u.activate);
   case PROTO_T_AUTH: return ds_auth(c, m.u.auth_mac);
   case PROTO_T_STATUS_REQ: return ds_status(c);
+  case PROTO_T_SNAPSHOT:
+    if (c->snap_reader && c->state == DS_NEGOTIATED)
+      return ds_snap_open(c, &m.u.snap);
+    return ds_job_submit(c, &m) < 0 ? -1 : 0;
   case PROTO_T_PING: {
     struct ds_wreq *w = ds_wreq_new(PROTO_PING_LEN);
     if (!w) {

@@ -51,7 +51,8 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   /* A repair peer copies files it does not interpret; one that names no
    * uuid is a `clone` learning the region from HELLO_OK.  A status peer
    * (`status`) holds no key either. */
-  if (h->role == PROTO_ROLE_UPSTAIRS && h->encrypted != d->encrypted) {
+  if ((h->role == PROTO_ROLE_UPSTAIRS || h->role == PROTO_ROLE_SNAPSHOT) &&
+      h->encrypted != d->encrypted) {
     ds_conn_fail(c, EINVAL, "%s",
                  d->encrypted
                      ? "region is encrypted but the upstairs has no key: "
@@ -90,8 +91,14 @@ int ds_hello(struct ds_conn *c, const struct proto_hello *h)
   c->read_only = h->read_only;
   c->repair_peer = h->role == PROTO_ROLE_REPAIR_PEER;
   c->status_peer = h->role == PROTO_ROLE_STATUS;
+  c->snap_reader = h->role == PROTO_ROLE_SNAPSHOT;
+  if (c->snap_reader) /* it takes no generation: nothing written */
+    c->read_only = true;
   c->state = DS_NEGOTIATED;
-  if (c->status_peer)
+  if (c->snap_reader)
+    log_info("%s: hello: snapshot reader, session %016llx", c->peer,
+             (unsigned long long) h->session_id);
+  else if (c->status_peer)
     log_info("%s: hello: status peer", c->peer);
   else if (c->repair_peer)
     log_info("%s: hello: repair peer", c->peer);

@@ -49,8 +49,13 @@ struct ds_conn {
   enum ds_conn_state state;
   uint64_t session_id; /* from HELLO */
   bool read_only;
-  bool repair_peer;       /* HELLO role REPAIR_PEER: FILE_REQ only */
-  bool status_peer;       /* HELLO role STATUS: STATUS_REQ only (status.c) */
+  bool repair_peer; /* HELLO role REPAIR_PEER: FILE_REQ only */
+  bool status_peer; /* HELLO role STATUS: STATUS_REQ only (status.c) */
+  /* HELLO role SNAPSHOT: a snapshot reader (server_snap.c): SNAPSHOT op
+   * open, then READs of snap_name only; never srv->active, no
+   * generation, every other job EROFS. */
+  bool snap_reader;
+  char snap_name[PROTO_SNAP_NAME_LEN];
   bool need_auth;         /* HELLO_OK asked for AUTH: nothing else yet */
   uint8_t auth_t[32];     /* handshake transcript hash (auth.h) */
   bool closing;           /* uv_shutdown or uv_close started */
@@ -169,6 +174,8 @@ struct ds_job {
   uint8_t file;
   uint64_t offset;
   struct proto_snapshot *snap; /* SNAPSHOT: the request (owned) */
+  char *snap_read;             /* READ of a snapshot reader: the snapshot
+                                * (owned copy of its name), else NULL */
 };
 
 /* server.c */
@@ -218,6 +225,11 @@ int ds_snap_refuse(struct ds_conn *c, const struct proto_msg *m);
 int ds_snap_job(struct ds_job *j, const struct proto_msg *m);
 void ds_snap_work(struct ds_job *j);
 void ds_snap_done(const struct ds_job *j);
+/* A snapshot reader's SNAPSHOT op open (state NEGOTIATED): answered by
+ * SNAPSHOTS with the snapshot's record, the connection then DS_ACTIVE
+ * (but not srv->active), or with ENOENT and no entry (it stays
+ * negotiated; the reader closes).  0, or -1 if the connection closed. */
+int ds_snap_open(struct ds_conn *c, const struct proto_snapshot *s);
 
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, EXTENT_MAP_REQ,

@@ -41,6 +41,7 @@ static void job_free(struct ds_job *j)
   if (j) {
     free(j->frame);
     free(j->snap);
+    free(j->snap_read);
   }
   free(j);
 }
@@ -117,8 +118,14 @@ static int work_read(struct ds_job *j, bool now)
     j->err = ENOMEM;  /* the loop thread sends a short READ_DONE */
     return 0;
   }
-  int r = now ? region_read_now(j->srv->region, j->lba, j->n, ctxs, data)
-              : region_read(j->srv->region, j->lba, j->n, ctxs, data);
+  /* A snapshot reader's READ: the snapshot by the chain rule, under the
+   * extent's lock the copy-on-first-write holds (region_snap.c), always
+   * on a worker. */
+  int r = j->snap_read && now ? -EAGAIN
+          : j->snap_read ? region_snapshot_read(j->srv->region, j->snap_read,
+                                                j->lba, j->n, ctxs, data)
+          : now ? region_read_now(j->srv->region, j->lba, j->n, ctxs, data)
+                : region_read(j->srv->region, j->lba, j->n, ctxs, data);
   if (r == -EAGAIN && now) {
     free(w);
     free(ctxs);
@@ -662,6 +669,13 @@ static struct ds_job *job_new(struct ds_conn *c, const struct proto_msg *m,
       j->data = d;
     }
   }
+  if (kind == DS_J_READ && c->snap_reader) {
+    j->snap_read = strdup(c->snap_name);
+    if (!j->snap_read) {
+      job_free(j);
+      return NULL;
+    }
+  }
   j->acct = job_bytes(j, bs);
   return j;
 }
@@ -694,6 +708,32 @@ static int extent_check(struct ds_conn *c, const struct proto_msg *m,
   return -1;
 }
 
+/* Any job but READ from a snapshot reader: EROFS, answered at once (a
+ * JOB_DONE, or the error-only reply of its kind); 0. */
+static int snap_reader_refuse(struct ds_conn *c, const struct proto_msg *m,
+                              enum ds_job_kind kind)
+{
+  uint64_t id = 0;
+  switch (kind) {
+  case DS_J_WRITE:
+  case DS_J_TRIM:
+  case DS_J_MAP: id = m->u.io.job_id; break;
+  case DS_J_FLUSH: id = m->u.flush.job_id; break;
+  case DS_J_XFLUSH:
+  case DS_J_XMARK:
+  case DS_J_EXTEND: id = m->u.ext.job_id; break;
+  case DS_J_SNAP: id = m->u.snap.job_id; break;
+  case DS_J_FILE: id = m->u.file_req.job_id; break;
+  default: break;
+  }
+  log_warn("%s: %s job %llu from a snapshot reader refused: %s", c->peer,
+           proto_type_name(m->type), (unsigned long long) id,
+           log_strerror(EROFS));
+  ds_conn_charge(c, 0);
+  reply_status(c, kind, id, EROFS, 0);
+  return 0;
+}
+
 int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
 {
   struct ds_server *srv = c->srv;
@@ -722,9 +762,13 @@ int ds_job_submit(struct ds_conn *c, const struct proto_msg *m)
     srv->active = NULL;
     ds_conn_close(old, 0, "replaced by a new connection of its session");
   }
+  /* A snapshot reader reads its snapshot and nothing else. */
+  if (c->snap_reader && kind != DS_J_READ)
+    return snap_reader_refuse(c, m, kind);
   /* Defence in depth (the state check in frame_allowed stops it too):
    * IO and extent frames only from the one active connection. */
-  if (kind != DS_J_STATES && kind != DS_J_FILE && c != srv->active) {
+  if (kind != DS_J_STATES && kind != DS_J_FILE && c != srv->active &&
+      !c->snap_reader) {
     ds_conn_fail(c, EPERM,
                  "%s from a connection that is not the active "
                  "one",

@@ -36,7 +36,9 @@ int ds_snap_refuse(struct ds_conn *c, const struct proto_msg *m)
 {
   const struct proto_snapshot *s = &m->u.snap;
   int err = 0;
-  if (s->op != PROTO_SNAP_LIST && c->read_only)
+  if (s->op == PROTO_SNAP_OPEN) /* a snapshot reader's, before any job */
+    err = EINVAL;
+  else if (s->op != PROTO_SNAP_LIST && c->read_only)
     err = EROFS;
   /* Its flush records the generation in every dirty extent: only the
    * one this connection activated, as for FLUSH. */
@@ -115,4 +117,36 @@ void ds_snap_done(const struct ds_job *j)
     log_error("snapshot %s %s (job %llu): %s", op[j->snap->op & 3],
               j->snap->name, (unsigned long long) j->job_id,
               log_strerror(j->err));
+}
+
+int ds_snap_open(struct ds_conn *c, const struct proto_snapshot *s)
+{
+  struct region_snap_info info;
+  int r = s->op == PROTO_SNAP_OPEN
+              ? region_snapshot_find(c->srv->region, s->name, &info)
+              : -EINVAL;
+  uint32_t n = r == 0 ? 1 : 0;
+  uint8_t f[PROTO_SNAPSHOTS_HDR_LEN + PROTO_SNAP_ENTRY_LEN];
+  size_t len = proto_put_snapshots_hdr(f, s->job_id, r < 0 ? -r : 0, n);
+  if (r == 0) {
+    struct proto_snap_entry e;
+    memset(&e, 0, sizeof e);
+    memcpy(e.name, info.name, sizeof e.name);
+    e.seq = info.seq;
+    e.extent_count = info.extent_count;
+    e.time = info.time;
+    e.gen = info.gen;
+    e.flush = info.flush;
+    proto_snap_entry_put(f + len, &e);
+    len += PROTO_SNAP_ENTRY_LEN;
+    memcpy(c->snap_name, info.name, sizeof c->snap_name);
+    c->state = DS_ACTIVE;
+    log_info("%s: snapshot reader of %s (seq %" PRIu32 ", flush %" PRIu64
+             " gen %" PRIu64 ")",
+             c->peer, info.name, info.seq, info.flush, info.gen);
+  } else {
+    log_warn("%s: snapshot reader: %s: %s", c->peer, s->name,
+             r == -ENOENT ? "no such snapshot" : log_strerror(-r));
+  }
+  return ds_conn_send_copy(c, f, len) < 0 ? -1 : 0;
 }

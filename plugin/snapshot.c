@@ -323,3 +323,35 @@ void up__snap_render(struct upstairs *up, const struct up_snap_result *res,
     up__jb_printf(j, "]}\n");
   }
 }
+
+static bool snap_have_same(const struct up_snap_have *a,
+                           const struct up_snap_have *b)
+{
+  return a->kind == UP_SNAP_HAS && b->kind == UP_SNAP_HAS && a->gen == b->gen &&
+         a->flush == b->flush && a->extent_count == b->extent_count;
+}
+
+unsigned up__snap_serve_rule(const struct up_snap_have have[UP_DOWNSTAIRS],
+                             int *pick)
+{
+  unsigned best = 0, best_n = 0;
+  *pick = -1;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    unsigned mask = 0, n = 0;
+    for (int k = 0; k < UP_DOWNSTAIRS; k++)
+      if (snap_have_same(&have[i], &have[k])) {
+        mask |= 1u << k;
+        n++;
+      }
+    if (n > best_n) {
+      best = mask;
+      best_n = n;
+      *pick = i;
+    }
+  }
+  if (best_n < 2) {
+    *pick = -1;
+    return 0;
+  }
+  return best;
+}

@@ -59,4 +59,27 @@ bool up__snap_is_flush(const struct up_job *job);
 void up__on_snapshots(struct upstairs *up, struct cl *c,
                       const struct proto_snapshots *s);
 
+/* Serving a snapshot (`snapshot=NAME`, docs/DESIGN.md "Serving a
+ * snapshot"): what each replica answered to SNAPSHOT open. */
+enum up_snap_have_kind {
+  UP_SNAP_UNKNOWN = 0, /* no answer (not connected, refused, another error) */
+  UP_SNAP_LACKS,       /* ENOENT: it has no snapshot of that name */
+  UP_SNAP_HAS          /* its record (gen, flush, extent count) */
+};
+struct up_snap_have {
+  enum up_snap_have_kind kind;
+  uint64_t gen, flush;
+  uint32_t extent_count;
+};
+/* The decision rule (pure; tests/unit/test_snapserve.c): the replicas
+ * to serve from are those that hold the snapshot with the (gen, flush,
+ * extent count) most of them hold, if at least two hold it; else none
+ * (0: the start fails).  One snapshot name is one point of the job
+ * stream (a create refuses a name any replica has), so replicas that
+ * hold it at that point hold the same contents; one that lacks it, or
+ * holds another (a stale or foreign record), is never read.  *pick gets
+ * the agreed record's index. */
+unsigned up__snap_serve_rule(const struct up_snap_have have[UP_DOWNSTAIRS],
+                             int *pick);
+
 #endif

@@ -41,7 +41,7 @@ import struct
 import sys
 import time
 
-PROTO_VERSION = 4
+PROTO_VERSION = 5
 MAX_FRAME = 64 * 1024 * 1024
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_JOB_BLOCKS = MAX_JOB_BYTES // 512
@@ -58,13 +58,13 @@ T_AUTH, T_AUTH_OK = 30, 31
 T_EXTENT_MAP_REQ, T_EXTENT_MAP = 41, 42
 T_EXTEND = 45
 T_SNAPSHOT, T_SNAPSHOTS = 46, 47
-SNAP_CREATE, SNAP_DELETE, SNAP_LIST = 1, 2, 3
+SNAP_CREATE, SNAP_DELETE, SNAP_LIST, SNAP_OPEN = 1, 2, 3, 4
 TYPE_NAMES = {v: k[2:] for k, v in globals().items() if k.startswith("T_")}
 # Retired in protocol version 3 (the file-copy live repair): unknown
 # types to a downstairs now.  Their old 24-byte layout (40 for REPAIR).
 RETIRED_EXTENT_CLOSE_REPAIR_REOPEN = (21, 22, 23)
 
-ROLE_UPSTAIRS, ROLE_REPAIR_PEER = 1, 2
+ROLE_UPSTAIRS, ROLE_REPAIR_PEER, ROLE_STATUS, ROLE_SNAPSHOT = 1, 2, 3, 4
 CTX_LEN = 48
 CTX_PRESENT = 1
 HDR = struct.Struct("<IHH")

@@ -793,14 +793,18 @@ static void test_status(void)
   CHECK(proto_decode(b, len, 0, &m) == 0 &&
         strlen(d->active_peer) == PROTO_STATUS_PEER_LEN - 1);
 
-  /* HELLO: the status role is known, the next one is not. */
+  /* HELLO: the status and snapshot roles are known, the next one is
+   * not. */
   memset(&h, 0, sizeof h);
   h.version = PROTO_VERSION;
   h.role = PROTO_ROLE_STATUS;
   len = proto_put_hello(hb, &h);
   CHECK(proto_decode(hb, len, 0, &m) == 0 &&
         m.u.hello.role == PROTO_ROLE_STATUS);
-  hb[12] = PROTO_ROLE_STATUS + 1;
+  hb[12] = PROTO_ROLE_SNAPSHOT;
+  CHECK(proto_decode(hb, len, 0, &m) == 0 &&
+        m.u.hello.role == PROTO_ROLE_SNAPSHOT);
+  hb[12] = PROTO_ROLE_SNAPSHOT + 1;
   CHECK(proto_decode(hb, len, 0, &m) == -EPROTO);
   CHECK(strcmp(proto_type_name(PROTO_T_STATUS), "STATUS") == 0);
   CHECK(PROTO_T_STATUS < PROTO_T_MAX_);
