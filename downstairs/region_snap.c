@@ -105,6 +105,18 @@ int region_snapshot_delete(struct region *r, const char *name)
   return ret;
 }
 
+/* What list and find report of s (space used aside). */
+static void snap_info_fill(struct region_snap_info *o, const struct snap *s)
+{
+  memset(o, 0, sizeof *o);
+  memcpy(o->name, s->name, sizeof s->name);
+  o->seq = s->seq;
+  o->time = s->time;
+  o->gen = s->gen;
+  o->flush = s->flush;
+  o->extent_count = s->extent_count;
+}
+
 int region_snapshot_list(struct region *r, struct region_snap_info *out,
                          unsigned max, unsigned *n)
 {
@@ -114,13 +126,7 @@ int region_snapshot_list(struct region *r, struct region_snap_info *out,
   for (unsigned i = 0; ret == 0 && i < r->snaps.n && i < max; i++) {
     const struct snap *s = &r->snaps.v[i];
     struct region_snap_info *o = &out[i];
-    memset(o, 0, sizeof *o);
-    memcpy(o->name, s->name, sizeof s->name);
-    o->seq = s->seq;
-    o->time = s->time;
-    o->gen = s->gen;
-    o->flush = s->flush;
-    o->extent_count = s->extent_count;
+    snap_info_fill(o, s);
     ret = snap_usage(r->dirfd, s->seq, &o->bytes, &o->copies);
     *n = i + 1;
   }
@@ -135,13 +141,7 @@ int region_snapshot_find(struct region *r, const char *name,
   pthread_mutex_lock(&r->snap_mu);
   const struct snap *s = snap_find(&r->snaps, name);
   if (s) {
-    memset(out, 0, sizeof *out);
-    memcpy(out->name, s->name, sizeof s->name);
-    out->seq = s->seq;
-    out->time = s->time;
-    out->gen = s->gen;
-    out->flush = s->flush;
-    out->extent_count = s->extent_count;
+    snap_info_fill(out, s);
     ret = 0;
   }
   pthread_mutex_unlock(&r->snap_mu);
