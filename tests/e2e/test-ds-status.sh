@@ -28,10 +28,13 @@ nbdinfo --size "$URI" > /dev/null || fail "volume stopped serving after status"
 
 # A status peer may send nothing else: a PING (legal for an upstairs
 # here) after HELLO is refused with ERROR "not allowed".
-python3 - "$P" <<'PY' || fail "status peer allowed another frame"
+# The protocol version is the tree's (common/proto.h), not a copy here.
+PV=$(sed -n 's/^#define PROTO_VERSION \([0-9]*\)$/\1/p' "$top/common/proto.h")
+[ -n "$PV" ] || fail "no PROTO_VERSION in common/proto.h"
+python3 - "$P" "$PV" <<'PY' || fail "status peer allowed another frame"
 import socket, struct, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-hello = struct.pack("<IHHIBBBB16sQQ32s", 80, 1, 0, 4, 3, 0, 0, 0, bytes(16), 0, 0, bytes(32))
+hello = struct.pack("<IHHIBBBB16sQQ32s", 80, 1, 0, int(sys.argv[2]), 3, 0, 0, 0, bytes(16), 0, 0, bytes(32))
 s.sendall(hello)
 b = s.recv(4); n = struct.unpack("<I", b)[0]
 while len(b) < n: b += s.recv(n - len(b))
