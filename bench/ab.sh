@@ -36,11 +36,11 @@ OUTS=$BT/lines
 # fio options of a job (as in bench.sh).
 job_opts() {
   case $1 in
-    fill|seqwrite) echo "--rw=write --bs=1M --iodepth=8" ;;
+    fill|seqwrite) echo "--rw=write --bs=1M --iodepth=8 --end_fsync=1" ;;
     seqread)     echo "--rw=read --bs=1M --iodepth=8" ;;
-    randwrite32) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
+    randwrite32) echo "--rw=randwrite --bs=4k --iodepth=32 --end_fsync=1" ;;
     randread32)  echo "--rw=randread --bs=4k --iodepth=32" ;;
-    randwrite1)  echo "--rw=randwrite --bs=4k --iodepth=1" ;;
+    randwrite1)  echo "--rw=randwrite --bs=4k --iodepth=1 --end_fsync=1" ;;
     fsync1)      echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
     *) return 1 ;;
   esac

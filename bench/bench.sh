@@ -91,14 +91,14 @@ EOF
 # fio options of each job (all: nbd engine, direct, fixed seeds).
 job_opts() {
   case $1 in
-    fill)        echo "--rw=write --bs=1M --iodepth=8" ;;
-    seqwrite)    echo "--rw=write --bs=1M --iodepth=8" ;;
+    fill)        echo "--rw=write --bs=1M --iodepth=8 --end_fsync=1" ;;
+    seqwrite)    echo "--rw=write --bs=1M --iodepth=8 --end_fsync=1" ;;
     seqread)     echo "--rw=read --bs=1M --iodepth=8" ;;
-    randwrite32) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
+    randwrite32) echo "--rw=randwrite --bs=4k --iodepth=32 --end_fsync=1" ;;
     randread32)  echo "--rw=randread --bs=4k --iodepth=32" ;;
-    randwrite1)  echo "--rw=randwrite --bs=4k --iodepth=1" ;;
+    randwrite1)  echo "--rw=randwrite --bs=4k --iodepth=1 --end_fsync=1" ;;
     fsync1)      echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
-    randrw)      echo "--rw=randrw --rwmixread=70 --bs=16k --iodepth=16" ;;
+    randrw)      echo "--rw=randrw --rwmixread=70 --bs=16k --iodepth=16 --end_fsync=1" ;;
     *) return 1 ;;
   esac
 }

@@ -307,8 +307,9 @@ static int fetch_extent(struct clone *c, uint32_t eid)
   snprintf(again, sizeof again, "%s.db.again", rel);
   /* A -wal left by the check of an earlier try must not replay onto the
    * new database (region_extent_close removes it; be sure). */
-  for (int i = 0; i < 2; i++) {
-    snprintf(side, sizeof side, "%s.db-%s", rel, i ? "shm" : "wal");
+  static const char *const sfx[] = {"wal", "shm", "jnl"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(side, sizeof side, "%s.db-%s", rel, sfx[i]);
     if (unlinkat(c->dirfd, side, 0) < 0 && errno != ENOENT)
       return -errno;
   }

@@ -146,12 +146,31 @@ static int set_meta(struct ext *e, const char *name, uint64_t v)
   return st_run(e, ST_SET_META);
 }
 
+int ext__st_run(struct ext *e, int i)
+{
+  return st_run(e, i);
+}
+
+int ext__set_meta(struct ext *e, const char *name, uint64_t v)
+{
+  return set_meta(e, name, v);
+}
+
 /* Roll back after a failed step inside a transaction (best effort: if
- * COMMIT itself failed, SQLite may already have rolled back). */
+ * COMMIT itself failed, SQLite may already have rolled back).  A fold
+ * marks blocks known to have rows before its commit (extent_jnl.c), so
+ * every such mark is forgotten: "unknown" is always safe. */
 static void rollback(struct ext *e)
 {
   if (!sqlite3_get_autocommit(e->db))
     st_run(e, ST_ROLLBACK);
+  if (e->has_rows != NULL)
+    memset(e->has_rows, 0, (size_t) (e->extent_size / 8 + 1));
+}
+
+void ext__rollback(struct ext *e)
+{
+  rollback(e);
 }
 
 /* --- the remembered "last written" table ------------------------------ */
@@ -423,9 +442,25 @@ static int wal_hook(void *arg, struct sqlite3 *db, const char *name, int pages)
   return SQLITE_OK;
 }
 
+/* Records a group appends to the journal (its live writes' blocks). */
+static uint32_t group_records(const struct ext_wr *w, unsigned nw)
+{
+  uint64_t n = 0;
+  for (unsigned k = 0; k < nw; k++)
+    if (!w[k].err)
+      n += w[k].n;
+  return n > EXT_JNL_CAP ? EXT_JNL_CAP + 1 : (uint32_t) n;
+}
+
+/* Journaled, without a fold first, the write needs one append to an
+ * existing journal; else a commit that must not checkpoint. */
 bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w, unsigned nw)
 {
-  if (e->db == NULL || e->wal_pages >= EXT_WAL_CHECKPOINT - EXT_WAL_MARGIN)
+  uint32_t nrec = group_records(w, nw);
+  if (e->db == NULL)
+    return false;
+  if (nrec <= EXT_JNL_CAP ? e->jfd < 0 || e->jn + nrec > EXT_JNL_CAP
+                          : e->wal_pages >= EXT_WAL_CHECKPOINT - EXT_WAL_MARGIN)
     return false;
   for (unsigned k = 0; k < nw; k++)
     if (!w[k].err && !ext__bm_all(e->allocated, w[k].blk, w[k].n))
@@ -477,6 +512,9 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   struct stat st;
   ext__paths(dir, e->eid, rel, reldb, dbpath, sizeof dbpath);
   assert(e->fd < 0 && e->db == NULL);
+  e->jfd = -1;
+  e->dirfd = dirfd;
+  e->jn = 0;
   e->fd = openat(dirfd, rel, O_RDWR | O_CLOEXEC);
   if (e->fd < 0) {
     int r = -errno;
@@ -497,7 +535,15 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   if (r == 0)
     r = open_db(e, dbpath);
   if (r == 0)
-    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta, &e->repair);
+    r = ext__read_meta_rows(e->db, e->st[ST_GET_META], &e->meta, &e->repair,
+                            &e->jepoch);
+  if (r == 0)
+    r = ext__jnl_open(e, dirfd);
+  if (r == 0 && e->jn > 0) { /* J4: dirty; its records are rows again */
+    log_info("extent %u: %" PRIu32 " journal records at open", e->eid, e->jn);
+    e->meta.dirty = 1;
+    r = ext_settle(e);
+  }
   if (r == 0 && e->meta.dirty)
     r = recover_dirty(e);
   if (r < 0) {
@@ -512,11 +558,19 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   /* All unknown; out of memory only costs the skip in ext_write. */
   e->has_rows = calloc((size_t) (e->extent_size / 8 + 1), 1);
   e->allocated = calloc((size_t) (e->extent_size / 8 + 1), 1);
+  e->jpending = calloc((size_t) (e->extent_size / 8 + 1), 1);
   return 0;
 }
 
 void ext_close(struct ext *e)
 {
+  /* A fold that fails leaves the records valid: the next open moves them
+   * (J3, J4). */
+  if (e->db != NULL && e->jn > 0)
+    ext_settle(e);
+  if (e->fd >= 0 && e->jfd >= 0)
+    close(e->jfd);
+  e->jfd = -1;
   for (int i = 0; i < ST_COUNT_; i++) {
     sqlite3_finalize(e->st[i]);
     e->st[i] = NULL;
@@ -534,6 +588,8 @@ void ext_close(struct ext *e)
   e->has_rows = NULL;
   free(e->allocated);
   e->allocated = NULL;
+  free(e->jpending);
+  e->jpending = NULL;
 }
 
 /* --- IO --------------------------------------------------------------- */
@@ -572,11 +628,13 @@ static int write_rows(struct ext *e, const struct ext_wr *w)
   return r;
 }
 
-/* After COMMIT: one write's bytes. */
-static int write_data(struct ext *e, const struct ext_wr *w)
+/* After COMMIT (committed: every block now has rows) or the journal
+ * append: one write's bytes. */
+static int write_data(struct ext *e, const struct ext_wr *w, bool committed)
 {
   size_t bs = e->block_size;
-  rows_mark(e, w->blk, w->n); /* committed: every block now has rows */
+  if (committed)
+    rows_mark(e, w->blk, w->n);
   int r = ext__pwrite_full(e->fd, w->data, (size_t) w->n * bs,
                            (off_t) (w->blk * bs));
   if (r < 0) {
@@ -620,7 +678,21 @@ void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw)
   for (unsigned k = 0; k < nw; k++)
     if (!w[k].err)
       ext_map_set(e, w[k].blk, w[k].n);
-  int r = st_run(e, ST_BEGIN);
+  uint32_t nrec = group_records(w, nw);
+  int r = 0;
+  if (nrec > EXT_JNL_CAP || e->jn + nrec > EXT_JNL_CAP)
+    r = ext_settle(e); /* too big, or no room: the rows in order first */
+  if (r == 0 && nrec <= EXT_JNL_CAP) {
+    r = ext__jnl_append(e, w, nw, nrec);
+    for (unsigned k = 0; k < nw; k++)
+      if (!w[k].err)
+        w[k].err = r < 0 ? r : write_data(e, &w[k], false);
+    if (r == 0)
+      e->meta.dirty = 1; /* J4 */
+    return;
+  }
+  if (r == 0)
+    r = st_run(e, ST_BEGIN);
   if (r == 0 && !e->meta.dirty)
     r = set_meta(e, "dirty", 1);
   for (unsigned k = 0; k < nw && r == 0; k++)
@@ -638,7 +710,7 @@ void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw)
   e->meta.dirty = 1;
   for (unsigned k = 0; k < nw; k++)
     if (!w[k].err)
-      w[k].err = write_data(e, &w[k]);
+      w[k].err = write_data(e, &w[k], true);
 }
 
 /* Order (I1): reserve space, then dirty=1, the unwritten row for blocks
@@ -692,9 +764,12 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
 {
   size_t bs = e->block_size;
   uint32_t *rows = NULL, nrows = 0;
+  uint64_t epoch;
   assert(n > 0 && blk + n <= e->extent_size);
   int r = st_run(e, ST_BEGIN);
-  if (r == 0 && !e->meta.dirty)
+  if (r == 0) /* the journal's rows first (J5) */
+    r = ext__jnl_fold_rows(e, &epoch);
+  if (r == 0 && (!e->meta.dirty || e->jn > 0))
     r = set_meta(e, "dirty", 1);
   if (r == 0)
     r = trim_rows(e, blk, n, version, &rows, &nrows);
@@ -705,6 +780,7 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
     free(rows);
     return r;
   }
+  ext__jnl_folded(e, epoch);
   e->meta.dirty = 1;
   e->layout_dirty = true;
   ext__bm_clear(e->allocated, blk, n); /* punched (or unknown) */
@@ -770,9 +846,12 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
   int r = data_out(e, &full);
   if (r < 0)
     return r;
+  uint64_t epoch;
   r = st_run(e, ST_SYNC_FULL);
   if (r == 0)
     r = st_run(e, ST_BEGIN);
+  if (r == 0) /* the journal's rows first, then the cleanup (J5) */
+    r = ext__jnl_fold_rows(e, &epoch);
   for (uint32_t i = 0; r == 0 && i < e->seen.cap; i++) {
     const struct ext_seen_slot *sl = &e->seen.slots[i];
     if (sl->state == EXT_SEEN_LIVE)
@@ -793,6 +872,7 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
   st_run(e, ST_SYNC_NORMAL);
   if (r < 0)
     return r;
+  ext__jnl_folded(e, epoch);
   e->meta.gen = gen;
   e->meta.flush = flush_no;
   e->meta.dirty = 0;

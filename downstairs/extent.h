@@ -1,12 +1,15 @@
 /* crucible-c downstairs: one extent on disk (private to the downstairs).
  *
- * An extent is a data file (extent_size * block_size bytes, sparse) and a
+ * An extent is a data file (extent_size * block_size bytes, sparse), a
  * SQLite database beside it (see region.h for the layout and docs/DESIGN.md
- * for the schema).  This module owns the SQLite handle, the prepared
+ * for the schema) and the database's context journal (extent_jnl.c: a
+ * write's contexts are appended there, and moved into the database in
+ * one transaction later; "THE JOURNAL RULE").  This module owns the SQLite handle, the prepared
  * statements and the write ordering that keeps the crash rule (region.h):
  *
- *   write:  dirty=1 + new contexts (+ the unwritten row for a block that
- *           had no row) COMMITTED        ->  then pwrite the data
+ *   write:  the new contexts appended to the journal (or, for a write
+ *           too big for it: dirty=1 + new contexts + the unwritten row
+ *           for a block that had no row COMMITTED) -> then pwrite the data
  *   trim:   dirty=1 + the unwritten row added to each block that has rows,
  *           COMMITTED                    ->  then punch the hole
  *   flush:  fdatasync the data           ->  then delete stale contexts
@@ -112,6 +115,15 @@ struct ext {
    * close, like meta. */
   bool map_known;
   uint8_t *map;
+  /* The context journal (extent_jnl.c): its file (-1: none yet; only
+   * meaningful while fd >= 0), the region directory it is made in, its
+   * epoch (metadata row `journal`), its valid records, and a bit per
+   * block that has one (NULL: out of memory, every block may). */
+  int jfd;
+  int dirfd;
+  uint64_t jepoch;
+  uint32_t jn;
+  uint8_t *jpending;
 };
 
 /* Open the files of extent e->eid under the region directory dirfd
@@ -175,6 +187,12 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always);
  * without it).  Until ext_flush(always) the extent stays dirty with its
  * numbers.  Marking a marked extent does nothing. */
 int ext_mark(struct ext *e);
+/* Move every journal record into the metadata now (one transaction;
+ * extent_jnl.c, J5): before anything reads the database itself. */
+int ext_settle(struct ext *e);
+/* Has a block of [blk, blk+n) a journal record (then reading it folds
+ * first, which the loop thread must not wait for)? */
+bool ext_pending(const struct ext *e, uint64_t blk, uint32_t n);
 /* Scrub: bad() for every block with contexts none of which matches. */
 int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
                void *arg, uint64_t *checked);

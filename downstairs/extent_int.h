@@ -86,6 +86,51 @@ void ext__paths(const char *dir, uint32_t eid, char rel[EXT_PATH_MAX],
  * marked extent is reported dirty.  -EINVAL if gen_number, flush_number
  * or dirty is missing. */
 int ext__read_meta_rows(struct sqlite3 *db, struct sqlite3_stmt *s,
-                        struct proto_extent_state *out, bool *repair);
+                        struct proto_extent_state *out, bool *repair,
+                        uint64_t *jepoch);
+
+/* extent.c: run statement i (no rows expected) / upsert a metadata row
+ * under the open transaction; 0 or -errno (logged). */
+int ext__st_run(struct ext *e, int i);
+int ext__set_meta(struct ext *e, const char *name, uint64_t v);
+/* Roll the open transaction back and forget which blocks are known to
+ * have rows (ext.has_rows). */
+void ext__rollback(struct ext *e);
+
+/* --- the context journal (extent_jnl.c, "THE JOURNAL RULE") ----------- */
+
+#define EXT_JNL_REC 64u   /* bytes per record */
+#define EXT_JNL_CAP 4096u /* records per journal: 256 KiB */
+
+/* One record, decoded. */
+struct ext_jrec {
+  uint32_t block;
+  uint64_t version, hash, odh;
+  uint8_t nonce[PROTO_NONCE_LEN];
+  uint8_t tag[PROTO_TAG_LEN];
+};
+void ext__jnl_encode(uint8_t *p, uint32_t block, const struct proto_ctx *c,
+                     uint64_t odh, uint64_t epoch);
+/* false: not a record of this epoch (or not one of this extent). */
+bool ext__jnl_decode(const uint8_t *p, uint64_t epoch, uint64_t extent_size,
+                     struct ext_jrec *r);
+/* "XX/YYY/ZZZ.db-jnl" */
+void ext__jnl_path(uint32_t eid, char out[EXT_PATH_MAX + 8]);
+/* At open (e->jepoch read from the metadata): open the journal if it
+ * exists and count its valid records into e->jn. */
+int ext__jnl_open(struct ext *e, int dirfd);
+/* Does extent eid's journal (under the region directory dir) hold a
+ * valid record under epoch (J4)?  1, 0 or -errno; without opening the
+ * extent. */
+int ext__jnl_dirty(const char *dir, uint32_t eid, uint64_t epoch);
+/* Append the records of every write of w without err (nrec in all; room
+ * checked by the caller), one pwrite, before their data (J1). */
+int ext__jnl_append(struct ext *e, const struct ext_wr *w, unsigned nw,
+                    uint32_t nrec);
+/* Under the caller's open transaction: every record into block_context
+ * and a fresh epoch into the metadata (*epoch); after COMMIT the caller
+ * calls ext__jnl_folded(e, *epoch) (J3). */
+int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch);
+void ext__jnl_folded(struct ext *e, uint64_t epoch);
 
 #endif

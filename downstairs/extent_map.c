@@ -121,6 +121,8 @@ int ext_map_load(struct ext *e)
     return 0;
   if (e->db == NULL)
     return -EINVAL;
+  if ((rc = ext_settle(e)) < 0) /* J5: the journal's blocks are rows */
+    return rc;
   rc = sqlite3_prepare_v2(e->db, sql, -1, &s, NULL);
   if (rc != SQLITE_OK) {
     log_error("extent %u: %s: %s", e->eid, sql, sqlite3_errmsg(e->db));

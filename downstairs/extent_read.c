@@ -93,6 +93,8 @@ int ext_versions(struct ext *e, uint64_t blk, uint32_t n,
   struct proto_ctx c;
   int rc;
   assert(n > 0 && blk + n <= e->extent_size);
+  if (ext_pending(e, blk, n) && (rc = ext_settle(e)) < 0)
+    return rc; /* J5 */
   memset(ctxs, 0, (size_t) n * sizeof *ctxs);
   sqlite3_bind_int64(s, 1, (sqlite3_int64) blk);
   sqlite3_bind_int64(s, 2, (sqlite3_int64) (blk + n));
@@ -117,6 +119,13 @@ static int read_blocks(struct ext *e, uint64_t blk, uint32_t n,
   size_t bs = e->block_size;
   uint64_t nw = 0;
   assert(n > 0 && blk + n <= e->extent_size);
+  if (ext_pending(e, blk, n)) { /* J5: its rows are not there yet */
+    if (cached)
+      return -EAGAIN; /* the fold is a transaction: not on the loop */
+    int s = ext_settle(e);
+    if (s < 0)
+      return s;
+  }
   int r =
       cached
           ? ext__pread_cached(e->fd, data, (size_t) n * bs, (off_t) (blk * bs))
@@ -157,7 +166,7 @@ int ext_verify(struct ext *e, void (*bad)(uint32_t, uint64_t, void *),
   size_t bs = e->block_size;
   uint32_t chunk = (uint32_t) ((1u << 20) / bs); /* 1 MiB per pread */
   uint8_t *buf = malloc((size_t) chunk * bs);
-  int r = buf ? 0 : -ENOMEM;
+  int r = buf ? ext_settle(e) : -ENOMEM; /* J5 */
   for (uint64_t b = 0; r == 0 && b < e->extent_size; b += chunk) {
     uint32_t n =
         (uint32_t) (e->extent_size - b < chunk ? e->extent_size - b : chunk);

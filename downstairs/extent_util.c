@@ -164,9 +164,12 @@ void ext__paths(const char *dir, uint32_t eid, char rel[EXT_PATH_MAX],
 /* --- metadata and creation --------------------------------------------- */
 
 int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
-                        struct proto_extent_state *out, bool *repair)
+                        struct proto_extent_state *out, bool *repair,
+                        uint64_t *jepoch)
 {
   int found = 0, rc;
+  if (jepoch)
+    *jepoch = 0; /* no row: no journal was ever folded */
   bool marked = false; /* no row: never marked (or made before the mark) */
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     const char *name = (const char *) sqlite3_column_text(s, 0);
@@ -181,6 +184,8 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
       out->dirty = v != 0, found |= 4;
     else if (strcmp(name, "repair") == 0)
       marked = v != 0;
+    else if (strcmp(name, "journal") == 0 && jepoch)
+      *jepoch = v;
   }
   sqlite3_reset(s);
   /* A marked extent is dirty (extent.c, M1), whatever a database that
@@ -215,12 +220,20 @@ int ext_read_meta(const char *dir, uint32_t eid, bool read_only,
     sqlite3_busy_timeout(db, 5000);
   if (rc == SQLITE_OK)
     rc = sqlite3_prepare_v2(db, EXT__GET_META_SQL, -1, &s, NULL);
-  int r = rc == SQLITE_OK ? ext__read_meta_rows(db, s, out, repair)
+  uint64_t jepoch = 0;
+  int r = rc == SQLITE_OK ? ext__read_meta_rows(db, s, out, repair, &jepoch)
                           : ext__sql_err(rc);
   if (rc != SQLITE_OK)
     log_error("%s: %s", path, db ? sqlite3_errmsg(db) : "open");
   sqlite3_finalize(s);
   sqlite3_close(db);
+  if (r == 0) { /* J4: a valid journal record makes it dirty */
+    int j = ext__jnl_dirty(dir, eid, jepoch);
+    if (j < 0)
+      log_error("%s/%s.db-jnl: %s", dir, rel, log_strerror(-j));
+    if (j != 0)
+      out->dirty = 1;
+  }
   return r;
 }
 
@@ -243,10 +256,11 @@ int ext_remove(int dirfd, uint32_t eid)
   char rel[EXT_PATH_MAX], reldb[EXT_PATH_MAX + 3];
   char side[EXT_PATH_MAX + 8];
   ext__paths(NULL, eid, rel, reldb, NULL, 0);
-  const char *paths[] = {rel, reldb, side, side};
-  for (int i = 0; i < 4; i++) {
+  const char *paths[] = {rel, reldb, side, side, side};
+  static const char *const sfx[] = {"-wal", "-shm", "-jnl"};
+  for (int i = 0; i < 5; i++) {
     if (i >= 2)
-      snprintf(side, sizeof side, "%s%s", reldb, i == 2 ? "-wal" : "-shm");
+      snprintf(side, sizeof side, "%s%s", reldb, sfx[i - 2]);
     if (unlinkat(dirfd, paths[i], 0) < 0 && errno != ENOENT)
       return -errno;
   }

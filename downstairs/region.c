@@ -628,8 +628,11 @@ int region_read_now(struct region *r, uint64_t lba, uint32_t n,
   if (ret < 0)
     return ret;
   uint64_t blk = lba % r->meta.def.extent_size;
-  ret = data ? ext_read_cached(&re->x, blk, n, ctxs, data)
-             : ext_versions(&re->x, blk, n, ctxs);
+  if (ext_pending(&re->x, blk, n))
+    ret = -EAGAIN; /* its journal must fold first: a transaction */
+  else
+    ret = data ? ext_read_cached(&re->x, blk, n, ctxs, data)
+               : ext_versions(&re->x, blk, n, ctxs);
   region__ext_put(r, re);
   return ret;
 }

@@ -49,9 +49,11 @@ static int finish_replace(int dirfd, const struct rpaths *p)
 
   snprintf(rep, sizeof rep, "%s.replace", p->rel);
   snprintf(comp, sizeof comp, "%s.completed", p->rel);
-  /* The old database's WAL must never be replayed onto the new one. */
-  for (int i = 0; i < 2; i++) {
-    snprintf(to, sizeof to, "%s.db%s", p->rel, i ? "-shm" : "-wal");
+  /* The old database's WAL must never be replayed onto the new one (its
+   * journal could not be: another epoch; it goes too). */
+  static const char *const side[] = {"-wal", "-shm", "-jnl"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(to, sizeof to, "%s.db%s", p->rel, side[i]);
     if (unlinkat(dirfd, to, 0) < 0 && errno != ENOENT)
       return -errno;
   }

@@ -543,7 +543,11 @@ int snap_copy_extent(int dfd, uint32_t seq, struct ext *x)
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", sd, c);
   snprintf(fin, sizeof fin, "%s/%s", sd, c);
   ext_path(x->eid, rel);
-  int r = fs_rm_rf(dfd, tmp);
+  /* The journal's rows into the database first (extent_jnl.c, J5): the
+   * copy is of the database alone. */
+  int r = ext_settle(x);
+  if (r == 0)
+    r = fs_rm_rf(dfd, tmp);
   if (r == 0 && mkdirat(dfd, tmp, 0755) < 0)
     r = -errno;
   if (r == 0)
