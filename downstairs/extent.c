@@ -72,6 +72,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/magic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,8 @@
 #include "../common/log.h"
 #include "extent.h"
 #include "extent_int.h"
+
+int ext__crash_at;
 
 static const char *const st_sql[ST_COUNT_] = {
     [ST_BEGIN] = "BEGIN",
@@ -236,6 +239,16 @@ static void seen_forget(struct ext_seen *s, uint64_t blk, uint64_t n)
     if (s->slots[i].state == EXT_SEEN_LIVE && s->slots[i].block >= blk &&
         s->slots[i].block - blk < n)
       s->slots[i].state = EXT_SEEN_FORGOTTEN;
+}
+
+bool ext__seen_live(const struct ext *e, uint32_t block, uint64_t *hash)
+{
+  const struct ext_seen *s = &e->seen;
+  if (s->cap == 0)
+    return false;
+  const struct ext_seen_slot *sl = seen_find((struct ext_seen *) s, block);
+  *hash = sl->hash;
+  return sl->state == EXT_SEEN_LIVE;
 }
 
 bool ext__seen_zero(const struct ext *e, uint32_t block)
@@ -684,6 +697,8 @@ void ext_write_group(struct ext *e, struct ext_wr *w, unsigned nw)
     r = ext_settle(e); /* too big, or no room: the rows in order first */
   if (r == 0 && nrec <= EXT_JNL_CAP) {
     r = ext__jnl_append(e, w, nw, nrec);
+    if (r == 0 && ext__crash_at == EXT_CP_JOURNALED)
+      raise(SIGKILL);
     for (unsigned k = 0; k < nw; k++)
       if (!w[k].err)
         w[k].err = r < 0 ? r : write_data(e, &w[k], false);
@@ -768,7 +783,7 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
   assert(n > 0 && blk + n <= e->extent_size);
   int r = st_run(e, ST_BEGIN);
   if (r == 0) /* the journal's rows first (J5) */
-    r = ext__jnl_fold_rows(e, &epoch);
+    r = ext__jnl_fold_rows(e, &epoch, false);
   if (r == 0 && (!e->meta.dirty || e->jn > 0))
     r = set_meta(e, "dirty", 1);
   if (r == 0)
@@ -851,7 +866,7 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
   if (r == 0)
     r = st_run(e, ST_BEGIN);
   if (r == 0) /* the journal's rows first, then the cleanup (J5) */
-    r = ext__jnl_fold_rows(e, &epoch);
+    r = ext__jnl_fold_rows(e, &epoch, true);
   for (uint32_t i = 0; r == 0 && i < e->seen.cap; i++) {
     const struct ext_seen_slot *sl = &e->seen.slots[i];
     if (sl->state == EXT_SEEN_LIVE)

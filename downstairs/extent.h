@@ -187,6 +187,12 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always);
  * without it).  Until ext_flush(always) the extent stays dirty with its
  * numbers.  Marking a marked extent does nothing. */
 int ext_mark(struct ext *e);
+/* Test hook (test_region_jnl): when ext__crash_at equals a crash point,
+ * the process kills itself with SIGKILL there. */
+extern int ext__crash_at;
+enum {
+  EXT_CP_JOURNALED = 1, /* a group's records appended, no data written */
+};
 /* Move every journal record into the metadata now (one transaction;
  * extent_jnl.c, J5): before anything reads the database itself. */
 int ext_settle(struct ext *e);

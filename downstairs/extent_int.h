@@ -51,6 +51,9 @@ struct ext;
  * remembered as zeroes (a trim whose hole was punched, or a recovered
  * one)?  Then its disk holds zeroes, whatever older rows it keeps. */
 bool ext__seen_zero(const struct ext *e, uint32_t block);
+/* Is block remembered with the hash of its last bytes (*hash), which
+ * the flush under way keeps? */
+bool ext__seen_live(const struct ext *e, uint32_t block, uint64_t *hash);
 
 /* Map a SQLite result code to a negative errno. */
 int ext__sql_err(int rc);
@@ -129,8 +132,10 @@ int ext__jnl_append(struct ext *e, const struct ext_wr *w, unsigned nw,
                     uint32_t nrec);
 /* Under the caller's open transaction: every record into block_context
  * and a fresh epoch into the metadata (*epoch); after COMMIT the caller
- * calls ext__jnl_folded(e, *epoch) (J3). */
-int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch);
+ * calls ext__jnl_folded(e, *epoch) (J3).  for_flush: the flush's own
+ * transaction, which then keeps only each remembered block's last row:
+ * of such a block only the record of those bytes is moved. */
+int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch, bool for_flush);
 void ext__jnl_folded(struct ext *e, uint64_t epoch);
 
 #endif

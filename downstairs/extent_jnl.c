@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,9 +120,8 @@ static int jnl_scan(int fd, uint64_t epoch, uint64_t extent_size, uint8_t *buf,
   *n = 0;
   if (r < 0)
     return r;
-  while (*n < max &&
-         ext__jnl_decode(buf + (size_t) *n * EXT_JNL_REC, epoch, extent_size,
-                         &rec))
+  while (*n < max && ext__jnl_decode(buf + (size_t) *n * EXT_JNL_REC, epoch,
+                                     extent_size, &rec))
     (*n)++;
   return 0;
 }
@@ -230,6 +230,18 @@ bool ext_pending(const struct ext *e, uint64_t blk, uint32_t n)
   return false;
 }
 
+static int insert_one(struct ext *e, const struct ext_jrec *r)
+{
+  sqlite3_stmt *s = e->st[ST_INSERT];
+  sqlite3_bind_int64(s, 1, (sqlite3_int64) r->block);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64) r->version);
+  sqlite3_bind_int64(s, 3, (sqlite3_int64) r->hash);
+  sqlite3_bind_blob(s, 4, r->nonce, PROTO_NONCE_LEN, SQLITE_STATIC);
+  sqlite3_bind_blob(s, 5, r->tag, PROTO_TAG_LEN, SQLITE_STATIC);
+  sqlite3_bind_int64(s, 6, (sqlite3_int64) r->odh);
+  return ext__st_run(e, ST_INSERT);
+}
+
 /* One run of records for consecutive blocks: the unwritten row for its
  * blocks that have none, then each context (write_rows in extent.c). */
 static int fold_run(struct ext *e, const struct ext_jrec *r, uint32_t n)
@@ -246,20 +258,41 @@ static int fold_run(struct ext *e, const struct ext_jrec *r, uint32_t n)
    * a later delete in this transaction (a flush's) unmarks its block. */
   if (rc == 0)
     ext__bm_set(e->has_rows, r[0].block, n);
-  sqlite3_stmt *s = e->st[ST_INSERT];
-  for (uint32_t i = 0; rc == 0 && i < n; i++) {
-    sqlite3_bind_int64(s, 1, (sqlite3_int64) r[i].block);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64) r[i].version);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64) r[i].hash);
-    sqlite3_bind_blob(s, 4, r[i].nonce, PROTO_NONCE_LEN, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 5, r[i].tag, PROTO_TAG_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, (sqlite3_int64) r[i].odh);
-    rc = ext__st_run(e, ST_INSERT);
-  }
+  for (uint32_t i = 0; rc == 0 && i < n; i++)
+    rc = insert_one(e, &r[i]);
   return rc;
 }
 
-int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch)
+static int new_epoch(uint64_t *epoch)
+{
+  ssize_t n;
+  do
+    n = getrandom(epoch, sizeof *epoch, 0);
+  while (n < 0 && errno == EINTR);
+  return n == (ssize_t) sizeof *epoch ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/* The flush's fold.  A remembered block (its last bytes known and now
+ * durable) keeps one row after the flush's cleanup, the one of those
+ * bytes: move just its record, without the unwritten row the cleanup
+ * would delete at once (a later record of the same bytes replaces an
+ * earlier one, so the last context wins).  Any other block (forgotten
+ * after a failed pwrite, or not remembered) keeps every candidate, as
+ * in any fold. */
+static int fold_for_flush(struct ext *e, const struct ext_jrec *rec, uint32_t n)
+{
+  int r = 0;
+  for (uint32_t i = 0; r == 0 && i < n; i++) {
+    uint64_t h;
+    if (!ext__seen_live(e, rec[i].block, &h))
+      r = fold_run(e, rec + i, 1);
+    else if (h == rec[i].odh)
+      r = insert_one(e, &rec[i]);
+  }
+  return r;
+}
+
+int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch, bool for_flush)
 {
   *epoch = e->jepoch;
   if (e->jn == 0)
@@ -279,16 +312,20 @@ int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch)
   for (uint32_t i = 0; r == 0 && i < n; i++)
     ext__jnl_decode(buf + (size_t) i * EXT_JNL_REC, e->jepoch, e->extent_size,
                     &rec[i]);
-  for (uint32_t i = 0, j; r == 0 && i < n; i = j) {
+  if (r == 0 && for_flush)
+    r = fold_for_flush(e, rec, n);
+  for (uint32_t i = 0, j; r == 0 && !for_flush && i < n; i = j) {
     for (j = i + 1; j < n && rec[j].block == rec[j - 1].block + 1; j++)
       ;
     r = fold_run(e, rec + i, j - i);
   }
   free(buf);
   free(rec);
-  while (r == 0 && (r = crypt_random(epoch, sizeof *epoch)) == 0 &&
-         *epoch == e->jepoch)
-    ; /* a new epoch, never the old one */
+  /* A new epoch, never the old one.  getrandom, not libcrypto: the fold
+   * runs on the pool's threads, where OpenSSL's per-thread generator
+   * state would never be freed.  Unique is all it must be. */
+  while (r == 0 && (r = new_epoch(epoch)) == 0 && *epoch == e->jepoch)
+    ;
   if (r == 0)
     r = ext__set_meta(e, "journal", *epoch);
   return r;
@@ -311,7 +348,7 @@ int ext_settle(struct ext *e)
     return 0;
   int r = ext__st_run(e, ST_BEGIN);
   if (r == 0)
-    r = ext__jnl_fold_rows(e, &epoch);
+    r = ext__jnl_fold_rows(e, &epoch, false);
   if (r == 0)
     r = ext__set_meta(e, "dirty", 1);
   if (r == 0)

@@ -169,7 +169,7 @@ int ext__read_meta_rows(sqlite3 *db, sqlite3_stmt *s,
 {
   int found = 0, rc;
   if (jepoch)
-    *jepoch = 0; /* no row: no journal was ever folded */
+    *jepoch = 0;       /* no row: no journal was ever folded */
   bool marked = false; /* no row: never marked (or made before the mark) */
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     const char *name = (const char *) sqlite3_column_text(s, 0);

@@ -109,6 +109,49 @@ static void test_kill_before_fold(void)
   region_close(r);
 }
 
+/* J1, J2: kill -9 after a write's records, before its data: the old
+ * bytes read back with their context (the new record is one more
+ * candidate), and a block never written before reads as unwritten. */
+static void write_crashing(struct region *r, void *arg)
+{
+  struct blocks *b = arg;
+  uint8_t x[BS];
+  ext__crash_at = EXT_CP_JOURNALED;
+  write1(r, ES + 3, 900, x, &b->seed); /* dies here */
+}
+
+static void test_kill_after_record(void)
+{
+  const char *dir = newdir();
+  struct proto_region d = geom(BS, ES, EC, 0);
+  static struct blocks b = {.seed = 16, .flush_after = true};
+  struct region *r;
+  uint8_t back[BS];
+  struct proto_ctx c;
+  CHECK(region_create(dir, &d) == 0);
+  child_dies(dir, write_blocks, &b); /* flushed: blocks 0..NW-1 */
+  expect_blocks(&b);
+  child_dies(dir, write_crashing, &b);
+  b.seed = 17;
+  child_dies(dir, write_crashing, &b); /* again: a second record */
+  CHECK(region_open(dir, &r) == 0);
+  CHECK(blocks_read_back(r, &b));
+  CHECK(region_read(r, ES + NW, 1, &c, back) == 0 && c.flags == 0 &&
+        all_zero(back, BS));
+  region_close(r);
+  /* A block that had no row: its unwritten row comes with the record. */
+  const char *dir2 = newdir();
+  static struct blocks e = {.seed = 18};
+  CHECK(region_create(dir2, &d) == 0);
+  child_dies(dir2, write_crashing, &e);
+  CHECK(region_open(dir2, &r) == 0);
+  CHECK(region_read(r, ES + 3, 1, &c, back) == 0 && c.flags == 0 &&
+        c.version == 0 && all_zero(back, BS));
+  uint64_t bad = 0, checked = 0;
+  CHECK(region_verify_extent(r, 1, count_bad, &bad, &checked) == 0 && bad == 0);
+  region_close(r);
+}
+
 /* J3: a flush voids the journal in its own commit: kill -9 after it
  * leaves a clean extent, although the file still holds the records. */
 static void test_flush_voids(void)
@@ -130,7 +173,8 @@ static void test_flush_voids(void)
 static int copy_file(const char *from, const char *to)
 {
   static uint8_t buf[1 << 20];
-  int a = open(from, O_RDONLY), z = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int a = open(from, O_RDONLY),
+      z = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   ssize_t n = a >= 0 && z >= 0 ? read(a, buf, sizeof buf) : -1;
   int r = n >= 0 && write(z, buf, (size_t) n) == n ? 0 : -1;
   if (a >= 0)
@@ -261,9 +305,9 @@ static void test_churn(void)
   for (uint32_t i = 0; i < ES; i++) {
     bool ok = region_read(r, ES + i, 1, &c, back) == 0 &&
               memcmp(back, got.data[i], BS) == 0 &&
-              (got.version[i] ? c.flags == PROTO_CTX_PRESENT &&
-                                    c.version == got.version[i]
-                              : c.flags == 0);
+              (got.version[i]
+                   ? c.flags == PROTO_CTX_PRESENT && c.version == got.version[i]
+                   : c.flags == 0);
     wrong += !ok;
   }
   CHECK(wrong == 0);
@@ -274,6 +318,7 @@ int main(void)
 {
   static const struct region_test tests[] = {
       {"kill_before_fold", test_kill_before_fold},
+      {"kill_after_record", test_kill_after_record},
       {"flush_voids", test_flush_voids},
       {"old_journal_void", test_old_journal_void},
       {"torn_record", test_torn_record},
