@@ -76,7 +76,11 @@ int up__submit(struct upstairs *up, struct up_req *req, struct up_job *job)
     __atomic_add_fetch(&up->guest_jobs, 1, __ATOMIC_RELAXED);
 
   FIFO_PUSH(up->q_head, up->q_tail, job, next);
-  uv_async_send(&up->async); /* under the lock: see up_stop */
+  /* A busy loop drains the queue in up__before_poll before it sleeps:
+   * only an idle one needs the eventfd write (and the read and callback
+   * it costs the loop). */
+  if (__atomic_load_n(&up->loop_idle, __ATOMIC_RELAXED))
+    uv_async_send(&up->async); /* under the lock: see up_stop */
   pthread_mutex_unlock(&up->lock);
   return 0;
 }
@@ -483,10 +487,14 @@ void up__job_start(struct upstairs *up, struct up_job *job)
     job_check_behind(up, &up->cl[i]);
 }
 
-/* Async callback: drain the whole submit queue in order (or shut down). */
-void up__drain(uv_async_t *a)
+static void loop_busy(struct upstairs *up)
 {
-  struct upstairs *up = a->data;
+  __atomic_store_n(&up->loop_idle, false, __ATOMIC_RELAXED);
+}
+
+/* Drain the whole submit queue in order (or shut down). */
+static void drain_queue(struct upstairs *up)
+{
   struct up_job *job, *next;
   bool stopping;
 
@@ -528,13 +536,36 @@ void up__drain(uv_async_t *a)
   up__lr_poll(up);          /* repair.c's worker may have finished */
 }
 
+void up__drain(uv_async_t *a)
+{
+  struct upstairs *up = a->data;
+
+  loop_busy(up);
+  drain_queue(up);
+}
+
+/* The queue is checked and the loop marked idle under the same lock a
+ * submitter holds to push and test the mark: a job pushed before is
+ * started here, one pushed after sees the mark and wakes the loop. */
 void up__before_poll(uv_prepare_t *p)
 {
   struct upstairs *up = p->data;
 
-  for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    cl_flush_now(&up->cl[i]);
-  up__wake_flush(up);
+  for (;;) {
+    for (int i = 0; i < UP_DOWNSTAIRS; i++)
+      cl_flush_now(&up->cl[i]);
+    up__wake_flush(up);
+    pthread_mutex_lock(&up->lock);
+    bool more = up->q_head != NULL;
+    if (!more)
+      up->loop_idle = true;
+    pthread_mutex_unlock(&up->lock);
+    if (!more)
+      return;
+    drain_queue(up);
+    if (up->shut)
+      return;
+  }
 }
 
 /* The tracked job with this id, or NULL. */
@@ -559,6 +590,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   struct up_job *job = job_find(up, d->job_id);
   char why[128];
 
+  loop_busy(up); /* replies arrive: it passes up__before_poll again */
   if (!job || job->ds[c->idx] != JS_SENT || job_reads(job)) {
     job_bad_reply(c, d->job_id);
     return;
@@ -593,6 +625,7 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
 {
   struct up_job *job = job_find(up, d->job_id);
 
+  loop_busy(up);
   if (!job || job->ds[c->idx] != JS_SENT || job->type != PROTO_T_READ) {
     free(buf);
     job_bad_reply(c, d->job_id);

@@ -422,6 +422,11 @@ struct upstairs {
   uint64_t guest_jobs; /* atomic; guest jobs submitted (repair yields) */
 
   struct up_job *q_head, *q_tail; /* submit queue */
+  /* The loop found the queue empty on its way to poll (set under lock in
+   * up__before_poll): a new job must wake it (uv_async_send).  Cleared
+   * (atomic, no lock) whenever the loop is busy again: then it passes
+   * up__before_poll, which drains the queue, before it can sleep. */
+  bool loop_idle;
 
   pthread_mutex_t rl_lock;
   pthread_cond_t rl_cond;
@@ -711,7 +716,8 @@ void up__drain(uv_async_t *a);
 /* Wake the callers of the jobs decided since the last call. */
 void up__wake_flush(struct upstairs *up);
 /* Prepare callback, once per loop turn before it polls: write every
- * downstairs' batched frames (cl_flush), then up__wake_flush. */
+ * downstairs' batched frames (cl_flush), up__wake_flush, and start what
+ * the submit queue holds, until it is empty; then mark the loop idle. */
 void up__before_poll(uv_prepare_t *p);
 void up__on_job_done(struct upstairs *up, struct cl *c,
                      const struct proto_job_done *d);
