@@ -132,7 +132,9 @@ int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
 {
   memset(res, 0, sizeof *res);
   int r = 0;
-  if (up__phase(up) != UP_PH_RUNNING)
+  if (up_snapshot_mode(up))
+    r = -EROFS; /* a reader takes part in no job stream: ask the live one */
+  else if (up__phase(up) != UP_PH_RUNNING)
     r = -EIO;
   else if (op != PROTO_SNAP_LIST && !proto_snap_name_ok(name))
     r = -EINVAL;
@@ -354,4 +356,44 @@ unsigned up__snap_serve_rule(const struct up_snap_have have[UP_DOWNSTAIRS],
     return 0;
   }
   return best;
+}
+
+void up__snap_have_of(const struct cl *c, struct up_snap_have *h)
+{
+  memset(h, 0, sizeof *h);
+  if (c->state != CL_READY || !c->have_snap)
+    h->kind = UP_SNAP_UNKNOWN;
+  else if (c->snap_err == ENOENT)
+    h->kind = UP_SNAP_LACKS;
+  else if (c->snap_err == 0)
+    *h = (struct up_snap_have){.kind = UP_SNAP_HAS,
+                               .gen = c->snap.gen,
+                               .flush = c->snap.flush,
+                               .extent_count = c->snap.extent_count};
+}
+
+void up__snap_why_not(const struct upstairs *up, const struct cl *c,
+                      const struct proto_snap_entry *ref, char *buf, size_t len)
+{
+  const char *name = up->cfg.snapshot;
+  if (c->state != CL_READY)
+    snprintf(buf, len, "downstairs %s: did not answer (%s)", c->name, c->why);
+  else if (!c->have_snap || (c->snap_err && c->snap_err != ENOENT))
+    snprintf(buf, len, "downstairs %s: cannot open snapshot %s: %s", c->name,
+             name, c->have_snap ? log_strerror(c->snap_err) : "no answer");
+  else if (c->snap_err == ENOENT)
+    snprintf(buf, len, "downstairs %s: has no snapshot %s", c->name, name);
+  else if (ref)
+    snprintf(buf, len,
+             "downstairs %s: holds snapshot %s at flush %llu gen %llu "
+             "(%u extents), the others at flush %llu gen %llu (%u extents)",
+             c->name, name, (unsigned long long) c->snap.flush,
+             (unsigned long long) c->snap.gen, c->snap.extent_count,
+             (unsigned long long) ref->flush, (unsigned long long) ref->gen,
+             ref->extent_count);
+  else
+    snprintf(buf, len,
+             "downstairs %s: holds snapshot %s at flush %llu gen %llu", c->name,
+             name, (unsigned long long) c->snap.flush,
+             (unsigned long long) c->snap.gen);
 }

@@ -146,17 +146,24 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   pthread_cond_init(&up->start_cond, &ca);
   pthread_cond_init(&up->rl_cond, &ca);
   pthread_condattr_destroy(&ca);
-  up->clenv = (struct cl_env){.ev = &up_cl_events,
-                              .loop = &up->loop,
-                              .auth = &up->cfg.auth,
-                              .encrypted = up->cfg.have_key,
-                              .session_id = up->session_id};
+  up->clenv =
+      (struct cl_env){.ev = &up_cl_events,
+                      .loop = &up->loop,
+                      .auth = &up->cfg.auth,
+                      .encrypted = up->cfg.have_key,
+                      .session_id = up->session_id,
+                      .snap = up->cfg.snapshot[0] ? up->cfg.snapshot : NULL};
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     cl_init(&up->cl[i], up, &up->clenv, i, cfg->host[i], cfg->port[i]);
     up->dst[i].p50_us = up->dst[i].p99_us = -1;
   }
   *out = up;
   return 0;
+}
+
+bool up_snapshot_mode(const struct upstairs *up)
+{
+  return up->cfg.snapshot[0] != '\0';
 }
 
 const char *up_error(const struct upstairs *up)
@@ -266,6 +273,15 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
       a->encrypted != b->encrypted)
     return up_refuse_rejoin(c, -1, "now serves another region");
+  /* A snapshot reader: the live volume may have grown and activated
+   * newer generations since; what counts is the snapshot's record
+   * (up_snap_readmit). */
+  if (up_snapshot_mode(up))
+    return h->has_kcv && up->key &&
+                   crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce,
+                                   h->kcv.tag)
+               ? up_refuse_rejoin(c, -1, "key does not match")
+               : 0;
   if (b->extent_count > a->extent_count) {
     char why[128];
     snprintf(why, sizeof why,
@@ -552,6 +568,123 @@ static void up_go_activate(struct upstairs *up)
   log_info("activating generation %llu", (unsigned long long) up->gen);
 }
 
+/* c serves the snapshot: ACTIVE without ACTIVATE (a reader takes no
+ * generation), never live-repaired (nothing is written). */
+static void up_snap_use(struct upstairs *up, struct cl *c)
+{
+  c->state = CL_ACTIVE;
+  c->was_active = true;
+  c->backoff_ms = 0;
+  c->down_logged = false;
+  c->ping_out = false;
+  memcpy(c->inst, c->hello.instance, sizeof c->inst);
+  c->inst_known = true;
+  __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
+  up__ds_update(up, c);
+}
+
+/* Leave CONNECT serving a snapshot: the replicas that hold it at one
+ * point (up__snap_serve_rule, at least two) serve it; every other one is
+ * named in one line and not used.  No ACTIVATE, no reconcile, no extend
+ * levelling: a reader changes nothing anywhere. */
+static void up_go_serve(struct upstairs *up)
+{
+  struct up_snap_have have[UP_DOWNSTAIRS];
+  struct cl *ref, *named;
+  char line[400], list[3 * 200] = "";
+  size_t len = 0;
+  unsigned mask, holders = 0;
+  int pick;
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    up__snap_have_of(&up->cl[i], &have[i]);
+    holders += have[i].kind == UP_SNAP_HAS;
+  }
+  mask = up__snap_serve_rule(have, &pick);
+  if (!mask) {
+    for (int i = 0; i < UP_DOWNSTAIRS && len < sizeof list; i++) {
+      up__snap_why_not(up, &up->cl[i], NULL, line, sizeof line);
+      len += (size_t) snprintf(list + len, sizeof list - len, "%s%s",
+                               i ? "; " : "", line + strlen("downstairs "));
+    }
+    up__start_fail(up,
+                   "snapshot %s: only %u of 3 downstairs hold it at one "
+                   "point, 2 are needed (%s)",
+                   up->cfg.snapshot, holders > 1 ? 1 : holders, list);
+    return;
+  }
+  ref = &up->cl[pick];
+  up->snap = ref->snap;
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (mask & (1u << i))
+      continue;
+    up__snap_why_not(up, c, &up->snap, line, sizeof line);
+    log_error("%s: not used", line);
+    /* One that lacks it or holds another never will: final.  One that
+     * did not answer may come back holding it (up_snap_readmit). */
+    cl_close(c, c->state == CL_READY, NULL);
+  }
+  if (up_check_agree(up, ref, &named) < 0)
+    return;
+  if (!named) {
+    up__start_fail(up, "snapshot %s: no replica names a volume uuid",
+                   up->cfg.snapshot);
+    return;
+  }
+  up->region = ref->hello.region;
+  memcpy(up->region.uuid, named->hello.region.uuid, PROTO_UUID_LEN);
+  /* The snapshot's size: the live volume may have grown since. */
+  up->region.extent_count = up->snap.extent_count;
+  up->block_count = geom_blocks(&up->region);
+  up->gen = up->snap.gen;
+  up->flush_no = up->snap.flush + 1;
+  /* The repair state, idle for good: no replica is ever a live-repair
+   * target here (up_snap_use never calls up__lr_admit). */
+  if (up__xs_init(up) < 0) {
+    up__start_fail(up, "snapshot %s: out of memory", up->cfg.snapshot);
+    return;
+  }
+  for (int i = 0; i < UP_DOWNSTAIRS; i++)
+    if (mask & (1u << i))
+      up_snap_use(up, &up->cl[i]);
+  log_info("serving snapshot %s (flush %llu gen %llu) read-only from %u of 3 "
+           "downstairs",
+           up->cfg.snapshot, (unsigned long long) up->snap.flush,
+           (unsigned long long) up->snap.gen, __builtin_popcount(mask));
+  up__set_phase(up, UP_PH_RUNNING);
+  up__ds_update_all(up);
+}
+
+/* Running a snapshot: a returner that holds the agreed record serves
+ * again at once (nothing to repair: nobody writes); any other is not
+ * used (one line per reason: it comes back at every reconnect). */
+static void up_snap_readmit(struct upstairs *up)
+{
+  struct up_snap_have have, want = {.kind = UP_SNAP_HAS,
+                                    .gen = up->snap.gen,
+                                    .flush = up->snap.flush,
+                                    .extent_count = up->snap.extent_count};
+  char line[400];
+
+  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
+    struct cl *c = &up->cl[i];
+    if (c->state != CL_READY)
+      continue;
+    up__snap_have_of(c, &have);
+    if (have.kind == UP_SNAP_HAS && have.gen == want.gen &&
+        have.flush == want.flush && have.extent_count == want.extent_count) {
+      log_info("downstairs %s: serves snapshot %s again", c->name,
+               up->cfg.snapshot);
+      up_snap_use(up, c);
+      continue;
+    }
+    up__snap_why_not(up, c, &up->snap, line, sizeof line);
+    up_refuse_rejoin(c, -1, line + strlen("downstairs ") + strlen(c->name) + 2);
+    cl_close(c, false, NULL);
+  }
+}
+
 /* Start-up failure message listing who did not make it. */
 static void up_fail_missing(struct upstairs *up, unsigned got,
                             enum cl_state want)
@@ -642,12 +775,18 @@ void up__handshake_step(struct upstairs *up)
     bool refused_only = ready + refused == UP_DOWNSTAIRS &&
                         now - up->start_ms >= UP_REFUSED_GRACE_MS;
     if (ready == UP_DOWNSTAIRS ||
-        ((now - up->start_ms >= tmo || refused_only) && ready >= 2))
-      up_go_activate(up);
-    else if (now - up->start_ms >= tmo)
+        ((now - up->start_ms >= tmo || refused_only) && ready >= 2)) {
+      if (up_snapshot_mode(up))
+        up_go_serve(up);
+      else
+        up_go_activate(up);
+    } else if (now - up->start_ms >= tmo)
       up_fail_missing(up, ready, CL_READY);
   } else if (ph == UP_PH_RUNNING) {
-    up_readmit(up);
+    if (up_snapshot_mode(up))
+      up_snap_readmit(up);
+    else
+      up_readmit(up);
   } else if (ph == UP_PH_ACTIVATING) {
     if (pending && now - up->activate_ms >= tmo && active >= 2) {
       for (int i = 0; i < UP_DOWNSTAIRS; i++)

@@ -392,6 +392,9 @@ struct upstairs {
   struct proto_region region;
   uint64_t gen;
   uint64_t block_count;
+  /* Serving a snapshot (cfg.snapshot): the record the replicas served
+   * from agreed on (up__snap_serve_rule); a returner must hold the same. */
+  struct proto_snap_entry snap;
 
   /* Write versions and flush numbers (atomic). */
   uint64_t seq;
@@ -472,6 +475,14 @@ int up__on_hello(struct upstairs *up, struct cl *c);
 void up__on_activated(struct upstairs *up, struct cl *c);
 /* Running: c (activated) takes IO from now on and is live-repaired. */
 void up__admit(struct upstairs *up, struct cl *c);
+/* Serving a snapshot (snapshot.c): c's answer to SNAPSHOT open as the
+ * serve rule sees it; one line saying why c is not used (ref: the
+ * agreed record, or NULL) into buf. */
+struct up_snap_have;
+void up__snap_have_of(const struct cl *c, struct up_snap_have *h);
+void up__snap_why_not(const struct upstairs *up, const struct cl *c,
+                      const struct proto_snap_entry *ref, char *buf,
+                      size_t len);
 /* Fail the start with one line (up_error; the first failure wins).
  * true if the start is failing (now or before): the caller then logs
  * nothing itself, or the user would read the reason twice; false once

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Serving a snapshot read-only (snapshot=NAME) on a volume of `create`'s
+# default geometry (1 GiB, 128 MiB extents), encrypted (key=+FILE): data
+# written, `snapshot create s1` through the admin socket, part of the
+# volume overwritten and trimmed live; then two snapshot=s1 nbdkits at
+# once serve exactly the pre-snapshot image (nbdcopy + cmp) while the
+# live volume keeps taking writes (a reader fences nobody); the export is
+# read-only with no block status (the block map downstairs is the live
+# volume's); a downstairs killed with kill -9 during a snapshot copy
+# gives the same bytes or a clean failure, never other bytes; a byte
+# flipped in one replica's snapshot copy of block 0 is read around (the
+# log names the block, nothing is healed); snapshot=NOSUCH fails in one
+# line.
+. "$(dirname "$0")/functions.sh"
+requires nbdkit nbdcopy nbdinfo python3 timeout cmp
+requires_build
+[ -x "$ADMIN" ] || fail "crucible-admin not built"
+ASOCK=$tmp/admin.sock
+MiB=$((1024 * 1024))
+GiB=$((1024 * MiB))
+
+DS_EXTENT_SIZE=default DS_EXTENT_COUNT=default volume_create
+volume_start
+nbdkit_start admin="$ASOCK" || fail "live nbdkit did not start"
+[ "$(nbdinfo --size "$URI")" = $GiB ] || fail "not the default 1 GiB volume"
+
+# put IMG OFFSET: write IMG at OFFSET bytes of the live volume, flush.
+put () {
+  PATH=/usr/bin:$PATH timeout 100 python3 - "$1" "$2" "$SOCK" <<'EOF' ||
+import sys, nbd
+h = nbd.NBD()
+h.connect_unix(sys.argv[3])
+data = open(sys.argv[1], "rb").read()
+off = int(sys.argv[2])
+for i in range(0, len(data), 1 << 20):
+    h.pwrite(data[i:i + (1 << 20)], off + i)
+h.flush()
+h.shutdown()
+EOF
+    fail "write $1 at $2"
+}
+overlay () { # overlay IMG OFFSET: IMG into the expected image s1.img
+  dd if="$1" of="$tmp/s1.img" bs=1M seek="$(($2 / MiB))" conv=notrunc \
+    status=none
+}
+
+random_image "$tmp/a.img" $((8 * MiB))
+random_image "$tmp/b.img" $((4 * MiB))
+random_image "$tmp/c.img" $((4 * MiB))
+random_image "$tmp/d.img" $((4 * MiB))
+truncate -s 1G "$tmp/s1.img"
+put "$tmp/a.img" 0
+put "$tmp/b.img" $((130 * MiB)) # extent 1
+overlay "$tmp/a.img" 0
+overlay "$tmp/b.img" $((130 * MiB))
+adm snapshot create s1 > "$tmp/c1.txt" || fail "snapshot create s1"
+grep -q '^snapshot s1 created .* on 3 of 3 downstairs' "$tmp/c1.txt" ||
+  fail "create s1: $(cat "$tmp/c1.txt")"
+# Live, after it: overwrite part of extent 0, trim data of extent 1 (the
+# live block map now says "hole" where the snapshot holds data).
+put "$tmp/c.img" $((2 * MiB))
+nbdsh_run -u "$URI" -c "h.trim($MiB, $((131 * MiB)))" -c 'h.flush()' ||
+  fail "live trim"
+
+# snap_start N [params]: a snapshot=s1 nbdkit on $tmp/snapN.sock (log
+# $tmp/snapN.log, pid SNAP_PID[N]); waits for its NBD handshake.
+declare -A SNAP_PID=()
+snap_start () {
+  local n=$1 i
+  shift
+  rm -f "$tmp/snap$n.sock"
+  nbdkit -f -v -U "$tmp/snap$n.sock" "$PLUGIN" \
+    "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
+    "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
+    "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=s1 \
+    "$@" >> "$tmp/snap$n.log" 2>&1 &
+  SNAP_PID[$n]=$!
+  PIDS+=($!)
+  for i in $(seq 300); do
+    [ -S "$tmp/snap$n.sock" ] && break
+    kill -0 "${SNAP_PID[$n]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  timeout 60 nbdinfo --size "nbd+unix:///?socket=$tmp/snap$n.sock" \
+    > /dev/null 2>&1 || fail "snapshot nbdkit $n did not start"
+}
+snap_uri () { echo "nbd+unix:///?socket=$tmp/snap$1.sock"; }
+snap_stop () { stop_pid "${SNAP_PID[$1]}" || fail "snapshot nbdkit $1: exit"; }
+
+snap_start 1
+snap_start 2
+grep -q 'serving snapshot s1 (flush [0-9]* gen [0-9]*) read-only from 3 of 3' \
+  "$tmp/snap1.log" || fail "snap1: no serving line"
+# Read-only, no block status: every byte is data (a false hole would be
+# skipped by nbdcopy: silent data loss).
+nbdinfo --json "$(snap_uri 1)" > "$tmp/info.json"
+python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))["exports"][0]
+assert d["is_read_only"] and not d["can_trim"] and not d["can_zero"] \
+  and not d["can_flush"] and not d["can_fua"], d' "$tmp/info.json" ||
+  fail "snapshot export is not read-only: $(cat "$tmp/info.json")"
+[ "$(nbdinfo --map "$(snap_uri 1)" | awk '{print $1, $2, $4}')" = \
+  "0 $GiB data" ] || fail "block status of a snapshot: $(nbdinfo --map "$(snap_uri 1)")"
+if nbdsh_run -u "$(snap_uri 1)" -c 'h.pwrite(b"x" * 4096, 0)' 2>/dev/null; then
+  fail "a write to the snapshot succeeded"
+fi
+
+# Two readers at once, live writes meanwhile (nobody fenced).
+timeout 120 nbdcopy "$(snap_uri 1)" "$tmp/got1.img" &
+r1=$!
+timeout 120 nbdcopy "$(snap_uri 2)" "$tmp/got2.img" &
+r2=$!
+put "$tmp/d.img" $((300 * MiB))
+wait "$r1" || fail "nbdcopy from snapshot 1"
+wait "$r2" || fail "nbdcopy from snapshot 2"
+cmp "$tmp/s1.img" "$tmp/got1.img" || fail "snapshot 1 served other bytes"
+cmp "$tmp/s1.img" "$tmp/got2.img" || fail "snapshot 2 served other bytes"
+# The live volume: the new bytes, and it still takes writes.
+put "$tmp/d.img" $((400 * MiB))
+nbdcopy "$URI" "$tmp/live.img" --request-size=$MiB 2>/dev/null ||
+  fail "live nbdcopy"
+cmp -n $((4 * MiB)) -i $((2 * MiB)):0 "$tmp/live.img" "$tmp/c.img" ||
+  fail "live volume lost the write after the snapshot"
+cmp -n $((4 * MiB)) -i $((400 * MiB)):0 "$tmp/live.img" "$tmp/d.img" ||
+  fail "live volume lost a write made while snapshots were read"
+adm --json status | json_check 'd["status"]["health"] == "healthy"'
+rm -f "$tmp/live.img" "$tmp/got2.img"
+snap_stop 2
+
+# kill -9 a downstairs during a snapshot copy: the same bytes or a
+# failure, never other bytes.
+rm -f "$tmp/got1.img"
+timeout 120 nbdcopy "$(snap_uri 1)" "$tmp/got1.img" 2>/dev/null &
+r1=$!
+sleep 0.5
+ds_kill ds2 9
+if wait "$r1"; then
+  cmp "$tmp/s1.img" "$tmp/got1.img" || fail "other bytes after kill -9"
+  echo "$test_name: copy with ds2 killed: same bytes"
+else
+  echo "$test_name: copy with ds2 killed: failed cleanly"
+fi
+rm -f "$tmp/got1.img"
+snap_stop 1
+ds_start ds2 || fail "ds2 did not restart"
+
+# One replica's snapshot copy of block 0 corrupt: read around, named.
+nbdkit_stop || fail "live nbdkit stop"
+ds_kill ds3
+f=$(ls -d "$tmp"/ds3/snapshots/*/e00000000)/00/000/000
+[ -f "$f" ] || fail "test bug: no snapshot copy of extent 0 on ds3"
+python3 - "$f" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(1000)
+    b = f.read(1)
+    f.seek(1000)
+    f.write(bytes([b[0] ^ 0x5a]))
+PY
+ds_start ds3 || fail "ds3 did not restart"
+snap_start 3
+# Round robin: three reads of block 0 reach every replica once.
+PATH=/usr/bin:$PATH python3 - "$tmp/snap3.sock" "$tmp/s1.img" <<'PY' ||
+import sys, nbd
+want = open(sys.argv[2], "rb").read(4096)
+for i in range(6):
+    h = nbd.NBD()
+    h.connect_unix(sys.argv[1])
+    assert h.pread(4096, 0) == want, "block 0 differs"
+    h.shutdown()
+PY
+  fail "corrupt block 0 on ds3 was served"
+grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: read lba 0: " "$tmp/snap3.log" ||
+  fail "the bad block was not named: $(grep -i lba "$tmp/snap3.log" | head)"
+grep -q "lba 0: not healed (snapshot=s1 is read-only)" "$tmp/snap3.log" ||
+  fail "no 'not healed' line"
+snap_stop 3
+
+# A snapshot no replica holds: one clear line.
+set +e
+timeout 60 nbdkit -f -U "$tmp/nosuch.sock" "$PLUGIN" \
+  "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
+  "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
+  "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=NOSUCH \
+  > "$tmp/nosuch.out" 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "snapshot=NOSUCH: exit status $rc, want 1"
+[ "$(wc -l < "$tmp/nosuch.out")" = 1 ] ||
+  fail "snapshot=NOSUCH: not one line: $(cat "$tmp/nosuch.out")"
+grep -q 'snapshot NOSUCH: only 0 of 3 downstairs hold it' "$tmp/nosuch.out" ||
+  fail "snapshot=NOSUCH: $(cat "$tmp/nosuch.out")"
+echo "$test_name: ok"
