@@ -62,7 +62,7 @@ put "$tmp/c.img" $((2 * MiB))
 nbdsh_run -u "$URI" -c "h.trim($MiB, $((131 * MiB)))" -c 'h.flush()' ||
   fail "live trim"
 
-# snap_start N [params]: a snapshot=s1 nbdkit on $tmp/snapN.sock (log
+# snap_start N [params]: a snapshot=$SNAP (default s1) nbdkit on $tmp/snapN.sock (log
 # $tmp/snapN.log, pid SNAP_PID[N]); waits for its NBD handshake.
 declare -A SNAP_PID=()
 snap_start () {
@@ -72,8 +72,8 @@ snap_start () {
   nbdkit -f -v -U "$tmp/snap$n.sock" "$PLUGIN" \
     "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
     "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
-    "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=s1 \
-    "$@" >> "$tmp/snap$n.log" 2>&1 &
+    "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" \
+    snapshot="${SNAP:-s1}" "$@" >> "$tmp/snap$n.log" 2>&1 &
   SNAP_PID[$n]=$!
   PIDS+=($!)
   for i in $(seq 300); do
@@ -175,6 +175,39 @@ grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: read lba 0: " "$tmp/snap3.log" ||
 grep -q "lba 0: not healed (snapshot=s1 is read-only)" "$tmp/snap3.log" ||
   fail "no 'not healed' line"
 snap_stop 3
+
+# s2 taken with ds3 away: ds3 lacks it (named, not used), the two that
+# hold it serve it; with only one of them up the start fails.
+nbdkit_start admin="$ASOCK" || fail "live nbdkit restart"
+ds_kill ds3 9
+adm snapshot create s2 > "$tmp/c2.txt" || fail "snapshot create s2"
+grep -q 'on 2 of 3 downstairs' "$tmp/c2.txt" || fail "s2: $(cat "$tmp/c2.txt")"
+ds_start ds3 || fail "ds3 did not restart"
+SNAP=s2 snap_start 4
+grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not used" \
+  "$tmp/snap4.log" || fail "ds3 without s2 not named"
+grep -q 'serving snapshot s2 .* from 2 of 3 downstairs' "$tmp/snap4.log" ||
+  fail "s2 not served from two"
+nbdcopy "$(snap_uri 4)" "$tmp/got4.img" || fail "nbdcopy s2"
+cmp -n $((4 * MiB)) -i $((2 * MiB)):0 "$tmp/got4.img" "$tmp/c.img" ||
+  fail "s2 lacks the write before it"
+cmp -n $((4 * MiB)) -i $((400 * MiB)):0 "$tmp/got4.img" "$tmp/d.img" ||
+  fail "s2 lacks the write before it (400 MiB)"
+rm -f "$tmp/got4.img"
+snap_stop 4
+ds_kill ds2
+set +e
+timeout 60 nbdkit -f -U "$tmp/one.sock" "$PLUGIN" \
+  "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
+  "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
+  "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=s2 \
+  > "$tmp/one.out" 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "s2 on one replica: exit status $rc, want 1"
+grep -q 'snapshot s2: only 1 of 3 downstairs hold it at one point' \
+  "$tmp/one.out" || fail "s2 on one replica: $(cat "$tmp/one.out")"
+ds_start ds2 || fail "ds2 did not restart"
 
 # A snapshot no replica holds: one clear line.
 set +e
