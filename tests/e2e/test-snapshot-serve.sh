@@ -141,8 +141,18 @@ else
   echo "$test_name: copy with ds2 killed: failed cleanly"
 fi
 rm -f "$tmp/got1.img"
-snap_stop 1
+# It comes back: it serves the snapshot again (no repair: nobody writes).
 ds_start ds2 || fail "ds2 did not restart"
+for i in $(seq 200); do
+  grep -q "downstairs 127.0.0.1:${DS_PORT[ds2]}: serves snapshot s1 again" \
+    "$tmp/snap1.log" && break
+  sleep 0.1
+done
+grep -q "downstairs 127.0.0.1:${DS_PORT[ds2]}: serves snapshot s1 again" \
+  "$tmp/snap1.log" || fail "ds2 not readmitted to the snapshot"
+nbdsh_run -u "$(snap_uri 1)" -c "assert h.pread(4096, $((130 * MiB))) == \
+open('$tmp/b.img', 'rb').read(4096)" || fail "read after ds2 returned"
+snap_stop 1
 
 # One replica's snapshot copy of block 0 corrupt: read around, named.
 nbdkit_stop || fail "live nbdkit stop"
