@@ -665,7 +665,7 @@ static void up_snap_readmit(struct upstairs *up)
                                     .gen = up->snap.gen,
                                     .flush = up->snap.flush,
                                     .extent_count = up->snap.extent_count};
-  char line[400];
+  char line[400], why[sizeof up->cl[0].why];
 
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
@@ -680,7 +680,11 @@ static void up_snap_readmit(struct upstairs *up)
       continue;
     }
     up__snap_why_not(up, c, &up->snap, line, sizeof line);
-    up_refuse_rejoin(c, -1, line + strlen("downstairs ") + strlen(c->name) + 2);
+    /* The reason without "downstairs H:P: ", cut to what c->why holds
+     * (up_refuse_rejoin compares it with the last one). */
+    snprintf(why, sizeof why, "%s",
+             line + strlen("downstairs ") + strlen(c->name) + 2);
+    up_refuse_rejoin(c, -1, why);
     cl_close(c, false, NULL);
   }
 }

@@ -192,7 +192,22 @@ nbdkit_start admin="$ASOCK" || fail "live nbdkit restart"
 ds_kill ds3 9
 adm snapshot create s2 > "$tmp/c2.txt" || fail "snapshot create s2"
 grep -q 'on 2 of 3 downstairs' "$tmp/c2.txt" || fail "s2: $(cat "$tmp/c2.txt")"
+# Started with ds3 down: served from two; ds3 returns without s2 and is
+# refused (one line), the others serve on.
+SNAP=s2 snap_start 5
+grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: did not answer (.*): not used" \
+  "$tmp/snap5.log" || fail "missing ds3 not named at start"
 ds_start ds3 || fail "ds3 did not restart"
+for i in $(seq 200); do
+  grep -q "127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not admitted" \
+    "$tmp/snap5.log" && break
+  sleep 0.1
+done
+grep -q "127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not admitted" \
+  "$tmp/snap5.log" || fail "ds3 without s2 admitted, or not named"
+nbdsh_run -u "$(snap_uri 5)" -c "assert h.pread(4096, $((2 * MiB))) == \
+open('$tmp/c.img', 'rb').read(4096)" || fail "read s2 with ds3 refused"
+snap_stop 5
 SNAP=s2 snap_start 4
 grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not used" \
   "$tmp/snap4.log" || fail "ds3 without s2 not named"
@@ -215,6 +230,8 @@ timeout 60 nbdkit -f -U "$tmp/one.sock" "$PLUGIN" \
 rc=$?
 set -e
 [ "$rc" = 1 ] || fail "s2 on one replica: exit status $rc, want 1"
+[ "$(wc -l < "$tmp/one.out")" = 1 ] ||
+  fail "s2 on one replica: not one line: $(cat "$tmp/one.out")"
 grep -q 'snapshot s2: only 1 of 3 downstairs hold it at one point' \
   "$tmp/one.out" || fail "s2 on one replica: $(cat "$tmp/one.out")"
 ds_start ds2 || fail "ds2 did not restart"
