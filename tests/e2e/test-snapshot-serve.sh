@@ -10,7 +10,9 @@
 # gives the same bytes or a clean failure, never other bytes; a byte
 # flipped in one replica's snapshot copy of block 0 is read around (the
 # log names the block, nothing is healed); snapshot=NOSUCH fails in one
-# line.
+# line.  The live volume is extended after the snapshot: the snapshot
+# keeps its size, and a replica returning with the larger region serves
+# it again.
 . "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy nbdinfo python3 timeout cmp
 requires_build
@@ -61,6 +63,8 @@ grep -q '^snapshot s1 created .* on 3 of 3 downstairs' "$tmp/c1.txt" ||
 put "$tmp/c.img" $((2 * MiB))
 nbdsh_run -u "$URI" -c "h.trim($MiB, $((131 * MiB)))" -c 'h.flush()' ||
   fail "live trim"
+# And grow it: the snapshot keeps its own size.
+adm extend 2G > /dev/null || fail "live extend"
 
 # snap_start N [params]: a snapshot=$SNAP (default s1) nbdkit on $tmp/snapN.sock (log
 # $tmp/snapN.log, pid SNAP_PID[N]); waits for its NBD handshake.
@@ -91,6 +95,9 @@ snap_start 1
 snap_start 2
 grep -q 'serving snapshot s1 (flush [0-9]* gen [0-9]*) read-only from 3 of 3' \
   "$tmp/snap1.log" || fail "snap1: no serving line"
+[ "$(nbdinfo --size "$(snap_uri 1)")" = $GiB ] ||
+  fail "snapshot size is not its own (1 GiB)"
+[ "$(nbdinfo --size "$URI")" = $((2 * GiB)) ] || fail "live extend lost"
 # Read-only, no block status: every byte is data (a false hole would be
 # skipped by nbdcopy: silent data loss).
 nbdinfo --json "$(snap_uri 1)" > "$tmp/info.json"
