@@ -91,8 +91,19 @@ snap_start () {
 snap_uri () { echo "nbd+unix:///?socket=$tmp/snap$1.sock"; }
 snap_stop () { stop_pid "${SNAP_PID[$1]}" || fail "snapshot nbdkit $1: exit"; }
 
-snap_start 1
+snap_start 1 admin="$tmp/snap1.adm"
 snap_start 2
+# Its admin socket: it says it serves s1; extend and snapshot commands
+# belong to the live volume.
+sadm () { timeout 20 "$ADMIN" -s "$tmp/snap1.adm" "$@"; }
+sadm --json status |
+  json_check 'd["status"]["snapshot"] == "s1" and d["status"]["size"] == 1 << 30 and d["status"]["health"] == "healthy"'
+sadm status | grep -q '^serving snapshot s1 read-only$' || fail "status text"
+sadm --json snapshot create s9 |
+  json_check 'not d["ok"] and "read-only" in d["error"]'
+sadm --json snapshot list | json_check 'not d["ok"] and "read-only" in d["error"]'
+sadm --json extend 3G | json_check 'not d["ok"] and "read-only" in d["error"]'
+adm --json status | json_check '"snapshot" not in d["status"]'
 grep -q 'serving snapshot s1 (flush [0-9]* gen [0-9]*) read-only from 3 of 3' \
   "$tmp/snap1.log" || fail "snap1: no serving line"
 [ "$(nbdinfo --size "$(snap_uri 1)")" = $GiB ] ||
