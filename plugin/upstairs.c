@@ -248,7 +248,7 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
 
 /* Refuse c's rejoin for why (its close reason), logged once per reason
  * (it comes back at every reconnect).  Returns err. */
-static int up_refuse_rejoin(struct cl *c, int err, const char *why)
+int up__refuse_rejoin(struct cl *c, int err, const char *why)
 {
   if (strcmp(c->why, why) != 0)
     log_error("downstairs %s: %s: not admitted", c->name, why);
@@ -272,7 +272,7 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
        memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0) ||
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
       a->encrypted != b->encrypted)
-    return up_refuse_rejoin(c, -1, "now serves another region");
+    return up__refuse_rejoin(c, -1, "now serves another region");
   /* A snapshot reader: the live volume may have grown and activated
    * newer generations since; what counts is the snapshot's record
    * (up_snap_readmit). */
@@ -280,7 +280,7 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
     return h->has_kcv && up->key &&
                    crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce,
                                    h->kcv.tag)
-               ? up_refuse_rejoin(c, -1, "key does not match")
+               ? up__refuse_rejoin(c, -1, "key does not match")
                : 0;
   if (b->extent_count > a->extent_count) {
     char why[128];
@@ -289,16 +289,16 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
              "that did not finish): extend the volume to its size or "
              "restart",
              b->extent_count, a->extent_count);
-    return up_refuse_rejoin(c, -1, why);
+    return up__refuse_rejoin(c, -1, why);
   }
   if (h->has_kcv && up->key &&
       crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag))
-    return up_refuse_rejoin(c, -1, "key does not match");
+    return up__refuse_rejoin(c, -1, "key does not match");
   if (h->highest_gen > up->gen) {
     char why[96];
     snprintf(why, sizeof why, "accepted generation %llu above ours (%llu)",
              (unsigned long long) h->highest_gen, (unsigned long long) up->gen);
-    return up_refuse_rejoin(c, -ESTALE, why);
+    return up__refuse_rejoin(c, -ESTALE, why);
   }
   return 0;
 }
@@ -333,7 +333,7 @@ int up__on_hello(struct upstairs *up, struct cl *c)
   if (same && ph == UP_PH_RUNNING) {
     char why[sizeof c->why];
     snprintf(why, sizeof why, "same region as downstairs %.80s", same->name);
-    return up_refuse_rejoin(c, -1, why);
+    return up__refuse_rejoin(c, -1, why);
   }
   if (same) {
     up__start_fail(up,
@@ -382,8 +382,7 @@ int up__on_hello(struct upstairs *up, struct cl *c)
  * encrypted flag, and one volume uuid among those that have one (a region
  * made by `create` without -u has none and adopts the volume's).  *named
  * is the first ready one that has a uuid, or NULL. */
-static int up_check_agree(struct upstairs *up, struct cl *ref,
-                          struct cl **named)
+int up__check_agree(struct upstairs *up, struct cl *ref, struct cl **named)
 {
   const struct proto_region *a = &ref->hello.region;
 
@@ -534,7 +533,7 @@ static void up_go_activate(struct upstairs *up)
   for (int i = 0; i < UP_DOWNSTAIRS && !ref; i++)
     if (up->cl[i].state == CL_READY)
       ref = &up->cl[i];
-  if (up_check_agree(up, ref, &named) < 0)
+  if (up__check_agree(up, ref, &named) < 0)
     return;
   up->region = ref->hello.region;
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
@@ -566,127 +565,6 @@ static void up_go_activate(struct upstairs *up)
       cl_close(c, false, "write failed");
   }
   log_info("activating generation %llu", (unsigned long long) up->gen);
-}
-
-/* c serves the snapshot: ACTIVE without ACTIVATE (a reader takes no
- * generation), never live-repaired (nothing is written). */
-static void up_snap_use(struct upstairs *up, struct cl *c)
-{
-  c->state = CL_ACTIVE;
-  c->was_active = true;
-  c->backoff_ms = 0;
-  c->down_logged = false;
-  c->ping_out = false;
-  memcpy(c->inst, c->hello.instance, sizeof c->inst);
-  c->inst_known = true;
-  __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
-  up__ds_update(up, c);
-}
-
-/* Leave CONNECT serving a snapshot: the replicas that hold it at one
- * point (up__snap_serve_rule, at least two) serve it; every other one is
- * named in one line and not used.  No ACTIVATE, no reconcile, no extend
- * levelling: a reader changes nothing anywhere. */
-static void up_go_serve(struct upstairs *up)
-{
-  struct up_snap_have have[UP_DOWNSTAIRS];
-  struct cl *ref, *named;
-  char line[400], list[3 * 200] = "";
-  size_t len = 0;
-  unsigned mask, holders = 0;
-  int pick;
-
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    up__snap_have_of(&up->cl[i], &have[i]);
-    holders += have[i].kind == UP_SNAP_HAS;
-  }
-  mask = up__snap_serve_rule(have, &pick);
-  if (!mask) {
-    for (int i = 0; i < UP_DOWNSTAIRS && len < sizeof list; i++) {
-      up__snap_why_not(up, &up->cl[i], NULL, line, sizeof line);
-      len += (size_t) snprintf(list + len, sizeof list - len, "%s%s",
-                               i ? "; " : "", line + strlen("downstairs "));
-    }
-    up__start_fail(up,
-                   "snapshot %s: only %u of 3 downstairs hold it at one "
-                   "point, 2 are needed (%s)",
-                   up->cfg.snapshot, holders > 1 ? 1 : holders, list);
-    return;
-  }
-  ref = &up->cl[pick];
-  up->snap = ref->snap;
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    struct cl *c = &up->cl[i];
-    if (mask & (1u << i))
-      continue;
-    up__snap_why_not(up, c, &up->snap, line, sizeof line);
-    log_error("%s: not used", line);
-    /* One that lacks it or holds another never will: final.  One that
-     * did not answer may come back holding it (up_snap_readmit). */
-    cl_close(c, c->state == CL_READY, NULL);
-  }
-  if (up_check_agree(up, ref, &named) < 0)
-    return;
-  if (!named) {
-    up__start_fail(up, "snapshot %s: no replica names a volume uuid",
-                   up->cfg.snapshot);
-    return;
-  }
-  up->region = ref->hello.region;
-  memcpy(up->region.uuid, named->hello.region.uuid, PROTO_UUID_LEN);
-  /* The snapshot's size: the live volume may have grown since. */
-  up->region.extent_count = up->snap.extent_count;
-  up->block_count = geom_blocks(&up->region);
-  up->gen = up->snap.gen;
-  up->flush_no = up->snap.flush + 1;
-  /* The repair state, idle for good: no replica is ever a live-repair
-   * target here (up_snap_use never calls up__lr_admit). */
-  if (up__xs_init(up) < 0) {
-    up__start_fail(up, "snapshot %s: out of memory", up->cfg.snapshot);
-    return;
-  }
-  for (int i = 0; i < UP_DOWNSTAIRS; i++)
-    if (mask & (1u << i))
-      up_snap_use(up, &up->cl[i]);
-  log_info("serving snapshot %s (flush %llu gen %llu) read-only from %u of 3 "
-           "downstairs",
-           up->cfg.snapshot, (unsigned long long) up->snap.flush,
-           (unsigned long long) up->snap.gen, __builtin_popcount(mask));
-  up__set_phase(up, UP_PH_RUNNING);
-  up__ds_update_all(up);
-}
-
-/* Running a snapshot: a returner that holds the agreed record serves
- * again at once (nothing to repair: nobody writes); any other is not
- * used (one line per reason: it comes back at every reconnect). */
-static void up_snap_readmit(struct upstairs *up)
-{
-  struct up_snap_have have, want = {.kind = UP_SNAP_HAS,
-                                    .gen = up->snap.gen,
-                                    .flush = up->snap.flush,
-                                    .extent_count = up->snap.extent_count};
-  char line[400], why[sizeof up->cl[0].why];
-
-  for (int i = 0; i < UP_DOWNSTAIRS; i++) {
-    struct cl *c = &up->cl[i];
-    if (c->state != CL_READY)
-      continue;
-    up__snap_have_of(c, &have);
-    if (have.kind == UP_SNAP_HAS && have.gen == want.gen &&
-        have.flush == want.flush && have.extent_count == want.extent_count) {
-      log_info("downstairs %s: serves snapshot %s again", c->name,
-               up->cfg.snapshot);
-      up_snap_use(up, c);
-      continue;
-    }
-    up__snap_why_not(up, c, &up->snap, line, sizeof line);
-    /* The reason without "downstairs H:P: ", cut to what c->why holds
-     * (up_refuse_rejoin compares it with the last one). */
-    snprintf(why, sizeof why, "%s",
-             line + strlen("downstairs ") + strlen(c->name) + 2);
-    up_refuse_rejoin(c, -1, why);
-    cl_close(c, false, NULL);
-  }
 }
 
 /* Start-up failure message listing who did not make it. */
@@ -781,14 +659,14 @@ void up__handshake_step(struct upstairs *up)
     if (ready == UP_DOWNSTAIRS ||
         ((now - up->start_ms >= tmo || refused_only) && ready >= 2)) {
       if (up_snapshot_mode(up))
-        up_go_serve(up);
+        up__snap_go_serve(up);
       else
         up_go_activate(up);
     } else if (now - up->start_ms >= tmo)
       up_fail_missing(up, ready, CL_READY);
   } else if (ph == UP_PH_RUNNING) {
     if (up_snapshot_mode(up))
-      up_snap_readmit(up);
+      up__snap_readmit(up);
     else
       up_readmit(up);
   } else if (ph == UP_PH_ACTIVATING) {
