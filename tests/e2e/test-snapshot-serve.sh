@@ -73,7 +73,7 @@ snap_start () {
   local n=$1 i
   shift
   rm -f "$tmp/snap$n.sock"
-  nbdkit -f -v -U "$tmp/snap$n.sock" "$PLUGIN" \
+  $(nbdkit_cmd) -f -v -U "$tmp/snap$n.sock" "$PLUGIN" \
     "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
     "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
     "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" \
@@ -151,6 +151,7 @@ rm -f "$tmp/got1.img"
 timeout 120 nbdcopy "$(snap_uri 1)" "$tmp/got1.img" 2>/dev/null &
 r1=$!
 sleep 0.5
+kill -0 "$r1" 2>/dev/null || fail "test bug: the copy ended before the kill"
 ds_kill ds2 9
 if wait "$r1"; then
   cmp "$tmp/s1.img" "$tmp/got1.img" || fail "other bytes after kill -9"
@@ -240,7 +241,7 @@ rm -f "$tmp/got4.img"
 snap_stop 4
 ds_kill ds2
 set +e
-timeout 60 nbdkit -f -U "$tmp/one.sock" "$PLUGIN" \
+timeout 60 $(nbdkit_cmd) -f -U "$tmp/one.sock" "$PLUGIN" \
   "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
   "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
   "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=s2 \
@@ -256,7 +257,7 @@ ds_start ds2 || fail "ds2 did not restart"
 
 # A snapshot no replica holds: one clear line.
 set +e
-timeout 60 nbdkit -f -U "$tmp/nosuch.sock" "$PLUGIN" \
+timeout 60 $(nbdkit_cmd) -f -U "$tmp/nosuch.sock" "$PLUGIN" \
   "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
   "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
   "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=NOSUCH \
