@@ -205,6 +205,37 @@ grep -q "lba 0: not healed (snapshot=s1 is read-only)" "$tmp/snap3.log" ||
   fail "no 'not healed' line"
 snap_stop 3
 
+# ds3's record of s1 forged to another point (flush + 1000): it holds
+# "s1" but not the one the others hold, so it is named and never read.
+ds_kill ds3
+info=$(ls -d "$tmp"/ds3/snapshots/*/snapshot.info)
+python3 - "$info" <<'PY'
+import sys
+p = sys.argv[1]
+lines = open(p).read().split("\n")
+lines = ["flush %d" % (int(l.split()[1]) + 1000) if l.startswith("flush ")
+         else l for l in lines]
+open(p, "w").write("\n".join(lines))
+PY
+ds_start ds3 || fail "ds3 did not restart"
+snap_start 6
+grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: holds snapshot s1 at flush [0-9]* gen [0-9]* (8 extents), the others at flush [0-9]* gen [0-9]* (8 extents): not used" \
+  "$tmp/snap6.log" || fail "ds3 with a foreign s1 not named"
+grep -q 'serving snapshot s1 .* from 2 of 3 downstairs' "$tmp/snap6.log" ||
+  fail "s1 not served from the two that agree"
+PATH=/usr/bin:$PATH python3 - "$tmp/snap6.sock" "$tmp/s1.img" <<'PY' ||
+import sys, nbd
+want = open(sys.argv[2], "rb").read(4096)
+for i in range(4):
+    h = nbd.NBD()
+    h.connect_unix(sys.argv[1])
+    assert h.pread(4096, 0) == want, "block 0 differs"
+    h.shutdown()
+PY
+  fail "s1 with ds3 not used"
+! grep -q "read lba 0" "$tmp/snap6.log" || fail "ds3 (not used) was read"
+snap_stop 6
+
 # s2 taken with ds3 away: ds3 lacks it (named, not used), the two that
 # hold it serve it; with only one of them up the start fails.
 nbdkit_start admin="$ASOCK" || fail "live nbdkit restart"
