@@ -2,17 +2,19 @@
 # Serving a snapshot read-only (snapshot=NAME) on a volume of `create`'s
 # default geometry (1 GiB, 128 MiB extents), encrypted (key=+FILE): data
 # written, `snapshot create s1` through the admin socket, part of the
-# volume overwritten and trimmed live; then two snapshot=s1 nbdkits at
-# once serve exactly the pre-snapshot image (nbdcopy + cmp) while the
-# live volume keeps taking writes (a reader fences nobody); the export is
-# read-only with no block status (the block map downstairs is the live
-# volume's); a downstairs killed with kill -9 during a snapshot copy
-# gives the same bytes or a clean failure, never other bytes; a byte
-# flipped in one replica's snapshot copy of block 0 is read around (the
-# log names the block, nothing is healed); snapshot=NOSUCH fails in one
-# line.  The live volume is extended after the snapshot: the snapshot
-# keeps its size, and a replica returning with the larger region serves
-# it again.
+# volume overwritten, trimmed and extended live; then two snapshot=s1
+# nbdkits at once serve exactly the pre-snapshot image, at its own size
+# (nbdcopy + cmp), while the live volume keeps taking writes (a reader
+# fences nobody); the export is read-only with no block status (the
+# block map downstairs is the live volume's) and its admin socket
+# refuses snapshot and extend commands; a downstairs killed with kill -9
+# during a snapshot copy gives the same bytes or a clean failure, never
+# other bytes, and serves again when it returns; a byte flipped in one
+# replica's snapshot copy of block 0 is read around (the log names the
+# block, nothing is healed); a replica whose record of s1 is at another
+# point, or that lacks the snapshot (away at the create, at start or
+# returning later), is named in one line and never read; with one
+# holder, or for snapshot=NOSUCH, the start fails in one line.
 . "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy nbdinfo python3 timeout cmp
 requires_build
