@@ -11,7 +11,8 @@
 # during a snapshot copy gives the same bytes or a clean failure, never
 # other bytes, and serves again when it returns; a byte flipped in one
 # replica's snapshot copy of block 0 is read around (the log names the
-# block, nothing is healed); a replica whose record of s1 is at another
+# block, nothing is healed; an admin scrub of the snapshot finds it and
+# heals nothing); a replica whose record of s1 is at another
 # point, or that lacks the snapshot (away at the create, at start or
 # returning later), is named in one line and never read; with one
 # holder, or for snapshot=NOSUCH, the start fails in one line.
@@ -189,7 +190,7 @@ with open(sys.argv[1], "r+b") as f:
     f.write(bytes([b[0] ^ 0x5a]))
 PY
 ds_start ds3 || fail "ds3 did not restart"
-snap_start 3
+snap_start 3 admin="$tmp/snap3.adm"
 # Round robin: three reads of block 0 reach every replica once.
 PATH=/usr/bin:$PATH python3 - "$tmp/snap3.sock" "$tmp/s1.img" <<'PY' ||
 import sys, nbd
@@ -205,6 +206,15 @@ grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: read lba 0: " "$tmp/snap3.log" ||
   fail "the bad block was not named: $(grep -i lba "$tmp/snap3.log" | head)"
 grep -q "lba 0: not healed (snapshot=s1 is read-only)" "$tmp/snap3.log" ||
   fail "no 'not healed' line"
+# A scrub of the snapshot finds the block, heals nothing.
+s3adm () { timeout 20 "$ADMIN" -s "$tmp/snap3.adm" "$@"; }
+s3adm scrub start --rate 100000 > /dev/null || fail "scrub start on s1"
+for i in $(seq 600); do
+  s3adm --json scrub status > "$tmp/sc.json" || fail "scrub status"
+  python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["scrub"]["state"] == "running")' < "$tmp/sc.json" && break
+  sleep 0.1
+done
+json_check 'd["scrub"]["state"] == "done" and d["scrub"]["blocks_bad"] == 1 and d["scrub"]["blocks_healed"] == 0 and d["scrub"]["findings"][0]["extent"] == 0 and d["scrub"]["findings"][0]["block"] == 0 and not d["scrub"]["findings"][0]["healed"] and d["scrub"]["findings"][0]["downstairs"].endswith(":'"${DS_PORT[ds3]}"'")' < "$tmp/sc.json"
 snap_stop 3
 
 # ds3's record of s1 forged to another point (flush + 1000): it holds
