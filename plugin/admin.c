@@ -521,6 +521,11 @@ static void adm_snapshot(struct upstairs *up, struct adm_reply *r, char **arg,
     adm_error(r, "failed", "no snapshot '%s'", name);
   else if (e == -ENOSPC)
     adm_error(r, "failed", "too many snapshots (at most %d)", PROTO_MAX_SNAPS);
+  else if (e == -EROFS)
+    adm_error(r, "failed",
+              "serving snapshot %s read-only: snapshot commands go to the "
+              "live volume's admin socket",
+              up->cfg.snapshot);
   else if (e == -EIO && up__phase(up) != UP_PH_RUNNING)
     adm_error(r, "failed", "the volume is not running");
   else if (e < 0)

@@ -457,7 +457,7 @@ static int cl_send_hello(struct cl *c)
   struct proto_hello h = {0};
 
   h.version = PROTO_VERSION;
-  h.role = PROTO_ROLE_UPSTAIRS;
+  h.role = c->env->snap ? PROTO_ROLE_SNAPSHOT : PROTO_ROLE_UPSTAIRS;
   h.encrypted = c->env->encrypted;
   h.session_id = c->env->session_id;
   if (auth_random(h.auth_nonce, sizeof h.auth_nonce) < 0)
@@ -554,8 +554,20 @@ static void cl_refuse(struct cl *c, const char *why, const char *msg)
   cl_drop(c, why);
 }
 
+/* A snapshot reader, instead of the extent states: open the snapshot
+ * (job id 0); SNAPSHOTS answers. */
+static int cl_send_snap_open(struct cl *c)
+{
+  uint8_t buf[PROTO_SNAPSHOT_LEN];
+  struct proto_snapshot s = {.op = PROTO_SNAP_OPEN};
+
+  snprintf(s.name, sizeof s.name, "%s", c->env->snap);
+  return cl_send_copy(c, buf, proto_put_snapshot(buf, &s));
+}
+
 /* Handshake done (authenticated if asked): the upstairs decides whether
- * this downstairs may join; if so, ask for its extent states. */
+ * this downstairs may join; if so, ask for its extent states (or open
+ * the snapshot). */
 static void cl_admit(struct cl *c)
 {
   uint8_t buf[PROTO_EXTENT_STATES_REQ_LEN];
@@ -572,8 +584,25 @@ static void cl_admit(struct cl *c)
     return;
   }
   c->state = CL_STATES;
-  if (cl_send_copy(c, buf, proto_put_extent_states_req(buf)) < 0)
+  c->have_snap = false;
+  if ((c->env->snap
+           ? cl_send_snap_open(c)
+           : cl_send_copy(c, buf, proto_put_extent_states_req(buf))) < 0)
     cl_close(c, false, "write failed");
+}
+
+/* SNAPSHOTS answering our open: keep the record (or the refusal); the
+ * upstairs decides (up__snap_serve_rule).  A reader without the
+ * snapshot stays READY, so start-up can name it. */
+static void cl_on_snap_open(struct cl *c, const struct proto_snapshots *s)
+{
+  c->have_snap = true;
+  c->snap_err = s->err ? s->err : s->n == 1 ? 0 : EPROTO;
+  memset(&c->snap, 0, sizeof c->snap);
+  if (c->snap_err == 0)
+    proto_snap_entry_get(s->entries, &c->snap);
+  c->state = CL_READY;
+  c->env->ev->handshake(c->up);
 }
 
 /* HELLO_OK (frame as received): keep the region definition; prove the
@@ -739,6 +768,10 @@ static void cl_dispatch(struct cl *c, uint8_t *base, const uint8_t *frame,
     c->env->ev->extent_map(c->up, c, &m->u.map);
     return;
   case PROTO_T_SNAPSHOTS:
+    if (c->state == CL_STATES && c->env->snap) {
+      cl_on_snap_open(c, &m->u.snaps);
+      return;
+    }
     if (c->state != CL_ACTIVE)
       break;
     c->env->ev->snapshots(c->up, c, &m->u.snaps);

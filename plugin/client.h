@@ -3,7 +3,8 @@
  * State machine:
  *   IDLE -> CONNECTING -> HELLO (HELLO sent) -> [AUTH (AUTH sent, with
  *   auth-key=: the downstairs must answer AUTH_OK with its own proof)] ->
- *   STATES (EXTENT_STATES_REQ sent) -> READY (waiting for the upstairs to activate) -> ACTIVATING ->
+ *   STATES (EXTENT_STATES_REQ sent; a snapshot reader: SNAPSHOT open
+ *   sent, answered by SNAPSHOTS) -> READY (waiting for the upstairs to activate) -> ACTIVATING ->
  *   ACTIVE.  Any error closes the socket: CLOSING until the close callback,
  *   then IDLE (during start-up it may be retried) or, once `final` is set
  *   (faulted, not admitted, stopping), GONE.
@@ -88,6 +89,7 @@ struct cl_env {
   const struct auth_key *auth; /* len 0: none */
   bool encrypted;              /* HELLO: we hold the data key */
   uint64_t session_id;
+  const char *snap; /* NULL: live; else a snapshot reader of this name */
 };
 
 enum cl_state {
@@ -146,6 +148,12 @@ struct cl {
   uint8_t auth_t[32]; /* transcript hash once HELLO_OK arrived (auth.h) */
   uint8_t *states;    /* EXTENT_STATES bulk copy, owned */
   uint32_t nstates;
+  /* Snapshot reader (env->snap): the answer to SNAPSHOT open, kept for
+   * the serve rule (upstairs.c): snap_err 0 and snap the record, or the
+   * positive errno (ENOENT: no such snapshot).  have_snap: answered. */
+  bool have_snap;
+  int snap_err;
+  struct proto_snap_entry snap;
 
   unsigned inflight;       /* jobs SENT and not answered */
   uint64_t inflight_bytes; /* their frame bytes */

@@ -3,7 +3,7 @@
  * nbdkit ./crucible.so downstairs=H:P downstairs=H:P downstairs=H:P
  *        [key=BASE64|-|+FILE] [gen=N] [write-quorum=2|3] [verify=fresh|one|all]
  *        [timeout=SECS] [state=FILE [accept-rollback=true]] [stats=FILE]
- *        [auth-key=+FILE|-] [max-behind=SIZE] [admin=PATH]
+ *        [auth-key=+FILE|-] [max-behind=SIZE] [admin=PATH] [snapshot=NAME]
  *
  * One upstairs per nbdkit process, shared by every connection (so
  * can_multi_conn).  Everything real lives in upstairs.c; this file parses
@@ -77,6 +77,7 @@ static struct replygate gate;
 
 static struct up_config cfg;
 static unsigned n_downstairs;
+static bool gen_given;    /* gen= (refused with snapshot=) */
 static int parallel = -1; /* parallel=: -1 unset (see crucible_thread_model) */
 static struct upstairs *up;
 static int dummy_handle;
@@ -328,6 +329,15 @@ static int crucible_config(const char *key, const char *value)
   } else if (strcmp(key, "gen") == 0) {
     if (crucible_config_num(key, value, 1, 0xffffffffu, "", &cfg.gen) < 0)
       return -1;
+    gen_given = true;
+  } else if (strcmp(key, "snapshot") == 0) {
+    if (!proto_snap_name_ok(value)) {
+      nbdkit_error("snapshot=%s: not a snapshot name (1 to %d of "
+                   "A-Z a-z 0-9 . _ -, not starting with '.')",
+                   value, PROTO_SNAP_NAME_LEN - 1);
+      return -1;
+    }
+    snprintf(cfg.snapshot, sizeof cfg.snapshot, "%s", value);
   } else if (strcmp(key, "write-quorum") == 0) {
     if (crucible_config_num(key, value, 2, 3, "", &u) < 0)
       return -1;
@@ -422,6 +432,20 @@ static int crucible_config_complete(void)
                      cfg.host[i], cfg.port[i]);
         return -1;
       }
+  /* A snapshot reader activates nothing (gen= has no meaning) and
+   * never flushes (state= records the live volume's flushes: a reader
+   * would leave it behind the volume and its next start would see a
+   * rollback). */
+  if (cfg.snapshot[0] &&
+      (gen_given || cfg.state_path[0] || cfg.accept_rollback)) {
+    nbdkit_error("snapshot=%s: cannot be combined with %s (a snapshot is "
+                 "served read-only and activates nothing)",
+                 cfg.snapshot,
+                 gen_given           ? "gen="
+                 : cfg.state_path[0] ? "state="
+                                     : "accept-rollback=");
+    return -1;
+  }
   if (CRUCIBLE_SEND_RACE && parallel != 0)
     rg_init(&gate, CRUCIBLE_GATE_SPACE_NS, CRUCIBLE_GATE_HOLD_NS);
   return 0;
@@ -445,6 +469,7 @@ static int crucible_config_complete(void)
   "parallel=true|false   Parallel requests per connection (true).\n"         \
   "auth-key=+FILE|-      Key the downstairs' --auth-key: prove it, demand "  \
   "proof.\n"                                                                 \
+  "snapshot=NAME         Serve snapshot NAME read-only (no gen=, state=).\n" \
   "Debug: -D crucible.io=1 -D crucible.net=1 -D crucible.repair=1"
 
 static void crucible_dump_plugin(void)
@@ -504,7 +529,8 @@ static void crucible_cleanup(void)
 {
   int r;
 
-  if (up && up_running(up)) {
+  /* A snapshot reader wrote nothing: nothing to flush. */
+  if (up && up_running(up) && !up_snapshot_mode(up)) {
     r = up_flush(up);
     if (r < 0)
       nbdkit_error("flush at stop: %s (extents written since the last "
@@ -639,7 +665,24 @@ static int crucible_can_true(void *handle)
 static int crucible_can_fua(void *handle)
 {
   (void) handle;
-  return NBDKIT_FUA_NATIVE;
+  return cfg.snapshot[0] ? NBDKIT_FUA_NONE : NBDKIT_FUA_NATIVE;
+}
+
+/* Write, flush, trim, zero: not on a snapshot (read-only export). */
+static int crucible_can_change(void *handle)
+{
+  (void) handle;
+  return !cfg.snapshot[0];
+}
+
+/* Block status: not on a snapshot.  The downstairs' block map is the
+ * live volume's, not the snapshot's: a block written in the snapshot and
+ * trimmed live since would be reported a hole, and nbdcopy (which skips
+ * holes) would silently lose it.  Without extents every block is data. */
+static int crucible_can_extents(void *handle)
+{
+  (void) handle;
+  return !cfg.snapshot[0];
 }
 
 /* The most a connection may get; .thread_model may lower it. */
@@ -675,12 +718,13 @@ static struct nbdkit_plugin plugin = {
     .flush = crucible_flush,
     .trim = crucible_trim,
     .zero = crucible_zero,
+    .can_write = crucible_can_change,
     .can_multi_conn = crucible_can_true,
-    .can_flush = crucible_can_true,
+    .can_flush = crucible_can_change,
     .can_fua = crucible_can_fua,
-    .can_trim = crucible_can_true,
-    .can_zero = crucible_can_true,
-    .can_extents = crucible_can_true,
+    .can_trim = crucible_can_change,
+    .can_zero = crucible_can_change,
+    .can_extents = crucible_can_extents,
     .extents = crucible_extents,
     .errno_is_preserved = 1,
 };

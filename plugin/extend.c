@@ -497,6 +497,12 @@ int up_extend(struct upstairs *up, uint64_t size, struct up_extend_res *res)
     snprintf(res->msg, sizeof res->msg, "the volume is not running");
     return -EIO;
   }
+  if (up_snapshot_mode(up)) {
+    snprintf(res->msg, sizeof res->msg,
+             "serving snapshot %s read-only: extend the live volume",
+             up->cfg.snapshot);
+    return -EROFS;
+  }
   def.extent_count = (uint32_t) (want <= PROTO_MAX_EXTENTS ? want : 0);
   if (size == 0 || geom_check(&def) < 0) {
     snprintf(res->msg, sizeof res->msg,

@@ -40,6 +40,16 @@ static int heal_run(struct upstairs *up, struct up_job *job, int d,
 {
   int r = -EIO;
 
+  /* A snapshot is read-only everywhere (the downstairs refuses a
+   * reader's WRITE too): the bad copy stays, the read is served from a
+   * good one.  Said once per block read; -EROFS, so a scrub counts it
+   * not healed. */
+  if (up_snapshot_mode(up)) {
+    log_warn("downstairs %s lba %llu: not healed (snapshot=%s is read-only)",
+             up->cl[d].name, (unsigned long long) lba, up->cfg.snapshot);
+    up__job_put(job);
+    return -EROFS;
+  }
   job->only = 1u << d;
   if (up__run_jobs(up, &job, 1, &r) < 0 || !job)
     return r < 0 ? r : -EIO;

@@ -475,22 +475,28 @@ static int io_write_or_trim(struct upstairs *up, const uint8_t *src,
   return r;
 }
 
+/* A snapshot is served read-only (nbdkit does not offer writes then;
+ * this is for every other caller of the library). */
 int up_write(struct upstairs *up, const void *buf, uint32_t count, uint64_t off,
              bool fua)
 {
+  if (up_snapshot_mode(up))
+    return -EROFS;
   return io_write_or_trim(up, buf, count, off, fua);
 }
 
 int up_trim(struct upstairs *up, uint32_t count, uint64_t off, bool fua)
 {
+  if (up_snapshot_mode(up))
+    return -EROFS;
   return io_write_or_trim(up, NULL, count, off, fua);
 }
 
 int up_flush(struct upstairs *up)
 {
-  int r = io_check(up, true, 0, 0);
+  int r = up_snapshot_mode(up) ? 0 : io_check(up, true, 0, 0);
 
-  if (r < 0)
+  if (r < 0 || up_snapshot_mode(up)) /* a snapshot: nothing was written */
     return r;
   r = io_run(up, PROTO_T_FLUSH, 0, 1, NULL, NULL);
   return r < 0 ? r : up__state_commit(up); /* state= durable first */

@@ -65,9 +65,10 @@ static void sc_find(struct upstairs *up, const struct up_scrub_finding *f)
            up->cl[f->ds].name, (unsigned long long) f->extent,
            (unsigned long long) f->block, (unsigned long long) f->lba,
            f->stale ? "stale: " : "bad: ", f->why,
-           f->healed       ? "healed"
-           : f->unhealable ? "unhealable"
-                           : "heal failed");
+           f->healed              ? "healed"
+           : f->unhealable        ? "unhealable"
+           : up_snapshot_mode(up) ? "not healed (snapshot= is read-only)"
+                                  : "heal failed");
   pthread_mutex_lock(&sc->mu);
   sc->f[sc->nf % UP_SCRUB_FINDINGS] = *f;
   sc->nf++;

@@ -132,7 +132,9 @@ int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
 {
   memset(res, 0, sizeof *res);
   int r = 0;
-  if (up__phase(up) != UP_PH_RUNNING)
+  if (up_snapshot_mode(up))
+    r = -EROFS; /* a reader takes part in no job stream: ask the live one */
+  else if (up__phase(up) != UP_PH_RUNNING)
     r = -EIO;
   else if (op != PROTO_SNAP_LIST && !proto_snap_name_ok(name))
     r = -EINVAL;

@@ -448,11 +448,15 @@ void up__stats_render(struct upstairs *up, struct jbuf *j)
       j,
       "{\"version\":1,\"time\":%lld,\"phase\":\"%s\","
       "\"health\":\"%s\",\"gen\":%llu,\"flush\":%llu,"
-      "\"size\":%llu,\"downstairs\":[",
+      "\"size\":%llu,",
       (long long) time(NULL), phase[up__phase(up)],
       health_name[vol_health(up, &nactive)], (unsigned long long) up->gen,
       (unsigned long long) __atomic_load_n(&up->flush_no, __ATOMIC_SEQ_CST),
       (unsigned long long) (known ? geom_size(&up->region) : 0));
+  /* snapshot=: its name (proto_snap_name_ok: nothing to escape). */
+  if (up_snapshot_mode(up))
+    jb_printf(j, "\"snapshot\":\"%s\",", up->cfg.snapshot);
+  jb_printf(j, "\"downstairs\":[");
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     stats_ds(up, i, j);
   jb_printf(j,
@@ -485,6 +489,8 @@ void up__status_text(struct upstairs *up, struct jbuf *j)
     inflight += up->cl[i].inflight;
   jb_printf(j, "volume: %s (%u of 3 downstairs active), phase %s\n",
             health_name[h], nactive, phase[up__phase(up)]);
+  if (up_snapshot_mode(up))
+    jb_printf(j, "serving snapshot %s read-only\n", up->cfg.snapshot);
   jb_printf(
       j,
       "generation %llu, flush %llu, size %llu bytes, %u jobs in "

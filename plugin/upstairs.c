@@ -146,17 +146,24 @@ int up_new(struct up_config *cfg, struct upstairs **out)
   pthread_cond_init(&up->start_cond, &ca);
   pthread_cond_init(&up->rl_cond, &ca);
   pthread_condattr_destroy(&ca);
-  up->clenv = (struct cl_env){.ev = &up_cl_events,
-                              .loop = &up->loop,
-                              .auth = &up->cfg.auth,
-                              .encrypted = up->cfg.have_key,
-                              .session_id = up->session_id};
+  up->clenv =
+      (struct cl_env){.ev = &up_cl_events,
+                      .loop = &up->loop,
+                      .auth = &up->cfg.auth,
+                      .encrypted = up->cfg.have_key,
+                      .session_id = up->session_id,
+                      .snap = up->cfg.snapshot[0] ? up->cfg.snapshot : NULL};
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     cl_init(&up->cl[i], up, &up->clenv, i, cfg->host[i], cfg->port[i]);
     up->dst[i].p50_us = up->dst[i].p99_us = -1;
   }
   *out = up;
   return 0;
+}
+
+bool up_snapshot_mode(const struct upstairs *up)
+{
+  return up->cfg.snapshot[0] != '\0';
 }
 
 const char *up_error(const struct upstairs *up)
@@ -241,7 +248,7 @@ void up__fence(struct upstairs *up, struct cl *c, uint64_t gen)
 
 /* Refuse c's rejoin for why (its close reason), logged once per reason
  * (it comes back at every reconnect).  Returns err. */
-static int up_refuse_rejoin(struct cl *c, int err, const char *why)
+int up__refuse_rejoin(struct cl *c, int err, const char *why)
 {
   if (strcmp(c->why, why) != 0)
     log_error("downstairs %s: %s: not admitted", c->name, why);
@@ -265,7 +272,16 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
        memcmp(a->uuid, b->uuid, PROTO_UUID_LEN) != 0) ||
       a->block_size != b->block_size || a->extent_size != b->extent_size ||
       a->encrypted != b->encrypted)
-    return up_refuse_rejoin(c, -1, "now serves another region");
+    return up__refuse_rejoin(c, -1, "now serves another region");
+  /* A snapshot reader: the live volume may have grown and activated
+   * newer generations since; what counts is the snapshot's record
+   * (up_snap_readmit). */
+  if (up_snapshot_mode(up))
+    return h->has_kcv && up->key &&
+                   crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce,
+                                   h->kcv.tag)
+               ? up__refuse_rejoin(c, -1, "key does not match")
+               : 0;
   if (b->extent_count > a->extent_count) {
     char why[128];
     snprintf(why, sizeof why,
@@ -273,16 +289,16 @@ static int up_check_rejoin(struct upstairs *up, struct cl *c)
              "that did not finish): extend the volume to its size or "
              "restart",
              b->extent_count, a->extent_count);
-    return up_refuse_rejoin(c, -1, why);
+    return up__refuse_rejoin(c, -1, why);
   }
   if (h->has_kcv && up->key &&
       crypt_kcv_check(up->key, h->region.uuid, h->kcv.nonce, h->kcv.tag))
-    return up_refuse_rejoin(c, -1, "key does not match");
+    return up__refuse_rejoin(c, -1, "key does not match");
   if (h->highest_gen > up->gen) {
     char why[96];
     snprintf(why, sizeof why, "accepted generation %llu above ours (%llu)",
              (unsigned long long) h->highest_gen, (unsigned long long) up->gen);
-    return up_refuse_rejoin(c, -ESTALE, why);
+    return up__refuse_rejoin(c, -ESTALE, why);
   }
   return 0;
 }
@@ -317,7 +333,7 @@ int up__on_hello(struct upstairs *up, struct cl *c)
   if (same && ph == UP_PH_RUNNING) {
     char why[sizeof c->why];
     snprintf(why, sizeof why, "same region as downstairs %.80s", same->name);
-    return up_refuse_rejoin(c, -1, why);
+    return up__refuse_rejoin(c, -1, why);
   }
   if (same) {
     up__start_fail(up,
@@ -366,8 +382,7 @@ int up__on_hello(struct upstairs *up, struct cl *c)
  * encrypted flag, and one volume uuid among those that have one (a region
  * made by `create` without -u has none and adopts the volume's).  *named
  * is the first ready one that has a uuid, or NULL. */
-static int up_check_agree(struct upstairs *up, struct cl *ref,
-                          struct cl **named)
+int up__check_agree(struct upstairs *up, struct cl *ref, struct cl **named)
 {
   const struct proto_region *a = &ref->hello.region;
 
@@ -518,7 +533,7 @@ static void up_go_activate(struct upstairs *up)
   for (int i = 0; i < UP_DOWNSTAIRS && !ref; i++)
     if (up->cl[i].state == CL_READY)
       ref = &up->cl[i];
-  if (up_check_agree(up, ref, &named) < 0)
+  if (up__check_agree(up, ref, &named) < 0)
     return;
   up->region = ref->hello.region;
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
@@ -642,12 +657,18 @@ void up__handshake_step(struct upstairs *up)
     bool refused_only = ready + refused == UP_DOWNSTAIRS &&
                         now - up->start_ms >= UP_REFUSED_GRACE_MS;
     if (ready == UP_DOWNSTAIRS ||
-        ((now - up->start_ms >= tmo || refused_only) && ready >= 2))
-      up_go_activate(up);
-    else if (now - up->start_ms >= tmo)
+        ((now - up->start_ms >= tmo || refused_only) && ready >= 2)) {
+      if (up_snapshot_mode(up))
+        up__snap_go_serve(up);
+      else
+        up_go_activate(up);
+    } else if (now - up->start_ms >= tmo)
       up_fail_missing(up, ready, CL_READY);
   } else if (ph == UP_PH_RUNNING) {
-    up_readmit(up);
+    if (up_snapshot_mode(up))
+      up__snap_readmit(up);
+    else
+      up_readmit(up);
   } else if (ph == UP_PH_ACTIVATING) {
     if (pending && now - up->activate_ms >= tmo && active >= 2) {
       for (int i = 0; i < UP_DOWNSTAIRS; i++)

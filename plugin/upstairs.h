@@ -31,6 +31,7 @@
 #include "../common/auth.h"
 #include "../common/crypt.h"
 #include "../common/parse.h"
+#include "../common/proto.h"
 
 #define UP_DOWNSTAIRS 3
 #define UP_DEFAULT_TIMEOUT 30
@@ -66,6 +67,11 @@ struct up_config {
                                  wiped with the upstairs (up_free) */
   uint64_t max_behind;  /* bytes a downstairs may lag the others
                                  (jobs.c); 0: UP_MAX_BEHIND_BYTES */
+  /* "": the live volume.  Else serve this snapshot read-only (docs/
+   * DESIGN.md "Serving a snapshot"): no ACTIVATE (no generation, nobody
+   * fenced), no reconcile, no repair, no heal; writes, trims, extends
+   * and snapshot commands -EROFS; flush 0. */
+  char snapshot[PROTO_SNAP_NAME_LEN];
 };
 
 struct upstairs;
@@ -81,6 +87,9 @@ int up_new(struct up_config *cfg, struct upstairs **out);
  * this volume", "downstairs 127.0.0.1:3820: region uuid differs", ...). */
 int up_start(struct upstairs *up);
 const char *up_error(const struct upstairs *up);
+
+/* Serving a snapshot (cfg.snapshot given)? */
+bool up_snapshot_mode(const struct upstairs *up);
 
 /* Did up_start succeed, and no up_stop or fence since? */
 bool up_running(struct upstairs *up);

@@ -392,6 +392,9 @@ struct upstairs {
   struct proto_region region;
   uint64_t gen;
   uint64_t block_count;
+  /* Serving a snapshot (cfg.snapshot): the record the replicas served
+   * from agreed on (up__snap_serve_rule); a returner must hold the same. */
+  struct proto_snap_entry snap;
 
   /* Write versions and flush numbers (atomic). */
   uint64_t seq;
@@ -477,6 +480,23 @@ int up__on_hello(struct upstairs *up, struct cl *c);
 void up__on_activated(struct upstairs *up, struct cl *c);
 /* Running: c (activated) takes IO from now on and is live-repaired. */
 void up__admit(struct upstairs *up, struct cl *c);
+/* Serving a snapshot (snapserve.c): c's answer to SNAPSHOT open as the
+ * serve rule sees it; one line saying why c is not used (ref: the
+ * agreed record, or NULL) into buf; leave CONNECT serving it (or fail
+ * the start); while running, serve with a READY returner that holds the
+ * agreed record, refuse any other.  upstairs.c lends the checks: all
+ * READY replicas serve one region (up__check_agree: 0, or -1 after
+ * failing the start; *named the first with a uuid) and a refusal of a
+ * rejoin logged once per reason (up__refuse_rejoin, returns err). */
+struct up_snap_have;
+void up__snap_have_of(const struct cl *c, struct up_snap_have *h);
+void up__snap_why_not(const struct upstairs *up, const struct cl *c,
+                      const struct proto_snap_entry *ref, char *buf,
+                      size_t len);
+void up__snap_go_serve(struct upstairs *up);
+void up__snap_readmit(struct upstairs *up);
+int up__check_agree(struct upstairs *up, struct cl *ref, struct cl **named);
+int up__refuse_rejoin(struct cl *c, int err, const char *why);
 /* Fail the start with one line (up_error; the first failure wins).
  * true if the start is failing (now or before): the caller then logs
  * nothing itself, or the user would read the reason twice; false once

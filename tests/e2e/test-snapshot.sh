@@ -24,15 +24,23 @@ for d in ds1 ds2 ds3; do
 done
 volume_start
 export NBDKIT_NOKEY=1
-# Serving a snapshot is not built: snapshot= is an unknown parameter.
+# snapshot= takes a snapshot name (test-snapshot-serve.sh serves one).
 if timeout 20 nbdkit -U - "$PLUGIN" "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
      "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
-     "downstairs=127.0.0.1:${DS_PORT[ds3]}" snapshot=s1 --run true \
+     "downstairs=127.0.0.1:${DS_PORT[ds3]}" snapshot=a/b --run true \
      > "$tmp/snapparam.log" 2>&1; then
-  fail "snapshot= accepted"
+  fail "snapshot=a/b accepted"
 fi
-grep -q "unknown parameter 'snapshot'" "$tmp/snapparam.log" ||
-  fail "snapshot=: $(cat "$tmp/snapparam.log")"
+grep -q "snapshot=a/b: not a snapshot name" "$tmp/snapparam.log" ||
+  fail "snapshot=a/b: $(cat "$tmp/snapparam.log")"
+if timeout 20 nbdkit -U - "$PLUGIN" "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
+     "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
+     "downstairs=127.0.0.1:${DS_PORT[ds3]}" snapshot=s1 gen=7 --run true \
+     > "$tmp/snapparam.log" 2>&1; then
+  fail "snapshot= with gen= accepted"
+fi
+grep -q "snapshot=s1: cannot be combined with gen=" "$tmp/snapparam.log" ||
+  fail "snapshot= gen=: $(cat "$tmp/snapparam.log")"
 nbdkit_start admin="$ASOCK"
 
 # put IMG OFFSET: write IMG at OFFSET bytes of the volume, then flush.

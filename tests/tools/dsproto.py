@@ -711,6 +711,31 @@ def scen_snapshot(a):
     check([x["name"] for x in e.snapshot(2, SNAP_LIST)["snaps"]] == ["s1"],
           "read-only list")
     e.close()
+    # A snapshot reader (protocol 5): OPEN of an unknown name is ENOENT
+    # and no entry; OPEN s1 gives its one entry, its READ the snapshot's
+    # block (not the live one), every other job EROFS; no ACTIVATE.
+    r = Conn(a.host, a.port)
+    r.hello(role=ROLE_SNAPSHOT)
+    r.send(enc_snapshot(0, SNAP_OPEN, b"nope"))
+    m = r.expect(T_SNAPSHOTS)
+    check(m["err"] == errno.ENOENT and m["snaps"] == [], "open nope: %r" % m)
+    r.close()
+    r = Conn(a.host, a.port)
+    r.hello(role=ROLE_SNAPSHOT)
+    expect_error(r, enc_activate(gen + 5), errno.EPROTO)
+    r = Conn(a.host, a.port)
+    r.hello(role=ROLE_SNAPSHOT)
+    r.send(enc_snapshot(0, SNAP_OPEN, b"s1"))
+    m = r.expect(T_SNAPSHOTS)
+    check(m["err"] == 0 and len(m["snaps"]) == 1 and
+          m["snaps"][0]["name"] == "s1" and m["snaps"][0]["flush"] == fl and
+          m["snaps"][0]["gen"] == gen, "open s1: %r" % m)
+    d = r.read(1, 3, 1)
+    check(d["err"] == 0 and d["data"] == A, "reader block 3 is not s1's")
+    check(r.write(2, 3, [B]) == errno.EROFS, "a reader's WRITE accepted")
+    check(r.trim(3, 3, 1) == errno.EROFS, "a reader's TRIM accepted")
+    check(r.read(4, 3, 1)["data"] == A, "s1 changed by a reader")
+    r.close()
     print("snapshot: ok")
 
 
