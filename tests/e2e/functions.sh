@@ -481,6 +481,22 @@ random_image () {
   head -c "$2" /dev/urandom > "$1"
 }
 
+# volume_put IMG OFFSET SOCK: write IMG at OFFSET bytes of the volume
+# served on the unix socket SOCK (1 MiB at a time), then flush.
+volume_put () {
+  PATH=/usr/bin:$PATH timeout 100 python3 - "$1" "$2" "$3" <<'EOF'
+import sys, nbd
+h = nbd.NBD()
+h.connect_unix(sys.argv[3])
+data = open(sys.argv[1], "rb").read()
+off = int(sys.argv[2])
+for i in range(0, len(data), 1 << 20):
+    h.pwrite(data[i:i + (1 << 20)], off + i)
+h.flush()
+h.shutdown()
+EOF
+}
+
 # volume_fill IMG [WHAT]: copy IMG onto the volume from offset 0 (nbdcopy
 # with a flush at the end); fails the test saying WHAT on error.
 volume_fill () {

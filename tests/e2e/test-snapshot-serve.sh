@@ -29,21 +29,26 @@ volume_start
 nbdkit_start admin="$ASOCK" || fail "live nbdkit did not start"
 [ "$(nbdinfo --size "$URI")" = $GiB ] || fail "not the default 1 GiB volume"
 
-# put IMG OFFSET: write IMG at OFFSET bytes of the live volume, flush.
-put () {
-  PATH=/usr/bin:$PATH timeout 100 python3 - "$1" "$2" "$SOCK" <<'EOF' ||
-import sys, nbd
-h = nbd.NBD()
-h.connect_unix(sys.argv[3])
-data = open(sys.argv[1], "rb").read()
-off = int(sys.argv[2])
-for i in range(0, len(data), 1 << 20):
-    h.pwrite(data[i:i + (1 << 20)], off + i)
-h.flush()
-h.shutdown()
-EOF
-    fail "write $1 at $2"
+# snap_refused NAME TAG GREP WHAT: nbdkit snapshot=NAME must exit 1
+# with one line, matching GREP, on stderr.
+snap_refused () {
+  local rc
+  set +e
+  timeout 60 $(nbdkit_cmd) -f -U "$tmp/$2.sock" "$PLUGIN" \
+    "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
+    "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
+    "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot="$1" \
+    > "$tmp/$2.out" 2>&1
+  rc=$?
+  set -e
+  [ "$rc" = 1 ] || fail "$4: exit status $rc, want 1"
+  [ "$(wc -l < "$tmp/$2.out")" = 1 ] ||
+    fail "$4: not one line: $(cat "$tmp/$2.out")"
+  grep -q "$3" "$tmp/$2.out" || fail "$4: $(cat "$tmp/$2.out")"
 }
+
+# put IMG OFFSET: write IMG at OFFSET bytes of the live volume, flush.
+put () { volume_put "$1" "$2" "$SOCK" || fail "write $1 at $2"; }
 overlay () { # overlay IMG OFFSET: IMG into the expected image s1.img
   dd if="$1" of="$tmp/s1.img" bs=1M seek="$(($2 / MiB))" conv=notrunc \
     status=none
@@ -283,33 +288,11 @@ cmp -n $((4 * MiB)) -i $((400 * MiB)):0 "$tmp/got4.img" "$tmp/d.img" ||
 rm -f "$tmp/got4.img"
 snap_stop 4
 ds_kill ds2
-set +e
-timeout 60 $(nbdkit_cmd) -f -U "$tmp/one.sock" "$PLUGIN" \
-  "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
-  "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
-  "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=s2 \
-  > "$tmp/one.out" 2>&1
-rc=$?
-set -e
-[ "$rc" = 1 ] || fail "s2 on one replica: exit status $rc, want 1"
-[ "$(wc -l < "$tmp/one.out")" = 1 ] ||
-  fail "s2 on one replica: not one line: $(cat "$tmp/one.out")"
-grep -q 'snapshot s2: only 1 of 3 downstairs hold it at one point' \
-  "$tmp/one.out" || fail "s2 on one replica: $(cat "$tmp/one.out")"
+snap_refused s2 one 'snapshot s2: only 1 of 3 downstairs hold it at one point' \
+  "s2 on one replica"
 ds_start ds2 || fail "ds2 did not restart"
 
 # A snapshot no replica holds: one clear line.
-set +e
-timeout 60 $(nbdkit_cmd) -f -U "$tmp/nosuch.sock" "$PLUGIN" \
-  "downstairs=127.0.0.1:${DS_PORT[ds1]}" \
-  "downstairs=127.0.0.1:${DS_PORT[ds2]}" \
-  "downstairs=127.0.0.1:${DS_PORT[ds3]}" key=+"$KEYFILE" snapshot=NOSUCH \
-  > "$tmp/nosuch.out" 2>&1
-rc=$?
-set -e
-[ "$rc" = 1 ] || fail "snapshot=NOSUCH: exit status $rc, want 1"
-[ "$(wc -l < "$tmp/nosuch.out")" = 1 ] ||
-  fail "snapshot=NOSUCH: not one line: $(cat "$tmp/nosuch.out")"
-grep -q 'snapshot NOSUCH: only 0 of 3 downstairs hold it' "$tmp/nosuch.out" ||
-  fail "snapshot=NOSUCH: $(cat "$tmp/nosuch.out")"
+snap_refused NOSUCH nosuch 'snapshot NOSUCH: only 0 of 3 downstairs hold it' \
+  "snapshot=NOSUCH"
 echo "$test_name: ok"

@@ -44,20 +44,7 @@ grep -q "snapshot=s1: cannot be combined with gen=" "$tmp/snapparam.log" ||
 nbdkit_start admin="$ASOCK"
 
 # put IMG OFFSET: write IMG at OFFSET bytes of the volume, then flush.
-put () {
-  PATH=/usr/bin:$PATH timeout 100 python3 - "$1" "$2" "$SOCK" <<'EOF' ||
-import sys, nbd
-h = nbd.NBD()
-h.connect_unix(sys.argv[3])
-data = open(sys.argv[1], "rb").read()
-off = int(sys.argv[2])
-for i in range(0, len(data), 1 << 20):
-    h.pwrite(data[i:i + (1 << 20)], off + i)
-h.flush()
-h.shutdown()
-EOF
-    fail "write $1 at $2"
-}
+put () { volume_put "$1" "$2" "$SOCK" || fail "write $1 at $2"; }
 
 # expect: the volume's image as a snapshot must hold it (a sparse file).
 expect_new () { truncate -s 1G "$tmp/$1.img"; }
