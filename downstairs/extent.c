@@ -176,96 +176,6 @@ void ext__rollback(struct ext *e)
   rollback(e);
 }
 
-/* --- the remembered "last written" table ------------------------------ */
-
-static struct ext_seen_slot *seen_find(struct ext_seen *s, uint32_t block)
-{
-  uint32_t mask = s->cap - 1;
-  uint32_t i = (block * 2654435761u) & mask;
-  while (s->slots[i].state != EXT_SEEN_EMPTY && s->slots[i].block != block)
-    i = (i + 1) & mask;
-  return &s->slots[i];
-}
-
-static int seen_grow(struct ext_seen *s)
-{
-  struct ext_seen old = *s;
-  uint32_t cap = old.cap ? old.cap * 2 : 64;
-  s->slots = calloc(cap, sizeof *s->slots);
-  if (s->slots == NULL) {
-    *s = old;
-    return -ENOMEM;
-  }
-  s->cap = cap;
-  s->used = 0;
-  for (uint32_t i = 0; i < old.cap; i++)
-    if (old.slots[i].state != EXT_SEEN_EMPTY) {
-      *seen_find(s, old.slots[i].block) = old.slots[i];
-      s->used++;
-    }
-  free(old.slots);
-  return 0;
-}
-
-/* Record block's newest state.  Updating an existing entry never fails;
- * on -ENOMEM a new block is simply not remembered (its contexts are kept
- * until a later open of the dirty extent or a later write+flush). */
-static int seen_set(struct ext_seen *s, uint32_t block, uint32_t state,
-                    uint64_t hash)
-{
-  struct ext_seen_slot *sl = s->cap ? seen_find(s, block) : NULL;
-  if (sl == NULL || sl->state == EXT_SEEN_EMPTY) {
-    /* A new entry: only this may need to grow the table.  If that fails
-     * the block stays absent, and a flush leaves absent blocks alone. */
-    if ((s->used + 1) * 2 > s->cap) {
-      int r = seen_grow(s);
-      if (r < 0)
-        return r;
-    }
-    sl = seen_find(s, block);
-    s->used++;
-  }
-  sl->block = block;
-  sl->state = state;
-  sl->hash = hash;
-  return 0;
-}
-
-/* Mark [blk, blk+n) forgotten where remembered: a flush leaves their
- * contexts alone.  Blocks not in the table need nothing. */
-static void seen_forget(struct ext_seen *s, uint64_t blk, uint64_t n)
-{
-  for (uint32_t i = 0; i < s->cap; i++)
-    if (s->slots[i].state == EXT_SEEN_LIVE && s->slots[i].block >= blk &&
-        s->slots[i].block - blk < n)
-      s->slots[i].state = EXT_SEEN_FORGOTTEN;
-}
-
-bool ext__seen_live(const struct ext *e, uint32_t block, uint64_t *hash)
-{
-  const struct ext_seen *s = &e->seen;
-  if (s->cap == 0)
-    return false;
-  const struct ext_seen_slot *sl = seen_find((struct ext_seen *) s, block);
-  *hash = sl->hash;
-  return sl->state == EXT_SEEN_LIVE;
-}
-
-bool ext__seen_zero(const struct ext *e, uint32_t block)
-{
-  const struct ext_seen *s = &e->seen;
-  if (s->cap == 0)
-    return false;
-  const struct ext_seen_slot *sl = seen_find((struct ext_seen *) s, block);
-  return sl->state == EXT_SEEN_LIVE && sl->hash == e->zero_hash;
-}
-
-static void seen_reset(struct ext_seen *s)
-{
-  free(s->slots);
-  memset(s, 0, sizeof *s);
-}
-
 /* --- blocks known to have rows ----------------------------------------- */
 
 /* Are all of [blk, blk+n) known to have rows? */
@@ -291,7 +201,7 @@ static void rows_unknown(struct ext *e, uint64_t b)
 /* Keep only block's row for the bytes hashing to keep; if that is the
  * unwritten row, drop it too (the block is zeroes: no row, I2).  Only
  * for bytes known durable (after an fdatasync). */
-static int keep_only(struct ext *e, uint64_t block, uint64_t keep)
+int ext__keep_only(struct ext *e, uint64_t block, uint64_t keep)
 {
   sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) block);
   sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) keep);
@@ -302,123 +212,6 @@ static int keep_only(struct ext *e, uint64_t block, uint64_t keep)
     sqlite3_bind_int64(e->st[ST_DELETE_UNWRITTEN], 1, (sqlite3_int64) block);
     r = st_run(e, ST_DELETE_UNWRITTEN);
   }
-  return r;
-}
-
-/* One (block, on_disk_hash) row; version and unwritten tell a trim's
- * unwritten row (version != 0) apart. */
-struct row {
-  uint64_t block, hash, version;
-  bool unwritten;
-};
-
-/* The block's unflushed trim matched: keep its row (reconciliation needs
- * the trim's version to tell it from an older write elsewhere), drop the
- * others, and remember it so the next flush drops it as usual. */
-static int keep_trim(struct ext *e, uint64_t block, size_t nrows)
-{
-  int r = 0;
-  if (nrows > 1) {
-    sqlite3_bind_int64(e->st[ST_DELETE_STALE], 1, (sqlite3_int64) block);
-    sqlite3_bind_int64(e->st[ST_DELETE_STALE], 2, (sqlite3_int64) e->zero_hash);
-    r = st_run(e, ST_DELETE_STALE);
-  }
-  if (r == 0 &&
-      seen_set(&e->seen, (uint32_t) block, EXT_SEEN_LIVE, e->zero_hash) < 0)
-    log_warn("extent %u: out of memory remembering block %" PRIu64, e->eid,
-             block);
-  return r;
-}
-
-/* Decide one block after a crash: keep the row matching the disk, or all
- * of them if none does (verify will report the block; *nbad counts it). */
-static int recover_block(struct ext *e, const struct row *rows, size_t nrows,
-                         uint8_t *buf, size_t *nbad)
-{
-  uint64_t blk = rows[0].block;
-  int r =
-      ext__pread_full(e->fd, buf, e->block_size, (off_t) (blk * e->block_size));
-  if (r < 0)
-    return r;
-  uint64_t disk = crypt_hash_plain(buf, e->block_size);
-  for (size_t i = 0; i < nrows; i++) {
-    if (rows[i].hash != disk)
-      continue;
-    if (rows[i].unwritten && rows[i].version != 0)
-      return keep_trim(e, blk, nrows);
-    return nrows > 1 || disk == e->zero_hash ? keep_only(e, blk, disk) : 0;
-  }
-  log_warn("extent %u block %" PRIu64 ": none of %zu contexts matches the "
-           "data; keeping them all",
-           e->eid, blk, nrows);
-  (*nbad)++;
-  return 0;
-}
-
-/* Every (block, on_disk_hash) row, in block order, into *out (malloc'd,
- * caller frees). */
-static int collect_rows(struct ext *e, struct row **out, size_t *n)
-{
-  sqlite3_stmt *s = e->st[ST_ALL_ROWS];
-  size_t cap = 0;
-  int rc;
-  *out = NULL;
-  *n = 0;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 16;
-      struct row *p = realloc(*out, cap * sizeof **out);
-      if (p == NULL) {
-        sqlite3_reset(s);
-        return -ENOMEM;
-      }
-      *out = p;
-    }
-    (*out)[*n].block = (uint64_t) sqlite3_column_int64(s, 0);
-    (*out)[*n].hash = (uint64_t) sqlite3_column_int64(s, 1);
-    (*out)[*n].version = (uint64_t) sqlite3_column_int64(s, 2);
-    (*out)[(*n)++].unwritten = sqlite3_column_int(s, 3) != 0;
-  }
-  sqlite3_reset(s);
-  return rc == SQLITE_DONE ? 0 : ext__sql_err(rc);
-}
-
-/* Opening a dirty extent: the last run may have died anywhere between a
- * commit and its pwrite or hole punch, so a block can hold several rows,
- * of which one matches (I1).  Make the bytes durable first (we are about
- * to trust them), then reread every block that has rows (single-row
- * blocks too: an unwritten-only block loses its row, and a block written
- * by an older version without the unwritten row is caught) and keep only
- * the matching row.  Blocks without rows are not read.  The extent stays
- * dirty: only region_flush sets flush numbers. */
-static int recover_dirty(struct ext *e)
-{
-  struct row *rows = NULL;
-  size_t n = 0, nblocks = 0, nbad = 0;
-  uint8_t *buf = malloc(e->block_size);
-  int r = buf ? 0 : -ENOMEM;
-  if (r == 0 && fdatasync(e->fd) < 0)
-    r = -errno;
-  if (r == 0)
-    r = collect_rows(e, &rows, &n);
-  if (r == 0 && n > 0) {
-    r = st_run(e, ST_BEGIN);
-    for (size_t i = 0, j; r == 0 && i < n; i = j, nblocks++) {
-      for (j = i + 1; j < n && rows[j].block == rows[i].block; j++)
-        ;
-      r = recover_block(e, rows + i, j - i, buf, &nbad);
-    }
-    if (r == 0)
-      r = st_run(e, ST_COMMIT);
-    if (r < 0)
-      rollback(e);
-    else
-      log_info("extent %u: dirty at open: %zu blocks (%zu contexts) "
-               "rechecked, %zu match none",
-               e->eid, nblocks, n, nbad);
-  }
-  free(rows);
-  free(buf);
   return r;
 }
 
@@ -558,7 +351,7 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
     r = ext_settle(e);
   }
   if (r == 0 && e->meta.dirty)
-    r = recover_dirty(e);
+    r = ext__recover_dirty(e);
   if (r < 0) {
     ext_close(e);
     return r;
@@ -596,7 +389,7 @@ void ext_close(struct ext *e)
   e->fd = -1;
   /* Forgetting the table is safe: contexts are only ever kept, and the
    * next open of this (dirty) extent rehashes. */
-  seen_reset(&e->seen);
+  ext__seen_reset(&e->seen);
   free(e->has_rows);
   e->has_rows = NULL;
   free(e->allocated);
@@ -654,12 +447,12 @@ static int write_data(struct ext *e, const struct ext_wr *w, bool committed)
     /* The disk may hold old, new or (EIO) torn bytes: forget the blocks
      * so the next flush keeps all their contexts. */
     log_error("extent %u: pwrite: %s", e->eid, log_strerror(-r));
-    seen_forget(&e->seen, w->blk, w->n);
+    ext__seen_forget(&e->seen, w->blk, w->n);
     return r;
   }
   for (uint32_t i = 0; i < w->n; i++)
-    if (seen_set(&e->seen, (uint32_t) (w->blk + i), EXT_SEEN_LIVE, w->odh[i]) <
-        0)
+    if (ext__seen_set(&e->seen, (uint32_t) (w->blk + i), EXT_SEEN_LIVE,
+                      w->odh[i]) < 0)
       log_warn("extent %u: out of memory remembering block %" PRIu64, e->eid,
                w->blk + i);
   return 0;
@@ -802,11 +595,11 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
   r = ext__zero_range(e->fd, (off_t) (blk * bs), (off_t) ((uint64_t) n * bs));
   if (r < 0) { /* old bytes or zeroes, or torn: keep every row */
     log_error("extent %u: punch hole: %s", e->eid, log_strerror(-r));
-    seen_forget(&e->seen, blk, n);
+    ext__seen_forget(&e->seen, blk, n);
   } else {
     ext_map_clear(e, blk, n); /* reads zeroes from now on (B1) */
     for (uint32_t i = 0; i < nrows; i++)
-      if (seen_set(&e->seen, rows[i], EXT_SEEN_LIVE, e->zero_hash) < 0)
+      if (ext__seen_set(&e->seen, rows[i], EXT_SEEN_LIVE, e->zero_hash) < 0)
         log_warn("extent %u: out of memory remembering block %" PRIu32, e->eid,
                  rows[i]);
   }
@@ -870,7 +663,7 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
   for (uint32_t i = 0; r == 0 && i < e->seen.cap; i++) {
     const struct ext_seen_slot *sl = &e->seen.slots[i];
     if (sl->state == EXT_SEEN_LIVE)
-      r = keep_only(e, sl->block, sl->hash);
+      r = ext__keep_only(e, sl->block, sl->hash);
   }
   if (r == 0)
     r = set_meta(e, "gen_number", gen);
@@ -896,7 +689,7 @@ int ext_flush(struct ext *e, uint64_t flush_no, uint64_t gen, bool always)
     e->layout_dirty = false;
   else
     e->flushes_one_sync++;
-  seen_reset(&e->seen);
+  ext__seen_reset(&e->seen);
   return 0;
 }
 

@@ -138,4 +138,20 @@ int ext__jnl_append(struct ext *e, const struct ext_wr *w, unsigned nw,
 int ext__jnl_fold_rows(struct ext *e, uint64_t *epoch, bool for_flush);
 void ext__jnl_folded(struct ext *e, uint64_t epoch);
 
+/* extent_seen.c: the remembered table (struct ext_seen).  set records
+ * block's newest state (-ENOMEM: a new block is not remembered, and a
+ * flush leaves absent blocks alone); forget marks [blk, blk+n)
+ * forgotten where remembered; reset empties it. */
+int ext__seen_set(struct ext_seen *s, uint32_t block, uint32_t state,
+                  uint64_t hash);
+void ext__seen_forget(struct ext_seen *s, uint64_t blk, uint64_t n);
+void ext__seen_reset(struct ext_seen *s);
+
+/* extent.c: keep only block's row for the bytes hashing to keep (and not
+ * even that one if it is the unwritten row), under an open transaction;
+ * only for bytes known durable. */
+int ext__keep_only(struct ext *e, uint64_t block, uint64_t keep);
+/* extent_recover.c: recheck a dirty extent at open (one transaction). */
+int ext__recover_dirty(struct ext *e);
+
 #endif
