@@ -47,6 +47,20 @@ snap_refused () {
   grep -q "$3" "$tmp/$2.out" || fail "$4: $(cat "$tmp/$2.out")"
 }
 
+# block0_reads SOCK N: N connections to SOCK each read block 0 as s1.img
+# has it (round robin: each reaches another replica).
+block0_reads () {
+  PATH=/usr/bin:$PATH python3 - "$1" "$tmp/s1.img" "$2" <<'PY'
+import sys, nbd
+want = open(sys.argv[2], "rb").read(4096)
+for i in range(int(sys.argv[3])):
+    h = nbd.NBD()
+    h.connect_unix(sys.argv[1])
+    assert h.pread(4096, 0) == want, "block 0 differs"
+    h.shutdown()
+PY
+}
+
 # put IMG OFFSET: write IMG at OFFSET bytes of the live volume, flush.
 put () { volume_put "$1" "$2" "$SOCK" || fail "write $1 at $2"; }
 overlay () { # overlay IMG OFFSET: IMG into the expected image s1.img
@@ -197,15 +211,7 @@ PY
 ds_start ds3 || fail "ds3 did not restart"
 snap_start 3 admin="$tmp/snap3.adm"
 # Round robin: three reads of block 0 reach every replica once.
-PATH=/usr/bin:$PATH python3 - "$tmp/snap3.sock" "$tmp/s1.img" <<'PY' ||
-import sys, nbd
-want = open(sys.argv[2], "rb").read(4096)
-for i in range(6):
-    h = nbd.NBD()
-    h.connect_unix(sys.argv[1])
-    assert h.pread(4096, 0) == want, "block 0 differs"
-    h.shutdown()
-PY
+block0_reads "$tmp/snap3.sock" 6 ||
   fail "corrupt block 0 on ds3 was served"
 grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: read lba 0: " "$tmp/snap3.log" ||
   fail "the bad block was not named: $(grep -i lba "$tmp/snap3.log" | head)"
@@ -240,15 +246,7 @@ grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: holds snapshot s1 at flush [0-9]*
   "$tmp/snap6.log" || fail "ds3 with a foreign s1 not named"
 grep -q 'serving snapshot s1 .* from 2 of 3 downstairs' "$tmp/snap6.log" ||
   fail "s1 not served from the two that agree"
-PATH=/usr/bin:$PATH python3 - "$tmp/snap6.sock" "$tmp/s1.img" <<'PY' ||
-import sys, nbd
-want = open(sys.argv[2], "rb").read(4096)
-for i in range(4):
-    h = nbd.NBD()
-    h.connect_unix(sys.argv[1])
-    assert h.pread(4096, 0) == want, "block 0 differs"
-    h.shutdown()
-PY
+block0_reads "$tmp/snap6.sock" 4 ||
   fail "s1 with ds3 not used"
 ! grep -q "read lba 0" "$tmp/snap6.log" || fail "ds3 (not used) was read"
 snap_stop 6
