@@ -10,7 +10,10 @@
  * whose matching row is it (or a block without rows) returns flags = 0
  * and zeroes.  Clients can never store version 0 (region_write refuses).
  * Why every path keeps I1 and I2 (rows only ever change inside a
- * committed transaction; the disk changes only after that commit):
+ * committed transaction; the disk changes only after that commit).  A
+ * journaled write (extent_jnl.c) counts as committed once its records
+ * are appended: its fold is the same transaction, run later, and until
+ * then nothing reads or changes the rows without folding first (J5):
  *  - write: the transaction first adds the unwritten row to every block
  *    that has none (by I2 its bytes are zeroes: that row matches them),
  *    then the new rows; old rows stay.  (The statement is skipped when
