@@ -1,5 +1,6 @@
 /* crucible-c downstairs: the region's private structures, shared by
- * region.c (the extent table, IO) and region_snap.c (snapshots).  Nobody
+ * region.c (the extent table, IO), region_meta.c (region.json's changing
+ * values) and region_snap.c (snapshots).  Nobody
  * else includes this.
  */
 #ifndef CRUCIBLE_REGION_INT_H
@@ -63,4 +64,10 @@ int region__snap_preserve(struct region *r, struct rext *re);
 /* Would region__snap_preserve have work to do (a copy or a look)? */
 bool region__snap_pending(struct region *r, const struct rext *re);
 
+/* region_meta.c: apply the non-NULL changes to a copy of r->meta,
+ * persist it (region.json, atomically), then adopt it.  uuid: -EEXIST if
+ * the region has another one already. */
+int region__meta_update(struct region *r, const uint64_t *gen,
+                        const struct proto_kcv *kcv, const uint8_t *uuid,
+                        const uint32_t *count);
 #endif
