@@ -326,12 +326,12 @@ nbdkit_stop () {
   fi
 }
 
-# wait_log PATTERN SECS: wait (bounded) until nbdkit.log matches PATTERN;
-# 1 after SECS seconds.
+# wait_log PATTERN SECS [FILE]: wait (bounded) until FILE (nbdkit.log)
+# matches PATTERN; 1 after SECS seconds.
 wait_log () {
   local i
   for i in $(seq $(($2 * 10))); do
-    grep -q "$1" "$tmp/nbdkit.log" && return 0
+    grep -q "$1" "${3:-$tmp/nbdkit.log}" && return 0
     sleep 0.1
   done
   return 1

@@ -184,13 +184,8 @@ fi
 rm -f "$tmp/got1.img"
 # It comes back: it serves the snapshot again (no repair: nobody writes).
 ds_start ds2 || fail "ds2 did not restart"
-for i in $(seq 200); do
-  grep -q "downstairs 127.0.0.1:${DS_PORT[ds2]}: serves snapshot s1 again" \
-    "$tmp/snap1.log" && break
-  sleep 0.1
-done
-grep -q "downstairs 127.0.0.1:${DS_PORT[ds2]}: serves snapshot s1 again" \
-  "$tmp/snap1.log" || fail "ds2 not readmitted to the snapshot"
+wait_log "downstairs 127.0.0.1:${DS_PORT[ds2]}: serves snapshot s1 again" 20 "$tmp/snap1.log" ||
+  fail "ds2 not readmitted to the snapshot"
 nbdsh_run -u "$(snap_uri 1)" -c "assert h.pread(4096, $((130 * MiB))) == \
 open('$tmp/b.img', 'rb').read(4096)" || fail "read after ds2 returned"
 snap_stop 1
@@ -263,13 +258,8 @@ SNAP=s2 snap_start 5
 grep -q "downstairs 127.0.0.1:${DS_PORT[ds3]}: did not answer (.*): not used" \
   "$tmp/snap5.log" || fail "missing ds3 not named at start"
 ds_start ds3 || fail "ds3 did not restart"
-for i in $(seq 200); do
-  grep -q "127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not admitted" \
-    "$tmp/snap5.log" && break
-  sleep 0.1
-done
-grep -q "127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not admitted" \
-  "$tmp/snap5.log" || fail "ds3 without s2 admitted, or not named"
+wait_log "127.0.0.1:${DS_PORT[ds3]}: has no snapshot s2: not admitted" 20 "$tmp/snap5.log" ||
+  fail "ds3 without s2 admitted, or not named"
 nbdsh_run -u "$(snap_uri 5)" -c "assert h.pread(4096, $((2 * MiB))) == \
 open('$tmp/c.img', 'rb').read(4096)" || fail "read s2 with ds3 refused"
 snap_stop 5
