@@ -29,6 +29,9 @@
  * timeout plus the time to make the new extents); this only stops a
  * hung server from hanging us. */
 #define ADM_TIMEOUT_MS 120000
+/* A rollback takes as long as comparing the volume (its progress is in
+ * the server's log): waited for without a bound. */
+static int timeout_ms = ADM_TIMEOUT_MS;
 
 static void usage(FILE *f)
 {
@@ -39,7 +42,9 @@ static void usage(FILE *f)
              "       crucible-admin -s PATH [--json] extend SIZE\n"
              "       crucible-admin -s PATH [--json] snapshot create NAME\n"
              "       crucible-admin -s PATH [--json] snapshot delete NAME\n"
-             "       crucible-admin -s PATH [--json] snapshot list\n");
+             "       crucible-admin -s PATH [--json] snapshot list\n"
+             "       crucible-admin -s PATH [--json] snapshot rollback "
+             "NAME\n");
 }
 
 /* Connect to path: the fd, or -1 (error printed). */
@@ -73,7 +78,7 @@ static char *adm_read_reply(int fd, size_t *len)
     return NULL;
   for (;;) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int r = poll(&p, 1, ADM_TIMEOUT_MS);
+    int r = poll(&p, 1, timeout_ms);
     ssize_t k;
     if (r < 0 && errno == EINTR)
       continue;
@@ -123,6 +128,9 @@ int main(int argc, char **argv)
     usage(stderr);
     return 2;
   }
+  if (i + 1 < argc && strcmp(argv[i], "snapshot") == 0 &&
+      strcmp(argv[i + 1], "rollback") == 0)
+    timeout_ms = -1;
   /* The command line as it is; the server checks it.  Only refuse what
    * would break the one-line framing. */
   n = snprintf(line, sizeof line, "crucible-admin 1 %s",

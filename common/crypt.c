@@ -92,6 +92,11 @@ int crypt_key_new(const uint8_t key[CRYPT_KEY_LEN], struct crypt_key **out)
   return 0;
 }
 
+void crypt_key_copy(const struct crypt_key *k, uint8_t out[CRYPT_KEY_LEN])
+{
+  memcpy(out, k->key, CRYPT_KEY_LEN);
+}
+
 void crypt_key_free(struct crypt_key *k)
 {
   if (!k)

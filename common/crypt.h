@@ -31,6 +31,9 @@ struct crypt_key;
 int crypt_key_new(const uint8_t key[CRYPT_KEY_LEN], struct crypt_key **out);
 /* Wipes and frees; NULL is fine. */
 void crypt_key_free(struct crypt_key *k);
+/* The key bytes into out, for a second crypt_key of the same volume in
+ * this process (a snapshot rollback's reader): the caller wipes out. */
+void crypt_key_copy(const struct crypt_key *k, uint8_t out[CRYPT_KEY_LEN]);
 
 /* Raw AES-256-GCM with a 12-byte IV (used by the block functions and by
  * the NIST vector tests).  out may equal in.  decrypt returns -EBADMSG

@@ -828,6 +828,12 @@ bool proto_snap_name_ok(const char *name)
   return true;
 }
 
+bool proto_snap_stored_ok(const char *name)
+{
+  return proto_snap_name_ok(name) ||
+         (name[0] == '.' && proto_snap_name_ok(name + 1));
+}
+
 static int dec_snapshot(const uint8_t *b, size_t len, struct proto_msg *m)
 {
   struct proto_snapshot *s = &m->u.snap;

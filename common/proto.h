@@ -252,6 +252,9 @@ struct proto_snapshot {
 /* A snapshot name either side accepts: 1..PROTO_SNAP_NAME_LEN-1 of
  * [A-Za-z0-9._-], not starting with '.' (it names a directory entry). */
 bool proto_snap_name_ok(const char *name);
+/* A name a downstairs stores: a snapshot name, or a rollback marker
+ * "." + a snapshot name (plugin/rollback.c: no user can give one). */
+bool proto_snap_stored_ok(const char *name);
 /* One snapshot in SNAPSHOTS. */
 struct proto_snap_entry {
   char name[PROTO_SNAP_NAME_LEN];

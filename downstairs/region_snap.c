@@ -66,7 +66,7 @@ int region__snap_preserve(struct region *r, struct rext *re)
 int region_snapshot_create(struct region *r, const char *name,
                            uint64_t flush_no, uint64_t gen, uint64_t time)
 {
-  if (!proto_snap_name_ok(name))
+  if (!proto_snap_stored_ok(name))
     return -EINVAL;
   pthread_mutex_lock(&r->snap_mu);
   int ret = snap_find(&r->snaps, name) ? -EEXIST

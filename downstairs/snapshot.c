@@ -82,7 +82,7 @@ static int info_parse(const char *buf, struct snap *s)
              &used) != 6 ||
       used == 0 || buf[used] != '\0')
     return -EINVAL;
-  if (!proto_snap_name_ok(name) || s->seq == 0 || s->extent_count == 0)
+  if (!proto_snap_stored_ok(name) || s->seq == 0 || s->extent_count == 0)
     return -EINVAL;
   memcpy(s->name, name, strlen(name) + 1); /* checked: <= SNAP_NAME_MAX */
   if (info_format(s, check, sizeof check) < 0 || strcmp(check, buf) != 0)
@@ -351,7 +351,7 @@ int snap_cat_read(int dfd, struct snap_cat *cat)
 int snap_create(int dfd, struct snap_cat *cat, struct snap *s)
 {
   char sd[64], tmp[80], rel[PATH_MAX], buf[INFO_MAX];
-  if (!proto_snap_name_ok(s->name))
+  if (!proto_snap_stored_ok(s->name))
     return -EINVAL;
   if (snap_find(cat, s->name))
     return -EEXIST;

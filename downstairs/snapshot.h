@@ -42,7 +42,8 @@
 struct ext;
 
 #define SNAP_DIR "snapshots"
-/* A name: what proto_snap_name_ok accepts, 1..SNAP_NAME_MAX bytes. */
+/* A name: what proto_snap_stored_ok accepts (a snapshot's, or a
+ * rollback marker's), 1..SNAP_NAME_MAX bytes. */
 #define SNAP_NAME_MAX (PROTO_SNAP_NAME_LEN - 1)
 /* Most snapshots of one region: bounds the chain every copy lookup and
  * the list reply walk. */

@@ -17,7 +17,8 @@
  *
  * Commands: status; scrub start [--rate MB/s]; scrub status; extend
  * SIZE (answered once the extend is committed or failed: seconds);
- * snapshot create|delete NAME, snapshot list (snapshot.c runs them).  The state
+ * snapshot create|delete NAME, snapshot list (snapshot.c runs them),
+ * snapshot rollback NAME (rollback.c; answered when done).  The state
  * status reports belongs to the loop thread: the admin thread asks the
  * loop to render it (adm_async, up__admin_on_async) and waits at most
  * ADM_LOOP_MS.  up__admin_stop runs before the loop stops, so adm_async
@@ -488,6 +489,42 @@ static void adm_extend(struct upstairs *up, struct adm_reply *r, char **arg,
         res.new_size != res.requested ? " (rounded up to a whole extent)" : "");
 }
 
+/* snapshot rollback NAME (rollback.c): answered when it is done. */
+static void adm_rollback(struct upstairs *up, struct adm_reply *r,
+                         const char *name)
+{
+  static struct up_rollback_res res; /* the admin thread's */
+  int e = up__rollback(up, name, &res);
+  if (e == -EROFS)
+    adm_error(r, "failed",
+              "serving snapshot %s read-only: snapshot commands go to the "
+              "live volume's admin socket",
+              up->cfg.snapshot);
+  else if (e < 0)
+    adm_error(r, e == -EBUSY ? "busy" : "failed", "rollback to %s: %s", name,
+              res.msg[0] ? res.msg : log_strerror(-e));
+  else {
+    adm_ok(r, "snapshot rollback");
+    if (r->json) {
+      up__jb_printf(&r->j, ",\"name\":");
+      up__jb_str(&r->j, name);
+      up__jb_printf(
+          &r->j,
+          ",\"bytes\":%llu,\"written\":%llu,\"trimmed\":%llu,"
+          "\"ms\":%llu}\n",
+          (unsigned long long) res.bytes, (unsigned long long) res.written,
+          (unsigned long long) res.trimmed, (unsigned long long) res.ms);
+    } else
+      up__jb_printf(&r->j,
+                    "rolled back to %s: %llu bytes compared, %llu blocks "
+                    "rewritten, %llu trimmed, paused %llu ms\n",
+                    name, (unsigned long long) res.bytes,
+                    (unsigned long long) res.written,
+                    (unsigned long long) res.trimmed,
+                    (unsigned long long) res.ms);
+  }
+}
+
 /* snapshot create NAME | snapshot delete NAME | snapshot list: one
  * SNAPSHOT job each (snapshot.c), answered when it is decided (a create
  * is a flush: well within the reply's time). */
@@ -502,14 +539,23 @@ static void adm_snapshot(struct upstairs *up, struct adm_reply *r, char **arg,
     op = PROTO_SNAP_DELETE;
   else if (narg == 1 && strcmp(arg[0], "list") == 0)
     op = PROTO_SNAP_LIST;
+  else if (narg == 2 && strcmp(arg[0], "rollback") == 0)
+    op = PROTO_SNAP_OPEN; /* not a SNAPSHOT job: rollback.c */
   if (!op) {
     adm_error(r, "usage",
               "usage: snapshot create NAME | snapshot delete "
-              "NAME | snapshot list");
+              "NAME | snapshot list | snapshot rollback NAME");
     return;
   }
   const char *name = narg == 2 ? arg[1] : "";
-  int e = up__snapshot_run(up, op, name, &res);
+  /* A user's name (a leading '.' is a rollback marker's: rollback.c). */
+  int e = op != PROTO_SNAP_LIST && !proto_snap_name_ok(name) ? -EINVAL : 0;
+  if (e == 0 && op == PROTO_SNAP_OPEN) {
+    adm_rollback(up, r, name);
+    return;
+  }
+  if (e == 0)
+    e = up__snapshot_run(up, op, name, &res);
   if (e == -EINVAL)
     adm_error(r, "usage",
               "bad snapshot name '%.64s' (1-63 of A-Z a-z 0-9 "
@@ -579,10 +625,14 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
   if (n < 4) {
     adm_error(r, "usage",
               "no command (status, scrub start, scrub status, "
-              "extend SIZE, snapshot create|delete|list)");
+              "extend SIZE, snapshot create|delete|list|rollback)");
     return;
   }
-  if (strcmp(tok[3], "status") == 0 && n == 4)
+  if (strcmp(tok[3], "status") != 0 && up__rollback_active(up))
+    adm_error(r, "busy",
+              "a snapshot rollback is running (the log shows its "
+              "progress)");
+  else if (strcmp(tok[3], "status") == 0 && n == 4)
     adm_status(up, r);
   else if (strcmp(tok[3], "scrub") == 0)
     adm_scrub(up, r, tok + 4, n - 4);
@@ -593,7 +643,8 @@ static void adm_request(struct upstairs *up, char *line, struct adm_reply *r)
   else
     adm_error(r, "unknown-command",
               "unknown command '%.40s' (status, scrub "
-              "start, scrub status, extend SIZE, snapshot create|delete|list)",
+              "start, scrub status, extend SIZE, snapshot "
+              "create|delete|list|rollback)",
               tok[3]);
 }
 

@@ -367,7 +367,14 @@ static int io_run(struct upstairs *up, uint16_t type, uint64_t lba,
   return ret;
 }
 
-/* Can IO start now?  -EROFS once fenced (writes), else -EIO. */
+int up__io_blocks(struct upstairs *up, uint16_t type, uint64_t lba,
+                  uint64_t nblk, const uint8_t *src, uint8_t *dst)
+{
+  return io_run(up, type, lba, nblk, src, dst);
+}
+
+/* Can IO start now?  -EROFS once fenced (writes), else -EIO (also once a
+ * rollback stopped part-way: rollback.c). */
 static int io_check(struct upstairs *up, bool write, uint32_t count,
                     uint64_t off)
 {
@@ -375,7 +382,7 @@ static int io_check(struct upstairs *up, bool write, uint32_t count,
 
   pthread_mutex_lock(&up->lock);
   fenced = up->fenced;
-  running = up->phase == UP_PH_RUNNING && !up->stopping;
+  running = up->phase == UP_PH_RUNNING && !up->stopping && !up->halted;
   pthread_mutex_unlock(&up->lock);
   if (fenced)
     return write ? -EROFS : -EIO;

@@ -136,7 +136,7 @@ int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
     r = -EROFS; /* a reader takes part in no job stream: ask the live one */
   else if (up__phase(up) != UP_PH_RUNNING)
     r = -EIO;
-  else if (op != PROTO_SNAP_LIST && !proto_snap_name_ok(name))
+  else if (op != PROTO_SNAP_LIST && !proto_snap_stored_ok(name))
     r = -EINVAL;
   if (r == 0 && op == PROTO_SNAP_CREATE) {
     unsigned count;

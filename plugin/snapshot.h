@@ -37,7 +37,9 @@ struct up_snap_result {
  * for it.  0 or -errno in res->result and as the return: -EIO not
  * running (or fewer than two replicas answered), -EEXIST a create of a
  * name some replica has, -ENOENT a delete of a name none has, -EINVAL a
- * bad name, -ENOSPC too many.  Caller thread only (never the loop). */
+ * bad name (proto_snap_stored_ok: rollback.c's markers pass; a user's
+ * name is checked by the admin, proto_snap_name_ok), -ENOSPC too many.
+ * Caller thread only (never the loop). */
 int up__snapshot_run(struct upstairs *up, uint8_t op, const char *name,
                      struct up_snap_result *res);
 

@@ -883,7 +883,8 @@ int up_start(struct upstairs *up)
   }
   ph = up->phase;
   pthread_mutex_unlock(&up->lock);
-  if (ph == UP_PH_RUNNING)
+  /* Before the first guest request: a rollback a crash interrupted. */
+  if (ph == UP_PH_RUNNING && up__rollback_resume(up) == 0)
     return 0;
   up_stop(up);
   return -EIO;

@@ -58,6 +58,7 @@
 
 #include "../common/proto.h"
 #include "client.h"
+#include "rollback.h"
 #include "snapshot.h"
 #include "upstairs.h"
 
@@ -418,6 +419,8 @@ struct upstairs {
   enum up_phase phase; /* under lock */
   bool stopping;       /* under lock */
   bool fenced;         /* under lock */
+  bool halted;   /* under lock: a rollback stopped part-way (rollback.c) */
+  int rb_active; /* atomic: a rollback runs (rollback.c) */
   /* A caller found downstairs i lying (io.c): the loop faults it. */
   bool fault_req[UP_DOWNSTAIRS]; /* under lock */
   char fault_why[UP_DOWNSTAIRS][160];
@@ -583,6 +586,11 @@ struct up_range {
 };
 int up__range_lock(struct upstairs *up, struct up_range *r);
 void up__range_unlock(struct upstairs *up, struct up_range *r);
+/* Run nblk blocks at lba as jobs of one type (WRITE reads src, READ
+ * fills dst, TRIM and FLUSH use neither), with no range lock: for a
+ * caller holding the range itself (rollback.c). */
+int up__io_blocks(struct upstairs *up, uint16_t type, uint64_t lba,
+                  uint64_t nblk, const uint8_t *src, uint8_t *dst);
 
 /* io.c: the caller side of the job API, also for heal.c and
  * reconcile.c.  A job from up__job_new has refs for the caller and the
