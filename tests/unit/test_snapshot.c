@@ -171,7 +171,14 @@ static void test_snap_errors(void)
   uint8_t got[BS];
   CHECK(region_create(dir, &d) == 0 && region_open(dir, &r) == 0);
   CHECK(region_snapshot_create(r, "", 1, 1, 0) == -EINVAL);
-  CHECK(region_snapshot_create(r, ".hidden", 1, 1, 0) == -EINVAL);
+  CHECK(region_snapshot_create(r, "..hidden", 1, 1, 0) == -EINVAL);
+  CHECK(region_snapshot_create(r, ".", 1, 1, 0) == -EINVAL);
+  /* A rollback marker (plugin/rollback.c) is stored, and read back
+   * across a reopen, like any snapshot. */
+  CHECK(region_snapshot_create(r, ".mark", 1, 1, 0) == 0);
+  region_close(r);
+  CHECK(region_open(dir, &r) == 0);
+  CHECK(region_snapshot_delete(r, ".mark") == 0);
   CHECK(region_snapshot_create(r, "a/b", 1, 1, 0) == -EINVAL);
   CHECK(region_snapshot_create(r, "with space", 1, 1, 0) == -EINVAL);
   char longname[80];

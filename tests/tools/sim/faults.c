@@ -466,6 +466,7 @@ void fault_begin(struct sim *s)
     default: extend_volume(s, -1, true); break;
     }
     return;
+  case F_SNAPSHOT: snap_fault(s); return; /* snap.c */
   case F_ROLLBACK: /* copy now, restore after dur ops (rollback.c) */
     rollback_copy(s, ds);
     event(s, "rollback: ds%d put back to the copy after %" PRIu64 " ops",

@@ -9,11 +9,11 @@ void progress(struct sim *s)
   printf("crucible-sim: %5.0f s  ops %" PRIu64 " (r %" PRIu64 " w %" PRIu64
          " t %" PRIu64 " z %" PRIu64 " f %" PRIu64 ")  faults %" PRIu64
          "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
-         "/%" PRIu64 "/%" PRIu64 "\n",
+         "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
          t, s->seq, s->nops[K_READ], s->nops[K_WRITE], s->nops[K_TRIM],
          s->nops[K_ZERO], s->nops[K_FLUSH], s->nfaults[0], s->nfaults[1],
          s->nfaults[2], s->nfaults[3], s->nfaults[4], s->nfaults[5],
-         s->nfaults[6], s->nfaults[7], s->nfaults[8]);
+         s->nfaults[6], s->nfaults[7], s->nfaults[8], s->nfaults[9]);
   fflush(stdout);
 }
 
@@ -135,12 +135,13 @@ void summary(struct sim *s)
          " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
          " (%" PRIu64 " by SIGTERM) rollback %" PRIu64 " (%" PRIu64
          " restores) extend %" PRIu64 " (%" PRIu64 " grew, to %" PRIu64
-         " MiB); %" PRIu64 " MiB checked after crashes%s\n",
+         " MiB) snapshot %" PRIu64 " (%" PRIu64 " rollbacks, %" PRIu64
+         " finished at a restart); %" PRIu64 " MiB checked after crashes%s\n",
          s->nfaults[0], s->nfaults[1], s->nfaults[2], s->flips_done,
          s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
          s->away_clean, s->nfaults[7], s->rollbacks, s->nfaults[8], s->extends,
-         s->size >> 20, s->crash_checked >> 20,
-         s->o.lenient ? " (lenient)" : "");
+         s->size >> 20, s->nfaults[9], s->snap_rollbacks, s->snap_resumed,
+         s->crash_checked >> 20, s->o.lenient ? " (lenient)" : "");
 }
 
 void __attribute__((noreturn)) usage(void)

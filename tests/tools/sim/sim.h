@@ -96,7 +96,15 @@
  * verify=all only for the final read, so the class never meets
  * verify=one on purpose; there is no option to pass other nbdkit
  * parameters.  A run ending inside the fault puts the replica back before
- * the final read.
+ * the final read.  And snapshot (snap.c: with nothing in flight and
+ * everything flushed, `crucible-admin snapshot create simN` (deleting
+ * the previous one) when there is none or a quarter of the time, else
+ * `snapshot rollback` to it, a third of those with nbdkit killed -9
+ * 0-1000 ms after the command is sent and restarted: the model of a
+ * snapshot is M when it was taken; after a rollback M is that, grown
+ * with zeroes to the volume's size (extends since stay), and after a
+ * crash it is that if nbdkit's log says the rollback finished, before
+ * the kill or at the restart ("was interrupted"), else unchanged).
  * They come in rounds, each round a seeded permutation of the enabled
  * classes (away twice: a short outage is what a real volume meets most,
  * and a partial resync has more corners than a full copy), the next one
@@ -183,7 +191,7 @@
 #define HEALTH_SECS 180   /* bound on waiting for all active */
 #define START_SECS 120    /* bound on a process coming up */
 #define STOP_SECS 60      /* bound on a clean stop */
-#define NFAULT 9
+#define NFAULT 10
 #define ROUND_MAX (NFAULT + 1) /* away twice per round */
 
 enum kind { K_READ, K_WRITE, K_TRIM, K_ZERO, K_FLUSH };
@@ -197,7 +205,8 @@ enum fclass {
   F_DOWN_CRASH,
   F_AWAY,
   F_ROLLBACK,
-  F_EXTEND
+  F_EXTEND,
+  F_SNAPSHOT
 };
 extern const char *const fault_name[NFAULT];
 
@@ -303,6 +312,12 @@ struct sim {
   uint64_t nops[5], bytes[5], nfaults[NFAULT], crash_checked, flips_done;
   uint64_t away_clean; /* away faults that stopped it with SIGTERM */
   uint64_t rollbacks;  /* rollback faults that restored a copy */
+  /* snapshot (snap.c) */
+  struct model S;                        /* what snapshot snap_name holds */
+  bool snap_have;                        /* snap_name exists */
+  char snap_name[32];                    /* sim1, sim2, ... */
+  unsigned snap_n;                       /* snapshots taken */
+  uint64_t snap_rollbacks, snap_resumed; /* rollbacks; finished at start */
   double t_start;
   FILE *logf;
   char hist[HIST][200];
@@ -423,6 +438,9 @@ int special_ds(struct sim *s);
 void rollback_copy(struct sim *s, int i);
 void rollback_restore(struct sim *s, int i);
 void heal_stale(struct sim *s, uint64_t off, uint64_t len);
+
+/* snap.c */
+void snap_fault(struct sim *s);
 
 /* main.c */
 void progress(struct sim *s);

@@ -2,9 +2,9 @@
 #include "sim.h"
 
 const char *const kind_name[5] = {"read", "write", "trim", "zero", "flush"};
-const char *const fault_name[NFAULT] = {"kill-ds",     "stop-ds",  "flip",
-                                        "kill-nbdkit", "restart",  "down-crash",
-                                        "away",        "rollback", "extend"};
+const char *const fault_name[NFAULT] = {
+    "kill-ds",    "stop-ds", "flip",     "kill-nbdkit", "restart",
+    "down-crash", "away",    "rollback", "extend",      "snapshot"};
 struct sim *g_sim;
 
 /* ---- small helpers ---------------------------------------------------- */

@@ -1,0 +1,131 @@
+/* crucible-sim: the snapshot fault class (sim.h): snapshots of the live
+ * volume and rollbacks to them, through crucible-admin, checked against
+ * the model.  The model of a snapshot is a copy of M taken when its
+ * create succeeded with nothing in flight and everything flushed (so M
+ * is exactly what it holds); a rollback makes M that copy grown with
+ * zeroes to the volume's size, and D = M (it ends with a flush). */
+#include "sim.h"
+
+/* Does path hold needle at or after byte off? */
+static bool log_has_since(const char *path, long off, const char *needle)
+{
+  FILE *f = fopen(path, "r");
+  char line[1024];
+  bool found = false;
+  if (!f)
+    return false;
+  if (fseek(f, off, SEEK_SET) == 0)
+    while (!found && fgets(line, sizeof line, f))
+      found = strstr(line, needle) != NULL;
+  fclose(f);
+  return found;
+}
+
+static long file_size(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 ? (long) st.st_size : 0;
+}
+
+/* crucible-admin ARGS... on nbdkit's admin socket; exit status. */
+static int admin(struct sim *s, const char *a1, const char *a2, const char *a3)
+{
+  char log[600];
+  snprintf(log, sizeof log, "%s/admin.log", s->o.dir);
+  char *argv[] = {s->o.admin_bin, "-s",        s->asock, (char *) a1,
+                  (char *) a2,    (char *) a3, NULL};
+  int st = run_cmd(s, argv, log, 180);
+  if (st != 0)
+    tail_file(log, 5);
+  return st;
+}
+
+/* Take snapshot simN of the volume now (nothing in flight, flushed). */
+static void snap_take(struct sim *s)
+{
+  char name[32];
+  if (s->snap_have) {
+    if (admin(s, "snapshot", "delete", s->snap_name) != 0)
+      fail(s, "snapshot delete %s failed", s->snap_name);
+    event(s, "snapshot %s deleted", s->snap_name);
+  }
+  snprintf(name, sizeof name, "sim%u", ++s->snap_n);
+  if (admin(s, "snapshot", "create", name) != 0)
+    fail(s, "snapshot create %s failed", name);
+  snprintf(s->snap_name, sizeof s->snap_name, "%s", name);
+  model_copy(&s->S, &s->M);
+  s->snap_have = true;
+  event(s, "snapshot %s created at op %" PRIu64 " (%" PRIu64 " bytes)", name,
+        s->seq, s->size);
+}
+
+/* The volume is now snapshot S: M, D and L say so. */
+static void snap_adopt(struct sim *s)
+{
+  model_copy(&s->M, &s->S);
+  model_grow(&s->M, s->size);
+  model_copy(&s->D, &s->M);
+  ulog_clear(&s->L);
+  s->snap_rollbacks++;
+}
+
+/* Roll back to S; crash: kill -9 nbdkit 0-1000 ms after the command
+ * was sent (a rollback of this volume takes about a second or more:
+ * before, during or after it) and restart it: the volume is S if the
+ * first nbdkit finished it or the second one finished it at start (its
+ * log says which), else unchanged. */
+static void snap_rollback(struct sim *s, bool crash)
+{
+  event(s, "fault snapshot rollback to %s%s", s->snap_name,
+        crash ? ", nbdkit killed -9 meanwhile" : "");
+  if (!crash) {
+    if (admin(s, "snapshot", "rollback", s->snap_name) != 0)
+      fail(s, "snapshot rollback %s failed", s->snap_name);
+    snap_adopt(s);
+    return;
+  }
+  char log[600], done[96], resumed[96];
+  snprintf(log, sizeof log, "%s/admin.log", s->o.dir);
+  snprintf(done, sizeof done, "rollback to %s done", s->snap_name);
+  snprintf(resumed, sizeof resumed, "rollback to %s was interrupted",
+           s->snap_name);
+  char *argv[] = {s->o.admin_bin, "-s",         s->asock, "snapshot",
+                  "rollback",     s->snap_name, NULL};
+  long off = file_size(s->nblog);
+  pid_t pid = spawn(s, argv, log);
+  usleep((useconds_t) rng_range(&s->rfault, 0, 1000000));
+  s->crashing = true;
+  kill(s->nbdkit.pid, SIGKILL);
+  waitpid(s->nbdkit.pid, NULL, 0);
+  s->nbdkit.pid = 0;
+  wait_exit(pid, 60);
+  conns_close(s);
+  s->crashing = false;
+  bool finished = log_has_since(s->nblog, off, done);
+  long off2 = file_size(s->nblog);
+  nbdkit_start(s, false);
+  bool resumed_now = log_has_since(s->nblog, off2, resumed);
+  event(s, "after the crash: the rollback %s",
+        finished      ? "had finished"
+        : resumed_now ? "was finished at start"
+                      : "had not begun");
+  if (finished || resumed_now)
+    snap_adopt(s);
+  if (resumed_now)
+    s->snap_resumed++;
+  flush_all(s);
+  model_copy(&s->D, &s->M);
+  ulog_clear(&s->L);
+}
+
+void snap_fault(struct sim *s)
+{
+  flush_all(s); /* M is then what a snapshot holds; L is durable */
+  model_copy(&s->D, &s->M);
+  ulog_clear(&s->L);
+  uint64_t pick = rng_range(&s->rfault, 0, 3);
+  if (!s->snap_have || pick == 0)
+    snap_take(s);
+  else
+    snap_rollback(s, pick == 3);
+}
