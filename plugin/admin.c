@@ -515,13 +515,14 @@ static void adm_rollback(struct upstairs *up, struct adm_reply *r,
           (unsigned long long) res.bytes, (unsigned long long) res.written,
           (unsigned long long) res.trimmed, (unsigned long long) res.ms);
     } else
-      up__jb_printf(&r->j,
-                    "rolled back to %s: %llu bytes compared, %llu blocks "
-                    "rewritten, %llu trimmed, paused %llu ms\n",
-                    name, (unsigned long long) res.bytes,
-                    (unsigned long long) res.written,
-                    (unsigned long long) res.trimmed,
-                    (unsigned long long) res.ms);
+      up__jb_printf(
+          &r->j,
+          "rolled back to %s: %llu bytes checked, %llu blocks "
+          "compared, %llu blocks rewritten, %llu trimmed, paused "
+          "%llu ms\n",
+          name, (unsigned long long) res.bytes,
+          (unsigned long long) res.compared, (unsigned long long) res.written,
+          (unsigned long long) res.trimmed, (unsigned long long) res.ms);
   }
 }
 

@@ -125,6 +125,117 @@ static int rb_apply(struct upstairs *up, uint64_t lba, uint64_t n,
   return r;
 }
 
+#define RB_UNKNOWN UINT64_MAX /* rb_versions: replicas disagree or silent */
+
+/* Per block of [lba, lba+n) the version its replicas of u hold (newest
+ * written or trimmed, from the metadata: READ CTX_ONLY|VERSIONS to every
+ * full replica), where at least two answered and all that answered
+ * agree, else RB_UNKNOWN.  0, or -errno. */
+static int rb_versions(struct upstairs *u, uint64_t lba, uint32_t n,
+                       uint64_t *ver)
+{
+  struct up_job *job = up__job_new(PROTO_T_READ, lba, n, PROTO_IO_HDR_LEN);
+  unsigned mask;
+  int res;
+
+  if (!job)
+    return -ENOMEM;
+  memset(job->frame, 0, PROTO_IO_HDR_LEN);
+  job->ctx_only = job->versions = true;
+  job->only = (1u << UP_DOWNSTAIRS) - 1; /* the loop sends to the active */
+  up__run_jobs(u, &job, 1, &res);
+  if (!job)
+    return res < 0 ? res : -EIO;
+  pthread_mutex_lock(&u->lock);
+  mask = job->seen & job->sent & ~job->lr_mask & ~job->failed;
+  pthread_mutex_unlock(&u->lock);
+  for (uint32_t i = 0; i < n; i++) {
+    ver[i] = __builtin_popcount(mask) >= 2 ? 0 : RB_UNKNOWN;
+    bool first = true;
+    for (int d = 0; d < UP_DOWNSTAIRS && ver[i] != RB_UNKNOWN; d++) {
+      struct proto_ctx c;
+      if (!(mask & (1u << d)) || job->reply[d].n != n)
+        continue;
+      proto_ctx_get(job->reply[d].ctxs + (size_t) i * PROTO_CTX_LEN, &c);
+      if (first)
+        ver[i] = c.version;
+      else if (c.version != ver[i])
+        ver[i] = RB_UNKNOWN;
+      first = false;
+    }
+    if (first)
+      ver[i] = RB_UNKNOWN;
+  }
+  up__job_put(job);
+  return 0;
+}
+
+/* Blocks [lba, lba+n) by their bytes: read from rd (zeroes past its
+ * sblocks) and live, rewrite what differs. */
+static int rb_blocks(struct upstairs *up, struct upstairs *rd, uint64_t lba,
+                     uint64_t n, uint64_t sblocks, uint8_t *sb, uint8_t *lb,
+                     const char *name, struct up_rollback_res *res)
+{
+  size_t bs = up->region.block_size;
+  uint64_t sn = lba >= sblocks ? 0 : sblocks - lba < n ? sblocks - lba : n;
+  int r = 0;
+
+  if (sn && (r = up_read(rd, sb, (uint32_t) (sn * bs), lba * bs)) < 0) {
+    snprintf(res->msg, sizeof res->msg,
+             "cannot read snapshot %s at block %llu: %s", name,
+             (unsigned long long) lba, log_strerror(-r));
+    return r;
+  }
+  memset(sb + sn * bs, 0, (n - sn) * bs);
+  r = up__io_blocks(up, PROTO_T_READ, lba, n, NULL, lb);
+  if (r == 0)
+    r = rb_apply(up, lba, n, sb, lb, res);
+  if (r < 0 && !res->msg[0])
+    snprintf(res->msg, sizeof res->msg, "cannot roll back block %llu: %s",
+             (unsigned long long) lba, log_strerror(-r));
+  return r;
+}
+
+/* One chunk: the blocks whose versions agree on both sides (the same
+ * write or trim, or never written: the same bytes) are left; each run
+ * of the others goes through rb_blocks.  Two replicas agreeing on each
+ * side is what skipping a block rests on: one lying replica can only
+ * make a block compared by its bytes. */
+static int rb_chunk(struct upstairs *up, struct upstairs *rd, uint64_t lba,
+                    uint32_t n, uint64_t sblocks, uint64_t *lv, uint64_t *sv,
+                    uint8_t *sb, uint8_t *lb, const char *name,
+                    struct up_rollback_res *res)
+{
+  uint32_t sn = lba >= sblocks      ? 0
+                : sblocks - lba < n ? (uint32_t) (sblocks - lba)
+                                    : n;
+  int r = rb_versions(up, lba, n, lv);
+
+  if (r == 0 && sn)
+    r = rb_versions(rd, lba, sn, sv);
+  for (uint32_t i = sn; r == 0 && i < n; i++)
+    sv[i] = 0; /* past the snapshot: never written there */
+  if (r < 0) {
+    snprintf(res->msg, sizeof res->msg,
+             "cannot read the versions at block %llu: %s",
+             (unsigned long long) lba, log_strerror(-r));
+    return r;
+  }
+  for (uint32_t i = 0; i < n && r == 0;) {
+    if (lv[i] != RB_UNKNOWN && lv[i] == sv[i]) {
+      i++;
+      continue;
+    }
+    uint32_t j = i + 1;
+    while (j < n && (lv[j] == RB_UNKNOWN || lv[j] != sv[j]))
+      j++;
+    res->compared += j - i;
+    r = rb_blocks(up, rd, lba + i, j - i, sblocks, sb, lb, name, res);
+    i = j;
+  }
+  return r;
+}
+
 /* The pass: compare every block with rd's, rewrite what differs, flush.
  * *changed: a write or trim was sent. */
 static int rb_pass(struct upstairs *up, struct upstairs *rd, const char *name,
@@ -134,30 +245,16 @@ static int rb_pass(struct upstairs *up, struct upstairs *rd, const char *name,
   uint64_t blocks = up_size(up) / bs, sblocks = up_size(rd) / bs;
   uint64_t step = RB_CHUNK / bs, next_pct = 10;
   uint8_t *sb = malloc(RB_CHUNK), *lb = malloc(RB_CHUNK);
-  int r = sb && lb ? 0 : -ENOMEM;
+  uint64_t *lv = malloc(step * sizeof *lv), *sv = malloc(step * sizeof *sv);
+  int r = sb && lb && lv && sv ? 0 : -ENOMEM;
 
   res->bytes = blocks * bs;
   for (uint64_t lba = 0; lba < blocks && r == 0; lba += step) {
     uint64_t n = blocks - lba < step ? blocks - lba : step;
-    uint64_t sn = lba >= sblocks ? 0 : sblocks - lba < n ? sblocks - lba : n;
     uint64_t before = res->written + res->trimmed;
-    if (sn && (r = up_read(rd, sb, (uint32_t) (sn * bs), lba * bs)) < 0) {
-      snprintf(res->msg, sizeof res->msg,
-               "cannot read snapshot %s at block %llu: %s", name,
-               (unsigned long long) lba, log_strerror(-r));
-      break;
-    }
-    memset(sb + sn * bs, 0, (n - sn) * bs);
-    r = up__io_blocks(up, PROTO_T_READ, lba, n, NULL, lb);
-    if (r == 0)
-      r = rb_apply(up, lba, n, sb, lb, res);
+    r = rb_chunk(up, rd, lba, (uint32_t) n, sblocks, lv, sv, sb, lb, name, res);
     *changed |= res->written + res->trimmed != before;
-    if (r < 0) {
-      snprintf(res->msg, sizeof res->msg, "cannot roll back block %llu: %s",
-               (unsigned long long) lba, log_strerror(-r));
-      break;
-    }
-    if ((lba + n) * 100 >= next_pct * blocks && lba + n < blocks) {
+    if (r == 0 && (lba + n) * 100 >= next_pct * blocks && lba + n < blocks) {
       log_notice("rollback to %s: %llu%% compared, %llu blocks rewritten, "
                  "%llu trimmed",
                  name, (unsigned long long) ((lba + n) * 100 / blocks),
@@ -166,10 +263,12 @@ static int rb_pass(struct upstairs *up, struct upstairs *rd, const char *name,
       next_pct = (lba + n) * 100 / blocks / 10 * 10 + 10;
     }
   }
-  if (!sb || !lb)
+  if (!sb || !lb || !lv || !sv)
     snprintf(res->msg, sizeof res->msg, "out of memory");
   free(sb);
   free(lb);
+  free(lv);
+  free(sv);
   if (r == 0 && (r = up__io_blocks(up, PROTO_T_FLUSH, 0, 1, NULL, NULL)) == 0)
     r = up__state_commit(up);
   if (r < 0 && !res->msg[0])
@@ -284,9 +383,10 @@ static int rb_run(struct upstairs *up, const char *name, bool resume,
   up__range_unlock(up, &rg);
   up_free(rd);
   if (r == 0)
-    log_notice("rollback to %s done: %llu bytes compared, %llu blocks "
-               "rewritten, %llu trimmed, paused %llu ms",
+    log_notice("rollback to %s done: %llu bytes checked, %llu blocks "
+               "compared, %llu blocks rewritten, %llu trimmed, paused %llu ms",
                name, (unsigned long long) res->bytes,
+               (unsigned long long) res->compared,
                (unsigned long long) res->written,
                (unsigned long long) res->trimmed, (unsigned long long) res->ms);
   else

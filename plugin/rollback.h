@@ -13,11 +13,12 @@
 struct upstairs;
 
 struct up_rollback_res {
-  uint64_t bytes;   /* compared (the volume's size) */
-  uint64_t written; /* blocks rewritten with the snapshot's bytes */
-  uint64_t trimmed; /* blocks the snapshot holds as zeroes, now trimmed */
-  uint64_t ms;      /* how long the volume was paused */
-  char msg[300];    /* why it failed (one line), or "" */
+  uint64_t bytes;    /* the volume's size (every block's versions) */
+  uint64_t compared; /* blocks compared by their bytes (versions differ) */
+  uint64_t written;  /* blocks rewritten with the snapshot's bytes */
+  uint64_t trimmed;  /* blocks the snapshot holds as zeroes, now trimmed */
+  uint64_t ms;       /* how long the volume was paused */
+  char msg[300];     /* why it failed (one line), or "" */
 };
 
 /* Roll the running volume back to snapshot name (caller thread: the
