@@ -446,15 +446,14 @@ int up__rollback_pending(const struct up_snap_result *ls,
   return 0;
 }
 
-int up__rollback_resume(struct upstairs *up)
+/* up__rollback_resume with rb_active held. */
+static int rb_resume(struct upstairs *up)
 {
   static struct up_snap_result ls, tmp;
   static struct up_rollback_res res;
   const struct proto_snap_entry *pick, *stale;
   int r;
 
-  if (up_snapshot_mode(up))
-    return 0;
   if ((r = up__snapshot_run(up, PROTO_SNAP_LIST, "", &ls)) < 0) {
     snprintf(up->err, sizeof up->err, "cannot list snapshots: %s",
              log_strerror(-r));
@@ -469,9 +468,9 @@ int up__rollback_resume(struct upstairs *up)
     return -EAGAIN;
   }
   if (stale && !pick) {
-    log_info("rollback to %s: a finished rollback's marker was left on one "
-             "replica (away at its end): deleted",
-             stale->name + 1);
+    log_notice("rollback to %s: a finished rollback's marker was left on one "
+               "replica (away at its end): deleted",
+               stale->name + 1);
     if (up__snapshot_run(up, PROTO_SNAP_DELETE, stale->name, &tmp) < 0)
       log_warn("rollback: cannot delete marker %s", stale->name);
   }
@@ -480,12 +479,25 @@ int up__rollback_resume(struct upstairs *up)
   log_warn("rollback to %s was interrupted: finishing it before serving",
            pick->name + 1);
   memset(&res, 0, sizeof res);
-  __atomic_store_n(&up->rb_active, 1, __ATOMIC_SEQ_CST);
   r = rb_run(up, pick->name + 1, true, &res);
-  __atomic_store_n(&up->rb_active, 0, __ATOMIC_SEQ_CST);
   if (r < 0)
     snprintf(up->err, sizeof up->err,
              "rollback to %s was interrupted and cannot finish: %s",
              pick->name + 1, res.msg);
+  return r;
+}
+
+int up__rollback_resume(struct upstairs *up)
+{
+  int r;
+
+  if (up_snapshot_mode(up))
+    return 0;
+  /* An admin rollback that came first (the admin thread runs already)
+   * supersedes an interrupted one: it deletes every marker. */
+  if (__atomic_exchange_n(&up->rb_active, 1, __ATOMIC_SEQ_CST))
+    return 0;
+  r = rb_resume(up);
+  __atomic_store_n(&up->rb_active, 0, __ATOMIC_SEQ_CST);
   return r;
 }
