@@ -3,7 +3,8 @@
 # nbdkit with crucible.so and one downstairs run under memcheck while a
 # client writes (aligned and unaligned), flushes, trims and reads back;
 # another downstairs is killed and live-repaired from the one under
-# valgrind, so the repair source path runs there too.  Both must exit
+# valgrind, so the repair source path runs there too; a snapshot is
+# taken and the volume rolled back to it.  Both must exit
 # with no memcheck error and no definitely or indirectly lost block.
 # (SANITIZE=1 builds are skipped: ASan and valgrind do not mix.)
 # timeout: 420
@@ -66,6 +67,14 @@ nbdsh -u "\$uri" -c 'assert h.pread(65536, 262144) == b"z" * 65536'
 "$top/crucible-admin" -s "$tmp/admin.sock" status | grep -q "^volume: healthy"
 "$top/crucible-admin" -s "$tmp/admin.sock" --json status | grep -q '"ok":true'
 ! "$top/crucible-admin" -s "$tmp/admin.sock" frob 2> /dev/null
+# A snapshot and a rollback to it (a second upstairs reads the snapshot).
+"$top/crucible-admin" -s "$tmp/admin.sock" snapshot create v1 > /dev/null
+nbdsh -u "\$uri" -c 'open("$tmp/v1.bin", "wb").write(h.pread(65536, 0))
+h.pwrite(b"y" * 65536, 0)
+h.flush()'
+"$top/crucible-admin" -s "$tmp/admin.sock" snapshot rollback v1 |
+  grep -q "^rolled back to v1"
+nbdsh -u "\$uri" -c 'assert h.pread(65536, 0) == open("$tmp/v1.bin", "rb").read()'
 EOF
 
 # nbdkit --run forks (the server runs in the child): one log per process.
