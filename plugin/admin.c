@@ -510,10 +510,11 @@ static void adm_rollback(struct upstairs *up, struct adm_reply *r,
       up__jb_str(&r->j, name);
       up__jb_printf(
           &r->j,
-          ",\"bytes\":%llu,\"written\":%llu,\"trimmed\":%llu,"
-          "\"ms\":%llu}\n",
-          (unsigned long long) res.bytes, (unsigned long long) res.written,
-          (unsigned long long) res.trimmed, (unsigned long long) res.ms);
+          ",\"bytes\":%llu,\"compared\":%llu,\"written\":%llu,"
+          "\"trimmed\":%llu,\"ms\":%llu}\n",
+          (unsigned long long) res.bytes, (unsigned long long) res.compared,
+          (unsigned long long) res.written, (unsigned long long) res.trimmed,
+          (unsigned long long) res.ms);
     } else
       up__jb_printf(
           &r->j,

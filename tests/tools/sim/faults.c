@@ -355,6 +355,20 @@ static void check_counts(struct sim *s)
            s->o.extent_count);
 }
 
+void admin_crash(struct sim *s, char *const argv[], const char *log,
+                 uint64_t max_us)
+{
+  pid_t pid = spawn(s, argv, log);
+  usleep((useconds_t) rng_range(&s->rfault, 0, max_us));
+  s->crashing = true;
+  kill(s->nbdkit.pid, SIGKILL);
+  waitpid(s->nbdkit.pid, NULL, 0);
+  s->nbdkit.pid = 0;
+  wait_exit(pid, 60);
+  conns_close(s);
+  s->crashing = false;
+}
+
 /* Fault extend (sim.h): grow by one or two extents, nothing in flight;
  * ds >= 0: that downstairs is down meanwhile (levelled at its return);
  * crash: nbdkit killed -9 0-250 ms after the command is sent (an
@@ -394,15 +408,7 @@ static void extend_volume(struct sim *s, int ds, bool crash)
       check_counts(s);
     return;
   }
-  pid_t pid = spawn(s, argv, log);
-  usleep((useconds_t) rng_range(&s->rfault, 0, 250000));
-  s->crashing = true;
-  kill(s->nbdkit.pid, SIGKILL);
-  waitpid(s->nbdkit.pid, NULL, 0);
-  s->nbdkit.pid = 0;
-  wait_exit(pid, 60);
-  conns_close(s);
-  s->crashing = false;
+  admin_crash(s, argv, log, 250000);
   if (ds >= 0)
     ds_start(s, ds);
   s->size_alt = want;

@@ -415,6 +415,10 @@ void sim_grow(struct sim *s, uint64_t size);
 uint32_t region_count(struct sim *s, int i);
 
 /* faults.c */
+/* Run crucible-admin argv (output to log), kill -9 nbdkit 0..max_us
+ * later, wait for the command to end; nbdkit is left stopped. */
+void admin_crash(struct sim *s, char *const argv[], const char *log,
+                 uint64_t max_us);
 bool flip_block(struct sim *s, int i);
 void heal_flips(struct sim *s, uint64_t off, uint64_t len);
 void ds_stop_clean(struct sim *s, int i);

@@ -92,15 +92,7 @@ static void snap_rollback(struct sim *s, bool crash)
   char *argv[] = {s->o.admin_bin, "-s",         s->asock, "snapshot",
                   "rollback",     s->snap_name, NULL};
   long off = file_size(s->nblog);
-  pid_t pid = spawn(s, argv, log);
-  usleep((useconds_t) rng_range(&s->rfault, 0, 1000000));
-  s->crashing = true;
-  kill(s->nbdkit.pid, SIGKILL);
-  waitpid(s->nbdkit.pid, NULL, 0);
-  s->nbdkit.pid = 0;
-  wait_exit(pid, 60);
-  conns_close(s);
-  s->crashing = false;
+  admin_crash(s, argv, log, 1000000);
   bool finished = log_has_since(s->nblog, off, done);
   long off2 = file_size(s->nblog);
   nbdkit_start(s, false);
