@@ -125,12 +125,24 @@ static int rb_apply(struct upstairs *up, uint64_t lba, uint64_t n,
   return r;
 }
 
-#define RB_UNKNOWN UINT64_MAX /* rb_versions: replicas disagree or silent */
+uint64_t up__rollback_agree(const uint64_t v[], unsigned mask)
+{
+  uint64_t got = UP_RB_UNKNOWN;
+  if (__builtin_popcount(mask) < 2)
+    return UP_RB_UNKNOWN;
+  for (int d = 0; d < UP_DOWNSTAIRS; d++)
+    if (mask & (1u << d)) {
+      if (got != UP_RB_UNKNOWN && v[d] != got)
+        return UP_RB_UNKNOWN;
+      got = v[d];
+    }
+  return got;
+}
 
 /* Per block of [lba, lba+n) the version its replicas of u hold (newest
  * written or trimmed, from the metadata: READ CTX_ONLY|VERSIONS to every
  * full replica), where at least two answered and all that answered
- * agree, else RB_UNKNOWN.  0, or -errno. */
+ * agree (up__rollback_agree), else UP_RB_UNKNOWN.  0, or -errno. */
 static int rb_versions(struct upstairs *u, uint64_t lba, uint32_t n,
                        uint64_t *ver)
 {
@@ -150,21 +162,17 @@ static int rb_versions(struct upstairs *u, uint64_t lba, uint32_t n,
   mask = job->seen & job->sent & ~job->lr_mask & ~job->failed;
   pthread_mutex_unlock(&u->lock);
   for (uint32_t i = 0; i < n; i++) {
-    ver[i] = __builtin_popcount(mask) >= 2 ? 0 : RB_UNKNOWN;
-    bool first = true;
-    for (int d = 0; d < UP_DOWNSTAIRS && ver[i] != RB_UNKNOWN; d++) {
+    uint64_t v[UP_DOWNSTAIRS] = {0};
+    unsigned m = 0;
+    for (int d = 0; d < UP_DOWNSTAIRS; d++) {
       struct proto_ctx c;
       if (!(mask & (1u << d)) || job->reply[d].n != n)
         continue;
       proto_ctx_get(job->reply[d].ctxs + (size_t) i * PROTO_CTX_LEN, &c);
-      if (first)
-        ver[i] = c.version;
-      else if (c.version != ver[i])
-        ver[i] = RB_UNKNOWN;
-      first = false;
+      v[d] = c.version;
+      m |= 1u << d;
     }
-    if (first)
-      ver[i] = RB_UNKNOWN;
+    ver[i] = up__rollback_agree(v, m);
   }
   up__job_put(job);
   return 0;
@@ -222,12 +230,12 @@ static int rb_chunk(struct upstairs *up, struct upstairs *rd, uint64_t lba,
     return r;
   }
   for (uint32_t i = 0; i < n && r == 0;) {
-    if (lv[i] != RB_UNKNOWN && lv[i] == sv[i]) {
+    if (lv[i] != UP_RB_UNKNOWN && lv[i] == sv[i]) {
       i++;
       continue;
     }
     uint32_t j = i + 1;
-    while (j < n && (lv[j] == RB_UNKNOWN || lv[j] != sv[j]))
+    while (j < n && (lv[j] == UP_RB_UNKNOWN || lv[j] != sv[j]))
       j++;
     res->compared += j - i;
     r = rb_blocks(up, rd, lba + i, j - i, sblocks, sb, lb, name, res);

@@ -49,6 +49,14 @@ int up__rollback_pending(const struct up_snap_result *ls,
                          const struct proto_snap_entry **pick,
                          const struct proto_snap_entry **stale);
 
+/* The version one block holds on one side (pure; test_rollback.c): v[d]
+ * from each downstairs d in mask (those that answered a READ
+ * CTX_ONLY|VERSIONS); the one version if at least two answered and all
+ * agree, else UP_RB_UNKNOWN (the block is then compared by its bytes:
+ * one lying replica must never make a changed block look unchanged). */
+#define UP_RB_UNKNOWN UINT64_MAX
+uint64_t up__rollback_agree(const uint64_t v[], unsigned mask);
+
 /* Is a rollback running now (the admin refuses other changes)? */
 bool up__rollback_active(struct upstairs *up);
 

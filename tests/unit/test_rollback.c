@@ -82,6 +82,22 @@ int main(void)
   for (int i = 0; i < 3; i++)
     add(i, "s.1", 4);
   CHECK(up__rollback_pending(&ls, &pick, &stale) == 0 && !pick && !stale);
+  /* The version rule: every answer set of three replicas, each silent
+   * or holding version 5 or 6, against "two or more, all the same". */
+  for (unsigned mask = 0; mask < 8; mask++)
+    for (unsigned sixes = 0; sixes < 8; sixes++) {
+      uint64_t v[3];
+      unsigned n = 0, n6 = 0;
+      for (int d = 0; d < 3; d++) {
+        v[d] = (sixes >> d) & 1 ? 6 : 5;
+        if (mask & (1u << d)) {
+          n++;
+          n6 += (sixes >> d) & 1;
+        }
+      }
+      uint64_t want = n < 2 || (n6 && n6 != n) ? UP_RB_UNKNOWN : n6 ? 6 : 5;
+      CHECK(up__rollback_agree(v, mask) == want);
+    }
   /* Markers are stored names but no user's (common/proto.c). */
   CHECK(proto_snap_stored_ok(".s1") && proto_snap_stored_ok("s1"));
   CHECK(!proto_snap_name_ok(".s1") && !proto_snap_stored_ok("..s1"));
