@@ -1,8 +1,8 @@
-/* crucible-c upstairs internals, shared by upstairs.c (life cycle and
- * activation), jobs.c (the loop-side job tracker), io.c (the caller-side
- * IO path), client.c (one downstairs connection), repair.c, heal.c,
- * state.c, vcache.c and stats.c (stats file, status lines).  Not a public
- * API.
+/* crucible-c upstairs internals, shared by upstairs.c (life cycle),
+ * activate.c (activation), jobs.c (the loop-side job tracker), io.c (the
+ * caller-side IO path), client.c (one downstairs connection), repair.c,
+ * heal.c, state.c, vcache.c and stats.c (stats file, status lines).  Not
+ * a public API.
  *
  * Layers, each knowing only those below it:
  *   1. client.{c,h}: one downstairs connection's state machine (TCP,
@@ -15,8 +15,8 @@
  *      downward.
  *   3. io.c (caller requests), heal.c, repair.c, reconcile.c, scrub.c,
  *      snapshot.c, extend.c, extents.c: built from jobs.
- *   4. upstairs.c (the volume's life cycle, activation, fencing), with
- *      state.c, vcache.c and stats.c beside it; crucible.c (nbdkit)
+ *   4. upstairs.c (the volume's life cycle, fencing), activate.c, with
+ *      state.c, vcache.c and stats.c beside them; crucible.c (nbdkit)
  *      sees only upstairs.h.
  *   Not yet layered: jobs.c still calls up into repair.c by name in two
  *   places (up__lr_before_send in the send path, up__lr_poll after a
@@ -470,7 +470,7 @@ struct upstairs {
   struct up_extend ex;
 };
 
-/* upstairs.c: handshake steps driven by client events (loop thread). */
+/* activate.c: handshake steps driven by client events (loop thread). */
 void up__handshake_step(struct upstairs *up);
 /* 0: go on; 1: not now (closed, retried later); -1: refused (for good
  * during start-up, retried with backoff while running); -ESTALE: a newer
@@ -484,7 +484,7 @@ void up__admit(struct upstairs *up, struct cl *c);
  * serve rule sees it; one line saying why c is not used (ref: the
  * agreed record, or NULL) into buf; leave CONNECT serving it (or fail
  * the start); while running, serve with a READY returner that holds the
- * agreed record, refuse any other.  upstairs.c lends the checks: all
+ * agreed record, refuse any other.  activate.c lends the checks: all
  * READY replicas serve one region (up__check_agree: 0, or -1 after
  * failing the start; *named the first with a uuid) and a refusal of a
  * rejoin logged once per reason (up__refuse_rejoin, returns err). */
@@ -497,6 +497,8 @@ void up__snap_go_serve(struct upstairs *up);
 void up__snap_readmit(struct upstairs *up);
 int up__check_agree(struct upstairs *up, struct cl *ref, struct cl **named);
 int up__refuse_rejoin(struct cl *c, int err, const char *why);
+
+/* upstairs.c: the life cycle. */
 /* Fail the start with one line (up_error; the first failure wins).
  * true if the start is failing (now or before): the caller then logs
  * nothing itself, or the user would read the reason twice; false once
