@@ -81,6 +81,33 @@ static const struct cl_events up_cl_events = {
     .job_put = up__job_loop_put,
 };
 
+/* --- the job tracker's calls up (jobs.c: the layer below) ------------ */
+
+static void jh_tracked(struct upstairs *up, struct up_job *job)
+{
+  if ((job->type == PROTO_T_WRITE || job->type == PROTO_T_TRIM) && !job->only)
+    up__vcache_note(up, job);
+  up__xs_note(up, job);
+}
+
+static void jh_drained(struct upstairs *up)
+{
+  if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
+    up__reconcile_poll(up); /* reconcile.c's thread has finished */
+  up__lr_poll(up);          /* repair.c's worker may have finished */
+}
+
+static const struct up_job_hooks up_job_hooks = {
+    .tracked = jh_tracked,
+    .patch_snapshot = up__snap_patch,
+    .is_flush = up__snap_is_flush,
+    .before_send = up__lr_before_send,
+    .replied = up__stats_reply,
+    .decided = up__stats_decided,
+    .drained = jh_drained,
+    .stopping = up__shutdown,
+};
+
 /* Validate cfg, copy it (key into a crypt_key) and wipe cfg->key. */
 int up_new(struct up_config *cfg, struct upstairs **out)
 {
@@ -125,6 +152,7 @@ int up_new(struct up_config *cfg, struct upstairs **out)
     return r;
   }
   up->cfg = *cfg;
+  up->jh = &up_job_hooks;
   pthread_mutex_init(&up->lock, NULL);
   pthread_mutex_init(&up->rl_lock, NULL);
   pthread_mutex_init(&up->state_lock, NULL);
