@@ -226,14 +226,20 @@ static int up_pick_uuid(struct upstairs *up, const struct cl *named)
   return 0;
 }
 
-/* ACTIVATE's uuid part for c: ours, when its region has none yet. */
-static void up_activate_uuid(struct upstairs *up, const struct cl *c,
+/* Send ACTIVATE a to c, with our uuid when its region has none yet; c
+ * is activating from now on (closed if the write failed). */
+static void up_send_activate(struct upstairs *up, struct cl *c,
                              struct proto_activate *a)
 {
-  if (!geom_uuid_is_zero(c->hello.region.uuid))
-    return;
-  a->set_uuid = 1;
-  memcpy(a->uuid, up->region.uuid, PROTO_UUID_LEN);
+  uint8_t buf[PROTO_ACTIVATE_LEN];
+
+  if (geom_uuid_is_zero(c->hello.region.uuid)) {
+    a->set_uuid = 1;
+    memcpy(a->uuid, up->region.uuid, PROTO_UUID_LEN);
+  }
+  c->state = CL_ACTIVATING;
+  if (cl_send_copy(c, buf, proto_put_activate(buf, a)) < 0)
+    cl_close(c, false, "write failed");
 }
 
 /* Pick the generation and first flush number from every ready replica.
@@ -326,7 +332,6 @@ static void up_go_activate(struct upstairs *up)
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
     struct proto_activate a = {.gen = up->gen, .kcv = kcv};
-    uint8_t buf[PROTO_ACTIVATE_LEN];
 
     if (c->state != CL_READY) {
       log_error("downstairs %s is missing (%s): activating without it; it "
@@ -336,10 +341,7 @@ static void up_go_activate(struct upstairs *up)
       continue;
     }
     a.set_kcv = up->key && !c->hello.has_kcv;
-    up_activate_uuid(up, c, &a);
-    c->state = CL_ACTIVATING;
-    if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
-      cl_close(c, false, "write failed");
+    up_send_activate(up, c, &a);
   }
   log_info("activating generation %llu", (unsigned long long) up->gen);
 }
@@ -369,28 +371,30 @@ static void up_readmit(struct upstairs *up)
   for (int i = 0; i < UP_DOWNSTAIRS; i++) {
     struct cl *c = &up->cl[i];
     struct proto_activate a = {.gen = up->gen};
-    uint8_t buf[PROTO_ACTIVATE_LEN];
 
     if (c->state != CL_READY)
       continue;
     if (up->key && !c->hello.has_kcv &&
         crypt_kcv_make(up->key, up->region.uuid, a.kcv.nonce, a.kcv.tag) == 0)
       a.set_kcv = 1;
-    up_activate_uuid(up, c, &a);
-    c->state = CL_ACTIVATING;
-    if (cl_send_copy(c, buf, proto_put_activate(buf, &a)) < 0)
-      cl_close(c, false, "write failed");
+    up_send_activate(up, c, &a);
   }
 }
 
-/* ACTIVATE_OK from c: count it during start-up; live-repair it later. */
-void up__admit(struct upstairs *up, struct cl *c)
+/* c answered ACTIVATE_OK: active, and its outage (if any) is over. */
+static void up_set_active(struct cl *c)
 {
   c->state = CL_ACTIVE;
   c->was_active = true;
   c->backoff_ms = 0;
   c->down_logged = false;
   c->ping_out = false;
+}
+
+/* ACTIVATE_OK from c: count it during start-up; live-repair it later. */
+void up__admit(struct upstairs *up, struct cl *c)
+{
+  up_set_active(c);
   up__lr_admit(up, c);
 }
 
@@ -403,11 +407,7 @@ void up__on_activated(struct upstairs *up, struct cl *c)
       up__admit(up, c);
     return;
   }
-  c->state = CL_ACTIVE;
-  c->was_active = true;
-  c->backoff_ms = 0;
-  c->down_logged = false;
-  c->ping_out = false;
+  up_set_active(c);
   memcpy(c->inst, c->hello.instance, sizeof c->inst); /* see up__lr_admit */
   c->inst_known = true;
   __atomic_add_fetch(&up->n_active, 1, __ATOMIC_SEQ_CST);
