@@ -44,10 +44,10 @@
  *   context   0 u64 version, 8 u64 hash, 16 nonce[12], 28 tag[16],
  *             44 u32 flags                                        (48)
  */
+#include "proto_int.h"
+
 #include <errno.h>
 #include <string.h>
-
-#include "proto_int.h"
 
 /* WRITE, READ and TRIM headers. */
 static size_t put_io(uint8_t *buf, uint16_t type, uint64_t len, uint64_t job_id,
