@@ -45,7 +45,10 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
 COMMON_DS_OBJ := $(filter-out $(B)/common/crypt.o,$(COMMON_OBJ))
 PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(B)/%.o)
 DS_OBJ     := $(DS_SRC:%.c=$(B)/%.o)
-DS_LIB_OBJ := $(filter-out $(B)/downstairs/main.o,$(DS_OBJ))
+# The command line (main.c and the subcommands, cli_*.c) is the daemon's
+# alone: unit tests and fuzz harnesses link the rest (cli.c included).
+DS_CLI_SRC := downstairs/main.c $(wildcard downstairs/cli_*.c)
+DS_LIB_OBJ := $(filter-out $(DS_CLI_SRC:%.c=$(B)/%.o),$(DS_OBJ))
 UP_LIB_OBJ := $(filter-out $(B)/plugin/crucible.o,$(PLUGIN_OBJ))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%) $(B)/tools/crucible-sim
@@ -150,7 +153,7 @@ FUZZ_CFLAGS  := -g -O1 -std=gnu11 -Wall -Wextra -Werror -pthread \
                 -fno-sanitize-recover=undefined
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FB)/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LIB_OBJ := $(patsubst %.c,$(FB)/obj/%.o,$(COMMON_SRC) \
-                  $(filter-out downstairs/main.c,$(DS_SRC)))
+                  $(filter-out $(DS_CLI_SRC),$(DS_SRC)))
 .PHONY: fuzz fuzz-build
 $(FB)/obj/%.o: %.c
 	@mkdir -p $(@D)

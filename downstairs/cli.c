@@ -1,4 +1,4 @@
-/* crucible-downstairs: what every subcommand shares (main.c): one-line
+/* crucible-downstairs: what every subcommand shares (cli_*.c): one-line
  * errors naming the subcommand, usage errors (exit status 2), numeric
  * options, region open errors, auth key files, progress on stderr. */
 #include "cli.h"

@@ -1,4 +1,6 @@
-/* crucible-downstairs: helpers shared by the subcommands (cli.c). */
+/* crucible-downstairs: the subcommands (cli_serve.c, cli_inspect.c,
+ * cli_image.c, cli_remote.c; main.c dispatches) and the helpers they
+ * share (cli.c). */
 #ifndef CRUCIBLE_DS_CLI_H
 #define CRUCIBLE_DS_CLI_H
 
@@ -31,5 +33,32 @@ int cli_load_auth_key(const char *path, struct auth_key *k);
 int cli_listen(const char *addr, uint16_t port, int *fd);
 /* Progress on stderr, in the style its kind (terminal or not) wants. */
 void cli_progress(struct progress *p, const char *label, uint64_t total);
+
+/* Long options without a short letter, for every subcommand's
+ * getopt_long table. */
+enum {
+  OPT_BS = 256,
+  OPT_ES,
+  OPT_EC,
+  OPT_ENC,
+  OPT_LOG,
+  OPT_MAXC,
+  OPT_IDLE,
+  OPT_PREALLOC,
+  OPT_HS,
+  OPT_AUTH,
+  OPT_TIMEOUT
+};
+
+/* The subcommands: argv[0] is the subcommand's name, optind 1; each
+ * returns the exit status (0 ok, 1 failure, 2 usage). */
+int cmd_create(int argc, char **argv); /* cli_serve.c */
+int cmd_run(int argc, char **argv);
+int cmd_dump(int argc, char **argv); /* cli_inspect.c */
+int cmd_verify(int argc, char **argv);
+int cmd_export(int argc, char **argv); /* cli_image.c */
+int cmd_import(int argc, char **argv);
+int cmd_clone(int argc, char **argv); /* cli_remote.c */
+int cmd_status(int argc, char **argv);
 
 #endif

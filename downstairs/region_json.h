@@ -8,7 +8,7 @@
 
 #include "../common/proto.h"
 
-/* region.json, shared by region.c, server.c and main.c (dump).
+/* region.json, shared by region.c, server.c and cli_inspect.c (dump).
  * read: -ENOENT if absent, -EINVAL if malformed.  write: atomic replace
  * (temp file, fsync, rename, fsync directory). */
 struct region_meta {

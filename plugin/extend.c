@@ -21,7 +21,7 @@
  *     the new extents (the levelled replica reports them (0, 0), clean).
  *   - a downstairs that returns smaller (it missed an extend) is
  *     extended before it is admitted (and live-repaired); one that
- *     returns larger is refused (upstairs.c up_check_rejoin) until an
+ *     returns larger is refused (activate.c up_check_rejoin) until an
  *     extend to its size or a restart levels the volume.
  * One operation at a time (the loop thread runs it, as control frames,
  * like live repair's EXTENT_MARK); a downstairs activated meanwhile is

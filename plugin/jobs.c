@@ -6,7 +6,10 @@
  * (least in flight, rotating) or, with verify=all, to all.  Replies and
  * faults move ds[i] out of SENT; job_eval() decides the outcome and drops
  * the job from the in-flight list once nothing is SENT.  The invariants are
- * in upstairs_int.h.  Loop thread only, except up__submit.
+ * in upstairs_int.h.  Loop thread only, except up__submit.  What the
+ * layers above must hear of (repair, the version cache, snapshots, the
+ * counters, reconcile's and repair's polls, the stop) goes through the
+ * up->jh hooks (struct up_job_hooks), never a call by name.
  */
 #include <assert.h>
 #include <errno.h>
@@ -144,7 +147,7 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
       job->failed |= (unsigned) (job->ds[i] == JS_ERR) << i;
       job->sent |= (unsigned) (job->ds[i] != JS_NONE) << i;
     }
-    if ((job->type == PROTO_T_FLUSH || up__snap_is_flush(job)) && result == 0 &&
+    if ((job->type == PROTO_T_FLUSH || up->jh->is_flush(job)) && result == 0 &&
         job->flush_dirty && job->flush_no > up->acked_flush)
       up->acked_flush = job->flush_no;
     /* One wake-up per request: its caller waits for pending == 0
@@ -160,7 +163,7 @@ static void job_decide(struct upstairs *up, struct up_job *job, int result)
   }
   pthread_mutex_unlock(&up->lock);
   if (first)
-    up__stats_decided(up, job, result);
+    up->jh->decided(up, job, result);
 }
 
 /* Take the job off the in-flight list. */
@@ -307,14 +310,10 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     proto_put_write_hdr(job->frame, job->id, job->lba, job->n,
                         up->region.block_size);
     up->wr_since_flush = true;
-    if (!job->only)
-      up__vcache_note(up, job);
     break;
   case PROTO_T_TRIM:
     proto_put_trim(job->frame, job->id, job->lba, job->n, job->version);
     up->wr_since_flush = true;
-    if (!job->only)
-      up__vcache_note(up, job);
     break;
   case PROTO_T_READ:
     proto_put_read(job->frame, job->id, job->lba, job->n,
@@ -326,7 +325,7 @@ static void job_patch(struct upstairs *up, struct up_job *job)
   case PROTO_T_EXTENT_MAP_REQ:
     proto_put_extent_map_req(job->frame, job->id, job->lba, job->n);
     break;
-  case PROTO_T_SNAPSHOT: up__snap_patch(up, job); break;
+  case PROTO_T_SNAPSHOT: up->jh->patch_snapshot(up, job); break;
   case PROTO_T_EXTENT_FLUSH: {
     struct proto_extent_op o = {.job_id = job->id,
                                 .eid = (uint32_t) job->lba,
@@ -344,7 +343,7 @@ static void job_patch(struct upstairs *up, struct up_job *job)
     proto_put_flush(job->frame, &f);
     break;
   }
-  up__xs_note(up, job);
+  up->jh->tracked(up, job);
 }
 
 /* May downstairs c get this job?  A job aimed at chosen downstairs goes
@@ -468,7 +467,7 @@ void up__job_start(struct upstairs *up, struct up_job *job)
     if (c->lr) {
       job->lr_mask |= 1u << i;
       if ((job->type == PROTO_T_WRITE || job->type == PROTO_T_TRIM) &&
-          up__lr_before_send(up, c, job) < 0)
+          up->jh->before_send(up, c, job) < 0)
         continue; /* faulted */
     }
     if ((job->vmask & (1u << i)
@@ -527,13 +526,10 @@ static void drain_queue(struct upstairs *up)
   /* One write per downstairs for the whole pass (client.c batches). */
   for (int i = 0; i < UP_DOWNSTAIRS; i++)
     cl_flush_now(&up->cl[i]);
-  if (stopping) {
-    up__shutdown(up);
-    return;
-  }
-  if (__atomic_load_n(&up->rep.rec_result, __ATOMIC_ACQUIRE) != 0)
-    up__reconcile_poll(up); /* reconcile.c's thread has finished */
-  up__lr_poll(up);          /* repair.c's worker may have finished */
+  if (stopping)
+    up->jh->stopping(up);
+  else
+    up->jh->drained(up);
 }
 
 void up__drain(uv_async_t *a)
@@ -597,7 +593,7 @@ void up__on_job_done(struct upstairs *up, struct cl *c,
   }
   c->inflight--;
   c->inflight_bytes -= job->frame_len;
-  up__stats_reply(up, c, job, d->err == 0);
+  up->jh->replied(up, c, job, d->err == 0);
   if (d->err == 0) {
     job_step(job, c->idx, JS_DONE);
     job_eval(up, job);
@@ -640,7 +636,7 @@ void up__on_read_done(struct upstairs *up, struct cl *c, uint8_t *buf,
   }
   c->inflight--;
   c->inflight_bytes -= job->frame_len;
-  up__stats_reply(up, c, job, d->err == 0 && d->n == job->n);
+  up->jh->replied(up, c, job, d->err == 0 && d->n == job->n);
   if (d->err != 0 || d->n != job->n) {
     log_warn("downstairs %s: read lba %llu failed: %s, job %llu", c->name,
              (unsigned long long) job->lba,
@@ -677,7 +673,7 @@ void up__on_extent_map(struct upstairs *up, struct cl *c,
   }
   c->inflight--;
   c->inflight_bytes -= job->frame_len;
-  up__stats_reply(up, c, job, d->err == 0);
+  up->jh->replied(up, c, job, d->err == 0);
   if (d->err == 0 && (bits = malloc(proto_map_bytes(d->n))) != NULL)
     memcpy(bits, d->bits, proto_map_bytes(d->n));
   if (!bits) {
@@ -707,7 +703,7 @@ void up__on_reply_buf(struct upstairs *up, struct cl *c, uint64_t id,
   }
   c->inflight--;
   c->inflight_bytes -= job->frame_len;
-  up__stats_reply(up, c, job, err == 0);
+  up->jh->replied(up, c, job, err == 0);
   job->ds_err[c->idx] = err;
   job->reply_buf[c->idx] = buf;
   job->reply[c->idx].n = n;

@@ -1,8 +1,8 @@
-/* crucible-c upstairs internals, shared by upstairs.c (life cycle and
- * activation), jobs.c (the loop-side job tracker), io.c (the caller-side
- * IO path), client.c (one downstairs connection), repair.c, heal.c,
- * state.c, vcache.c and stats.c (stats file, status lines).  Not a public
- * API.
+/* crucible-c upstairs internals, shared by upstairs.c (life cycle),
+ * activate.c (activation), jobs.c (the loop-side job tracker), io.c (the
+ * caller-side IO path), client.c (one downstairs connection), repair.c,
+ * heal.c, state.c, vcache.c and stats.c (stats file, status lines).  Not
+ * a public API.
  *
  * Layers, each knowing only those below it:
  *   1. client.{c,h}: one downstairs connection's state machine (TCP,
@@ -12,15 +12,15 @@
  *      (upstairs.c: up_cl_events).
  *   2. jobs.c: the job tracker on those connections (ids, fan-out,
  *      replies, the decision rule, deadlines); it drives client.h
- *      downward.
+ *      downward and names nothing above it: it calls up through the
+ *      struct up_job_hooks table the upstairs sets at up_new
+ *      (upstairs.c: up_job_hooks).
  *   3. io.c (caller requests), heal.c, repair.c, reconcile.c, scrub.c,
  *      snapshot.c, extend.c, extents.c: built from jobs.
- *   4. upstairs.c (the volume's life cycle, activation, fencing), with
- *      state.c, vcache.c and stats.c beside it; crucible.c (nbdkit)
+ *   4. upstairs.c (the volume's life cycle, fencing), activate.c, with
+ *      state.c, vcache.c and stats.c beside them; crucible.c (nbdkit)
  *      sees only upstairs.h.
- *   Not yet layered: jobs.c still calls up into repair.c by name in two
- *   places (up__lr_before_send in the send path, up__lr_poll after a
- *   drain pass), and the downstairs' server.c, server_job.c and
+ *   Not yet layered: the downstairs' server.c, server_job.c and
  *   server_hello.c still call each other (issue 14 item 5).
  *
  * Threads and locks:
@@ -382,11 +382,44 @@ struct up_extend {
 
 struct up_admin;
 
+/* What the job tracker (jobs.c, layer 2) calls in the layers above it
+ * without naming them, as client.c reports through struct cl_events: one
+ * table, upstairs.c's up_job_hooks, every field set.  Loop thread. */
+struct up_job_hooks {
+  /* job has its id and its frame is patched: the version cache notes a
+   * WRITE or TRIM to all (up__vcache_note), repair.c keeps the expected
+   * extent states exact (up__xs_note). */
+  void (*tracked)(struct upstairs *up, struct up_job *job);
+  /* Patch a SNAPSHOT job's frame with its id (and a create's flush
+   * number, like FLUSH): up__snap_patch. */
+  void (*patch_snapshot)(struct upstairs *up, struct up_job *job);
+  /* Is this job, not a FLUSH, one all the same (a snapshot create:
+   * up__snap_is_flush)?  Called under up->lock. */
+  bool (*is_flush)(const struct up_job *job);
+  /* Before WRITE/TRIM job goes to c, a live-repair target (repair.c
+   * marks the extent there first: up__lr_before_send); -1 if c was
+   * faulted instead, and the job is not sent to it. */
+  int (*before_send)(struct upstairs *up, struct cl *c,
+                     const struct up_job *job);
+  /* A reply from c for job (ok: no error), and the job decided with
+   * result: the counters (up__stats_reply, up__stats_decided). */
+  void (*replied)(struct upstairs *up, struct cl *c, const struct up_job *job,
+                  bool ok);
+  void (*decided)(struct upstairs *up, const struct up_job *job, int result);
+  /* After each pass over the submit queue: reconcile.c's thread or
+   * repair.c's worker may have finished (their polls). */
+  void (*drained)(struct upstairs *up);
+  /* The queue was drained for a stop: fail everything and close every
+   * handle (up__shutdown). */
+  void (*stopping)(struct upstairs *up);
+};
+
 struct upstairs {
   struct up_config cfg; /* key wiped */
   struct crypt_key *key;
   uint64_t session_id;
-  struct cl_env clenv; /* what every connection is given (client.h) */
+  struct cl_env clenv;           /* what every connection is given (client.h) */
+  const struct up_job_hooks *jh; /* jobs.c's calls up (upstairs.c) */
   char err[512];
 
   /* Set at activation, read-only afterwards. */
@@ -473,7 +506,7 @@ struct upstairs {
   struct up_extend ex;
 };
 
-/* upstairs.c: handshake steps driven by client events (loop thread). */
+/* activate.c: handshake steps driven by client events (loop thread). */
 void up__handshake_step(struct upstairs *up);
 /* 0: go on; 1: not now (closed, retried later); -1: refused (for good
  * during start-up, retried with backoff while running); -ESTALE: a newer
@@ -487,7 +520,7 @@ void up__admit(struct upstairs *up, struct cl *c);
  * serve rule sees it; one line saying why c is not used (ref: the
  * agreed record, or NULL) into buf; leave CONNECT serving it (or fail
  * the start); while running, serve with a READY returner that holds the
- * agreed record, refuse any other.  upstairs.c lends the checks: all
+ * agreed record, refuse any other.  activate.c lends the checks: all
  * READY replicas serve one region (up__check_agree: 0, or -1 after
  * failing the start; *named the first with a uuid) and a refusal of a
  * rejoin logged once per reason (up__refuse_rejoin, returns err). */
@@ -500,6 +533,8 @@ void up__snap_go_serve(struct upstairs *up);
 void up__snap_readmit(struct upstairs *up);
 int up__check_agree(struct upstairs *up, struct cl *ref, struct cl **named);
 int up__refuse_rejoin(struct cl *c, int err, const char *why);
+
+/* upstairs.c: the life cycle. */
 /* Fail the start with one line (up_error; the first failure wins).
  * true if the start is failing (now or before): the caller then logs
  * nothing itself, or the user would read the reason twice; false once
