@@ -114,7 +114,7 @@ static void on_close(uv_handle_t *h)
   if (c->next)
     c->next->prev = c->prev;
   srv->nconns--;
-  free(c->buf);
+  framebuf_free(&c->rx);
   free(c);
 }
 
@@ -306,17 +306,6 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   }
 }
 
-/* Resize the read buffer to cap bytes (holding len). */
-static int buf_resize(struct ds_conn *c, size_t cap)
-{
-  uint8_t *b = realloc(c->buf, cap);
-  if (!b)
-    return -ENOMEM;
-  c->buf = b;
-  c->cap = cap;
-  return 0;
-}
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
@@ -343,94 +332,59 @@ static void conn_read_stop(struct ds_conn *c)
   c->reading = false;
 }
 
-/* Process every whole frame in the buffer (unless throttled), keep the
- * partial tail, and size the buffer for the next frame. */
+/* Process every whole frame in the buffer (unless throttled); the
+ * partial tail stays for the next read. */
 static void conn_feed(struct ds_conn *c)
 {
-  size_t off = 0;
-  int64_t fl = 0;
+  const uint8_t *f;
+  size_t fl;
   int r;
   if (c->feeding)
     return; /* re-entered from a callback: the outer loop continues */
   c->feeding = true;
   while (!c->closing && !c->throttled) {
-    fl = proto_frame_len(c->buf + off, c->len - off);
-    if (fl == 0)
+    r = framebuf_next(&c->rx, frame_max(c), &f, &fl);
+    if (r == 0)
       break;
-    if (fl < 0 || (size_t) fl > frame_max(c)) {
-      ds_conn_fail(c, EPROTO, "bad frame length %u in state %s (max %zu)",
-                   proto_rd32(c->buf + off), state_name(c->state),
-                   frame_max(c));
+    if (r < 0) {
+      ds_conn_fail(c, EPROTO, "bad frame length %zu in state %s (max %zu)", fl,
+                   state_name(c->state), frame_max(c));
       break;
     }
-    if (c->len - off < (size_t) fl)
-      break;
     c->last_frame_ms = uv_now(&c->srv->loop);
-    c->cur = c->buf + off;
-    c->cur_len = (size_t) fl;
-    r = conn_frame(c, c->cur, c->cur_len);
-    c->cur = NULL;
+    r = conn_frame(c, f, fl);
     if (r < 0)
       break;
-    if (c->taken) { /* the buffer now starts with what followed */
-      c->taken = false;
-      off = 0;
-      continue;
-    }
-    off += (size_t) fl;
+    framebuf_consume(&c->rx); /* nothing left to do if a job took it */
   }
   c->feeding = false;
-  if (c->closing)
-    return;
-  if (off) {
-    memmove(c->buf, c->buf + off, c->len - off);
-    c->len -= off;
-  }
-  /* Grow to hold the next frame whole.  Never shrink: only the active
-   * connection may send big frames (frame_max), so at most one buffer of
-   * ~4 MiB exists, and a stream of big WRITEs needs no realloc each. */
-  fl = proto_frame_len(c->buf, c->len);
-  if (fl > 0 && (size_t) fl > c->cap && buf_resize(c, (size_t) fl) < 0) {
-    ds_conn_close(c, 0, "out of memory for the read buffer");
-    return;
-  }
-  if (!c->throttled)
+  if (!c->closing && !c->throttled)
     conn_read_start(c);
 }
 
 uint8_t *ds_conn_take_frame(struct ds_conn *c)
 {
-  if (!c->cur || c->cur != c->buf || c->cur_len < DS_TAKE_MIN)
-    return NULL;
   /* The new buffer is sized for a frame like this one, so a buffer grown
    * for a bigger frame goes with at most one job. */
-  size_t fl = c->cur_len, tail = c->len - fl;
-  size_t ncap = tail > fl ? tail : fl;
-  uint8_t *nb = malloc(ncap);
-  if (!nb)
+  if (c->rx.cur < DS_TAKE_MIN)
     return NULL;
-  memcpy(nb, c->buf + fl, tail); /* rare: see on_alloc */
-  uint8_t *f = c->buf;
-  c->buf = nb;
-  c->cap = ncap;
-  c->len = tail;
-  c->cur = NULL;
-  c->taken = true;
-  return f;
+  return framebuf_take(&c->rx, c->rx.cur);
 }
 
-/* libuv wants a buffer: the free tail of the read buffer, which always
- * starts with a frame (conn_feed).  A big frame's last read stops at its
- * end, so its job can take the buffer without copying a tail. */
+/* libuv wants a buffer: free space in the read buffer, grown (only for a
+ * length frame_max allowed) to hold the next frame whole.  A big frame's
+ * last read stops at its end, so its job can take the buffer without
+ * copying a tail.  Out of memory: an empty buffer (UV_ENOBUFS). */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
   struct ds_conn *c = h->data;
-  size_t room = c->cap - c->len;
-  int64_t fl = proto_frame_len(c->buf, c->len);
+  uint8_t *p;
+  size_t room;
   (void) suggested;
-  if (fl >= DS_TAKE_MIN && (size_t) fl > c->len && (size_t) fl - c->len < room)
-    room = (size_t) fl - c->len;
-  *b = uv_buf_init((char *) c->buf + c->len, (unsigned) room);
+  if (framebuf_space(&c->rx, 1, DS_TAKE_MIN, &p, &room) < 0)
+    *b = uv_buf_init(NULL, 0);
+  else
+    *b = uv_buf_init((char *) p, (unsigned) room);
 }
 
 /* Bytes arrived (or EOF / an error): append and process frames. */
@@ -442,13 +396,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     ds_conn_abort(c, "peer closed the connection");
     return;
   }
+  if (nread == UV_ENOBUFS) {
+    ds_conn_close(c, 0, "out of memory for the read buffer");
+    return;
+  }
   if (nread < 0) {
     char why[96];
     snprintf(why, sizeof why, "read: %s", uv_strerror((int) nread));
     ds_conn_abort(c, why);
     return;
   }
-  c->len += (size_t) nread;
+  framebuf_commit(&c->rx, (size_t) nread);
   conn_feed(c);
 }
 
@@ -528,13 +486,14 @@ static void on_connection(uv_stream_t *l, int status)
     return;
   }
   struct ds_conn *c = calloc(1, sizeof *c);
-  if (!c || !(c->buf = malloc(DS_READ_CHUNK))) {
+  uint8_t *p;
+  size_t room;
+  if (!c || framebuf_space(&c->rx, DS_READ_CHUNK, DS_TAKE_MIN, &p, &room) < 0) {
     /* Leave it in the backlog; we retry on the next connection event. */
     log_error("accept: out of memory");
     free(c);
     return;
   }
-  c->cap = DS_READ_CHUNK;
   c->srv = srv;
   uv_tcp_init(&srv->loop, &c->tcp);
   c->tcp.data = c;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "../common/framebuf.h"
 #include "../common/proto.h"
 #include "region.h"
 #include "server.h"
@@ -65,13 +66,9 @@ struct ds_conn {
   uint64_t last_frame_ms; /* uv_now() of the last complete frame */
   uint64_t closing_ms;
   uv_shutdown_t shutdown;
-  uint8_t *buf; /* read buffer, owned */
-  size_t cap, len;
-  /* The frame conn_frame is handling (conn_feed), and whether its job
-   * took the read buffer with it (ds_conn_take_frame). */
-  const uint8_t *cur;
-  size_t cur_len;
-  bool taken;
+  /* Frames in (owned); its current frame is the one conn_frame is
+   * handling, which a job may take (ds_conn_take_frame). */
+  struct framebuf rx;
   size_t jobs, bytes; /* accounted until the reply is written */
   /* Corked (ds_conn_cork): frames sent meanwhile wait here and leave in
    * one uv_write (one writev) at ds_conn_uncork. */
@@ -197,9 +194,9 @@ void ds_conn_cork(struct ds_conn *c);
 void ds_conn_uncork(struct ds_conn *c);
 /* Frames at least this long are taken by their job, not copied. */
 #define DS_TAKE_MIN (64 * 1024)
-/* Give the frame being handled (starting at the read buffer, at least
- * DS_TAKE_MIN long, pointers into it stay valid) to the caller, to free;
- * the connection continues in a new buffer with the bytes that followed.
+/* Give the buffer of the frame being handled (at least DS_TAKE_MIN
+ * long; pointers into it stay valid) to the caller, to free; the
+ * connection continues in a new buffer with the bytes that followed.
  * NULL if it cannot (the caller copies instead). */
 uint8_t *ds_conn_take_frame(struct ds_conn *c);
 struct ds_wreq *ds_wreq_new(size_t len);

@@ -26,6 +26,7 @@
 
 #include <uv.h>
 
+#include "../common/framebuf.h"
 #include "../common/proto.h"
 
 struct upstairs;
@@ -139,8 +140,7 @@ struct cl {
    * batches kept for reuse; both owned. */
   struct cl_batch *batch, *bpool;
 
-  uint8_t *rx; /* receive buffer, owned */
-  size_t rx_off, rx_len, rx_cap;
+  struct framebuf rx; /* frames in, owned */
 
   bool have_hello;
   struct proto_hello_ok hello;
