@@ -109,6 +109,10 @@ static void run(size_t min_room, size_t stop_min, int bad)
       break;
     }
     CHECK(room >= 1);
+    /* Room for the frame's whole rest at once, and at least min_room
+     * unless the frame's end comes first. */
+    CHECK(room >= rest);
+    CHECK(room >= min_room || room == rest);
     if (fb.want >= stop_min && rest)
       CHECK(room <= rest);
     /* Grown only to what is needed: the frame's rest or min_room. */
