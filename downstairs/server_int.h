@@ -1,6 +1,23 @@
-/* crucible-c downstairs: server internals shared by server.c (listener,
- * connections, reading, closing), server_write.c (outgoing frames),
- * server_hello.c (handshake) and server_job.c (IO jobs, replies).
+/* crucible-c downstairs: server internals shared by server.c,
+ * server_conn.c, server_write.c, server_hello.c, server_job.c,
+ * server_work.c, server_snap.c and status.c.
+ *
+ * Layers, each knowing only those below it:
+ *   1. server_sched.c (job order) and common/framebuf.c (frames in):
+ *      no connection, no libuv.
+ *   2. server_conn.c + server_write.c: the connection (listener, socket,
+ *      frames in through the frame reader and out, back-pressure,
+ *      closing).  It reports up only through the struct ds_conn_events
+ *      table in srv->ev: each whole frame, the largest frame the state
+ *      allows, a closing connection.
+ *   3. server_hello.c (HELLO, AUTH, ACTIVATE), status.c (STATUS_REQ),
+ *      server_snap.c (the SNAPSHOT job, a snapshot reader's open), and
+ *      server_work.c (a job's disk work, on a worker or the loop): each
+ *      drives the connection layer downward (and the region).
+ *   4. server_job.c: frames into jobs, their order, batches and replies
+ *      (uses server_sched.c, server_work.c, server_snap.c).
+ *   5. server.c: ds_server_run, signals, the idle sweep, and the frame
+ *      event: decode, check against the state, hand to layers 3 and 4.
  *
  * Ownership: struct ds_server lives on ds_server_run()'s stack.  A
  * struct ds_conn is malloc'd on accept and freed in its close callback.
@@ -41,6 +58,26 @@
 enum ds_conn_state { DS_NEW, DS_NEGOTIATED, DS_ACTIVE };
 
 struct ds_server;
+struct ds_conn;
+
+/* Name of a connection state, for log lines. */
+static inline const char *ds_state_name(enum ds_conn_state s)
+{
+  return s == DS_NEW ? "NEW" : s == DS_NEGOTIATED ? "NEGOTIATED" : "ACTIVE";
+}
+
+/* What the connection layer (server_conn.c) reports up, set by the
+ * layer above (server.c) in srv->ev before the first connection. */
+struct ds_conn_events {
+  /* A whole frame of at most frame_max(c) bytes (f valid during the
+   * call; ds_conn_take_frame may keep it): 0, or -1 if c was closed. */
+  int (*frame)(struct ds_conn *c, const uint8_t *f, size_t len);
+  /* Largest frame legal in c's state: checked when its length arrives,
+   * before the read buffer grows for it. */
+  size_t (*frame_max)(const struct ds_conn *c);
+  /* c is closing (once; no frame event follows). */
+  void (*closing)(struct ds_conn *c);
+};
 
 struct ds_conn {
   uv_tcp_t tcp;
@@ -86,6 +123,7 @@ struct ds_server {
   struct region *region;
   struct proto_region def;
   uint8_t instance[PROTO_UUID_LEN]; /* region.json "instance", for HELLO_OK */
+  const struct ds_conn_events *ev;  /* the connection layer's events */
   struct ds_conn *conns;
   unsigned nconns; /* in srv->conns, including closing ones */
   unsigned nlive;  /* not closing: what max_conns bounds */
@@ -175,7 +213,11 @@ struct ds_job {
                                 * (owned copy of its name), else NULL */
 };
 
-/* server.c */
+/* server_conn.c: the connection layer. */
+/* Listen on opts->listen_fd: 0 or a negative errno (logged). */
+int ds_conn_listen(struct ds_server *srv);
+/* Stop listening and close every connection now. */
+void ds_conn_stop(struct ds_server *srv);
 /* Close now, dropping unsent frames (peer gone, write error, shutdown);
  * why (may be NULL) is logged. */
 void ds_conn_abort(struct ds_conn *c, const char *why);
@@ -227,6 +269,15 @@ void ds_snap_done(const struct ds_job *j);
  * (but not srv->active), or with ENOENT and no entry (it stays
  * negotiated; the reader closes).  0, or -1 if the connection closed. */
 int ds_snap_open(struct ds_conn *c, const struct proto_snapshot *s);
+
+/* server_work.c: a job's disk work.  ds_work_one: any job but a WRITE
+ * (j->err, or j->reply).  ds_work_write_group: j and the WRITEs of its
+ * extent after it in its batch, up to one that is not a WRITE, in one
+ * region call (marks them done).  ds_work_read: a READ (now: on the
+ * loop thread, -EAGAIN with nothing done where it would wait), else 0. */
+void ds_work_one(struct ds_job *j);
+void ds_work_write_group(struct ds_job *j);
+int ds_work_read(struct ds_job *j, bool now);
 
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, EXTENT_MAP_REQ,
