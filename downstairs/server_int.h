@@ -226,14 +226,6 @@ void ds_conn_close(struct ds_conn *c, int err, const char *why);
 /* printf-style ds_conn_close. */
 void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Send a copy of a small frame; 0 or -errno (connection then closing). */
-int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
-/* server_write.c */
-int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
-/* Hold frames sent to c until ds_conn_uncork, then write them at once
- * (closing the connection uncorks first). */
-void ds_conn_cork(struct ds_conn *c);
-void ds_conn_uncork(struct ds_conn *c);
 /* Frames at least this long are taken by their job, not copied. */
 #define DS_TAKE_MIN (64 * 1024)
 /* Give the buffer of the frame being handled (at least DS_TAKE_MIN
@@ -241,11 +233,19 @@ void ds_conn_uncork(struct ds_conn *c);
  * connection continues in a new buffer with the bytes that followed.
  * NULL if it cannot (the caller copies instead). */
 uint8_t *ds_conn_take_frame(struct ds_conn *c);
-struct ds_wreq *ds_wreq_new(size_t len);
 /* Back-pressure accounting: charge one job (and its data bytes) when a
  * request arrives, release it when the reply has been written. */
 void ds_conn_charge(struct ds_conn *c, size_t bytes);
 void ds_conn_release(struct ds_conn *c, bool job, size_t bytes);
+/* server_write.c: frames out (part of the connection layer). */
+struct ds_wreq *ds_wreq_new(size_t len);
+int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
+/* Send a copy of a small frame; 0 or -errno (connection then closing). */
+int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
+/* Hold frames sent to c until ds_conn_uncork, then write them at once
+ * (closing the connection uncorks first). */
+void ds_conn_cork(struct ds_conn *c);
+void ds_conn_uncork(struct ds_conn *c);
 
 /* server_hello.c: handle HELLO / ACTIVATE; 0, or -1 if c was closed. */
 int ds_hello(struct ds_conn *c, const struct proto_hello *h);

@@ -9,9 +9,9 @@
  *   then IDLE (during start-up it may be retried) or, once `final` is set
  *   (faulted, not admitted, stopping), GONE.
  *
- * Frames are read into one receive buffer that grows to hold a whole frame,
- * so a READ_DONE frame is decoded in place and its buffer handed to the
- * job (zero copy).  Every frame is checked by proto_decode and against the
+ * Frames are read into one receive buffer (common/framebuf.h) that grows
+ * to hold a whole frame, so a READ_DONE frame is decoded in place and its
+ * buffer handed to the job (zero copy; small ones are copied out).  Every frame is checked by proto_decode and against the
  * state (a frame the state does not expect faults the connection).
  *
  * Handshake results (hello, states) are kept here for upstairs.c; IO

@@ -20,8 +20,7 @@
  *      sees only upstairs.h.
  *   Not yet layered: jobs.c still calls up into repair.c by name in two
  *   places (up__lr_before_send in the send path, up__lr_poll after a
- *   drain pass), and the downstairs' server.c, server_job.c and
- *   server_hello.c still call each other (issue 14 item 5).
+ *   drain pass).  (The downstairs is layered: downstairs/server_int.h.)
  *
  * Threads and locks:
  *   - The loop thread owns the uv loop, every handle, struct cl and the
