@@ -209,7 +209,9 @@ uint8_t *ds_conn_take_frame(struct ds_conn *c)
 }
 
 /* libuv wants a buffer: free space in the read buffer, grown (only for a
- * length frame_max allowed) to hold the next frame whole.  A big frame's
+ * length frame_max allowed) to hold the next frame whole.  At least
+ * DS_READ_MIN: many small frames (READs) per read call, never a read
+ * into a sliver left at the buffer's end.  A big frame's
  * last read stops at its end, so its job can take the buffer without
  * copying a tail.  Out of memory: an empty buffer (UV_ENOBUFS). */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -218,7 +220,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
   uint8_t *p;
   size_t room;
   (void) suggested;
-  if (framebuf_space(&c->rx, 1, DS_TAKE_MIN, &p, &room) < 0)
+  if (framebuf_space(&c->rx, DS_READ_MIN, DS_TAKE_MIN, &p, &room) < 0)
     *b = uv_buf_init(NULL, 0);
   else
     *b = uv_buf_init((char *) p, (unsigned) room);

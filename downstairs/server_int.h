@@ -50,6 +50,9 @@
 /* Initial read buffer of every connection; grown to one frame's length
  * when a bigger frame arrives. */
 #define DS_READ_CHUNK (64u * 1024)
+/* Least free space offered to a read (the read buffer's consumed head is
+ * reclaimed, or it grows, below it). */
+#define DS_READ_MIN (DS_READ_CHUNK / 2)
 /* Largest frame legal before activation (HELLO is the biggest). */
 #define DS_SMALL_FRAME_MAX 1024u
 /* A closing connection gets this long to flush its last frame. */
