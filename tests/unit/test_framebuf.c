@@ -187,6 +187,7 @@ int main(int argc, char **argv)
   printf("seed %u\n", seed);
   srandom(seed);
   /* The downstairs' and the upstairs' parameters, then random ones. */
+  run(32 * 1024, 64 * 1024, 0);
   run(1, 64 * 1024, 0);
   run(64 * 1024, FRAMEBUF_NO_STOP, 1);
   run(1, 64 * 1024, 2);
