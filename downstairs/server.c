@@ -25,26 +25,22 @@
  * Anything else, or any malformed frame, gets
  * one log line, an ERROR frame, and the connection closed.
  *
- * This file: listener, accept, per-connection reading and framing,
- * writing, closing, idle sweep, signals.  server_hello.c: HELLO and
- * ACTIVATE.  server_job.c: the jobs themselves.
+ * This file is the top layer (server_int.h): ds_server_run, signals,
+ * the idle sweep, and the frame event of the connection layer
+ * (server_conn.c): each whole frame checked against the connection's
+ * state and handed to server_hello.c (HELLO, AUTH, ACTIVATE), status.c,
+ * server_snap.c (a snapshot reader's open) or server_job.c (jobs).
  */
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "../common/geom.h"
-#include "../common/list.h"
 #include "../common/log.h"
 #include "extent.h"
 #include "region_json.h"
@@ -54,135 +50,6 @@
 #define DS_DEFAULT_IDLE 120
 #define DS_DEFAULT_HANDSHAKE 10
 #define DS_SWEEP_MS 1000
-/* Socket buffer we ask for: two 4 MiB jobs in flight keep the pipe full
- * while the previous frame is being parsed. */
-#define DS_SOCKBUF (4 * 1024 * 1024)
-
-/* Name of a connection state, for log lines. */
-static const char *state_name(enum ds_conn_state s)
-{
-  return s == DS_NEW ? "NEW" : s == DS_NEGOTIATED ? "NEGOTIATED" : "ACTIVE";
-}
-
-static void conn_read_stop(struct ds_conn *c);
-
-/* ---- back-pressure ---- */
-
-static void conn_feed(struct ds_conn *c);
-
-/* Bounded memory: past DS_MAX_CONN_JOBS jobs or DS_MAX_CONN_BYTES queued,
- * running or waiting to be written, stop reading.  The kernel buffers then
- * fill and TCP pushes back on the upstairs, which bounds its own queue
- * and faults us if we stay slow. */
-void ds_conn_charge(struct ds_conn *c, size_t bytes)
-{
-  c->jobs++;
-  c->bytes += bytes;
-  if (!c->throttled && !c->closing &&
-      (c->jobs > DS_MAX_CONN_JOBS || c->bytes > DS_MAX_CONN_BYTES)) {
-    c->throttled = true;
-    conn_read_stop(c);
-    log_debug("%s: throttled (%zu jobs, %zu bytes)", c->peer, c->jobs,
-              c->bytes);
-  }
-}
-
-/* Resume below half of both bounds (hysteresis: no flapping per job). */
-void ds_conn_release(struct ds_conn *c, bool job, size_t bytes)
-{
-  if (job)
-    c->jobs--;
-  c->bytes -= bytes;
-  if (c->throttled && !c->closing && c->jobs <= DS_MAX_CONN_JOBS / 2 &&
-      c->bytes <= DS_MAX_CONN_BYTES / 2) {
-    c->throttled = false;
-    c->last_frame_ms = uv_now(&c->srv->loop);
-    conn_feed(c); /* frames already buffered first */
-  }
-}
-
-/* ---- closing ---- */
-
-static void on_close(uv_handle_t *h)
-{
-  struct ds_conn *c = h->data;
-  struct ds_server *srv = c->srv;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    srv->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  srv->nconns--;
-  free(c->buf);
-  free(c);
-}
-
-/* Common part of both ways of closing. */
-static void conn_closing(struct ds_conn *c)
-{
-  struct ds_server *srv = c->srv;
-  ds_conn_uncork(c); /* what was sent before the close goes first */
-  c->closing = true;
-  srv->nlive--;
-  c->closing_ms = uv_now(&srv->loop);
-  conn_read_stop(c);
-  if (srv->active == c)
-    srv->active = NULL;
-  ds_jobs_detach(srv, c);
-}
-
-/* Close now, dropping unsent frames (peer gone, write error, shutdown). */
-void ds_conn_abort(struct ds_conn *c, const char *why)
-{
-  if (why)
-    log_info("%s: closing: %s", c->peer, why);
-  if (!c->closing)
-    conn_closing(c);
-  if (!uv_is_closing((uv_handle_t *) &c->tcp))
-    uv_close((uv_handle_t *) &c->tcp, on_close);
-}
-
-/* Queued frames are flushed: now close. */
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-  struct ds_conn *c = req->data;
-  (void) status;
-  if (!uv_is_closing((uv_handle_t *) &c->tcp))
-    uv_close((uv_handle_t *) &c->tcp, on_close);
-}
-
-/* Close gracefully: log why, send ERROR(err, why) first if err > 0, let
- * queued frames drain (bounded by DS_CLOSE_GRACE_MS), then close. */
-void ds_conn_close(struct ds_conn *c, int err, const char *why)
-{
-  if (c->closing)
-    return;
-  log_info("%s: closing: %s", c->peer, why);
-  ds_conn_uncork(c);
-  if (err > 0) {
-    uint8_t f[PROTO_ERROR_HDR_LEN + PROTO_MAX_MSG];
-    size_t n = proto_put_error(f, err, 0, why);
-    ds_conn_send_copy(c, f, n);
-    if (c->closing)
-      return;
-  }
-  conn_closing(c);
-  c->shutdown.data = c;
-  if (uv_shutdown(&c->shutdown, (uv_stream_t *) &c->tcp, on_shutdown) < 0)
-    ds_conn_abort(c, NULL);
-}
-
-/* printf-style ds_conn_close. */
-void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
-{
-  char why[PROTO_MAX_MSG];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(why, sizeof why, fmt, ap);
-  va_end(ap);
-  ds_conn_close(c, err, why);
-}
 
 /* The region's instance id (HELLO_OK).  A region created before the id
  * existed got one in memory at open: rewrite region.json (atomically,
@@ -206,7 +73,7 @@ static int ds_region_instance(struct region *region, uint8_t id[PROTO_UUID_LEN])
   return r;
 }
 
-/* ---- reading and framing ---- */
+/* ---- frames by state ---- */
 
 /* Largest frame legal in c's state: bounds the read buffer before the
  * frame is even read. */
@@ -258,7 +125,9 @@ static bool frame_allowed(const struct ds_conn *c, uint16_t type)
   }
 }
 
-/* Handle one whole frame.  Returns 0, or -1 if the connection closed. */
+/* The connection layer's frame event: one whole frame, decoded, checked
+ * against the state and handed to its handler.  0, or -1 if the
+ * connection closed. */
 static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
 {
   struct proto_msg m;
@@ -279,7 +148,7 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   }
   if (!frame_allowed(c, m.type)) {
     ds_conn_fail(c, EPROTO, "%s not allowed in state %s",
-                 proto_type_name(m.type), state_name(c->state));
+                 proto_type_name(m.type), ds_state_name(c->state));
     return -1;
   }
   switch (m.type) {
@@ -306,260 +175,20 @@ static int conn_frame(struct ds_conn *c, const uint8_t *f, size_t len)
   }
 }
 
-/* Resize the read buffer to cap bytes (holding len). */
-static int buf_resize(struct ds_conn *c, size_t cap)
+/* The connection layer's closing event: c is no longer the active
+ * connection, and its jobs keep running with their replies dropped. */
+static void conn_on_closing(struct ds_conn *c)
 {
-  uint8_t *b = realloc(c->buf, cap);
-  if (!b)
-    return -ENOMEM;
-  c->buf = b;
-  c->cap = cap;
-  return 0;
+  if (c->srv->active == c)
+    c->srv->active = NULL;
+  ds_jobs_detach(c->srv, c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
-
-/* Start reading unless already reading (libuv 1.44 has no EALREADY). */
-static void conn_read_start(struct ds_conn *c)
-{
-  if (c->reading)
-    return;
-  int r = uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
-  if (r < 0) {
-    char why[96];
-    snprintf(why, sizeof why, "read start: %s", uv_strerror(r));
-    ds_conn_abort(c, why);
-    return;
-  }
-  c->reading = true;
-}
-
-/* Stop reading (back-pressure or closing). */
-static void conn_read_stop(struct ds_conn *c)
-{
-  if (c->reading)
-    uv_read_stop((uv_stream_t *) &c->tcp);
-  c->reading = false;
-}
-
-/* Process every whole frame in the buffer (unless throttled), keep the
- * partial tail, and size the buffer for the next frame. */
-static void conn_feed(struct ds_conn *c)
-{
-  size_t off = 0;
-  int64_t fl = 0;
-  int r;
-  if (c->feeding)
-    return; /* re-entered from a callback: the outer loop continues */
-  c->feeding = true;
-  while (!c->closing && !c->throttled) {
-    fl = proto_frame_len(c->buf + off, c->len - off);
-    if (fl == 0)
-      break;
-    if (fl < 0 || (size_t) fl > frame_max(c)) {
-      ds_conn_fail(c, EPROTO, "bad frame length %u in state %s (max %zu)",
-                   proto_rd32(c->buf + off), state_name(c->state),
-                   frame_max(c));
-      break;
-    }
-    if (c->len - off < (size_t) fl)
-      break;
-    c->last_frame_ms = uv_now(&c->srv->loop);
-    c->cur = c->buf + off;
-    c->cur_len = (size_t) fl;
-    r = conn_frame(c, c->cur, c->cur_len);
-    c->cur = NULL;
-    if (r < 0)
-      break;
-    if (c->taken) { /* the buffer now starts with what followed */
-      c->taken = false;
-      off = 0;
-      continue;
-    }
-    off += (size_t) fl;
-  }
-  c->feeding = false;
-  if (c->closing)
-    return;
-  if (off) {
-    memmove(c->buf, c->buf + off, c->len - off);
-    c->len -= off;
-  }
-  /* Grow to hold the next frame whole.  Never shrink: only the active
-   * connection may send big frames (frame_max), so at most one buffer of
-   * ~4 MiB exists, and a stream of big WRITEs needs no realloc each. */
-  fl = proto_frame_len(c->buf, c->len);
-  if (fl > 0 && (size_t) fl > c->cap && buf_resize(c, (size_t) fl) < 0) {
-    ds_conn_close(c, 0, "out of memory for the read buffer");
-    return;
-  }
-  if (!c->throttled)
-    conn_read_start(c);
-}
-
-uint8_t *ds_conn_take_frame(struct ds_conn *c)
-{
-  if (!c->cur || c->cur != c->buf || c->cur_len < DS_TAKE_MIN)
-    return NULL;
-  /* The new buffer is sized for a frame like this one, so a buffer grown
-   * for a bigger frame goes with at most one job. */
-  size_t fl = c->cur_len, tail = c->len - fl;
-  size_t ncap = tail > fl ? tail : fl;
-  uint8_t *nb = malloc(ncap);
-  if (!nb)
-    return NULL;
-  memcpy(nb, c->buf + fl, tail); /* rare: see on_alloc */
-  uint8_t *f = c->buf;
-  c->buf = nb;
-  c->cap = ncap;
-  c->len = tail;
-  c->cur = NULL;
-  c->taken = true;
-  return f;
-}
-
-/* libuv wants a buffer: the free tail of the read buffer, which always
- * starts with a frame (conn_feed).  A big frame's last read stops at its
- * end, so its job can take the buffer without copying a tail. */
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
-{
-  struct ds_conn *c = h->data;
-  size_t room = c->cap - c->len;
-  int64_t fl = proto_frame_len(c->buf, c->len);
-  (void) suggested;
-  if (fl >= DS_TAKE_MIN && (size_t) fl > c->len && (size_t) fl - c->len < room)
-    room = (size_t) fl - c->len;
-  *b = uv_buf_init((char *) c->buf + c->len, (unsigned) room);
-}
-
-/* Bytes arrived (or EOF / an error): append and process frames. */
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
-{
-  struct ds_conn *c = s->data;
-  (void) b;
-  if (nread == UV_EOF) {
-    ds_conn_abort(c, "peer closed the connection");
-    return;
-  }
-  if (nread < 0) {
-    char why[96];
-    snprintf(why, sizeof why, "read: %s", uv_strerror((int) nread));
-    ds_conn_abort(c, why);
-    return;
-  }
-  c->len += (size_t) nread;
-  conn_feed(c);
-}
-
-/* ---- accepting ---- */
-
-/* Read an integer sysctl (e.g. /proc/sys/net/core/rmem_max); 0 if none. */
-static long sysctl_long(const char *path)
-{
-  FILE *f = fopen(path, "r");
-  long v = 0;
-  if (f) {
-    if (fscanf(f, "%ld", &v) != 1)
-      v = 0;
-    fclose(f);
-  }
-  return v;
-}
-
-/* Socket options for an accepted connection, each for a reason. */
-static void conn_sockopts(struct ds_conn *c)
-{
-  const struct ds_server_opts *o = c->srv->opts;
-  int fd;
-  /* Replies are small (JOB_DONE is 24 bytes) and the upstairs waits for
-   * them: Nagle would hold each one back until the previous is acked
-   * (up to 40 ms with delayed ACKs). */
-  uv_tcp_nodelay(&c->tcp, 1);
-  if (uv_fileno((uv_handle_t *) &c->tcp, &fd) != 0)
-    return;
-  /* A peer that vanished (power loss, cable) while we still have replies
-   * queued would otherwise be retransmitted to for ~15 minutes
-   * (tcp_retries2) before the write fails; the idle sweep does not cover
-   * a connection we stopped reading.  Fail it after the idle timeout. */
-  unsigned ms = o->idle_timeout * 1000u;
-  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
-  /* Bigger buffers keep a 4 MiB WRITE or READ_DONE streaming while the
-   * other side is busy.  Setting SO_RCVBUF/SO_SNDBUF turns off Linux's
-   * autotuning and is capped by net.core.[rw]mem_max, so only do it when
-   * the kernel would grant the full size; otherwise autotuning (which may
-   * go higher) is the better choice. */
-  int sz = DS_SOCKBUF;
-  if (sysctl_long("/proc/sys/net/core/rmem_max") >= DS_SOCKBUF)
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-  if (sysctl_long("/proc/sys/net/core/wmem_max") >= DS_SOCKBUF)
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-}
-
-/* "addr:port" of the peer, for log lines. */
-static void conn_peer_name(struct ds_conn *c)
-{
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  char ip[INET6_ADDRSTRLEN] = "?";
-  unsigned port;
-  snprintf(c->peer, sizeof c->peer, "?");
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *) &ss, &len) != 0)
-    return;
-  if (ss.ss_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *) &ss;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-    snprintf(c->peer, sizeof c->peer, "%s:%u", ip, port);
-  } else if (ss.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &ss;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-    snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip, port);
-  }
-}
-
-/* A connection arrived: accept it (or refuse it past max_conns). */
-static void on_connection(uv_stream_t *l, int status)
-{
-  struct ds_server *srv = l->data;
-  if (status < 0) {
-    log_error("accept: %s", uv_strerror(status));
-    return;
-  }
-  struct ds_conn *c = calloc(1, sizeof *c);
-  if (!c || !(c->buf = malloc(DS_READ_CHUNK))) {
-    /* Leave it in the backlog; we retry on the next connection event. */
-    log_error("accept: out of memory");
-    free(c);
-    return;
-  }
-  c->cap = DS_READ_CHUNK;
-  c->srv = srv;
-  uv_tcp_init(&srv->loop, &c->tcp);
-  c->tcp.data = c;
-  c->next = srv->conns;
-  if (srv->conns)
-    srv->conns->prev = c;
-  srv->conns = c;
-  srv->nconns++;
-  srv->nlive++;
-  c->last_frame_ms = uv_now(&srv->loop);
-  if (uv_accept(l, (uv_stream_t *) &c->tcp) != 0) {
-    ds_conn_abort(c, NULL);
-    return;
-  }
-  conn_peer_name(c);
-  if (srv->nlive > srv->opts->max_conns) {
-    log_warn("%s: refused: already %u connections (max %u)", c->peer,
-             srv->nlive - 1, srv->opts->max_conns);
-    ds_conn_abort(c, NULL);
-    return;
-  }
-  conn_sockopts(c);
-  log_info("%s: connected", c->peer);
-  conn_read_start(c);
-}
+static const struct ds_conn_events conn_events = {
+    .frame = conn_frame,
+    .frame_max = frame_max,
+    .closing = conn_on_closing,
+};
 
 /* ---- idle sweep, signals, lifecycle ---- */
 
@@ -600,38 +229,18 @@ static void server_stop(struct ds_server *srv, const char *why)
     return;
   srv->stopping = true;
   log_info("%s: stopping (%u connections)", why, srv->nlive);
-  uv_close((uv_handle_t *) &srv->listener, NULL);
   uv_close((uv_handle_t *) &srv->sigint, NULL);
   uv_close((uv_handle_t *) &srv->sigterm, NULL);
   uv_close((uv_handle_t *) &srv->sweep, NULL);
   ds_jobs_drop_waiting(srv);
   ds_jobs_fini(srv);
-  for (struct ds_conn *c = srv->conns; c; c = c->next)
-    ds_conn_abort(c, NULL);
+  ds_conn_stop(srv);
 }
 
 /* SIGINT or SIGTERM: stop gracefully. */
 static void on_signal(uv_signal_t *s, int signum)
 {
   server_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
-}
-
-/* Listen on opts->listen_fd (bound by the caller: cli_listen).  0 or a
- * negative errno (logged). */
-static int server_listen(struct ds_server *srv)
-{
-  const struct ds_server_opts *o = srv->opts;
-  int r = uv_tcp_init(&srv->loop, &srv->listener);
-  if (r == 0)
-    r = uv_tcp_open(&srv->listener, o->listen_fd);
-  srv->listener.data = srv;
-  if (r == 0)
-    r = uv_listen((uv_stream_t *) &srv->listener, 128, on_connection);
-  if (r != 0) {
-    log_error("listen %s:%u: %s", o->addr, o->port, uv_strerror(r));
-    uv_close((uv_handle_t *) &srv->listener, NULL);
-  }
-  return r;
 }
 
 /* Close whatever handles remain and release the loop. */
@@ -679,6 +288,7 @@ int ds_server_run(const struct ds_server_opts *opts_in)
   srv.opts = &opts;
   srv.region = opts.region;
   srv.def = *region_def(opts.region);
+  srv.ev = &conn_events;
   int r = ds_region_instance(srv.region, srv.instance);
   if (r < 0) {
     log_error("region.json: instance id: %s", log_strerror(-r));
@@ -690,7 +300,7 @@ int ds_server_run(const struct ds_server_opts *opts_in)
     log_error("uv_loop_init: %s", uv_strerror(r));
     return r;
   }
-  r = server_listen(&srv);
+  r = ds_conn_listen(&srv);
   if (r != 0) {
     loop_teardown(&srv);
     return r;

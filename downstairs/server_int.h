@@ -1,6 +1,23 @@
-/* crucible-c downstairs: server internals shared by server.c (listener,
- * connections, reading, closing), server_write.c (outgoing frames),
- * server_hello.c (handshake) and server_job.c (IO jobs, replies).
+/* crucible-c downstairs: server internals shared by server.c,
+ * server_conn.c, server_write.c, server_hello.c, server_job.c,
+ * server_work.c, server_snap.c and status.c.
+ *
+ * Layers, each knowing only those below it:
+ *   1. server_sched.c (job order) and common/framebuf.c (frames in):
+ *      no connection, no libuv.
+ *   2. server_conn.c + server_write.c: the connection (listener, socket,
+ *      frames in through the frame reader and out, back-pressure,
+ *      closing).  It reports up only through the struct ds_conn_events
+ *      table in srv->ev: each whole frame, the largest frame the state
+ *      allows, a closing connection.
+ *   3. server_hello.c (HELLO, AUTH, ACTIVATE), status.c (STATUS_REQ),
+ *      server_snap.c (the SNAPSHOT job, a snapshot reader's open), and
+ *      server_work.c (a job's disk work, on a worker or the loop): each
+ *      drives the connection layer downward (and the region).
+ *   4. server_job.c: frames into jobs, their order, batches and replies
+ *      (uses server_sched.c, server_work.c, server_snap.c).
+ *   5. server.c: ds_server_run, signals, the idle sweep, and the frame
+ *      event: decode, check against the state, hand to layers 3 and 4.
  *
  * Ownership: struct ds_server lives on ds_server_run()'s stack.  A
  * struct ds_conn is malloc'd on accept and freed in its close callback.
@@ -19,6 +36,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "../common/framebuf.h"
 #include "../common/proto.h"
 #include "region.h"
 #include "server.h"
@@ -32,6 +50,9 @@
 /* Initial read buffer of every connection; grown to one frame's length
  * when a bigger frame arrives. */
 #define DS_READ_CHUNK (64u * 1024)
+/* Least free space offered to a read (the read buffer's consumed head is
+ * reclaimed, or it grows, below it). */
+#define DS_READ_MIN (DS_READ_CHUNK / 2)
 /* Largest frame legal before activation (HELLO is the biggest). */
 #define DS_SMALL_FRAME_MAX 1024u
 /* A closing connection gets this long to flush its last frame. */
@@ -40,6 +61,26 @@
 enum ds_conn_state { DS_NEW, DS_NEGOTIATED, DS_ACTIVE };
 
 struct ds_server;
+struct ds_conn;
+
+/* Name of a connection state, for log lines. */
+static inline const char *ds_state_name(enum ds_conn_state s)
+{
+  return s == DS_NEW ? "NEW" : s == DS_NEGOTIATED ? "NEGOTIATED" : "ACTIVE";
+}
+
+/* What the connection layer (server_conn.c) reports up, set by the
+ * layer above (server.c) in srv->ev before the first connection. */
+struct ds_conn_events {
+  /* A whole frame of at most frame_max(c) bytes (f valid during the
+   * call; ds_conn_take_frame may keep it): 0, or -1 if c was closed. */
+  int (*frame)(struct ds_conn *c, const uint8_t *f, size_t len);
+  /* Largest frame legal in c's state: checked when its length arrives,
+   * before the read buffer grows for it. */
+  size_t (*frame_max)(const struct ds_conn *c);
+  /* c is closing (once; no frame event follows). */
+  void (*closing)(struct ds_conn *c);
+};
 
 struct ds_conn {
   uv_tcp_t tcp;
@@ -65,13 +106,9 @@ struct ds_conn {
   uint64_t last_frame_ms; /* uv_now() of the last complete frame */
   uint64_t closing_ms;
   uv_shutdown_t shutdown;
-  uint8_t *buf; /* read buffer, owned */
-  size_t cap, len;
-  /* The frame conn_frame is handling (conn_feed), and whether its job
-   * took the read buffer with it (ds_conn_take_frame). */
-  const uint8_t *cur;
-  size_t cur_len;
-  bool taken;
+  /* Frames in (owned); its current frame is the one conn_frame is
+   * handling, which a job may take (ds_conn_take_frame). */
+  struct framebuf rx;
   size_t jobs, bytes; /* accounted until the reply is written */
   /* Corked (ds_conn_cork): frames sent meanwhile wait here and leave in
    * one uv_write (one writev) at ds_conn_uncork. */
@@ -89,6 +126,7 @@ struct ds_server {
   struct region *region;
   struct proto_region def;
   uint8_t instance[PROTO_UUID_LEN]; /* region.json "instance", for HELLO_OK */
+  const struct ds_conn_events *ev;  /* the connection layer's events */
   struct ds_conn *conns;
   unsigned nconns; /* in srv->conns, including closing ones */
   unsigned nlive;  /* not closing: what max_conns bounds */
@@ -178,7 +216,11 @@ struct ds_job {
                                 * (owned copy of its name), else NULL */
 };
 
-/* server.c */
+/* server_conn.c: the connection layer. */
+/* Listen on opts->listen_fd: 0 or a negative errno (logged). */
+int ds_conn_listen(struct ds_server *srv);
+/* Stop listening and close every connection now. */
+void ds_conn_stop(struct ds_server *srv);
 /* Close now, dropping unsent frames (peer gone, write error, shutdown);
  * why (may be NULL) is logged. */
 void ds_conn_abort(struct ds_conn *c, const char *why);
@@ -187,26 +229,26 @@ void ds_conn_close(struct ds_conn *c, int err, const char *why);
 /* printf-style ds_conn_close. */
 void ds_conn_fail(struct ds_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Send a copy of a small frame; 0 or -errno (connection then closing). */
-int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
-/* server_write.c */
-int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
-/* Hold frames sent to c until ds_conn_uncork, then write them at once
- * (closing the connection uncorks first). */
-void ds_conn_cork(struct ds_conn *c);
-void ds_conn_uncork(struct ds_conn *c);
 /* Frames at least this long are taken by their job, not copied. */
 #define DS_TAKE_MIN (64 * 1024)
-/* Give the frame being handled (starting at the read buffer, at least
- * DS_TAKE_MIN long, pointers into it stay valid) to the caller, to free;
- * the connection continues in a new buffer with the bytes that followed.
+/* Give the buffer of the frame being handled (at least DS_TAKE_MIN
+ * long; pointers into it stay valid) to the caller, to free; the
+ * connection continues in a new buffer with the bytes that followed.
  * NULL if it cannot (the caller copies instead). */
 uint8_t *ds_conn_take_frame(struct ds_conn *c);
-struct ds_wreq *ds_wreq_new(size_t len);
 /* Back-pressure accounting: charge one job (and its data bytes) when a
  * request arrives, release it when the reply has been written. */
 void ds_conn_charge(struct ds_conn *c, size_t bytes);
 void ds_conn_release(struct ds_conn *c, bool job, size_t bytes);
+/* server_write.c: frames out (part of the connection layer). */
+struct ds_wreq *ds_wreq_new(size_t len);
+int ds_conn_send(struct ds_conn *c, struct ds_wreq *w);
+/* Send a copy of a small frame; 0 or -errno (connection then closing). */
+int ds_conn_send_copy(struct ds_conn *c, const uint8_t *frame, size_t len);
+/* Hold frames sent to c until ds_conn_uncork, then write them at once
+ * (closing the connection uncorks first). */
+void ds_conn_cork(struct ds_conn *c);
+void ds_conn_uncork(struct ds_conn *c);
 
 /* server_hello.c: handle HELLO / ACTIVATE; 0, or -1 if c was closed. */
 int ds_hello(struct ds_conn *c, const struct proto_hello *h);
@@ -230,6 +272,15 @@ void ds_snap_done(const struct ds_job *j);
  * (but not srv->active), or with ENOENT and no entry (it stays
  * negotiated; the reader closes).  0, or -1 if the connection closed. */
 int ds_snap_open(struct ds_conn *c, const struct proto_snapshot *s);
+
+/* server_work.c: a job's disk work.  ds_work_one: any job but a WRITE
+ * (j->err, or j->reply).  ds_work_write_group: j and the WRITEs of its
+ * extent after it in its batch, up to one that is not a WRITE, in one
+ * region call (marks them done).  ds_work_read: a READ (now: on the
+ * loop thread, -EAGAIN with nothing done where it would wait), else 0. */
+void ds_work_one(struct ds_job *j);
+void ds_work_write_group(struct ds_job *j);
+int ds_work_read(struct ds_job *j, bool now);
 
 /* server_job.c */
 /* Handle one decoded IO frame (WRITE, READ, TRIM, FLUSH, EXTENT_MAP_REQ,

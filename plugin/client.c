@@ -255,9 +255,7 @@ static void on_closed(uv_handle_t *h)
   struct cl *c = h->data;
 
   c->state = c->final ? CL_GONE : CL_IDLE;
-  free(c->rx);
-  c->rx = NULL;
-  c->rx_off = c->rx_len = c->rx_cap = 0;
+  framebuf_free(&c->rx);
   c->ping_out = false;
   c->env->ev->changed(c->up, c);
   if (c->state == CL_IDLE)
@@ -308,8 +306,7 @@ void cl_fault(struct cl *c, const char *fmt, ...)
 /* Free what the connection owns (handle already closed). */
 void cl_free(struct cl *c)
 {
-  free(c->rx);
-  c->rx = NULL;
+  framebuf_free(&c->rx);
   free(c->states);
   c->states = NULL;
   while (c->bpool) {
@@ -321,96 +318,66 @@ void cl_free(struct cl *c)
   }
 }
 
-/* Offer free space at the end of the receive buffer, growing it so the
- * frame being received fits whole (zero-copy hand-over of READ_DONE). */
+/* Offer free space in the receive buffer, growing it so the frame being
+ * received fits whole (zero-copy hand-over of READ_DONE). */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
   struct cl *c = h->data;
-  size_t want = CL_RX_CHUNK, used;
+  uint8_t *p;
+  size_t room;
   (void) hint;
 
-  if (c->rx_len >= 4) {
-    int64_t fl = proto_frame_len(c->rx + c->rx_off, c->rx_len);
-    if (fl > 0 && (size_t) fl > c->rx_len && (size_t) fl - c->rx_len > want)
-      want = (size_t) fl - c->rx_len;
-  }
-  if (c->rx_off > 0 && c->rx_cap - c->rx_off - c->rx_len < want) {
-    memmove(c->rx, c->rx + c->rx_off, c->rx_len);
-    c->rx_off = 0;
-  }
-  used = c->rx_off + c->rx_len;
-  if (c->rx_cap - used < want) {
-    uint8_t *n = realloc(c->rx, used + want);
-    if (!n) {
-      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-      return;
-    }
-    c->rx = n;
-    c->rx_cap = used + want;
-  }
-  *buf = uv_buf_init((char *) c->rx + used, (unsigned) (c->rx_cap - used));
-}
-
-/* Give the receive buffer away (its frame went to a job) and keep the
- * bytes after the frame in a fresh one.  0 or -ENOMEM. */
-static int cl_detach_rx(struct cl *c, size_t flen)
-{
-  size_t rest = c->rx_len - flen;
-  size_t cap = rest > CL_RX_CHUNK ? rest : CL_RX_CHUNK;
-  uint8_t *n = malloc(cap);
-
-  if (!n)
-    return -ENOMEM;
-  memcpy(n, c->rx + c->rx_off + flen, rest);
-  c->rx = n;
-  c->rx_cap = cap;
-  c->rx_off = 0;
-  c->rx_len = rest;
-  return 0;
+  if (framebuf_space(&c->rx, CL_RX_CHUNK, FRAMEBUF_NO_STOP, &p, &room) < 0)
+    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+  else
+    *buf = uv_buf_init((char *) p, (unsigned) room);
 }
 
 /* Decode and handle every whole frame in the receive buffer. */
 static void cl_process(struct cl *c)
 {
-  while (c->state != CL_CLOSING && c->state != CL_GONE && c->rx_len >= 4) {
-    uint8_t *base = c->rx, *frame = c->rx + c->rx_off;
-    int64_t fl = proto_frame_len(frame, c->rx_len);
+  while (c->state != CL_CLOSING && c->state != CL_GONE) {
+    const uint8_t *frame;
+    size_t fl;
     uint32_t bs = c->have_hello ? c->hello.region.block_size : 0;
     struct proto_msg m;
-    uint8_t *own = NULL; /* a copy of a small READ_DONE */
+    uint8_t *base = c->rx.buf, *own = NULL; /* a copy of a small READ_DONE */
     bool taken = false;
-    int r;
+    int r = framebuf_next(&c->rx, PROTO_MAX_FRAME, &frame, &fl);
 
-    if (fl < 0) {
+    if (r < 0) {
       cl_close(c, false, "malformed frame length");
       return;
     }
-    if (fl == 0 || (size_t) fl > c->rx_len)
+    if (r == 0)
       return;
-    cl_net_frame(c, "received", frame, (size_t) fl);
+    cl_net_frame(c, "received", frame, fl);
     if (proto_rd16(frame + 4) == PROTO_T_READ_DONE && c->state == CL_ACTIVE &&
-        (size_t) fl <= CL_RX_COPY_MAX) {
+        fl <= CL_RX_COPY_MAX) {
       /* A small reply is copied out whole: cheaper than giving the
        * receive buffer away and allocating and filling a new one. */
-      if (!(own = malloc((size_t) fl))) {
+      if (!(own = malloc(fl))) {
         cl_close(c, false, "out of memory");
         return;
       }
-      memcpy(own, frame, (size_t) fl);
-      base = frame = own;
+      memcpy(own, frame, fl);
+      base = own;
+      frame = own;
     }
-    r = proto_decode(frame, (size_t) fl, bs, &m);
+    r = proto_decode(frame, fl, bs, &m);
     if (r < 0) {
       char why[96];
-      free(own);
       snprintf(why, sizeof why, "bad frame (%s): %s",
                proto_type_name(proto_rd16(frame + 4)), log_strerror(-r));
+      free(own);
       log_warn("downstairs %s: %s", c->name, why);
       cl_close(c, false, why);
       return;
     }
     if (m.type == PROTO_T_READ_DONE && c->state == CL_ACTIVE && !own) {
-      if (cl_detach_rx(c, (size_t) fl) < 0) {
+      /* The job takes the receive buffer; the bytes after go on in a
+       * fresh one. */
+      if (!(base = framebuf_take(&c->rx, CL_RX_CHUNK))) {
         cl_close(c, false, "out of memory");
         return;
       }
@@ -422,10 +389,7 @@ static void cl_process(struct cl *c)
     cl_dispatch(c, base, frame, &m, &taken);
     if (own && !taken)
       free(own);
-    c->rx_off += (size_t) fl;
-    c->rx_len -= (size_t) fl;
-    if (c->rx_len == 0)
-      c->rx_off = 0;
+    framebuf_consume(&c->rx);
   }
 }
 
@@ -445,7 +409,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (nread == 0)
     return;
-  c->rx_len += (size_t) nread;
+  framebuf_commit(&c->rx, (size_t) nread);
   c->last_rx_ms = uv_now(s->loop);
   cl_process(c);
 }

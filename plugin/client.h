@@ -9,9 +9,9 @@
  *   then IDLE (during start-up it may be retried) or, once `final` is set
  *   (faulted, not admitted, stopping), GONE.
  *
- * Frames are read into one receive buffer that grows to hold a whole frame,
- * so a READ_DONE frame is decoded in place and its buffer handed to the
- * job (zero copy).  Every frame is checked by proto_decode and against the
+ * Frames are read into one receive buffer (common/framebuf.h) that grows
+ * to hold a whole frame, so a READ_DONE frame is decoded in place and its
+ * buffer handed to the job (zero copy; small ones are copied out).  Every frame is checked by proto_decode and against the
  * state (a frame the state does not expect faults the connection).
  *
  * Handshake results (hello, states) are kept here for upstairs.c; IO
@@ -26,6 +26,7 @@
 
 #include <uv.h>
 
+#include "../common/framebuf.h"
 #include "../common/proto.h"
 
 struct upstairs;
@@ -139,8 +140,7 @@ struct cl {
    * batches kept for reuse; both owned. */
   struct cl_batch *batch, *bpool;
 
-  uint8_t *rx; /* receive buffer, owned */
-  size_t rx_off, rx_len, rx_cap;
+  struct framebuf rx; /* frames in, owned */
 
   bool have_hello;
   struct proto_hello_ok hello;

@@ -20,8 +20,7 @@
  *   4. upstairs.c (the volume's life cycle, fencing), activate.c, with
  *      state.c, vcache.c and stats.c beside them; crucible.c (nbdkit)
  *      sees only upstairs.h.
- *   Not yet layered: the downstairs' server.c, server_job.c and
- *   server_hello.c still call each other (issue 14 item 5).
+ *   The downstairs is layered the same way (downstairs/server_int.h).
  *
  * Threads and locks:
  *   - The loop thread owns the uv loop, every handle, struct cl and the
