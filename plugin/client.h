@@ -14,7 +14,7 @@
  * buffer handed to the job (zero copy; small ones are copied out).  Every frame is checked by proto_decode and against the
  * state (a frame the state does not expect faults the connection).
  *
- * Handshake results (hello, states) are kept here for upstairs.c; IO
+ * Handshake results (hello, states) are kept here for activate.c; IO
  * replies go to jobs.c.  Every function runs on the loop thread.
  */
 #ifndef CRUCIBLE_CLIENT_H
