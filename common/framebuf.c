@@ -27,8 +27,11 @@ int framebuf_space(struct framebuf *fb, size_t min_room, size_t stop_min,
   }
   if (fb->cap - fb->off - fb->len < need) {
     uint8_t *b = realloc(fb->buf, fb->off + fb->len + need);
-    if (!b)
+    if (!b) {
+      *p = NULL;
+      *n = 0;
       return -ENOMEM;
+    }
     fb->buf = b;
     fb->cap = fb->off + fb->len + need;
   }

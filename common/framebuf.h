@@ -42,7 +42,8 @@ void framebuf_free(struct framebuf *fb);
  * bytes to the start only when the space after them is too small and
  * growing only then.  When that frame is at least stop_min long, the
  * space offered ends at the frame's end, so it can be handed off without
- * a tail to copy.  0 and *p, *n set, or -ENOMEM (fb unchanged). */
+ * a tail to copy.  0 and *p, *n set, or -ENOMEM with *p NULL and *n 0
+ * (an empty buffer: libuv then reports UV_ENOBUFS; fb unchanged). */
 int framebuf_space(struct framebuf *fb, size_t min_room, size_t stop_min,
                    uint8_t **p, size_t *n);
 

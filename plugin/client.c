@@ -327,10 +327,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
   size_t room;
   (void) hint;
 
-  if (framebuf_space(&c->rx, CL_RX_CHUNK, FRAMEBUF_NO_STOP, &p, &room) < 0)
-    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-  else
-    *buf = uv_buf_init((char *) p, (unsigned) room);
+  (void) framebuf_space(&c->rx, CL_RX_CHUNK, FRAMEBUF_NO_STOP, &p, &room);
+  *buf = uv_buf_init((char *) p, (unsigned) room); /* empty: UV_ENOBUFS */
 }
 
 /* Decode and handle every whole frame in the receive buffer. */
