@@ -33,10 +33,20 @@ p3=${DS_PORT[ds3]}
 stats_wait '[x["state"] for x in ds] == ["active"] * 3' 20 ||
   fail "not 3 active downstairs"
 
-# Fill the whole volume once, flushed.
-head -c $((64 * ext)) /dev/urandom > "$tmp/fill.img"
-timeout 200 nbdcopy --flush "$tmp/fill.img" "$URI" || fail "fill failed"
-rm -f "$tmp/fill.img"
+# Fill the whole volume once, flushed every 128 MiB: one flush of 1 GiB
+# of page cache outlasted timeout=5 on a loaded disk (seen in CI).
+PATH=/usr/bin:$PATH timeout 200 python3 - "$SOCK" $((64 * ext)) <<'EOF' ||
+import os, sys, nbd
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+step, chunk = 128 << 20, 4 << 20
+for base in range(0, int(sys.argv[2]), step):
+    for off in range(base, base + step, chunk):
+        h.pwrite(os.urandom(chunk), off)
+    h.flush()
+h.shutdown()
+EOF
+  fail "fill failed"
 
 # ds3 away while 4 MiB of one extent change (flushed on ds1 and ds2).
 ds_kill ds3 KILL
