@@ -90,6 +90,7 @@
 #include "../common/log.h"
 #include "extent.h"
 #include "extent_int.h"
+#include "fsutil.h"
 
 int ext__crash_at;
 
@@ -277,12 +278,20 @@ bool ext_write_now_ok(const struct ext *e, const struct ext_wr *w, unsigned nw)
   return true;
 }
 
-/* ext2/3/4 (one magic): an overwrite of an allocated, written block
- * stays in place and changes no metadata (ONE SYNC, ext_flush). */
-static bool fs_inplace(int fd)
+/* ONE SYNC (ext_flush) needs both: ext2/3/4 (one magic), where an
+ * overwrite of an allocated, written block stays in place and changes no
+ * metadata, and a device that reports its write cache as write-through,
+ * where a completed write is durable.  On a write-back cache a completed
+ * write is durable only after a cache flush, and the device may destage
+ * the commit's later WAL write before the data: a power loss then leaves
+ * a commit that claims bytes the disk lost. */
+static bool fs_one_sync(int fd)
 {
   struct statfs sf;
-  return fstatfs(fd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC;
+  struct stat st;
+  return fstatfs(fd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC &&
+         fstat(fd, &st) == 0 &&
+         fs_write_cache(st.st_dev, "/sys") == FS_WC_THROUGH;
 }
 
 static int open_db(struct ext *e, const char *dbpath)
@@ -362,7 +371,7 @@ int ext_open(struct ext *e, int dirfd, const char *dir)
   assert(!e->repair || e->meta.dirty); /* M1 */
   e->meta_known = true;
   e->layout_dirty = true;
-  e->inplace = fs_inplace(e->fd);
+  e->one_sync = fs_one_sync(e->fd);
   e->flushes_one_sync = 0;
   /* All unknown; out of memory only costs the skip in ext_write. */
   e->has_rows = calloc((size_t) (e->extent_size / 8 + 1), 1);
@@ -623,19 +632,23 @@ int ext_trim(struct ext *e, uint64_t blk, uint32_t n, uint64_t version)
  * and the inode where the layout changed), then the commit's WAL sync
  * costs the same again.  Where only bytes in place changed (no
  * fallocate or punch since the last fdatasync, and ext2/3/4, which
- * overwrite allocated blocks in place: no copy-on-write, no metadata),
- * sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER) puts the dirty pages on
- * the device, completed, and the WAL's fdatasync then flushes the
- * device's cache once for both (the flush covers every completed write),
- * before the commit can be durable: one cache flush and no data-file
- * inode write instead of two fdatasyncs.  A crash before the WAL sync
- * leaves the extent dirty with every row (recheck at open), as before.
- * Not for data=journal mounts (data goes through the journal), which
- * crucible does not support. */
+ * overwrite allocated blocks in place: no copy-on-write, no metadata)
+ * on a device whose write cache is write-through (fs_one_sync),
+ * sync_file_range(WAIT_BEFORE|WRITE|WAIT_AFTER) makes the data durable:
+ * there a completed write is on stable media.  One device cache flush
+ * (the WAL's) and no data-file inode write instead of two fdatasyncs.
+ * On a write-back cache it would not be: both writes complete into the
+ * volatile cache, the device may put the WAL's commit on media first,
+ * and a power loss then keeps a commit that dropped the rows of the
+ * bytes still on disk (found on reads, but the block is lost); so there
+ * the data file takes its fdatasync (test_ext_sync).  A crash before the
+ * WAL sync leaves the extent dirty with every row (recheck at open), as
+ * before.  Not for data=journal mounts (data goes through the journal),
+ * which crucible does not support. */
 static int data_out(struct ext *e, bool *full)
 {
   /* dirty: the commit below changes rows, so it writes and syncs the WAL. */
-  *full = !e->inplace || e->layout_dirty || !e->meta.dirty;
+  *full = !e->one_sync || e->layout_dirty || !e->meta.dirty;
   if (*full ? fdatasync(e->fd) < 0
             : sync_file_range(e->fd, 0, 0,
                               SYNC_FILE_RANGE_WAIT_BEFORE |

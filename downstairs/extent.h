@@ -102,7 +102,8 @@ struct ext {
    * a flush writes the data out without an fdatasync of its own and the
    * commit's WAL sync makes it durable (ext_flush, "ONE SYNC"). */
   bool layout_dirty;
-  bool inplace;              /* ext2/3/4: overwrites stay in place */
+  bool one_sync;             /* ONE SYNC allowed (ext_flush): ext2/3/4 on a
+                                write-through device */
   uint32_t flushes_one_sync; /* flushes since open that took ONE SYNC */
   /* Cached metadata, valid when meta_known (kept across close).  repair
    * is the `repair` row (EXTENT_MARK; a missing row is 0); repair

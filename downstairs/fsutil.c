@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 int fs_fsync_at(int dfd, const char *rel, int flags)
@@ -64,4 +66,37 @@ int fs_rm_rf(int dfd, const char *rel)
   if (r == 0 && unlinkat(dfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
     r = -errno;
   return r;
+}
+
+/* The first line of path, without its newline, into buf; false if none. */
+static bool read_line(const char *path, char *buf, size_t len)
+{
+  FILE *f = fopen(path, "re");
+  if (f == NULL)
+    return false;
+  bool ok = fgets(buf, (int) len, f) != NULL;
+  fclose(f);
+  if (ok)
+    buf[strcspn(buf, "\n")] = '\0';
+  return ok;
+}
+
+enum fs_wcache fs_write_cache(dev_t dev, const char *sysroot)
+{
+  /* A whole disk has queue/; a partition's directory sits in its disk's. */
+  static const char *const rel[] = {"queue/write_cache",
+                                    "../queue/write_cache"};
+  char path[512], v[64];
+  for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+    snprintf(path, sizeof path, "%s/dev/block/%u:%u/%s", sysroot, major(dev),
+             minor(dev), rel[i]);
+    if (!read_line(path, v, sizeof v))
+      continue;
+    if (strcmp(v, "write through") == 0)
+      return FS_WC_THROUGH;
+    if (strcmp(v, "write back") == 0)
+      return FS_WC_BACK;
+    return FS_WC_UNKNOWN;
+  }
+  return FS_WC_UNKNOWN;
 }

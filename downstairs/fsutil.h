@@ -6,6 +6,7 @@
 #define CRUCIBLE_FSUTIL_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* fsync rel under dfd (a file or, with O_DIRECTORY in flags, a
  * directory).  0 or -errno. */
@@ -24,5 +25,16 @@ int fs_rm_rf(int dfd, const char *rel);
 typedef int fs_dir_fn(int dirfd, const char *name, void *arg);
 int fs_dir_each(int dfd, const char *rel, bool missing_ok, fs_dir_fn *fn,
                 void *arg);
+
+/* The write cache of the block device holding a filesystem (st_dev of a
+ * file in it), as Linux reports it in
+ * SYSROOT/dev/block/MAJ:MIN/queue/write_cache (a partition's from its
+ * disk's queue): FS_WC_THROUGH when a completed write is durable,
+ * FS_WC_BACK when the device may hold completed writes in a volatile
+ * cache until a flush (and destage them in any order), FS_WC_UNKNOWN when
+ * there is no such block device (tmpfs, overlay, NFS, btrfs' anonymous
+ * devices) or the file can't be read.  sysroot is "/sys" but in tests. */
+enum fs_wcache { FS_WC_UNKNOWN, FS_WC_BACK, FS_WC_THROUGH };
+enum fs_wcache fs_write_cache(dev_t dev, const char *sysroot);
 
 #endif

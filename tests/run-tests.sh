@@ -60,6 +60,10 @@ run_one () {
       else
         echo "FAIL: $name (exit $rc, ${secs}s)"
       fi
+      # The test's own last words come before the logs its cleanup
+      # dumps ("--- tail of X.log"), which would push them out of a tail.
+      echo "---- the test's last lines before its cleanup's log dump:"
+      sed '/^--- tail of /,$d' "$log" | tail -n 15 | sed 's/^/    /'
       echo "---- last lines of $log:"
       tail -n 40 "$log" | sed 's/^/    /'
       echo "----"

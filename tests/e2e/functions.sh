@@ -321,7 +321,11 @@ nbdkit_stop () {
   stop_pid "$NBDKIT_PID" || rc=$?
   NBDKIT_PID=
   if [ "$rc" != 0 ]; then
-    echo "$test_name: nbdkit exited with status $rc" >&2
+    if [ "$rc" -gt 128 ]; then
+      echo "$test_name: nbdkit exited with status $rc (signal $((rc - 128)))" >&2
+    else
+      echo "$test_name: nbdkit exited with status $rc" >&2
+    fi
     return 1
   fi
 }
