@@ -96,8 +96,9 @@ static void test_one_sync(void)
   close(dirfd);
   printf("  filesystem %s, write cache %s: %u of %llu flushes in place "
          "as on write-through\n",
-         ext4 ? "ext2/3/4" : "not ext", wt ? "write through" : "not write through",
-         want, (unsigned long long) fl - 1);
+         ext4 ? "ext2/3/4" : "not ext",
+         wt ? "write through" : "not write through", want,
+         (unsigned long long) fl - 1);
 }
 
 static void put(const char *path, const char *text)
@@ -114,10 +115,16 @@ static void test_write_cache(void)
   char root[PATH_MAX], p[PATH_MAX + 64];
   snprintf(root, sizeof root, "%s", newdir());
   CHECK(mkdir(root, 0755) == 0 || errno == EEXIST);
-  static const char *const dirs[] = {
-      "dev", "dev/block", "devices", "devices/sda", "devices/sda/queue",
-      "devices/sda/sda1", "devices/vdb", "devices/vdb/queue", "devices/x",
-      "devices/x/queue"};
+  static const char *const dirs[] = {"dev",
+                                     "dev/block",
+                                     "devices",
+                                     "devices/sda",
+                                     "devices/sda/queue",
+                                     "devices/sda/sda1",
+                                     "devices/vdb",
+                                     "devices/vdb/queue",
+                                     "devices/x",
+                                     "devices/x/queue"};
   for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
     snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
     CHECK(mkdir(p, 0755) == 0);
@@ -147,7 +154,7 @@ static void test_write_cache(void)
 int main(void)
 {
   static const struct region_test tests[] = {{"one_sync", test_one_sync},
-                                              {"write_cache", test_write_cache}};
+                                             {"write_cache", test_write_cache}};
   return region_tests_run("test_ext_sync", tests,
                           sizeof tests / sizeof tests[0]);
 }
