@@ -6,10 +6,12 @@
 #
 # DIR_A and DIR_B each hold a crucible.so and a crucible-downstairs (copy
 # them out of two builds), and optionally nbdkit.args: extra nbdkit
-# parameters, one per line (the same build with verify=one vs fresh).  For each of RUNS (3) rounds, A then B: three
+# parameters, one per line (the same build with verify=one vs fresh),
+# and `plain`, an empty file: that build runs an unencrypted volume
+# (no key), the cost-of-crypto baseline.  For each of RUNS (3) rounds, A then B: three
 # downstairs + nbdkit on a fresh 256 MiB encrypted volume (16 MiB
 # extents), one sequential fill, then each job of JOBS (default: seqwrite
-# seqread randwrite32 randread32 randwrite1 fsync1) for BENCH_RUNTIME (3)
+# seqread randwrite32 randread32 randwrite1 fsync1; also randrw) for BENCH_RUNTIME (3)
 # seconds with no ramp.  One line per job and build: MB/s, IOPS, p99 and
 # the CPU time per unit of nbdkit and of a downstairs (mean of three): µs
 # per MB for seq jobs, µs per IO otherwise, read from /proc/PID/stat
@@ -42,6 +44,7 @@ job_opts() {
     randread32)  echo "--rw=randread --bs=4k --iodepth=32" ;;
     randwrite1)  echo "--rw=randwrite --bs=4k --iodepth=1 --end_fsync=1" ;;
     fsync1)      echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
+    randrw)      echo "--rw=randrw --rwmixread=70 --bs=16k --iodepth=16 --end_fsync=1" ;;
     *) return 1 ;;
   esac
 }
@@ -63,7 +66,9 @@ one() {
   local log=$td/log
   mkdir -p "$td"
   ROOT_SAVE=$ROOT; ROOT=$dir
-  crucible_regions "$td/r" 256 4096 1 "$log" || { ROOT=$ROOT_SAVE; say "create failed"; return 1; }
+  local enc=1 key=()
+  [ -f "$dir/plain" ] && enc=0 # an unencrypted volume, no key
+  crucible_regions "$td/r" 256 4096 "$enc" "$log" || { ROOT=$ROOT_SAVE; say "create failed"; return 1; }
   ROOT=$ROOT_SAVE
   for i in 0 1 2; do
     port=$(freeport)
@@ -73,9 +78,10 @@ one() {
     args+=("downstairs=127.0.0.1:$port")
   done
   make_keyfile "$td/key"
+  [ "$enc" = 1 ] && key=("key=+$td/key")
   # Extra nbdkit parameters of this build (one per line), e.g. verify=one.
   [ -f "$dir/nbdkit.args" ] && while read -r a; do [ -n "$a" ] && args+=("$a"); done < "$dir/nbdkit.args"
-  spawn "$log" nbdkit -f --log=stderr -U "$td/s" "$dir/crucible.so" "${args[@]}" "key=+$td/key"
+  spawn "$log" nbdkit -f --log=stderr -U "$td/s" "$dir/crucible.so" "${args[@]}" ${key[@]+"${key[@]}"}
   pids+=("$SPAWNED")
   wait_socket "$td/s" "$SPAWNED" 30 || { say "nbdkit did not start"; return 1; }
   local uri="nbd+unix:///?socket=$td/s"
