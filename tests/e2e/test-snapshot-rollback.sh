@@ -7,7 +7,8 @@
 # `snapshot rollback s1` makes the volume read exactly s1's image (zeroes
 # beyond its size), leaves no marker, and a restart with the same state=
 # starts (a rollback is new writes and a new flush: nothing went back).
-# Then again with every link slowed, kill -9 of a downstairs and of
+# A guest read during a (slowed) pass sees none of it or all of it, and a
+# guest write acknowledged during it is not undone.  Then again with every link slowed, kill -9 of a downstairs and of
 # nbdkit in the middle of the pass: the restart finishes the rollback
 # before it serves ("was interrupted"), the volume reads s1 again, and the
 # downstairs that was killed rejoins.  Refusals: an unknown snapshot, a
@@ -98,9 +99,50 @@ nbdkit_stop || fail "nbdkit stop"
 start || fail "the restart after a rollback was refused"
 volume_check "$tmp/s1.img" "after the restart"
 
+# Guest IO waits for the whole pass (it holds the range lock of the whole
+# volume): with every link 8 ms a round trip, h (8 MiB over two 4 MiB
+# chunks) is rolled back to zeroes while one guest read spans both chunks
+# (it must see all of h or none, never half) and one guest write lands
+# in h's second chunk (acknowledged during the pass, so it must survive
+# it: written after the pass, not undone by it).
+random_image "$tmp/h.img" $((8 * MiB))
+random_image "$tmp/w.img" 4096
+put "$tmp/h.img" $((96 * MiB))
+for i in ds1 ds2 ds3; do fp_ctl $i delay 4 > /dev/null || fail "delay"; done
+n=$(wc -l < "$tmp/nbdkit.log")
+rollback s1 > "$tmp/r3.txt" 2>&1 &
+RB=$!
+PIDS+=($RB)
+for i in $(seq 300); do
+  tail -n "+$((n + 1))" "$tmp/nbdkit.log" | grep -q "rollback to s1 started" &&
+    break
+  sleep 0.05
+done
+PATH=/usr/bin:$PATH timeout 100 python3 - "$SOCK" "$tmp/h.img" "$tmp/w.img" \
+  "$((96 * MiB))" <<'PY' || fail "guest IO during the rollback"
+import sys, nbd
+sock, h_img, w_img, off = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+h = nbd.NBD()
+h.connect_unix(sock)
+span = h.pread(8 << 20, off)
+if span != open(h_img, "rb").read() and span != bytes(8 << 20):
+    sys.exit("a read during the rollback saw half of it")
+h.pwrite(open(w_img, "rb").read(), off + (4 << 20))
+h.flush()
+h.shutdown()
+PY
+wait "$RB" || fail "rollback s1 (guest IO): $(cat "$tmp/r3.txt")"
+tail -n "+$((n + 1))" "$tmp/nbdkit.log" | grep -q "rollback to s1 done" ||
+  fail "no rollback done line"
+for i in ds1 ds2 ds3; do fp_ctl $i delay 0 > /dev/null || fail "delay 0"; done
+cp "$tmp/s1.img" "$tmp/s1w.img"
+dd if="$tmp/w.img" of="$tmp/s1w.img" bs=4096 seek=25600 conv=notrunc status=none
+volume_check "$tmp/s1w.img" "a guest write during the rollback was undone"
+echo "paused for guest IO: $(grep -o 'paused [0-9]* ms' "$tmp/r3.txt")"
+
 # Interrupted: every link 100 ms a round trip, so the pass takes about
 # 20 s; kill -9 of ds3, then of nbdkit, after it passed 10 % (f at 17 %,
-# g at 65 %: one of them still differs).
+# g at 65 %: one of them still differs; so does w, at 26 %).
 put "$tmp/f.img" $((64 * MiB))
 put "$tmp/g.img" $((250 * MiB))
 for i in ds1 ds2 ds3; do fp_ctl $i delay 50 > /dev/null || fail "delay"; done
