@@ -53,6 +53,20 @@ model () {
     status=none
 }
 rollback () { timeout 120 "$ADMIN" -s "$ASOCK" snapshot rollback "$@"; }
+# delays MS: every link MS ms each way (0: none).
+delays () {
+  local i
+  for i in ds1 ds2 ds3; do fp_ctl $i delay "$1" > /dev/null || fail "delay $1"; done
+}
+# slow_rollback MS OUT: delays MS, then rollback s1 in the background
+# (pid RB, reply in OUT); n is nbdkit.log's length before it.
+slow_rollback () {
+  delays "$1"
+  n=$(wc -l < "$tmp/nbdkit.log")
+  rollback s1 > "$2" 2>&1 &
+  RB=$!
+  PIDS+=($RB)
+}
 
 for x in a b c d e f g; do random_image "$tmp/$x.img" $((4 * MiB)); done
 truncate -s 256M "$tmp/s1.img"
@@ -108,11 +122,7 @@ volume_check "$tmp/s1.img" "after the restart"
 random_image "$tmp/h.img" $((8 * MiB))
 random_image "$tmp/w.img" 4096
 put "$tmp/h.img" $((96 * MiB))
-for i in ds1 ds2 ds3; do fp_ctl $i delay 4 > /dev/null || fail "delay"; done
-n=$(wc -l < "$tmp/nbdkit.log")
-rollback s1 > "$tmp/r3.txt" 2>&1 &
-RB=$!
-PIDS+=($RB)
+slow_rollback 4 "$tmp/r3.txt"
 for i in $(seq 300); do
   tail -n "+$((n + 1))" "$tmp/nbdkit.log" | grep -q "rollback to s1 started" &&
     break
@@ -134,7 +144,7 @@ PY
 wait "$RB" || fail "rollback s1 (guest IO): $(cat "$tmp/r3.txt")"
 tail -n "+$((n + 1))" "$tmp/nbdkit.log" | grep -q "rollback to s1 done" ||
   fail "no rollback done line"
-for i in ds1 ds2 ds3; do fp_ctl $i delay 0 > /dev/null || fail "delay 0"; done
+delays 0
 cp "$tmp/s1.img" "$tmp/s1w.img"
 dd if="$tmp/w.img" of="$tmp/s1w.img" bs=4096 seek=25600 conv=notrunc status=none
 volume_check "$tmp/s1w.img" "a guest write during the rollback was undone"
@@ -145,11 +155,7 @@ echo "paused for guest IO: $(grep -o 'paused [0-9]* ms' "$tmp/r3.txt")"
 # g at 65 %: one of them still differs; so does w, at 26 %).
 put "$tmp/f.img" $((64 * MiB))
 put "$tmp/g.img" $((250 * MiB))
-for i in ds1 ds2 ds3; do fp_ctl $i delay 50 > /dev/null || fail "delay"; done
-n=$(wc -l < "$tmp/nbdkit.log")
-rollback s1 > "$tmp/r2.txt" 2>&1 &
-RB=$!
-PIDS+=($RB)
+slow_rollback 50 "$tmp/r2.txt"
 wait_log "rollback to s1: 10% compared" 30 ||
   fail "the rollback did not start: $(tail -n 5 "$tmp/nbdkit.log")"
 sleep 1
@@ -161,7 +167,7 @@ NBDKIT_PID=
 wait "$RB" && fail "the rollback answered ok though nbdkit was killed"
 tail -n "+$((n + 1))" "$tmp/nbdkit.log" | grep -q "rollback to s1 done" &&
   fail "the rollback ended before the kill: not a test of the resume"
-for i in ds1 ds2 ds3; do fp_ctl $i delay 0 > /dev/null || fail "delay 0"; done
+delays 0
 ds_up ds3 || fail "ds3 did not restart"
 start || fail "the restart did not finish the rollback"
 tail -n "+$((n + 1))" "$tmp/nbdkit.log" |
