@@ -130,18 +130,19 @@ void summary(struct sim *s)
          s->o.seed, t, total, total * pm, s->nops[K_READ],
          s->bytes[K_READ] >> 20, s->nops[K_WRITE], s->bytes[K_WRITE] >> 20,
          s->nops[K_TRIM], s->nops[K_ZERO], s->nops[K_FLUSH]);
-  printf("crucible-sim: faults kill-ds %" PRIu64 " stop-ds %" PRIu64
-         " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %" PRIu64
-         " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64
-         " (%" PRIu64 " by SIGTERM) rollback %" PRIu64 " (%" PRIu64
-         " restores) extend %" PRIu64 " (%" PRIu64 " grew, to %" PRIu64
-         " MiB) snapshot %" PRIu64 " (%" PRIu64 " rollbacks, %" PRIu64
-         " finished at a restart); %" PRIu64 " MiB checked after crashes%s\n",
-         s->nfaults[0], s->nfaults[1], s->nfaults[2], s->flips_done,
-         s->nfaults[3], s->nfaults[4], s->nfaults[5], s->nfaults[6],
-         s->away_clean, s->nfaults[7], s->rollbacks, s->nfaults[8], s->extends,
-         s->size >> 20, s->nfaults[9], s->snap_rollbacks, s->snap_resumed,
-         s->crash_checked >> 20, s->o.lenient ? " (lenient)" : "");
+  printf(
+      "crucible-sim: faults kill-ds %" PRIu64 " stop-ds %" PRIu64
+      " flip %" PRIu64 " (%" PRIu64 " blocks flipped) kill-nbdkit %" PRIu64
+      " restart %" PRIu64 " down-crash %" PRIu64 " away %" PRIu64 " (%" PRIu64
+      " by SIGTERM) rollback %" PRIu64 " (%" PRIu64 " restores) extend %" PRIu64
+      " (%" PRIu64 " grew, to %" PRIu64 " MiB) snapshot %" PRIu64 " (%" PRIu64
+      " rollbacks, %" PRIu64 " finished at a restart, %" PRIu64
+      " whole reads); %" PRIu64 " MiB checked after crashes%s\n",
+      s->nfaults[0], s->nfaults[1], s->nfaults[2], s->flips_done, s->nfaults[3],
+      s->nfaults[4], s->nfaults[5], s->nfaults[6], s->away_clean, s->nfaults[7],
+      s->rollbacks, s->nfaults[8], s->extends, s->size >> 20, s->nfaults[9],
+      s->snap_rollbacks, s->snap_resumed, s->snap_reads, s->crash_checked >> 20,
+      s->o.lenient ? " (lenient)" : "");
 }
 
 void __attribute__((noreturn)) usage(void)

@@ -99,7 +99,9 @@
  * the final read.  And snapshot (snap.c: with nothing in flight and
  * everything flushed, `crucible-admin snapshot create simN` (deleting
  * the previous one) when there is none or a quarter of the time, else
- * `snapshot rollback` to it, a third of those with nbdkit killed -9
+ * `snapshot rollback` to it or (a quarter) a whole read of it served by
+ * a second nbdkit with snapshot=NAME beside the live one, which must
+ * return the snapshot's model at its size; a third of the rollbacks with nbdkit killed -9
  * 0-1000 ms after the command is sent and restarted: the model of a
  * snapshot is M when it was taken; after a rollback M is that, grown
  * with zeroes to the volume's size (extends since stay), and after a
@@ -318,6 +320,7 @@ struct sim {
   char snap_name[32];                    /* sim1, sim2, ... */
   unsigned snap_n;                       /* snapshots taken */
   uint64_t snap_rollbacks, snap_resumed; /* rollbacks; finished at start */
+  uint64_t snap_reads;                   /* snapshot=NAME read whole */
   double t_start;
   FILE *logf;
   char hist[HIST][200];

@@ -110,14 +110,90 @@ static void snap_rollback(struct sim *s, bool crash)
   ulog_clear(&s->L);
 }
 
+/* Serve snapshot S read-only beside the live volume (a second nbdkit,
+ * snapshot=NAME, which fences nobody) and read all of it: its size and
+ * every byte must be S's, whatever the volume went through since. */
+static void snap_read(struct sim *s)
+{
+  char sock[600], log[600], ds[3][64], key[600], snap[64], tmo[32];
+  snprintf(sock, sizeof sock, "%s/snap.sock", s->o.dir);
+  snprintf(log, sizeof log, "%s/nbdkit-snap.log", s->o.dir);
+  for (int i = 0; i < 3; i++)
+    snprintf(ds[i], sizeof ds[i], "downstairs=127.0.0.1:%d", s->port[i]);
+  snprintf(key, sizeof key, "key=+%s", s->key);
+  snprintf(snap, sizeof snap, "snapshot=%s", s->snap_name);
+  snprintf(tmo, sizeof tmo, "timeout=%u", s->o.timeout);
+  char *argv[] = {"nbdkit", "-f",  "-U",  sock, (char *) s->o.plugin,
+                  ds[0],    ds[1], ds[2], key,  snap,
+                  tmo,      NULL};
+  event(s, "fault snapshot read of %s", s->snap_name);
+  unlink(sock);
+  struct proc p = {.pid = spawn(s, argv, log)};
+  struct nbd_handle *h = NULL;
+  for (int tries = 0; h == NULL; tries++) {
+    if (wait_exit(p.pid, 0.1) >= 0) {
+      p.pid = 0;
+      tail_file(log, 5);
+      fail(s, "the snapshot=%s nbdkit exited at start", s->snap_name);
+    }
+    if (tries > 600)
+      fail(s, "the snapshot=%s nbdkit did not serve in 60 s", s->snap_name);
+    h = nbd_create();
+    if (h == NULL)
+      fail(s, "nbd_create: %s", nbd_get_error());
+    if (nbd_connect_unix(h, sock) < 0) {
+      nbd_close(h);
+      h = NULL;
+    }
+  }
+  uint64_t size = (uint64_t) s->S.nsec * SECTOR;
+  int64_t got = nbd_get_size(h);
+  if (got < 0 || (uint64_t) got != size)
+    fail(s, "snapshot %s serves %" PRId64 " bytes, its model %" PRIu64,
+         s->snap_name, got, size);
+  size_t chunk = 4u << 20;
+  uint8_t *buf = xmalloc(chunk), *want = xmalloc(chunk);
+  for (uint64_t off = 0; off < size; off += chunk) {
+    size_t len = (size_t) min64(chunk, size - off);
+    if (nbd_pread(h, buf, len, off, 0) < 0)
+      fail(s, "snapshot %s: read at %" PRIu64 ": %s", s->snap_name, off,
+           nbd_get_error());
+    model_expect(&s->S, off, len, want);
+    if (memcmp(buf, want, len) != 0) {
+      size_t i = 0;
+      while (buf[i] == want[i])
+        i++;
+      fail(s,
+           "MISMATCH: snapshot %s at volume offset %" PRIu64 " (block %" PRIu64
+           ") differs from its model (wid %u)",
+           s->snap_name, off + i, (off + i) / BLOCK,
+           model_wid_at(&s->S, off + i));
+    }
+  }
+  free(buf);
+  free(want);
+  nbd_shutdown(h, 0);
+  nbd_close(h);
+  int st = proc_stop(&p, SIGTERM, 30);
+  if (st != 0) {
+    tail_file(log, 5);
+    fail(s, "the snapshot=%s nbdkit exited with status %d", s->snap_name, st);
+  }
+  s->snap_reads++;
+  event(s, "snapshot %s read whole: %" PRIu64 " bytes as its model",
+        s->snap_name, size);
+}
+
 void snap_fault(struct sim *s)
 {
   flush_all(s); /* M is then what a snapshot holds; L is durable */
   model_copy(&s->D, &s->M);
   ulog_clear(&s->L);
-  uint64_t pick = rng_range(&s->rfault, 0, 3);
+  uint64_t pick = rng_range(&s->rfault, 0, 4);
   if (!s->snap_have || pick == 0)
     snap_take(s);
+  else if (pick == 4)
+    snap_read(s);
   else
     snap_rollback(s, pick == 3);
 }
