@@ -11,7 +11,8 @@
 # (no key), the cost-of-crypto baseline.  For each of RUNS (3) rounds, A then B: three
 # downstairs + nbdkit on a fresh 256 MiB encrypted volume (16 MiB
 # extents), one sequential fill, then each job of JOBS (default: seqwrite
-# seqread randwrite32 randread32 randwrite1 fsync1; also randrw) for BENCH_RUNTIME (3)
+# seqread randwrite32 randread32 randwrite1 fsync1; also randrw, and fsync8:
+# a flush every 8 writes, which touch several extents) for BENCH_RUNTIME (3)
 # seconds with no ramp.  One line per job and build: MB/s, IOPS, p99 and
 # the CPU time per unit of nbdkit and of a downstairs (mean of three): µs
 # per MB for seq jobs, µs per IO otherwise, read from /proc/PID/stat
@@ -45,6 +46,7 @@ job_opts() {
     randwrite1)  echo "--rw=randwrite --bs=4k --iodepth=1 --end_fsync=1" ;;
     fsync1)      echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
     randrw)      echo "--rw=randrw --rwmixread=70 --bs=16k --iodepth=16 --end_fsync=1" ;;
+    fsync8)      echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=8" ;;
     *) return 1 ;;
   esac
 }
