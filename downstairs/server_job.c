@@ -156,7 +156,8 @@ static void job_after_one(struct ds_job *j)
   } else if (j->kind == DS_J_SNAP) {
     ds_snap_done(j);
   } else if (j->kind == DS_J_FLUSH && !j->err) {
-    log_info("flush %llu gen %llu: %u extents (job %llu)",
+    /* Debug: a database's fsyncs are a thousand flushes a second. */
+    log_debug("flush %llu gen %llu: %u extents (job %llu)",
              (unsigned long long) j->flush_no, (unsigned long long) j->gen,
              j->nflushed, (unsigned long long) j->job_id);
   } else if (j->err && j->err != EBADMSG)
