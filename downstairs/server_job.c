@@ -158,8 +158,8 @@ static void job_after_one(struct ds_job *j)
   } else if (j->kind == DS_J_FLUSH && !j->err) {
     /* Debug: a database's fsyncs are a thousand flushes a second. */
     log_debug("flush %llu gen %llu: %u extents (job %llu)",
-             (unsigned long long) j->flush_no, (unsigned long long) j->gen,
-             j->nflushed, (unsigned long long) j->job_id);
+              (unsigned long long) j->flush_no, (unsigned long long) j->gen,
+              j->nflushed, (unsigned long long) j->job_id);
   } else if (j->err && j->err != EBADMSG)
     log_error("%s job %llu lba %llu n %u: %s",
               j->kind == DS_J_FLUSH ? "flush" : "io",
