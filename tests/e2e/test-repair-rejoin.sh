@@ -28,7 +28,12 @@ proxied_volume
 fp_stale ds3 "$tmp/b.img"
 stats_wait 'ds[2]["state"].startswith("live-repair") and
             ds[2]["repair"]["extents_done"] == 1' 60 ||
-  { cat "$STATS" >&2; fail "ds3 never seen mid-repair"; }
+  { cat "$STATS" >&2
+    # What faulted or restarted the repair (a CI run once saw ds1 time
+    # out a job before the stall below, and this wait missed the moment).
+    grep -i 'timed out\|timeout\|faulted\|live repair of' "$tmp/nbdkit.log" |
+      head -n 20 >&2
+    fail "ds3 never seen mid-repair"; }
 # 1. ds1 lost mid-copy, back while ds3's repair goes on.
 fp_ctl ds1 stall > /dev/null || fail "faultproxy did not answer"
 stats_wait 'ds[0]["state"] != "active"' 20 || fail "ds1 not faulted"
