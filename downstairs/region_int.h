@@ -1,6 +1,6 @@
 /* crucible-c downstairs: the region's private structures, shared by
  * region.c (the extent table, IO), region_meta.c (region.json's changing
- * values) and region_snap.c (snapshots).  Nobody
+ * values), region_flush.c (FLUSH) and region_snap.c (snapshots).  Nobody
  * else includes this.
  */
 #ifndef CRUCIBLE_REGION_INT_H
