@@ -449,7 +449,7 @@ static int crucible_config_complete(void)
   /* A snapshot reader is what backups and clones copy from, and nbdcopy
    * hangs up with reads in flight whenever its other side fails (a full
    * or failing destination, the clone's nbdkit killed): on the racy
-   * versions that aborts the reader in one try out of two, gate or no
+   * versions that aborted a parallel reader 4 times in 4, gate or no
    * gate (no error of ours precedes it; test-snapshot-clone).  So there
    * its connections run one request at a time unless parallel=true is
    * given; nbdcopy's four connections keep a copy at 0.8-0.9x. */
