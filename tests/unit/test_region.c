@@ -502,6 +502,48 @@ static void test_paths_lru(void)
         memcmp(back, want[66], BS) == 0);
 }
 
+/* A FLUSH whose one extent cannot sync (its data file descriptor
+ * replaced by a pipe: fdatasync and sync_file_range fail) fails, and the
+ * extents flushed beside it in parallel are still flushed and clean:
+ * the error is not lost among the threads, and it stops nobody else. */
+static void test_flush_error(void)
+{
+  const char *dir = newdir_fast();
+  struct proto_region d = geom(BS, 2, 4, 0);
+  struct region *r;
+  uint64_t s = 9;
+  char want[512], link[512];
+  CHECK(region_create(dir, &d) == 0);
+  CHECK(region_open(dir, &r) == 0);
+  for (uint64_t eid = 0; eid < 4; eid++)
+    CHECK(write1(r, eid * 2, eid + 1, NULL, &s) == 0);
+  snprintf(want, sizeof want, "%s/00/000/002", dir);
+  int fd = -1;
+  for (int i = 0; i < 1024 && fd < 0; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", i);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n > 0) {
+      link[n] = 0;
+      if (strcmp(link, want) == 0)
+        fd = i;
+    }
+  }
+  CHECK(fd >= 0);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(dup2(p[0], fd) == fd);
+  uint32_t n = 0;
+  CHECK(region_flush_n(r, 5, 1, &n) < 0);
+  struct proto_extent_state sts[4];
+  CHECK(region_extent_states(r, sts) == 0);
+  for (uint32_t e = 0; e < 4; e++)
+    CHECK(e == 2 ? sts[e].dirty == 1 : sts[e].dirty == 0 && sts[e].flush == 5);
+  close(p[0]);
+  close(p[1]);
+  region_close(r);
+}
+
 /* Threads on disjoint extents of a region with more extents than may be
  * open: pins, eviction and reopen race; every read must see its write. */
 struct worker {
@@ -702,6 +744,6 @@ int main(void)
       {"crash_sim", test_crash_sim},     {"kill9", test_kill9},
       {"write_group", test_write_group}, {"read_now", test_read_now},
       {"wal_bounded", test_wal_bounded}, {"paths_lru", test_paths_lru},
-      {"threads", test_threads}};
+      {"threads", test_threads},         {"flush_error", test_flush_error}};
   return region_tests_run("test_region", tests, sizeof tests / sizeof tests[0]);
 }
