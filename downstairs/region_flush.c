@@ -104,11 +104,8 @@ int region_flush_n(struct region *r, uint64_t flush_no, uint64_t gen,
     for (uint32_t eid = 0; eid < count; eid++)
       if (flush_candidate(r, eid, true))
         eids[n++] = eid;
-  int ret = 0;
-  if (n > 1)
-    ret = flush_open(r, eids, n, flush_no, gen);
-  else if (n == 1)
-    ret = flush_one(r, eids[0], flush_no, gen);
+  /* One extent (or none) starts no thread: this one does it. */
+  int ret = eids != NULL ? flush_open(r, eids, n, flush_no, gen) : 0;
   bool listed = eids != NULL;
   free(eids);
   if (ret < 0)
